@@ -1,0 +1,765 @@
+//! [`LogCore`]: the log without threads — recovery on open, segment files, batch writes under
+//! each flush strategy, rolling and truncation. The group-commit [`super::Log`] drives one of
+//! these from its writer thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::format::{
+    self, encode_frame, parse_segment_file_name, scan_segment, segment_file_name, SegmentHeader,
+    TailState, FRAME_LEN, HEADER_LEN,
+};
+use super::reader::LogIter;
+use super::{FlushStrategy, LogError, LogOptions, Prealloc, RecoveryMode};
+use crate::io::{
+    open_backend, read_up_to, AlignedBuf, BackendKind, OpenOptions, VFile, Vfs, DIRECT_ALIGN,
+};
+
+const BLOCK: u64 = DIRECT_ALIGN as u64;
+
+/// One segment file of the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentInfo {
+    /// zxid of its first record.
+    pub base_zxid: u64,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// What opening the log found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segment files after recovery.
+    pub segments: usize,
+    /// The last zxid in the log (0 if empty).
+    pub last_zxid: u64,
+    /// Valid records found in the tail segment.
+    pub tail_records: u64,
+    /// Where the tail was cut, and why (a torn last write, or corruption in
+    /// [`RecoveryMode::TruncateCorrupt`]).
+    pub cut: Option<(PathBuf, u64, String)>,
+    /// Segment files removed because they held no record (a crash while creating them).
+    pub removed: Vec<PathBuf>,
+}
+
+/// What readers may see: the segments, and how far the active one is durable.
+#[derive(Debug, Default)]
+pub(crate) struct ReadView {
+    pub(crate) segments: Vec<SegmentInfo>,
+    /// (base zxid, durable end offset) of the segment being written.
+    pub(crate) active: Option<(u64, u64)>,
+}
+
+/// Timing of one [`LogCore::write_batch`] call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BatchStats {
+    /// Records written.
+    pub records: usize,
+    /// Bytes written for them (frames and payloads).
+    pub bytes: usize,
+    /// Flushes (or dsync writes) issued.
+    pub flushes: usize,
+    /// Time spent in write + flush calls.
+    pub flush_time: Duration,
+}
+
+struct Active {
+    file: Box<dyn VFile>,
+    path: PathBuf,
+    base: u64,
+    /// End of the valid records.
+    write_pos: u64,
+    /// Bytes reserved (the file's length).
+    allocated: u64,
+    /// For `Direct`: the bytes of the partial block that ends at `write_pos`.
+    tail: Vec<u8>,
+}
+
+/// The transaction log without a writer thread: the caller supplies whole batches.
+pub struct LogCore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    opts: LogOptions,
+    segments: Vec<SegmentInfo>,
+    active: Option<Active>,
+    last_zxid: u64,
+    roll_pending: bool,
+    buf: AlignedBuf,
+    failed: Option<Arc<LogError>>,
+    view: Arc<Mutex<ReadView>>,
+}
+
+impl std::fmt::Debug for LogCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogCore")
+            .field("dir", &self.dir)
+            .field("strategy", &self.opts.strategy)
+            .field("backend", &self.vfs.name())
+            .field("segments", &self.segments.len())
+            .field("last_zxid", &self.last_zxid)
+            .finish()
+    }
+}
+
+/// Lists `log.<hex>` files in `dir`, sorted by base zxid.
+pub(crate) fn list_segments(vfs: &dyn Vfs, dir: &Path) -> Result<Vec<SegmentInfo>, LogError> {
+    let names = vfs.list_dir(dir).map_err(|e| LogError::io("list", dir, e))?;
+    let mut segs: Vec<SegmentInfo> = names
+        .iter()
+        .filter_map(|n| {
+            parse_segment_file_name(n).map(|z| SegmentInfo { base_zxid: z, path: dir.join(n) })
+        })
+        .collect();
+    segs.sort_by_key(|s| s.base_zxid);
+    Ok(segs)
+}
+
+fn backend_for(opts: &LogOptions) -> Arc<dyn Vfs> {
+    if let Some(v) = &opts.vfs {
+        return v.clone();
+    }
+    match opts.backend {
+        // Only the io_uring strategies submit through a ring; the others are syscalls by
+        // definition (they are the baselines io_uring is measured against).
+        BackendKind::Auto if !opts.strategy.wants_uring() => open_backend(BackendKind::Sync),
+        kind => open_backend(kind),
+    }
+}
+
+impl LogCore {
+    /// Opens (creating if needed) the log in `dir`, recovering its tail: every record of the
+    /// last segment is checked; a torn last write is cut off; corruption (a bad record followed
+    /// by a valid record of a later batch) refuses to open unless `opts.recovery` allows
+    /// cutting it.
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<(Self, RecoveryReport), LogError> {
+        opts.validate()?;
+        let vfs = backend_for(&opts);
+        if opts.strategy.wants_uring() && vfs.name() != "uring" && opts.vfs.is_none() {
+            tracing::warn!(
+                strategy = %opts.strategy,
+                backend = vfs.name(),
+                "io_uring is unavailable: the strategy's submissions run as plain syscalls"
+            );
+        }
+        vfs.create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+        let mut segments = list_segments(vfs.as_ref(), dir)?;
+        let mut report = RecoveryReport::default();
+        let mut last_zxid = 0;
+        let mut active = None;
+
+        while let Some(seg) = segments.last().cloned() {
+            let mut file = vfs
+                .open(&seg.path, OpenOptions::read_write())
+                .map_err(|e| LogError::io("open", &seg.path, e))?;
+            let scan = scan_segment(file.as_ref(), |_, _| {})
+                .map_err(|e| LogError::io("read", &seg.path, e))?;
+            let scan = match scan {
+                Ok(s) => s,
+                Err(reason) => {
+                    // A damaged header on the newest segment with nothing written after it is
+                    // a crash while the segment was being created: it never held a record.
+                    if only_zeros_after_header(file.as_ref())
+                        .map_err(|e| LogError::io("read", &seg.path, e))?
+                    {
+                        tracing::warn!(segment = %seg.path.display(), %reason,
+                            "removing a log segment whose creation did not complete");
+                        remove_durably(vfs.as_ref(), dir, &seg.path)?;
+                        report.removed.push(seg.path.clone());
+                        segments.pop();
+                        continue;
+                    }
+                    return Err(LogError::BadHeader { segment: seg.path.clone(), reason });
+                }
+            };
+            check_header(&scan.header, &seg, &opts)?;
+            let mut end = scan.end;
+            match &scan.tail {
+                TailState::Clean => {}
+                TailState::Torn { offset, reason } => {
+                    tracing::info!(segment = %seg.path.display(), offset, %reason,
+                        "cutting a torn write off the end of the log");
+                    report.cut = Some((seg.path.clone(), *offset, reason.clone()));
+                    end = *offset;
+                }
+                TailState::Corrupt { offset, reason, next_zxid, .. } => {
+                    let err = LogError::Corrupt {
+                        segment: seg.path.clone(),
+                        offset: *offset,
+                        last_good_zxid: scan.last_zxid,
+                        next_zxid: Some(*next_zxid),
+                        reason: reason.clone(),
+                    };
+                    if opts.recovery == RecoveryMode::Strict {
+                        return Err(err);
+                    }
+                    tracing::error!(%err, "recovery mode: cutting the log at the corrupt record; \
+                        records after it are discarded");
+                    report.cut = Some((seg.path.clone(), *offset, reason.clone()));
+                    end = *offset;
+                }
+            }
+            if scan.tail != TailState::Clean {
+                cut_file(file.as_mut(), &seg.path, end)?;
+            }
+            if scan.records == 0 {
+                tracing::warn!(segment = %seg.path.display(), "removing an empty log segment");
+                drop(file);
+                remove_durably(vfs.as_ref(), dir, &seg.path)?;
+                report.removed.push(seg.path.clone());
+                segments.pop();
+                continue;
+            }
+            drop(file);
+            last_zxid = scan.last_zxid;
+            report.tail_records = scan.records;
+            let file_len = if scan.tail == TailState::Clean { scan.file_len } else { end };
+            active = Some(open_active(vfs.as_ref(), &opts, &seg, end, file_len)?);
+            break;
+        }
+        report.segments = segments.len();
+        report.last_zxid = last_zxid;
+        let view = ReadView {
+            segments: segments.clone(),
+            active: active.as_ref().map(|a: &Active| (a.base, a.write_pos)),
+        };
+        let mut core = LogCore {
+            vfs,
+            dir: dir.to_path_buf(),
+            opts,
+            segments,
+            active,
+            last_zxid,
+            roll_pending: false,
+            buf: AlignedBuf::with_capacity(1 << 20),
+            failed: None,
+            view: Arc::new(Mutex::new(view)),
+        };
+        core.check_roll();
+        Ok((core, report))
+    }
+
+    /// The last zxid written (0 for an empty log).
+    pub fn last_zxid(&self) -> u64 {
+        self.last_zxid
+    }
+
+    /// The log's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &LogOptions {
+        &self.opts
+    }
+
+    /// The storage backend in use (`uring`, `sync`, `sim`).
+    pub fn backend_name(&self) -> &'static str {
+        self.vfs.name()
+    }
+
+    /// The segment files, oldest first.
+    pub fn segments(&self) -> &[SegmentInfo] {
+        &self.segments
+    }
+
+    /// The error that stopped the log, if one did.
+    pub fn failure(&self) -> Option<Arc<LogError>> {
+        self.failed.clone()
+    }
+
+    pub(crate) fn view(&self) -> Arc<Mutex<ReadView>> {
+        self.view.clone()
+    }
+
+    pub(crate) fn vfs(&self) -> Arc<dyn Vfs> {
+        self.vfs.clone()
+    }
+
+    fn check_usable(&self) -> Result<(), LogError> {
+        match &self.failed {
+            Some(e) => Err(LogError::Failed(e.clone())),
+            None => Ok(()),
+        }
+    }
+
+    fn fail(&mut self, e: LogError) -> LogError {
+        tracing::error!(error = %e, "log write failed; the log now refuses all writes");
+        let e = Arc::new(e);
+        self.failed = Some(e.clone());
+        self.active = None;
+        LogError::Failed(e)
+    }
+
+    /// Checks a batch without writing it.
+    pub fn check_batch(&self, records: &[(u64, &[u8])]) -> Result<(), LogError> {
+        self.check_usable()?;
+        let mut last = self.last_zxid;
+        for (zxid, payload) in records {
+            if *zxid <= last {
+                return Err(LogError::ZxidNotIncreasing { zxid: *zxid, last });
+            }
+            if payload.len() > self.opts.record_bytes_max {
+                return Err(LogError::RecordTooLarge {
+                    len: payload.len(),
+                    max: self.opts.record_bytes_max,
+                });
+            }
+            last = *zxid;
+        }
+        Ok(())
+    }
+
+    /// Writes `records` (zxids strictly increasing, above [`LogCore::last_zxid`]) and makes
+    /// them durable as the strategy does. `on_durable(n)` is called each time the first `n`
+    /// records have become durable (once at the end for most strategies; after every record for
+    /// [`FlushStrategy::PerRecord`]). Any I/O error stops the log for good.
+    pub fn write_batch(
+        &mut self,
+        records: &[(u64, &[u8])],
+        mut on_durable: impl FnMut(usize),
+    ) -> Result<BatchStats, LogError> {
+        self.check_batch(records)?;
+        let mut stats = BatchStats::default();
+        let mut done = 0;
+        while done < records.len() {
+            // A sub-batch: as many records as the batch byte limit allows, at least one.
+            let mut end = done;
+            let mut bytes = 0usize;
+            while end < records.len()
+                && (end == done || bytes + records[end].1.len() <= self.opts.batch_bytes_max)
+            {
+                bytes += records[end].1.len();
+                end += 1;
+            }
+            match self.write_sub_batch(&records[done..end], done, &mut stats, &mut on_durable) {
+                Ok(()) => {}
+                Err(e) => return Err(self.fail(e)),
+            }
+            done = end;
+        }
+        if stats.flush_time.as_millis() as u64 > self.opts.fsync_warning_threshold_ms {
+            tracing::warn!(
+                flush_ms = stats.flush_time.as_millis() as u64,
+                threshold_ms = self.opts.fsync_warning_threshold_ms,
+                records = stats.records,
+                "fsync-ing the transaction log took longer than fsync.warningthresholdms"
+            );
+        }
+        Ok(stats)
+    }
+
+    fn write_sub_batch(
+        &mut self,
+        recs: &[(u64, &[u8])],
+        done_before: usize,
+        stats: &mut BatchStats,
+        on_durable: &mut impl FnMut(usize),
+    ) -> Result<(), LogError> {
+        let extent: u64 = recs.iter().map(|(_, p)| (FRAME_LEN + p.len()) as u64).sum();
+        let needs_new = match &self.active {
+            None => true,
+            Some(a) => {
+                self.roll_pending || a.write_pos + extent + BLOCK > self.opts.segment_bytes_max
+            }
+        };
+        if needs_new {
+            self.start_segment(recs[0].0)?;
+        }
+        let strategy = self.opts.strategy;
+        let durable = strategy.is_durable();
+        let opts_prealloc =
+            (self.opts.prealloc, self.opts.prealloc_bytes, self.opts.segment_bytes_max);
+        let a = self.active.as_mut().expect("active segment");
+        let path = a.path.clone();
+        let io = |op: &'static str| {
+            let path = path.clone();
+            move |e| LogError::io(op, path, e)
+        };
+        let start = Instant::now();
+        match strategy {
+            FlushStrategy::PerRecord => {
+                for (i, (zxid, payload)) in recs.iter().enumerate() {
+                    let pos = a.write_pos;
+                    self.buf.clear();
+                    self.buf.extend_from_slice(&encode_frame(*zxid, pos as u32, payload));
+                    self.buf.extend_from_slice(payload);
+                    let end = pos + self.buf.len() as u64;
+                    ensure_allocated(a, end, opts_prealloc, durable, false)?;
+                    a.file.write_all_at(self.buf.as_slice(), pos).map_err(io("write"))?;
+                    a.file.sync_data().map_err(io("fdatasync"))?;
+                    a.write_pos = end;
+                    stats.flushes += 1;
+                    self.last_zxid = *zxid;
+                    // Readers may see a record before its appender hears it is durable.
+                    self.view.lock().unwrap_or_else(|p| p.into_inner()).active =
+                        Some((a.base, end));
+                    on_durable(done_before + i + 1);
+                }
+            }
+            FlushStrategy::Direct => {
+                let pos = a.write_pos;
+                let block_start = pos - pos % BLOCK;
+                self.buf.clear();
+                self.buf.extend_from_slice(&a.tail);
+                debug_assert_eq!(a.tail.len() as u64, pos - block_start);
+                for (zxid, payload) in recs {
+                    self.buf.extend_from_slice(&encode_frame(*zxid, pos as u32, payload));
+                    self.buf.extend_from_slice(payload);
+                }
+                let data_end = block_start + self.buf.len() as u64;
+                self.buf.pad_to_alignment();
+                let write_end = block_start + self.buf.len() as u64;
+                ensure_allocated(a, write_end, opts_prealloc, durable, true)?;
+                // The file is O_DIRECT | O_DSYNC: durable when the write returns.
+                a.file.write_all_at(self.buf.as_slice(), block_start).map_err(io("write"))?;
+                let tail_from = (data_end - data_end % BLOCK - block_start) as usize;
+                a.tail.clear();
+                a.tail.extend_from_slice(
+                    &self.buf.as_slice()[tail_from..(data_end - block_start) as usize],
+                );
+                a.write_pos = data_end;
+                stats.flushes += 1;
+            }
+            _ => {
+                let pos = a.write_pos;
+                self.buf.clear();
+                for (zxid, payload) in recs {
+                    self.buf.extend_from_slice(&encode_frame(*zxid, pos as u32, payload));
+                    self.buf.extend_from_slice(payload);
+                }
+                let end = pos + self.buf.len() as u64;
+                ensure_allocated(a, end, opts_prealloc, durable, false)?;
+                let data = self.buf.as_slice();
+                match strategy {
+                    FlushStrategy::Group => {
+                        a.file.write_all_at(data, pos).map_err(io("write"))?;
+                        a.file.sync_data().map_err(io("fdatasync"))?;
+                    }
+                    FlushStrategy::UringLinked => {
+                        a.file.write_all_at_then_sync(data, pos).map_err(io("write+fdatasync"))?
+                    }
+                    FlushStrategy::UringDsync => {
+                        a.file.write_all_at_dsync(data, pos).map_err(io("write (RWF_DSYNC)"))?
+                    }
+                    FlushStrategy::None => a.file.write_all_at(data, pos).map_err(io("write"))?,
+                    FlushStrategy::PerRecord | FlushStrategy::Direct => unreachable!(),
+                }
+                a.write_pos = end;
+                if durable {
+                    stats.flushes += 1;
+                }
+            }
+        }
+        stats.flush_time += start.elapsed();
+        stats.records += recs.len();
+        stats.bytes += extent as usize;
+        self.last_zxid = recs.last().expect("non-empty").0;
+        let (base, end) = (a.base, a.write_pos);
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).active = Some((base, end));
+        if strategy != FlushStrategy::PerRecord {
+            on_durable(done_before + recs.len());
+        }
+        self.check_roll();
+        Ok(())
+    }
+
+    fn check_roll(&mut self) {
+        if let Some(a) = &self.active {
+            if self.opts.segment_bytes_max.saturating_sub(a.write_pos) < BLOCK {
+                self.roll_pending = true;
+            }
+        }
+    }
+
+    /// Starts a new segment at the next append (snapshots call this so that a segment starts
+    /// at the zxid after the snapshot).
+    pub fn roll(&mut self) -> Result<(), LogError> {
+        self.check_usable()?;
+        self.roll_pending = self.active.is_some();
+        Ok(())
+    }
+
+    fn start_segment(&mut self, base: u64) -> Result<(), LogError> {
+        self.active = None;
+        self.roll_pending = false;
+        let path = self.dir.join(segment_file_name(base));
+        let direct = self.opts.strategy == FlushStrategy::Direct;
+        let oo = OpenOptions { direct, dsync: direct, ..OpenOptions::create_new() };
+        let mut file = self.vfs.open(&path, oo).map_err(|e| LogError::io("create", &path, e))?;
+        let header = SegmentHeader {
+            version: format::FORMAT_VERSION,
+            dbid: self.opts.dbid,
+            base_zxid: base,
+            prev_zxid: self.last_zxid,
+        }
+        .encode();
+        let mut a = Active {
+            file: {
+                if direct {
+                    let mut block = AlignedBuf::with_capacity(DIRECT_ALIGN);
+                    block.extend_from_slice(&header);
+                    block.pad_to_alignment();
+                    file.write_all_at(block.as_slice(), 0)
+                } else {
+                    file.write_all_at(&header, 0)
+                }
+                .map_err(|e| LogError::io("write header", &path, e))?;
+                file
+            },
+            path: path.clone(),
+            base,
+            write_pos: HEADER_LEN as u64,
+            allocated: if direct { BLOCK } else { HEADER_LEN as u64 },
+            tail: if direct { header.to_vec() } else { Vec::new() },
+        };
+        let first_step = self.opts.prealloc_bytes.min(self.opts.segment_bytes_max);
+        ensure_allocated(
+            &mut a,
+            first_step,
+            (self.opts.prealloc, self.opts.prealloc_bytes, self.opts.segment_bytes_max),
+            false,
+            direct,
+        )?;
+        // The new file's header, size and directory entry are durable before any record is
+        // acknowledged from it.
+        a.file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
+        self.vfs.sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
+        self.segments.push(SegmentInfo { base_zxid: base, path });
+        {
+            let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            v.segments = self.segments.clone();
+            v.active = Some((base, a.write_pos));
+        }
+        self.active = Some(a);
+        Ok(())
+    }
+
+    /// Removes every record with a zxid above `zxid`, durably (ZAB's TRUNC). Later segments are
+    /// deleted newest first; the segment holding `zxid` is cut just after it. Appends continue
+    /// after the cut.
+    pub fn truncate_after(&mut self, zxid: u64) -> Result<(), LogError> {
+        self.check_usable()?;
+        if zxid >= self.last_zxid {
+            return Ok(());
+        }
+        match self.truncate_inner(zxid) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    fn truncate_inner(&mut self, zxid: u64) -> Result<(), LogError> {
+        self.active = None;
+        self.roll_pending = false;
+        while let Some(seg) = self.segments.last().cloned() {
+            if seg.base_zxid <= zxid {
+                break;
+            }
+            remove_durably(self.vfs.as_ref(), &self.dir, &seg.path)?;
+            self.segments.pop();
+            let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
+            v.segments = self.segments.clone();
+            v.active = None;
+        }
+        let Some(seg) = self.segments.last().cloned() else {
+            self.last_zxid = zxid;
+            return Ok(());
+        };
+        let mut file = self
+            .vfs
+            .open(&seg.path, OpenOptions::read_write())
+            .map_err(|e| LogError::io("open", &seg.path, e))?;
+        let mut cut = HEADER_LEN as u64;
+        let mut last = 0;
+        let scan = scan_segment(file.as_ref(), |m, _| {
+            if m.zxid <= zxid {
+                cut = m.offset + (FRAME_LEN as u64) + u64::from(m.len);
+                last = m.zxid;
+            }
+        })
+        .map_err(|e| LogError::io("read", &seg.path, e))?
+        .map_err(|reason| LogError::BadHeader { segment: seg.path.clone(), reason })?;
+        if let TailState::Corrupt { offset, reason, next_zxid, .. } = scan.tail {
+            if offset < cut {
+                return Err(LogError::Corrupt {
+                    segment: seg.path.clone(),
+                    offset,
+                    last_good_zxid: scan.last_zxid,
+                    next_zxid: Some(next_zxid),
+                    reason,
+                });
+            }
+        }
+        if last == 0 {
+            last = scan.header.prev_zxid;
+        }
+        cut_file(file.as_mut(), &seg.path, cut)?;
+        drop(file);
+        // The segment's first record has zxid = base <= zxid, so `last` is set unless the
+        // segment was damaged; then the truncation point itself is the floor.
+        self.last_zxid = if last > 0 { last } else { zxid };
+        let a = open_active(self.vfs.as_ref(), &self.opts, &seg, cut, cut)?;
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).active = Some((a.base, a.write_pos));
+        self.active = Some(a);
+        self.check_roll();
+        Ok(())
+    }
+
+    /// Iterates the records with zxid ≥ `from`, across segments, up to what is durable.
+    pub fn iter_from(&self, from: u64) -> LogIter {
+        LogIter::new(self.vfs.clone(), &self.view, from, self.opts.dbid)
+    }
+
+    /// Deletes whole segments all of whose records have zxids below `zxid` (so that the
+    /// segment holding `zxid`, and everything after, stay). Returns the files removed.
+    pub fn purge_before(&mut self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
+        self.check_usable()?;
+        let mut removed = Vec::new();
+        // Segment i holds [base_i, base_{i+1}); it may go if base_{i+1} <= zxid.
+        while self.segments.len() >= 2 && self.segments[1].base_zxid <= zxid {
+            let seg = self.segments.remove(0);
+            self.vfs.remove_file(&seg.path).map_err(|e| LogError::io("remove", &seg.path, e))?;
+            removed.push(seg.path);
+        }
+        if !removed.is_empty() {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
+            self.view.lock().unwrap_or_else(|p| p.into_inner()).segments = self.segments.clone();
+        }
+        Ok(removed)
+    }
+
+    /// Makes everything written durable (meaningful for [`FlushStrategy::None`]).
+    pub fn sync(&mut self) -> Result<(), LogError> {
+        self.check_usable()?;
+        if let Some(a) = &mut self.active {
+            if let Err(e) = a.file.sync_data() {
+                let path = a.path.clone();
+                return Err(self.fail(LogError::io("fdatasync", path, e)));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_header(h: &SegmentHeader, seg: &SegmentInfo, opts: &LogOptions) -> Result<(), LogError> {
+    if h.base_zxid != seg.base_zxid {
+        return Err(LogError::BadHeader {
+            segment: seg.path.clone(),
+            reason: format!("header base zxid {:#x} does not match the file name", h.base_zxid),
+        });
+    }
+    if h.dbid != opts.dbid {
+        return Err(LogError::BadHeader {
+            segment: seg.path.clone(),
+            reason: format!("dbid {} is not this log's dbid {}", h.dbid, opts.dbid),
+        });
+    }
+    Ok(())
+}
+
+fn only_zeros_after_header(file: &dyn VFile) -> std::io::Result<bool> {
+    let len = file.len()?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut pos = HEADER_LEN as u64;
+    while pos < len {
+        let n = read_up_to(file, &mut buf, pos)?;
+        if n == 0 {
+            break;
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(false);
+        }
+        pos += n as u64;
+    }
+    Ok(true)
+}
+
+fn remove_durably(vfs: &dyn Vfs, dir: &Path, path: &Path) -> Result<(), LogError> {
+    vfs.remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
+    vfs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))
+}
+
+/// Cuts a file at `len` durably, so that nothing beyond can be mistaken for records later.
+fn cut_file(file: &mut dyn VFile, path: &Path, len: u64) -> Result<(), LogError> {
+    file.set_len(len).map_err(|e| LogError::io("truncate", path, e))?;
+    file.sync_all().map_err(|e| LogError::io("fsync", path, e))
+}
+
+fn open_active(
+    vfs: &dyn Vfs,
+    opts: &LogOptions,
+    seg: &SegmentInfo,
+    write_pos: u64,
+    file_len: u64,
+) -> Result<Active, LogError> {
+    let direct = opts.strategy == FlushStrategy::Direct;
+    let oo = OpenOptions { direct, dsync: direct, ..OpenOptions::read_write() };
+    let file = vfs.open(&seg.path, oo).map_err(|e| LogError::io("open", &seg.path, e))?;
+    let mut tail = Vec::new();
+    if direct {
+        let from = write_pos - write_pos % BLOCK;
+        tail.resize((write_pos - from) as usize, 0);
+        // Reads of an O_DIRECT file need aligned buffers; read through a plain handle.
+        let plain = vfs
+            .open(&seg.path, OpenOptions::read())
+            .map_err(|e| LogError::io("open", &seg.path, e))?;
+        crate::io::read_exact_at(plain.as_ref(), &mut tail, from)
+            .map_err(|e| LogError::io("read", &seg.path, e))?;
+    }
+    Ok(Active {
+        file,
+        path: seg.path.clone(),
+        base: seg.base_zxid,
+        write_pos,
+        allocated: file_len,
+        tail,
+    })
+}
+
+/// Grows the segment so that `end` bytes are reserved, in prealloc steps.
+fn ensure_allocated(
+    a: &mut Active,
+    end: u64,
+    (mode, step, max): (Prealloc, u64, u64),
+    sync_after: bool,
+    direct: bool,
+) -> Result<(), LogError> {
+    if end <= a.allocated {
+        return Ok(());
+    }
+    let target = end.next_multiple_of(step).min(max.max(end.next_multiple_of(BLOCK)));
+    let err = |op: &'static str, e| LogError::io(op, a.path.clone(), e);
+    match mode {
+        Prealloc::Fallocate => {
+            a.file.allocate(a.allocated, target - a.allocated).map_err(|e| err("fallocate", e))?;
+        }
+        Prealloc::ZeroFill => {
+            let mut from = a.allocated;
+            if direct && !from.is_multiple_of(BLOCK) {
+                from = from.next_multiple_of(BLOCK);
+                a.file.set_len(from).map_err(|e| err("extend", e))?;
+            }
+            const CHUNK: usize = 1 << 20;
+            let mut zeros = AlignedBuf::with_capacity(CHUNK);
+            zeros.extend_zeros(CHUNK);
+            while from < target {
+                let n = ((target - from) as usize).min(CHUNK);
+                a.file
+                    .write_all_at(&zeros.as_slice()[..n], from)
+                    .map_err(|e| err("zero-fill", e))?;
+                from += n as u64;
+            }
+        }
+    }
+    // The new size must be durable before records that depend on it are acknowledged
+    // (O_DSYNC writes already carry it).
+    if sync_after && !(direct && mode == Prealloc::ZeroFill) {
+        a.file.sync_data().map_err(|e| err("fdatasync", e))?;
+    }
+    a.allocated = target;
+    Ok(())
+}

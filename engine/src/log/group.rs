@@ -1,0 +1,510 @@
+//! [`Log`]: group commit. Appenders queue records; one writer thread takes whatever is waiting
+//! as a batch, writes and flushes it once through [`LogCore`], and completes every waiter.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::core::{LogCore, ReadView, RecoveryReport};
+use super::metrics::LogMetrics;
+use super::reader::LogIter;
+use super::{LogError, LogOptions};
+use crate::io::Vfs;
+
+/// Called on the writer thread once an append is durable (or has failed), in zxid order. It
+/// must be quick and must not block on the log (appending from it may deadlock when the queue
+/// is full).
+pub type AppendCallback = Box<dyn FnOnce(Result<u64, LogError>) + Send>;
+
+struct Slot<T> {
+    value: Mutex<Option<T>>,
+    ready: Condvar,
+}
+
+impl<T> Slot<T> {
+    fn new() -> Self {
+        Self { value: Mutex::new(None), ready: Condvar::new() }
+    }
+
+    fn put(&self, v: T) {
+        *self.value.lock().unwrap_or_else(|p| p.into_inner()) = Some(v);
+        self.ready.notify_one();
+    }
+
+    fn take(&self) -> T {
+        let mut g = self.value.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(v) = g.take() {
+                return v;
+            }
+            g = self.ready.wait(g).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+enum Done {
+    Wait(Arc<Slot<Result<u64, LogError>>>),
+    Callback(AppendCallback),
+}
+
+impl Done {
+    fn complete(self, r: Result<u64, LogError>) {
+        match self {
+            Done::Wait(slot) => slot.put(r),
+            Done::Callback(cb) => cb(r),
+        }
+    }
+}
+
+struct Pending {
+    zxid: u64,
+    payload: Vec<u8>,
+    queued_at: Instant,
+    done: Done,
+}
+
+enum Control {
+    Roll,
+    TruncateAfter(u64),
+    PurgeBefore(u64),
+    Sync,
+}
+
+enum Item {
+    Append(Pending),
+    Control(Control, Arc<Slot<Result<Vec<PathBuf>, LogError>>>),
+}
+
+struct Queue {
+    items: VecDeque<Item>,
+    bytes: usize,
+    last_zxid: u64,
+    failed: Option<Arc<LogError>>,
+    closed: bool,
+    writer_sleeping: bool,
+    space_waiters: usize,
+}
+
+struct Shared {
+    q: Mutex<Queue>,
+    work: Condvar,
+    space: Condvar,
+    /// Bumped on every enqueue, so that the writer can poll without taking the lock.
+    enqueued: AtomicU64,
+    durable_zxid: AtomicU64,
+    metrics: Mutex<LogMetrics>,
+    view: Arc<Mutex<ReadView>>,
+    vfs: Arc<dyn Vfs>,
+    opts: LogOptions,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.q.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The group-commit transaction log. Cheap to share across threads by reference (`&Log` is
+/// all an appender needs); closing happens on drop or with [`Log::close`].
+pub struct Log {
+    shared: Arc<Shared>,
+    writer: Option<JoinHandle<()>>,
+    backend: &'static str,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Log")
+            .field("dir", &self.dir)
+            .field("backend", &self.backend)
+            .field("strategy", &self.shared.opts.strategy)
+            .finish()
+    }
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovering its tail (see [`LogCore::open`]),
+    /// and starts the writer thread.
+    pub fn open(dir: &Path, opts: LogOptions) -> Result<(Log, RecoveryReport), LogError> {
+        let (core, report) = LogCore::open(dir, opts.clone())?;
+        let backend = core.backend_name();
+        let shared = Arc::new(Shared {
+            q: Mutex::new(Queue {
+                items: VecDeque::new(),
+                bytes: 0,
+                last_zxid: core.last_zxid(),
+                failed: None,
+                closed: false,
+                writer_sleeping: false,
+                space_waiters: 0,
+            }),
+            work: Condvar::new(),
+            space: Condvar::new(),
+            enqueued: AtomicU64::new(0),
+            durable_zxid: AtomicU64::new(core.last_zxid()),
+            metrics: Mutex::new(LogMetrics::default()),
+            view: core.view(),
+            vfs: core.vfs(),
+            opts,
+        });
+        tracing::info!(dir = %dir.display(), strategy = %shared.opts.strategy, backend,
+            last_zxid = format_args!("{:#x}", core.last_zxid()), "transaction log open");
+        let s = shared.clone();
+        let writer = std::thread::Builder::new()
+            .name("corral-log-writer".into())
+            .spawn(move || writer_loop(core, &s))
+            .map_err(|e| LogError::io("spawn writer thread", dir, e))?;
+        Ok((Log { shared, writer: Some(writer), backend, dir: dir.to_path_buf() }, report))
+    }
+
+    /// The storage backend in use: `uring`, `sync` or `sim`.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend
+    }
+
+    /// The options the log was opened with.
+    pub fn options(&self) -> &LogOptions {
+        &self.shared.opts
+    }
+
+    /// The highest zxid known durable.
+    pub fn durable_zxid(&self) -> u64 {
+        self.shared.durable_zxid.load(Ordering::Acquire)
+    }
+
+    /// The highest zxid accepted (queued or written).
+    pub fn last_zxid(&self) -> u64 {
+        self.shared.lock().last_zxid
+    }
+
+    /// Appends a record and waits until it is durable. Returns its zxid.
+    pub fn append(&self, zxid: u64, payload: Vec<u8>) -> Result<u64, LogError> {
+        let slot = Arc::new(Slot::new());
+        self.enqueue(Some(zxid), payload, Done::Wait(slot.clone()))?;
+        slot.take()
+    }
+
+    /// Appends a record with the zxid after the last one accepted, and waits until it is
+    /// durable. Returns the zxid it got.
+    pub fn append_next(&self, payload: Vec<u8>) -> Result<u64, LogError> {
+        let slot = Arc::new(Slot::new());
+        self.enqueue(None, payload, Done::Wait(slot.clone()))?;
+        slot.take()
+    }
+
+    /// Queues a record; `done` runs on the writer thread when it is durable or has failed.
+    /// Errors that are known at once (a stopped log, a zxid out of order, an oversized
+    /// record) are returned here and `done` is not called.
+    pub fn append_async(
+        &self,
+        zxid: u64,
+        payload: Vec<u8>,
+        done: AppendCallback,
+    ) -> Result<(), LogError> {
+        self.enqueue(Some(zxid), payload, Done::Callback(done)).map(|_| ())
+    }
+
+    fn enqueue(&self, zxid: Option<u64>, payload: Vec<u8>, done: Done) -> Result<u64, LogError> {
+        let sh = &*self.shared;
+        if payload.len() > sh.opts.record_bytes_max {
+            return Err(LogError::RecordTooLarge {
+                len: payload.len(),
+                max: sh.opts.record_bytes_max,
+            });
+        }
+        let mut q = sh.lock();
+        loop {
+            if let Some(e) = &q.failed {
+                return Err(LogError::Failed(e.clone()));
+            }
+            if q.closed {
+                return Err(LogError::Closed);
+            }
+            // Backpressure: wait while the queue is full (a lone oversized record still goes).
+            if q.bytes == 0 || q.bytes + payload.len() <= sh.opts.queue_bytes_max {
+                break;
+            }
+            q.space_waiters += 1;
+            q = sh.space.wait(q).unwrap_or_else(|p| p.into_inner());
+            q.space_waiters -= 1;
+        }
+        let zxid = zxid.unwrap_or(q.last_zxid + 1);
+        if zxid <= q.last_zxid {
+            return Err(LogError::ZxidNotIncreasing { zxid, last: q.last_zxid });
+        }
+        q.last_zxid = zxid;
+        q.bytes += payload.len();
+        q.items.push_back(Item::Append(Pending { zxid, payload, queued_at: Instant::now(), done }));
+        sh.enqueued.fetch_add(1, Ordering::Release);
+        if q.writer_sleeping {
+            sh.work.notify_one();
+        }
+        Ok(zxid)
+    }
+
+    fn control(&self, c: Control) -> Result<Vec<PathBuf>, LogError> {
+        let sh = &*self.shared;
+        let slot = Arc::new(Slot::new());
+        {
+            let mut q = sh.lock();
+            if let Some(e) = &q.failed {
+                return Err(LogError::Failed(e.clone()));
+            }
+            if q.closed {
+                return Err(LogError::Closed);
+            }
+            if let Control::TruncateAfter(z) = c {
+                q.last_zxid = q.last_zxid.min(z);
+            }
+            q.items.push_back(Item::Control(c, slot.clone()));
+            sh.enqueued.fetch_add(1, Ordering::Release);
+            if q.writer_sleeping {
+                sh.work.notify_one();
+            }
+        }
+        slot.take()
+    }
+
+    /// Starts a new segment at the next append (called when a snapshot is taken).
+    pub fn roll(&self) -> Result<(), LogError> {
+        self.control(Control::Roll).map(|_| ())
+    }
+
+    /// Durably removes every record with a zxid above `zxid` (ZAB's TRUNC). Appends queued
+    /// before this call are written first; later appends may reuse zxids above `zxid`.
+    pub fn truncate_after(&self, zxid: u64) -> Result<(), LogError> {
+        self.control(Control::TruncateAfter(zxid)).map(|_| ())
+    }
+
+    /// Deletes segments all of whose records are below `zxid`; returns the files removed.
+    pub fn purge_before(&self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
+        self.control(Control::PurgeBefore(zxid))
+    }
+
+    /// Waits until everything queued is written and synced (matters for `FlushStrategy::None`).
+    pub fn sync(&self) -> Result<(), LogError> {
+        self.control(Control::Sync).map(|_| ())
+    }
+
+    /// Records with zxid ≥ `from`, up to what is durable now.
+    pub fn iter_from(&self, from: u64) -> LogIter {
+        LogIter::new(self.shared.vfs.clone(), &self.shared.view, from, self.shared.opts.dbid)
+    }
+
+    /// A copy of the writer's measurements.
+    pub fn metrics(&self) -> LogMetrics {
+        self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Clears the measurements.
+    pub fn reset_metrics(&self) {
+        self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    }
+
+    /// The error that stopped the log, if any.
+    pub fn failure(&self) -> Option<Arc<LogError>> {
+        self.shared.lock().failed.clone()
+    }
+
+    /// Writes what is queued, stops the writer thread and reports a failure that stopped it.
+    pub fn close(mut self) -> Result<(), LogError> {
+        self.shutdown();
+        match self.failure() {
+            Some(e) => Err(LogError::Failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    fn shutdown(&mut self) {
+        {
+            let mut q = self.shared.lock();
+            q.closed = true;
+            self.shared.work.notify_one();
+            self.shared.space.notify_all();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// What the writer took from the queue.
+enum Work {
+    Batch(Vec<Pending>),
+    Control(Control, Arc<Slot<Result<Vec<PathBuf>, LogError>>>),
+    Exit,
+}
+
+fn next_work(sh: &Shared) -> Work {
+    let spin = Duration::from_micros(sh.opts.writer_spin_us);
+    let mut q = sh.lock();
+    loop {
+        if !q.items.is_empty() {
+            break;
+        }
+        if q.closed {
+            return Work::Exit;
+        }
+        if !spin.is_zero() {
+            // Poll briefly without the lock: back-to-back appends then skip a sleep/wake-up.
+            let seen = sh.enqueued.load(Ordering::Acquire);
+            drop(q);
+            let start = Instant::now();
+            let mut n = 0u32;
+            while sh.enqueued.load(Ordering::Acquire) == seen {
+                std::hint::spin_loop();
+                n = n.wrapping_add(1);
+                if n.is_multiple_of(64) && start.elapsed() >= spin {
+                    break;
+                }
+            }
+            q = sh.lock();
+            if !q.items.is_empty() || q.closed {
+                continue;
+            }
+        }
+        q.writer_sleeping = true;
+        q = sh.work.wait(q).unwrap_or_else(|p| p.into_inner());
+        q.writer_sleeping = false;
+    }
+    let work = match q.items.pop_front() {
+        Some(Item::Control(c, slot)) => Work::Control(c, slot),
+        Some(Item::Append(first)) => {
+            let mut bytes = first.payload.len();
+            let mut batch = vec![first];
+            while batch.len() < sh.opts.batch_records_max {
+                match q.items.front() {
+                    Some(Item::Append(p)) if bytes + p.payload.len() <= sh.opts.batch_bytes_max => {
+                        bytes += p.payload.len();
+                        let Some(Item::Append(p)) = q.items.pop_front() else { unreachable!() };
+                        batch.push(p);
+                    }
+                    _ => break,
+                }
+            }
+            q.bytes -= bytes;
+            Work::Batch(batch)
+        }
+        None => unreachable!("checked non-empty"),
+    };
+    if q.space_waiters > 0 {
+        sh.space.notify_all();
+    }
+    work
+}
+
+fn writer_loop(mut core: LogCore, sh: &Shared) {
+    loop {
+        match next_work(sh) {
+            Work::Exit => {
+                if !core.options().strategy.is_durable() && core.failure().is_none() {
+                    if let Err(e) = core.sync() {
+                        fail_all(sh, &e);
+                    }
+                }
+                return;
+            }
+            Work::Control(c, slot) => {
+                let r = match c {
+                    Control::Roll => core.roll().map(|_| Vec::new()),
+                    Control::TruncateAfter(z) => core.truncate_after(z).map(|_| Vec::new()),
+                    Control::PurgeBefore(z) => core.purge_before(z),
+                    Control::Sync => core.sync().map(|_| Vec::new()),
+                };
+                if let Err(e) = &r {
+                    if core.failure().is_some() {
+                        slot.put(r.clone());
+                        fail_all(sh, e);
+                        return;
+                    }
+                }
+                if let Control::TruncateAfter(_) = c {
+                    sh.durable_zxid.store(core.last_zxid(), Ordering::Release);
+                }
+                slot.put(r);
+            }
+            Work::Batch(batch) => {
+                if let Err(e) = write_batch(&mut core, sh, batch) {
+                    fail_all(sh, &e);
+                    return;
+                }
+            }
+        }
+    }
+}
+
+fn write_batch(core: &mut LogCore, sh: &Shared, batch: Vec<Pending>) -> Result<(), LogError> {
+    let mut payloads = Vec::with_capacity(batch.len());
+    let mut dones = Vec::with_capacity(batch.len());
+    for p in batch {
+        payloads.push((p.zxid, p.payload));
+        dones.push(Some((p.zxid, p.queued_at, p.done)));
+    }
+    let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, p.as_slice())).collect();
+    let mut latencies = Vec::with_capacity(recs.len());
+    let mut completed = 0;
+    let result = core.write_batch(&recs, |n| {
+        let now = Instant::now();
+        if let Some(Some((zxid, _, _))) = dones.get(n.wrapping_sub(1)) {
+            sh.durable_zxid.store(*zxid, Ordering::Release);
+        }
+        for d in &mut dones[completed..n] {
+            if let Some((zxid, queued_at, done)) = d.take() {
+                latencies.push(now.duration_since(queued_at).as_micros() as u64);
+                done.complete(Ok(zxid));
+            }
+        }
+        completed = n;
+    });
+    let stats = match result {
+        Ok(s) => s,
+        Err(e) => {
+            for (_, _, done) in dones.into_iter().skip(completed).flatten() {
+                done.complete(Err(e.clone()));
+            }
+            return Err(e);
+        }
+    };
+    let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
+    m.record_batch(
+        stats.records as u64,
+        stats.bytes as u64,
+        stats.flushes as u64,
+        stats.flush_time.as_micros() as u64,
+    );
+    for l in latencies {
+        m.append_latency_us.saturating_record(l.max(1));
+    }
+    Ok(())
+}
+
+/// Latches the failure and fails everything queued.
+fn fail_all(sh: &Shared, e: &LogError) {
+    let cause = match e {
+        LogError::Failed(inner) => inner.clone(),
+        other => Arc::new(other.clone()),
+    };
+    let items: Vec<Item> = {
+        let mut q = sh.lock();
+        q.failed = Some(cause.clone());
+        q.bytes = 0;
+        sh.space.notify_all();
+        q.items.drain(..).collect()
+    };
+    for it in items {
+        match it {
+            Item::Append(p) => p.done.complete(Err(LogError::Failed(cause.clone()))),
+            Item::Control(_, slot) => slot.put(Err(LogError::Failed(cause.clone()))),
+        }
+    }
+}
