@@ -368,6 +368,9 @@ fn classify_after(
     let mut probe_w = Window::new(w.file, file_len, 1 << 20);
     let mut reason = bad.map(str::to_owned);
     let mut q = bad_at;
+    // A valid frame has a non-zero byte among its first 16 (the zxid), so only starts up to 15
+    // bytes before a non-zero byte need probing; long runs of zeros are skipped.
+    let mut next_probe = bad_at + 1;
     while q < file_len {
         let chunk = w.at(q, SCAN_CHUNK)?;
         if chunk.is_empty() {
@@ -375,19 +378,20 @@ fn classify_after(
         }
         let chunk_len = chunk.len();
         let mut i = 0usize;
-        // Skip runs of zeros quickly; probe only where something is written.
         while let Some(nz) = chunk[i..].iter().position(|&x| x != 0) {
             i += nz;
             let at = q + i as u64;
             if reason.is_none() {
                 reason = Some("non-zero bytes after the end-of-log marker".to_owned());
             }
-            if at > bad_at {
-                if let Some(state) = probe(&mut probe_w, at, bad_at, last_zxid, reason.as_deref())?
+            for start in next_probe.max(at.saturating_sub(15))..=at {
+                if let Some(state) =
+                    probe(&mut probe_w, start, bad_at, last_zxid, reason.as_deref())?
                 {
                     return Ok(state);
                 }
             }
+            next_probe = next_probe.max(at + 1);
             i += 1;
             if i >= chunk_len {
                 break;
@@ -468,6 +472,28 @@ mod tests {
         assert_eq!(parse_segment_file_name("log.xyz"), None);
         assert_eq!(parse_segment_file_name("snapshot.1"), None);
         assert_eq!(parse_segment_file_name("log.1.tmp"), None);
+    }
+
+    #[test]
+    fn a_zero_length_record_after_a_bad_one_is_still_found() {
+        use crate::io::{OpenOptions, SimVfs, Vfs};
+        let sim = SimVfs::new();
+        let path = std::path::Path::new("/z/log.1");
+        let mut f = sim.open(path, OpenOptions::create_new()).unwrap();
+        let h = SegmentHeader { version: FORMAT_VERSION, dbid: 0, base_zxid: 1, prev_zxid: 0 };
+        let mut b = h.encode().to_vec();
+        encode_record(&mut b, 1, 48, b"abc");
+        let second = b.len() as u32;
+        // A record whose frame starts with zero bytes (empty payload) in a later batch.
+        encode_record(&mut b, 2, second, b"");
+        b[HEADER_LEN + FRAME_LEN] ^= 1;
+        f.write_all_at(&b, 0).unwrap();
+        let scan = scan_segment(f.as_ref(), |_, _| {}).unwrap().unwrap();
+        assert!(
+            matches!(scan.tail, TailState::Corrupt { offset: 48, next_zxid: 2, .. }),
+            "{:?}",
+            scan.tail
+        );
     }
 
     #[test]
