@@ -16,12 +16,14 @@ struct Env {
     _tmp: Option<tempfile::TempDir>,
 }
 
-fn backends() -> Vec<(&'static str, Box<dyn Fn() -> Env>)> {
+type MakeEnv = Box<dyn Fn() -> Env>;
+
+fn backends() -> Vec<(&'static str, MakeEnv)> {
     let real = |vfs: Arc<dyn Vfs>| {
         let tmp = tempfile::tempdir().expect("tempdir");
         Env { vfs, dir: tmp.path().join("log"), _tmp: Some(tmp) }
     };
-    let mut v: Vec<(&'static str, Box<dyn Fn() -> Env>)> = vec![
+    let mut v: Vec<(&'static str, MakeEnv)> = vec![
         ("sync", Box::new(move || real(Arc::new(SyncVfs::new())))),
         (
             "sim",
