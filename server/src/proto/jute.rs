@@ -332,20 +332,38 @@ impl<T: Jute> Jute for Vec<T> {
 }
 
 /// A jute `buffer` payload (znode data): shared, immutable, and able to say "null", which
-/// ZooKeeper keeps distinct from empty. Cloning is a reference-count increment.
-#[derive(Clone, Default, PartialEq, Eq, Hash)]
-pub struct Data(Option<Arc<[u8]>>);
+/// ZooKeeper keeps distinct from empty. Cloning is a reference-count increment. The bytes may
+/// be the tail of a larger shared allocation (the tree keeps a node's path and data together).
+#[derive(Clone, Default)]
+pub struct Data {
+    buf: Option<Arc<[u8]>>,
+    start: usize,
+}
+
+impl PartialEq for Data {
+    fn eq(&self, other: &Self) -> bool {
+        self.is_null() == other.is_null() && self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Data {}
+
+impl std::hash::Hash for Data {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_option().hash(state);
+    }
+}
 
 impl Data {
     /// The null buffer (length -1 on the wire).
     pub const fn null() -> Self {
-        Data(None)
+        Data { buf: None, start: 0 }
     }
 
     /// An empty, non-null buffer. All empty buffers share one allocation.
     pub fn empty() -> Self {
         static EMPTY: OnceLock<Arc<[u8]>> = OnceLock::new();
-        Data(Some(EMPTY.get_or_init(|| Arc::from(&[][..])).clone()))
+        Data { buf: Some(EMPTY.get_or_init(|| Arc::from(&[][..])).clone()), start: 0 }
     }
 
     /// Copy bytes into a new buffer.
@@ -353,18 +371,24 @@ impl Data {
         if bytes.is_empty() {
             Self::empty()
         } else {
-            Data(Some(Arc::from(bytes)))
+            Data { buf: Some(Arc::from(bytes)), start: 0 }
         }
+    }
+
+    /// The bytes of `buf` from `start` on, sharing the allocation (`start` is clamped).
+    pub fn from_shared(buf: Arc<[u8]>, start: usize) -> Self {
+        let start = start.min(buf.len());
+        Data { buf: Some(buf), start }
     }
 
     /// True for the null buffer.
     pub fn is_null(&self) -> bool {
-        self.0.is_none()
+        self.buf.is_none()
     }
 
     /// Length in bytes (0 for null).
     pub fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |b| b.len())
+        self.as_slice().len()
     }
 
     /// True when null or empty.
@@ -374,18 +398,18 @@ impl Data {
 
     /// The bytes (empty for null).
     pub fn as_slice(&self) -> &[u8] {
-        self.0.as_deref().unwrap_or(&[])
+        self.as_option().unwrap_or(&[])
     }
 
     /// The bytes, or `None` for null.
     pub fn as_option(&self) -> Option<&[u8]> {
-        self.0.as_deref()
+        self.buf.as_deref().map(|b| &b[self.start..])
     }
 }
 
 impl std::fmt::Debug for Data {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.0 {
+        match self.as_option() {
             None => f.write_str("null"),
             Some(b) if b.len() <= 32 => write!(f, "{:?}", String::from_utf8_lossy(b)),
             Some(b) => write!(f, "<{} bytes>", b.len()),
@@ -404,7 +428,7 @@ impl From<Vec<u8>> for Data {
         if v.is_empty() {
             Data::empty()
         } else {
-            Data(Some(Arc::from(v)))
+            Data { buf: Some(Arc::from(v)), start: 0 }
         }
     }
 }

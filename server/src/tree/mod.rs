@@ -1,1 +1,559 @@
-//! placeholder
+//! The DataTree: every znode with ZooKeeper's Stat bookkeeping, the ACL cache, the ephemeral,
+//! container and TTL indexes, quota accounting and the incremental tree digest.
+//!
+//! A [`DataTree`] value is one version of the tree. It is built from persistent (structurally
+//! shared) maps, so `clone()` is O(1): the server publishes a clone to readers and hands one to
+//! the snapshotter while later txns go into the next version. Changes happen only through
+//! [`DataTree::apply`], a pure function of the tree and a txn, so replicas applying the same
+//! txns hold identical trees (and digests). [`prepare`] turns a client write into such a txn.
+//!
+//! This module never touches sockets, clocks, files or watches: time and zxids come in with the
+//! txn, and watch triggers go out in the [`ApplyOutcome`] for the watch manager to fire.
+
+pub mod acl;
+mod apply;
+pub mod digest;
+pub mod path;
+pub mod prepare;
+pub mod quota;
+pub mod snapshot;
+pub mod zk_snapshot;
+
+#[cfg(test)]
+mod model_tests;
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+
+use crate::proto::{Acl, Data, Stat, StatPersisted};
+use acl::AclCache;
+use path::{KeyQuery, PathKey};
+
+pub use apply::{ApplyOutcome, TxnResult, WatchTrigger};
+pub use prepare::{prepare, PrepareConfig, SessionContext};
+
+/// `ephemeralOwner` of container nodes.
+pub const CONTAINER_EPHEMERAL_OWNER: i64 = i64::MIN;
+/// Top byte set in the `ephemeralOwner` of extended types (TTL nodes).
+const EXTENDED_MASK: i64 = 0xff00_0000_0000_0000_u64 as i64;
+const RESERVED_BITS_MASK: i64 = 0x00ff_ff00_0000_0000;
+/// Largest TTL in milliseconds (40 bits).
+pub const MAX_TTL: i64 = 0xff_ffff_ffff;
+
+/// The special paths every tree has.
+pub const ZOOKEEPER_PATH: &str = "/zookeeper";
+pub const QUOTA_PATH: &str = "/zookeeper/quota";
+pub const CONFIG_PATH: &str = "/zookeeper/config";
+
+/// What kind of node an `ephemeralOwner` value denotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EphemeralType {
+    /// Persistent (owner 0).
+    Void,
+    /// Owned by a session.
+    Normal,
+    Container,
+    Ttl,
+}
+
+/// The `ephemeralOwner` of a TTL node.
+pub fn ttl_ephemeral_owner(ttl: i64) -> i64 {
+    EXTENDED_MASK | ttl
+}
+
+/// One znode: its persisted stat, ACL id, child count, and its path and data stored together in
+/// one shared allocation (the path first). Nodes are immutable once in a tree version; a change
+/// makes a new node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    pub stat: StatPersisted,
+    /// Id in the tree's ACL cache.
+    pub acl: i64,
+    pub num_children: u32,
+    /// This node's share of the tree digest (0 under /zookeeper/).
+    digest: u32,
+    /// Length of the path at the start of `blob`; the top bit marks null data.
+    path_len: u32,
+    blob: Arc<[u8]>,
+}
+
+const NULL_DATA: u32 = 1 << 31;
+
+impl Node {
+    fn new(path: &str, stat: StatPersisted, data: &Data, acl: i64) -> Node {
+        let mut node =
+            Node { stat, acl, num_children: 0, digest: 0, path_len: 0, blob: Arc::from(&[][..]) };
+        node.set_path_and_data(path, data);
+        node
+    }
+
+    fn set_path_and_data(&mut self, path: &str, data: &Data) {
+        let mut blob = Vec::with_capacity(path.len() + data.len());
+        blob.extend_from_slice(path.as_bytes());
+        blob.extend_from_slice(data.as_slice());
+        self.blob = blob.into();
+        self.path_len = path.len() as u32 | if data.is_null() { NULL_DATA } else { 0 };
+        self.digest = digest::node_digest(path, data.as_option(), &self.stat);
+    }
+
+    fn path_bytes(&self) -> &[u8] {
+        &self.blob[..(self.path_len & !NULL_DATA) as usize]
+    }
+
+    /// The node's full path.
+    pub fn path(&self) -> &str {
+        // The prefix was copied from a `&str`, so this never fails.
+        std::str::from_utf8(self.path_bytes()).unwrap_or_default()
+    }
+
+    /// The node's data (sharing the node's allocation).
+    pub fn data(&self) -> Data {
+        if self.path_len & NULL_DATA != 0 {
+            Data::null()
+        } else {
+            Data::from_shared(self.blob.clone(), self.path_bytes().len())
+        }
+    }
+
+    /// The data bytes, `None` when null.
+    pub fn data_bytes(&self) -> Option<&[u8]> {
+        (self.path_len & NULL_DATA == 0).then(|| &self.blob[self.path_bytes().len()..])
+    }
+
+    /// Length of the data (0 for null).
+    pub fn data_len(&self) -> usize {
+        self.blob.len() - self.path_bytes().len()
+    }
+
+    fn set_data(&mut self, data: &Data) {
+        let path = self.path().to_owned();
+        self.set_path_and_data(&path, data);
+    }
+}
+
+/// The map element: a shared node, ordered by its path (parent first, then name).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NodeRef(Arc<Node>);
+
+impl Ord for NodeRef {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        path::cmp_paths(self.0.path_bytes(), other.0.path_bytes())
+    }
+}
+
+impl PartialOrd for NodeRef {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl equivalent::Equivalent<NodeRef> for KeyQuery<'_> {
+    fn equivalent(&self, key: &NodeRef) -> bool {
+        self.cmp_path(key.0.path_bytes()) == std::cmp::Ordering::Equal
+    }
+}
+
+impl equivalent::Comparable<NodeRef> for KeyQuery<'_> {
+    fn compare(&self, key: &NodeRef) -> std::cmp::Ordering {
+        self.cmp_path(key.0.path_bytes())
+    }
+}
+
+/// Settings that change how a tree interprets its content (not part of its state).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TreeOptions {
+    /// `zookeeper.extendedTypesEnabled`: owners with the top byte 0xff are TTL nodes.
+    pub extended_types: bool,
+}
+
+/// One version of the data tree. See the module documentation.
+#[derive(Clone, Debug)]
+pub struct DataTree {
+    nodes: OrdSet<NodeRef>,
+    acls: AclCache,
+    ephemerals: OrdMap<i64, OrdSet<PathKey>>,
+    containers: OrdSet<PathKey>,
+    ttls: OrdSet<PathKey>,
+    /// Paths that have a quota (a limits node under /zookeeper/quota).
+    quotas: OrdSet<String>,
+    digest: u64,
+    data_size: i64,
+    last_processed_zxid: i64,
+    options: TreeOptions,
+}
+
+impl Default for DataTree {
+    fn default() -> Self {
+        DataTree::new(TreeOptions::default())
+    }
+}
+
+impl PartialEq for DataTree {
+    /// Two trees are equal when they hold the same nodes, ACLs and indexes.
+    fn eq(&self, other: &Self) -> bool {
+        self.nodes == other.nodes
+            && self.acls == other.acls
+            && self.ephemerals == other.ephemerals
+            && self.containers == other.containers
+            && self.ttls == other.ttls
+            && self.quotas == other.quotas
+            && self.digest == other.digest
+            && self.data_size == other.data_size
+    }
+}
+
+/// Java's `String.length()`: UTF-16 code units.
+fn java_len(s: &str) -> i64 {
+    s.chars().map(|c| c.len_utf16() as i64).sum()
+}
+
+impl DataTree {
+    /// A fresh tree: "/", "/zookeeper", "/zookeeper/quota" and "/zookeeper/config" (READ for
+    /// everyone, aversion -1), exactly as a new ZooKeeper server has.
+    pub fn new(options: TreeOptions) -> DataTree {
+        let mut tree = DataTree::empty(options);
+        let blank = |p: &str| {
+            Node::new(p, StatPersisted::default(), &Data::empty(), acl::OPEN_ACL_UNSAFE_ID)
+        };
+        tree.insert_node(blank("/"));
+        for p in [ZOOKEEPER_PATH, QUOTA_PATH, CONFIG_PATH] {
+            tree.insert_node(blank(p));
+            tree.update_node(path::parent_of(p), |n| n.num_children += 1);
+        }
+        let id = tree.acls.convert(&Acl::read_unsafe());
+        tree.update_node(CONFIG_PATH, |n| {
+            n.acl = id;
+            n.stat.aversion = -1;
+        });
+        tree
+    }
+
+    /// A tree without even a root (the start of snapshot loading).
+    pub(crate) fn empty(options: TreeOptions) -> DataTree {
+        DataTree {
+            nodes: OrdSet::new(),
+            acls: AclCache::default(),
+            ephemerals: OrdMap::new(),
+            containers: OrdSet::new(),
+            ttls: OrdSet::new(),
+            quotas: OrdSet::new(),
+            digest: 0,
+            data_size: 0,
+            last_processed_zxid: 0,
+            options,
+        }
+    }
+
+    /// The options this tree was made with.
+    pub fn options(&self) -> &TreeOptions {
+        &self.options
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Reads
+
+    /// The node at `path` ("" is the root, as in ZooKeeper).
+    pub fn node(&self, path: &str) -> Option<&Node> {
+        if !path.is_empty() && !path.starts_with('/') {
+            return None;
+        }
+        self.nodes.get(&KeyQuery::Path(path)).map(|r| &*r.0)
+    }
+
+    /// True if `path` exists.
+    pub fn exists(&self, path: &str) -> bool {
+        self.node(path).is_some()
+    }
+
+    /// Classify an `ephemeralOwner` under this tree's options.
+    pub fn ephemeral_type(&self, owner: i64) -> EphemeralType {
+        if self.options.extended_types
+            && owner & EXTENDED_MASK == EXTENDED_MASK
+            && owner & RESERVED_BITS_MASK == 0
+        {
+            return EphemeralType::Ttl;
+        }
+        match owner {
+            0 => EphemeralType::Void,
+            CONTAINER_EPHEMERAL_OWNER => EphemeralType::Container,
+            _ => EphemeralType::Normal,
+        }
+    }
+
+    /// The client-visible Stat of a node: cversion = 2 × persisted − numChildren, and
+    /// ephemeralOwner 0 for containers and TTL nodes.
+    pub fn client_stat(&self, node: &Node) -> Stat {
+        let s = &node.stat;
+        let owner = match self.ephemeral_type(s.ephemeral_owner) {
+            EphemeralType::Normal => s.ephemeral_owner,
+            _ => 0,
+        };
+        Stat {
+            czxid: s.czxid,
+            mzxid: s.mzxid,
+            ctime: s.ctime,
+            mtime: s.mtime,
+            version: s.version,
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(node.num_children as i32),
+            aversion: s.aversion,
+            ephemeral_owner: owner,
+            data_length: node.data_len() as i32,
+            num_children: node.num_children as i32,
+            pzxid: s.pzxid,
+        }
+    }
+
+    /// exists / stat.
+    pub fn stat(&self, path: &str) -> Option<Stat> {
+        self.node(path).map(|n| self.client_stat(n))
+    }
+
+    /// getData.
+    pub fn get_data(&self, path: &str) -> Option<(Data, Stat)> {
+        self.node(path).map(|n| (n.data(), self.client_stat(n)))
+    }
+
+    /// The (path, node) pairs of the children of `path`, in name order.
+    pub fn children(&self, path: &str) -> impl Iterator<Item = (&str, &Node)> + '_ {
+        let parent = if path.is_empty() { "/" } else { path };
+        self.nodes
+            .range(KeyQuery::ChildrenStart(parent)..KeyQuery::ChildrenEnd(parent))
+            .map(|r| (r.0.path(), &*r.0))
+    }
+
+    /// getChildren / getChildren2: child names (sorted) and the node's Stat.
+    pub fn get_children(&self, path: &str) -> Option<(Vec<String>, Stat)> {
+        let node = self.node(path)?;
+        let names = self.children(path).map(|(p, _)| path::split(p).1.to_owned()).collect();
+        Some((names, self.client_stat(node)))
+    }
+
+    /// The ACL list of a node.
+    pub fn acl_of(&self, node: &Node) -> Arc<[Acl]> {
+        self.acls.get(node.acl)
+    }
+
+    /// getACL (without ZooKeeper's masking of digest ids for non-admins, which is the
+    /// server's business).
+    pub fn get_acl(&self, path: &str) -> Option<(Arc<[Acl]>, Stat)> {
+        self.node(path).map(|n| (self.acl_of(n), self.client_stat(n)))
+    }
+
+    /// The ACL cache.
+    pub fn acl_cache(&self) -> &AclCache {
+        &self.acls
+    }
+
+    /// The ephemeral paths of a session, sorted.
+    pub fn ephemerals(&self, session: i64) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .ephemerals
+            .get(&session)
+            .map(|s| s.iter().map(|k| k.as_str().to_owned()).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// getEphemerals: the session's ephemeral paths that start with `prefix` ("" or "/" = all).
+    pub fn get_ephemerals(&self, session: i64, prefix: &str) -> Vec<String> {
+        let mut all = self.ephemerals(session);
+        if !prefix.is_empty() && prefix != "/" {
+            all.retain(|p| p.starts_with(prefix));
+        }
+        all
+    }
+
+    /// Sessions that own ephemeral nodes.
+    pub fn sessions_with_ephemerals(&self) -> Vec<i64> {
+        self.ephemerals.keys().copied().collect()
+    }
+
+    /// Total number of ephemeral nodes (mntr zk_ephemerals_count).
+    pub fn ephemerals_count(&self) -> usize {
+        self.ephemerals.values().map(|s| s.len()).sum()
+    }
+
+    /// Paths of container nodes.
+    pub fn containers(&self) -> Vec<String> {
+        self.containers.iter().map(|k| k.as_str().to_owned()).collect()
+    }
+
+    /// Paths of TTL nodes.
+    pub fn ttls(&self) -> Vec<String> {
+        self.ttls.iter().map(|k| k.as_str().to_owned()).collect()
+    }
+
+    /// getAllChildrenNumber: all descendants of `path` (for "/" this includes /zookeeper...).
+    pub fn get_all_children_number(&self, path: &str) -> Option<i32> {
+        self.node(path)?;
+        if path == "/" {
+            return Some(self.nodes.len() as i32 - 1);
+        }
+        let mut count = 0i32;
+        let mut stack = vec![path.to_owned()];
+        while let Some(p) = stack.pop() {
+            for (child, node) in self.children(&p) {
+                count += 1;
+                if node.num_children > 0 {
+                    stack.push(child.to_owned());
+                }
+            }
+        }
+        Some(count)
+    }
+
+    /// ZooKeeper's node count: the root is stored twice ("" and "/"), so a fresh tree has 5.
+    pub fn node_count(&self) -> usize {
+        self.nodes.len() + 1
+    }
+
+    /// Sum of path lengths (UTF-16 units, as Java counts) and data lengths of all nodes.
+    pub fn approximate_data_size(&self) -> i64 {
+        self.data_size
+    }
+
+    /// The tree digest (ZooKeeper 3.6+ digest version 2).
+    pub fn digest(&self) -> i64 {
+        self.digest as i64
+    }
+
+    /// The zxid of the last txn applied.
+    pub fn last_processed_zxid(&self) -> i64 {
+        self.last_processed_zxid
+    }
+
+    /// The longest path with a quota that is `path` or an ancestor of it (never "/").
+    pub fn max_quota_prefix(&self, path: &str) -> Option<&str> {
+        if self.quotas.is_empty() {
+            return None;
+        }
+        let mut candidate = path;
+        loop {
+            if candidate.is_empty() || candidate == "/" {
+                return None;
+            }
+            if let Some(found) = self.quotas.get(candidate) {
+                return Some(found.as_str());
+            }
+            candidate = path::split(candidate).0;
+        }
+    }
+
+    /// Every node in depth-first pre-order from the root (a parent before its children,
+    /// children in name order), as snapshots need them.
+    pub fn iter_preorder(&self) -> PreOrder<'_> {
+        PreOrder { tree: self, stack: Vec::new(), started: false }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Mutation primitives (used by apply and the snapshot builder)
+
+    /// Insert a node that is not in the map yet, keeping digest, size and indexes in step.
+    /// Does not touch the parent.
+    fn insert_node(&mut self, node: Node) {
+        let path = node.path();
+        self.digest = self.digest.wrapping_add(u64::from(node.digest));
+        self.data_size += java_len(path) + node.data_len() as i64;
+        let owner = node.stat.ephemeral_owner;
+        match self.ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.insert(PathKey::new(path));
+            }
+            EphemeralType::Ttl => {
+                self.ttls.insert(PathKey::new(path));
+            }
+            EphemeralType::Normal => {
+                self.ephemerals.entry(owner).or_default().insert(PathKey::new(path));
+            }
+            EphemeralType::Void => {}
+        }
+        self.nodes.insert(NodeRef(Arc::new(node)));
+    }
+
+    /// Remove a node from the map and the indexes. Does not touch the parent.
+    fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
+        let node = self.nodes.remove(&KeyQuery::Path(path))?.0;
+        let q = KeyQuery::Path(path);
+        self.digest = self.digest.wrapping_sub(u64::from(node.digest));
+        self.data_size -= java_len(node.path()) + node.data_len() as i64;
+        let owner = node.stat.ephemeral_owner;
+        match self.ephemeral_type(owner) {
+            EphemeralType::Container => {
+                self.containers.remove(&q);
+            }
+            EphemeralType::Ttl => {
+                self.ttls.remove(&q);
+            }
+            EphemeralType::Normal => {
+                if let Some(set) = self.ephemerals.get_mut(&owner) {
+                    set.remove(&q);
+                    if set.is_empty() {
+                        self.ephemerals.remove(&owner);
+                    }
+                }
+            }
+            EphemeralType::Void => {}
+        }
+        Some(node)
+    }
+
+    /// Change a node (not its path or owner), keeping digest and size in step. Returns false if
+    /// the node does not exist.
+    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> bool {
+        let Some(current) = self.nodes.get(&KeyQuery::Path(path)) else { return false };
+        let mut node = Node::clone(&current.0);
+        let (old_digest, old_len) = (node.digest, node.data_len() as i64);
+        f(&mut node);
+        node.digest = digest::node_digest(node.path(), node.data_bytes(), &node.stat);
+        self.digest =
+            self.digest.wrapping_sub(u64::from(old_digest)).wrapping_add(u64::from(node.digest));
+        self.data_size += node.data_len() as i64 - old_len;
+        self.nodes.insert(NodeRef(Arc::new(node)));
+        true
+    }
+}
+
+/// Pre-order iterator over a tree; see [`DataTree::iter_preorder`].
+pub struct PreOrder<'a> {
+    tree: &'a DataTree,
+    stack: Vec<imbl::ordset::RangedIter<'a, NodeRef, imbl::shared_ptr::DefaultSharedPtr>>,
+    started: bool,
+}
+
+impl<'a> Iterator for PreOrder<'a> {
+    type Item = (&'a str, &'a Node);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if !self.started {
+            self.started = true;
+            let root = &*self.tree.nodes.get(&KeyQuery::Path("/"))?.0;
+            self.push_children(root);
+            return Some((root.path(), root));
+        }
+        loop {
+            let top = self.stack.last_mut()?;
+            match top.next() {
+                Some(r) => {
+                    let node = &*r.0;
+                    self.push_children(node);
+                    return Some((node.path(), node));
+                }
+                None => {
+                    self.stack.pop();
+                }
+            }
+        }
+    }
+}
+
+impl<'a> PreOrder<'a> {
+    fn push_children(&mut self, node: &'a Node) {
+        if node.num_children > 0 {
+            let p = node.path();
+            self.stack
+                .push(self.tree.nodes.range(KeyQuery::ChildrenStart(p)..KeyQuery::ChildrenEnd(p)));
+        }
+    }
+}
