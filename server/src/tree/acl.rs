@@ -26,12 +26,23 @@ struct Entry {
 }
 
 /// The ACL cache of a tree version. Cloning is O(1).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct AclCache {
     by_id: OrdMap<i64, Entry>,
     by_list: HashMap<Arc<[Acl]>, i64>,
     last_id: i64,
 }
+
+/// Equal when the same lists are stored under the same ids with the same reference counts.
+/// The id counter is left out: like ZooKeeper's, it restarts from the highest stored id when a
+/// snapshot is loaded, so it is not part of the tree's content.
+impl PartialEq for AclCache {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_id == other.by_id
+    }
+}
+
+impl Eq for AclCache {}
 
 impl AclCache {
     /// The id for `acl`, adding the list if it is new, and counting one more user of it.

@@ -191,7 +191,9 @@ fn prep_create(
         return Err(ErrorCode::Unimplemented);
     }
     let ttl_ok = if mode.is_ttl() { ttl > 0 && ttl <= MAX_TTL } else { ttl < 0 };
-    if !ttl_ok {
+    // ZooKeeper accepts createTTL with a non-TTL mode and a negative ttl here, then fails while
+    // applying the txn; refuse it up front instead.
+    if !ttl_ok || (kind == Kind::Ttl && !mode.is_ttl()) {
         return Err(ErrorCode::BadArguments);
     }
     if mode.is_ephemeral() && ctx.session.local_session {
