@@ -354,6 +354,8 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn requests_round_trip(req in any_request()) {
             let mut body = Vec::new();

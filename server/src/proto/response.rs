@@ -255,6 +255,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn responses_round_trip((op, resp) in any_response()) {
             let mut body = Vec::new();

@@ -226,6 +226,8 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
         #[test]
         fn txns_round_trip(txn in any_txn(), header in any::<TxnHeader>(), digest in any::<Option<(i32, i64)>>()) {
             // A pre-3.6 closeSession (no body) can't carry a digest unambiguously.

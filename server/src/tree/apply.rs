@@ -6,7 +6,8 @@
 //! delete of a missing node still advances the parent's pzxid.
 
 use crate::proto::{
-    CloseSessionTxn, ErrorCode, EventType, OpCode, Stat, StatPersisted, Txn, TxnHeader,
+    CloseSessionTxn, Create2Response, CreateResponse, ErrorCode, EventType, OpCode,
+    OpResult as MultiResult, Response, Stat, StatPersisted, StatResponse, Txn, TxnHeader,
 };
 
 use super::path::{parent_of, split};
@@ -47,6 +48,46 @@ impl TxnResult {
     /// True when the txn succeeded.
     pub fn is_ok(&self) -> bool {
         self.err == 0
+    }
+
+    /// The reply ZooKeeper's FinalRequestProcessor sends for this result: the ReplyHeader err
+    /// and the body (empty for errors; a multi always has err 0 and carries per-op results).
+    /// Reconfig's reply (the new config data) is the server's to build.
+    pub fn reply(&self) -> (i32, Response) {
+        if self.op == OpCode::Multi {
+            return (0, Response::Multi(self.multi.iter().map(TxnResult::op_result).collect()));
+        }
+        if self.err != 0 {
+            return (self.err, Response::Empty);
+        }
+        let path = self.path.clone().unwrap_or_default();
+        let stat = self.stat.clone().unwrap_or_default();
+        let body = match self.op {
+            OpCode::Create => Response::Create(CreateResponse { path }),
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+                Response::Create2(Create2Response { path, stat })
+            }
+            OpCode::SetData | OpCode::SetAcl => Response::Stat(StatResponse { stat }),
+            _ => Response::Empty,
+        };
+        (0, body)
+    }
+
+    fn op_result(&self) -> MultiResult {
+        if self.err != 0 || self.op == OpCode::Error {
+            return MultiResult::Error { err: self.err };
+        }
+        let path = self.path.clone().unwrap_or_default();
+        let stat = self.stat.clone().unwrap_or_default();
+        match self.op {
+            OpCode::Create => MultiResult::Create { path },
+            OpCode::Create2 | OpCode::CreateTtl | OpCode::CreateContainer => {
+                MultiResult::Create2 { path, stat }
+            }
+            OpCode::Delete | OpCode::DeleteContainer => MultiResult::Delete,
+            OpCode::SetData => MultiResult::SetData { stat },
+            _ => MultiResult::Check,
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! shared) maps, so `clone()` is O(1): the server publishes a clone to readers and hands one to
 //! the snapshotter while later txns go into the next version. Changes happen only through
 //! [`DataTree::apply`], a pure function of the tree and a txn, so replicas applying the same
-//! txns hold identical trees (and digests). [`prepare`] turns a client write into such a txn.
+//! txns hold identical trees (and digests). [`prepare()`] turns a client write into such a txn.
 //!
 //! This module never touches sockets, clocks, files or watches: time and zxids come in with the
 //! txn, and watch triggers go out in the [`ApplyOutcome`] for the watch manager to fire.

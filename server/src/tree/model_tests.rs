@@ -700,9 +700,40 @@ fn failed_multi_is_one_txn_of_errors() {
     let errs: Vec<i32> = out.result.multi.iter().map(|r| r.err).collect();
     assert_eq!(errs, vec![0, 0, -101, -2]);
     assert!(out.result.multi.iter().all(|r| r.op == OpCode::Error));
+    let (err, body) = out.result.reply();
+    assert_eq!(err, 0);
+    assert_eq!(
+        body,
+        Response::Multi(vec![
+            OpResult::Error { err: 0 },
+            OpResult::Error { err: 0 },
+            OpResult::Error { err: -101 },
+            OpResult::Error { err: -2 },
+        ])
+    );
     assert!(out.triggers.is_empty());
     assert!(t == before);
     assert_eq!(t.last_processed_zxid(), 1);
+    // The same ops against a tree where they succeed give typed results.
+    let ok = Request::Multi(vec![
+        c("/m1"),
+        MultiOp::Create2(CreateRequest {
+            path: "/m2".into(),
+            data: Data::empty(),
+            acl: Acl::open_unsafe(),
+            flags: 0,
+        }),
+    ]);
+    let out = step(&mut t, &ok, 1, 2);
+    match out.result.reply().1 {
+        Response::Multi(r) => {
+            assert_eq!(r[0], OpResult::Create { path: "/m1".into() });
+            assert!(
+                matches!(&r[1], OpResult::Create2 { path, stat } if path == "/m2" && stat.czxid == 2)
+            );
+        }
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
-//! Quotas as ZooKeeper keeps them: ordinary znodes under /zookeeper/quota/<path>/ named
+//! Quotas as ZooKeeper keeps them: ordinary znodes under `/zookeeper/quota/<path>/` named
 //! `zookeeper_limits` (set by clients) and `zookeeper_stats` (rewritten by the tree as nodes
-//! under <path> are created, deleted and changed), whose data is a StatsTrack string such as
+//! under `<path>` are created, deleted and changed), whose data is a StatsTrack string such as
 //! `count=4,bytes=50` or `count=-1,bytes=-1=;byteHardLimit=10;countHardLimit=5`.
 
 use std::collections::BTreeMap;
