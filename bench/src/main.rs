@@ -1,1 +1,32 @@
-fn main() {}
+//! `corral-bench`: benchmarks that produce the figures in docs/.
+//!
+//! * `log`: the transaction log's flush strategies head to head (docs/fsync-strategies.md).
+
+mod log_bench;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "corral-bench", about = "Benchmarks for Corral")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Flush strategies × writers × record sizes, with a bare write+fdatasync baseline.
+    Log(log_bench::LogArgs),
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    match Cli::parse().cmd {
+        Cmd::Log(a) => log_bench::run(a),
+    }
+}

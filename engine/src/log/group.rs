@@ -1,10 +1,16 @@
 //! [`Log`]: group commit. Appenders queue records; one writer thread takes whatever is waiting
 //! as a batch, writes and flushes it once through [`LogCore`], and completes every waiter.
+//!
+//! Blocking appenders that queue while a batch is being flushed join one *commit group*. The
+//! whole group sleeps on one futex word and is woken by a single `FUTEX_WAKE` when its batch
+//! is durable, rather than by one wake-up call per appender: on a small machine with many
+//! appenders, waking them one by one costs more than the flush.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,9 +20,9 @@ use super::reader::LogIter;
 use super::{LogError, LogOptions};
 use crate::io::Vfs;
 
-/// Called on the writer thread once an append is durable (or has failed), in zxid order. It
-/// must be quick and must not block on the log (appending from it may deadlock when the queue
-/// is full).
+/// Called once an append is durable (or has failed), in zxid order, on the log's writer or
+/// completion thread. It must be quick and must not block on the log (appending from it may
+/// deadlock when the queue is full).
 pub type AppendCallback = Box<dyn FnOnce(Result<u64, LogError>) + Send>;
 
 struct Slot<T> {
@@ -45,16 +51,81 @@ impl<T> Slot<T> {
     }
 }
 
+/// Blocking appenders whose records go out in the same batch.
+struct CommitGroup {
+    /// `PENDING`, then `DURABLE` or `FAILED`; the futex word the members sleep on.
+    state: AtomicU32,
+    /// Members that joined (fixed once the writer takes the group).
+    members: AtomicUsize,
+    /// Members whose records are durable.
+    durable: AtomicUsize,
+    error: OnceLock<LogError>,
+}
+
+const PENDING: u32 = 0;
+const DURABLE: u32 = 1;
+const FAILED: u32 = 2;
+
+impl CommitGroup {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: AtomicU32::new(PENDING),
+            members: AtomicUsize::new(0),
+            durable: AtomicUsize::new(0),
+            error: OnceLock::new(),
+        })
+    }
+
+    fn wait(&self) -> Result<(), LogError> {
+        loop {
+            match self.state.load(Ordering::Acquire) {
+                PENDING => atomic_wait::wait(&self.state, PENDING),
+                DURABLE => return Ok(()),
+                _ => return Err(self.error.get().cloned().unwrap_or(LogError::Closed)),
+            }
+        }
+    }
+
+    /// Ends the group (the first outcome wins) and wakes every member with one call.
+    fn finish(&self, r: Result<(), LogError>) {
+        let to = match r {
+            Ok(()) => DURABLE,
+            Err(e) => {
+                let _ = self.error.set(e);
+                FAILED
+            }
+        };
+        if self.state.compare_exchange(PENDING, to, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            atomic_wait::wake_all(&self.state);
+        }
+    }
+}
+
 enum Done {
-    Wait(Arc<Slot<Result<u64, LogError>>>),
+    Group(Arc<CommitGroup>),
     Callback(AppendCallback),
 }
 
 impl Done {
     fn complete(self, r: Result<u64, LogError>) {
         match self {
-            Done::Wait(slot) => slot.put(r),
+            Done::Group(g) => match r {
+                Ok(_) => {
+                    let n = g.durable.fetch_add(1, Ordering::AcqRel) + 1;
+                    if n == g.members.load(Ordering::Acquire) {
+                        g.finish(Ok(()));
+                    }
+                }
+                Err(e) => g.finish(Err(e)),
+            },
             Done::Callback(cb) => cb(r),
+        }
+    }
+
+    fn group(&self) -> Option<&Arc<CommitGroup>> {
+        match self {
+            Done::Group(g) => Some(g),
+            Done::Callback(_) => None,
         }
     }
 }
@@ -80,6 +151,9 @@ enum Item {
 
 struct Queue {
     items: VecDeque<Item>,
+    /// The commit group blocking appenders join now.
+    open_group: Arc<CommitGroup>,
+    open_bytes: usize,
     bytes: usize,
     last_zxid: u64,
     failed: Option<Arc<LogError>>,
@@ -95,6 +169,8 @@ struct Shared {
     /// Bumped on every enqueue, so that the writer can poll without taking the lock.
     enqueued: AtomicU64,
     durable_zxid: AtomicU64,
+    /// Completion batches handed to the completion thread and not yet run.
+    handoffs: AtomicUsize,
     metrics: Mutex<LogMetrics>,
     view: Arc<Mutex<ReadView>>,
     vfs: Arc<dyn Vfs>,
@@ -112,6 +188,7 @@ impl Shared {
 pub struct Log {
     shared: Arc<Shared>,
     writer: Option<JoinHandle<()>>,
+    completer: Option<JoinHandle<()>>,
     backend: &'static str,
     dir: PathBuf,
 }
@@ -135,6 +212,8 @@ impl Log {
         let shared = Arc::new(Shared {
             q: Mutex::new(Queue {
                 items: VecDeque::new(),
+                open_group: CommitGroup::new(),
+                open_bytes: 0,
                 bytes: 0,
                 last_zxid: core.last_zxid(),
                 failed: None,
@@ -146,6 +225,7 @@ impl Log {
             space: Condvar::new(),
             enqueued: AtomicU64::new(0),
             durable_zxid: AtomicU64::new(core.last_zxid()),
+            handoffs: AtomicUsize::new(0),
             metrics: Mutex::new(LogMetrics::default()),
             view: core.view(),
             vfs: core.vfs(),
@@ -153,12 +233,32 @@ impl Log {
         });
         tracing::info!(dir = %dir.display(), strategy = %shared.opts.strategy, backend,
             last_zxid = format_args!("{:#x}", core.last_zxid()), "transaction log open");
+        let (tx, rx) = mpsc::channel::<Completions>();
+        let s = shared.clone();
+        let completer = std::thread::Builder::new()
+            .name("corral-log-complete".into())
+            .spawn(move || {
+                for batch in rx {
+                    for (done, r) in batch {
+                        done.complete(r);
+                    }
+                    s.handoffs.fetch_sub(1, Ordering::AcqRel);
+                }
+            })
+            .map_err(|e| LogError::io("spawn completion thread", dir, e))?;
         let s = shared.clone();
         let writer = std::thread::Builder::new()
             .name("corral-log-writer".into())
-            .spawn(move || writer_loop(core, &s))
+            .spawn(move || writer_loop(core, &s, &Dispatch { tx, sh: &s }))
             .map_err(|e| LogError::io("spawn writer thread", dir, e))?;
-        Ok((Log { shared, writer: Some(writer), backend, dir: dir.to_path_buf() }, report))
+        let log = Log {
+            shared,
+            writer: Some(writer),
+            completer: Some(completer),
+            backend,
+            dir: dir.to_path_buf(),
+        };
+        Ok((log, report))
     }
 
     /// The storage backend in use: `uring`, `sync` or `sim`.
@@ -183,17 +283,15 @@ impl Log {
 
     /// Appends a record and waits until it is durable. Returns its zxid.
     pub fn append(&self, zxid: u64, payload: Vec<u8>) -> Result<u64, LogError> {
-        let slot = Arc::new(Slot::new());
-        self.enqueue(Some(zxid), payload, Done::Wait(slot.clone()))?;
-        slot.take()
+        let (zxid, group) = self.enqueue(Some(zxid), payload, None)?;
+        group.expect("blocking append joins a group").wait().map(|()| zxid)
     }
 
     /// Appends a record with the zxid after the last one accepted, and waits until it is
     /// durable. Returns the zxid it got.
     pub fn append_next(&self, payload: Vec<u8>) -> Result<u64, LogError> {
-        let slot = Arc::new(Slot::new());
-        self.enqueue(None, payload, Done::Wait(slot.clone()))?;
-        slot.take()
+        let (zxid, group) = self.enqueue(None, payload, None)?;
+        group.expect("blocking append joins a group").wait().map(|()| zxid)
     }
 
     /// Queues a record; `done` runs on the writer thread when it is durable or has failed.
@@ -205,10 +303,26 @@ impl Log {
         payload: Vec<u8>,
         done: AppendCallback,
     ) -> Result<(), LogError> {
-        self.enqueue(Some(zxid), payload, Done::Callback(done)).map(|_| ())
+        self.enqueue(Some(zxid), payload, Some(done)).map(|_| ())
     }
 
-    fn enqueue(&self, zxid: Option<u64>, payload: Vec<u8>, done: Done) -> Result<u64, LogError> {
+    /// Queues a record with the zxid after the last one accepted; `done` runs when it is
+    /// durable or has failed. Returns the zxid it got.
+    pub fn append_next_async(
+        &self,
+        payload: Vec<u8>,
+        done: AppendCallback,
+    ) -> Result<u64, LogError> {
+        self.enqueue(None, payload, Some(done)).map(|(z, _)| z)
+    }
+
+    /// Queues a record. Without a callback the caller joins the open commit group, returned.
+    fn enqueue(
+        &self,
+        zxid: Option<u64>,
+        payload: Vec<u8>,
+        callback: Option<AppendCallback>,
+    ) -> Result<(u64, Option<Arc<CommitGroup>>), LogError> {
         let sh = &*self.shared;
         if payload.len() > sh.opts.record_bytes_max {
             return Err(LogError::RecordTooLarge {
@@ -238,12 +352,32 @@ impl Log {
         }
         q.last_zxid = zxid;
         q.bytes += payload.len();
+        let mut group = None;
+        let done = match callback {
+            Some(cb) => Done::Callback(cb),
+            None => {
+                // A group never outgrows one batch; per-record flushing has groups of one.
+                let members = q.open_group.members.load(Ordering::Relaxed);
+                if members > 0
+                    && (sh.opts.strategy == super::FlushStrategy::PerRecord
+                        || members >= sh.opts.batch_records_max
+                        || q.open_bytes + payload.len() > sh.opts.batch_bytes_max)
+                {
+                    q.open_group = CommitGroup::new();
+                    q.open_bytes = 0;
+                }
+                q.open_group.members.fetch_add(1, Ordering::Relaxed);
+                q.open_bytes += payload.len();
+                group = Some(q.open_group.clone());
+                Done::Group(q.open_group.clone())
+            }
+        };
         q.items.push_back(Item::Append(Pending { zxid, payload, queued_at: Instant::now(), done }));
         sh.enqueued.fetch_add(1, Ordering::Release);
         if q.writer_sleeping {
             sh.work.notify_one();
         }
-        Ok(zxid)
+        Ok((zxid, group))
     }
 
     fn control(&self, c: Control) -> Result<Vec<PathBuf>, LogError> {
@@ -329,6 +463,10 @@ impl Log {
         if let Some(w) = self.writer.take() {
             let _ = w.join();
         }
+        // The writer dropped its sender: the completion thread drains and ends.
+        if let Some(c) = self.completer.take() {
+            let _ = c.join();
+        }
     }
 }
 
@@ -381,15 +519,37 @@ fn next_work(sh: &Shared) -> Work {
         Some(Item::Control(c, slot)) => Work::Control(c, slot),
         Some(Item::Append(first)) => {
             let mut bytes = first.payload.len();
+            // One commit group per batch: a group is taken whole (enqueue keeps it within the
+            // batch limits) and never merged with the next one, so that its members can be
+            // told at once.
+            let mut group = first.done.group().cloned();
             let mut batch = vec![first];
             while batch.len() < sh.opts.batch_records_max {
-                match q.items.front() {
-                    Some(Item::Append(p)) if bytes + p.payload.len() <= sh.opts.batch_bytes_max => {
-                        bytes += p.payload.len();
-                        let Some(Item::Append(p)) = q.items.pop_front() else { unreachable!() };
-                        batch.push(p);
+                let fits = match q.items.front() {
+                    Some(Item::Append(p)) => {
+                        bytes + p.payload.len() <= sh.opts.batch_bytes_max
+                            && match (p.done.group(), &group) {
+                                (Some(g), Some(bg)) => Arc::ptr_eq(g, bg),
+                                _ => true,
+                            }
                     }
-                    _ => break,
+                    _ => false,
+                };
+                if !fits {
+                    break;
+                }
+                let Some(Item::Append(p)) = q.items.pop_front() else { unreachable!() };
+                bytes += p.payload.len();
+                if group.is_none() {
+                    group = p.done.group().cloned();
+                }
+                batch.push(p);
+            }
+            if let Some(g) = &group {
+                if Arc::ptr_eq(g, &q.open_group) {
+                    // The writer has taken it: later appenders form the next group.
+                    q.open_group = CommitGroup::new();
+                    q.open_bytes = 0;
                 }
             }
             q.bytes -= bytes;
@@ -403,13 +563,13 @@ fn next_work(sh: &Shared) -> Work {
     work
 }
 
-fn writer_loop(mut core: LogCore, sh: &Shared) {
+fn writer_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
     loop {
         match next_work(sh) {
             Work::Exit => {
                 if !core.options().strategy.is_durable() && core.failure().is_none() {
                     if let Err(e) = core.sync() {
-                        fail_all(sh, &e);
+                        fail_all(sh, dispatch, &e);
                     }
                 }
                 return;
@@ -424,7 +584,7 @@ fn writer_loop(mut core: LogCore, sh: &Shared) {
                 if let Err(e) = &r {
                     if core.failure().is_some() {
                         slot.put(r.clone());
-                        fail_all(sh, e);
+                        fail_all(sh, dispatch, e);
                         return;
                     }
                 }
@@ -434,8 +594,8 @@ fn writer_loop(mut core: LogCore, sh: &Shared) {
                 slot.put(r);
             }
             Work::Batch(batch) => {
-                if let Err(e) = write_batch(&mut core, sh, batch) {
-                    fail_all(sh, &e);
+                if let Err(e) = write_batch(&mut core, sh, dispatch, batch) {
+                    fail_all(sh, dispatch, &e);
                     return;
                 }
             }
@@ -443,7 +603,49 @@ fn writer_loop(mut core: LogCore, sh: &Shared) {
     }
 }
 
-fn write_batch(core: &mut LogCore, sh: &Shared, batch: Vec<Pending>) -> Result<(), LogError> {
+type Completions = Vec<(Done, Result<u64, LogError>)>;
+
+/// Batches of at most this many completions run on the writer thread itself (a lone appender
+/// is not made to wait for a second thread); larger ones go to the completion thread, so that
+/// waking many appenders overlaps the next batch's flush.
+const INLINE_COMPLETIONS_MAX: usize = 4;
+
+/// Delivers completions in zxid order: inline, or through the completion thread.
+struct Dispatch<'a> {
+    tx: mpsc::Sender<Completions>,
+    sh: &'a Shared,
+}
+
+impl Dispatch<'_> {
+    fn deliver(&self, items: Completions) {
+        if items.is_empty() {
+            return;
+        }
+        // Inline only when nothing is queued on the completion thread, to keep zxid order.
+        if items.len() <= INLINE_COMPLETIONS_MAX && self.sh.handoffs.load(Ordering::Acquire) == 0 {
+            for (done, r) in items {
+                done.complete(r);
+            }
+            return;
+        }
+        self.sh.handoffs.fetch_add(1, Ordering::AcqRel);
+        if let Err(mpsc::SendError(items)) = self.tx.send(items) {
+            // The completion thread is gone (only at teardown): complete here.
+            self.sh.handoffs.fetch_sub(1, Ordering::AcqRel);
+            for (done, r) in items {
+                done.complete(r);
+            }
+        }
+    }
+}
+
+fn write_batch(
+    core: &mut LogCore,
+    sh: &Shared,
+    dispatch: &Dispatch<'_>,
+    batch: Vec<Pending>,
+) -> Result<(), LogError> {
+    let per_record = core.options().strategy == super::FlushStrategy::PerRecord;
     let mut payloads = Vec::with_capacity(batch.len());
     let mut dones = Vec::with_capacity(batch.len());
     for p in batch {
@@ -452,6 +654,7 @@ fn write_batch(core: &mut LogCore, sh: &Shared, batch: Vec<Pending>) -> Result<(
     }
     let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, p.as_slice())).collect();
     let mut latencies = Vec::with_capacity(recs.len());
+    let mut ready: Completions = Vec::with_capacity(recs.len());
     let mut completed = 0;
     let result = core.write_batch(&recs, |n| {
         let now = Instant::now();
@@ -461,35 +664,43 @@ fn write_batch(core: &mut LogCore, sh: &Shared, batch: Vec<Pending>) -> Result<(
         for d in &mut dones[completed..n] {
             if let Some((zxid, queued_at, done)) = d.take() {
                 latencies.push(now.duration_since(queued_at).as_micros() as u64);
-                done.complete(Ok(zxid));
+                ready.push((done, Ok(zxid)));
             }
         }
         completed = n;
+        if per_record {
+            // The naive baseline: each record's appender hears of it right after its own flush.
+            dispatch.deliver(std::mem::take(&mut ready));
+        }
     });
     let stats = match result {
         Ok(s) => s,
         Err(e) => {
             for (_, _, done) in dones.into_iter().skip(completed).flatten() {
-                done.complete(Err(e.clone()));
+                ready.push((done, Err(e.clone())));
             }
+            dispatch.deliver(ready);
             return Err(e);
         }
     };
-    let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
-    m.record_batch(
-        stats.records as u64,
-        stats.bytes as u64,
-        stats.flushes as u64,
-        stats.flush_time.as_micros() as u64,
-    );
-    for l in latencies {
-        m.append_latency_us.saturating_record(l.max(1));
+    {
+        let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
+        m.record_batch(
+            stats.records as u64,
+            stats.bytes as u64,
+            stats.flushes as u64,
+            stats.flush_time.as_micros() as u64,
+        );
+        for l in latencies {
+            m.append_latency_us.saturating_record(l.max(1));
+        }
     }
+    dispatch.deliver(ready);
     Ok(())
 }
 
 /// Latches the failure and fails everything queued.
-fn fail_all(sh: &Shared, e: &LogError) {
+fn fail_all(sh: &Shared, dispatch: &Dispatch<'_>, e: &LogError) {
     let cause = match e {
         LogError::Failed(inner) => inner.clone(),
         other => Arc::new(other.clone()),
@@ -501,10 +712,12 @@ fn fail_all(sh: &Shared, e: &LogError) {
         sh.space.notify_all();
         q.items.drain(..).collect()
     };
+    let mut appends: Completions = Vec::new();
     for it in items {
         match it {
-            Item::Append(p) => p.done.complete(Err(LogError::Failed(cause.clone()))),
+            Item::Append(p) => appends.push((p.done, Err(LogError::Failed(cause.clone())))),
             Item::Control(_, slot) => slot.put(Err(LogError::Failed(cause.clone()))),
         }
     }
+    dispatch.deliver(appends);
 }
