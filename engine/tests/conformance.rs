@@ -69,7 +69,9 @@ fn payload(zxid: u64) -> Vec<u8> {
 }
 
 fn read_all(log: &Log, from: u64) -> Vec<(u64, Vec<u8>)> {
-    log.iter_from(from).map(|r| r.map(|r| (r.zxid, r.payload)).expect("read")).collect()
+    log.iter_from(from)
+        .map(|r| r.map(|r| (r.zxid, r.payload)).unwrap_or_else(|e| panic!("{:?}: {e}", log)))
+        .collect()
 }
 
 fn expect_range(got: &[(u64, Vec<u8>)], range: std::ops::RangeInclusive<u64>, ctx: &str) {

@@ -10,6 +10,7 @@ use super::format::{
     self, encode_frame, parse_segment_file_name, scan_segment, segment_file_name, SegmentHeader,
     TailState, FRAME_LEN, HEADER_LEN,
 };
+use super::prealloc::{grow_file, Preallocator};
 use super::reader::LogIter;
 use super::{FlushStrategy, LogError, LogOptions, Prealloc, RecoveryMode};
 use crate::io::{
@@ -17,6 +18,9 @@ use crate::io::{
 };
 
 const BLOCK: u64 = DIRECT_ALIGN as u64;
+/// Background preallocation extends a segment this much at a time, keeping up to
+/// `prealloc_bytes` of reserved space ahead of the writer.
+const BG_CHUNK: u64 = 8 << 20;
 
 /// One segment file of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -88,6 +92,7 @@ pub struct LogCore {
     buf: AlignedBuf,
     failed: Option<Arc<LogError>>,
     view: Arc<Mutex<ReadView>>,
+    bg: Option<Preallocator>,
 }
 
 impl std::fmt::Debug for LogCore {
@@ -234,7 +239,13 @@ impl LogCore {
             buf: AlignedBuf::with_capacity(1 << 20),
             failed: None,
             view: Arc::new(Mutex::new(view)),
+            bg: None,
         };
+        if core.opts.prealloc_in_background {
+            let bg = Preallocator::spawn(core.vfs.clone())
+                .map_err(|e| LogError::io("spawn preallocation thread", dir, e))?;
+            core.bg = Some(bg);
+        }
         core.check_roll();
         Ok((core, report))
     }
@@ -386,7 +397,7 @@ impl LogCore {
                     self.buf.extend_from_slice(&encode_frame(*zxid, pos as u32, payload));
                     self.buf.extend_from_slice(payload);
                     let end = pos + self.buf.len() as u64;
-                    ensure_allocated(a, end, opts_prealloc, durable, false)?;
+                    make_room(a, self.bg.as_ref(), end, opts_prealloc, durable, false)?;
                     a.file.write_all_at(self.buf.as_slice(), pos).map_err(io("write"))?;
                     a.file.sync_data().map_err(io("fdatasync"))?;
                     a.write_pos = end;
@@ -411,7 +422,7 @@ impl LogCore {
                 let data_end = block_start + self.buf.len() as u64;
                 self.buf.pad_to_alignment();
                 let write_end = block_start + self.buf.len() as u64;
-                ensure_allocated(a, write_end, opts_prealloc, durable, true)?;
+                make_room(a, self.bg.as_ref(), write_end, opts_prealloc, durable, true)?;
                 // The file is O_DIRECT | O_DSYNC: durable when the write returns.
                 a.file.write_all_at(self.buf.as_slice(), block_start).map_err(io("write"))?;
                 let tail_from = (data_end - data_end % BLOCK - block_start) as usize;
@@ -430,7 +441,7 @@ impl LogCore {
                     self.buf.extend_from_slice(payload);
                 }
                 let end = pos + self.buf.len() as u64;
-                ensure_allocated(a, end, opts_prealloc, durable, false)?;
+                make_room(a, self.bg.as_ref(), end, opts_prealloc, durable, false)?;
                 let data = self.buf.as_slice();
                 match strategy {
                     FlushStrategy::Group => {
@@ -453,6 +464,7 @@ impl LogCore {
             }
         }
         stats.flush_time += start.elapsed();
+        schedule_ahead(a, self.bg.as_ref(), opts_prealloc, durable)?;
         stats.records += recs.len();
         stats.bytes += extent as usize;
         self.last_zxid = recs.last().expect("non-empty").0;
@@ -481,7 +493,19 @@ impl LogCore {
         Ok(())
     }
 
+    /// Waits for background preallocation of the active segment to finish (before the writer
+    /// leaves the segment or cuts it).
+    fn drain_bg(&mut self) -> Result<(), LogError> {
+        if let (Some(bg), Some(a)) = (&self.bg, &mut self.active) {
+            if let Some(to) = bg.collect(&a.path, true)? {
+                a.allocated = a.allocated.max(to);
+            }
+        }
+        Ok(())
+    }
+
     fn start_segment(&mut self, base: u64) -> Result<(), LogError> {
+        self.drain_bg()?;
         self.active = None;
         self.roll_pending = false;
         let path = self.dir.join(segment_file_name(base));
@@ -514,7 +538,13 @@ impl LogCore {
             allocated: if direct { BLOCK } else { HEADER_LEN as u64 },
             tail: if direct { header.to_vec() } else { Vec::new() },
         };
-        let first_step = self.opts.prealloc_bytes.min(self.opts.segment_bytes_max);
+        // With background preallocation only a little is reserved inline; the rest follows
+        // while records are written.
+        let first_step = if self.bg.is_some() {
+            self.opts.prealloc_bytes.min(self.opts.segment_bytes_max).min(1 << 20)
+        } else {
+            self.opts.prealloc_bytes.min(self.opts.segment_bytes_max)
+        };
         ensure_allocated(
             &mut a,
             first_step,
@@ -532,6 +562,12 @@ impl LogCore {
             v.segments = self.segments.clone();
             v.active = Some((base, a.write_pos));
         }
+        schedule_ahead(
+            &mut a,
+            self.bg.as_ref(),
+            (self.opts.prealloc, self.opts.prealloc_bytes, self.opts.segment_bytes_max),
+            self.opts.strategy.is_durable(),
+        )?;
         self.active = Some(a);
         Ok(())
     }
@@ -551,6 +587,7 @@ impl LogCore {
     }
 
     fn truncate_inner(&mut self, zxid: u64) -> Result<(), LogError> {
+        self.drain_bg()?;
         self.active = None;
         self.roll_pending = false;
         while let Some(seg) = self.segments.last().cloned() {
@@ -720,7 +757,52 @@ fn open_active(
     })
 }
 
-/// Grows the segment so that `end` bytes are reserved, in prealloc steps.
+/// Makes sure `need` bytes of the active segment are reserved before a write reaches them:
+/// collects finished background work, waits for it if it covers the write, else grows inline.
+fn make_room(
+    a: &mut Active,
+    bg: Option<&Preallocator>,
+    need: u64,
+    prealloc: (Prealloc, u64, u64),
+    sync: bool,
+    direct: bool,
+) -> Result<(), LogError> {
+    if let Some(bg) = bg {
+        if let Some(to) = bg.collect(&a.path, false)? {
+            a.allocated = a.allocated.max(to);
+        }
+        if need > a.allocated && bg.pending() {
+            if let Some(to) = bg.collect(&a.path, true)? {
+                a.allocated = a.allocated.max(to);
+            }
+        }
+    }
+    ensure_allocated(a, need, prealloc, sync, direct)
+}
+
+/// Asks the background thread to extend the reserved space when less than a step remains
+/// ahead of the writer (after collecting what it finished).
+fn schedule_ahead(
+    a: &mut Active,
+    bg: Option<&Preallocator>,
+    (mode, step, max): (Prealloc, u64, u64),
+    sync: bool,
+) -> Result<(), LogError> {
+    let Some(bg) = bg else { return Ok(()) };
+    if let Some(to) = bg.collect(&a.path, false)? {
+        a.allocated = a.allocated.max(to);
+    }
+    if bg.pending() || a.allocated >= max || a.allocated >= a.write_pos + step {
+        return Ok(());
+    }
+    let to = (a.allocated + BG_CHUNK).next_multiple_of(BLOCK).min(max);
+    if to > a.allocated {
+        bg.request(&a.path, a.allocated, to, mode, sync);
+    }
+    Ok(())
+}
+
+/// Grows the segment inline so that `end` bytes are reserved, in prealloc steps.
 fn ensure_allocated(
     a: &mut Active,
     end: u64,
@@ -732,34 +814,10 @@ fn ensure_allocated(
         return Ok(());
     }
     let target = end.next_multiple_of(step).min(max.max(end.next_multiple_of(BLOCK)));
-    let err = |op: &'static str, e| LogError::io(op, a.path.clone(), e);
-    match mode {
-        Prealloc::Fallocate => {
-            a.file.allocate(a.allocated, target - a.allocated).map_err(|e| err("fallocate", e))?;
-        }
-        Prealloc::ZeroFill => {
-            let mut from = a.allocated;
-            if direct && !from.is_multiple_of(BLOCK) {
-                from = from.next_multiple_of(BLOCK);
-                a.file.set_len(from).map_err(|e| err("extend", e))?;
-            }
-            const CHUNK: usize = 1 << 20;
-            let mut zeros = AlignedBuf::with_capacity(CHUNK);
-            zeros.extend_zeros(CHUNK);
-            while from < target {
-                let n = ((target - from) as usize).min(CHUNK);
-                a.file
-                    .write_all_at(&zeros.as_slice()[..n], from)
-                    .map_err(|e| err("zero-fill", e))?;
-                from += n as u64;
-            }
-        }
-    }
     // The new size must be durable before records that depend on it are acknowledged
     // (O_DSYNC writes already carry it).
-    if sync_after && !(direct && mode == Prealloc::ZeroFill) {
-        a.file.sync_data().map_err(|e| err("fdatasync", e))?;
-    }
+    let sync = sync_after && !(direct && mode == Prealloc::ZeroFill);
+    grow_file(a.file.as_mut(), &a.path, a.allocated, target, mode, direct, sync)?;
     a.allocated = target;
     Ok(())
 }

@@ -14,6 +14,7 @@ mod core;
 pub mod format;
 mod group;
 mod metrics;
+mod prealloc;
 mod reader;
 
 use std::io;
@@ -125,6 +126,10 @@ pub struct LogOptions {
     pub vfs: Option<Arc<dyn Vfs>>,
     /// How segment space is reserved.
     pub prealloc: Prealloc,
+    /// Reserve space on a background thread that stays up to `prealloc_bytes` ahead of the
+    /// writer (in 8 MiB pieces), so that appends do not wait for it. Off: each step is reserved
+    /// inline when the writer reaches it (deterministic, for simulations).
+    pub prealloc_in_background: bool,
     /// Segments grow in steps of this many bytes (ZooKeeper's preAllocSize; multiple of 4 KiB).
     pub prealloc_bytes: u64,
     /// A new segment starts when fewer than 4 KiB would remain below this size, or when a batch
@@ -157,6 +162,7 @@ impl Default for LogOptions {
             backend: BackendKind::Auto,
             vfs: None,
             prealloc: Prealloc::ZeroFill,
+            prealloc_in_background: true,
             prealloc_bytes: 64 << 20,
             segment_bytes_max: 256 << 20,
             record_bytes_max: 16 << 20,

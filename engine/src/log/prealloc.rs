@@ -1,0 +1,175 @@
+//! Segment space reservation, inline or on a background thread that keeps one step ahead of the
+//! writer (so that zero-filling 64 MiB never stalls an append).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use super::{LogError, Prealloc};
+use crate::io::{AlignedBuf, OpenOptions, VFile, Vfs, DIRECT_ALIGN};
+
+const BLOCK: u64 = DIRECT_ALIGN as u64;
+const ZERO_CHUNK: usize = 1 << 20;
+
+/// Reserves `[from, to)` of a file: `fallocate`, or zeros written over it; then, if `sync`, makes
+/// the new size durable. With `direct` the file takes only aligned writes, so zero-filling
+/// starts at the next block boundary (the file is first extended to it).
+pub(crate) fn grow_file(
+    file: &mut dyn VFile,
+    path: &Path,
+    from: u64,
+    to: u64,
+    mode: Prealloc,
+    direct: bool,
+    sync: bool,
+) -> Result<(), LogError> {
+    if to <= from {
+        return Ok(());
+    }
+    let err = |op: &'static str, e| LogError::io(op, path, e);
+    match mode {
+        Prealloc::Fallocate => file.allocate(from, to - from).map_err(|e| err("fallocate", e))?,
+        Prealloc::ZeroFill => {
+            let mut at = from;
+            if direct && !at.is_multiple_of(BLOCK) {
+                at = at.next_multiple_of(BLOCK);
+                file.set_len(at).map_err(|e| err("extend", e))?;
+            }
+            let mut zeros = AlignedBuf::with_capacity(ZERO_CHUNK);
+            zeros.extend_zeros(ZERO_CHUNK);
+            while at < to {
+                let n = ((to - at) as usize).min(ZERO_CHUNK);
+                file.write_all_at(&zeros.as_slice()[..n], at).map_err(|e| err("zero-fill", e))?;
+                at += n as u64;
+            }
+        }
+    }
+    if sync {
+        file.sync_data().map_err(|e| err("fdatasync", e))?;
+    }
+    Ok(())
+}
+
+struct Request {
+    path: PathBuf,
+    from: u64,
+    to: u64,
+    mode: Prealloc,
+    sync: bool,
+}
+
+#[derive(Default)]
+struct State {
+    request: Option<Request>,
+    /// The request being worked on: (path, target).
+    busy: Option<(PathBuf, u64)>,
+    /// The last finished request: (path, target, outcome).
+    done: Option<(PathBuf, u64, Result<(), LogError>)>,
+    shutdown: bool,
+}
+
+/// A thread that reserves segment space ahead of the writer, one request at a time. It writes
+/// only beyond what the writer may touch: the writer waits for (or collects) a request before
+/// writing past the space it had before asking.
+pub(crate) struct Preallocator {
+    shared: Arc<(Mutex<State>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Preallocator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preallocator")
+    }
+}
+
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Preallocator {
+    pub(crate) fn spawn(vfs: Arc<dyn Vfs>) -> std::io::Result<Self> {
+        let shared = Arc::new((Mutex::new(State::default()), Condvar::new()));
+        let s = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("corral-log-prealloc".into())
+            .spawn(move || run(&*vfs, &s))?;
+        Ok(Self { shared, thread: Some(thread) })
+    }
+
+    /// True if a request is queued, running, or finished but not yet collected: the writer's
+    /// idea of its reserved space may be stale until it collects.
+    pub(crate) fn pending(&self) -> bool {
+        let s = lock(&self.shared.0);
+        s.request.is_some() || s.busy.is_some() || s.done.is_some()
+    }
+
+    /// Asks for `[from, to)` of `path` to be reserved. At most one request is outstanding.
+    pub(crate) fn request(&self, path: &Path, from: u64, to: u64, mode: Prealloc, sync: bool) {
+        let mut s = lock(&self.shared.0);
+        assert!(
+            s.request.is_none() && s.busy.is_none() && s.done.is_none(),
+            "one background request at a time, collected before the next"
+        );
+        s.request = Some(Request { path: path.to_path_buf(), from, to, mode, sync });
+        self.shared.1.notify_all();
+    }
+
+    /// The new end of `path`'s reserved space if a request for it has finished; `wait` blocks
+    /// until the outstanding request (if any) is done. A failure is returned once.
+    pub(crate) fn collect(&self, path: &Path, wait: bool) -> Result<Option<u64>, LogError> {
+        let mut s = lock(&self.shared.0);
+        if wait {
+            while s.request.is_some() || s.busy.is_some() {
+                s = self.shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+        match s.done.take() {
+            Some((p, to, Ok(()))) if p == path => Ok(Some(to)),
+            Some((_, _, Err(e))) => Err(e),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl Drop for Preallocator {
+    fn drop(&mut self) {
+        lock(&self.shared.0).shutdown = true;
+        self.shared.1.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn run(vfs: &dyn Vfs, shared: &(Mutex<State>, Condvar)) {
+    loop {
+        let req = {
+            let mut s = lock(&shared.0);
+            loop {
+                if let Some(r) = s.request.take() {
+                    s.busy = Some((r.path.clone(), r.to));
+                    break r;
+                }
+                if s.shutdown {
+                    return;
+                }
+                s = shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
+            }
+        };
+        // Buffered writes on a handle of our own, then one fdatasync: the writer's O_DIRECT
+        // writes later flush and invalidate any of these pages they overlap.
+        let outcome = vfs
+            .open(&req.path, OpenOptions::read_write())
+            .map_err(|e| LogError::io("open", &req.path, e))
+            .and_then(|mut f| {
+                grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, false, req.sync)
+            });
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "background preallocation failed");
+        }
+        let mut s = lock(&shared.0);
+        s.busy = None;
+        s.done = Some((req.path, req.to, outcome));
+        shared.1.notify_all();
+    }
+}
