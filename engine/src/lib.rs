@@ -10,3 +10,5 @@
 
 pub mod io;
 pub mod log;
+pub mod recovery;
+pub mod snapshot;

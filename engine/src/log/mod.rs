@@ -276,6 +276,20 @@ pub enum LogError {
     /// Options that contradict each other.
     #[error("invalid log options: {0}")]
     InvalidOptions(String),
+    /// Records that a strict reader needs were purged from the log.
+    #[error(
+        "records from zxid {from:#x} on are no longer in the log: the oldest segment {} follows \
+         zxid {prev_zxid:#x}",
+        segment.display()
+    )]
+    Purged {
+        /// The first zxid wanted.
+        from: u64,
+        /// The oldest segment left.
+        segment: PathBuf,
+        /// The last zxid of the segment before it, which is gone.
+        prev_zxid: u64,
+    },
     /// The log was closed.
     #[error("the log is closed")]
     Closed,

@@ -106,6 +106,8 @@ pub struct LogIter {
     dbid: Option<u64>,
     prev_last: Option<u64>,
     done: bool,
+    /// Fail (rather than start late) if records at or above `from` were purged.
+    strict: bool,
 }
 
 impl std::fmt::Debug for LogIter {
@@ -152,7 +154,25 @@ impl LogIter {
         from: u64,
         dbid: Option<u64>,
     ) -> Self {
-        Self { vfs, segments, idx: 0, cur: None, from, dbid, prev_last: None, done: false }
+        Self {
+            vfs,
+            segments,
+            idx: 0,
+            cur: None,
+            from,
+            dbid,
+            prev_last: None,
+            done: false,
+            strict: false,
+        }
+    }
+
+    /// Makes the iterator fail with [`LogError::Purged`] if records with zxids at or above the
+    /// starting zxid are no longer in the log (their segments were purged). Recovery and sync
+    /// need every record after a point; a plain iterator starts at the oldest record it has.
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
     }
 
     fn open_segment(&mut self) -> Result<Option<SegReader>, LogError> {
@@ -177,6 +197,17 @@ impl LogIter {
             if h.dbid != dbid {
                 return Err(bad(format!("dbid {} is not this log's dbid {dbid}", h.dbid)));
             }
+        }
+        if self.strict
+            && self.prev_last.is_none()
+            && h.base_zxid > self.from
+            && h.prev_zxid >= self.from
+        {
+            return Err(LogError::Purged {
+                from: self.from,
+                segment: seg.path.clone(),
+                prev_zxid: h.prev_zxid,
+            });
         }
         if let Some(prev) = self.prev_last {
             if h.prev_zxid != prev {

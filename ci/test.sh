@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one entry point that developers and CI both run (README: "run the whole test suite").
+# It installs what the tests need, then runs every check in order and stops at the first
+# failure: formatting, clippy with warnings denied, all tests, docs with warnings denied, and
+# the benchmarks compiled and run once each in test mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. ci/lib.sh
+
+install_deps
+
+step "format"        cargo fmt --all -- --check
+step "clippy"        cargo clippy --workspace --all-targets --locked -- -D warnings
+step "tests"         cargo test --workspace --locked
+step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
+step "bench compile" cargo bench --workspace --locked -- --test
+
+summary

@@ -1,0 +1,398 @@
+//! The snapshot files: writing, listing, verified reading, retention.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::SnapshotError;
+use crate::io::{read_up_to, OpenOptions, VFile, Vfs};
+
+/// Snapshot file magic.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"CORRALSN";
+const VERSION: u32 = 1;
+/// Bytes before the body.
+pub const SNAPSHOT_HEADER_LEN: usize = 40;
+/// Bytes after the body.
+pub const SNAPSHOT_TRAILER_LEN: usize = 16;
+const TRAILER_MAGIC: [u8; 4] = *b"SNAP";
+const BUF_BYTES: usize = 1 << 20;
+
+/// File name of the snapshot taken at `zxid`.
+pub fn snapshot_file_name(zxid: u64) -> String {
+    format!("snapshot.{zxid:x}")
+}
+
+/// Parses `snapshot.<hex>` (not temporary files) into the zxid.
+pub fn parse_snapshot_file_name(name: &str) -> Option<u64> {
+    let hex = name.strip_prefix("snapshot.")?;
+    if hex.is_empty() || hex.len() > 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u64::from_str_radix(hex, 16).ok()
+}
+
+fn encode_header(dbid: u64, zxid: u64) -> [u8; SNAPSHOT_HEADER_LEN] {
+    let mut h = [0u8; SNAPSHOT_HEADER_LEN];
+    h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
+    h[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    h[12..16].copy_from_slice(&(SNAPSHOT_HEADER_LEN as u32).to_le_bytes());
+    h[16..24].copy_from_slice(&dbid.to_le_bytes());
+    h[24..32].copy_from_slice(&zxid.to_le_bytes());
+    let crc = crc32c::crc32c(&h[0..36]);
+    h[36..40].copy_from_slice(&crc.to_le_bytes());
+    h
+}
+
+/// A snapshot file on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    /// The zxid it was taken at: the state after applying every txn up to and including it.
+    pub zxid: u64,
+    /// Its path.
+    pub path: PathBuf,
+}
+
+/// The snapshot files of one directory.
+#[derive(Debug, Clone)]
+pub struct SnapshotStore {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    dbid: u64,
+}
+
+impl SnapshotStore {
+    /// Opens (creating) the directory. Leftover temporary files of interrupted writes are
+    /// removed.
+    pub fn open(vfs: Arc<dyn Vfs>, dir: &Path, dbid: u64) -> Result<Self, SnapshotError> {
+        vfs.create_dir_all(dir).map_err(|e| SnapshotError::io("create directory", dir, e))?;
+        let names = vfs.list_dir(dir).map_err(|e| SnapshotError::io("list", dir, e))?;
+        let mut removed = false;
+        for n in names.iter().filter(|n| n.starts_with("snapshot.") && n.ends_with(".tmp")) {
+            let p = dir.join(n);
+            tracing::info!(file = %p.display(), "removing an unfinished snapshot");
+            vfs.remove_file(&p).map_err(|e| SnapshotError::io("remove", &p, e))?;
+            removed = true;
+        }
+        if removed {
+            vfs.sync_dir(dir).map_err(|e| SnapshotError::io("fsync directory", dir, e))?;
+        }
+        Ok(Self { vfs, dir: dir.to_path_buf(), dbid })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Snapshot files, newest (highest zxid) first. Validity is not checked here.
+    pub fn list(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
+        let names =
+            self.vfs.list_dir(&self.dir).map_err(|e| SnapshotError::io("list", &self.dir, e))?;
+        let mut v: Vec<SnapshotInfo> = names
+            .iter()
+            .filter_map(|n| {
+                parse_snapshot_file_name(n)
+                    .map(|zxid| SnapshotInfo { zxid, path: self.dir.join(n) })
+            })
+            .collect();
+        v.sort_by_key(|s| std::cmp::Reverse(s.zxid));
+        Ok(v)
+    }
+
+    /// Starts writing the snapshot taken at `zxid`. Nothing is visible under the final name
+    /// until [`SnapshotWriter::finish`] returns.
+    pub fn create(&self, zxid: u64) -> Result<SnapshotWriter, SnapshotError> {
+        let final_path = self.dir.join(snapshot_file_name(zxid));
+        let tmp = self.dir.join(format!("{}.tmp", snapshot_file_name(zxid)));
+        if self.vfs.exists(&tmp) {
+            self.vfs.remove_file(&tmp).map_err(|e| SnapshotError::io("remove", &tmp, e))?;
+        }
+        let mut file = self
+            .vfs
+            .open(&tmp, OpenOptions::create_new())
+            .map_err(|e| SnapshotError::io("create", &tmp, e))?;
+        let header = encode_header(self.dbid, zxid);
+        file.write_all_at(&header, 0).map_err(|e| SnapshotError::io("write", &tmp, e))?;
+        Ok(SnapshotWriter {
+            vfs: self.vfs.clone(),
+            dir: self.dir.clone(),
+            file,
+            tmp,
+            final_path,
+            zxid,
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            body_len: 0,
+            crc: 0,
+            buf: Vec::with_capacity(BUF_BYTES),
+        })
+    }
+
+    /// Writes a whole snapshot from `body`, durably; returns its file.
+    pub fn write(
+        &self,
+        zxid: u64,
+        body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    ) -> Result<SnapshotInfo, SnapshotError> {
+        let mut w = self.create(zxid)?;
+        body(&mut w).map_err(|e| SnapshotError::Body { zxid, message: e.to_string() })?;
+        w.finish()
+    }
+
+    /// Opens a snapshot for reading its body. The checksum is verified by
+    /// [`SnapshotReader::finish`], after the body has been read: whatever was built from a
+    /// body must be discarded if `finish` fails.
+    pub fn open_reader(&self, info: &SnapshotInfo) -> Result<SnapshotReader, SnapshotError> {
+        let file = self
+            .vfs
+            .open(&info.path, OpenOptions::read())
+            .map_err(|e| SnapshotError::io("open", &info.path, e))?;
+        let invalid = |reason: String| SnapshotError::Invalid { path: info.path.clone(), reason };
+        let len = file.len().map_err(|e| SnapshotError::io("stat", &info.path, e))?;
+        if len < (SNAPSHOT_HEADER_LEN + SNAPSHOT_TRAILER_LEN) as u64 {
+            return Err(invalid(format!("only {len} bytes")));
+        }
+        let mut h = [0u8; SNAPSHOT_HEADER_LEN];
+        crate::io::read_exact_at(file.as_ref(), &mut h, 0)
+            .map_err(|e| SnapshotError::io("read", &info.path, e))?;
+        if h[0..8] != SNAPSHOT_MAGIC {
+            return Err(invalid("bad magic".into()));
+        }
+        if crc32c::crc32c(&h[0..36]) != u32::from_le_bytes(h[36..40].try_into().expect("4")) {
+            return Err(invalid("header checksum mismatch".into()));
+        }
+        let version = u32::from_le_bytes(h[8..12].try_into().expect("4"));
+        if version != VERSION {
+            return Err(invalid(format!("unsupported version {version}")));
+        }
+        let dbid = u64::from_le_bytes(h[16..24].try_into().expect("8"));
+        if dbid != self.dbid {
+            return Err(invalid(format!("dbid {dbid} is not this store's dbid {}", self.dbid)));
+        }
+        let zxid = u64::from_le_bytes(h[24..32].try_into().expect("8"));
+        if zxid != info.zxid {
+            return Err(invalid(format!("header zxid {zxid:#x} does not match the file name")));
+        }
+        let mut t = [0u8; SNAPSHOT_TRAILER_LEN];
+        let body_end = len - SNAPSHOT_TRAILER_LEN as u64;
+        crate::io::read_exact_at(file.as_ref(), &mut t, body_end)
+            .map_err(|e| SnapshotError::io("read", &info.path, e))?;
+        if t[12..16] != TRAILER_MAGIC {
+            return Err(invalid("no trailer: the file is incomplete".into()));
+        }
+        let body_len = u64::from_le_bytes(t[0..8].try_into().expect("8"));
+        if body_len != body_end - SNAPSHOT_HEADER_LEN as u64 {
+            return Err(invalid(format!(
+                "trailer says {body_len} body bytes, the file holds {}",
+                body_end - SNAPSHOT_HEADER_LEN as u64
+            )));
+        }
+        Ok(SnapshotReader {
+            file,
+            path: info.path.clone(),
+            zxid,
+            pos: SNAPSHOT_HEADER_LEN as u64,
+            end: body_end,
+            crc: 0,
+            want_crc: u32::from_le_bytes(t[8..12].try_into().expect("4")),
+            buf: Vec::new(),
+            buf_pos: 0,
+        })
+    }
+
+    /// Reads and verifies a whole snapshot, returning its body.
+    pub fn read(&self, info: &SnapshotInfo) -> Result<Vec<u8>, SnapshotError> {
+        let mut r = self.open_reader(info)?;
+        let mut body = Vec::new();
+        r.read_to_end(&mut body).map_err(|e| SnapshotError::io("read", &info.path, e))?;
+        r.finish()?;
+        Ok(body)
+    }
+
+    /// Checks a snapshot's checksum by reading it through.
+    pub fn verify(&self, info: &SnapshotInfo) -> Result<(), SnapshotError> {
+        let mut r = self.open_reader(info)?;
+        io::copy(&mut r, &mut io::sink()).map_err(|e| SnapshotError::io("read", &info.path, e))?;
+        r.finish()
+    }
+
+    /// Keeps the newest `retain` snapshots (at least 1) and removes older ones; returns the
+    /// files removed. (Callers pass autopurge.snapRetainCount, which is at least 3.)
+    pub fn purge(&self, retain: usize) -> Result<Vec<PathBuf>, SnapshotError> {
+        let list = self.list()?;
+        let mut removed = Vec::new();
+        for s in list.into_iter().skip(retain.max(1)) {
+            self.vfs.remove_file(&s.path).map_err(|e| SnapshotError::io("remove", &s.path, e))?;
+            removed.push(s.path);
+        }
+        if !removed.is_empty() {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| SnapshotError::io("fsync directory", &self.dir, e))?;
+        }
+        Ok(removed)
+    }
+
+    /// Removes snapshots taken after `zxid` (when the log is truncated below them, they hold
+    /// txns that were never committed).
+    pub fn remove_after(&self, zxid: u64) -> Result<Vec<PathBuf>, SnapshotError> {
+        let mut removed = Vec::new();
+        for s in self.list()?.into_iter().filter(|s| s.zxid > zxid) {
+            self.vfs.remove_file(&s.path).map_err(|e| SnapshotError::io("remove", &s.path, e))?;
+            removed.push(s.path);
+        }
+        if !removed.is_empty() {
+            self.vfs
+                .sync_dir(&self.dir)
+                .map_err(|e| SnapshotError::io("fsync directory", &self.dir, e))?;
+        }
+        Ok(removed)
+    }
+}
+
+/// Writes one snapshot's body (implements [`Write`]); [`SnapshotWriter::finish`] makes it
+/// durable and visible. Dropped unfinished, it leaves a temporary file that the next
+/// [`SnapshotStore::open`] removes.
+pub struct SnapshotWriter {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    file: Box<dyn VFile>,
+    tmp: PathBuf,
+    final_path: PathBuf,
+    zxid: u64,
+    pos: u64,
+    body_len: u64,
+    crc: u32,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter").field("path", &self.final_path).finish()
+    }
+}
+
+impl SnapshotWriter {
+    fn flush_buf(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            self.file.write_all_at(&self.buf, self.pos)?;
+            self.pos += self.buf.len() as u64;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    /// Bytes of body written so far.
+    pub fn body_len(&self) -> u64 {
+        self.body_len
+    }
+
+    /// Writes the trailer, fsyncs, renames into place and fsyncs the directory.
+    pub fn finish(mut self) -> Result<SnapshotInfo, SnapshotError> {
+        let mut t = [0u8; SNAPSHOT_TRAILER_LEN];
+        t[0..8].copy_from_slice(&self.body_len.to_le_bytes());
+        t[8..12].copy_from_slice(&self.crc.to_le_bytes());
+        t[12..16].copy_from_slice(&TRAILER_MAGIC);
+        self.buf.extend_from_slice(&t);
+        let tmp = self.tmp.clone();
+        self.flush_buf().map_err(|e| SnapshotError::io("write", &tmp, e))?;
+        self.file.sync_all().map_err(|e| SnapshotError::io("fsync", &tmp, e))?;
+        self.vfs
+            .rename(&tmp, &self.final_path)
+            .map_err(|e| SnapshotError::io("rename", &tmp, e))?;
+        self.vfs
+            .sync_dir(&self.dir)
+            .map_err(|e| SnapshotError::io("fsync directory", &self.dir, e))?;
+        Ok(SnapshotInfo { zxid: self.zxid, path: self.final_path.clone() })
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.crc = crc32c::crc32c_append(self.crc, data);
+        self.body_len += data.len() as u64;
+        if self.buf.len() + data.len() > BUF_BYTES {
+            self.flush_buf()?;
+        }
+        if data.len() >= BUF_BYTES {
+            self.file.write_all_at(data, self.pos)?;
+            self.pos += data.len() as u64;
+        } else {
+            self.buf.extend_from_slice(data);
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.flush_buf()
+    }
+}
+
+/// Reads one snapshot's body (implements [`Read`]), computing its checksum on the way.
+pub struct SnapshotReader {
+    file: Box<dyn VFile>,
+    path: PathBuf,
+    zxid: u64,
+    pos: u64,
+    end: u64,
+    crc: u32,
+    want_crc: u32,
+    buf: Vec<u8>,
+    buf_pos: usize,
+}
+
+impl std::fmt::Debug for SnapshotReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotReader").field("path", &self.path).finish()
+    }
+}
+
+impl SnapshotReader {
+    /// The snapshot's zxid.
+    pub fn zxid(&self) -> u64 {
+        self.zxid
+    }
+
+    /// Body bytes in the file.
+    pub fn body_len(&self) -> u64 {
+        self.end - SNAPSHOT_HEADER_LEN as u64
+    }
+
+    /// Reads whatever of the body is left, then checks the checksum.
+    pub fn finish(mut self) -> Result<(), SnapshotError> {
+        io::copy(&mut self, &mut io::sink())
+            .map_err(|e| SnapshotError::io("read", &self.path, e))?;
+        if self.crc != self.want_crc {
+            return Err(SnapshotError::Invalid {
+                path: self.path.clone(),
+                reason: format!(
+                    "body checksum mismatch (stored {:#010x}, computed {:#010x})",
+                    self.want_crc, self.crc
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Read for SnapshotReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if self.buf_pos == self.buf.len() {
+            if self.pos >= self.end {
+                return Ok(0);
+            }
+            let n = ((self.end - self.pos) as usize).min(BUF_BYTES);
+            self.buf.resize(n, 0);
+            let got = read_up_to(self.file.as_ref(), &mut self.buf, self.pos)?;
+            if got < n {
+                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "snapshot shrank"));
+            }
+            self.pos += n as u64;
+            self.crc = crc32c::crc32c_append(self.crc, &self.buf);
+            self.buf_pos = 0;
+        }
+        let n = out.len().min(self.buf.len() - self.buf_pos);
+        out[..n].copy_from_slice(&self.buf[self.buf_pos..self.buf_pos + n]);
+        self.buf_pos += n;
+        Ok(n)
+    }
+}
