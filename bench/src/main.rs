@@ -1,8 +1,10 @@
 //! `corral-bench`: benchmarks that produce the figures in docs/.
 //!
 //! * `log`: the transaction log's flush strategies head to head (docs/fsync-strategies.md).
+//! * `wake-ceiling`: how fast this machine can wake blocked threads in commit groups.
 
 mod log_bench;
+mod wake_bench;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +19,8 @@ struct Cli {
 enum Cmd {
     /// Flush strategies × writers × record sizes, with a bare write+fdatasync baseline.
     Log(log_bench::LogArgs),
+    /// The machine's ceiling for waking blocked threads in commit groups (no I/O).
+    WakeCeiling(wake_bench::WakeArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,5 +32,6 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().cmd {
         Cmd::Log(a) => log_bench::run(a),
+        Cmd::WakeCeiling(a) => wake_bench::run(a),
     }
 }
