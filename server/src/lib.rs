@@ -1,4 +1,5 @@
 //! corral-server: ZooKeeper's data model, client protocol and consensus on top of corral-engine.
 
+pub mod db;
 pub mod proto;
 pub mod tree;

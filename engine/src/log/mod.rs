@@ -8,7 +8,7 @@
 //!   what the writer thread drives, and what a deterministic simulator can drive directly.
 //!
 //! The log owns its directory's `log.*` files and nothing else; it knows zxids only as
-//! increasing u64s and payloads only as bytes. [`format`] documents every byte on disk.
+//! increasing u64s and payloads only as bytes. [`mod@format`] documents every byte on disk.
 
 mod core;
 pub mod format;
