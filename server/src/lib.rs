@@ -3,3 +3,5 @@
 pub mod db;
 pub mod proto;
 pub mod tree;
+pub mod sim;
+pub mod zab;

@@ -1,0 +1,121 @@
+//! ZAB, ZooKeeper's atomic broadcast, as a sans-IO state machine.
+//!
+//! A [`Peer`] is one server of an ensemble. It owns the protocol state (election, discovery,
+//! sync, broadcast) and nothing else: no sockets, clocks, threads, files or randomness. The
+//! runtime feeds it [`Event`]s (a message arrived, a tick passed, the log is durable up to a
+//! zxid, a client wants to write) and carries out the [`Command`]s it returns (send a packet,
+//! append txns, truncate the log, install a snapshot, persist an epoch, commit up to a zxid).
+//!
+//! What the runtime must guarantee (the state machine relies on it):
+//!
+//! * Commands are carried out in the order given. `PersistAcceptedEpoch`, `PersistCurrentEpoch`,
+//!   `TruncateLog` and `InstallSnapshot` are durable before any later command of the same list
+//!   takes effect: the protocol sends the packet that depends on them right after them.
+//! * `AppendTxns` may complete asynchronously (group commit), but in order; the runtime reports
+//!   each durable point with [`Event::Durable`]. The peer never acknowledges a txn before that
+//!   event (ZOOKEEPER-4646), and never persists a new current epoch before the history it
+//!   accepted with it is durable (ZOOKEEPER-4643).
+//! * Messages between two peers on one connection arrive in order or not at all (TCP); a broken
+//!   connection is reported with [`Event::Disconnected`].
+//! * After a crash the peer is rebuilt with [`Peer::new`] from what is durable.
+//!
+//! Submodules: [`wire`] (the byte formats, exactly Apache ZooKeeper's), [`election`]
+//! (FastLeaderElection), [`history`] (the committed-log window and the sync decision), and
+//! [`peer`] (discovery, sync and broadcast for the leader and learner roles).
+
+pub mod election;
+pub mod history;
+pub mod peer;
+pub mod wire;
+
+pub use election::{Election, Vote};
+pub use history::{plan_sync, HistoryWindow, SyncPlan};
+pub use peer::{Command, Event, Peer, PeerState, Role};
+pub use wire::{LearnerInfo, Notification, PacketType, QuorumPacket, ServerState};
+
+use std::collections::BTreeSet;
+
+/// A server id (`myid`).
+pub type Sid = u64;
+
+/// A transaction id: `(epoch << 32) | counter`.
+pub type Zxid = u64;
+
+/// The epoch of a zxid.
+pub fn epoch_of(zxid: Zxid) -> u32 {
+    (zxid >> 32) as u32
+}
+
+/// The counter of a zxid.
+pub fn counter_of(zxid: Zxid) -> u32 {
+    zxid as u32
+}
+
+/// Builds a zxid.
+pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
+    (u64::from(epoch) << 32) | u64::from(counter)
+}
+
+/// The ensemble and the protocol's limits. Times are in ticks (ZooKeeper's tickTime units).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Voting members (participants).
+    pub voters: BTreeSet<Sid>,
+    /// Observers: they learn every commit but never vote or acknowledge.
+    pub observers: BTreeSet<Sid>,
+    /// `initLimit`: discovery plus initial sync must finish within this many ticks.
+    pub init_limit: u32,
+    /// `syncLimit`: a learner silent this long is dropped; a learner that hears nothing from
+    /// its leader this long gives up on it.
+    pub sync_limit: u32,
+    /// `zookeeper.commitLogCount`: how many committed txns the leader keeps for DIFF syncs.
+    pub commit_log_count: usize,
+    /// FastLeaderElection's finalizeWait: ticks to wait for a better vote once a quorum agrees.
+    pub finalize_wait: u32,
+    /// The first re-send interval of election notifications when nothing arrives (ticks).
+    pub notification_timeout: u32,
+    /// The largest re-send interval (maxNotificationInterval, ticks).
+    pub notification_timeout_max: u32,
+    /// The dynamic-config text sent in notifications and NEWLEADER (may be empty).
+    pub config_text: bytes::Bytes,
+    /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
+    pub tick_ms: u32,
+}
+
+impl Config {
+    /// A config for these voters and observers with ZooKeeper-like limits (initLimit 10,
+    /// syncLimit 5 ticks, commitLogCount 500).
+    pub fn new(
+        voters: impl IntoIterator<Item = Sid>,
+        observers: impl IntoIterator<Item = Sid>,
+    ) -> Self {
+        Config {
+            voters: voters.into_iter().collect(),
+            observers: observers.into_iter().collect(),
+            init_limit: 10,
+            sync_limit: 5,
+            commit_log_count: 500,
+            finalize_wait: 1,
+            notification_timeout: 2,
+            notification_timeout_max: 16,
+            config_text: bytes::Bytes::new(),
+            tick_ms: 2000,
+        }
+    }
+
+    /// True if `sid` votes.
+    pub fn is_voter(&self, sid: Sid) -> bool {
+        self.voters.contains(&sid)
+    }
+
+    /// True if `sid` is a member (voter or observer).
+    pub fn is_member(&self, sid: Sid) -> bool {
+        self.voters.contains(&sid) || self.observers.contains(&sid)
+    }
+
+    /// True if the voters among `set` are a majority of all voters.
+    pub fn is_quorum<'a>(&self, set: impl IntoIterator<Item = &'a Sid>) -> bool {
+        let n = set.into_iter().filter(|s| self.voters.contains(s)).count();
+        2 * n > self.voters.len()
+    }
+}

@@ -1,0 +1,1368 @@
+//! One server of the ensemble: election, then discovery, sync and broadcast as leader or
+//! learner (Leader.java, LearnerHandler.java, Learner.java, Follower.java, Observer.java; the
+//! phases of the Zab paper and of Zab.tla).
+//!
+//! Leader (discovery): it proposes epoch max(acceptedEpoch of a quorum of FOLLOWERINFOs, its
+//! own) + 1, persists it as its acceptedEpoch and sends LEADERINFO; learners persist it and
+//! answer ACKEPOCH with their current epoch and last zxid. A learner more recent than the leader
+//! is refused. Once its own history is durable and a quorum has acked the epoch, the leader
+//! persists it as its current epoch.
+//!
+//! Leader (sync): per learner, DIFF / TRUNC+DIFF / TRUNC / SNAP from its history window
+//! ([`super::plan_sync`]), then the outstanding proposals, then NEWLEADER. A learner applies the
+//! sync only at NEWLEADER, makes it durable, only then persists the new current epoch, and only
+//! then acks NEWLEADER. A quorum of NEWLEADER acks establishes the leader (its whole history is
+//! committed) and UPTODATE lets learners serve.
+//!
+//! Broadcast: PROPOSAL / ACK / COMMIT to followers, INFORM to observers, commits in zxid order
+//! once a quorum (the leader's own ack comes from its durable log) has acked; PING every tick;
+//! learners forward writes as REQUEST; sync requests flush the pipe; silent learners are dropped
+//! after syncLimit ticks, and a leader without a quorum of live followers steps down.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use bytes::Bytes;
+
+use super::election::{Decision, Election, Vote};
+use super::history::{plan_sync, HistoryWindow, SyncPlan};
+use super::wire::{
+    decode_i32, decode_revalidate, decode_revalidate_reply, decode_touches, encode_i32,
+    encode_revalidate, encode_revalidate_reply, encode_touches, ForwardedRequest, LearnerInfo,
+    Notification, PacketType, QuorumPacket, ServerState, PROTOCOL_VERSION,
+};
+use super::{counter_of, epoch_of, make_zxid, Config, Sid, Zxid};
+
+/// The ZooKeeper opcode of a client sync request.
+pub const OP_SYNC: i32 = 9;
+
+/// What a peer recovers from its disk on start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerState {
+    /// The `acceptedEpoch` file.
+    pub accepted_epoch: u32,
+    /// The `currentEpoch` file.
+    pub current_epoch: u32,
+    /// The tail of the log (its last entry is the last logged zxid); its base is the snapshot
+    /// zxid when the log holds fewer entries than the window.
+    pub history: HistoryWindow,
+    /// The zxid of the snapshot the log continues: the log cannot be truncated below it.
+    pub snapshot_zxid: Zxid,
+}
+
+/// An input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// One tick (tickTime) passed.
+    Tick,
+    /// An election notification arrived.
+    Notification { from: Sid, n: Notification },
+    /// The quorum connection with `peer` is up (either side opened it).
+    Connected { peer: Sid },
+    /// The quorum connection with `peer` broke (or could not be opened).
+    Disconnected { peer: Sid },
+    /// A quorum packet arrived.
+    Packet { from: Sid, packet: QuorumPacket },
+    /// The snapshot body that follows a SNAP packet arrived.
+    Snapshot { from: Sid, body: Bytes },
+    /// Everything appended up to `zxid` is durable.
+    Durable { zxid: Zxid },
+    /// The leader's runtime prepared a txn for [`Peer::next_zxid`].
+    Propose { zxid: Zxid, data: Bytes },
+    /// A client connected to this peer sent a write (or sync) request.
+    ClientRequest { request: ForwardedRequest },
+    /// A client of this peer was heard from (its session is alive).
+    TouchSession { session_id: i64, timeout: i32 },
+    /// A client moved its session to this peer: ask the leader whether it is still valid.
+    Revalidate { session_id: i64, timeout: i32 },
+    /// The runtime applied a createSession txn (the leader tracks global sessions).
+    SessionCreated { session_id: i64, timeout: i32 },
+    /// The runtime applied a closeSession txn.
+    SessionClosed { session_id: i64 },
+}
+
+/// An output, to be carried out in order (see the module documentation of [`super`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Send an election notification.
+    SendNotification { to: Sid, n: Notification },
+    /// Open the quorum connection to the leader.
+    Connect { to: Sid },
+    /// Close the quorum connection with a peer.
+    Disconnect { peer: Sid },
+    /// Send a quorum packet.
+    Send { to: Sid, packet: QuorumPacket },
+    /// Send the SNAP payload: the state as of `zxid` (every txn up to it applied), then
+    /// "BenWasHere".
+    SendSnapshot { to: Sid, zxid: Zxid },
+    /// Durably write the acceptedEpoch file.
+    PersistAcceptedEpoch(u32),
+    /// Durably write the currentEpoch file.
+    PersistCurrentEpoch(u32),
+    /// Append txns to the log; report [`Event::Durable`] when they are durable.
+    AppendTxns(Vec<(Zxid, Bytes)>),
+    /// Durably remove every logged txn after `zxid`, and rebuild the state from what remains.
+    TruncateLog(Zxid),
+    /// Durably replace the whole state by a snapshot taken at `zxid` (`None`: the empty initial
+    /// state), with an empty log after it.
+    InstallSnapshot { zxid: Zxid, body: Option<Bytes> },
+    /// Every txn up to `zxid` is committed: apply them.
+    Commit(Zxid),
+    /// Leader: prepare this request as a txn and propose it ([`Event::Propose`]).
+    Request { from: Sid, request: ForwardedRequest },
+    /// A sync request of this peer's clients has passed every earlier write (FIFO).
+    SyncDone,
+    /// The leader's answer to a REVALIDATE.
+    Revalidated { session_id: i64, valid: bool },
+    /// Leader: the session timed out; propose its closeSession.
+    ExpireSession { session_id: i64 },
+    /// The peer's role changed.
+    RoleChanged(Role),
+    /// Leader: a quorum acked NEWLEADER; the epoch is established.
+    Established { epoch: u32 },
+    /// Learner: UPTODATE arrived; the peer may serve clients.
+    UpToDate { epoch: u32 },
+    /// Leader: how a learner is being synced (for metrics and the simulator's counters).
+    SyncStarted { learner: Sid, plan: SyncPlan },
+}
+
+/// A peer's role as seen from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Looking,
+    Leading { epoch: Option<u32>, established: bool },
+    Following { leader: Sid, serving: bool },
+    Observing { leader: Sid, serving: bool },
+}
+
+/// State shared by every role.
+#[derive(Debug)]
+struct Core {
+    cfg: Config,
+    id: Sid,
+    accepted_epoch: u32,
+    current_epoch: u32,
+    history: HistoryWindow,
+    snapshot_zxid: Zxid,
+    last_durable: Zxid,
+    now: u64,
+    /// The log could not be truncated where the leader of this epoch asked: when syncing with
+    /// it again, report an empty history and rebuild from nothing.
+    reset_for: Option<u32>,
+}
+
+impl Core {
+    fn last_zxid(&self) -> Zxid {
+        self.history.last()
+    }
+
+    fn send(out: &mut Vec<Command>, to: Sid, packet: QuorumPacket) {
+        out.push(Command::Send { to, packet });
+    }
+}
+
+enum Next {
+    Stay,
+    Looking,
+}
+
+/// One server.
+#[derive(Debug)]
+pub struct Peer {
+    core: Core,
+    logical_clock: i64,
+    current_vote: Vote,
+    role: RoleState,
+}
+
+#[derive(Debug)]
+enum RoleState {
+    Looking(Election),
+    Leading(Box<Leader>),
+    Learning(Box<Learner>),
+}
+
+impl Peer {
+    /// A peer starting from its durable state; it starts LOOKING. The returned commands are the
+    /// first election notifications.
+    pub fn new(cfg: Config, id: Sid, state: PeerState) -> (Peer, Vec<Command>) {
+        let mut history = HistoryWindow::new(state.history.base(), cfg.commit_log_count);
+        for (z, d) in state.history.entries() {
+            history.push(*z, d.clone());
+        }
+        let last = history.last();
+        let core = Core {
+            cfg,
+            id,
+            accepted_epoch: state.accepted_epoch,
+            current_epoch: state.current_epoch,
+            history,
+            snapshot_zxid: state.snapshot_zxid,
+            last_durable: last,
+            now: 0,
+            reset_for: None,
+        };
+        let vote = Vote {
+            leader: id as i64,
+            zxid: last as i64,
+            election_epoch: 0,
+            peer_epoch: i64::from(state.current_epoch),
+        };
+        let mut out = Vec::new();
+        let mut sends = Vec::new();
+        let e = Election::start(&core.cfg, id, 0, last, core.current_epoch, &mut sends);
+        out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
+        let peer = Peer {
+            logical_clock: e.logical_clock(),
+            core,
+            current_vote: vote,
+            role: RoleState::Looking(e),
+        };
+        (peer, out)
+    }
+
+    /// This peer's id.
+    pub fn id(&self) -> Sid {
+        self.core.id
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.core.cfg
+    }
+
+    /// The role.
+    pub fn role(&self) -> Role {
+        match &self.role {
+            RoleState::Looking(_) => Role::Looking,
+            RoleState::Leading(l) => Role::Leading { epoch: l.epoch, established: l.established },
+            RoleState::Learning(l) if l.observer => {
+                Role::Observing { leader: l.leader, serving: l.phase == LPhase::Active }
+            }
+            RoleState::Learning(l) => {
+                Role::Following { leader: l.leader, serving: l.phase == LPhase::Active }
+            }
+        }
+    }
+
+    /// True if the peer may serve clients: an established leader or an up-to-date learner.
+    pub fn is_serving(&self) -> bool {
+        matches!(
+            self.role(),
+            Role::Leading { established: true, .. }
+                | Role::Following { serving: true, .. }
+                | Role::Observing { serving: true, .. }
+        )
+    }
+
+    /// The acceptedEpoch.
+    pub fn accepted_epoch(&self) -> u32 {
+        self.core.accepted_epoch
+    }
+
+    /// The currentEpoch.
+    pub fn current_epoch(&self) -> u32 {
+        self.core.current_epoch
+    }
+
+    /// The last zxid of the history (appended, durable or not).
+    pub fn last_zxid(&self) -> Zxid {
+        self.core.last_zxid()
+    }
+
+    /// The last durable zxid reported.
+    pub fn last_durable(&self) -> Zxid {
+        self.core.last_durable
+    }
+
+    /// The zxid the next proposal must carry, if this peer is an established leader.
+    pub fn next_zxid(&self) -> Option<Zxid> {
+        match &self.role {
+            RoleState::Leading(l) if l.established => {
+                let next = l.last_proposed + 1;
+                (counter_of(next) != u32::MAX).then_some(next)
+            }
+            _ => None,
+        }
+    }
+
+    /// The leader's last committed zxid (None unless leading).
+    pub fn last_committed(&self) -> Option<Zxid> {
+        match &self.role {
+            RoleState::Leading(l) => Some(l.last_committed),
+            _ => None,
+        }
+    }
+
+    /// Feeds one event; the commands to carry out are appended to `out`.
+    pub fn step(&mut self, ev: Event, out: &mut Vec<Command>) {
+        let next = match ev {
+            Event::Tick => {
+                self.core.now += 1;
+                self.on_tick(out)
+            }
+            Event::Notification { from, n } => self.on_notification(from, n, out),
+            Event::Durable { zxid } => {
+                if zxid > self.core.last_durable {
+                    self.core.last_durable = zxid.min(self.core.last_zxid());
+                }
+                match &mut self.role {
+                    RoleState::Leading(l) => l.on_durable(&mut self.core, out),
+                    RoleState::Learning(l) => l.on_durable(&mut self.core, out),
+                    RoleState::Looking(_) => Next::Stay,
+                }
+            }
+            ev => match &mut self.role {
+                RoleState::Leading(l) => l.on_event(&mut self.core, ev, out),
+                RoleState::Learning(l) => l.on_event(&mut self.core, ev, out),
+                RoleState::Looking(_) => {
+                    if let Event::Connected { peer } | Event::Packet { from: peer, .. } = ev {
+                        out.push(Command::Disconnect { peer });
+                    }
+                    Next::Stay
+                }
+            },
+        };
+        if let Next::Looking = next {
+            self.become_looking(out);
+        }
+    }
+
+    fn on_tick(&mut self, out: &mut Vec<Command>) -> Next {
+        match &mut self.role {
+            RoleState::Looking(e) => {
+                let mut sends = Vec::new();
+                let d = e.on_tick(&self.core.cfg, &mut sends);
+                out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
+                if let Some(d) = d {
+                    self.decided(d, out);
+                }
+                Next::Stay
+            }
+            RoleState::Leading(l) => l.on_tick(&mut self.core, out),
+            RoleState::Learning(l) => l.on_tick(&mut self.core, out),
+        }
+    }
+
+    fn my_state(&self) -> ServerState {
+        match &self.role {
+            RoleState::Looking(_) => ServerState::Looking,
+            RoleState::Leading(_) => ServerState::Leading,
+            RoleState::Learning(l) if l.observer => ServerState::Observing,
+            RoleState::Learning(_) => ServerState::Following,
+        }
+    }
+
+    fn on_notification(&mut self, from: Sid, n: Notification, out: &mut Vec<Command>) -> Next {
+        if !self.core.cfg.is_member(from) {
+            return Next::Stay;
+        }
+        match &mut self.role {
+            RoleState::Looking(e) => {
+                let mut sends = Vec::new();
+                let d = e.on_notification(&self.core.cfg, from, &n, &mut sends);
+                self.logical_clock = e.logical_clock();
+                out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
+                if let Some(d) = d {
+                    self.decided(d, out);
+                }
+            }
+            _ => {
+                // Not looking: a LOOKING peer is told who leads (WorkerReceiver).
+                if n.state == ServerState::Looking {
+                    let reply =
+                        self.current_vote.notification(self.my_state(), &self.core.cfg.config_text);
+                    out.push(Command::SendNotification { to: from, n: reply });
+                }
+            }
+        }
+        Next::Stay
+    }
+
+    fn decided(&mut self, d: Decision, out: &mut Vec<Command>) {
+        if let RoleState::Looking(e) = &self.role {
+            self.logical_clock = e.logical_clock();
+        }
+        self.current_vote = d.vote;
+        if d.leader == self.core.id {
+            let mut l = Leader::start(&self.core);
+            out.push(Command::RoleChanged(Role::Leading { epoch: None, established: false }));
+            // A one-voter ensemble completes discovery at once.
+            l.progress(&mut self.core, out);
+            self.role = RoleState::Leading(Box::new(l));
+        } else {
+            let observer = !self.core.cfg.is_voter(self.core.id);
+            let l = Learner::start(&self.core, d.leader, observer, out);
+            self.role = RoleState::Learning(Box::new(l));
+            out.push(Command::RoleChanged(self.role()));
+        }
+    }
+
+    fn become_looking(&mut self, out: &mut Vec<Command>) {
+        match &self.role {
+            RoleState::Leading(l) => {
+                for sid in l.learners.keys() {
+                    out.push(Command::Disconnect { peer: *sid });
+                }
+            }
+            RoleState::Learning(l) => out.push(Command::Disconnect { peer: l.leader }),
+            RoleState::Looking(_) => return,
+        }
+        let mut sends = Vec::new();
+        let e = Election::start(
+            &self.core.cfg,
+            self.core.id,
+            self.logical_clock,
+            self.core.last_zxid(),
+            self.core.current_epoch,
+            &mut sends,
+        );
+        self.logical_clock = e.logical_clock();
+        self.current_vote = e.proposal();
+        self.role = RoleState::Looking(e);
+        out.push(Command::RoleChanged(Role::Looking));
+        out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leader
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HPhase {
+    /// Connected, no FOLLOWERINFO yet.
+    Connected,
+    /// FOLLOWERINFO received; LEADERINFO sent if the epoch is decided.
+    Info { leaderinfo_sent: bool },
+    /// ACKEPOCH received; waiting for the epoch quorum before syncing.
+    EpochAcked { last_zxid: Zxid },
+    /// Sync sent, NEWLEADER sent; waiting for its ack.
+    Syncing,
+    /// NEWLEADER acked but the leader is not established yet.
+    NewLeaderAcked,
+    /// UPTODATE sent: in broadcast.
+    Active,
+}
+
+#[derive(Debug)]
+struct Handler {
+    observer: bool,
+    phase: HPhase,
+    last_heard: u64,
+}
+
+impl Handler {
+    /// Receives PROPOSAL / COMMIT / INFORM.
+    fn forwarding(&self) -> bool {
+        matches!(self.phase, HPhase::Syncing | HPhase::NewLeaderAcked | HPhase::Active)
+    }
+}
+
+#[derive(Debug)]
+struct Proposal {
+    data: Bytes,
+    acks: BTreeSet<Sid>,
+}
+
+#[derive(Debug)]
+struct Session {
+    timeout_ticks: u64,
+    expires: u64,
+    closing: bool,
+}
+
+#[derive(Debug)]
+struct Leader {
+    started: u64,
+    /// The decided new epoch.
+    epoch: Option<u32>,
+    proposed_epoch: u32,
+    connecting: BTreeSet<Sid>,
+    electing: BTreeSet<Sid>,
+    epoch_quorum: bool,
+    newleader_acks: BTreeSet<Sid>,
+    established: bool,
+    /// (currentEpoch, last zxid) when leadership started: learners more recent are refused.
+    summary: (u32, Zxid),
+    learners: BTreeMap<Sid, Handler>,
+    outstanding: BTreeMap<Zxid, Proposal>,
+    last_proposed: Zxid,
+    last_committed: Zxid,
+    /// Sync requests waiting for a zxid to commit: (zxid, requester; None = local client).
+    pending_syncs: VecDeque<(Zxid, Option<Sid>)>,
+    sessions: BTreeMap<i64, Session>,
+}
+
+/// A session timeout in ticks, rounded up.
+fn timeout_ticks(cfg: &Config, timeout_ms: i32) -> u64 {
+    let tick = u64::from(cfg.tick_ms.max(1));
+    u64::try_from(timeout_ms).unwrap_or(0).div_ceil(tick).max(1)
+}
+
+impl Leader {
+    fn start(core: &Core) -> Leader {
+        let mut connecting = BTreeSet::new();
+        connecting.insert(core.id);
+        Leader {
+            started: core.now,
+            epoch: None,
+            proposed_epoch: core.accepted_epoch + 1,
+            connecting,
+            electing: BTreeSet::new(),
+            epoch_quorum: false,
+            newleader_acks: BTreeSet::new(),
+            established: false,
+            summary: (core.current_epoch, core.last_zxid()),
+            learners: BTreeMap::new(),
+            outstanding: BTreeMap::new(),
+            last_proposed: 0,
+            last_committed: core.last_zxid(),
+            pending_syncs: VecDeque::new(),
+            sessions: BTreeMap::new(),
+        }
+    }
+
+    /// Moves discovery forward as far as the collected acks allow.
+    fn progress(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
+        if self.epoch.is_none() && core.cfg.is_quorum(&self.connecting) {
+            let epoch = self.proposed_epoch;
+            self.epoch = Some(epoch);
+            core.accepted_epoch = epoch;
+            out.push(Command::PersistAcceptedEpoch(epoch));
+            let waiting: Vec<Sid> = self
+                .learners
+                .iter()
+                .filter(|(_, h)| h.phase == HPhase::Info { leaderinfo_sent: false })
+                .map(|(s, _)| *s)
+                .collect();
+            for sid in waiting {
+                self.send_leaderinfo(core, sid, out);
+            }
+        }
+        let Some(epoch) = self.epoch else { return Next::Stay };
+        // The leader acks its own epoch once its history is durable, and is always part of the
+        // epoch quorum (as Leader.lead's own waitForEpochAck).
+        if !self.electing.contains(&core.id) && core.last_durable >= core.last_zxid() {
+            self.electing.insert(core.id);
+        }
+        if !self.epoch_quorum
+            && self.electing.contains(&core.id)
+            && core.cfg.is_quorum(&self.electing)
+        {
+            self.epoch_quorum = true;
+            core.current_epoch = epoch;
+            out.push(Command::PersistCurrentEpoch(epoch));
+            self.newleader_acks.insert(core.id);
+            let acked: Vec<(Sid, Zxid)> = self
+                .learners
+                .iter()
+                .filter_map(|(s, h)| match h.phase {
+                    HPhase::EpochAcked { last_zxid } => Some((*s, last_zxid)),
+                    _ => None,
+                })
+                .collect();
+            for (sid, last) in acked {
+                self.sync_learner(core, sid, last, out);
+            }
+        }
+        if self.epoch_quorum && !self.established && core.cfg.is_quorum(&self.newleader_acks) {
+            self.establish(core, epoch, out);
+        }
+        Next::Stay
+    }
+
+    fn send_leaderinfo(&mut self, core: &Core, sid: Sid, out: &mut Vec<Command>) {
+        let epoch = self.epoch.expect("decided");
+        if let Some(h) = self.learners.get_mut(&sid) {
+            h.phase = HPhase::Info { leaderinfo_sent: true };
+        }
+        let _ = core;
+        Core::send(
+            out,
+            sid,
+            QuorumPacket::with_data(
+                PacketType::LeaderInfo,
+                make_zxid(epoch, 0) as i64,
+                encode_i32(PROTOCOL_VERSION),
+            ),
+        );
+    }
+
+    fn sync_learner(&mut self, core: &mut Core, sid: Sid, peer_last: Zxid, out: &mut Vec<Command>) {
+        let epoch = self.epoch.expect("decided");
+        let sync_point = if self.established { self.last_committed } else { core.last_zxid() };
+        let plan = plan_sync(peer_last, sync_point, &core.history);
+        out.push(Command::SyncStarted { learner: sid, plan: plan.clone() });
+        let diff_from = match plan {
+            SyncPlan::Diff { from } => {
+                Core::send(out, sid, QuorumPacket::new(PacketType::Diff, sync_point as i64));
+                Some(from)
+            }
+            SyncPlan::TruncDiff { to } => {
+                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to as i64));
+                Some(to)
+            }
+            SyncPlan::Trunc { to } => {
+                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to as i64));
+                None
+            }
+            SyncPlan::Snap => {
+                Core::send(out, sid, QuorumPacket::new(PacketType::Snap, sync_point as i64));
+                out.push(Command::SendSnapshot { to: sid, zxid: sync_point });
+                None
+            }
+        };
+        if let Some(from) = diff_from {
+            for (z, data) in core.history.entries() {
+                if *z > from && *z <= sync_point {
+                    Core::send(
+                        out,
+                        sid,
+                        QuorumPacket::with_data(PacketType::Proposal, *z as i64, data.clone()),
+                    );
+                    Core::send(out, sid, QuorumPacket::new(PacketType::Commit, *z as i64));
+                }
+            }
+        }
+        let observer = self.learners.get(&sid).is_some_and(|h| h.observer);
+        if !observer {
+            for (z, p) in &self.outstanding {
+                Core::send(
+                    out,
+                    sid,
+                    QuorumPacket::with_data(PacketType::Proposal, *z as i64, p.data.clone()),
+                );
+            }
+        }
+        Core::send(
+            out,
+            sid,
+            QuorumPacket::with_data(
+                PacketType::NewLeader,
+                make_zxid(epoch, 0) as i64,
+                core.cfg.config_text.clone(),
+            ),
+        );
+        if let Some(h) = self.learners.get_mut(&sid) {
+            h.phase = HPhase::Syncing;
+        }
+    }
+
+    fn establish(&mut self, core: &mut Core, epoch: u32, out: &mut Vec<Command>) {
+        self.established = true;
+        self.last_committed = core.last_zxid();
+        self.last_proposed = make_zxid(epoch, 0);
+        out.push(Command::Established { epoch });
+        out.push(Command::Commit(self.last_committed));
+        out.push(Command::RoleChanged(Role::Leading { epoch: Some(epoch), established: true }));
+        for (sid, h) in self.learners.iter_mut() {
+            if h.phase == HPhase::NewLeaderAcked {
+                h.phase = HPhase::Active;
+                Core::send(out, *sid, QuorumPacket::new(PacketType::UpToDate, -1));
+            }
+        }
+    }
+
+    fn on_event(&mut self, core: &mut Core, ev: Event, out: &mut Vec<Command>) -> Next {
+        match ev {
+            Event::Connected { peer } => {
+                if core.cfg.is_member(peer) && peer != core.id {
+                    let observer = !core.cfg.is_voter(peer);
+                    self.learners.insert(
+                        peer,
+                        Handler { observer, phase: HPhase::Connected, last_heard: core.now },
+                    );
+                } else {
+                    out.push(Command::Disconnect { peer });
+                }
+                Next::Stay
+            }
+            Event::Disconnected { peer } => {
+                self.learners.remove(&peer);
+                Next::Stay
+            }
+            Event::Packet { from, packet } => self.on_packet(core, from, packet, out),
+            Event::Propose { zxid, data } => {
+                if !self.established || zxid != self.last_proposed + 1 {
+                    return Next::Stay;
+                }
+                self.last_proposed = zxid;
+                core.history.push(zxid, data.clone());
+                out.push(Command::AppendTxns(vec![(zxid, data.clone())]));
+                for (sid, h) in &self.learners {
+                    if h.forwarding() && !h.observer {
+                        Core::send(
+                            out,
+                            *sid,
+                            QuorumPacket::with_data(
+                                PacketType::Proposal,
+                                zxid as i64,
+                                data.clone(),
+                            ),
+                        );
+                    }
+                }
+                self.outstanding.insert(zxid, Proposal { data, acks: BTreeSet::new() });
+                Next::Stay
+            }
+            Event::ClientRequest { request } => {
+                if !self.established {
+                    return Next::Stay;
+                }
+                if request.op == OP_SYNC {
+                    if self.outstanding.is_empty() {
+                        out.push(Command::SyncDone);
+                    } else {
+                        self.pending_syncs.push_back((self.last_proposed, None));
+                    }
+                } else {
+                    out.push(Command::Request { from: core.id, request });
+                }
+                Next::Stay
+            }
+            Event::TouchSession { session_id, .. } => {
+                self.touch(core, session_id);
+                Next::Stay
+            }
+            Event::Revalidate { session_id, .. } => {
+                let valid = self.sessions.contains_key(&session_id);
+                self.touch(core, session_id);
+                out.push(Command::Revalidated { session_id, valid });
+                Next::Stay
+            }
+            Event::SessionCreated { session_id, timeout } => {
+                let t = timeout_ticks(&core.cfg, timeout);
+                self.sessions.insert(
+                    session_id,
+                    Session { timeout_ticks: t, expires: core.now + t, closing: false },
+                );
+                Next::Stay
+            }
+            Event::SessionClosed { session_id } => {
+                self.sessions.remove(&session_id);
+                Next::Stay
+            }
+            _ => Next::Stay,
+        }
+    }
+
+    fn touch(&mut self, core: &Core, session_id: i64) {
+        if let Some(s) = self.sessions.get_mut(&session_id) {
+            s.expires = core.now + s.timeout_ticks;
+        }
+    }
+
+    fn on_packet(
+        &mut self,
+        core: &mut Core,
+        from: Sid,
+        p: QuorumPacket,
+        out: &mut Vec<Command>,
+    ) -> Next {
+        let Some(h) = self.learners.get_mut(&from) else {
+            return Next::Stay;
+        };
+        h.last_heard = core.now;
+        let (phase, observer) = (h.phase, h.observer);
+        match (p.kind, phase) {
+            (PacketType::FollowerInfo | PacketType::ObserverInfo, HPhase::Connected) => {
+                let ok = LearnerInfo::decode(&p.data).is_ok_and(|li| li.server_id as u64 == from);
+                if !ok || (p.kind == PacketType::ObserverInfo) != observer {
+                    self.drop_learner(from, out);
+                    return Next::Stay;
+                }
+                self.set_phase(from, HPhase::Info { leaderinfo_sent: false });
+                let learner_accepted = epoch_of(p.zxid());
+                if self.epoch.is_none() {
+                    if !observer {
+                        self.connecting.insert(from);
+                        self.proposed_epoch = self.proposed_epoch.max(learner_accepted + 1);
+                    }
+                    return self.progress(core, out);
+                }
+                self.send_leaderinfo(core, from, out);
+                Next::Stay
+            }
+            (PacketType::AckEpoch, HPhase::Info { leaderinfo_sent: true }) => {
+                let Ok(ce) = decode_i32(&p.data) else {
+                    self.drop_learner(from, out);
+                    return Next::Stay;
+                };
+                let last = p.zxid();
+                if ce != -1 && !observer {
+                    if (ce as u32, last) > self.summary && !self.epoch_quorum {
+                        // "Follower is ahead of the leader": this leader must not lead it.
+                        self.drop_learner(from, out);
+                        return Next::Stay;
+                    }
+                    self.electing.insert(from);
+                }
+                self.set_phase(from, HPhase::EpochAcked { last_zxid: last });
+                if self.epoch_quorum {
+                    self.sync_learner(core, from, last, out);
+                    Next::Stay
+                } else {
+                    self.progress(core, out)
+                }
+            }
+            (PacketType::Ack, HPhase::Syncing) if counter_of(p.zxid()) == 0 => {
+                if Some(epoch_of(p.zxid())) != self.epoch {
+                    self.drop_learner(from, out);
+                    return Next::Stay;
+                }
+                if self.established {
+                    self.set_phase(from, HPhase::Active);
+                    Core::send(out, from, QuorumPacket::new(PacketType::UpToDate, -1));
+                    return Next::Stay;
+                }
+                self.set_phase(from, HPhase::NewLeaderAcked);
+                if !observer {
+                    self.newleader_acks.insert(from);
+                }
+                self.progress(core, out)
+            }
+            (PacketType::Ack, HPhase::Syncing | HPhase::NewLeaderAcked | HPhase::Active) => {
+                let zxid = p.zxid();
+                if counter_of(zxid) == 0 || observer {
+                    return Next::Stay;
+                }
+                if let Some(prop) = self.outstanding.get_mut(&zxid) {
+                    prop.acks.insert(from);
+                    self.try_commit(core, out);
+                }
+                Next::Stay
+            }
+            (PacketType::Ping, _) => {
+                if let Ok(touches) = decode_touches(&p.data) {
+                    for (id, _) in touches {
+                        self.touch(core, id);
+                    }
+                }
+                Next::Stay
+            }
+            (PacketType::Request, HPhase::Active) => {
+                let Ok(request) = ForwardedRequest::decode(&p.data) else {
+                    return Next::Stay;
+                };
+                if request.op == OP_SYNC {
+                    if self.outstanding.is_empty() {
+                        Core::send(out, from, QuorumPacket::new(PacketType::Sync, 0));
+                    } else {
+                        self.pending_syncs.push_back((self.last_proposed, Some(from)));
+                    }
+                } else {
+                    out.push(Command::Request { from, request });
+                }
+                Next::Stay
+            }
+            (PacketType::Revalidate, _) => {
+                if let Ok((session_id, _)) = decode_revalidate(&p.data) {
+                    let valid = self.sessions.contains_key(&session_id);
+                    self.touch(core, session_id);
+                    Core::send(
+                        out,
+                        from,
+                        QuorumPacket::with_data(
+                            PacketType::Revalidate,
+                            -1,
+                            encode_revalidate_reply(session_id, valid),
+                        ),
+                    );
+                }
+                Next::Stay
+            }
+            _ => {
+                // Out of order for this learner's phase: a protocol error on that connection.
+                self.drop_learner(from, out);
+                Next::Stay
+            }
+        }
+    }
+
+    fn set_phase(&mut self, sid: Sid, phase: HPhase) {
+        if let Some(h) = self.learners.get_mut(&sid) {
+            h.phase = phase;
+        }
+    }
+
+    fn drop_learner(&mut self, sid: Sid, out: &mut Vec<Command>) {
+        self.learners.remove(&sid);
+        out.push(Command::Disconnect { peer: sid });
+    }
+
+    fn try_commit(&mut self, core: &mut Core, out: &mut Vec<Command>) {
+        while let Some(entry) = self.outstanding.first_entry() {
+            if !core.cfg.is_quorum(&entry.get().acks) {
+                break;
+            }
+            let zxid = *entry.key();
+            let p = entry.remove();
+            self.last_committed = zxid;
+            for (sid, h) in &self.learners {
+                if !h.forwarding() {
+                    continue;
+                }
+                if h.observer {
+                    Core::send(
+                        out,
+                        *sid,
+                        QuorumPacket::with_data(PacketType::Inform, zxid as i64, p.data.clone()),
+                    );
+                } else {
+                    Core::send(out, *sid, QuorumPacket::new(PacketType::Commit, zxid as i64));
+                }
+            }
+            out.push(Command::Commit(zxid));
+            while self.pending_syncs.front().is_some_and(|(z, _)| *z <= zxid) {
+                match self.pending_syncs.pop_front().expect("non-empty").1 {
+                    None => out.push(Command::SyncDone),
+                    Some(sid) => Core::send(out, sid, QuorumPacket::new(PacketType::Sync, 0)),
+                }
+            }
+        }
+    }
+
+    fn on_durable(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
+        if !self.established {
+            return self.progress(core, out);
+        }
+        let me = core.id;
+        let durable = core.last_durable;
+        let mut any = false;
+        for (_, p) in self.outstanding.range_mut(..=durable) {
+            any |= p.acks.insert(me);
+        }
+        if any {
+            self.try_commit(core, out);
+        }
+        Next::Stay
+    }
+
+    fn on_tick(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
+        let now = core.now;
+        if !self.established {
+            if now - self.started > u64::from(core.cfg.init_limit) {
+                return Next::Looking;
+            }
+            return Next::Stay;
+        }
+        // Drop learners silent for too long (initLimit while syncing, syncLimit after).
+        let stale: Vec<Sid> = self
+            .learners
+            .iter()
+            .filter(|(_, h)| {
+                let limit = if h.phase == HPhase::Active {
+                    core.cfg.sync_limit
+                } else {
+                    core.cfg.init_limit
+                };
+                now - h.last_heard > u64::from(limit)
+            })
+            .map(|(s, _)| *s)
+            .collect();
+        for sid in stale {
+            self.drop_learner(sid, out);
+        }
+        let mut synced: BTreeSet<Sid> = self
+            .learners
+            .iter()
+            .filter(|(_, h)| h.phase == HPhase::Active)
+            .map(|(s, _)| *s)
+            .collect();
+        synced.insert(core.id);
+        if !core.cfg.is_quorum(&synced) {
+            // "Not sufficient followers synced": give up leadership.
+            return Next::Looking;
+        }
+        for (sid, h) in &self.learners {
+            if h.forwarding() {
+                Core::send(
+                    out,
+                    *sid,
+                    QuorumPacket::new(PacketType::Ping, self.last_proposed as i64),
+                );
+            }
+        }
+        for (id, s) in self.sessions.iter_mut() {
+            if !s.closing && s.expires <= now {
+                s.closing = true;
+                out.push(Command::ExpireSession { session_id: *id });
+            }
+        }
+        Next::Stay
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Learner
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LPhase {
+    Connecting,
+    WaitLeaderInfo,
+    WaitSync,
+    Syncing,
+    /// NEWLEADER processed (acked or waiting for durability); UPTODATE not yet received.
+    AfterNewLeader,
+    Active,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SyncBase {
+    Diff,
+    Trunc(Zxid),
+    Snap(Zxid),
+}
+
+#[derive(Debug)]
+struct Learner {
+    leader: Sid,
+    observer: bool,
+    phase: LPhase,
+    started: u64,
+    last_heard: u64,
+    new_epoch: u32,
+    base: Option<SyncBase>,
+    snap_body: Option<Bytes>,
+    staged: Vec<(Zxid, Bytes)>,
+    staged_commit: Zxid,
+    /// Waiting for the log to be durable up to this zxid before acking NEWLEADER.
+    newleader_wait: Option<Zxid>,
+    pending_acks: VecDeque<Zxid>,
+    touches: BTreeMap<i64, i32>,
+    /// This sync rebuilds the state from nothing (see `Core::reset_for`).
+    reset: bool,
+}
+
+impl Learner {
+    fn start(core: &Core, leader: Sid, observer: bool, out: &mut Vec<Command>) -> Learner {
+        out.push(Command::Connect { to: leader });
+        Learner {
+            leader,
+            observer,
+            phase: LPhase::Connecting,
+            started: core.now,
+            last_heard: core.now,
+            new_epoch: 0,
+            base: None,
+            snap_body: None,
+            staged: Vec::new(),
+            staged_commit: 0,
+            newleader_wait: None,
+            pending_acks: VecDeque::new(),
+            touches: BTreeMap::new(),
+            reset: false,
+        }
+    }
+
+    fn staged_last(&self, core: &Core) -> Zxid {
+        if let Some((z, _)) = self.staged.last() {
+            return *z;
+        }
+        match self.base {
+            Some(SyncBase::Trunc(t)) => t,
+            Some(SyncBase::Snap(s)) => s,
+            _ if self.reset => 0,
+            _ => core.last_zxid(),
+        }
+    }
+
+    fn on_event(&mut self, core: &mut Core, ev: Event, out: &mut Vec<Command>) -> Next {
+        match ev {
+            Event::Connected { peer }
+                if peer == self.leader && self.phase == LPhase::Connecting =>
+            {
+                self.phase = LPhase::WaitLeaderInfo;
+                self.last_heard = core.now;
+                let kind =
+                    if self.observer { PacketType::ObserverInfo } else { PacketType::FollowerInfo };
+                let li = LearnerInfo {
+                    server_id: core.id as i64,
+                    protocol_version: PROTOCOL_VERSION,
+                    config_version: 0,
+                };
+                Core::send(
+                    out,
+                    peer,
+                    QuorumPacket::with_data(
+                        kind,
+                        make_zxid(core.accepted_epoch, 0) as i64,
+                        li.encode(),
+                    ),
+                );
+                Next::Stay
+            }
+            Event::Connected { peer } => {
+                if peer != self.leader {
+                    out.push(Command::Disconnect { peer });
+                }
+                Next::Stay
+            }
+            Event::Disconnected { peer } if peer == self.leader => {
+                if self.phase == LPhase::Connecting {
+                    // Retried on the next tick until initLimit.
+                    Next::Stay
+                } else {
+                    Next::Looking
+                }
+            }
+            Event::Packet { from, packet } if from == self.leader => {
+                self.on_packet(core, packet, out)
+            }
+            Event::Packet { from, .. } => {
+                out.push(Command::Disconnect { peer: from });
+                Next::Stay
+            }
+            Event::Snapshot { from, body } if from == self.leader => {
+                if self.phase == LPhase::Syncing
+                    && matches!(self.base, Some(SyncBase::Snap(_)))
+                    && self.snap_body.is_none()
+                {
+                    self.snap_body = Some(body);
+                    Next::Stay
+                } else {
+                    Next::Looking
+                }
+            }
+            Event::ClientRequest { request } if self.phase == LPhase::Active => {
+                Core::send(
+                    out,
+                    self.leader,
+                    QuorumPacket::with_data(PacketType::Request, -1, request.encode()),
+                );
+                Next::Stay
+            }
+            Event::TouchSession { session_id, timeout } => {
+                self.touches.insert(session_id, timeout);
+                Next::Stay
+            }
+            Event::Revalidate { session_id, timeout } if self.phase == LPhase::Active => {
+                Core::send(
+                    out,
+                    self.leader,
+                    QuorumPacket::with_data(
+                        PacketType::Revalidate,
+                        -1,
+                        encode_revalidate(session_id, timeout),
+                    ),
+                );
+                Next::Stay
+            }
+            _ => Next::Stay,
+        }
+    }
+
+    fn on_packet(&mut self, core: &mut Core, p: QuorumPacket, out: &mut Vec<Command>) -> Next {
+        self.last_heard = core.now;
+        match (p.kind, self.phase) {
+            (PacketType::LeaderInfo, LPhase::WaitLeaderInfo) => {
+                let epoch = epoch_of(p.zxid());
+                let ce = if epoch > core.accepted_epoch {
+                    core.accepted_epoch = epoch;
+                    out.push(Command::PersistAcceptedEpoch(epoch));
+                    core.current_epoch as i32
+                } else if epoch == core.accepted_epoch {
+                    // Already acked an epoch this high: this ack must not count (Zab 1.0).
+                    -1
+                } else {
+                    return Next::Looking;
+                };
+                self.new_epoch = epoch;
+                self.phase = LPhase::WaitSync;
+                // Pretending to have nothing is safe only towards the leader whose TRUNC could
+                // not be applied: it already judged our real history.
+                self.reset = core.reset_for == Some(epoch);
+                core.reset_for = None;
+                let last = if self.reset { 0 } else { core.last_zxid() };
+                Core::send(
+                    out,
+                    self.leader,
+                    QuorumPacket::with_data(PacketType::AckEpoch, last as i64, encode_i32(ce)),
+                );
+                Next::Stay
+            }
+            (PacketType::Diff | PacketType::Trunc | PacketType::Snap, LPhase::WaitSync) => {
+                let z = p.zxid();
+                self.base = Some(match p.kind {
+                    PacketType::Diff => SyncBase::Diff,
+                    PacketType::Trunc => {
+                        if z < core.snapshot_zxid || self.reset {
+                            // The log starts at a snapshot after z: it cannot go back there. Ask
+                            // this leader for everything next time (the durable state is
+                            // untouched until then).
+                            core.reset_for = Some(self.new_epoch);
+                            return Next::Looking;
+                        }
+                        SyncBase::Trunc(z)
+                    }
+                    _ => SyncBase::Snap(z),
+                });
+                self.phase = LPhase::Syncing;
+                Next::Stay
+            }
+            (PacketType::Proposal, LPhase::Syncing) => {
+                let z = p.zxid();
+                if z > self.staged_last(core) {
+                    self.staged.push((z, p.data));
+                }
+                Next::Stay
+            }
+            (PacketType::Commit, LPhase::Syncing) => {
+                self.staged_commit = self.staged_commit.max(p.zxid());
+                Next::Stay
+            }
+            (PacketType::NewLeader, LPhase::Syncing) => self.on_newleader(core, p, out),
+            (PacketType::Proposal, LPhase::AfterNewLeader | LPhase::Active) => {
+                let z = p.zxid();
+                if self.observer || z <= core.last_zxid() {
+                    return Next::Stay;
+                }
+                core.history.push(z, p.data.clone());
+                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                self.pending_acks.push_back(z);
+                Next::Stay
+            }
+            (PacketType::Commit, LPhase::AfterNewLeader | LPhase::Active) => {
+                let z = p.zxid();
+                if z > core.last_zxid() {
+                    return Next::Looking;
+                }
+                out.push(Command::Commit(z));
+                Next::Stay
+            }
+            (PacketType::Inform, LPhase::AfterNewLeader | LPhase::Active) if self.observer => {
+                let z = p.zxid();
+                if z > core.last_zxid() {
+                    core.history.push(z, p.data.clone());
+                    out.push(Command::AppendTxns(vec![(z, p.data)]));
+                }
+                out.push(Command::Commit(z));
+                Next::Stay
+            }
+            (PacketType::UpToDate, LPhase::AfterNewLeader) if self.newleader_wait.is_none() => {
+                self.phase = LPhase::Active;
+                out.push(Command::UpToDate { epoch: self.new_epoch });
+                out.push(Command::RoleChanged(if self.observer {
+                    Role::Observing { leader: self.leader, serving: true }
+                } else {
+                    Role::Following { leader: self.leader, serving: true }
+                }));
+                Core::send(
+                    out,
+                    self.leader,
+                    QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0) as i64),
+                );
+                Next::Stay
+            }
+            (PacketType::Ping, _) => {
+                let touches: Vec<(i64, i32)> =
+                    std::mem::take(&mut self.touches).into_iter().collect();
+                Core::send(
+                    out,
+                    self.leader,
+                    QuorumPacket::with_data(PacketType::Ping, p.zxid, encode_touches(&touches)),
+                );
+                Next::Stay
+            }
+            (PacketType::Sync, LPhase::Active) => {
+                out.push(Command::SyncDone);
+                Next::Stay
+            }
+            (PacketType::Revalidate, _) => {
+                if let Ok((session_id, valid)) = decode_revalidate_reply(&p.data) {
+                    out.push(Command::Revalidated { session_id, valid });
+                }
+                Next::Stay
+            }
+            _ => Next::Looking,
+        }
+    }
+
+    /// NEWLEADER: the synced history becomes ours (Zab.tla FollowerProcessNEWLEADER). It is
+    /// made durable first, then the new current epoch, then the ack.
+    fn on_newleader(&mut self, core: &mut Core, p: QuorumPacket, out: &mut Vec<Command>) -> Next {
+        if epoch_of(p.zxid()) != self.new_epoch || counter_of(p.zxid()) != 0 {
+            return Next::Looking;
+        }
+        match self.base.clone() {
+            Some(SyncBase::Diff) if self.reset => {
+                out.push(Command::InstallSnapshot { zxid: 0, body: None });
+                core.history.reset(0);
+                core.snapshot_zxid = 0;
+                core.last_durable = 0;
+            }
+            Some(SyncBase::Diff) => {}
+            Some(SyncBase::Trunc(t)) => {
+                out.push(Command::TruncateLog(t));
+                core.history.truncate_after(t);
+                core.last_durable = core.last_durable.min(core.last_zxid());
+            }
+            Some(SyncBase::Snap(s)) => {
+                let Some(body) = self.snap_body.take() else { return Next::Looking };
+                out.push(Command::InstallSnapshot { zxid: s, body: Some(body) });
+                core.history.reset(s);
+                core.snapshot_zxid = s;
+                core.last_durable = s;
+            }
+            None => return Next::Looking,
+        }
+        self.reset = false;
+        let staged = std::mem::take(&mut self.staged);
+        if !staged.is_empty() {
+            for (z, d) in &staged {
+                core.history.push(*z, d.clone());
+            }
+            if !self.observer {
+                self.pending_acks
+                    .extend(staged.iter().map(|e| e.0).filter(|z| *z > self.staged_commit));
+            }
+            out.push(Command::AppendTxns(staged));
+        }
+        let commit = self.staged_commit.min(core.last_zxid());
+        if commit > 0 {
+            out.push(Command::Commit(commit));
+        }
+        self.phase = LPhase::AfterNewLeader;
+        self.newleader_wait = Some(core.last_zxid());
+        self.on_durable(core, out)
+    }
+
+    fn on_durable(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
+        if let Some(target) = self.newleader_wait {
+            if core.last_durable < target {
+                return Next::Stay;
+            }
+            self.newleader_wait = None;
+            core.current_epoch = self.new_epoch;
+            out.push(Command::PersistCurrentEpoch(self.new_epoch));
+            Core::send(
+                out,
+                self.leader,
+                QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0) as i64),
+            );
+        }
+        if matches!(self.phase, LPhase::AfterNewLeader | LPhase::Active) {
+            while self.pending_acks.front().is_some_and(|z| *z <= core.last_durable) {
+                let z = self.pending_acks.pop_front().expect("non-empty");
+                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z as i64));
+            }
+        }
+        Next::Stay
+    }
+
+    fn on_tick(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
+        let now = core.now;
+        if self.phase == LPhase::Connecting {
+            if now - self.started > u64::from(core.cfg.init_limit) {
+                return Next::Looking;
+            }
+            out.push(Command::Connect { to: self.leader });
+            return Next::Stay;
+        }
+        let limit =
+            if self.phase == LPhase::Active { core.cfg.sync_limit } else { core.cfg.init_limit };
+        if now - self.last_heard > u64::from(limit) {
+            return Next::Looking;
+        }
+        Next::Stay
+    }
+}
