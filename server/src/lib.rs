@@ -1,7 +1,12 @@
 //! corral-server: ZooKeeper's data model, client protocol and consensus on top of corral-engine.
 
+pub mod core;
 pub mod db;
+pub mod net;
 pub mod proto;
-pub mod tree;
+pub mod server;
+pub mod session;
 pub mod sim;
+pub mod tree;
+pub mod watch;
 pub mod zab;
