@@ -1,5 +1,7 @@
 //! corral-server: ZooKeeper's data model, client protocol and consensus on top of corral-engine.
 
+pub mod admin;
+pub mod config;
 pub mod core;
 pub mod db;
 pub mod net;
