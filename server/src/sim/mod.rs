@@ -1,1 +1,832 @@
-//! The deterministic simulator (see `docs/consensus.md`).
+//! The deterministic simulator: an ensemble of [`crate::zab::Peer`]s, each on a simulated disk
+//! (the engine's fault-injecting [`corral_engine::io::SimVfs`]), connected by a simulated network,
+//! written to by simulated clients, all driven from one seed. Safety is checked at every step
+//! ([`check`]); after the fault phase, liveness and the final state are checked.
+//!
+//! Fault model (see `docs/consensus.md`):
+//! * Network: every message is delayed (1–20 ms, sometimes up to 400 ms). Quorum connections are
+//!   TCP-like: in order, no loss, no duplication within a connection; a connection breaks on a
+//!   partition, a crash or a close, dropping what is in flight, and the other side hears of it
+//!   late or never (then only its timeouts notice). Election notifications are per-pair FIFO but
+//!   may be dropped or duplicated (QuorumCnxManager re-sends its last message on reconnect).
+//!   Partitions split the ensemble in two random groups or isolate one peer, and heal.
+//! * Disks: a peer can crash at any event, or in the middle of any disk operation (the disk is
+//!   armed to fail after a few more mutations); its disk then comes back as a reboot would find
+//!   it (unsynced writes lost or kept at random, the last write possibly torn).
+//! * Clients write (creates of unique paths) to any serving peer.
+//!
+//! Everything is a function of the seed: replay one with `corral-sim --seed S`.
+
+pub mod check;
+pub mod node;
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+
+use bytes::Bytes;
+use corral_engine::io::sim::Faults;
+use corral_engine::io::SimVfs;
+use corral_engine::log::FlushStrategy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::proto::{Acl, CreateRequest, Data, Request, SetDataRequest, TxnDigest, TxnEntry, DEFAULT_MAX_LEN};
+use crate::tree::prepare::prepare_txn;
+use crate::tree::{PrepareConfig, SessionContext};
+use crate::zab::wire::ForwardedRequest;
+use crate::zab::{counter_of, Command, Config, Event, Notification, PacketType, Peer, QuorumPacket, Role, Sid, SyncPlan, Zxid};
+
+use check::{hash_bytes, Checker};
+use node::{DiskFailed, Store};
+
+/// What to simulate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimOptions {
+    /// Voting peers (3 or 5 in CI).
+    pub peers: usize,
+    /// Observers.
+    pub observers: usize,
+    /// Simulated time with faults (ms).
+    pub fault_ms: u64,
+    /// Simulated time without faults after that (ms): a leader must be established and every
+    /// peer caught up by its end.
+    pub quiet_ms: u64,
+    /// A leader must be established within this long after the faults stop (ms).
+    pub liveness_ms: u64,
+    /// Bound on simulated events.
+    pub max_steps: u64,
+    /// Inject faults (off: a clean run).
+    pub faults: bool,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            peers: 3,
+            observers: 0,
+            fault_ms: 8_000,
+            quiet_ms: 6_000,
+            liveness_ms: 4_000,
+            max_steps: 3_000_000,
+            faults: true,
+        }
+    }
+}
+
+/// Counts of what happened in a run (summed over seeds by the binary).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub elections: u64,
+    pub commits: u64,
+    pub crashes: u64,
+    pub torn_crashes: u64,
+    pub partitions: u64,
+    pub client_acks: u64,
+    pub sync_diff: u64,
+    pub sync_trunc: u64,
+    pub sync_trunc_diff: u64,
+    pub sync_snap: u64,
+    pub steps: u64,
+}
+
+impl Counters {
+    /// Adds another run's counts.
+    pub fn add(&mut self, o: &Counters) {
+        self.elections += o.elections;
+        self.commits += o.commits;
+        self.crashes += o.crashes;
+        self.torn_crashes += o.torn_crashes;
+        self.partitions += o.partitions;
+        self.client_acks += o.client_acks;
+        self.sync_diff += o.sync_diff;
+        self.sync_trunc += o.sync_trunc;
+        self.sync_trunc_diff += o.sync_trunc_diff;
+        self.sync_snap += o.sync_snap;
+        self.steps += o.steps;
+    }
+}
+
+/// The outcome of one seed.
+#[derive(Debug, Clone)]
+pub struct SeedReport {
+    pub seed: u64,
+    pub counters: Counters,
+    pub violations: Vec<String>,
+}
+
+/// The command line that replays one seed.
+pub fn replay_command(seed: u64, opts: &SimOptions) -> String {
+    format!(
+        "cargo run --release -p corral-server --bin corral-sim -- --seed {seed} --peers {} --observers {}",
+        opts.peers, opts.observers
+    )
+}
+
+/// Runs one seed.
+/// Runs one seed. A panic inside the simulation (an assertion of the peer or of the storage)
+/// is reported as a violation.
+pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedReport {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut sim = Sim::new(seed, opts.clone());
+        sim.run();
+        (sim.counters, sim.checker.violations)
+    }));
+    match r {
+        Ok((counters, violations)) => SeedReport { seed, counters, violations },
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            SeedReport { seed, counters: Counters::default(), violations: vec![format!("panic: {msg}")] }
+        }
+    }
+}
+
+const TICK_MS: u64 = 100;
+const CLIENTS: usize = 3;
+
+#[derive(Debug, Clone)]
+enum Msg {
+    Packet(QuorumPacket),
+    Snapshot(Bytes),
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    Tick { node: usize, inc: u64 },
+    Flush { node: usize, inc: u64 },
+    Election { from: Sid, to: Sid, n: Notification },
+    Quorum { from: Sid, to: Sid, conn: u64, msg: Msg },
+    Connected { from: Sid, to: Sid, conn: u64 },
+    ConnectFailed { from: Sid, to: Sid, inc: u64 },
+    Disconnected { at: Sid, peer: Sid, inc: u64 },
+    Restart { node: usize },
+    Fault,
+    Client { client: usize },
+    Quiet,
+}
+
+#[derive(Debug)]
+struct Scheduled {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, o: &Self) -> bool {
+        (self.at, self.seq) == (o.at, o.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, o: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(o))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, o: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(o.at, o.seq))
+    }
+}
+
+#[derive(Debug)]
+struct Conn {
+    id: u64,
+    /// Delivery time of the last message in each direction (low sid → high sid, and back).
+    last_at: [u64; 2],
+}
+
+#[derive(Debug)]
+struct Node {
+    sid: Sid,
+    up: bool,
+    inc: u64,
+    disk: SimVfs,
+    store: Option<Store>,
+    peer: Option<Peer>,
+    flush_scheduled: bool,
+    /// Client writes waiting for their commit here: (session, cxid) → (client, path).
+    waiting: BTreeMap<(i64, i32), String>,
+    spec: Option<crate::tree::DataTree>,
+    armed: bool,
+    /// Txns up to here were already checked as committed on this node.
+    commit_mark: Zxid,
+}
+
+struct Sim {
+    seed: u64,
+    opts: SimOptions,
+    rng: ChaCha8Rng,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Reverse<Scheduled>>,
+    nodes: Vec<Node>,
+    cfg: Config,
+    strategy: FlushStrategy,
+    conns: BTreeMap<(Sid, Sid), Conn>,
+    next_conn: u64,
+    election_last: BTreeMap<(Sid, Sid), u64>,
+    /// Partition group of each node (equal = reachable), when partitioned.
+    groups: Option<Vec<u8>>,
+    drop_p: f64,
+    dup_p: f64,
+    faults_on: bool,
+    quiet_at: u64,
+    established_after_quiet: Option<u64>,
+    client_seq: Vec<i32>,
+    counters: Counters,
+    checker: Checker,
+}
+
+impl Sim {
+    fn new(seed: u64, opts: SimOptions) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let voters: Vec<Sid> = (1..=opts.peers as Sid).collect();
+        let observers: Vec<Sid> = (opts.peers as Sid + 1..=(opts.peers + opts.observers) as Sid).collect();
+        let mut cfg = Config::new(voters, observers);
+        cfg.tick_ms = TICK_MS as u32;
+        cfg.init_limit = 10;
+        cfg.sync_limit = 5;
+        cfg.commit_log_count = rng.random_range(4..40);
+        cfg.finalize_wait = 2;
+        cfg.notification_timeout = 2;
+        cfg.notification_timeout_max = 8;
+        let strategy = if rng.random_bool(0.5) { FlushStrategy::Group } else { FlushStrategy::Direct };
+        let drop_p = if opts.faults { rng.random_range(0.0..0.1) } else { 0.0 };
+        let dup_p = if opts.faults { rng.random_range(0.0..0.05) } else { 0.0 };
+        let n = opts.peers + opts.observers;
+        let nodes = (0..n)
+            .map(|i| Node {
+                sid: i as Sid + 1,
+                up: false,
+                inc: 0,
+                disk: SimVfs::new(),
+                store: None,
+                peer: None,
+                flush_scheduled: false,
+                waiting: BTreeMap::new(),
+                spec: None,
+                armed: false,
+                commit_mark: 0,
+            })
+            .collect();
+        let quiet_at = if opts.faults { opts.fault_ms } else { 0 };
+        Sim {
+            seed,
+            opts,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            nodes,
+            cfg,
+            strategy,
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            election_last: BTreeMap::new(),
+            groups: None,
+            drop_p,
+            dup_p,
+            faults_on: false,
+            quiet_at,
+            established_after_quiet: None,
+            client_seq: vec![0; CLIENTS],
+            counters: Counters::default(),
+            checker: Checker::default(),
+        }
+    }
+
+    fn at(&mut self, delay: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at: self.now + delay, seq: self.seq, ev }));
+    }
+
+    fn idx(sid: Sid) -> usize {
+        sid as usize - 1
+    }
+
+    fn net_delay(&mut self) -> u64 {
+        if self.faults_on && self.rng.random_bool(0.02) {
+            self.rng.random_range(50..400)
+        } else {
+            self.rng.random_range(1..20)
+        }
+    }
+
+    fn reachable(&self, a: Sid, b: Sid) -> bool {
+        let (ia, ib) = (Self::idx(a), Self::idx(b));
+        self.nodes[ia].up && self.nodes[ib].up && self.groups.as_ref().is_none_or(|g| g[ia] == g[ib])
+    }
+
+    fn run(&mut self) {
+        for i in 0..self.nodes.len() {
+            self.start_node(i);
+        }
+        for c in 0..CLIENTS {
+            let d = self.rng.random_range(0..100);
+            self.at(d, Ev::Client { client: c });
+        }
+        if self.opts.faults {
+            self.faults_on = true;
+            self.at(100, Ev::Fault);
+        }
+        let quiet = self.quiet_at;
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at: quiet, seq: self.seq, ev: Ev::Quiet }));
+        let end = self.quiet_at + self.opts.quiet_ms;
+        while let Some(Reverse(s)) = self.queue.pop() {
+            if s.at > end {
+                break;
+            }
+            self.now = s.at;
+            self.counters.steps += 1;
+            if self.counters.steps > self.opts.max_steps {
+                self.checker.fail(self.now, format!("step bound {} exceeded", self.opts.max_steps));
+                return;
+            }
+            self.handle(s.ev);
+        }
+        self.now = end;
+        self.final_checks();
+    }
+
+    fn start_node(&mut self, i: usize) {
+        let disk = self.nodes[i].disk.clone();
+        let store = match Store::open(disk, self.strategy) {
+            Ok(s) => s,
+            Err(DiskFailed(e)) => {
+                self.checker.fail(self.now, format!("peer {} cannot recover: {e}", i + 1));
+                return;
+            }
+        };
+        let sid = self.nodes[i].sid;
+        self.checker.history(self.now, sid, "recovery", store.snapshot_zxid, &store.entries);
+        self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
+        let (peer, cmds) = Peer::new(self.cfg.clone(), sid, store.peer_state(self.cfg.commit_log_count));
+        let n = &mut self.nodes[i];
+        n.commit_mark = store.snapshot_zxid;
+        n.store = Some(store);
+        n.peer = Some(peer);
+        n.up = true;
+        n.inc += 1;
+        n.flush_scheduled = false;
+        n.armed = false;
+        let inc = n.inc;
+        let phase = self.rng.random_range(1..=TICK_MS);
+        self.at(phase, Ev::Tick { node: i, inc });
+        self.exec(i, cmds);
+    }
+
+    fn crash(&mut self, i: usize, torn: bool) {
+        if !self.nodes[i].up {
+            return;
+        }
+        self.counters.crashes += 1;
+        if torn {
+            self.counters.torn_crashes += 1;
+        }
+        let seed = self.rng.random();
+        let n = &mut self.nodes[i];
+        n.up = false;
+        n.disk.crash();
+        n.disk = n.disk.crash_image(seed);
+        n.store = None;
+        n.peer = None;
+        n.waiting.clear();
+        n.spec = None;
+        let sid = n.sid;
+        self.break_conns_of(sid);
+        let delay = if self.faults_on { self.rng.random_range(100..2500) } else { 10 };
+        self.at(delay, Ev::Restart { node: i });
+    }
+
+    fn break_conns_of(&mut self, sid: Sid) {
+        let keys: Vec<(Sid, Sid)> = self.conns.keys().filter(|(a, b)| *a == sid || *b == sid).copied().collect();
+        for k in keys {
+            self.close_conn(k, None);
+        }
+    }
+
+    /// Closes a connection; the surviving sides hear of it after a delay, or (sometimes, under
+    /// faults) never.
+    fn close_conn(&mut self, key: (Sid, Sid), closer: Option<Sid>) {
+        if self.conns.remove(&key).is_none() {
+            return;
+        }
+        for (at, peer) in [(key.0, key.1), (key.1, key.0)] {
+            if Some(at) == closer || !self.nodes[Self::idx(at)].up {
+                continue;
+            }
+            if self.faults_on && self.rng.random_bool(0.3) {
+                continue;
+            }
+            let d = self.net_delay();
+            let inc = self.nodes[Self::idx(at)].inc;
+            self.at(d, Ev::Disconnected { at, peer, inc });
+        }
+    }
+
+    fn conn_key(a: Sid, b: Sid) -> (Sid, Sid) {
+        (a.min(b), a.max(b))
+    }
+
+    fn send_quorum(&mut self, from: Sid, to: Sid, msg: Msg) {
+        let key = Self::conn_key(from, to);
+        let delay = self.net_delay();
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&key) else { return };
+        let dir = usize::from(from > to);
+        let at = c.last_at[dir].max(now + delay);
+        c.last_at[dir] = at;
+        let conn = c.id;
+        self.seq += 1;
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev: Ev::Quorum { from, to, conn, msg } }));
+    }
+
+    fn send_election(&mut self, from: Sid, to: Sid, n: Notification) {
+        if !self.reachable(from, to) || self.rng.random_bool(self.drop_p) {
+            return;
+        }
+        let copies = if self.rng.random_bool(self.dup_p) { 2 } else { 1 };
+        for _ in 0..copies {
+            let delay = self.net_delay();
+            let last = self.election_last.entry((from, to)).or_insert(0);
+            let at = (*last).max(self.now + delay);
+            *last = at;
+            self.seq += 1;
+            self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev: Ev::Election { from, to, n: n.clone() } }));
+        }
+    }
+
+    fn step_peer(&mut self, i: usize, ev: Event) {
+        let Some(peer) = self.nodes[i].peer.as_mut() else { return };
+        let mut out = Vec::new();
+        peer.step(ev, &mut out);
+        self.exec(i, out);
+    }
+
+    fn handle(&mut self, ev: Ev) {
+        match ev {
+            Ev::Tick { node, inc } => {
+                if self.nodes[node].up && self.nodes[node].inc == inc {
+                    self.at(TICK_MS, Ev::Tick { node, inc });
+                    self.step_peer(node, Event::Tick);
+                }
+            }
+            Ev::Flush { node, inc } => {
+                if !(self.nodes[node].up && self.nodes[node].inc == inc) {
+                    return;
+                }
+                self.nodes[node].flush_scheduled = false;
+                let r = self.nodes[node].store.as_mut().expect("up").flush();
+                match r {
+                    Ok(Some(z)) => self.step_peer(node, Event::Durable { zxid: z }),
+                    Ok(None) => {}
+                    Err(_) => {
+                        let torn = self.nodes[node].armed;
+                        self.crash(node, torn);
+                    }
+                }
+            }
+            Ev::Election { from, to, n } => {
+                if self.reachable(from, to) {
+                    self.step_peer(Self::idx(to), Event::Notification { from, n });
+                }
+            }
+            Ev::Quorum { from, to, conn, msg } => {
+                let key = Self::conn_key(from, to);
+                if self.conns.get(&key).map(|c| c.id) != Some(conn) {
+                    return;
+                }
+                let ev = match msg {
+                    Msg::Packet(packet) => Event::Packet { from, packet },
+                    Msg::Snapshot(body) => Event::Snapshot { from, body },
+                };
+                self.step_peer(Self::idx(to), ev);
+            }
+            Ev::Connected { from, to, conn } => {
+                let key = Self::conn_key(from, to);
+                if self.conns.get(&key).map(|c| c.id) != Some(conn) {
+                    return;
+                }
+                self.step_peer(Self::idx(to), Event::Connected { peer: from });
+                // The acceptor may have refused it already.
+                if self.conns.get(&key).map(|c| c.id) == Some(conn) {
+                    self.step_peer(Self::idx(from), Event::Connected { peer: to });
+                }
+            }
+            Ev::ConnectFailed { from, to, inc } | Ev::Disconnected { at: from, peer: to, inc } => {
+                let i = Self::idx(from);
+                if self.nodes[i].up && self.nodes[i].inc == inc {
+                    self.step_peer(i, Event::Disconnected { peer: to });
+                }
+            }
+            Ev::Restart { node } => {
+                if !self.nodes[node].up {
+                    self.start_node(node);
+                }
+            }
+            Ev::Fault => self.inject_fault(),
+            Ev::Client { client } => self.client_write(client),
+            Ev::Quiet => self.go_quiet(),
+        }
+    }
+
+    fn inject_fault(&mut self) {
+        if !self.faults_on {
+            return;
+        }
+        let next = self.rng.random_range(50..500);
+        self.at(next, Ev::Fault);
+        let n = self.nodes.len();
+        let i = self.rng.random_range(0..n);
+        match self.rng.random_range(0..12) {
+            0..=2 => self.crash(i, false),
+            3..=4 => {
+                // Crash in the middle of one of the next disk operations.
+                if self.nodes[i].up && !self.nodes[i].armed {
+                    let m = self.nodes[i].disk.stats().mutations;
+                    let k = self.rng.random_range(1..12);
+                    self.nodes[i].disk.set_faults(Faults { crash_after_ops: Some(m + k), ..Faults::default() });
+                    self.nodes[i].armed = true;
+                }
+            }
+            5..=6 => {
+                self.counters.partitions += 1;
+                let groups: Vec<u8> = if self.rng.random_bool(0.5) {
+                    (0..n).map(|j| u8::from(j == i)).collect()
+                } else {
+                    (0..n).map(|_| self.rng.random_range(0..2)).collect()
+                };
+                let keys: Vec<(Sid, Sid)> = self.conns.keys().copied().collect();
+                for (a, b) in keys {
+                    if groups[Self::idx(a)] != groups[Self::idx(b)] {
+                        self.close_conn((a, b), None);
+                    }
+                }
+                self.groups = Some(groups);
+            }
+            7..=9 => self.groups = None,
+            _ => {}
+        }
+    }
+
+    fn go_quiet(&mut self) {
+        self.faults_on = false;
+        if self.nodes.iter().any(|n| matches!(n.peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. }))) {
+            self.established_after_quiet = Some(self.now);
+        }
+        self.groups = None;
+        self.drop_p = 0.0;
+        self.dup_p = 0.0;
+        self.quiet_at = self.now;
+        for i in 0..self.nodes.len() {
+            self.nodes[i].disk.set_faults(Faults::default());
+            self.nodes[i].armed = false;
+            if !self.nodes[i].up {
+                self.start_node(i);
+            }
+        }
+    }
+
+    fn client_write(&mut self, client: usize) {
+        let end = if self.opts.faults { self.opts.fault_ms } else { 0 } + self.opts.quiet_ms;
+        let next = self.rng.random_range(10..120);
+        // Writes stop a while before the end so that the final state can settle.
+        if self.now + next + 1_500 < end {
+            self.at(next, Ev::Client { client });
+        }
+        let serving: Vec<usize> =
+            (0..self.nodes.len()).filter(|&i| self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving())).collect();
+        if serving.is_empty() {
+            return;
+        }
+        let i = serving[self.rng.random_range(0..serving.len())];
+        self.client_seq[client] += 1;
+        let cxid = self.client_seq[client];
+        let session = 0x100 + client as i64;
+        let path = format!("/c{client}-{cxid}");
+        let (op, body) = if cxid % 5 == 0 {
+            // A setData on /: every peer's tree changes the same way (a version check that
+            // fails is still a txn).
+            let r = SetDataRequest { path: "/".into(), data: Data::from_slice(&cxid.to_be_bytes()), version: -1 };
+            (5, Store::encode(&r))
+        } else {
+            let r = CreateRequest {
+                path: path.clone(),
+                data: Data::from_slice(&cxid.to_be_bytes()),
+                acl: Acl::open_unsafe(),
+                flags: 0,
+            };
+            (1, Store::encode(&r))
+        };
+        let key = (session, cxid);
+        self.nodes[i].waiting.insert(key, if op == 1 { path } else { String::new() });
+        self.step_peer(i, Event::ClientRequest { request: ForwardedRequest { session_id: session, cxid, op, body } });
+    }
+
+    /// Carries out a peer's commands in order; a disk failure crashes the node and drops the
+    /// rest.
+    fn exec(&mut self, i: usize, cmds: Vec<Command>) {
+        let sid = self.nodes[i].sid;
+        for c in cmds {
+            if !self.nodes[i].up {
+                return;
+            }
+            if let Err(DiskFailed(_)) = self.exec_one(i, sid, c) {
+                let torn = self.nodes[i].armed;
+                self.crash(i, torn);
+                return;
+            }
+        }
+    }
+
+    fn exec_one(&mut self, i: usize, sid: Sid, c: Command) -> Result<(), DiskFailed> {
+        match c {
+            Command::SendNotification { to, n } => self.send_election(sid, to, n),
+            Command::Connect { to } => {
+                let key = Self::conn_key(sid, to);
+                if self.conns.contains_key(&key) {
+                    return Ok(());
+                }
+                let delay = self.net_delay();
+                if self.reachable(sid, to) {
+                    let id = self.next_conn;
+                    self.next_conn += 1;
+                    let at = self.now + delay;
+                    self.conns.insert(key, Conn { id, last_at: [at, at] });
+                    self.at(delay, Ev::Connected { from: sid, to, conn: id });
+                } else {
+                    let inc = self.nodes[i].inc;
+                    self.at(delay, Ev::ConnectFailed { from: sid, to, inc });
+                }
+            }
+            Command::Disconnect { peer } => self.close_conn(Self::conn_key(sid, peer), Some(sid)),
+            Command::Send { to, packet } => {
+                if packet.kind == PacketType::Ack && counter_of(packet.zxid()) != 0 {
+                    let durable = self.nodes[i].store.as_ref().expect("up").durable;
+                    self.checker.ack(self.now, sid, packet.zxid(), durable);
+                }
+                self.send_quorum(sid, to, Msg::Packet(packet));
+            }
+            Command::SendSnapshot { to, zxid } => {
+                let body = self.nodes[i].store.as_mut().expect("up").snapshot_body(zxid);
+                self.send_quorum(sid, to, Msg::Snapshot(body));
+            }
+            Command::PersistAcceptedEpoch(e) => self.nodes[i].store.as_mut().expect("up").persist_epoch("acceptedEpoch", e)?,
+            Command::PersistCurrentEpoch(e) => self.nodes[i].store.as_mut().expect("up").persist_epoch("currentEpoch", e)?,
+            Command::AppendTxns(txns) => {
+                self.nodes[i].store.as_mut().expect("up").append(txns);
+                if !self.nodes[i].flush_scheduled {
+                    self.nodes[i].flush_scheduled = true;
+                    let inc = self.nodes[i].inc;
+                    let d = self.rng.random_range(1..8);
+                    self.at(d, Ev::Flush { node: i, inc });
+                }
+            }
+            Command::TruncateLog(z) => {
+                let store = self.nodes[i].store.as_mut().expect("up");
+                store.truncate(z)?;
+                self.nodes[i].commit_mark = self.nodes[i].commit_mark.min(z);
+                let store = self.nodes[i].store.as_ref().expect("up");
+                self.checker.history(self.now, sid, "TRUNC", store.snapshot_zxid, &store.entries);
+                self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
+            }
+            Command::InstallSnapshot { zxid, body } => {
+                let store = self.nodes[i].store.as_mut().expect("up");
+                store.install(zxid, body.as_deref())?;
+                self.nodes[i].commit_mark = zxid;
+                let store = self.nodes[i].store.as_ref().expect("up");
+                self.checker.state_at(self.now, sid, zxid, store.tree.digest());
+            }
+            Command::Commit(z) => self.commit(i, sid, z),
+            Command::Request { request, .. } => self.propose(i, request),
+            Command::RoleChanged(role) => {
+                let n = &mut self.nodes[i];
+                n.spec = None;
+                if !matches!(
+                    role,
+                    Role::Leading { established: true, .. } | Role::Following { serving: true, .. } | Role::Observing { serving: true, .. }
+                ) {
+                    n.waiting.clear();
+                }
+            }
+            Command::Established { epoch } => {
+                self.counters.elections += 1;
+                self.checker.established(self.now, epoch, sid);
+                if !self.faults_on && self.established_after_quiet.is_none() && self.now >= self.quiet_at {
+                    self.established_after_quiet = Some(self.now);
+                }
+            }
+            Command::SyncStarted { plan, .. } => match plan {
+                SyncPlan::Diff { .. } => self.counters.sync_diff += 1,
+                SyncPlan::Trunc { .. } => self.counters.sync_trunc += 1,
+                SyncPlan::TruncDiff { .. } => self.counters.sync_trunc_diff += 1,
+                SyncPlan::Snap => self.counters.sync_snap += 1,
+            },
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, i: usize, sid: Sid, z: Zxid) {
+        let authoritative =
+            matches!(self.nodes[i].peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. }));
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let store = n.store.as_mut().expect("up");
+        let z = z.min(store.last_zxid());
+        let done = store.apply_to(z);
+        let digests: BTreeMap<Zxid, i64> = done.iter().map(|d| (d.0, d.3)).collect();
+        // Every txn up to z is now known committed; check (or record) each, in order.
+        if z > n.commit_mark {
+            for (zxid, data) in store.entries.range(n.commit_mark + 1..=z) {
+                let prev = store.prev_of(*zxid);
+                let digest = digests.get(zxid).copied();
+                self.checker.commit(now, sid, *zxid, hash_bytes(data), prev, digest, authoritative);
+                if authoritative {
+                    self.counters.commits += 1;
+                }
+            }
+            n.commit_mark = z;
+        }
+        for (zxid, entry, ok, _) in &done {
+            let key = (entry.header.client_id, entry.header.cxid);
+            if let Some(path) = n.waiting.remove(&key) {
+                if *ok && !path.is_empty() {
+                    self.counters.client_acks += 1;
+                    self.checker.acked.push((path, *zxid));
+                }
+            }
+        }
+    }
+
+    fn propose(&mut self, i: usize, request: ForwardedRequest) {
+        let now = self.now;
+        let n = &mut self.nodes[i];
+        let Some(zxid) = n.peer.as_ref().and_then(|p| p.next_zxid()) else { return };
+        let Ok(req) = Request::decode(request.op, &request.body, DEFAULT_MAX_LEN) else { return };
+        let store = n.store.as_ref().expect("up");
+        let spec = n.spec.get_or_insert_with(|| store.speculative_tree());
+        let session = SessionContext { session_id: request.session_id, auth: &[], local_session: false };
+        let (header, txn) =
+            prepare_txn(spec, &session, &PrepareConfig::default(), &req, request.cxid, zxid as i64, now as i64);
+        spec.apply(&header, &txn);
+        let digest = Some(TxnDigest { version: 2, tree_digest: spec.digest() });
+        let data = Bytes::from(TxnEntry { header, txn, digest }.encode());
+        self.step_peer(i, Event::Propose { zxid, data });
+    }
+
+    fn final_checks(&mut self) {
+        let now = self.now;
+        let Some(est) = self.established_after_quiet else {
+            self.checker.fail(now, format!(
+                "liveness: no leader established within {} ms after the faults stopped",
+                self.opts.quiet_ms
+            ));
+            return;
+        };
+        if est - self.quiet_at > self.opts.liveness_ms {
+            self.checker.fail(now, format!("liveness: leader established only {} ms after the faults stopped", est - self.quiet_at));
+        }
+        let leader = self.nodes.iter().position(|n| matches!(n.peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. })));
+        let Some(l) = leader else {
+            self.checker.fail(now, "liveness: no established leader at the end".into());
+            return;
+        };
+        let lz = self.nodes[l].store.as_ref().expect("up").applied;
+        let ldigest = self.nodes[l].store.as_ref().expect("up").tree.digest();
+        for n in &self.nodes {
+            let (Some(p), Some(s)) = (n.peer.as_ref(), n.store.as_ref()) else {
+                self.checker.fail(now, format!("peer {} is down at the end", n.sid));
+                continue;
+            };
+            if !p.is_serving() {
+                self.checker.fail(now, format!("liveness: peer {} is not serving at the end ({:?})", n.sid, p.role()));
+                continue;
+            }
+            if s.applied != lz || s.tree.digest() != ldigest {
+                self.checker.fail(now, format!(
+                    "peer {} ended at {:#x} (digest {:#x}), leader at {lz:#x} (digest {ldigest:#x})",
+                    n.sid,
+                    s.applied,
+                    s.tree.digest()
+                ));
+            }
+        }
+        let tree = &self.nodes[l].store.as_ref().expect("up").tree;
+        let missing: Vec<String> =
+            self.checker.acked.iter().filter(|(p, _)| !tree.exists(p)).map(|(p, z)| format!("{p} ({z:#x})")).take(5).collect();
+        if !missing.is_empty() {
+            self.checker.fail(now, format!("acknowledged writes missing from the final state: {}", missing.join(", ")));
+        }
+        let committed_after_quiet = self.checker.last_committed() >> 32 >= u64::from(self.nodes[l].peer.as_ref().expect("up").current_epoch());
+        if !committed_after_quiet && self.counters.client_acks > 0 {
+            self.checker.fail(now, "liveness: nothing committed in the final epoch".into());
+        }
+        let _ = self.seed;
+    }
+}

@@ -137,7 +137,8 @@ impl SyncPlan {
 /// learner inside the window → DIFF if its last zxid is in the leader's history, otherwise TRUNC
 /// to the leader's previous zxid then DIFF; learner before the window → SNAP.
 pub fn plan_sync(peer_last: Zxid, sync_point: Zxid, window: &HistoryWindow) -> SyncPlan {
-    assert!(sync_point >= window.base() && sync_point <= window.last());
+    // The sync point may lie below the window when outstanding proposals filled it.
+    assert!(sync_point <= window.last(), "sync point beyond the history");
     if peer_last == sync_point {
         return SyncPlan::Diff { from: peer_last };
     }
@@ -145,6 +146,9 @@ pub fn plan_sync(peer_last: Zxid, sync_point: Zxid, window: &HistoryWindow) -> S
         return SyncPlan::Trunc { to: sync_point };
     }
     if peer_last < window.base() {
+        return SyncPlan::Snap;
+    }
+    if sync_point < window.base() {
         return SyncPlan::Snap;
     }
     if window.contains_point(peer_last) {
