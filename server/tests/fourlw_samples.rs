@@ -462,3 +462,132 @@ fn quorum_conf() {
          version=0"
     );
 }
+
+/// A second capture, made with one session open (`tests/data/zk-3.8.0-live-session.py`): the
+/// full `cons` line of a session, `dump` with session and connection buckets (ZooKeeper's NIO
+/// factory) and an ephemeral, and the watch listings. Also the session's password.
+#[test]
+fn live_session_capture() {
+    use corral_server::admin::report::{
+        connection_item, render_cons, render_dump, render_stat, render_watches_by_path,
+        render_watches_by_session, render_wchs, session_item, ExpiryBucket,
+    };
+    use corral_server::session::ids::session_password;
+
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/zk-3.8.0-live-session.txt");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut answers = BTreeMap::new();
+    let mut session_line = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("===== ") {
+            let (word, literal) = rest.split_once(' ').unwrap();
+            answers.insert(word.to_string(), python_bytes(literal));
+        } else if let Some(rest) = line.strip_prefix("session ") {
+            session_line = Some(rest.to_string());
+        }
+    }
+    let session_line = session_line.unwrap();
+    let fields: Vec<&str> = session_line.split(' ').collect();
+    let sid = u64::from_str_radix(fields[0], 16).unwrap() as i64;
+    let password: String = session_password(sid).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(password, fields[1], "the password ZooKeeper gave session {:x}", sid);
+    assert_eq!(sid, 0x100003f21c70000);
+
+    let addr = |port: u16| -> SocketAddr { SocketAddr::from(([127, 0, 0, 1], port)) };
+    // The four-letter-word connection: NIO cancels its key, so its interest ops are 0.
+    let mut probe = ConnectionInfo::new(Some(addr(43038)), 0);
+    probe.interest_ops = 0;
+    probe.packets_received = 1;
+    let mut client = ConnectionInfo::new(Some(addr(43028)), 1_795_357_587_081);
+    client.packets_received = 4;
+    client.packets_sent = 4;
+    client.session_id = sid;
+    client.last_operation = "EXIS".to_string();
+    client.session_timeout_ms = 30000;
+    client.last_cxid = 3;
+    client.last_zxid = 2;
+    client.last_response_ms = 4_142_815;
+    client.last_latency_ms = 2;
+    client.min_latency_ms = 0;
+    client.avg_latency_ms = 7;
+    client.max_latency_ms = 19;
+    assert_text(render_cons(&[probe.clone(), client.clone()]).as_bytes(), &answers["cons"]);
+
+    probe.remote = Some(addr(43050));
+    let stats = ServerStats {
+        version: SAMPLE_VERSION.to_string(),
+        min_latency_ms: 2,
+        avg_latency_ms: javafmt::rounded_average(29, 4),
+        max_latency_ms: 19,
+        packets_received: 6,
+        packets_sent: 5,
+        connections: 2,
+        outstanding_requests: 0,
+        last_processed_zxid: 2,
+        mode: ServerMode::Standalone,
+        node_count: 6,
+        proposal_sizes: BufferStats::default(),
+    };
+    assert_text(render_stat(&stats, Some(&[probe, client])).as_bytes(), &answers["stat"]);
+
+    let dump = DumpData {
+        sessions: SessionTrackerDump::Expiry {
+            local: None,
+            global: ExpiryDump {
+                buckets: vec![ExpiryBucket {
+                    expire_at_ms: 1_795_357_618_000,
+                    items: vec![session_item(sid)],
+                }],
+            },
+        },
+        ephemerals: vec![(sid, vec!["/eph".to_string()])],
+        connections: Some(ExpiryDump {
+            buckets: vec![
+                ExpiryBucket {
+                    expire_at_ms: 1_795_357_624_000,
+                    items: vec![connection_item(Some(addr(43028)), sid)],
+                },
+                ExpiryBucket {
+                    expire_at_ms: 1_795_357_604_000,
+                    items: vec![connection_item(Some(addr(43058)), 0)],
+                },
+            ],
+        }),
+    };
+    assert_text(render_dump(&dump).as_bytes(), &answers["dump"]);
+
+    let summary = WatchSummary { connections: 1, paths: 2, total_watches: 2 };
+    assert_text(render_wchs(&summary).as_bytes(), &answers["wchs"]);
+    let by_session = [(sid, vec!["/eph".to_string(), "/zookeeper".to_string()])];
+    assert_text(render_watches_by_session(&by_session).as_bytes(), &answers["wchc"]);
+    let by_path = [("/eph".to_string(), vec![sid]), ("/zookeeper".to_string(), vec![sid])];
+    assert_text(render_watches_by_path(&by_path).as_bytes(), &answers["wchp"]);
+}
+
+/// What ZooKeeper 3.8.0 answered with `4lw.commands.whitelist=ruok` (checked live): `srvr`
+/// still answers, `hash` and the telnet close sequence are known words and so refused by
+/// name, and `icfg` (3.9) is not a word at all.
+#[test]
+fn whitelist_ruok_only_like_live_3_8_0() {
+    let whitelist = Whitelist::parse(Some("ruok"), false);
+    let mut server = SampledServer::new();
+    let mut answer = |bytes: [u8; 4]| -> Option<String> {
+        let word = FourLetterWord::detect(bytes)?;
+        Some(String::from_utf8(execute(word, &whitelist, &mut server, None)).unwrap())
+    };
+    assert_eq!(answer(*b"ruok").as_deref(), Some("imok"));
+    assert!(answer(*b"srvr").unwrap().starts_with("Zookeeper version: "));
+    for (bytes, name) in [
+        (*b"hash", "hash"),
+        ([0xff, 0xf4, 0xff, 0xfd], "telnet close"),
+        (*b"isro", "isro"),
+        (*b"stmk", "stmk"),
+    ] {
+        assert_eq!(
+            answer(bytes).unwrap(),
+            format!("{name} is not executed because it is not in the whitelist.\n")
+        );
+    }
+    assert_eq!(answer(*b"icfg"), None);
+}
