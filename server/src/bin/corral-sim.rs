@@ -39,6 +39,9 @@ struct Args {
     /// Print every seed's counters.
     #[arg(long)]
     verbose: bool,
+    /// Print a trace of roles, syncs, commits and faults (use with --seed).
+    #[arg(long)]
+    trace: bool,
 }
 
 fn main() {
@@ -51,6 +54,7 @@ fn main() {
         peers: args.peers,
         observers: args.observers,
         fault_ms: args.fault_ms,
+        trace: args.trace,
         ..SimOptions::default()
     };
     let (start, count) = match (args.seed, args.seeds) {

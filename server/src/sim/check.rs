@@ -35,6 +35,8 @@ struct Committed {
 pub struct Checker {
     leaders: BTreeMap<u32, Sid>,
     committed: BTreeMap<Zxid, Committed>,
+    /// Every zxid up to here is committed (a snapshot point of an established leader).
+    covered: Zxid,
     /// Digests of committed states that are only snapshot points (no txn recorded there).
     pub violations: Vec<String>,
     /// Writes acknowledged to clients: (path, zxid).
@@ -57,6 +59,11 @@ impl Checker {
         } else {
             self.leaders.insert(epoch, sid);
         }
+    }
+
+    /// An established leader's history starts at this snapshot point: all of it is committed.
+    pub fn snapshot_committed(&mut self, zxid: Zxid) {
+        self.covered = self.covered.max(zxid);
     }
 
     /// Number of committed txns recorded.
@@ -105,7 +112,7 @@ impl Checker {
                 }
             }
             None if authoritative => {
-                if let Some((&last, _)) = self.committed.range(zxid..).next() {
+                if let Some((&last, _)) = self.committed.range(zxid..).next().filter(|_| zxid > self.covered) {
                     self.violation(at_ms, format!("peer {sid}: committed {zxid:#x} after {last:#x} was committed"));
                 }
                 self.committed.insert(zxid, Committed { hash, prev, digest });

@@ -57,6 +57,8 @@ pub struct SimOptions {
     pub max_steps: u64,
     /// Inject faults (off: a clean run).
     pub faults: bool,
+    /// Print a trace of roles, syncs, commits and faults to stderr.
+    pub trace: bool,
 }
 
 impl Default for SimOptions {
@@ -69,6 +71,7 @@ impl Default for SimOptions {
             liveness_ms: 4_000,
             max_steps: 3_000_000,
             faults: true,
+            trace: false,
         }
     }
 }
@@ -212,8 +215,10 @@ struct Node {
     waiting: BTreeMap<(i64, i32), String>,
     spec: Option<crate::tree::DataTree>,
     armed: bool,
-    /// Txns up to here were already checked as committed on this node.
+    /// Txns up to here were already compared with the committed truth on this node.
     commit_mark: Zxid,
+    /// Txns up to here were already recorded as committed by this node as leader.
+    auth_mark: Zxid,
 }
 
 struct Sim {
@@ -271,6 +276,7 @@ impl Sim {
                 spec: None,
                 armed: false,
                 commit_mark: 0,
+                auth_mark: 0,
             })
             .collect();
         let quiet_at = if opts.faults { opts.fault_ms } else { 0 };
@@ -296,6 +302,12 @@ impl Sim {
             client_seq: vec![0; CLIENTS],
             counters: Counters::default(),
             checker: Checker::default(),
+        }
+    }
+
+    fn trace(&self, msg: impl FnOnce() -> String) {
+        if self.opts.trace {
+            eprintln!("[{:>6}ms] {}", self.now, msg());
         }
     }
 
@@ -363,11 +375,13 @@ impl Sim {
             }
         };
         let sid = self.nodes[i].sid;
+        self.trace(|| format!("peer {sid} starts: epochs {}/{}, snapshot {:#x}, last {:#x}", store.accepted_epoch, store.current_epoch, store.snapshot_zxid, store.last_zxid()));
         self.checker.history(self.now, sid, "recovery", store.snapshot_zxid, &store.entries);
         self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
         let (peer, cmds) = Peer::new(self.cfg.clone(), sid, store.peer_state(self.cfg.commit_log_count));
         let n = &mut self.nodes[i];
         n.commit_mark = store.snapshot_zxid;
+        n.auth_mark = store.snapshot_zxid;
         n.store = Some(store);
         n.peer = Some(peer);
         n.up = true;
@@ -385,6 +399,7 @@ impl Sim {
             return;
         }
         self.counters.crashes += 1;
+        self.trace(|| format!("peer {} crashes{}", i + 1, if torn { " mid-write" } else { "" }));
         if torn {
             self.counters.torn_crashes += 1;
         }
@@ -492,6 +507,7 @@ impl Sim {
                 }
             }
             Ev::Election { from, to, n } => {
+                self.trace(|| format!("notification {from} -> {to}: {:?} leader {} zxid {:#x} ee {} pe {}", n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch));
                 if self.reachable(from, to) {
                     self.step_peer(Self::idx(to), Event::Notification { from, n });
                 }
@@ -567,9 +583,15 @@ impl Sim {
                         self.close_conn((a, b), None);
                     }
                 }
+                self.trace(|| format!("partition {groups:?}"));
                 self.groups = Some(groups);
             }
-            7..=9 => self.groups = None,
+            7..=9 => {
+                if self.groups.is_some() {
+                    self.trace(|| "heal".into());
+                }
+                self.groups = None
+            }
             _ => {}
         }
     }
@@ -691,6 +713,7 @@ impl Sim {
                 let store = self.nodes[i].store.as_mut().expect("up");
                 store.truncate(z)?;
                 self.nodes[i].commit_mark = self.nodes[i].commit_mark.min(z);
+                self.nodes[i].auth_mark = self.nodes[i].auth_mark.min(z);
                 let store = self.nodes[i].store.as_ref().expect("up");
                 self.checker.history(self.now, sid, "TRUNC", store.snapshot_zxid, &store.entries);
                 self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
@@ -699,12 +722,14 @@ impl Sim {
                 let store = self.nodes[i].store.as_mut().expect("up");
                 store.install(zxid, body.as_deref())?;
                 self.nodes[i].commit_mark = zxid;
+                self.nodes[i].auth_mark = zxid;
                 let store = self.nodes[i].store.as_ref().expect("up");
                 self.checker.state_at(self.now, sid, zxid, store.tree.digest());
             }
             Command::Commit(z) => self.commit(i, sid, z),
             Command::Request { request, .. } => self.propose(i, request),
             Command::RoleChanged(role) => {
+                self.trace(|| format!("peer {sid} -> {role:?}"));
                 let n = &mut self.nodes[i];
                 n.spec = None;
                 if !matches!(
@@ -715,18 +740,25 @@ impl Sim {
                 }
             }
             Command::Established { epoch } => {
+                self.trace(|| format!("peer {sid} established epoch {epoch}"));
                 self.counters.elections += 1;
                 self.checker.established(self.now, epoch, sid);
+                // Leader completeness: the new leader holds every committed txn.
+                let store = self.nodes[i].store.as_ref().expect("up");
+                self.checker.history(self.now, sid, "new leader", store.snapshot_zxid, &store.entries);
                 if !self.faults_on && self.established_after_quiet.is_none() && self.now >= self.quiet_at {
                     self.established_after_quiet = Some(self.now);
                 }
             }
-            Command::SyncStarted { plan, .. } => match plan {
+            Command::SyncStarted { plan, learner } => {
+                self.trace(|| format!("peer {sid} syncs {learner}: {plan:?}"));
+                match plan {
                 SyncPlan::Diff { .. } => self.counters.sync_diff += 1,
                 SyncPlan::Trunc { .. } => self.counters.sync_trunc += 1,
                 SyncPlan::TruncDiff { .. } => self.counters.sync_trunc_diff += 1,
                 SyncPlan::Snap => self.counters.sync_snap += 1,
-            },
+                }
+            }
             _ => {}
         }
         Ok(())
@@ -736,14 +768,23 @@ impl Sim {
         let authoritative =
             matches!(self.nodes[i].peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. }));
         let now = self.now;
+        if self.opts.trace {
+            let s = self.nodes[i].store.as_ref().expect("up");
+            self.trace(|| format!("peer {sid} commits up to {z:#x} (mark {:#x}, snapshot {:#x}, first entry {:?}){}", self.nodes[i].commit_mark, s.snapshot_zxid, s.entries.keys().next().map(|z| format!("{z:#x}")), if authoritative { " as leader" } else { "" }));
+        }
         let n = &mut self.nodes[i];
         let store = n.store.as_mut().expect("up");
         let z = z.min(store.last_zxid());
         let done = store.apply_to(z);
         let digests: BTreeMap<Zxid, i64> = done.iter().map(|d| (d.0, d.3)).collect();
-        // Every txn up to z is now known committed; check (or record) each, in order.
-        if z > n.commit_mark {
-            for (zxid, data) in store.entries.range(n.commit_mark + 1..=z) {
+        // Every txn up to z is now known committed: an established leader records each (its
+        // snapshot point too), a learner's are compared with what was recorded.
+        let mark = if authoritative { n.auth_mark } else { n.commit_mark };
+        if authoritative && n.auth_mark == store.snapshot_zxid {
+            self.checker.snapshot_committed(store.snapshot_zxid);
+        }
+        if z > mark {
+            for (zxid, data) in store.entries.range(mark + 1..=z) {
                 let prev = store.prev_of(*zxid);
                 let digest = digests.get(zxid).copied();
                 self.checker.commit(now, sid, *zxid, hash_bytes(data), prev, digest, authoritative);
@@ -751,7 +792,10 @@ impl Sim {
                     self.counters.commits += 1;
                 }
             }
-            n.commit_mark = z;
+            n.commit_mark = n.commit_mark.max(z);
+            if authoritative {
+                n.auth_mark = z;
+            }
         }
         for (zxid, entry, ok, _) in &done {
             let key = (entry.header.client_id, entry.header.cxid);

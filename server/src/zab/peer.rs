@@ -295,6 +295,16 @@ impl Peer {
 
     /// Feeds one event; the commands to carry out are appended to `out`.
     pub fn step(&mut self, ev: Event, out: &mut Vec<Command>) {
+        let epoch_before = self.core.current_epoch;
+        self.step_inner(ev, out);
+        if self.core.current_epoch != epoch_before && !matches!(self.role, RoleState::Looking(_)) {
+            // updateElectionVote (ZOOKEEPER-1732): the vote we answer LOOKING peers with carries
+            // the epoch we now follow or lead, so that they see a quorum agree on it.
+            self.current_vote.peer_epoch = i64::from(self.core.current_epoch);
+        }
+    }
+
+    fn step_inner(&mut self, ev: Event, out: &mut Vec<Command>) {
         let next = match ev {
             Event::Tick => {
                 self.core.now += 1;
