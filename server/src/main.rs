@@ -2,12 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use corral_server::core::Settings;
-use corral_server::db::DbOptions;
+use corral_server::config::Config;
 use corral_server::server::{RunningServer, ServerOptions};
-use corral_server::tree::PrepareConfig;
 
 #[derive(Parser)]
 #[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
@@ -16,8 +14,13 @@ struct Cli {
     /// 127.0.0.1:2181 with its data in ./corral-data.
     config: Option<PathBuf>,
     /// Same as the positional argument.
-    #[arg(long = "config", conflicts_with = "config")]
+    #[arg(long = "config")]
     config_flag: Option<PathBuf>,
+    /// A Java system property as ZooKeeper takes them (`name=value`; repeatable):
+    /// `zookeeper.K=V` sets config key K, `jute.maxbuffer` and `readonlymode.enabled` their
+    /// keys. They override the file.
+    #[arg(long = "system-property", short = 'D', value_name = "NAME=VALUE")]
+    system_properties: Vec<String>,
     #[command(subcommand)]
     cmd: Option<Cmd>,
 }
@@ -35,25 +38,23 @@ fn main() -> Result<()> {
     if let Some(cmd) = cli.cmd {
         match cmd {}
     }
-    let _cfg = cli.config.or(cli.config_flag);
-    let settings = Settings {
-        tick_ms: 2000,
-        min_session_timeout_ms: 4000,
-        max_session_timeout_ms: 40000,
-        max_buffer: 0xfffff,
-        prepare: PrepareConfig::default(),
-        skip_acl: false,
-        super_digest: None,
-        server_id: 1,
-        container_check_ms: 60_000,
-        global_outstanding_limit: 1000,
-        max_client_cnxns: 60,
+    let mut config = match cli.config.or(cli.config_flag) {
+        Some(path) => Config::load(&path).with_context(|| format!("reading {}", path.display()))?,
+        None => Config::default_standalone(),
     };
-    let opts = ServerOptions {
-        bind: "127.0.0.1:2181".parse()?,
-        db: DbOptions::new(std::path::Path::new("./corral-data")),
-        settings,
-    };
+    for p in &cli.system_properties {
+        let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
+        if let Some(w) = config.apply_system_property(name, value)? {
+            tracing::warn!("{w}");
+        }
+    }
+    if config.is_distributed() {
+        anyhow::bail!(
+            "this configuration has server.N lines: ensembles are not served by this version \
+             of corral yet (standalone only)"
+        );
+    }
+    let opts = ServerOptions::from_config(&config)?;
     let server = RunningServer::start(opts)?;
     server.wait_for_signal();
     tracing::info!("shutting down");

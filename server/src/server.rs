@@ -10,9 +10,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 
+use std::net::ToSocketAddrs;
+
+use corral_engine::log::FlushStrategy;
+
+use crate::config::Config;
 use crate::core::{Core, Event, Settings, Shared, Stats};
 use crate::db::{Database, DbOptions};
-use crate::tree::DataTree;
+use crate::tree::{DataTree, TreeOptions};
 use crate::watch::WatchManager;
 
 /// Everything a standalone server needs.
@@ -24,6 +29,52 @@ pub struct ServerOptions {
     pub db: DbOptions,
     /// Pipeline settings.
     pub settings: Settings,
+    /// The configuration these came from (reported by `conf`).
+    pub config: Config,
+}
+
+impl ServerOptions {
+    /// Options for a standalone server running `config`.
+    pub fn from_config(config: &Config) -> Result<ServerOptions> {
+        let port = config
+            .client_address
+            .as_ref()
+            .map(|a| a.port)
+            .or(config.client_port)
+            .context("no clientPort in the configuration")?;
+        let host = config
+            .client_address
+            .as_ref()
+            .map(|a| a.host.clone())
+            .or_else(|| config.client_port_address.clone())
+            .unwrap_or_else(|| "0.0.0.0".into());
+        let bind = format!("{}:{port}", host.trim_start_matches('[').trim_end_matches(']'))
+            .to_socket_addrs()
+            .with_context(|| format!("resolving the client address {host}:{port}"))?
+            .next()
+            .with_context(|| format!("no address for {host}"))?;
+        let mut db = DbOptions::new(&config.data_dir);
+        db.data_log_dir = config.data_log_dir.clone();
+        db.snap_count = u64::from(config.snap_count);
+        db.snap_size_limit_kb = config.snap_size_limit_kb;
+        db.snap_retain_count = config.autopurge_snap_retain_count as usize;
+        db.tree = TreeOptions { extended_types: config.extended_types_enabled };
+        db.max_buffer = config.jute_max_buffer as usize;
+        db.seed = config.session_server_id() ^ std::process::id() as u64;
+        db.log.prealloc_bytes = (config.pre_alloc_size_kb * 1024).next_multiple_of(4096).max(4096);
+        db.log.segment_bytes_max =
+            db.log.segment_bytes_max.max(db.log.prealloc_bytes.next_multiple_of(4096));
+        db.log.fsync_warning_threshold_ms = config.fsync_warning_threshold_ms;
+        if !config.force_sync {
+            db.log.strategy = FlushStrategy::None;
+        }
+        Ok(ServerOptions {
+            bind,
+            db,
+            settings: Settings::from_config(config),
+            config: config.clone(),
+        })
+    }
 }
 
 /// A running server.
@@ -69,6 +120,13 @@ impl RunningServer {
             settings: opts.settings.clone(),
             start: Instant::now(),
             unthrottle: tokio::sync::Notify::new(),
+            config: opts.config.clone(),
+            start_wall_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as i64)
+                .unwrap_or(0),
+            trace_mask: AtomicI64::new(crate::admin::fourlw::DEFAULT_TRACE_MASK),
+            auth_failed: std::sync::atomic::AtomicU64::new(0),
         });
         shared.stats.reset();
         let (core_tx, core_rx) = mpsc::channel();

@@ -65,9 +65,35 @@ pub struct Settings {
     pub global_outstanding_limit: usize,
     /// maxClientCnxns (per client IP; 0 = unlimited).
     pub max_client_cnxns: usize,
+    /// autopurge.purgeInterval in ms (0: never purge).
+    pub purge_interval_ms: u64,
 }
 
 impl Settings {
+    /// The settings a zoo.cfg implies.
+    pub fn from_config(c: &crate::config::Config) -> Settings {
+        Settings {
+            tick_ms: u64::from(c.tick_time_ms),
+            min_session_timeout_ms: c.min_session_timeout_ms as i32,
+            max_session_timeout_ms: c.max_session_timeout_ms as i32,
+            max_buffer: c.jute_max_buffer as usize,
+            prepare: PrepareConfig {
+                extended_types: c.extended_types_enabled,
+                skip_acl: c.skip_acl,
+                close_session_txn: c.close_session_txn_enabled,
+                reconfig_enabled: c.reconfig_enabled && c.is_distributed(),
+                ..PrepareConfig::default()
+            },
+            skip_acl: c.skip_acl,
+            super_digest: c.super_digest.clone(),
+            server_id: c.session_server_id(),
+            container_check_ms: 60_000,
+            global_outstanding_limit: c.global_outstanding_limit as usize,
+            max_client_cnxns: c.max_client_cnxns as usize,
+            purge_interval_ms: u64::from(c.autopurge_purge_interval_hours) * 3_600_000,
+        }
+    }
+
     /// The negotiated session timeout for a requested one.
     pub fn negotiate_timeout(&self, requested: i32) -> i32 {
         requested.clamp(
@@ -219,6 +245,14 @@ pub struct Shared {
     pub start: Instant,
     /// Wakes connection readers paused by globalOutstandingLimit.
     pub unthrottle: tokio::sync::Notify,
+    /// The configuration the server runs with (for `conf`, the 4lw whitelist).
+    pub config: crate::config::Config,
+    /// When the server started, wall clock ms since the epoch.
+    pub start_wall_ms: i64,
+    /// The trace mask of `gtmk`/`stmk` (kept for compatibility; it changes no logging).
+    pub trace_mask: AtomicI64,
+    /// Failed auth attempts (mntr zk_auth_failed_count).
+    pub auth_failed: AtomicU64,
 }
 
 impl Shared {
@@ -331,6 +365,7 @@ pub struct Core {
     ids: SessionIdGenerator,
     tx: Sender<Event>,
     last_reap_ms: u64,
+    last_purge_ms: u64,
 }
 
 fn wall_ms() -> i64 {
@@ -495,6 +530,7 @@ impl Core {
             ids,
             tx,
             last_reap_ms: 0,
+            last_purge_ms: 0,
         }
     }
 
@@ -890,6 +926,21 @@ impl Core {
             }
             let txn = prepare_close_session(&self.spec.tree, id, &self.shared.settings.prepare);
             self.log_txn(id, 0, txn, Origin::Close { conn: None, xid: None });
+        }
+        // autopurge: keep snapRetainCount snapshots and the log they need.
+        let every = self.shared.settings.purge_interval_ms;
+        if every > 0 && now.saturating_sub(self.last_purge_ms) >= every {
+            self.last_purge_ms = now;
+            match self.db.purge() {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(
+                        files = removed.len(),
+                        "autopurge removed old snapshots and logs"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+            }
         }
         // Container reaper and TTL expiry.
         if now.saturating_sub(self.last_reap_ms) >= self.shared.settings.container_check_ms {

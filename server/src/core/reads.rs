@@ -172,10 +172,19 @@ pub fn answer(
             ok(Response::GetEphemerals(GetEphemeralsResponse { ephemerals }))
         }
         Request::WhoAmI => {
+            // The user name is what the scheme's provider reports: the part before ':' for
+            // digest, the address for ip, nothing for schemes without a provider (super).
             let client_info = who
                 .auth
                 .iter()
-                .map(|id| ClientInfo { auth_scheme: id.scheme.clone(), user: id.id.clone() })
+                .map(|id| {
+                    let user = match id.scheme.as_str() {
+                        "digest" => id.id.split(':').next().unwrap_or_default().to_owned(),
+                        "super" => String::new(),
+                        _ => id.id.clone(),
+                    };
+                    ClientInfo { auth_scheme: id.scheme.clone(), user }
+                })
                 .collect();
             ok(Response::WhoAmI(WhoAmIResponse { client_info }))
         }

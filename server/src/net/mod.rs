@@ -153,8 +153,16 @@ async fn connection(
     if rd.read_exact(&mut first).await.is_err() {
         return;
     }
-    if let Some(answer) = fourlw::answer(&first, shared) {
-        let _ = wr.write_all(answer.as_bytes()).await;
+    if let Some(word) = fourlw::detect(&first) {
+        let mask = if fourlw::wants_mask(word, shared) {
+            let mut m = [0u8; 8];
+            rd.read_exact(&mut m).await.ok().map(|_| i64::from_be_bytes(m))
+        } else {
+            None
+        };
+        let peer = rd.get_ref().peer_addr().ok();
+        let answer = fourlw::answer(word, shared, peer, mask);
+        let _ = wr.write_all(&answer).await;
         let _ = wr.shutdown().await;
         return;
     }
@@ -307,6 +315,7 @@ async fn serve_session(
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &Response::Empty));
                     }
                     None => {
+                        shared.auth_failed.fetch_add(1, Ordering::Relaxed);
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &Response::Empty));
                         return;
                     }

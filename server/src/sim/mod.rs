@@ -219,6 +219,11 @@ struct Node {
     commit_mark: Zxid,
     /// Txns up to here were already recorded as committed by this node as leader.
     auth_mark: Zxid,
+    /// Processing a NEWLEADER packet now.
+    in_newleader: bool,
+    /// NEWLEADER was processed; its ack is still to come and must find the log durable up to
+    /// here.
+    newleader_target: Option<Zxid>,
 }
 
 struct Sim {
@@ -277,6 +282,8 @@ impl Sim {
                 armed: false,
                 commit_mark: 0,
                 auth_mark: 0,
+                in_newleader: false,
+                newleader_target: None,
             })
             .collect();
         let quiet_at = if opts.faults { opts.fault_ms } else { 0 };
@@ -388,6 +395,8 @@ impl Sim {
         n.inc += 1;
         n.flush_scheduled = false;
         n.armed = false;
+        n.in_newleader = false;
+        n.newleader_target = None;
         let inc = n.inc;
         let phase = self.rng.random_range(1..=TICK_MS);
         self.at(phase, Ev::Tick { node: i, inc });
@@ -517,11 +526,22 @@ impl Sim {
                 if self.conns.get(&key).map(|c| c.id) != Some(conn) {
                     return;
                 }
+                let i = Self::idx(to);
+                let newleader = matches!(&msg, Msg::Packet(p) if p.kind == PacketType::NewLeader);
                 let ev = match msg {
                     Msg::Packet(packet) => Event::Packet { from, packet },
                     Msg::Snapshot(body) => Event::Snapshot { from, body },
                 };
-                self.step_peer(Self::idx(to), ev);
+                if newleader {
+                    self.nodes[i].in_newleader = true;
+                    self.nodes[i].newleader_target = None;
+                }
+                self.step_peer(i, ev);
+                if newleader && self.nodes[i].in_newleader && self.nodes[i].up {
+                    // Not acked yet: the ack must wait until the synced history is durable.
+                    self.nodes[i].in_newleader = false;
+                    self.nodes[i].newleader_target = self.nodes[i].store.as_ref().map(|s| s.last_zxid());
+                }
             }
             Ev::Connected { from, to, conn } => {
                 let key = Self::conn_key(from, to);
@@ -688,9 +708,18 @@ impl Sim {
             }
             Command::Disconnect { peer } => self.close_conn(Self::conn_key(sid, peer), Some(sid)),
             Command::Send { to, packet } => {
-                if packet.kind == PacketType::Ack && counter_of(packet.zxid()) != 0 {
-                    let durable = self.nodes[i].store.as_ref().expect("up").durable;
-                    self.checker.ack(self.now, sid, packet.zxid(), durable);
+                if packet.kind == PacketType::Ack {
+                    let store = self.nodes[i].store.as_ref().expect("up");
+                    let durable = store.durable;
+                    if counter_of(packet.zxid()) != 0 {
+                        self.checker.ack(self.now, sid, packet.zxid(), durable);
+                    } else if self.nodes[i].in_newleader {
+                        // Acking NEWLEADER accepts the synced history: it must be durable.
+                        self.nodes[i].in_newleader = false;
+                        self.checker.ack(self.now, sid, store.last_zxid(), durable);
+                    } else if let Some(t) = self.nodes[i].newleader_target.take() {
+                        self.checker.ack(self.now, sid, t, durable);
+                    }
                 }
                 self.send_quorum(sid, to, Msg::Packet(packet));
             }

@@ -1,0 +1,58 @@
+"""pytest plugin: run kazoo's own test suite against corral instead of Java ZooKeeper.
+
+kazoo's harness (kazoo.testing.common.ManagedZooKeeper.run) writes a zoo.cfg and then starts
+    java -cp ... [-Dname=value ...] org.apache.zookeeper.server.quorum.QuorumPeerMain zoo.cfg
+through subprocess.Popen. This plugin gives kazoo.testing.common a Popen that turns that command
+into
+    corral --system-property name=value ... zoo.cfg
+for the very same config file, so that everything else in the harness (ports, data dirs,
+restarts, session expiry tricks) is kazoo's own. Java system properties the harness passes, such
+as the superDigest, become corral config keys (`zookeeper.K` -> `K`, as ZooKeeper itself maps
+zoo.cfg keys to system properties).
+
+Use: CORRAL_BIN=/path/to/corral pytest -p corral_kazoo --pyargs kazoo.tests
+(with this directory on PYTHONPATH). Without CORRAL_BIN the plugin does nothing, so the same
+command runs the suite against Apache ZooKeeper for comparison.
+"""
+
+import os
+import subprocess
+import types
+
+_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+
+
+def _corral_argv(args, corral):
+    props = [a[2:] for a in args if isinstance(a, str) and a.startswith("-D")]
+    argv = [corral]
+    for p in props:
+        argv += ["--system-property", p]
+    argv.append(args[-1])
+    return argv
+
+
+def pytest_configure(config):
+    # The harness needs a version to pick its 3.5+ settings, and a cluster size: standalone.
+    os.environ.setdefault("ZOOKEEPER_VERSION", "3.8.0")
+    os.environ.setdefault("ZOOKEEPER_CLUSTER_SIZE", "1")
+    os.environ.setdefault("ZOOKEEPER_CLASSPATH", "/usr/share/java/zookeeper.jar")
+    corral = os.environ.get("CORRAL_BIN")
+    if not corral:
+        return
+    import kazoo.testing.common as common
+
+    real_popen = subprocess.Popen
+
+    def popen(args=None, *a, **kw):
+        if isinstance(args, (list, tuple)) and args and args[0] == "java" and _MAIN in args:
+            argv = _corral_argv(list(args), corral)
+            workdir = os.path.dirname(args[-1])
+            log = open(os.path.join(workdir, "corral.log"), "ab")
+            env = dict(os.environ)
+            env.setdefault("RUST_LOG", "info")
+            return real_popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        return real_popen(args, *a, **kw)
+
+    shim = types.SimpleNamespace(**{k: getattr(subprocess, k) for k in dir(subprocess) if not k.startswith("__")})
+    shim.Popen = popen
+    common.subprocess = shim
