@@ -710,13 +710,13 @@ impl Sim {
             Command::Send { to, packet } => {
                 if packet.kind == PacketType::Ack {
                     let store = self.nodes[i].store.as_ref().expect("up");
-                    let durable = store.durable;
+                    let (durable, last) = (store.durable, store.last_zxid());
                     if counter_of(packet.zxid()) != 0 {
                         self.checker.ack(self.now, sid, packet.zxid(), durable);
                     } else if self.nodes[i].in_newleader {
                         // Acking NEWLEADER accepts the synced history: it must be durable.
                         self.nodes[i].in_newleader = false;
-                        self.checker.ack(self.now, sid, store.last_zxid(), durable);
+                        self.checker.ack(self.now, sid, last, durable);
                     } else if let Some(t) = self.nodes[i].newleader_target.take() {
                         self.checker.ack(self.now, sid, t, durable);
                     }

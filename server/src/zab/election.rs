@@ -133,6 +133,12 @@ impl Election {
             finalize_in: None,
         };
         e.send_notifications(cfg, out);
+        // Our own vote alone may be a quorum (an ensemble of one): ZooKeeper sees it when its
+        // own notification comes back through the loopback.
+        let own = Received { vote: e.proposal(), state: ServerState::Looking, version: NOTIFICATION_VERSION };
+        if Self::quorum_for(cfg, &e.recv, &own) {
+            e.finalize_in = Some(cfg.finalize_wait.max(1));
+        }
         e
     }
 
@@ -396,6 +402,16 @@ mod tests {
         assert_eq!(e.on_notification(&cfg, 2, &l, &mut out), Some(Decision { leader: 2, vote: v }));
         assert_eq!(e.logical_clock(), 9);
         assert!(out.is_empty());
+    }
+
+    // An ensemble of one elects itself after finalizeWait.
+    #[test]
+    fn single_voter_elects_itself() {
+        let cfg = Config::new([7], []);
+        let mut out = Vec::new();
+        let mut e = Election::start(&cfg, 7, 0, 5, 1, &mut out);
+        assert!(out.is_empty());
+        assert_eq!(e.on_tick(&cfg, &mut out).map(|d| d.leader), Some(7));
     }
 
     // Observers are excluded from quorums and cannot be proposed.
