@@ -1,0 +1,529 @@
+//! The ZAB peer driven one event at a time, asserting the exact commands that come out.
+//!
+//! Each test names the step it covers: the phase of the Zab paper (discovery, synchronization,
+//! broadcast) and the action of ZooKeeper's TLA+ system specification
+//! (zookeeper-specifications/system-spec/zk-3.7/ZkV3_7_0.tla: LeaderProcessFOLLOWERINFO,
+//! FollowerProcessLEADERINFO, LeaderProcessACKEPOCH, LeaderSyncFollower,
+//! FollowerProcessSyncMessage, FollowerProcessPROPOSALInSync, FollowerProcessCOMMITInSync,
+//! FollowerProcessNEWLEADER, LeaderProcessACKLD, FollowerProcessUPTODATE, LeaderProcessRequest,
+//! FollowerProcessPROPOSAL, LeaderProcessACK, FollowerProcessCOMMIT) or of
+//! FastLeaderElection.tla.
+
+use bytes::Bytes;
+use corral_server::zab::wire::{encode_i32, encode_touches, ForwardedRequest, PROTOCOL_VERSION};
+use corral_server::zab::{
+    make_zxid, Command, Config, Event, HistoryWindow, LearnerInfo, Notification, PacketType, Peer,
+    PeerState, QuorumPacket, Role, ServerState, Sid, SyncPlan, Vote, Zxid,
+};
+
+fn cfg() -> Config {
+    let mut c = Config::new([1, 2, 3], [4]);
+    c.finalize_wait = 1;
+    c.commit_log_count = 3;
+    c.tick_ms = 1000;
+    c
+}
+
+fn z(e: u32, c: u32) -> Zxid {
+    make_zxid(e, c)
+}
+
+fn data(zxid: Zxid) -> Bytes {
+    Bytes::from(format!("txn {zxid:#x}"))
+}
+
+fn state(accepted: u32, current: u32, snapshot: Zxid, zxids: &[Zxid]) -> PeerState {
+    let mut h = HistoryWindow::new(snapshot, 100);
+    for &x in zxids {
+        h.push(x, data(x));
+    }
+    PeerState { accepted_epoch: accepted, current_epoch: current, history: h, snapshot_zxid: snapshot }
+}
+
+fn step(p: &mut Peer, ev: Event) -> Vec<Command> {
+    let mut out = Vec::new();
+    p.step(ev, &mut out);
+    out
+}
+
+fn pkt(kind: PacketType, zxid: Zxid) -> QuorumPacket {
+    QuorumPacket::new(kind, zxid as i64)
+}
+
+fn pktd(kind: PacketType, zxid: i64, d: Bytes) -> QuorumPacket {
+    QuorumPacket::with_data(kind, zxid, d)
+}
+
+fn send(to: Sid, packet: QuorumPacket) -> Command {
+    Command::Send { to, packet }
+}
+
+fn recv(p: &mut Peer, from: Sid, packet: QuorumPacket) -> Vec<Command> {
+    step(p, Event::Packet { from, packet })
+}
+
+fn vote(state: ServerState, leader: Sid, zxid: Zxid, ee: i64, pe: u32) -> Notification {
+    Vote { leader: leader as i64, zxid: zxid as i64, election_epoch: ee, peer_epoch: i64::from(pe) }
+        .notification(state, &Bytes::new())
+}
+
+fn follower_info(sid: Sid, accepted: u32) -> QuorumPacket {
+    let li = LearnerInfo { server_id: sid as i64, protocol_version: PROTOCOL_VERSION, config_version: 0 };
+    pktd(PacketType::FollowerInfo, z(accepted, 0) as i64, li.encode())
+}
+
+fn observer_info(sid: Sid, accepted: u32) -> QuorumPacket {
+    let li = LearnerInfo { server_id: sid as i64, protocol_version: PROTOCOL_VERSION, config_version: 0 };
+    pktd(PacketType::ObserverInfo, z(accepted, 0) as i64, li.encode())
+}
+
+fn ack_epoch(last: Zxid, current: i32) -> QuorumPacket {
+    pktd(PacketType::AckEpoch, last as i64, encode_i32(current))
+}
+
+/// Peer 1 elected leader with peer 2's vote (FLEHandleNotmsg, FLEWaitNewNotmsg).
+fn elected_leader(st: PeerState) -> Peer {
+    let (last, current) = (st.history.last(), st.current_epoch);
+    let (mut p, cmds) = Peer::new(cfg(), 1, st);
+    assert_eq!(cmds.len(), 2, "notifies voters 2 and 3");
+    assert!(step(&mut p, Event::Notification { from: 2, n: vote(ServerState::Looking, 1, last, 1, current) }).is_empty());
+    assert_eq!(step(&mut p, Event::Tick), vec![Command::RoleChanged(Role::Leading { epoch: None, established: false })]);
+    p
+}
+
+/// Peer `id` joins leader 1 of an epoch whose current epoch is `leader_epoch`: peer 3 says it
+/// follows 1 and 1 says it leads (FLEHandleNotmsg with FOLLOWING/LEADING notifications).
+fn elected_learner(id: Sid, st: PeerState, leader_last: Zxid, leader_epoch: u32) -> Peer {
+    let (mut p, _) = Peer::new(cfg(), id, st);
+    let f = vote(ServerState::Following, 1, leader_last, 1, leader_epoch);
+    assert!(step(&mut p, Event::Notification { from: 3, n: f }).iter().all(|c| matches!(c, Command::SendNotification { .. })));
+    let l = vote(ServerState::Leading, 1, leader_last, 1, leader_epoch);
+    let cmds = step(&mut p, Event::Notification { from: 1, n: l });
+    assert_eq!(cmds[0], Command::Connect { to: 1 }, "{cmds:?}");
+    p
+}
+
+/// Leader 1 in epoch 2 with follower 2 synced (empty DIFF) and established.
+fn established_leader() -> Peer {
+    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1)]));
+    step(&mut p, Event::Connected { peer: 2 });
+    recv(&mut p, 2, follower_info(2, 1));
+    recv(&mut p, 2, ack_epoch(z(1, 1), 1));
+    let cmds = recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0)));
+    assert!(cmds.contains(&Command::Established { epoch: 2 }));
+    p
+}
+
+/// Follower 2 synced with leader 1 in epoch 2 and up to date.
+fn active_follower() -> Peer {
+    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
+    step(&mut p, Event::Connected { peer: 1 });
+    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(&mut p, 1, pkt(PacketType::Diff, z(1, 1)));
+    recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0)));
+    recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX));
+    assert!(p.is_serving());
+    p
+}
+
+// Discovery and synchronization, leader side: LeaderProcessFOLLOWERINFO (epoch = max accepted
+// + 1 once a quorum connected, persisted before LEADERINFO), LeaderProcessACKEPOCH (a quorum of
+// epoch acks: current epoch persisted), LeaderSyncFollower (DIFF with PROPOSAL/COMMIT pairs,
+// then NEWLEADER), LeaderProcessACKLD (a quorum of NEWLEADER acks: established, history
+// committed, UPTODATE).
+#[test]
+fn leader_discovery_sync_and_establishment() {
+    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1), z(1, 2)]));
+    assert!(step(&mut p, Event::Connected { peer: 2 }).is_empty());
+    assert_eq!(recv(&mut p, 2, follower_info(2, 1)), vec![
+        Command::PersistAcceptedEpoch(2),
+        send(2, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+    ]);
+    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 1), 1)), vec![
+        Command::PersistCurrentEpoch(2),
+        Command::SyncStarted { learner: 2, plan: SyncPlan::Diff { from: z(1, 1) } },
+        send(2, pkt(PacketType::Diff, z(1, 2))),
+        send(2, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))),
+        send(2, pkt(PacketType::Commit, z(1, 2))),
+        send(2, pkt(PacketType::NewLeader, z(2, 0))),
+    ]);
+    assert_eq!(p.next_zxid(), None, "no proposals before the epoch is established");
+    assert_eq!(recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0))), vec![
+        Command::Established { epoch: 2 },
+        Command::Commit(z(1, 2)),
+        Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
+        send(2, pkt(PacketType::UpToDate, u64::MAX)),
+    ]);
+    assert_eq!(p.next_zxid(), Some(z(2, 1)));
+}
+
+// Discovery: the epoch is the largest accepted epoch of the connecting quorum plus one.
+#[test]
+fn new_epoch_exceeds_every_accepted_epoch() {
+    let mut p = elected_leader(state(3, 3, 0, &[]));
+    step(&mut p, Event::Connected { peer: 2 });
+    let cmds = recv(&mut p, 2, follower_info(2, 7));
+    assert_eq!(cmds[0], Command::PersistAcceptedEpoch(8));
+    assert_eq!(p.accepted_epoch(), 8);
+}
+
+// LeaderProcessACKEPOCH: a follower whose (currentEpoch, last zxid) is more recent than the
+// leader's is refused ("Follower is ahead of the leader").
+#[test]
+fn follower_ahead_of_leader_is_refused() {
+    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1)]));
+    step(&mut p, Event::Connected { peer: 2 });
+    recv(&mut p, 2, follower_info(2, 1));
+    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 2), 1)), vec![Command::Disconnect { peer: 2 }]);
+}
+
+// LeaderProcessACKEPOCH: an ack with epoch -1 (the learner had already accepted this epoch)
+// does not count towards the quorum.
+#[test]
+fn repeated_epoch_ack_does_not_count() {
+    let mut p = elected_leader(state(1, 1, 0, &[]));
+    step(&mut p, Event::Connected { peer: 2 });
+    recv(&mut p, 2, follower_info(2, 1));
+    assert!(recv(&mut p, 2, ack_epoch(0, -1)).is_empty());
+}
+
+// LeaderSyncFollower: TRUNC+DIFF for a learner with a txn the leader never had, SNAP for one
+// behind the window, TRUNC alone for one ahead of the leader.
+#[test]
+fn leader_chooses_trunc_diff_snap_and_trunc() {
+    // Window of 3: base 1.1, entries 1.2, 2.1, 2.2.
+    let mut p = elected_leader(state(2, 2, 0, &[z(1, 1), z(1, 2), z(2, 1), z(2, 2)]));
+    for sid in [2, 3] {
+        step(&mut p, Event::Connected { peer: sid });
+        recv(&mut p, sid, follower_info(sid, 2));
+    }
+    step(&mut p, Event::Connected { peer: 4 });
+    recv(&mut p, 4, observer_info(4, 2));
+    // Peer 2 has 1.3, which the leader never had: back to 1.2, then the rest.
+    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 3), 1)), vec![
+        Command::PersistCurrentEpoch(3),
+        Command::SyncStarted { learner: 2, plan: SyncPlan::TruncDiff { to: z(1, 2) } },
+        send(2, pkt(PacketType::Trunc, z(1, 2))),
+        send(2, pktd(PacketType::Proposal, z(2, 1) as i64, data(z(2, 1)))),
+        send(2, pkt(PacketType::Commit, z(2, 1))),
+        send(2, pktd(PacketType::Proposal, z(2, 2) as i64, data(z(2, 2)))),
+        send(2, pkt(PacketType::Commit, z(2, 2))),
+        send(2, pkt(PacketType::NewLeader, z(3, 0))),
+    ]);
+    // Peer 3 is before the window: SNAP at the leader's last zxid.
+    assert_eq!(recv(&mut p, 3, ack_epoch(0, 0)), vec![
+        Command::SyncStarted { learner: 3, plan: SyncPlan::Snap },
+        send(3, pkt(PacketType::Snap, z(2, 2))),
+        Command::SendSnapshot { to: 3, zxid: z(2, 2) },
+        send(3, pkt(PacketType::NewLeader, z(3, 0))),
+    ]);
+    // Observer 4 is ahead of the leader: TRUNC alone.
+    assert_eq!(recv(&mut p, 4, ack_epoch(z(2, 5), 2)), vec![
+        Command::SyncStarted { learner: 4, plan: SyncPlan::Trunc { to: z(2, 2) } },
+        send(4, pkt(PacketType::Trunc, z(2, 2))),
+        send(4, pkt(PacketType::NewLeader, z(3, 0))),
+    ]);
+}
+
+// Learner side of discovery and synchronization: ConnectAndFollowerSendFOLLOWERINFO,
+// FollowerProcessLEADERINFO (accepted epoch persisted before ACKEPOCH),
+// FollowerProcessSyncMessage (DIFF), FollowerProcessPROPOSALInSync,
+// FollowerProcessCOMMITInSync, FollowerProcessNEWLEADER (history durable, then the current
+// epoch, then the ack: ZOOKEEPER-4643/4646), FollowerProcessUPTODATE.
+#[test]
+fn follower_discovery_and_diff_sync() {
+    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 2), 1);
+    let li = LearnerInfo { server_id: 2, protocol_version: PROTOCOL_VERSION, config_version: 0 };
+    assert_eq!(step(&mut p, Event::Connected { peer: 1 }), vec![send(
+        1,
+        pktd(PacketType::FollowerInfo, z(1, 0) as i64, li.encode())
+    )]);
+    assert_eq!(recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))), vec![
+        Command::PersistAcceptedEpoch(2),
+        send(1, ack_epoch(z(1, 1), 1)),
+    ]);
+    assert!(recv(&mut p, 1, pkt(PacketType::Diff, z(1, 2))).is_empty());
+    assert!(recv(&mut p, 1, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))).is_empty());
+    assert!(recv(&mut p, 1, pkt(PacketType::Commit, z(1, 2))).is_empty());
+    // The synced txn is appended; no ack and no new epoch until it is durable.
+    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
+        Command::AppendTxns(vec![(z(1, 2), data(z(1, 2)))]),
+        Command::Commit(z(1, 2)),
+    ]);
+    assert_eq!(p.current_epoch(), 1);
+    assert_eq!(step(&mut p, Event::Durable { zxid: z(1, 2) }), vec![
+        Command::PersistCurrentEpoch(2),
+        send(1, pkt(PacketType::Ack, z(2, 0))),
+    ]);
+    assert!(!p.is_serving());
+    assert_eq!(recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX)), vec![
+        Command::UpToDate { epoch: 2 },
+        Command::RoleChanged(Role::Following { leader: 1, serving: true }),
+        send(1, pkt(PacketType::Ack, z(2, 0))),
+    ]);
+    assert!(p.is_serving());
+}
+
+// FollowerProcessLEADERINFO: a leader epoch below the accepted epoch is an error; back to
+// LOOKING.
+#[test]
+fn follower_refuses_an_older_epoch() {
+    let mut p = elected_learner(2, state(5, 4, 0, &[]), 0, 4);
+    step(&mut p, Event::Connected { peer: 1 });
+    let cmds = recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(3, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(p.role(), Role::Looking);
+}
+
+// FollowerProcessSyncMessage (TRUNC) and FollowerProcessNEWLEADER: the log is cut, which is
+// durable at once, so the ack follows immediately.
+#[test]
+fn follower_trunc() {
+    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1), z(1, 2), z(1, 3)]), z(1, 1), 1);
+    step(&mut p, Event::Connected { peer: 1 });
+    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    assert!(recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 1))).is_empty());
+    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
+        Command::TruncateLog(z(1, 1)),
+        Command::PersistCurrentEpoch(2),
+        send(1, pkt(PacketType::Ack, z(2, 0))),
+    ]);
+    assert_eq!(p.last_zxid(), z(1, 1));
+}
+
+// FollowerProcessSyncMessage (SNAP): the snapshot is installed at NEWLEADER, then the epoch,
+// then the ack.
+#[test]
+fn follower_snap() {
+    let mut p = elected_learner(2, state(1, 1, 0, &[]), z(1, 5), 1);
+    step(&mut p, Event::Connected { peer: 1 });
+    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
+    let body = Bytes::from_static(b"sessions and tree");
+    assert!(step(&mut p, Event::Snapshot { from: 1, body: body.clone() }).is_empty());
+    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
+        Command::InstallSnapshot { zxid: z(1, 5), body: Some(body) },
+        Command::PersistCurrentEpoch(2),
+        send(1, pkt(PacketType::Ack, z(2, 0))),
+    ]);
+}
+
+// A TRUNC below the learner's snapshot cannot be applied: the learner leaves the durable state
+// alone, and on the next sync with the same leader reports an empty history and rebuilds.
+#[test]
+fn trunc_below_snapshot_asks_for_everything() {
+    let mut p = elected_learner(2, state(1, 1, z(1, 5), &[z(1, 6)]), z(1, 6), 1);
+    step(&mut p, Event::Connected { peer: 1 });
+    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    let cmds = recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 3)));
+    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+    // Rejoin leader 1 (FLEHandleNotmsg with FOLLOWING/LEADING votes of the established epoch).
+    step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Following, 1, z(1, 3), 1, 2) });
+    let cmds = step(&mut p, Event::Notification { from: 1, n: vote(ServerState::Leading, 1, z(1, 3), 1, 2) });
+    assert_eq!(cmds[0], Command::Connect { to: 1 });
+    step(&mut p, Event::Connected { peer: 1 });
+    assert_eq!(recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))), vec![
+        send(1, ack_epoch(0, -1))
+    ]);
+    recv(&mut p, 1, pkt(PacketType::Diff, z(1, 3)));
+    for c in 1..=3 {
+        recv(&mut p, 1, pktd(PacketType::Proposal, z(1, c) as i64, data(z(1, c))));
+        recv(&mut p, 1, pkt(PacketType::Commit, z(1, c)));
+    }
+    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
+        Command::InstallSnapshot { zxid: 0, body: None },
+        Command::AppendTxns((1..=3).map(|c| (z(1, c), data(z(1, c)))).collect()),
+        Command::Commit(z(1, 3)),
+    ]);
+}
+
+// Broadcast: LeaderProcessRequest (the proposal is logged and sent to followers),
+// LeaderProcessACK (the leader's own ack comes from its durable log; a quorum commits, in
+// order).
+#[test]
+fn leader_broadcast_and_quorum_commit() {
+    let mut p = established_leader();
+    let z1 = p.next_zxid().expect("established");
+    assert_eq!(z1, z(2, 1));
+    assert_eq!(step(&mut p, Event::Propose { zxid: z1, data: data(z1) }), vec![
+        Command::AppendTxns(vec![(z1, data(z1))]),
+        send(2, pktd(PacketType::Proposal, z1 as i64, data(z1))),
+    ]);
+    let z2 = z(2, 2);
+    step(&mut p, Event::Propose { zxid: z2, data: data(z2) });
+    // The follower acks 2.2 first: no commit may overtake 2.1.
+    assert!(recv(&mut p, 2, pkt(PacketType::Ack, z2)).is_empty());
+    // The leader's own log makes both durable: 2.1 lacks the follower's ack still.
+    assert!(step(&mut p, Event::Durable { zxid: z2 }).is_empty());
+    assert_eq!(recv(&mut p, 2, pkt(PacketType::Ack, z1)), vec![
+        send(2, pkt(PacketType::Commit, z1)),
+        Command::Commit(z1),
+        send(2, pkt(PacketType::Commit, z2)),
+        Command::Commit(z2),
+    ]);
+}
+
+// FollowerProcessPROPOSAL / FollowerProcessCOMMIT: a proposal is acked only once durable
+// (ZOOKEEPER-4646); a commit applies.
+#[test]
+fn follower_acks_only_durable_proposals() {
+    let mut p = active_follower();
+    let z1 = z(2, 1);
+    assert_eq!(recv(&mut p, 1, pktd(PacketType::Proposal, z1 as i64, data(z1))), vec![Command::AppendTxns(vec![(
+        z1,
+        data(z1)
+    )])]);
+    assert!(recv(&mut p, 1, pkt(PacketType::Commit, z1)) == vec![Command::Commit(z1)]);
+    assert_eq!(step(&mut p, Event::Durable { zxid: z1 }), vec![send(1, pkt(PacketType::Ack, z1))]);
+}
+
+// Observers: synced like followers, never ack proposals, learn commits by INFORM.
+#[test]
+fn observer_learns_by_inform() {
+    let mut leader = established_leader();
+    step(&mut leader, Event::Connected { peer: 4 });
+    assert_eq!(recv(&mut leader, 4, observer_info(4, 1)), vec![send(
+        4,
+        pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))
+    )]);
+    recv(&mut leader, 4, ack_epoch(z(1, 1), 1));
+    assert_eq!(recv(&mut leader, 4, pkt(PacketType::Ack, z(2, 0))), vec![send(4, pkt(PacketType::UpToDate, u64::MAX))]);
+    let z1 = z(2, 1);
+    let cmds = step(&mut leader, Event::Propose { zxid: z1, data: data(z1) });
+    assert!(!cmds.iter().any(|c| matches!(c, Command::Send { to: 4, .. })), "no PROPOSAL to observers");
+    step(&mut leader, Event::Durable { zxid: z1 });
+    assert_eq!(recv(&mut leader, 2, pkt(PacketType::Ack, z1)), vec![
+        send(2, pkt(PacketType::Commit, z1)),
+        send(4, pktd(PacketType::Inform, z1 as i64, data(z1))),
+        Command::Commit(z1),
+    ]);
+
+    let mut obs = elected_learner(4, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
+    step(&mut obs, Event::Connected { peer: 1 });
+    recv(&mut obs, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(&mut obs, 1, pkt(PacketType::Diff, z(1, 1)));
+    recv(&mut obs, 1, pkt(PacketType::NewLeader, z(2, 0)));
+    recv(&mut obs, 1, pkt(PacketType::UpToDate, u64::MAX));
+    assert_eq!(obs.role(), Role::Observing { leader: 1, serving: true });
+    assert_eq!(recv(&mut obs, 1, pktd(PacketType::Inform, z1 as i64, data(z1))), vec![
+        Command::AppendTxns(vec![(z1, data(z1))]),
+        Command::Commit(z1),
+    ]);
+    assert!(step(&mut obs, Event::Durable { zxid: z1 }).is_empty(), "observers never ack");
+}
+
+// Learners forward writes as REQUEST; the leader hands them to its runtime to prepare. A
+// forwarded sync is answered once every earlier proposal has committed.
+#[test]
+fn requests_and_sync_are_forwarded() {
+    let mut f = active_follower();
+    let req = ForwardedRequest { session_id: 7, cxid: 1, op: 1, body: Bytes::from_static(b"create") };
+    assert_eq!(step(&mut f, Event::ClientRequest { request: req.clone() }), vec![send(
+        1,
+        pktd(PacketType::Request, -1, req.encode())
+    )]);
+    assert_eq!(recv(&mut f, 1, pkt(PacketType::Sync, 0)), vec![Command::SyncDone]);
+
+    let mut l = established_leader();
+    assert_eq!(recv(&mut l, 2, pktd(PacketType::Request, -1, req.encode())), vec![Command::Request {
+        from: 2,
+        request: req
+    }]);
+    let sync = ForwardedRequest { session_id: 7, cxid: 2, op: 9, body: Bytes::new() };
+    assert_eq!(recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())), vec![send(2, pkt(PacketType::Sync, 0))]);
+    let z1 = z(2, 1);
+    step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
+    assert!(recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())).is_empty());
+    step(&mut l, Event::Durable { zxid: z1 });
+    assert_eq!(recv(&mut l, 2, pkt(PacketType::Ack, z1)), vec![
+        send(2, pkt(PacketType::Commit, z1)),
+        Command::Commit(z1),
+        send(2, pkt(PacketType::Sync, 0)),
+    ]);
+}
+
+// Broadcast liveness checks: PING every tick; a follower silent for more than syncLimit ticks
+// is dropped, and a leader left without a quorum gives up (Leader.lead's "not sufficient
+// followers synced").
+#[test]
+fn silent_follower_is_dropped_and_leader_steps_down() {
+    let mut p = established_leader();
+    for _ in 0..5 {
+        assert_eq!(step(&mut p, Event::Tick), vec![send(2, pkt(PacketType::Ping, z(2, 0)))]);
+    }
+    let cmds = step(&mut p, Event::Tick);
+    assert_eq!(cmds[..2], [Command::Disconnect { peer: 2 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(p.role(), Role::Looking);
+}
+
+// A learner that hears nothing from its leader for syncLimit ticks gives up on it.
+#[test]
+fn follower_gives_up_on_a_silent_leader() {
+    let mut p = active_follower();
+    for _ in 0..5 {
+        assert!(step(&mut p, Event::Tick).is_empty());
+    }
+    let cmds = step(&mut p, Event::Tick);
+    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+}
+
+// Discovery and sync must end within initLimit ticks.
+#[test]
+fn leader_without_quorum_gives_up_after_init_limit() {
+    let mut p = elected_leader(state(1, 1, 0, &[]));
+    for _ in 0..10 {
+        assert!(step(&mut p, Event::Tick).is_empty());
+    }
+    let cmds = step(&mut p, Event::Tick);
+    assert_eq!(cmds[0], Command::RoleChanged(Role::Looking));
+}
+
+// Sessions: the leader expires global sessions; learners' PING replies and REVALIDATE keep
+// them alive.
+#[test]
+fn leader_tracks_session_expiry() {
+    let mut p = established_leader();
+    step(&mut p, Event::SessionCreated { session_id: 0x55, timeout: 3000 });
+    step(&mut p, Event::Tick);
+    step(&mut p, Event::Tick);
+    // The follower's ping reply touches the session.
+    assert!(recv(&mut p, 2, pktd(PacketType::Ping, 0, encode_touches(&[(0x55, 3000)]))).is_empty());
+    step(&mut p, Event::Tick);
+    step(&mut p, Event::Tick);
+    let cmds = step(&mut p, Event::Tick);
+    assert_eq!(cmds, vec![send(2, pkt(PacketType::Ping, z(2, 0))), Command::ExpireSession { session_id: 0x55 }]);
+    let reply = recv(&mut p, 2, pktd(PacketType::Revalidate, -1, corral_server::zab::wire::encode_revalidate(0x66, 3000)));
+    assert_eq!(reply, vec![send(
+        2,
+        pktd(PacketType::Revalidate, -1, corral_server::zab::wire::encode_revalidate_reply(0x66, false))
+    )]);
+}
+
+// A peer not LOOKING answers a LOOKING peer with its vote and state (FLE WorkerReceiver), and
+// the vote carries the epoch it now follows (ZOOKEEPER-1732).
+#[test]
+fn established_peers_answer_looking_peers() {
+    let mut p = established_leader();
+    let cmds = step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Looking, 3, 0, 4, 0) });
+    assert_eq!(cmds, vec![Command::SendNotification { to: 3, n: vote(ServerState::Leading, 1, z(1, 1), 1, 2) }]);
+}
+
+// An ensemble of one: election, discovery and establishment without any message.
+#[test]
+fn standalone_establishes_alone() {
+    let mut c = Config::new([1], []);
+    c.finalize_wait = 1;
+    let (mut p, cmds) = Peer::new(c, 1, state(1, 1, 0, &[z(1, 4)]));
+    assert!(cmds.is_empty());
+    assert_eq!(step(&mut p, Event::Tick), vec![
+        Command::RoleChanged(Role::Leading { epoch: None, established: false }),
+        Command::PersistAcceptedEpoch(2),
+        Command::PersistCurrentEpoch(2),
+        Command::Established { epoch: 2 },
+        Command::Commit(z(1, 4)),
+        Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
+    ]);
+    let z1 = p.next_zxid().expect("leader");
+    step(&mut p, Event::Propose { zxid: z1, data: data(z1) });
+    assert_eq!(step(&mut p, Event::Durable { zxid: z1 }), vec![Command::Commit(z1)]);
+}
