@@ -37,7 +37,12 @@ fn state(accepted: u32, current: u32, snapshot: Zxid, zxids: &[Zxid]) -> PeerSta
     for &x in zxids {
         h.push(x, data(x));
     }
-    PeerState { accepted_epoch: accepted, current_epoch: current, history: h, snapshot_zxid: snapshot }
+    PeerState {
+        accepted_epoch: accepted,
+        current_epoch: current,
+        history: h,
+        snapshot_zxid: snapshot,
+    }
 }
 
 fn step(p: &mut Peer, ev: Event) -> Vec<Command> {
@@ -68,12 +73,20 @@ fn vote(state: ServerState, leader: Sid, zxid: Zxid, ee: i64, pe: u32) -> Notifi
 }
 
 fn follower_info(sid: Sid, accepted: u32) -> QuorumPacket {
-    let li = LearnerInfo { server_id: sid as i64, protocol_version: PROTOCOL_VERSION, config_version: 0 };
+    let li = LearnerInfo {
+        server_id: sid as i64,
+        protocol_version: PROTOCOL_VERSION,
+        config_version: 0,
+    };
     pktd(PacketType::FollowerInfo, z(accepted, 0) as i64, li.encode())
 }
 
 fn observer_info(sid: Sid, accepted: u32) -> QuorumPacket {
-    let li = LearnerInfo { server_id: sid as i64, protocol_version: PROTOCOL_VERSION, config_version: 0 };
+    let li = LearnerInfo {
+        server_id: sid as i64,
+        protocol_version: PROTOCOL_VERSION,
+        config_version: 0,
+    };
     pktd(PacketType::ObserverInfo, z(accepted, 0) as i64, li.encode())
 }
 
@@ -86,8 +99,15 @@ fn elected_leader(st: PeerState) -> Peer {
     let (last, current) = (st.history.last(), st.current_epoch);
     let (mut p, cmds) = Peer::new(cfg(), 1, st);
     assert_eq!(cmds.len(), 2, "notifies voters 2 and 3");
-    assert!(step(&mut p, Event::Notification { from: 2, n: vote(ServerState::Looking, 1, last, 1, current) }).is_empty());
-    assert_eq!(step(&mut p, Event::Tick), vec![Command::RoleChanged(Role::Leading { epoch: None, established: false })]);
+    assert!(step(
+        &mut p,
+        Event::Notification { from: 2, n: vote(ServerState::Looking, 1, last, 1, current) }
+    )
+    .is_empty());
+    assert_eq!(
+        step(&mut p, Event::Tick),
+        vec![Command::RoleChanged(Role::Leading { epoch: None, established: false })]
+    );
     p
 }
 
@@ -96,7 +116,9 @@ fn elected_leader(st: PeerState) -> Peer {
 fn elected_learner(id: Sid, st: PeerState, leader_last: Zxid, leader_epoch: u32) -> Peer {
     let (mut p, _) = Peer::new(cfg(), id, st);
     let f = vote(ServerState::Following, 1, leader_last, 1, leader_epoch);
-    assert!(step(&mut p, Event::Notification { from: 3, n: f }).iter().all(|c| matches!(c, Command::SendNotification { .. })));
+    assert!(step(&mut p, Event::Notification { from: 3, n: f })
+        .iter()
+        .all(|c| matches!(c, Command::SendNotification { .. })));
     let l = vote(ServerState::Leading, 1, leader_last, 1, leader_epoch);
     let cmds = step(&mut p, Event::Notification { from: 1, n: l });
     assert_eq!(cmds[0], Command::Connect { to: 1 }, "{cmds:?}");
@@ -135,25 +157,34 @@ fn active_follower() -> Peer {
 fn leader_discovery_sync_and_establishment() {
     let mut p = elected_leader(state(1, 1, 0, &[z(1, 1), z(1, 2)]));
     assert!(step(&mut p, Event::Connected { peer: 2 }).is_empty());
-    assert_eq!(recv(&mut p, 2, follower_info(2, 1)), vec![
-        Command::PersistAcceptedEpoch(2),
-        send(2, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
-    ]);
-    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 1), 1)), vec![
-        Command::PersistCurrentEpoch(2),
-        Command::SyncStarted { learner: 2, plan: SyncPlan::Diff { from: z(1, 1) } },
-        send(2, pkt(PacketType::Diff, z(1, 2))),
-        send(2, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))),
-        send(2, pkt(PacketType::Commit, z(1, 2))),
-        send(2, pkt(PacketType::NewLeader, z(2, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 2, follower_info(2, 1)),
+        vec![
+            Command::PersistAcceptedEpoch(2),
+            send(2, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+        ]
+    );
+    assert_eq!(
+        recv(&mut p, 2, ack_epoch(z(1, 1), 1)),
+        vec![
+            Command::PersistCurrentEpoch(2),
+            Command::SyncStarted { learner: 2, plan: SyncPlan::Diff { from: z(1, 1) } },
+            send(2, pkt(PacketType::Diff, z(1, 2))),
+            send(2, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))),
+            send(2, pkt(PacketType::Commit, z(1, 2))),
+            send(2, pkt(PacketType::NewLeader, z(2, 0))),
+        ]
+    );
     assert_eq!(p.next_zxid(), None, "no proposals before the epoch is established");
-    assert_eq!(recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0))), vec![
-        Command::Established { epoch: 2 },
-        Command::Commit(z(1, 2)),
-        Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
-        send(2, pkt(PacketType::UpToDate, u64::MAX)),
-    ]);
+    assert_eq!(
+        recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0))),
+        vec![
+            Command::Established { epoch: 2 },
+            Command::Commit(z(1, 2)),
+            Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
+            send(2, pkt(PacketType::UpToDate, u64::MAX)),
+        ]
+    );
     assert_eq!(p.next_zxid(), Some(z(2, 1)));
 }
 
@@ -200,29 +231,38 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
     step(&mut p, Event::Connected { peer: 4 });
     recv(&mut p, 4, observer_info(4, 2));
     // Peer 2 has 1.3, which the leader never had: back to 1.2, then the rest.
-    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 3), 1)), vec![
-        Command::PersistCurrentEpoch(3),
-        Command::SyncStarted { learner: 2, plan: SyncPlan::TruncDiff { to: z(1, 2) } },
-        send(2, pkt(PacketType::Trunc, z(1, 2))),
-        send(2, pktd(PacketType::Proposal, z(2, 1) as i64, data(z(2, 1)))),
-        send(2, pkt(PacketType::Commit, z(2, 1))),
-        send(2, pktd(PacketType::Proposal, z(2, 2) as i64, data(z(2, 2)))),
-        send(2, pkt(PacketType::Commit, z(2, 2))),
-        send(2, pkt(PacketType::NewLeader, z(3, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 2, ack_epoch(z(1, 3), 1)),
+        vec![
+            Command::PersistCurrentEpoch(3),
+            Command::SyncStarted { learner: 2, plan: SyncPlan::TruncDiff { to: z(1, 2) } },
+            send(2, pkt(PacketType::Trunc, z(1, 2))),
+            send(2, pktd(PacketType::Proposal, z(2, 1) as i64, data(z(2, 1)))),
+            send(2, pkt(PacketType::Commit, z(2, 1))),
+            send(2, pktd(PacketType::Proposal, z(2, 2) as i64, data(z(2, 2)))),
+            send(2, pkt(PacketType::Commit, z(2, 2))),
+            send(2, pkt(PacketType::NewLeader, z(3, 0))),
+        ]
+    );
     // Peer 3 is before the window: SNAP at the leader's last zxid.
-    assert_eq!(recv(&mut p, 3, ack_epoch(0, 0)), vec![
-        Command::SyncStarted { learner: 3, plan: SyncPlan::Snap },
-        send(3, pkt(PacketType::Snap, z(2, 2))),
-        Command::SendSnapshot { to: 3, zxid: z(2, 2) },
-        send(3, pkt(PacketType::NewLeader, z(3, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 3, ack_epoch(0, 0)),
+        vec![
+            Command::SyncStarted { learner: 3, plan: SyncPlan::Snap },
+            send(3, pkt(PacketType::Snap, z(2, 2))),
+            Command::SendSnapshot { to: 3, zxid: z(2, 2) },
+            send(3, pkt(PacketType::NewLeader, z(3, 0))),
+        ]
+    );
     // Observer 4 is ahead of the leader: TRUNC alone.
-    assert_eq!(recv(&mut p, 4, ack_epoch(z(2, 5), 2)), vec![
-        Command::SyncStarted { learner: 4, plan: SyncPlan::Trunc { to: z(2, 2) } },
-        send(4, pkt(PacketType::Trunc, z(2, 2))),
-        send(4, pkt(PacketType::NewLeader, z(3, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 4, ack_epoch(z(2, 5), 2)),
+        vec![
+            Command::SyncStarted { learner: 4, plan: SyncPlan::Trunc { to: z(2, 2) } },
+            send(4, pkt(PacketType::Trunc, z(2, 2))),
+            send(4, pkt(PacketType::NewLeader, z(3, 0))),
+        ]
+    );
 }
 
 // Learner side of discovery and synchronization: ConnectAndFollowerSendFOLLOWERINFO,
@@ -234,33 +274,36 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
 fn follower_discovery_and_diff_sync() {
     let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 2), 1);
     let li = LearnerInfo { server_id: 2, protocol_version: PROTOCOL_VERSION, config_version: 0 };
-    assert_eq!(step(&mut p, Event::Connected { peer: 1 }), vec![send(
-        1,
-        pktd(PacketType::FollowerInfo, z(1, 0) as i64, li.encode())
-    )]);
-    assert_eq!(recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))), vec![
-        Command::PersistAcceptedEpoch(2),
-        send(1, ack_epoch(z(1, 1), 1)),
-    ]);
+    assert_eq!(
+        step(&mut p, Event::Connected { peer: 1 }),
+        vec![send(1, pktd(PacketType::FollowerInfo, z(1, 0) as i64, li.encode()))]
+    );
+    assert_eq!(
+        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+        vec![Command::PersistAcceptedEpoch(2), send(1, ack_epoch(z(1, 1), 1)),]
+    );
     assert!(recv(&mut p, 1, pkt(PacketType::Diff, z(1, 2))).is_empty());
     assert!(recv(&mut p, 1, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))).is_empty());
     assert!(recv(&mut p, 1, pkt(PacketType::Commit, z(1, 2))).is_empty());
     // The synced txn is appended; no ack and no new epoch until it is durable.
-    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
-        Command::AppendTxns(vec![(z(1, 2), data(z(1, 2)))]),
-        Command::Commit(z(1, 2)),
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
+        vec![Command::AppendTxns(vec![(z(1, 2), data(z(1, 2)))]), Command::Commit(z(1, 2)),]
+    );
     assert_eq!(p.current_epoch(), 1);
-    assert_eq!(step(&mut p, Event::Durable { zxid: z(1, 2) }), vec![
-        Command::PersistCurrentEpoch(2),
-        send(1, pkt(PacketType::Ack, z(2, 0))),
-    ]);
+    assert_eq!(
+        step(&mut p, Event::Durable { zxid: z(1, 2) }),
+        vec![Command::PersistCurrentEpoch(2), send(1, pkt(PacketType::Ack, z(2, 0))),]
+    );
     assert!(!p.is_serving());
-    assert_eq!(recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX)), vec![
-        Command::UpToDate { epoch: 2 },
-        Command::RoleChanged(Role::Following { leader: 1, serving: true }),
-        send(1, pkt(PacketType::Ack, z(2, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX)),
+        vec![
+            Command::UpToDate { epoch: 2 },
+            Command::RoleChanged(Role::Following { leader: 1, serving: true }),
+            send(1, pkt(PacketType::Ack, z(2, 0))),
+        ]
+    );
     assert!(p.is_serving());
 }
 
@@ -270,7 +313,8 @@ fn follower_discovery_and_diff_sync() {
 fn follower_refuses_an_older_epoch() {
     let mut p = elected_learner(2, state(5, 4, 0, &[]), 0, 4);
     step(&mut p, Event::Connected { peer: 1 });
-    let cmds = recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(3, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    let cmds =
+        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(3, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
     assert_eq!(p.role(), Role::Looking);
 }
@@ -283,11 +327,14 @@ fn follower_trunc() {
     step(&mut p, Event::Connected { peer: 1 });
     recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     assert!(recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 1))).is_empty());
-    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
-        Command::TruncateLog(z(1, 1)),
-        Command::PersistCurrentEpoch(2),
-        send(1, pkt(PacketType::Ack, z(2, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
+        vec![
+            Command::TruncateLog(z(1, 1)),
+            Command::PersistCurrentEpoch(2),
+            send(1, pkt(PacketType::Ack, z(2, 0))),
+        ]
+    );
     assert_eq!(p.last_zxid(), z(1, 1));
 }
 
@@ -301,11 +348,14 @@ fn follower_snap() {
     assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
     let body = Bytes::from_static(b"sessions and tree");
     assert!(step(&mut p, Event::Snapshot { from: 1, body: body.clone() }).is_empty());
-    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
-        Command::InstallSnapshot { zxid: z(1, 5), body: Some(body) },
-        Command::PersistCurrentEpoch(2),
-        send(1, pkt(PacketType::Ack, z(2, 0))),
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
+        vec![
+            Command::InstallSnapshot { zxid: z(1, 5), body: Some(body) },
+            Command::PersistCurrentEpoch(2),
+            send(1, pkt(PacketType::Ack, z(2, 0))),
+        ]
+    );
 }
 
 // A TRUNC below the learner's snapshot cannot be applied: the learner leaves the durable state
@@ -318,23 +368,33 @@ fn trunc_below_snapshot_asks_for_everything() {
     let cmds = recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 3)));
     assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
     // Rejoin leader 1 (FLEHandleNotmsg with FOLLOWING/LEADING votes of the established epoch).
-    step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Following, 1, z(1, 3), 1, 2) });
-    let cmds = step(&mut p, Event::Notification { from: 1, n: vote(ServerState::Leading, 1, z(1, 3), 1, 2) });
+    step(
+        &mut p,
+        Event::Notification { from: 3, n: vote(ServerState::Following, 1, z(1, 3), 1, 2) },
+    );
+    let cmds = step(
+        &mut p,
+        Event::Notification { from: 1, n: vote(ServerState::Leading, 1, z(1, 3), 1, 2) },
+    );
     assert_eq!(cmds[0], Command::Connect { to: 1 });
     step(&mut p, Event::Connected { peer: 1 });
-    assert_eq!(recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))), vec![
-        send(1, ack_epoch(0, -1))
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+        vec![send(1, ack_epoch(0, -1))]
+    );
     recv(&mut p, 1, pkt(PacketType::Diff, z(1, 3)));
     for c in 1..=3 {
         recv(&mut p, 1, pktd(PacketType::Proposal, z(1, c) as i64, data(z(1, c))));
         recv(&mut p, 1, pkt(PacketType::Commit, z(1, c)));
     }
-    assert_eq!(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))), vec![
-        Command::InstallSnapshot { zxid: 0, body: None },
-        Command::AppendTxns((1..=3).map(|c| (z(1, c), data(z(1, c)))).collect()),
-        Command::Commit(z(1, 3)),
-    ]);
+    assert_eq!(
+        recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
+        vec![
+            Command::InstallSnapshot { zxid: 0, body: None },
+            Command::AppendTxns((1..=3).map(|c| (z(1, c), data(z(1, c)))).collect()),
+            Command::Commit(z(1, 3)),
+        ]
+    );
 }
 
 // Broadcast: LeaderProcessRequest (the proposal is logged and sent to followers),
@@ -345,22 +405,28 @@ fn leader_broadcast_and_quorum_commit() {
     let mut p = established_leader();
     let z1 = p.next_zxid().expect("established");
     assert_eq!(z1, z(2, 1));
-    assert_eq!(step(&mut p, Event::Propose { zxid: z1, data: data(z1) }), vec![
-        Command::AppendTxns(vec![(z1, data(z1))]),
-        send(2, pktd(PacketType::Proposal, z1 as i64, data(z1))),
-    ]);
+    assert_eq!(
+        step(&mut p, Event::Propose { zxid: z1, data: data(z1) }),
+        vec![
+            Command::AppendTxns(vec![(z1, data(z1))]),
+            send(2, pktd(PacketType::Proposal, z1 as i64, data(z1))),
+        ]
+    );
     let z2 = z(2, 2);
     step(&mut p, Event::Propose { zxid: z2, data: data(z2) });
     // The follower acks 2.2 first: no commit may overtake 2.1.
     assert!(recv(&mut p, 2, pkt(PacketType::Ack, z2)).is_empty());
     // The leader's own log makes both durable: 2.1 lacks the follower's ack still.
     assert!(step(&mut p, Event::Durable { zxid: z2 }).is_empty());
-    assert_eq!(recv(&mut p, 2, pkt(PacketType::Ack, z1)), vec![
-        send(2, pkt(PacketType::Commit, z1)),
-        Command::Commit(z1),
-        send(2, pkt(PacketType::Commit, z2)),
-        Command::Commit(z2),
-    ]);
+    assert_eq!(
+        recv(&mut p, 2, pkt(PacketType::Ack, z1)),
+        vec![
+            send(2, pkt(PacketType::Commit, z1)),
+            Command::Commit(z1),
+            send(2, pkt(PacketType::Commit, z2)),
+            Command::Commit(z2),
+        ]
+    );
 }
 
 // FollowerProcessPROPOSAL / FollowerProcessCOMMIT: a proposal is acked only once durable
@@ -369,10 +435,10 @@ fn leader_broadcast_and_quorum_commit() {
 fn follower_acks_only_durable_proposals() {
     let mut p = active_follower();
     let z1 = z(2, 1);
-    assert_eq!(recv(&mut p, 1, pktd(PacketType::Proposal, z1 as i64, data(z1))), vec![Command::AppendTxns(vec![(
-        z1,
-        data(z1)
-    )])]);
+    assert_eq!(
+        recv(&mut p, 1, pktd(PacketType::Proposal, z1 as i64, data(z1))),
+        vec![Command::AppendTxns(vec![(z1, data(z1))])]
+    );
     assert!(recv(&mut p, 1, pkt(PacketType::Commit, z1)) == vec![Command::Commit(z1)]);
     assert_eq!(step(&mut p, Event::Durable { zxid: z1 }), vec![send(1, pkt(PacketType::Ack, z1))]);
 }
@@ -382,21 +448,30 @@ fn follower_acks_only_durable_proposals() {
 fn observer_learns_by_inform() {
     let mut leader = established_leader();
     step(&mut leader, Event::Connected { peer: 4 });
-    assert_eq!(recv(&mut leader, 4, observer_info(4, 1)), vec![send(
-        4,
-        pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))
-    )]);
+    assert_eq!(
+        recv(&mut leader, 4, observer_info(4, 1)),
+        vec![send(4, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)))]
+    );
     recv(&mut leader, 4, ack_epoch(z(1, 1), 1));
-    assert_eq!(recv(&mut leader, 4, pkt(PacketType::Ack, z(2, 0))), vec![send(4, pkt(PacketType::UpToDate, u64::MAX))]);
+    assert_eq!(
+        recv(&mut leader, 4, pkt(PacketType::Ack, z(2, 0))),
+        vec![send(4, pkt(PacketType::UpToDate, u64::MAX))]
+    );
     let z1 = z(2, 1);
     let cmds = step(&mut leader, Event::Propose { zxid: z1, data: data(z1) });
-    assert!(!cmds.iter().any(|c| matches!(c, Command::Send { to: 4, .. })), "no PROPOSAL to observers");
+    assert!(
+        !cmds.iter().any(|c| matches!(c, Command::Send { to: 4, .. })),
+        "no PROPOSAL to observers"
+    );
     step(&mut leader, Event::Durable { zxid: z1 });
-    assert_eq!(recv(&mut leader, 2, pkt(PacketType::Ack, z1)), vec![
-        send(2, pkt(PacketType::Commit, z1)),
-        send(4, pktd(PacketType::Inform, z1 as i64, data(z1))),
-        Command::Commit(z1),
-    ]);
+    assert_eq!(
+        recv(&mut leader, 2, pkt(PacketType::Ack, z1)),
+        vec![
+            send(2, pkt(PacketType::Commit, z1)),
+            send(4, pktd(PacketType::Inform, z1 as i64, data(z1))),
+            Command::Commit(z1),
+        ]
+    );
 
     let mut obs = elected_learner(4, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
     step(&mut obs, Event::Connected { peer: 1 });
@@ -405,10 +480,10 @@ fn observer_learns_by_inform() {
     recv(&mut obs, 1, pkt(PacketType::NewLeader, z(2, 0)));
     recv(&mut obs, 1, pkt(PacketType::UpToDate, u64::MAX));
     assert_eq!(obs.role(), Role::Observing { leader: 1, serving: true });
-    assert_eq!(recv(&mut obs, 1, pktd(PacketType::Inform, z1 as i64, data(z1))), vec![
-        Command::AppendTxns(vec![(z1, data(z1))]),
-        Command::Commit(z1),
-    ]);
+    assert_eq!(
+        recv(&mut obs, 1, pktd(PacketType::Inform, z1 as i64, data(z1))),
+        vec![Command::AppendTxns(vec![(z1, data(z1))]), Command::Commit(z1),]
+    );
     assert!(step(&mut obs, Event::Durable { zxid: z1 }).is_empty(), "observers never ack");
 }
 
@@ -417,29 +492,36 @@ fn observer_learns_by_inform() {
 #[test]
 fn requests_and_sync_are_forwarded() {
     let mut f = active_follower();
-    let req = ForwardedRequest { session_id: 7, cxid: 1, op: 1, body: Bytes::from_static(b"create") };
-    assert_eq!(step(&mut f, Event::ClientRequest { request: req.clone() }), vec![send(
-        1,
-        pktd(PacketType::Request, -1, req.encode())
-    )]);
+    let req =
+        ForwardedRequest { session_id: 7, cxid: 1, op: 1, body: Bytes::from_static(b"create") };
+    assert_eq!(
+        step(&mut f, Event::ClientRequest { request: req.clone() }),
+        vec![send(1, pktd(PacketType::Request, -1, req.encode()))]
+    );
     assert_eq!(recv(&mut f, 1, pkt(PacketType::Sync, 0)), vec![Command::SyncDone]);
 
     let mut l = established_leader();
-    assert_eq!(recv(&mut l, 2, pktd(PacketType::Request, -1, req.encode())), vec![Command::Request {
-        from: 2,
-        request: req
-    }]);
+    assert_eq!(
+        recv(&mut l, 2, pktd(PacketType::Request, -1, req.encode())),
+        vec![Command::Request { from: 2, request: req }]
+    );
     let sync = ForwardedRequest { session_id: 7, cxid: 2, op: 9, body: Bytes::new() };
-    assert_eq!(recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())), vec![send(2, pkt(PacketType::Sync, 0))]);
+    assert_eq!(
+        recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())),
+        vec![send(2, pkt(PacketType::Sync, 0))]
+    );
     let z1 = z(2, 1);
     step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
     assert!(recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())).is_empty());
     step(&mut l, Event::Durable { zxid: z1 });
-    assert_eq!(recv(&mut l, 2, pkt(PacketType::Ack, z1)), vec![
-        send(2, pkt(PacketType::Commit, z1)),
-        Command::Commit(z1),
-        send(2, pkt(PacketType::Sync, 0)),
-    ]);
+    assert_eq!(
+        recv(&mut l, 2, pkt(PacketType::Ack, z1)),
+        vec![
+            send(2, pkt(PacketType::Commit, z1)),
+            Command::Commit(z1),
+            send(2, pkt(PacketType::Sync, 0)),
+        ]
+    );
 }
 
 // Broadcast liveness checks: PING every tick; a follower silent for more than syncLimit ticks
@@ -491,12 +573,26 @@ fn leader_tracks_session_expiry() {
     step(&mut p, Event::Tick);
     step(&mut p, Event::Tick);
     let cmds = step(&mut p, Event::Tick);
-    assert_eq!(cmds, vec![send(2, pkt(PacketType::Ping, z(2, 0))), Command::ExpireSession { session_id: 0x55 }]);
-    let reply = recv(&mut p, 2, pktd(PacketType::Revalidate, -1, corral_server::zab::wire::encode_revalidate(0x66, 3000)));
-    assert_eq!(reply, vec![send(
+    assert_eq!(
+        cmds,
+        vec![send(2, pkt(PacketType::Ping, z(2, 0))), Command::ExpireSession { session_id: 0x55 }]
+    );
+    let reply = recv(
+        &mut p,
         2,
-        pktd(PacketType::Revalidate, -1, corral_server::zab::wire::encode_revalidate_reply(0x66, false))
-    )]);
+        pktd(PacketType::Revalidate, -1, corral_server::zab::wire::encode_revalidate(0x66, 3000)),
+    );
+    assert_eq!(
+        reply,
+        vec![send(
+            2,
+            pktd(
+                PacketType::Revalidate,
+                -1,
+                corral_server::zab::wire::encode_revalidate_reply(0x66, false)
+            )
+        )]
+    );
 }
 
 // A peer not LOOKING answers a LOOKING peer with its vote and state (FLE WorkerReceiver), and
@@ -504,8 +600,12 @@ fn leader_tracks_session_expiry() {
 #[test]
 fn established_peers_answer_looking_peers() {
     let mut p = established_leader();
-    let cmds = step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Looking, 3, 0, 4, 0) });
-    assert_eq!(cmds, vec![Command::SendNotification { to: 3, n: vote(ServerState::Leading, 1, z(1, 1), 1, 2) }]);
+    let cmds =
+        step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Looking, 3, 0, 4, 0) });
+    assert_eq!(
+        cmds,
+        vec![Command::SendNotification { to: 3, n: vote(ServerState::Leading, 1, z(1, 1), 1, 2) }]
+    );
 }
 
 // An ensemble of one: election, discovery and establishment without any message.
@@ -515,14 +615,17 @@ fn standalone_establishes_alone() {
     c.finalize_wait = 1;
     let (mut p, cmds) = Peer::new(c, 1, state(1, 1, 0, &[z(1, 4)]));
     assert!(cmds.is_empty());
-    assert_eq!(step(&mut p, Event::Tick), vec![
-        Command::RoleChanged(Role::Leading { epoch: None, established: false }),
-        Command::PersistAcceptedEpoch(2),
-        Command::PersistCurrentEpoch(2),
-        Command::Established { epoch: 2 },
-        Command::Commit(z(1, 4)),
-        Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
-    ]);
+    assert_eq!(
+        step(&mut p, Event::Tick),
+        vec![
+            Command::RoleChanged(Role::Leading { epoch: None, established: false }),
+            Command::PersistAcceptedEpoch(2),
+            Command::PersistCurrentEpoch(2),
+            Command::Established { epoch: 2 },
+            Command::Commit(z(1, 4)),
+            Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
+        ]
+    );
     let z1 = p.next_zxid().expect("leader");
     step(&mut p, Event::Propose { zxid: z1, data: data(z1) });
     assert_eq!(step(&mut p, Event::Durable { zxid: z1 }), vec![Command::Commit(z1)]);

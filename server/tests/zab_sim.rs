@@ -33,7 +33,12 @@ fn run_many(start: u64, n: u64, opts: &SimOptions) -> Counters {
 
 /// The first seed from `start` (at most `max` tried) whose run reaches `pred`; every run on the
 /// way must be clean.
-fn first_seed_reaching(start: u64, max: u64, opts: &SimOptions, pred: impl Fn(&Counters) -> bool) -> u64 {
+fn first_seed_reaching(
+    start: u64,
+    max: u64,
+    opts: &SimOptions,
+    pred: impl Fn(&Counters) -> bool,
+) -> u64 {
     for seed in start..start + max {
         let r = run_seed(seed, opts);
         check(&r, opts);

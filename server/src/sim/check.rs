@@ -54,7 +54,10 @@ impl Checker {
     pub fn established(&mut self, at_ms: u64, epoch: u32, sid: Sid) {
         if let Some(&other) = self.leaders.get(&epoch) {
             if other != sid {
-                self.violation(at_ms, format!("two leaders established in epoch {epoch}: {other} and {sid}"));
+                self.violation(
+                    at_ms,
+                    format!("two leaders established in epoch {epoch}: {other} and {sid}"),
+                );
             }
         } else {
             self.leaders.insert(epoch, sid);
@@ -92,12 +95,18 @@ impl Checker {
         match self.committed.get(&zxid).copied() {
             Some(c) => {
                 if c.hash != hash {
-                    self.violation(at_ms, format!("peer {sid}: committed {zxid:#x} with different content"));
+                    self.violation(
+                        at_ms,
+                        format!("peer {sid}: committed {zxid:#x} with different content"),
+                    );
                 }
                 if c.prev != prev {
                     self.violation(
                         at_ms,
-                        format!("peer {sid}: committed {zxid:#x} after {prev:#x}, but it follows {:#x}", c.prev),
+                        format!(
+                            "peer {sid}: committed {zxid:#x} after {prev:#x}, but it follows {:#x}",
+                            c.prev
+                        ),
                     );
                 }
                 match (c.digest, digest) {
@@ -112,8 +121,13 @@ impl Checker {
                 }
             }
             None if authoritative => {
-                if let Some((&last, _)) = self.committed.range(zxid..).next().filter(|_| zxid > self.covered) {
-                    self.violation(at_ms, format!("peer {sid}: committed {zxid:#x} after {last:#x} was committed"));
+                if let Some((&last, _)) =
+                    self.committed.range(zxid..).next().filter(|_| zxid > self.covered)
+                {
+                    self.violation(
+                        at_ms,
+                        format!("peer {sid}: committed {zxid:#x} after {last:#x} was committed"),
+                    );
                 }
                 self.committed.insert(zxid, Committed { hash, prev, digest });
             }
@@ -148,9 +162,9 @@ impl Checker {
         for (z, c) in self.committed.range(base + 1..=last) {
             match entries.get(z) {
                 None => bad.push(format!("peer {sid} lost committed {z:#x} ({what})")),
-                Some(d) if hash_bytes(d) != c.hash => {
-                    bad.push(format!("peer {sid} holds different content at committed {z:#x} ({what})"))
-                }
+                Some(d) if hash_bytes(d) != c.hash => bad.push(format!(
+                    "peer {sid} holds different content at committed {z:#x} ({what})"
+                )),
                 _ => {}
             }
             if bad.len() > 3 {
@@ -165,7 +179,12 @@ impl Checker {
     /// A replica sent ACK for `zxid` while its log was durable up to `durable`.
     pub fn ack(&mut self, at_ms: u64, sid: Sid, zxid: Zxid, durable: Zxid) {
         if zxid > durable {
-            self.violation(at_ms, format!("peer {sid} acked {zxid:#x} before it was durable (durable up to {durable:#x})"));
+            self.violation(
+                at_ms,
+                format!(
+                    "peer {sid} acked {zxid:#x} before it was durable (durable up to {durable:#x})"
+                ),
+            );
         }
     }
 

@@ -30,11 +30,16 @@ use corral_engine::log::FlushStrategy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::proto::{Acl, CreateRequest, Data, Request, SetDataRequest, TxnDigest, TxnEntry, DEFAULT_MAX_LEN};
+use crate::proto::{
+    Acl, CreateRequest, Data, Request, SetDataRequest, TxnDigest, TxnEntry, DEFAULT_MAX_LEN,
+};
 use crate::tree::prepare::prepare_txn;
 use crate::tree::{PrepareConfig, SessionContext};
 use crate::zab::wire::ForwardedRequest;
-use crate::zab::{counter_of, Command, Config, Event, Notification, PacketType, Peer, QuorumPacket, Role, Sid, SyncPlan, Zxid};
+use crate::zab::{
+    counter_of, Command, Config, Event, Notification, PacketType, Peer, QuorumPacket, Role, Sid,
+    SyncPlan, Zxid,
+};
 
 use check::{hash_bytes, Checker};
 use node::{DiskFailed, Store};
@@ -142,7 +147,11 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedReport {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| (*s).to_owned()))
                 .unwrap_or_default();
-            SeedReport { seed, counters: Counters::default(), violations: vec![format!("panic: {msg}")] }
+            SeedReport {
+                seed,
+                counters: Counters::default(),
+                violations: vec![format!("panic: {msg}")],
+            }
         }
     }
 }
@@ -255,7 +264,8 @@ impl Sim {
     fn new(seed: u64, opts: SimOptions) -> Sim {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let voters: Vec<Sid> = (1..=opts.peers as Sid).collect();
-        let observers: Vec<Sid> = (opts.peers as Sid + 1..=(opts.peers + opts.observers) as Sid).collect();
+        let observers: Vec<Sid> =
+            (opts.peers as Sid + 1..=(opts.peers + opts.observers) as Sid).collect();
         let mut cfg = Config::new(voters, observers);
         cfg.tick_ms = TICK_MS as u32;
         cfg.init_limit = 10;
@@ -264,7 +274,8 @@ impl Sim {
         cfg.finalize_wait = 2;
         cfg.notification_timeout = 2;
         cfg.notification_timeout_max = 8;
-        let strategy = if rng.random_bool(0.5) { FlushStrategy::Group } else { FlushStrategy::Direct };
+        let strategy =
+            if rng.random_bool(0.5) { FlushStrategy::Group } else { FlushStrategy::Direct };
         let drop_p = if opts.faults { rng.random_range(0.0..0.1) } else { 0.0 };
         let dup_p = if opts.faults { rng.random_range(0.0..0.05) } else { 0.0 };
         let n = opts.peers + opts.observers;
@@ -337,7 +348,9 @@ impl Sim {
 
     fn reachable(&self, a: Sid, b: Sid) -> bool {
         let (ia, ib) = (Self::idx(a), Self::idx(b));
-        self.nodes[ia].up && self.nodes[ib].up && self.groups.as_ref().is_none_or(|g| g[ia] == g[ib])
+        self.nodes[ia].up
+            && self.nodes[ib].up
+            && self.groups.as_ref().is_none_or(|g| g[ia] == g[ib])
     }
 
     fn run(&mut self) {
@@ -382,10 +395,19 @@ impl Sim {
             }
         };
         let sid = self.nodes[i].sid;
-        self.trace(|| format!("peer {sid} starts: epochs {}/{}, snapshot {:#x}, last {:#x}", store.accepted_epoch, store.current_epoch, store.snapshot_zxid, store.last_zxid()));
+        self.trace(|| {
+            format!(
+                "peer {sid} starts: epochs {}/{}, snapshot {:#x}, last {:#x}",
+                store.accepted_epoch,
+                store.current_epoch,
+                store.snapshot_zxid,
+                store.last_zxid()
+            )
+        });
         self.checker.history(self.now, sid, "recovery", store.snapshot_zxid, &store.entries);
         self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
-        let (peer, cmds) = Peer::new(self.cfg.clone(), sid, store.peer_state(self.cfg.commit_log_count));
+        let (peer, cmds) =
+            Peer::new(self.cfg.clone(), sid, store.peer_state(self.cfg.commit_log_count));
         let n = &mut self.nodes[i];
         n.commit_mark = store.snapshot_zxid;
         n.auth_mark = store.snapshot_zxid;
@@ -428,7 +450,8 @@ impl Sim {
     }
 
     fn break_conns_of(&mut self, sid: Sid) {
-        let keys: Vec<(Sid, Sid)> = self.conns.keys().filter(|(a, b)| *a == sid || *b == sid).copied().collect();
+        let keys: Vec<(Sid, Sid)> =
+            self.conns.keys().filter(|(a, b)| *a == sid || *b == sid).copied().collect();
         for k in keys {
             self.close_conn(k, None);
         }
@@ -467,7 +490,11 @@ impl Sim {
         c.last_at[dir] = at;
         let conn = c.id;
         self.seq += 1;
-        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev: Ev::Quorum { from, to, conn, msg } }));
+        self.queue.push(Reverse(Scheduled {
+            at,
+            seq: self.seq,
+            ev: Ev::Quorum { from, to, conn, msg },
+        }));
     }
 
     fn send_election(&mut self, from: Sid, to: Sid, n: Notification) {
@@ -481,7 +508,11 @@ impl Sim {
             let at = (*last).max(self.now + delay);
             *last = at;
             self.seq += 1;
-            self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev: Ev::Election { from, to, n: n.clone() } }));
+            self.queue.push(Reverse(Scheduled {
+                at,
+                seq: self.seq,
+                ev: Ev::Election { from, to, n: n.clone() },
+            }));
         }
     }
 
@@ -516,7 +547,12 @@ impl Sim {
                 }
             }
             Ev::Election { from, to, n } => {
-                self.trace(|| format!("notification {from} -> {to}: {:?} leader {} zxid {:#x} ee {} pe {}", n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch));
+                self.trace(|| {
+                    format!(
+                        "notification {from} -> {to}: {:?} leader {} zxid {:#x} ee {} pe {}",
+                        n.state, n.leader, n.zxid, n.election_epoch, n.peer_epoch
+                    )
+                });
                 if self.reachable(from, to) {
                     self.step_peer(Self::idx(to), Event::Notification { from, n });
                 }
@@ -540,7 +576,8 @@ impl Sim {
                 if newleader && self.nodes[i].in_newleader && self.nodes[i].up {
                     // Not acked yet: the ack must wait until the synced history is durable.
                     self.nodes[i].in_newleader = false;
-                    self.nodes[i].newleader_target = self.nodes[i].store.as_ref().map(|s| s.last_zxid());
+                    self.nodes[i].newleader_target =
+                        self.nodes[i].store.as_ref().map(|s| s.last_zxid());
                 }
             }
             Ev::Connected { from, to, conn } => {
@@ -581,14 +618,14 @@ impl Sim {
         let i = self.rng.random_range(0..n);
         match self.rng.random_range(0..12) {
             0..=2 => self.crash(i, false),
-            3..=4 => {
-                // Crash in the middle of one of the next disk operations.
-                if self.nodes[i].up && !self.nodes[i].armed {
-                    let m = self.nodes[i].disk.stats().mutations;
-                    let k = self.rng.random_range(1..12);
-                    self.nodes[i].disk.set_faults(Faults { crash_after_ops: Some(m + k), ..Faults::default() });
-                    self.nodes[i].armed = true;
-                }
+            // Crash in the middle of one of the next disk operations.
+            3..=4 if self.nodes[i].up && !self.nodes[i].armed => {
+                let m = self.nodes[i].disk.stats().mutations;
+                let k = self.rng.random_range(1..12);
+                self.nodes[i]
+                    .disk
+                    .set_faults(Faults { crash_after_ops: Some(m + k), ..Faults::default() });
+                self.nodes[i].armed = true;
             }
             5..=6 => {
                 self.counters.partitions += 1;
@@ -618,7 +655,12 @@ impl Sim {
 
     fn go_quiet(&mut self) {
         self.faults_on = false;
-        if self.nodes.iter().any(|n| matches!(n.peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. }))) {
+        if self.nodes.iter().any(|n| {
+            matches!(
+                n.peer.as_ref().map(|p| p.role()),
+                Some(Role::Leading { established: true, .. })
+            )
+        }) {
             self.established_after_quiet = Some(self.now);
         }
         self.groups = None;
@@ -641,8 +683,9 @@ impl Sim {
         if self.now + next + 1_500 < end {
             self.at(next, Ev::Client { client });
         }
-        let serving: Vec<usize> =
-            (0..self.nodes.len()).filter(|&i| self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving())).collect();
+        let serving: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving()))
+            .collect();
         if serving.is_empty() {
             return;
         }
@@ -654,7 +697,11 @@ impl Sim {
         let (op, body) = if cxid % 5 == 0 {
             // A setData on /: every peer's tree changes the same way (a version check that
             // fails is still a txn).
-            let r = SetDataRequest { path: "/".into(), data: Data::from_slice(&cxid.to_be_bytes()), version: -1 };
+            let r = SetDataRequest {
+                path: "/".into(),
+                data: Data::from_slice(&cxid.to_be_bytes()),
+                version: -1,
+            };
             (5, Store::encode(&r))
         } else {
             let r = CreateRequest {
@@ -667,7 +714,12 @@ impl Sim {
         };
         let key = (session, cxid);
         self.nodes[i].waiting.insert(key, if op == 1 { path } else { String::new() });
-        self.step_peer(i, Event::ClientRequest { request: ForwardedRequest { session_id: session, cxid, op, body } });
+        self.step_peer(
+            i,
+            Event::ClientRequest {
+                request: ForwardedRequest { session_id: session, cxid, op, body },
+            },
+        );
     }
 
     /// Carries out a peer's commands in order; a disk failure crashes the node and drops the
@@ -727,8 +779,12 @@ impl Sim {
                 let body = self.nodes[i].store.as_mut().expect("up").snapshot_body(zxid);
                 self.send_quorum(sid, to, Msg::Snapshot(body));
             }
-            Command::PersistAcceptedEpoch(e) => self.nodes[i].store.as_mut().expect("up").persist_epoch("acceptedEpoch", e)?,
-            Command::PersistCurrentEpoch(e) => self.nodes[i].store.as_mut().expect("up").persist_epoch("currentEpoch", e)?,
+            Command::PersistAcceptedEpoch(e) => {
+                self.nodes[i].store.as_mut().expect("up").persist_epoch("acceptedEpoch", e)?
+            }
+            Command::PersistCurrentEpoch(e) => {
+                self.nodes[i].store.as_mut().expect("up").persist_epoch("currentEpoch", e)?
+            }
             Command::AppendTxns(txns) => {
                 self.nodes[i].store.as_mut().expect("up").append(txns);
                 if !self.nodes[i].flush_scheduled {
@@ -763,7 +819,9 @@ impl Sim {
                 n.spec = None;
                 if !matches!(
                     role,
-                    Role::Leading { established: true, .. } | Role::Following { serving: true, .. } | Role::Observing { serving: true, .. }
+                    Role::Leading { established: true, .. }
+                        | Role::Following { serving: true, .. }
+                        | Role::Observing { serving: true, .. }
                 ) {
                     n.waiting.clear();
                 }
@@ -774,18 +832,27 @@ impl Sim {
                 self.checker.established(self.now, epoch, sid);
                 // Leader completeness: the new leader holds every committed txn.
                 let store = self.nodes[i].store.as_ref().expect("up");
-                self.checker.history(self.now, sid, "new leader", store.snapshot_zxid, &store.entries);
-                if !self.faults_on && self.established_after_quiet.is_none() && self.now >= self.quiet_at {
+                self.checker.history(
+                    self.now,
+                    sid,
+                    "new leader",
+                    store.snapshot_zxid,
+                    &store.entries,
+                );
+                if !self.faults_on
+                    && self.established_after_quiet.is_none()
+                    && self.now >= self.quiet_at
+                {
                     self.established_after_quiet = Some(self.now);
                 }
             }
             Command::SyncStarted { plan, learner } => {
                 self.trace(|| format!("peer {sid} syncs {learner}: {plan:?}"));
                 match plan {
-                SyncPlan::Diff { .. } => self.counters.sync_diff += 1,
-                SyncPlan::Trunc { .. } => self.counters.sync_trunc += 1,
-                SyncPlan::TruncDiff { .. } => self.counters.sync_trunc_diff += 1,
-                SyncPlan::Snap => self.counters.sync_snap += 1,
+                    SyncPlan::Diff { .. } => self.counters.sync_diff += 1,
+                    SyncPlan::Trunc { .. } => self.counters.sync_trunc += 1,
+                    SyncPlan::TruncDiff { .. } => self.counters.sync_trunc_diff += 1,
+                    SyncPlan::Snap => self.counters.sync_snap += 1,
                 }
             }
             _ => {}
@@ -794,8 +861,10 @@ impl Sim {
     }
 
     fn commit(&mut self, i: usize, sid: Sid, z: Zxid) {
-        let authoritative =
-            matches!(self.nodes[i].peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. }));
+        let authoritative = matches!(
+            self.nodes[i].peer.as_ref().map(|p| p.role()),
+            Some(Role::Leading { established: true, .. })
+        );
         let now = self.now;
         if self.opts.trace {
             let s = self.nodes[i].store.as_ref().expect("up");
@@ -844,9 +913,17 @@ impl Sim {
         let Ok(req) = Request::decode(request.op, &request.body, DEFAULT_MAX_LEN) else { return };
         let store = n.store.as_ref().expect("up");
         let spec = n.spec.get_or_insert_with(|| store.speculative_tree());
-        let session = SessionContext { session_id: request.session_id, auth: &[], local_session: false };
-        let (header, txn) =
-            prepare_txn(spec, &session, &PrepareConfig::default(), &req, request.cxid, zxid as i64, now as i64);
+        let session =
+            SessionContext { session_id: request.session_id, auth: &[], local_session: false };
+        let (header, txn) = prepare_txn(
+            spec,
+            &session,
+            &PrepareConfig::default(),
+            &req,
+            request.cxid,
+            zxid as i64,
+            now as i64,
+        );
         spec.apply(&header, &txn);
         let digest = Some(TxnDigest { version: 2, tree_digest: spec.digest() });
         let data = Bytes::from(TxnEntry { header, txn, digest }.encode());
@@ -856,16 +933,30 @@ impl Sim {
     fn final_checks(&mut self) {
         let now = self.now;
         let Some(est) = self.established_after_quiet else {
-            self.checker.fail(now, format!(
-                "liveness: no leader established within {} ms after the faults stopped",
-                self.opts.quiet_ms
-            ));
+            self.checker.fail(
+                now,
+                format!(
+                    "liveness: no leader established within {} ms after the faults stopped",
+                    self.opts.quiet_ms
+                ),
+            );
             return;
         };
         if est - self.quiet_at > self.opts.liveness_ms {
-            self.checker.fail(now, format!("liveness: leader established only {} ms after the faults stopped", est - self.quiet_at));
+            self.checker.fail(
+                now,
+                format!(
+                    "liveness: leader established only {} ms after the faults stopped",
+                    est - self.quiet_at
+                ),
+            );
         }
-        let leader = self.nodes.iter().position(|n| matches!(n.peer.as_ref().map(|p| p.role()), Some(Role::Leading { established: true, .. })));
+        let leader = self.nodes.iter().position(|n| {
+            matches!(
+                n.peer.as_ref().map(|p| p.role()),
+                Some(Role::Leading { established: true, .. })
+            )
+        });
         let Some(l) = leader else {
             self.checker.fail(now, "liveness: no established leader at the end".into());
             return;
@@ -878,7 +969,10 @@ impl Sim {
                 continue;
             };
             if !p.is_serving() {
-                self.checker.fail(now, format!("liveness: peer {} is not serving at the end ({:?})", n.sid, p.role()));
+                self.checker.fail(
+                    now,
+                    format!("liveness: peer {} is not serving at the end ({:?})", n.sid, p.role()),
+                );
                 continue;
             }
             if s.applied != lz || s.tree.digest() != ldigest {
@@ -891,12 +985,22 @@ impl Sim {
             }
         }
         let tree = &self.nodes[l].store.as_ref().expect("up").tree;
-        let missing: Vec<String> =
-            self.checker.acked.iter().filter(|(p, _)| !tree.exists(p)).map(|(p, z)| format!("{p} ({z:#x})")).take(5).collect();
+        let missing: Vec<String> = self
+            .checker
+            .acked
+            .iter()
+            .filter(|(p, _)| !tree.exists(p))
+            .map(|(p, z)| format!("{p} ({z:#x})"))
+            .take(5)
+            .collect();
         if !missing.is_empty() {
-            self.checker.fail(now, format!("acknowledged writes missing from the final state: {}", missing.join(", ")));
+            self.checker.fail(
+                now,
+                format!("acknowledged writes missing from the final state: {}", missing.join(", ")),
+            );
         }
-        let committed_after_quiet = self.checker.last_committed() >> 32 >= u64::from(self.nodes[l].peer.as_ref().expect("up").current_epoch());
+        let committed_after_quiet = self.checker.last_committed() >> 32
+            >= u64::from(self.nodes[l].peer.as_ref().expect("up").current_epoch());
         if !committed_after_quiet && self.counters.client_acks > 0 {
             self.checker.fail(now, "liveness: nothing committed in the final epoch".into());
         }

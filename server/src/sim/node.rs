@@ -149,7 +149,8 @@ impl Store {
                 (g, zxid, snap.tree)
             }
         };
-        let (log, _) = LogCore::open(&log_dir(gen), log_options(&disk, strategy)).map_err(err("open log"))?;
+        let (log, _) =
+            LogCore::open(&log_dir(gen), log_options(&disk, strategy)).map_err(err("open log"))?;
         let mut entries = BTreeMap::new();
         for r in log.iter_from(0) {
             let r = r.map_err(err("read log"))?;
@@ -274,7 +275,9 @@ impl Store {
             Some(b) => {
                 let (_, builder) = read_body(&mut Reader::new(b), TreeOptions::default())
                     .map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?;
-                builder.finish(zxid as i64).map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?
+                builder
+                    .finish(zxid as i64)
+                    .map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?
             }
         };
         // Superseded, never acknowledged: dropped.
@@ -282,7 +285,8 @@ impl Store {
         let gen = self.gen + 1;
         let mut file = Vec::new();
         write_snapshot(&mut file, &tree, &[], Trailer::default()).map_err(err("serialize"))?;
-        let (log, _) = LogCore::open(&log_dir(gen), log_options(&self.disk, self.strategy)).map_err(err("open log"))?;
+        let (log, _) = LogCore::open(&log_dir(gen), log_options(&self.disk, self.strategy))
+            .map_err(err("open log"))?;
         write_atomic(&self.disk, &snap_path(gen), &file)?;
         self.gen = gen;
         self.log = log;

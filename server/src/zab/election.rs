@@ -135,7 +135,11 @@ impl Election {
         e.send_notifications(cfg, out);
         // Our own vote alone may be a quorum (an ensemble of one): ZooKeeper sees it when its
         // own notification comes back through the loopback.
-        let own = Received { vote: e.proposal(), state: ServerState::Looking, version: NOTIFICATION_VERSION };
+        let own = Received {
+            vote: e.proposal(),
+            state: ServerState::Looking,
+            version: NOTIFICATION_VERSION,
+        };
         if Self::quorum_for(cfg, &e.recv, &own) {
             e.finalize_in = Some(cfg.finalize_wait.max(1));
         }
