@@ -123,6 +123,7 @@ fn main() {
     println!(
         "seeds: {seeds}, violations: {violations}, elections: {}, commits: {}, crashes: {} ({} mid-write), \
          partitions: {}, client acks: {}, sync DIFF: {}, TRUNC: {}, TRUNC+DIFF: {}, SNAP: {}, steps: {}, \
+         left out on a higher accepted epoch: {}, \
          first seed: {start}, peers: {}, observers: {}, {:.1?}",
         c.elections,
         c.commits,
@@ -135,6 +136,7 @@ fn main() {
         c.sync_trunc_diff,
         c.sync_snap,
         c.steps,
+        c.stuck_on_accepted_epoch,
         opts.peers,
         opts.observers,
         began.elapsed()

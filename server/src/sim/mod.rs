@@ -95,6 +95,9 @@ pub struct Counters {
     pub sync_trunc_diff: u64,
     pub sync_snap: u64,
     pub steps: u64,
+    /// Peers left out at the end because they accepted a higher epoch than the leader's (they
+    /// refuse its LEADERINFO, as ZooKeeper's learners do, until leadership changes).
+    pub stuck_on_accepted_epoch: u64,
 }
 
 impl Counters {
@@ -111,6 +114,7 @@ impl Counters {
         self.sync_trunc_diff += o.sync_trunc_diff;
         self.sync_snap += o.sync_snap;
         self.steps += o.steps;
+        self.stuck_on_accepted_epoch += o.stuck_on_accepted_epoch;
     }
 }
 
@@ -961,6 +965,8 @@ impl Sim {
             self.checker.fail(now, "liveness: no established leader at the end".into());
             return;
         };
+        let leader_epoch = self.nodes[l].peer.as_ref().expect("up").current_epoch();
+        let mut serving_voters = 0;
         let lz = self.nodes[l].store.as_ref().expect("up").applied;
         let ldigest = self.nodes[l].store.as_ref().expect("up").tree.digest();
         for n in &self.nodes {
@@ -968,12 +974,19 @@ impl Sim {
                 self.checker.fail(now, format!("peer {} is down at the end", n.sid));
                 continue;
             };
+            if !p.is_serving() && p.accepted_epoch() > leader_epoch {
+                self.counters.stuck_on_accepted_epoch += 1;
+                continue;
+            }
             if !p.is_serving() {
                 self.checker.fail(
                     now,
                     format!("liveness: peer {} is not serving at the end ({:?})", n.sid, p.role()),
                 );
                 continue;
+            }
+            if self.cfg.is_voter(n.sid) {
+                serving_voters += 1;
             }
             if s.applied != lz || s.tree.digest() != ldigest {
                 self.checker.fail(now, format!(
@@ -983,6 +996,10 @@ impl Sim {
                     s.tree.digest()
                 ));
             }
+        }
+        if 2 * serving_voters <= self.cfg.voters.len() {
+            self.checker
+                .fail(now, format!("liveness: only {serving_voters} voters serving at the end"));
         }
         let tree = &self.nodes[l].store.as_ref().expect("up").tree;
         let missing: Vec<String> = self
