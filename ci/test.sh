@@ -7,12 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . ci/lib.sh
 
-install_deps
+# Apache ZooKeeper 3.8: the reference for comparisons, and real clients (zkCli, the Java client).
+CI_APT_PACKAGES="zookeeper" install_deps
 
 step "format"        cargo fmt --all -- --check
 step "clippy"        cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"         cargo test --workspace --locked
 step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
 step "bench compile" cargo bench --workspace --locked -- --test
+step "build release" cargo build --release --locked -p corral-server
+step "kazoo suite"   bash ci/kazoo.sh
 
 summary

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# kazoo's own test suite (kazoo 2.11.0, `pytest --pyargs kazoo.tests`) against a standalone
+# corral, through the pytest plugin in ci/kazoo/corral_kazoo.py; every test must pass except
+# those listed, with their reason, in ci/kazoo/expected-failures.txt.
+#
+#   ci/kazoo.sh                       against target/release/corral (built if missing)
+#   ci/kazoo.sh --against-zookeeper   against Apache ZooKeeper 3.8 (Debian's zookeeper package)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv="$root/target/kazoo-venv"
+if [ ! -x "$venv/bin/python" ]; then
+    python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q -r ci/kazoo/requirements.txt
+
+out="$root/target/kazoo-run"
+rm -rf "$out"
+mkdir -p "$out"
+export PYTHONPATH="$root/ci/kazoo"
+if [ "${1:-}" = "--against-zookeeper" ]; then
+    unset CORRAL_BIN
+    export ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/servlet-api.jar:$(ls /usr/share/java/netty-{all,buffer,codec,common,handler,resolver,transport,transport-native-unix-common,transport-native-epoll}.jar | tr '\n' ':')
+else
+    [ -x target/release/corral ] || cargo build --release --locked -p corral-server
+    export CORRAL_BIN="$root/target/release/corral"
+fi
+cd "$out"
+# Bounded: kazoo's harness restarts servers between tests; pytest-timeout stops any test that
+# hangs, and the whole run has an outer limit.
+set +e
+timeout 1800 "$venv/bin/python" -m pytest -p corral_kazoo --pyargs kazoo.tests -q \
+    --timeout=180 -p no:cacheprovider --junitxml="$out/junit.xml" > "$out/pytest.log" 2>&1
+status=$?
+set -e
+tail -n 15 "$out/pytest.log" | grep -E "passed|failed|error" || true
+if [ ! -f "$out/junit.xml" ]; then
+    echo "kazoo run produced no results (pytest exit $status); see $out/pytest.log"
+    exit 1
+fi
+"$venv/bin/python" "$root/ci/kazoo/check_junit.py" "$out/junit.xml" "$root/ci/kazoo/expected-failures.txt" 450
