@@ -1,5 +1,5 @@
 //! The deterministic simulator over a bounded number of seeds: safety with 3 and 5 voters and
-//! observers under partitions, crashes and torn writes; each sync case (DIFF, TRUNC,
+//! observers under partitions, crashes and torn writes, with client sessions; each sync case (DIFF, TRUNC,
 //! TRUNC+DIFF, SNAP) reached by a named test; determinism; a fault-free run.
 //!
 //! `CORRAL_SIM_SEEDS` scales the seed counts (default small enough for a debug build); a
@@ -52,8 +52,10 @@ fn first_seed_reaching(
 #[test]
 fn three_peers_under_faults() {
     let opts = SimOptions::default();
-    let c = run_many(1, scale(100), &opts);
+        let c = run_many(1, scale(100), &opts);
     assert!(c.commits > 0 && c.crashes > 0 && c.partitions > 0 && c.torn_crashes > 0, "{c:?}");
+    // Sessions: created through the leader, expired by it, moved between peers (REVALIDATE).
+    assert!(c.sessions_created > 0 && c.sessions_expired > 0 && c.revalidations > 0, "{c:?}");
 }
 
 #[test]

@@ -123,6 +123,7 @@ fn main() {
     println!(
         "seeds: {seeds}, violations: {violations}, elections: {}, commits: {}, crashes: {} ({} mid-write), \
          partitions: {}, client acks: {}, sync DIFF: {}, TRUNC: {}, TRUNC+DIFF: {}, SNAP: {}, steps: {}, \
+                  sessions created: {}, expired: {}, revalidations: {} ({} refused), \
          left out on a higher accepted epoch: {}, \
          first seed: {start}, peers: {}, observers: {}, {:.1?}",
         c.elections,
@@ -135,7 +136,11 @@ fn main() {
         c.sync_trunc,
         c.sync_trunc_diff,
         c.sync_snap,
-        c.steps,
+                c.steps,
+        c.sessions_created,
+                c.sessions_expired,
+        c.revalidations,
+        c.revalidations_refused,
         c.stuck_on_accepted_epoch,
         opts.peers,
         opts.observers,

@@ -31,11 +31,12 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::proto::{
-    Acl, CreateRequest, Data, Request, SetDataRequest, TxnDigest, TxnEntry, DEFAULT_MAX_LEN,
+    Acl, CreateRequest, Data, ErrorCode, Request, SetDataRequest, Txn, TxnDigest, TxnEntry,
+    TxnHeader, DEFAULT_MAX_LEN,
 };
-use crate::tree::prepare::prepare_txn;
+use crate::tree::prepare::{prepare_close_session, prepare_create_session, prepare_txn};
 use crate::tree::{PrepareConfig, SessionContext};
-use crate::zab::wire::ForwardedRequest;
+use crate::zab::wire::{decode_i32, encode_i32, ForwardedRequest};
 use crate::zab::{
     counter_of, Command, Config, Event, Notification, PacketType, Peer, QuorumPacket, Role, Sid,
     SyncPlan, Zxid,
@@ -95,6 +96,11 @@ pub struct Counters {
     pub sync_trunc_diff: u64,
     pub sync_snap: u64,
     pub steps: u64,
+    /// Sessions created, expired by the leader, and revalidations answered invalid.
+    pub sessions_created: u64,
+    pub sessions_expired: u64,
+    pub revalidations: u64,
+    pub revalidations_refused: u64,
     /// Peers left out at the end because they accepted a higher epoch than the leader's (they
     /// refuse its LEADERINFO, as ZooKeeper's learners do, until leadership changes).
     pub stuck_on_accepted_epoch: u64,
@@ -114,6 +120,10 @@ impl Counters {
         self.sync_trunc_diff += o.sync_trunc_diff;
         self.sync_snap += o.sync_snap;
         self.steps += o.steps;
+        self.sessions_created += o.sessions_created;
+        self.sessions_expired += o.sessions_expired;
+        self.revalidations += o.revalidations;
+        self.revalidations_refused += o.revalidations_refused;
         self.stuck_on_accepted_epoch += o.stuck_on_accepted_epoch;
     }
 }
@@ -162,6 +172,39 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedReport {
 
 const TICK_MS: u64 = 100;
 const CLIENTS: usize = 3;
+const SESSION_TIMEOUT_MS: i32 = 2_000;
+const OP_CREATE_SESSION: i32 = -10;
+const OP_CLOSE_SESSION: i32 = -11;
+
+/// A simulated client: one session at a time, connected to one peer.
+#[derive(Debug, Default, Clone)]
+struct Client {
+    /// The session, once its createSession has been applied where it was asked for.
+    session: Option<i64>,
+    /// The peer it talks to.
+    server: usize,
+    /// A createSession for this id is in flight.
+    creating: Option<i64>,
+    /// It moved to another peer and waits for the leader's REVALIDATE answer.
+    revalidating: bool,
+    /// Silent (no pings, no writes) until then: lets its session expire.
+    idle_until: u64,
+    /// When the pending createSession or REVALIDATE was sent (it may be lost: retried after
+    /// a second).
+    pending_since: u64,
+    sessions_made: i64,
+    cxid: i32,
+}
+
+/// What a client waits for at a peer.
+#[derive(Debug, Clone)]
+enum Waiting {
+    /// A create of a persistent node: acknowledged writes must survive.
+    Persistent(String),
+    /// A createSession of this client.
+    Session(usize),
+    Other,
+}
 
 #[derive(Debug, Clone)]
 enum Msg {
@@ -181,6 +224,7 @@ enum Ev {
     Restart { node: usize },
     Fault,
     Client { client: usize },
+    ClientPing { client: usize },
     Quiet,
 }
 
@@ -225,8 +269,9 @@ struct Node {
     peer: Option<Peer>,
     flush_scheduled: bool,
     /// Client writes waiting for their commit here: (session, cxid) → (client, path).
-    waiting: BTreeMap<(i64, i32), String>,
+    waiting: BTreeMap<(i64, i32), Waiting>,
     spec: Option<crate::tree::DataTree>,
+    spec_sessions: node::Sessions,
     armed: bool,
     /// Txns up to here were already compared with the committed truth on this node.
     commit_mark: Zxid,
@@ -259,7 +304,9 @@ struct Sim {
     faults_on: bool,
     quiet_at: u64,
     established_after_quiet: Option<u64>,
-    client_seq: Vec<i32>,
+    clients: Vec<Client>,
+    /// Sessions an established leader has closed.
+    closed_sessions: std::collections::BTreeSet<i64>,
     counters: Counters,
     checker: Checker,
 }
@@ -294,6 +341,7 @@ impl Sim {
                 flush_scheduled: false,
                 waiting: BTreeMap::new(),
                 spec: None,
+                spec_sessions: node::Sessions::new(),
                 armed: false,
                 commit_mark: 0,
                 auth_mark: 0,
@@ -321,7 +369,8 @@ impl Sim {
             faults_on: false,
             quiet_at,
             established_after_quiet: None,
-            client_seq: vec![0; CLIENTS],
+            clients: vec![Client::default(); CLIENTS],
+            closed_sessions: std::collections::BTreeSet::new(),
             counters: Counters::default(),
             checker: Checker::default(),
         }
@@ -364,6 +413,7 @@ impl Sim {
         for c in 0..CLIENTS {
             let d = self.rng.random_range(0..100);
             self.at(d, Ev::Client { client: c });
+            self.at(d + 50, Ev::ClientPing { client: c });
         }
         if self.opts.faults {
             self.faults_on = true;
@@ -608,6 +658,7 @@ impl Sim {
             }
             Ev::Fault => self.inject_fault(),
             Ev::Client { client } => self.client_write(client),
+            Ev::ClientPing { client } => self.client_ping(client),
             Ev::Quiet => self.go_quiet(),
         }
     }
@@ -680,50 +731,112 @@ impl Sim {
         }
     }
 
+    fn end_ms(&self) -> u64 {
+        if self.opts.faults { self.opts.fault_ms } else { 0 }.max(self.quiet_at)
+            + self.opts.quiet_ms
+    }
+
+    fn serving(&self, i: usize) -> bool {
+        self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving())
+    }
+
+    fn client_ping(&mut self, client: usize) {
+        if self.now + 150 < self.end_ms() {
+            self.at(150, Ev::ClientPing { client });
+        }
+        if self.faults_on && self.rng.random_bool(0.01) {
+            // The client goes quiet long enough for its session to expire.
+            self.clients[client].idle_until = self.now + 3_000;
+        }
+        let c = self.clients[client].clone();
+        if let Some(id) = c.session {
+            if !c.revalidating && self.now >= c.idle_until && self.serving(c.server) {
+                let ev = Event::TouchSession { session_id: id, timeout: SESSION_TIMEOUT_MS };
+                self.step_peer(c.server, ev);
+            }
+        }
+    }
+
     fn client_write(&mut self, client: usize) {
-        let end = if self.opts.faults { self.opts.fault_ms } else { 0 } + self.opts.quiet_ms;
         let next = self.rng.random_range(10..120);
         // Writes stop a while before the end so that the final state can settle.
-        if self.now + next + 1_500 < end {
+        if self.now + next + 1_500 < self.end_ms() {
             self.at(next, Ev::Client { client });
         }
-        let serving: Vec<usize> = (0..self.nodes.len())
-            .filter(|&i| self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving()))
-            .collect();
+        if self.now < self.clients[client].idle_until {
+            return;
+        }
+        let serving: Vec<usize> = (0..self.nodes.len()).filter(|&i| self.serving(i)).collect();
         if serving.is_empty() {
             return;
         }
-        let i = serving[self.rng.random_range(0..serving.len())];
-        self.client_seq[client] += 1;
-        let cxid = self.client_seq[client];
-        let session = 0x100 + client as i64;
-        let path = format!("/c{client}-{cxid}");
-        let (op, body) = if cxid % 5 == 0 {
-            // A setData on /: every peer's tree changes the same way (a version check that
-            // fails is still a txn).
-            let r = SetDataRequest {
-                path: "/".into(),
-                data: Data::from_slice(&cxid.to_be_bytes()),
-                version: -1,
+        let pick = serving[self.rng.random_range(0..serving.len())];
+        let c = self.clients[client].clone();
+        let stale = self.now > c.pending_since + 1_000;
+        let Some(id) = c.session else {
+            if c.creating.is_some() && self.serving(c.server) && !stale {
+                return;
+            }
+            // A new session, asked for at a serving peer (forwarded to the leader).
+            let c = &mut self.clients[client];
+            c.sessions_made += 1;
+            let id = ((client as i64 + 1) << 40) | c.sessions_made;
+            c.creating = Some(id);
+            c.server = pick;
+            c.revalidating = false;
+            c.pending_since = self.now;
+            self.nodes[pick].waiting.insert((id, 0), Waiting::Session(client));
+            let request = ForwardedRequest {
+                session_id: id,
+                cxid: 0,
+                op: OP_CREATE_SESSION,
+                body: encode_i32(SESSION_TIMEOUT_MS),
             };
-            (5, Store::encode(&r))
-        } else {
-            let r = CreateRequest {
-                path: path.clone(),
-                data: Data::from_slice(&cxid.to_be_bytes()),
-                acl: Acl::open_unsafe(),
-                flags: 0,
-            };
-            (1, Store::encode(&r))
+            self.step_peer(pick, Event::ClientRequest { request });
+            return;
         };
-        let key = (session, cxid);
-        self.nodes[i].waiting.insert(key, if op == 1 { path } else { String::new() });
-        self.step_peer(
-            i,
-            Event::ClientRequest {
-                request: ForwardedRequest { session_id: session, cxid, op, body },
-            },
-        );
+
+        if c.revalidating {
+            if !self.serving(c.server) || stale {
+                self.clients[client].revalidating = false;
+            }
+            return;
+        }
+        if !self.serving(c.server) {
+            // Move the session to another peer: it asks the leader whether it is still valid.
+            self.clients[client].server = pick;
+            self.clients[client].revalidating = true;
+            self.clients[client].pending_since = self.now;
+            self.step_peer(pick, Event::Revalidate { session_id: id, timeout: SESSION_TIMEOUT_MS });
+            return;
+        }
+        if self.closed_sessions.contains(&id) {
+            // Its peer closes the connection: the session expired.
+            self.clients[client].session = None;
+            return;
+        }
+        let i = c.server;
+        self.clients[client].cxid += 1;
+        let cxid = self.clients[client].cxid;
+        let data = Data::from_slice(&cxid.to_be_bytes());
+        let (op, body, waiting) = if cxid % 41 == 0 {
+            self.clients[client].session = None;
+            (OP_CLOSE_SESSION, Bytes::new(), Waiting::Other)
+        } else if cxid % 5 == 0 {
+            // A setData on /: every peer's tree changes the same way.
+            let r = SetDataRequest { path: "/".into(), data, version: -1 };
+            (5, Store::encode(&r), Waiting::Other)
+        } else {
+            let ephemeral = cxid % 3 == 0;
+            let path = format!("/{}{client}-{id:x}-{cxid}", if ephemeral { "e" } else { "c" });
+            let flags = i32::from(ephemeral);
+            let r = CreateRequest { path: path.clone(), data, acl: Acl::open_unsafe(), flags };
+            let w = if ephemeral { Waiting::Other } else { Waiting::Persistent(path) };
+            (1, Store::encode(&r), w)
+        };
+        self.nodes[i].waiting.insert((id, cxid), waiting);
+        let request = ForwardedRequest { session_id: id, cxid, op, body };
+        self.step_peer(i, Event::ClientRequest { request });
     }
 
     /// Carries out a peer's commands in order; a disk failure crashes the node and drops the
@@ -817,6 +930,17 @@ impl Sim {
             }
             Command::Commit(z) => self.commit(i, sid, z),
             Command::Request { request, .. } => self.propose(i, request),
+            Command::ExpireSession { session_id } => self.expire(i, session_id),
+            Command::Revalidated { session_id, valid } => {
+                if let Some(c) = self.clients.iter_mut().find(|c| c.session == Some(session_id)) {
+                    self.counters.revalidations += 1;
+                    c.revalidating = false;
+                    if !valid {
+                        c.session = None;
+                        self.counters.revalidations_refused += 1;
+                    }
+                }
+            }
             Command::RoleChanged(role) => {
                 self.trace(|| format!("peer {sid} -> {role:?}"));
                 let n = &mut self.nodes[i];
@@ -828,6 +952,20 @@ impl Sim {
                         | Role::Observing { serving: true, .. }
                 ) {
                     n.waiting.clear();
+                }
+                if let Role::Leading { established: true, .. } = role {
+                    // A new leader tracks every global session of its state, afresh.
+                    let sessions: Vec<(i64, i32)> = n
+                        .store
+                        .as_ref()
+                        .expect("up")
+                        .sessions
+                        .iter()
+                        .map(|(k, v)| (*k, *v))
+                        .collect();
+                    for (session_id, timeout) in sessions {
+                        self.step_peer(i, Event::SessionCreated { session_id, timeout });
+                    }
                 }
             }
             Command::Established { epoch } => {
@@ -899,39 +1037,127 @@ impl Sim {
                 n.auth_mark = z;
             }
         }
+        let mut feed = Vec::new();
         for (zxid, entry, ok, _) in &done {
-            let key = (entry.header.client_id, entry.header.cxid);
-            if let Some(path) = n.waiting.remove(&key) {
-                if *ok && !path.is_empty() {
+            let id = entry.header.client_id;
+            if authoritative {
+                // The leader's session tracker follows the committed sessions.
+                match &entry.txn {
+                    Txn::CreateSession(t) => {
+                        feed.push(Event::SessionCreated { session_id: id, timeout: t.time_out })
+                    }
+                    Txn::CloseSession(_) => {
+                        self.closed_sessions.insert(id);
+                        feed.push(Event::SessionClosed { session_id: id });
+                    }
+                    _ => {}
+                }
+            }
+            match n.waiting.remove(&(id, entry.header.cxid)) {
+                Some(Waiting::Persistent(path)) if *ok => {
                     self.counters.client_acks += 1;
                     self.checker.acked.push((path, *zxid));
                 }
+                Some(Waiting::Session(c)) if *ok && self.clients[c].creating == Some(id) => {
+                    self.counters.sessions_created += 1;
+                    let c = &mut self.clients[c];
+                    c.creating = None;
+                    c.session = Some(id);
+                    c.server = i;
+                }
+                _ => {}
             }
+        }
+        for ev in feed {
+            self.step_peer(i, ev);
         }
     }
 
+    /// The leader prepares a request on its speculative state and proposes the txn.
     fn propose(&mut self, i: usize, request: ForwardedRequest) {
-        let now = self.now;
+        let now = self.now as i64;
         let n = &mut self.nodes[i];
         let Some(zxid) = n.peer.as_ref().and_then(|p| p.next_zxid()) else { return };
-        let Ok(req) = Request::decode(request.op, &request.body, DEFAULT_MAX_LEN) else { return };
-        let store = n.store.as_ref().expect("up");
-        let spec = n.spec.get_or_insert_with(|| store.speculative_tree());
-        let session =
-            SessionContext { session_id: request.session_id, auth: &[], local_session: false };
-        let (header, txn) = prepare_txn(
-            spec,
-            &session,
-            &PrepareConfig::default(),
-            &req,
-            request.cxid,
-            zxid as i64,
-            now as i64,
-        );
-        spec.apply(&header, &txn);
+        if n.spec.is_none() {
+            let (t, s) = n.store.as_ref().expect("up").speculative_state();
+            n.spec = Some(t);
+            n.spec_sessions = s;
+        }
+        let (sid, cxid) = (request.session_id, request.cxid);
+        let header = |txn: &Txn| TxnHeader {
+            client_id: sid,
+            cxid,
+            zxid: zxid as i64,
+            time: now,
+            op: txn.opcode().code(),
+        };
+        let cfg = PrepareConfig::default();
+        let spec = n.spec.as_mut().expect("set");
+        let (hdr, txn) = if request.op == OP_CREATE_SESSION {
+            let timeout = decode_i32(&request.body).unwrap_or(SESSION_TIMEOUT_MS);
+            let txn = prepare_create_session(timeout);
+            (header(&txn), txn)
+        } else if !n.spec_sessions.contains_key(&sid) {
+            // PrepRequestProcessor's checkSession: an unknown or closing session.
+            let txn = Txn::error(ErrorCode::SessionExpired);
+            (header(&txn), txn)
+        } else if request.op == OP_CLOSE_SESSION {
+            let txn = prepare_close_session(spec, sid, &cfg);
+            (header(&txn), txn)
+        } else {
+            let Ok(req) = Request::decode(request.op, &request.body, DEFAULT_MAX_LEN) else {
+                return;
+            };
+            let ctx = SessionContext { session_id: sid, auth: &[], local_session: false };
+            prepare_txn(spec, &ctx, &cfg, &req, cxid, zxid as i64, now)
+        };
+        self.propose_txn(i, zxid, hdr, txn);
+    }
+
+    fn propose_txn(&mut self, i: usize, zxid: Zxid, hdr: TxnHeader, txn: Txn) {
+        let n = &mut self.nodes[i];
+        let spec = n.spec.as_mut().expect("set");
+        spec.apply(&hdr, &txn);
+        match &txn {
+            Txn::CreateSession(t) => {
+                n.spec_sessions.insert(hdr.client_id, t.time_out);
+            }
+            Txn::CloseSession(_) => {
+                n.spec_sessions.remove(&hdr.client_id);
+            }
+            _ => {}
+        }
         let digest = Some(TxnDigest { version: 2, tree_digest: spec.digest() });
-        let data = Bytes::from(TxnEntry { header, txn, digest }.encode());
+        let data = Bytes::from(TxnEntry { header: hdr, txn, digest }.encode());
         self.step_peer(i, Event::Propose { zxid, data });
+    }
+
+    /// The leader's session tracker expired a session: propose its closeSession.
+    fn expire(&mut self, i: usize, session_id: i64) {
+        let n = &mut self.nodes[i];
+        let Some(zxid) = n.peer.as_ref().and_then(|p| p.next_zxid()) else { return };
+        if n.spec.is_none() {
+            let (t, s) = n.store.as_ref().expect("up").speculative_state();
+            n.spec = Some(t);
+            n.spec_sessions = s;
+        }
+        if !n.spec_sessions.contains_key(&session_id) {
+            return;
+        }
+        let txn = prepare_close_session(
+            n.spec.as_ref().expect("set"),
+            session_id,
+            &PrepareConfig::default(),
+        );
+        let hdr = TxnHeader {
+            client_id: session_id,
+            cxid: 0,
+            zxid: zxid as i64,
+            time: self.now as i64,
+            op: txn.opcode().code(),
+        };
+        self.counters.sessions_expired += 1;
+        self.propose_txn(i, zxid, hdr, txn);
     }
 
     fn final_checks(&mut self) {
@@ -1000,6 +1226,30 @@ impl Sim {
         if 2 * serving_voters <= self.cfg.voters.len() {
             self.checker
                 .fail(now, format!("liveness: only {serving_voters} voters serving at the end"));
+        }
+        let lstore = self.nodes[l].store.as_ref().expect("up");
+        for n in &self.nodes {
+            if let (Some(p), Some(s)) = (n.peer.as_ref(), n.store.as_ref()) {
+                if p.is_serving() && s.sessions != lstore.sessions {
+                    self.checker.fail(
+                        now,
+                        format!("peer {} ended with other sessions than the leader", n.sid),
+                    );
+                }
+            }
+        }
+        let orphans: Vec<String> = lstore
+            .tree
+            .sessions_with_ephemerals()
+            .into_iter()
+            .filter(|o| !lstore.sessions.contains_key(o))
+            .map(|o| format!("{o:#x}"))
+            .collect();
+        if !orphans.is_empty() {
+            self.checker.fail(
+                now,
+                format!("ephemeral nodes of closed sessions remain: {}", orphans.join(", ")),
+            );
         }
         let tree = &self.nodes[l].store.as_ref().expect("up").tree;
         let missing: Vec<String> = self

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use corral_engine::io::{OpenOptions, SimVfs, Vfs};
 use corral_engine::log::{FlushStrategy, LogCore, LogOptions, Prealloc};
 
-use crate::proto::{Jute, Reader, TxnEntry, DEFAULT_MAX_LEN};
+use crate::proto::{Jute, Reader, Txn, TxnEntry, DEFAULT_MAX_LEN};
 use crate::tree::zk_snapshot::{read_body, read_snapshot, write_body, write_snapshot, Trailer};
 use crate::tree::{DataTree, TreeOptions};
 use crate::zab::{HistoryWindow, PeerState, Zxid};
@@ -40,6 +40,7 @@ pub struct Store {
     /// The zxid of this generation's snapshot.
     pub snapshot_zxid: Zxid,
     snapshot_tree: DataTree,
+    snapshot_sessions: Sessions,
     /// Every txn after the snapshot: durable or waiting for a flush.
     pub entries: BTreeMap<Zxid, Bytes>,
     /// Appended but not yet written to the log.
@@ -48,12 +49,17 @@ pub struct Store {
     pub durable: Zxid,
     /// The applied state and the zxid it is at.
     pub tree: DataTree,
+    /// The global sessions of the applied state (id → timeout in ms).
+    pub sessions: Sessions,
     pub applied: Zxid,
     pub accepted_epoch: u32,
     pub current_epoch: u32,
 }
 
 const ROOT: &str = "/z";
+
+/// Global sessions: id → timeout (ms).
+pub type Sessions = BTreeMap<i64, i32>;
 
 fn log_options(disk: &SimVfs, strategy: FlushStrategy) -> LogOptions {
     LogOptions {
@@ -79,12 +85,29 @@ fn snap_path(gen: u64) -> PathBuf {
     Path::new(ROOT).join(format!("snap.{gen}"))
 }
 
-/// Applies one logged entry to a tree.
-pub fn apply_entry(tree: &mut DataTree, data: &[u8]) -> Option<(TxnEntry, bool)> {
+/// Applies one logged entry to a tree and the session table.
+pub fn apply_entry(
+    tree: &mut DataTree,
+    sessions: &mut Sessions,
+    data: &[u8],
+) -> Option<(TxnEntry, bool)> {
     let e = TxnEntry::decode(data, DEFAULT_MAX_LEN).ok()?;
     let outcome = tree.apply(&e.header, &e.txn);
     let ok = outcome.result.is_ok();
+    match &e.txn {
+        Txn::CreateSession(t) => {
+            sessions.insert(e.header.client_id, t.time_out);
+        }
+        Txn::CloseSession(_) => {
+            sessions.remove(&e.header.client_id);
+        }
+        _ => {}
+    }
     Some((e, ok))
+}
+
+fn session_list(s: &Sessions) -> Vec<(i64, i32)> {
+    s.iter().map(|(k, v)| (*k, *v)).collect()
 }
 
 fn read_all(disk: &SimVfs, path: &Path) -> Result<Vec<u8>, DiskFailed> {
@@ -139,14 +162,14 @@ impl Store {
             .filter_map(|n| n.strip_prefix("snap.").and_then(|g| g.parse().ok()))
             .collect();
         gens.sort_unstable();
-        let (gen, snapshot_zxid, snapshot_tree) = match gens.last() {
-            None => (0, 0, DataTree::default()),
+        let (gen, snapshot_zxid, snapshot_tree, snapshot_sessions) = match gens.last() {
+            None => (0, 0, DataTree::default(), Sessions::new()),
             Some(&g) => {
                 let bytes = read_all(&disk, &snap_path(g))?;
                 let snap = read_snapshot(&bytes, TreeOptions::default(), None)
                     .map_err(|e| DiskFailed(format!("snapshot {g} unreadable: {e}")))?;
                 let zxid = snap.tree.last_processed_zxid() as u64;
-                (g, zxid, snap.tree)
+                (g, zxid, snap.tree, snap.sessions.into_iter().collect())
             }
         };
         let (log, _) =
@@ -157,9 +180,10 @@ impl Store {
             entries.insert(r.zxid, Bytes::from(r.payload));
         }
         let mut tree = snapshot_tree.clone();
+        let mut sessions = snapshot_sessions.clone();
         let mut applied = snapshot_zxid;
         for (z, d) in &entries {
-            apply_entry(&mut tree, d);
+            apply_entry(&mut tree, &mut sessions, d);
             applied = *z;
         }
         let durable = applied;
@@ -170,10 +194,12 @@ impl Store {
             strategy,
             snapshot_zxid,
             snapshot_tree,
+            snapshot_sessions,
             entries,
             pending: Vec::new(),
             durable,
             tree,
+            sessions,
             applied,
             accepted_epoch,
             current_epoch,
@@ -259,32 +285,36 @@ impl Store {
 
     fn rebuild_tree(&mut self) {
         let mut tree = self.snapshot_tree.clone();
+        let mut sessions = self.snapshot_sessions.clone();
         let mut applied = self.snapshot_zxid;
         for (z, d) in &self.entries {
-            apply_entry(&mut tree, d);
+            apply_entry(&mut tree, &mut sessions, d);
             applied = *z;
         }
         self.tree = tree;
+        self.sessions = sessions;
         self.applied = applied;
     }
 
     /// SNAP: a new generation holding this state and an empty log.
     pub fn install(&mut self, zxid: Zxid, body: Option<&[u8]>) -> Result<(), DiskFailed> {
-        let tree = match body {
-            None => DataTree::default(),
+        let (tree, sessions) = match body {
+            None => (DataTree::default(), Sessions::new()),
             Some(b) => {
-                let (_, builder) = read_body(&mut Reader::new(b), TreeOptions::default())
+                let (sessions, builder) = read_body(&mut Reader::new(b), TreeOptions::default())
                     .map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?;
-                builder
+                let tree = builder
                     .finish(zxid as i64)
-                    .map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?
+                    .map_err(|e| DiskFailed(format!("bad SNAP body: {e}")))?;
+                (tree, sessions.into_iter().collect())
             }
         };
         // Superseded, never acknowledged: dropped.
         self.pending.clear();
         let gen = self.gen + 1;
         let mut file = Vec::new();
-        write_snapshot(&mut file, &tree, &[], Trailer::default()).map_err(err("serialize"))?;
+        write_snapshot(&mut file, &tree, &session_list(&sessions), Trailer::default())
+            .map_err(err("serialize"))?;
         let (log, _) = LogCore::open(&log_dir(gen), log_options(&self.disk, self.strategy))
             .map_err(err("open log"))?;
         write_atomic(&self.disk, &snap_path(gen), &file)?;
@@ -292,9 +322,11 @@ impl Store {
         self.log = log;
         self.snapshot_zxid = zxid;
         self.snapshot_tree = tree.clone();
+        self.snapshot_sessions = sessions.clone();
         self.entries.clear();
         self.durable = zxid;
         self.tree = tree;
+        self.sessions = sessions;
         self.applied = zxid;
         Ok(())
     }
@@ -304,7 +336,7 @@ impl Store {
         self.apply_to(zxid);
         assert_eq!(self.applied, zxid, "SNAP must be taken exactly at the sync point");
         let mut body = Vec::new();
-        write_body(&mut body, &self.tree, &[]).expect("in-memory write");
+        write_body(&mut body, &self.tree, &session_list(&self.sessions)).expect("in-memory write");
         Bytes::from(body)
     }
 
@@ -317,7 +349,7 @@ impl Store {
         let todo: Vec<(Zxid, Bytes)> =
             self.entries.range(self.applied + 1..=zxid).map(|(z, d)| (*z, d.clone())).collect();
         for (z, d) in todo {
-            if let Some((e, ok)) = apply_entry(&mut self.tree, &d) {
+            if let Some((e, ok)) = apply_entry(&mut self.tree, &mut self.sessions, &d) {
                 done.push((z, e, ok, self.tree.digest()));
             }
             self.applied = z;
@@ -325,13 +357,15 @@ impl Store {
         done
     }
 
-    /// The tree with every txn of the history applied (the leader's base for preparing).
-    pub fn speculative_tree(&self) -> DataTree {
+    /// The tree and sessions with every txn of the history applied (the leader's base for
+    /// preparing).
+    pub fn speculative_state(&self) -> (DataTree, Sessions) {
         let mut t = self.tree.clone();
+        let mut s = self.sessions.clone();
         for (_, d) in self.entries.range(self.applied + 1..) {
-            apply_entry(&mut t, d);
+            apply_entry(&mut t, &mut s, d);
         }
-        t
+        (t, s)
     }
 
     /// Encodes a jute record (helper for requests).
