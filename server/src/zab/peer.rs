@@ -545,7 +545,7 @@ impl Leader {
                 .map(|(s, _)| *s)
                 .collect();
             for sid in waiting {
-                self.send_leaderinfo(core, sid, out);
+                self.send_leaderinfo(sid, out);
             }
         }
         let Some(epoch) = self.epoch else { return Next::Stay };
@@ -580,12 +580,12 @@ impl Leader {
         Next::Stay
     }
 
-    fn send_leaderinfo(&mut self, core: &Core, sid: Sid, out: &mut Vec<Command>) {
+    fn send_leaderinfo(&mut self, sid: Sid, out: &mut Vec<Command>) {
         let epoch = self.epoch.expect("decided");
         if let Some(h) = self.learners.get_mut(&sid) {
             h.phase = HPhase::Info { leaderinfo_sent: true };
         }
-        let _ = core;
+
         Core::send(
             out,
             sid,
@@ -789,7 +789,7 @@ impl Leader {
                     }
                     return self.progress(core, out);
                 }
-                self.send_leaderinfo(core, from, out);
+                self.send_leaderinfo(from, out);
                 Next::Stay
             }
             (PacketType::AckEpoch, HPhase::Info { leaderinfo_sent: true }) => {
