@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# A short run of every cargo-fuzz target in fuzz/ (one per decoder: request frames, the
+# ConnectRequest, logged txns, snapshots, log segments, reply bodies). Nightly toolchain;
+# cargo-fuzz is installed if missing. FUZZ_SECONDS per target (default 20).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-20}
+if ! cargo fuzz --help >/dev/null 2>&1; then
+    cargo install cargo-fuzz --locked
+fi
+# Seeds: real ZooKeeper files for the snapshot and txn decoders.
+mkdir -p fuzz/corpus/zk_snapshot fuzz/corpus/txn
+cp -f server/tests/data/zk-3.8.0/snapshot.* server/tests/data/zk-3.8.0-multi/snapshot.* fuzz/corpus/zk_snapshot/ 2>/dev/null || true
+cd fuzz
+for target in $(cargo +nightly fuzz list); do
+    echo "--- fuzzing $target for ${seconds}s"
+    cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
+        -print_final_stats=1 2>&1 | grep -E "^(#|stat::number_of_executed_units|Done|==|SUMMARY|thread)" | tail -n 3
+    status=${PIPESTATUS[0]}
+    if [ "$status" -ne 0 ]; then
+        echo "fuzz target $target failed (exit $status); crash inputs are in fuzz/artifacts/$target"
+        exit 1
+    fi
+done
