@@ -138,10 +138,14 @@ pub struct SeedReport {
 
 /// The command line that replays one seed.
 pub fn replay_command(seed: u64, opts: &SimOptions) -> String {
-    format!(
+    let mut cmd = format!(
         "cargo run --release -p corral-server --bin corral-sim -- --seed {seed} --peers {} --observers {}",
         opts.peers, opts.observers
-    )
+    );
+    if opts.fault_ms != SimOptions::default().fault_ms {
+        cmd.push_str(&format!(" --fault-ms {}", opts.fault_ms));
+    }
+    cmd
 }
 
 /// Runs one seed.
