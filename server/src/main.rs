@@ -42,11 +42,16 @@ fn main() -> Result<()> {
         Some(path) => Config::load(&path).with_context(|| format!("reading {}", path.display()))?,
         None => Config::default_standalone(),
     };
+    let mut container_check_ms = None;
     for p in &cli.system_properties {
         let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
-        if let Some(w) = config.apply_system_property(name, value)? {
-            tracing::warn!("{w}");
+        // The container reaper's interval is a bare system property in ZooKeeper.
+        if name == "znode.container.checkIntervalMs" {
+            container_check_ms =
+                Some(value.trim().parse::<u64>().with_context(|| format!("{name}={value}"))?);
+            continue;
         }
+        config.apply_system_property(name, value)?;
     }
     if config.is_distributed() {
         anyhow::bail!(
@@ -54,7 +59,10 @@ fn main() -> Result<()> {
              of corral yet (standalone only)"
         );
     }
-    let opts = ServerOptions::from_config(&config)?;
+    let mut opts = ServerOptions::from_config(&config)?;
+    if let Some(ms) = container_check_ms {
+        opts.settings.container_check_ms = ms.max(1);
+    }
     let server = RunningServer::start(opts)?;
     server.wait_for_signal();
     tracing::info!("shutting down");

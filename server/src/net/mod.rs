@@ -303,7 +303,7 @@ async fn serve_session(
         };
         match &req {
             Request::Auth(a) => {
-                match authenticate(a, &shared.settings.super_digest) {
+                match authenticate(a, &shared.settings.super_digest, conn.remote) {
                     Some(ids) => {
                         let mut v = (*auth).clone();
                         for id in ids {
@@ -367,8 +367,14 @@ async fn serve_session(
 }
 
 /// The ids an auth packet adds, or `None` if it fails (unknown scheme, bad digest).
-fn authenticate(a: &AuthPacket, super_digest: &Option<String>) -> Option<Vec<Id>> {
+fn authenticate(
+    a: &AuthPacket,
+    super_digest: &Option<String>,
+    remote: SocketAddr,
+) -> Option<Vec<Id>> {
     match a.scheme.as_str() {
+        // ZooKeeper's ip provider authenticates the connection's own address.
+        "ip" => Some(vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }]),
         "digest" => {
             let text = std::str::from_utf8(a.auth.as_slice()).ok()?;
             let (user, pass) = text.split_once(':')?;
