@@ -52,7 +52,7 @@ fn first_seed_reaching(
 #[test]
 fn three_peers_under_faults() {
     let opts = SimOptions::default();
-        let c = run_many(1, scale(100), &opts);
+    let c = run_many(1, scale(100), &opts);
     assert!(c.commits > 0 && c.crashes > 0 && c.partitions > 0 && c.torn_crashes > 0, "{c:?}");
     // Sessions: created through the leader, expired by it, moved between peers (REVALIDATE).
     assert!(c.sessions_created > 0 && c.sessions_expired > 0 && c.revalidations > 0, "{c:?}");
