@@ -17,6 +17,7 @@ step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-d
 step "bench compile" cargo bench --workspace --locked -- --test
 step "build release" cargo build --release --locked -p corral-server
 step "kazoo suite"   bash ci/kazoo.sh
+step "simulator"     bash ci/sim.sh
 step "fuzz (short)"  bash ci/fuzz.sh
 
 summary

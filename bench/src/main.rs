@@ -2,9 +2,12 @@
 //!
 //! * `log`: the transaction log's flush strategies head to head (docs/fsync-strategies.md).
 //! * `wake-ceiling`: how fast this machine can wake blocked threads in commit groups.
+//! * `load`: a pipelined ZooKeeper-protocol load generator (docs/performance.md).
 
+mod load;
 mod log_bench;
 mod wake_bench;
+mod zk;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +24,8 @@ enum Cmd {
     Log(log_bench::LogArgs),
     /// The machine's ceiling for waking blocked threads in commit groups (no I/O).
     WakeCeiling(wake_bench::WakeArgs),
+    /// A pipelined ZooKeeper-protocol load: N sessions × K outstanding requests.
+    Load(load::LoadArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -33,5 +38,6 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Log(a) => log_bench::run(a),
         Cmd::WakeCeiling(a) => wake_bench::run(a),
+        Cmd::Load(a) => load::run(a),
     }
 }

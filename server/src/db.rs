@@ -267,11 +267,11 @@ impl Database {
     }
 
     /// Counts an applied txn of `bytes` for the snapshot trigger; when it fires, starts a
-    /// snapshot of `state` (which must be the state after applying `zxid`) on the snapshot
-    /// thread and rolls the log. Returns true if a snapshot was started.
-    pub fn applied(&mut self, zxid: u64, bytes: u64, state: &State) -> bool {
+    /// snapshot of `state()` (which must be the state after applying `zxid`; asked for only
+    /// then) on the snapshot thread and rolls the log. Returns true if a snapshot was started.
+    pub fn applied(&mut self, zxid: u64, bytes: u64, state: impl FnOnce() -> State) -> bool {
         if self.policy.record(bytes) {
-            return self.snapshot_now(zxid, state);
+            return self.snapshot_now(zxid, &state());
         }
         false
     }

@@ -88,7 +88,7 @@ fn reopen_restores_tree_and_sessions() {
         let e = next_entry(&mut rng, &mut spec, zxid);
         db.append_sync(&e).unwrap();
         state.apply(&e);
-        if db.applied(zxid as u64, 100, &state) {
+        if db.applied(zxid as u64, 100, || state.clone()) {
             snapshots += 1;
         }
         // Let each snapshot finish before the next can trigger.
@@ -149,7 +149,7 @@ fn crashes_during_appends_and_snapshots_recover_the_acknowledged_prefix() {
                 break;
             }
             state.apply(&e);
-            db.applied(zxid as u64, 100, &state);
+            db.applied(zxid as u64, 100, || state.clone());
         }
         let acked = *acked.lock().unwrap();
         vfs.crash();

@@ -156,14 +156,21 @@ fn run(vfs: &dyn Vfs, shared: &(Mutex<State>, Condvar)) {
                 s = shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
             }
         };
-        // Buffered writes on a handle of our own, then one fdatasync: the writer's O_DIRECT
-        // writes later flush and invalidate any of these pages they overlap.
-        let outcome = vfs
-            .open(&req.path, OpenOptions::read_write())
-            .map_err(|e| LogError::io("open", &req.path, e))
-            .and_then(|mut f| {
-                grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, false, req.sync)
-            });
+        // Zeros go out with O_DIRECT on a handle of our own (no page-cache copy, no writeback
+        // competing with the log's flushes), then one fdatasync makes the new size durable.
+        // Where O_DIRECT is refused (tmpfs), buffered writes do the same job.
+        let direct = OpenOptions { direct: true, ..OpenOptions::read_write() };
+        let outcome = match vfs.open(&req.path, direct) {
+            Ok(mut f) => {
+                grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, true, req.sync)
+            }
+            Err(_) => vfs
+                .open(&req.path, OpenOptions::read_write())
+                .map_err(|e| LogError::io("open", &req.path, e))
+                .and_then(|mut f| {
+                    grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, false, req.sync)
+                }),
+        };
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "background preallocation failed");
         }

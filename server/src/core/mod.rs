@@ -4,9 +4,12 @@
 //!
 //! * A write is prepared against the *speculative* state (the committed state plus every txn
 //!   logged but not yet durable), which gives it its zxid and its deterministic txn (or error
-//!   txn); the txn is applied to the speculative state at once and handed to the log.
-//! * When the log reports txns durable, they are applied to the *committed* state in zxid
-//!   order: watches fire, replies go out, and a new tree version is published for readers.
+//!   txn); the txn is applied to the speculative state at once and handed to the log. Because
+//!   the tree is persistent, the version this produces (an O(1) copy), the reply and the watch
+//!   triggers are kept with the txn: each txn is applied exactly once.
+//! * When the log reports txns durable, they are committed in zxid order: their kept watch
+//!   triggers fire, their replies go out, and the version after the last of them is published
+//!   for readers.
 //! * Reads are answered by the connection tasks themselves from the published version, unless
 //!   the same connection has requests waiting here; then they queue behind them, so each
 //!   connection sees its replies in request order and its reads see its own writes.
@@ -344,6 +347,12 @@ enum Origin {
 struct InFlight {
     entry: TxnEntry,
     origin: Origin,
+    /// What applying the txn to the speculative tree produced.
+    outcome: crate::tree::ApplyOutcome,
+    /// The tree right after this txn: the committed version once it is durable.
+    version: DataTree,
+    /// Bytes logged.
+    bytes: u64,
 }
 
 enum Queued {
@@ -356,7 +365,9 @@ pub struct Core {
     shared: Arc<Shared>,
     db: Database,
     spec: State,
-    committed: State,
+    /// The version after the last durable txn, and the global sessions at that point.
+    committed: DataTree,
+    committed_sessions: std::collections::BTreeMap<i64, i32>,
     next_zxid: i64,
     durable: i64,
     inflight: VecDeque<InFlight>,
@@ -520,8 +531,9 @@ impl Core {
         Core {
             shared,
             db,
-            spec: state.clone(),
-            committed: state,
+            committed: state.tree.clone(),
+            committed_sessions: state.sessions.clone(),
+            spec: state,
             next_zxid: last + 1,
             durable: last,
             inflight: VecDeque::new(),
@@ -676,7 +688,7 @@ impl Core {
                 let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
                 answer_read(
                     &self.shared,
-                    &self.committed.tree,
+                    &self.committed,
                     &mut w,
                     &conn,
                     ReadJob { xid, req: &req, auth: &auth, received },
@@ -757,11 +769,14 @@ impl Core {
         debug_assert_eq!(zxid, self.next_zxid);
         self.next_zxid += 1;
         let mut entry = TxnEntry { header, txn, digest: None };
-        self.spec.apply(&entry);
+        let outcome = self.spec.apply(&entry);
         entry.digest = Some(TxnDigest { version: 2, tree_digest: self.spec.tree.digest() });
         let tx = self.tx.clone();
-        let r = self.db.append(
-            &entry,
+        let payload = entry.encode();
+        let bytes = payload.len() as u64;
+        let r = self.db.log().append_async(
+            zxid as u64,
+            payload,
             Box::new(move |r| {
                 let _ = tx.send(Event::Durable { zxid: zxid as u64, ok: r.is_ok() });
             }),
@@ -769,7 +784,8 @@ impl Core {
         if let Err(e) = r {
             fatal(&format!("cannot log txn {zxid:#x}: {e}"));
         }
-        self.inflight.push_back(InFlight { entry, origin });
+        let version = self.spec.tree.clone();
+        self.inflight.push_back(InFlight { entry, origin, outcome, version, bytes });
         zxid
     }
 
@@ -794,7 +810,17 @@ impl Core {
         while self.inflight.front().is_some_and(|f| f.entry.header.zxid <= self.durable) {
             let f = self.inflight.pop_front().expect("checked");
             let zxid = f.entry.header.zxid;
-            let outcome = self.committed.apply(&f.entry);
+            let outcome = f.outcome;
+            self.committed = f.version;
+            match &f.entry.txn {
+                crate::proto::Txn::CreateSession(t) => {
+                    self.committed_sessions.insert(f.entry.header.client_id, t.time_out);
+                }
+                crate::proto::Txn::CloseSession(_) => {
+                    self.committed_sessions.remove(&f.entry.header.client_id);
+                }
+                _ => {}
+            }
             shared.last_zxid.store(zxid, Ordering::Release);
             for t in &outcome.triggers {
                 let events = watches.trigger(&t.path, t.event);
@@ -867,9 +893,13 @@ impl Core {
                     }
                 }
             }
-            self.db.applied(zxid as u64, 64, &self.committed);
+            let (tree, sessions) = (&self.committed, &self.committed_sessions);
+            self.db.applied(zxid as u64, f.bytes, || State {
+                tree: tree.clone(),
+                sessions: sessions.clone(),
+            });
         }
-        *view = Arc::new(self.committed.tree.clone());
+        *view = Arc::new(self.committed.clone());
         drop(conns);
         drop(watches);
         drop(view);
@@ -897,7 +927,7 @@ impl Core {
         for (xid, req, auth, received) in reads {
             answer_read(
                 &self.shared,
-                &self.committed.tree,
+                &self.committed,
                 watches,
                 conn,
                 ReadJob { xid, req: &req, auth: &auth, received },
