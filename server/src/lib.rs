@@ -12,3 +12,5 @@ pub mod sim;
 pub mod tree;
 pub mod watch;
 pub mod zab;
+pub mod tools;
+pub mod zkfiles;

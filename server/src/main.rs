@@ -26,7 +26,44 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Cmd {}
+enum Cmd {
+    /// Prints a log or snapshot file: headers, records and checksum verdicts (Corral's files
+    /// and Apache ZooKeeper's).
+    Inspect {
+        #[command(subcommand)]
+        what: Inspect,
+    },
+    /// Converts an Apache ZooKeeper data directory (its newest valid snapshot and the logs
+    /// after it) into a Corral data directory.
+    ImportZookeeper {
+        /// ZooKeeper's dataDir (or its version-2 directory).
+        #[arg(long)]
+        from: PathBuf,
+        /// ZooKeeper's dataLogDir, when it differs from dataDir.
+        #[arg(long)]
+        from_log: Option<PathBuf>,
+        /// The Corral dataDir to create (must be new or empty).
+        #[arg(long)]
+        to: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum Inspect {
+    /// A log segment (log.<hex>) or a ZooKeeper txn log.
+    Log {
+        /// The file.
+        file: PathBuf,
+    },
+    /// A snapshot (snapshot.<hex>), Corral's or ZooKeeper's.
+    Snapshot {
+        /// The file.
+        file: PathBuf,
+        /// List every znode with its Stat.
+        #[arg(long)]
+        nodes: bool,
+    },
+}
 
 fn main() -> Result<()> {
     tracing_subscriber::fmt()
@@ -36,7 +73,27 @@ fn main() -> Result<()> {
         .init();
     let cli = Cli::parse();
     if let Some(cmd) = cli.cmd {
-        match cmd {}
+        match cmd {
+            Cmd::Inspect { what: Inspect::Log { file } } => {
+                print!("{}", corral_server::tools::inspect_log(&file)?)
+            }
+            Cmd::Inspect { what: Inspect::Snapshot { file, nodes } } => {
+                print!("{}", corral_server::tools::inspect_snapshot(&file, nodes)?)
+            }
+            Cmd::ImportZookeeper { from, from_log, to } => {
+                let s =
+                    corral_server::tools::import_zookeeper(&from, from_log.as_deref(), &to, true)?;
+                println!(
+                    "imported {} znodes and {} sessions up to zxid 0x{:x} ({} txns replayed after {})",
+                    s.znodes,
+                    s.sessions,
+                    s.last_zxid,
+                    s.replayed,
+                    s.snapshot.map(|p| p.display().to_string()).unwrap_or_else(|| "no snapshot".into())
+                );
+            }
+        }
+        return Ok(());
     }
     let mut config = match cli.config.or(cli.config_flag) {
         Some(path) => Config::load(&path).with_context(|| format!("reading {}", path.display()))?,
