@@ -113,8 +113,11 @@ fn hex_suffix(name: &str, prefix: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Files named by zxid: (zxid, path).
+pub type ZxidFiles = Vec<(u64, PathBuf)>;
+
 /// The snapshot files (newest first) and log files (oldest first) of a directory.
-pub fn list_dir(dir: &Path) -> std::io::Result<(Vec<(u64, PathBuf)>, Vec<(u64, PathBuf)>)> {
+pub fn list_dir(dir: &Path) -> std::io::Result<(ZxidFiles, ZxidFiles)> {
     let mut snaps = Vec::new();
     let mut logs = Vec::new();
     for e in std::fs::read_dir(dir)? {
