@@ -9,7 +9,7 @@ prints a probe's frames side by side.
 import base64
 import hashlib
 
-from zkwire import (SET_ACL, set_acl_body, MULTI_READ, EXISTS, GET_CHILDREN2, GET_ACL, SYNC, GET_ALL_CHILDREN_NUMBER, SET_DATA, path_body, set_data_body, CHECK_WATCHES, REMOVE_WATCHES, GET_CHILDREN, ADD_WATCH, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, GET_DATA, MULTI,
+from zkwire import (DELETE, path_version_body, SET_ACL, set_acl_body, MULTI_READ, EXISTS, GET_CHILDREN2, GET_ACL, SYNC, GET_ALL_CHILDREN_NUMBER, SET_DATA, path_body, set_data_body, CHECK_WATCHES, REMOVE_WATCHES, GET_CHILDREN, ADD_WATCH, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, GET_DATA, MULTI,
                     create_body, multi_body, path_int_body, path_watch_body)
 
 OPEN = [(31, "world", "anyone")]
@@ -66,6 +66,20 @@ PROBES = {
         req(SET_DATA, set_data_body("/probe-mw", b"y", -1), "setData /probe-mw"),
         req(CREATE, create_body("/probe-mw/c", b"x", OPEN, 0), "create /probe-mw/c"),
     ],
+    "getAllChildrenNumber-empty-path": [
+        req(GET_ALL_CHILDREN_NUMBER, path_body("/"), "getAllChildrenNumber '/'"),
+        req(GET_ALL_CHILDREN_NUMBER, path_body(""), "getAllChildrenNumber ''"),
+    ],
+    # Pipelined: the second setACL is prepared while the first is still outstanding.
+    "pipelined-write-after-setACL": [
+        req(CREATE, create_body("/probe-pa", b"x", OPEN, 0), "create /probe-pa", slot=1),
+        (1, [("req", SET_ACL, set_acl_body("/probe-pa", [(1, "world", "anyone")], -1),
+              "setACL /probe-pa [world:anyone READ] v=-1"),
+             ("req", SET_ACL, set_acl_body("/probe-pa", OPEN, 0),
+              "setACL /probe-pa open v=0 (pipelined; no ADMIN any more, wrong version)"),
+             ("req", SET_DATA, set_data_body("/probe-pa", b"y", -1),
+              "setData /probe-pa (pipelined; no WRITE any more)")]),
+    ],
     "exists-invalid-path": [
         req(EXISTS, path_watch_body("d", False), "exists 'd'"),
         req(EXISTS, path_watch_body("", False), "exists ''"),
@@ -87,12 +101,15 @@ PROBES = {
         req(CHECK_WATCHES, path_int_body("/probe-cw", 2),
             "checkWatches /probe-cw type=2 (from another session, without watches)", slot=1),
     ],
-    "standard-watch-replaces-persistent": [
+    "one-watch-mode-per-path": [
         req(CREATE, create_body("/probe-sp", b"x", OPEN, 0), "create /probe-sp"),
         req(ADD_WATCH, path_int_body("/probe-sp", 0), "addWatch /probe-sp mode=0 (persistent)"),
         req(GET_DATA, path_watch_body("/probe-sp", True), "getData /probe-sp watch=true"),
         req(SET_DATA, set_data_body("/probe-sp", b"1", -1), "setData /probe-sp (fires both)"),
         req(SET_DATA, set_data_body("/probe-sp", b"2", -1), "setData /probe-sp (persistent only)"),
+        req(ADD_WATCH, path_int_body("/probe-sp", 1), "addWatch /probe-sp mode=1 (recursive)", slot=1),
+        req(ADD_WATCH, path_int_body("/probe-sp", 0), "addWatch /probe-sp mode=0 (persistent)", slot=1),
+        req(CREATE, create_body("/probe-sp/c", b"", OPEN, 0), "create /probe-sp/c"),
     ],
     "addWatch-invalid-path": [
         req(ADD_WATCH, path_int_body("", 1), "addWatch '' mode=1"),
