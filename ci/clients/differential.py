@@ -44,7 +44,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import servers  # noqa: E402
 from probes import PROBES  # noqa: E402
-from zkwire import *  # noqa: E402,F403
+from zkwire import (ADD_WATCH, AUTH, CHECK, CHECK_WATCHES, CLOSE_SESSION, CREATE, CREATE2,
+                    CREATE_CONTAINER, CREATE_TTL, Closed, Conn, DELETE, EXISTS, GET_ACL,
+                    GET_ALL_CHILDREN_NUMBER, GET_CHILDREN, GET_CHILDREN2, GET_DATA, GET_EPHEMERALS,
+                    MULTI, MULTI_READ, OP_NAMES, PING, REMOVE_WATCHES, Reader, SET_ACL, SET_DATA,
+                    SET_WATCHES, SET_WATCHES2, SYNC, WHO_AM_I, XID_AUTH, XID_NOTIFICATION,
+                    XID_PING, XID_SET_WATCHES, auth_body, create_body, decode_body, decode_event,
+                    handshake, multi_body, path_body, path_int_body, path_version_body,
+                    path_watch_body, set_acl_body, set_data_body, set_watches_body)  # noqa: E402
 import zkwire  # noqa: E402
 
 STEP_REPLY_TIMEOUT_S = 5.0
@@ -537,7 +544,7 @@ class Side:
                 body = self.body(decode_body(op, r))
             except zkwire.Truncated as e:
                 body = {"truncated": str(e)}
-        f = ("reply", OP_NAMES.get(op, f"unexpected-xid"), xid, self.z(zxid), err, body,
+        f = ("reply", OP_NAMES.get(op, "unexpected-xid"), xid, self.z(zxid), err, body,
              r.rest().hex())
         self.record(s, f)
         return f
@@ -746,7 +753,7 @@ class Run:
             mark = ">>" if j == i else "  "
             out.append(f"   {mark} #{j}: {fmt_frame(a[j]) if j < len(a) else '-'}")
             out.append(f"   {mark}      {fmt_frame(b[j]) if j < len(b) else '-'}")
-        out.append(f"  all steps (every slot) just before: ")
+        out.append("  all steps (every slot) just before:")
         for h in self.history[-10:]:
             out.append(f"    {h[0]:5d} slot {h[1]}: {h[2]}")
         text = "\n".join(out)

@@ -9,8 +9,10 @@ prints a probe's frames side by side.
 import base64
 import hashlib
 
-from zkwire import (DELETE, path_version_body, SET_ACL, set_acl_body, MULTI_READ, EXISTS, GET_CHILDREN2, GET_ACL, SYNC, GET_ALL_CHILDREN_NUMBER, SET_DATA, path_body, set_data_body, CHECK_WATCHES, REMOVE_WATCHES, GET_CHILDREN, ADD_WATCH, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL, GET_DATA, MULTI,
-                    create_body, multi_body, path_int_body, path_watch_body)
+from zkwire import (ADD_WATCH, CHECK_WATCHES, CREATE, CREATE2, CREATE_CONTAINER, CREATE_TTL,
+                    EXISTS, GET_ALL_CHILDREN_NUMBER, GET_CHILDREN, GET_DATA, MULTI, MULTI_READ,
+                    REMOVE_WATCHES, SET_ACL, SET_DATA, create_body, multi_body, path_body,
+                    path_int_body, path_watch_body, set_acl_body, set_data_body)
 
 OPEN = [(31, "world", "anyone")]
 # digest id of user1:pw1
