@@ -58,6 +58,7 @@ STEP_REPLY_TIMEOUT_S = 5.0
 SESSION_TIMEOUT_MS = 30000
 SLOTS = 4
 PING_IDLE_STEPS = 40
+RUN_LIMIT_S = 150  # well above a normal run (about 1 ms per step per server)
 
 OPEN = [(31, "world", "anyone")]
 
@@ -836,7 +837,10 @@ class Run:
 
     def execute(self, steps):
         offset = self.setup()
+        t0 = time.monotonic()
         for n in range(1, steps + 1):
+            if time.monotonic() - t0 > RUN_LIMIT_S:
+                raise TimeoutError(f"the run passed its limit of {RUN_LIMIT_S}s at step {n}")
             for slot in range(SLOTS):
                 self.idle[slot] += 1
             # Keep idle sessions alive: a ping, deterministic by step count.

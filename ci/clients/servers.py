@@ -16,6 +16,8 @@ ZK_MAIN = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
 # Password "test", as kazoo's harness uses.
 SUPER_DIGEST = "super:D/InIHSb7yEEbrWz8b9l71RjZJU="
 
+REAPER_INTERVAL_MS = 3_600_000
+
 _taken = set()
 
 
@@ -70,11 +72,15 @@ class Server:
         write_config(self.cfg, data, self.port, extra_config)
         self.log_path = os.path.join(self.dir, "server.log")
         log = open(self.log_path, "wb")
+        # The container/TTL reaper runs on its own clock (every 60 s by default) in both
+        # servers; an hour keeps it out of the tests' deterministic sequences. It is a bare
+        # system property in ZooKeeper, not a zoo.cfg key.
+        reaper = f"znode.container.checkIntervalMs={REAPER_INTERVAL_MS}"
         if kind == "zookeeper":
             argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                    "-cp", ZK_CLASSPATH, ZK_MAIN, self.cfg]
+                    "-D" + reaper, "-cp", ZK_CLASSPATH, ZK_MAIN, self.cfg]
         else:
-            argv = [corral_bin, self.cfg]
+            argv = [corral_bin, "-D", reaper, self.cfg]
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,
