@@ -20,15 +20,25 @@ What is masked, and why:
     first reply of the run (both start empty, so that offset is expected to be 0, and is
     printed). Zero and negative zxids (nodes made at start-up, -1 in notifications) are
     compared as they are.
-  * the order of names in getChildren/getChildren2/getEphemerals results: ZooKeeper returns
-    them in Java HashSet order, which its API leaves unspecified; both lists are sorted.
+  * orders ZooKeeper takes from a Java hash set, which its API leaves unspecified: the names
+    in getChildren/getChildren2/getEphemerals results and whoAmI's list are sorted; the
+    notifications one closeSession causes (it deletes the session's ephemerals in hash-set
+    order) are compared as a multiset, between two barriers of pings on every session.
+  * the generator never lets an "auth" ACL expand to two or more digest ids (that expansion
+    also comes out in hash-set order).
 Nothing else is masked: error codes, reply zxids, every other Stat field, data, ACLs, multi
-result shapes, notification type/state/path/zxid, negotiated timeouts, frame lengths of the
-connect responses, and any bytes left over after a decoded body.
+result shapes, notification type/state/path/zxid and their position among the replies,
+negotiated timeouts, frame lengths of the connect responses, the server closing a connection,
+and any bytes left over after a decoded body.
 
-Known differences that are reported bugs are listed in the allowlist file; each disables the
-one generator feature that triggers it, and is re-checked by a probe that must still show the
-difference (so a fixed bug makes the test fail until its entry is removed).
+Known differences (reported corral bugs, and ZooKeeper 3.8.0 bugs corral does not copy) are
+listed in known-differences.txt; each disables the one generator feature that triggers it, and
+is re-checked by its probe in probes.py, which must still show the difference (so a fixed bug
+makes the test fail until its entry is removed).
+
+On a divergence it prints the seed, the step, both frames, the session's recent steps and
+frames, and writes every frame (frames-<server>.txt) and both trees (tree-<server>.txt) to the
+run directory. --only runs a subset of a seed's steps, to shrink a failure by hand.
 """
 
 import argparse
