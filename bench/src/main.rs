@@ -3,9 +3,13 @@
 //! * `log`: the transaction log's flush strategies head to head (docs/fsync-strategies.md).
 //! * `wake-ceiling`: how fast this machine can wake blocked threads in commit groups.
 //! * `load`: a pipelined ZooKeeper-protocol load generator (docs/performance.md).
+//! * `compare`: corral and Apache ZooKeeper side by side, ratio table (docs/performance.md).
 
+mod compare;
 mod load;
 mod log_bench;
+mod scenarios;
+mod servers;
 mod wake_bench;
 mod zk;
 
@@ -26,6 +30,8 @@ enum Cmd {
     WakeCeiling(wake_bench::WakeArgs),
     /// A pipelined ZooKeeper-protocol load: N sessions × K outstanding requests.
     Load(load::LoadArgs),
+    /// corral and Apache ZooKeeper 3.8 side by side on this machine: a ratio table.
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -39,5 +45,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Log(a) => log_bench::run(a),
         Cmd::WakeCeiling(a) => wake_bench::run(a),
         Cmd::Load(a) => load::run(a),
+        Cmd::Compare(a) => compare::run(a),
     }
 }

@@ -1,0 +1,495 @@
+//! The workloads of `corral-bench compare` that the pipelined load generator does not cover:
+//! (e) one session, one request at a time, latency of each operation; (f) a million znodes
+//! loaded, then memory, snapshot size and restart-to-first-read; (g) watch fan-out.
+//!
+//! Every loop here is bounded by a count and by a deadline, and every address is the server's
+//! loopback address.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use corral_server::proto::{DeleteRequest, PathWatchRequest, Request};
+use hdrhistogram::Histogram;
+use tokio::task::JoinSet;
+
+use crate::servers::{dir_bytes, newest_snapshot, Kind, Server, ServerSpec};
+use crate::zk::{self, Incoming, Session};
+
+/// One measured figure: its name (units last), its value, and which way is better.
+#[derive(Debug, Clone)]
+pub struct Metric {
+    /// Name, units last (`p99_us`, `rss_mib`).
+    pub name: String,
+    /// Value.
+    pub value: f64,
+    /// Which way is better for the measured system.
+    pub better: Better,
+}
+
+/// Which way a figure is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    /// More is better (throughput).
+    Higher,
+    /// Less is better (latency, CPU, memory, time).
+    Lower,
+    /// Context only (counts, sizes of inputs).
+    Info,
+}
+
+impl Better {
+    /// As written in tables and JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            Better::Higher => "higher",
+            Better::Lower => "lower",
+            Better::Info => "info",
+        }
+    }
+}
+
+/// Builds a metric.
+pub fn metric(name: impl Into<String>, value: f64, better: Better) -> Metric {
+    Metric { name: name.into(), value, better }
+}
+
+fn hist() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread().enable_all().build()?)
+}
+
+const SESSION_TIMEOUT_MS: i32 = 40_000;
+
+/// Sends `reqs` on one session keeping up to `window` in flight; returns (ok, errors).
+/// Stops early when `stop` says so (checked between batches); fails past `deadline`.
+async fn pipelined(
+    s: &mut Session,
+    reqs: &mut (dyn Iterator<Item = Request> + Send),
+    window: usize,
+    deadline: Instant,
+    stop: &mut (dyn FnMut() -> bool + Send),
+) -> Result<(u64, u64)> {
+    let (mut ok, mut errors) = (0u64, 0u64);
+    let mut inflight: VecDeque<i32> = VecDeque::with_capacity(window);
+    let mut buf = Vec::with_capacity(64 << 10);
+    let mut exhausted = false;
+    loop {
+        if !exhausted && stop() {
+            exhausted = true;
+        }
+        buf.clear();
+        while !exhausted && inflight.len() < window {
+            match reqs.next() {
+                Some(r) => inflight.push_back(s.encode(&r, &mut buf)),
+                None => exhausted = true,
+            }
+        }
+        if !buf.is_empty() {
+            s.write(&buf).await?;
+        }
+        if inflight.is_empty() {
+            return Ok((ok, errors));
+        }
+        if Instant::now() > deadline {
+            bail!("pipelined requests did not finish in time");
+        }
+        let mut bad = None;
+        let read = tokio::time::timeout(
+            Duration::from_secs(60),
+            s.read_some(|inc| {
+                if let Incoming::Reply(h) = inc {
+                    match inflight.pop_front() {
+                        Some(x) if x == h.xid => {
+                            if h.err == 0 {
+                                ok += 1
+                            } else {
+                                errors += 1
+                            }
+                        }
+                        other => bad = Some((other, h.xid)),
+                    }
+                }
+            }),
+        )
+        .await;
+        read.context("no reply for 60 s")??;
+        if let Some((want, got)) = bad {
+            bail!("reply out of order: expected xid {want:?}, got {got}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// (e) one session, one outstanding request: latency of each operation
+
+/// The operations (e) measures, in the order it runs them (delete removes what create made).
+pub const LATENCY_OPS: [&str; 6] = ["create", "set", "get", "exists", "children", "delete"];
+
+/// Runs each operation of (e) for `per_op` (at most `max_ops` times) on one session;
+/// returns p50/p99 per op. Nodes are `<root>/n<i>` with `value_bytes` of data.
+pub fn latency_each_op(
+    server: &Server,
+    root: &str,
+    per_op: Duration,
+    max_ops: u64,
+    value_bytes: usize,
+) -> Result<Vec<Metric>> {
+    let rt = runtime()?;
+    let addr = server.addr_string();
+    rt.block_on(async {
+        let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        s.call(&zk::create(root.to_string(), b"", 0)).await?;
+        let value = vec![b'e'; value_bytes];
+        let mut out = Vec::new();
+        let mut created = 0u64;
+        for op in LATENCY_OPS {
+            let mut h = hist();
+            let t0 = Instant::now();
+            let mut i = 0u64;
+            let mut errors = 0u64;
+            let limit = if op == "delete" { created } else { max_ops };
+            while i < limit && t0.elapsed() < per_op {
+                // create and delete walk the nodes in order; the others reuse the created ones.
+                let n = if op == "create" || op == "delete" { i } else { i % created.max(1) };
+                let path = format!("{root}/n{n}");
+                let req = match op {
+                    "create" => zk::create(path, &value, 0),
+                    "set" => zk::set_data(path, &value),
+                    "get" => zk::get_data(path, false),
+                    "exists" => Request::Exists(PathWatchRequest { path, watch: false }),
+                    "children" => Request::GetChildren(PathWatchRequest { path, watch: false }),
+                    "delete" => Request::Delete(DeleteRequest { path, version: -1 }),
+                    _ => unreachable!("LATENCY_OPS"),
+                };
+                let t = Instant::now();
+                let r = tokio::time::timeout(Duration::from_secs(60), s.call(&req))
+                    .await
+                    .context("no reply for 60 s")??;
+                h.saturating_record(t.elapsed().as_micros().max(1) as u64);
+                if r.err != 0 {
+                    errors += 1;
+                }
+                i += 1;
+            }
+            if op == "create" {
+                created = i;
+            }
+            out.push(metric(
+                format!("{op}_p50_us"),
+                h.value_at_quantile(0.5) as f64,
+                Better::Lower,
+            ));
+            out.push(metric(
+                format!("{op}_p99_us"),
+                h.value_at_quantile(0.99) as f64,
+                Better::Lower,
+            ));
+            out.push(metric(format!("{op}_ops"), i as f64, Better::Info));
+            if errors > 0 {
+                out.push(metric(format!("{op}_errors"), errors as f64, Better::Lower));
+            }
+        }
+        s.close().await;
+        Ok(out)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// (f) a million znodes: memory, snapshot size, restart-to-first-read
+
+/// Parents of the (f) znodes: `/app/service-NNN`.
+const F_PARENTS: usize = 250;
+const F_SESSIONS: usize = 8;
+const F_WINDOW: usize = 64;
+
+fn f_path(i: usize) -> String {
+    format!("/app/service-{:03}/node-{i:07}", i % F_PARENTS)
+}
+
+/// Loads `znodes` znodes of `value_bytes` through pipelined creates (8 sessions × 64
+/// outstanding), waits for a snapshot taken after the load, measures memory and files, stops
+/// the server, restarts it and measures the time from process start to the first getData.
+/// Returns the figures and the restarted server.
+pub fn million(
+    spec: &ServerSpec,
+    mut server: Server,
+    znodes: usize,
+    value_bytes: usize,
+    time_limit: Duration,
+) -> Result<(Vec<Metric>, Server)> {
+    let rt = runtime()?;
+    let addr = server.addr_string();
+    let deadline = Instant::now() + time_limit;
+    let cpu0 = server.cpu_seconds()?;
+    let t0 = Instant::now();
+    let errors = rt.block_on(async {
+        let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        let mut parents = std::iter::once(zk::create("/app".into(), b"", 0))
+            .chain((0..F_PARENTS).map(|p| zk::create(format!("/app/service-{p:03}"), b"", 0)));
+        let (_, perr) = pipelined(&mut s, &mut parents, F_WINDOW, deadline, &mut || false).await?;
+        s.close().await;
+        let mut tasks = JoinSet::new();
+        for sess in 0..F_SESSIONS {
+            let addr = addr.clone();
+            let value = vec![b'f'; value_bytes];
+            tasks.spawn(async move {
+                let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+                let mut reqs = (sess..znodes)
+                    .step_by(F_SESSIONS)
+                    .map(move |i| zk::create(f_path(i), &value, 0));
+                let r = pipelined(&mut s, &mut reqs, F_WINDOW, deadline, &mut || false).await?;
+                s.close().await;
+                anyhow::Ok(r)
+            });
+        }
+        let mut errors = perr;
+        while let Some(r) = tasks.join_next().await {
+            errors += r??.1;
+        }
+        anyhow::Ok(errors)
+    })?;
+    let load_s = t0.elapsed().as_secs_f64();
+    let load_cpu = server.cpu_seconds()? - cpu0;
+    if errors > 0 {
+        bail!("{}: {errors} creates failed while loading", server.kind.name());
+    }
+
+    // Both servers snapshot after snapCount/2 + random(snapCount/2) txns, so where the newest
+    // snapshot falls relative to the end of the load is chance. To compare like with like, keep
+    // writing small setData txns until each has written a snapshot that began after the load,
+    // then stop writing: both restart from a snapshot of the whole tree and a short log tail.
+    let snap_dir = server.snap_dir();
+    let before = newest_snapshot(&snap_dir).map(|s| s.0).unwrap_or(0);
+    let zxid_after_load = server.last_zxid()?;
+    let extra_limit = spec.snap_count.saturating_mul(2).max(10_000);
+    let (extra, _) = rt.block_on(async {
+        let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        let mut reqs = (0..extra_limit).map(|_| zk::set_data("/app".into(), b"tick"));
+        let mut last_check = Instant::now();
+        let mut stop = || {
+            if last_check.elapsed() < Duration::from_millis(50) {
+                return false;
+            }
+            last_check = Instant::now();
+            newest_snapshot(&snap_dir).is_some_and(|(z, _)| z > before && z >= zxid_after_load)
+        };
+        let r = pipelined(&mut s, &mut reqs, F_WINDOW, deadline, &mut stop).await?;
+        s.close().await;
+        anyhow::Ok(r)
+    })?;
+    let (snap_zxid, snap_path) = wait_snapshot_complete(&server, before, deadline)?;
+    let last_zxid = server.last_zxid()?;
+    let node_count = server
+        .four_letter("srvr")?
+        .lines()
+        .find_map(|l| l.strip_prefix("Node count: ").map(|n| n.trim().parse::<f64>()))
+        .context("no node count in srvr")??;
+    let rss = server.rss_mib()?;
+    let peak = server.peak_rss_mib()?;
+    let snap_bytes = std::fs::metadata(&snap_path)?.len();
+    let data_bytes = dir_bytes(&server.data_dir());
+
+    let stop_s = server.stop(Duration::from_secs(60))?.as_secs_f64();
+    let kind = server.kind;
+    drop(server);
+    let mut server = spec.spawn(kind)?;
+    let first =
+        server.wait_first_read(&f_path(0), deadline.saturating_duration_since(Instant::now()))?;
+    let rss_restarted = server.rss_mib()?;
+
+    let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+    Ok((
+        vec![
+            metric("znodes", node_count, Better::Info),
+            metric("load_ops_per_sec", znodes as f64 / load_s, Better::Higher),
+            metric("load_cpu_s_per_100k_ops", load_cpu / znodes as f64 * 1e5, Better::Lower),
+            metric("rss_mib", rss, Better::Lower),
+            metric("peak_rss_mib", peak, Better::Lower),
+            metric("snapshot_mib", mib(snap_bytes), Better::Lower),
+            metric("data_dir_mib", mib(data_bytes), Better::Lower),
+            metric("txns_after_snapshot", last_zxid.saturating_sub(snap_zxid) as f64, Better::Info),
+            metric("settxns_until_snapshot", extra as f64, Better::Info),
+            metric("stop_s", stop_s, Better::Lower),
+            metric("restart_to_first_read_s", first.as_secs_f64(), Better::Lower),
+            metric("rss_after_restart_mib", rss_restarted, Better::Lower),
+        ],
+        server,
+    ))
+}
+
+/// Waits until the newest snapshot is newer than `before` and completely written; returns
+/// its zxid and path. Corral renames a finished snapshot into place; ZooKeeper writes
+/// `snapshot.<zxid>` in place and ends it with a checksum and the path "/" (a 5-byte tail
+/// `00 00 00 01 2f`), so for it the file must end that way and stop growing for a second.
+fn wait_snapshot_complete(
+    server: &Server,
+    before: u64,
+    deadline: Instant,
+) -> Result<(u64, std::path::PathBuf)> {
+    let dir = server.snap_dir();
+    let mut last_len = None;
+    let mut stable_since = Instant::now();
+    loop {
+        if Instant::now() > deadline {
+            bail!("{}: no complete snapshot after the load in time", server.kind.name());
+        }
+        if let Some((z, p)) = newest_snapshot(&dir).filter(|(z, _)| *z > before) {
+            match server.kind {
+                Kind::Corral => return Ok((z, p)),
+                Kind::ZooKeeper => {
+                    let len = std::fs::metadata(&p)?.len();
+                    if last_len != Some(len) {
+                        last_len = Some(len);
+                        stable_since = Instant::now();
+                    } else if stable_since.elapsed() > Duration::from_secs(1) && ends_sealed(&p)? {
+                        return Ok((z, p));
+                    }
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn ends_sealed(p: &std::path::Path) -> Result<bool> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(p)?;
+    if f.metadata()?.len() < 5 {
+        return Ok(false);
+    }
+    f.seek(SeekFrom::End(-5))?;
+    let mut t = [0u8; 5];
+    f.read_exact(&mut t)?;
+    Ok(t == [0, 0, 0, 1, b'/'])
+}
+
+// ---------------------------------------------------------------------------------------------
+// (g) watch fan-out
+
+/// `watchers` sessions each set a data watch on one node; one more session sets its data;
+/// the time from sending setData until each watcher has its event. Repeated `reps` times
+/// (after one unmeasured repetition); returns p50 and max over repetitions of the time until
+/// the last watcher had its event, and the median watcher's time.
+pub fn fan_out(
+    server: &Server,
+    watchers: usize,
+    reps: usize,
+    time_limit: Duration,
+) -> Result<Vec<Metric>> {
+    let rt = runtime()?;
+    let addr = server.addr_string();
+    let deadline = Instant::now() + time_limit;
+    let path = "/fanout".to_string();
+    rt.block_on(async {
+        let mut setter = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        setter.call(&zk::create(path.clone(), &[b'g'; 100], 0)).await?;
+        // Connect in small waves: a burst of 1,000 SYNs overflows a listen backlog of 50.
+        let mut sessions = Vec::with_capacity(watchers);
+        while sessions.len() < watchers {
+            let wave = (watchers - sessions.len()).min(50);
+            let mut set = JoinSet::new();
+            for _ in 0..wave {
+                let addr = addr.clone();
+                set.spawn(async move { Session::connect(&addr, SESSION_TIMEOUT_MS).await });
+            }
+            while let Some(s) = set.join_next().await {
+                sessions.push(s??);
+            }
+            if Instant::now() > deadline {
+                bail!("connecting {watchers} sessions took too long");
+            }
+        }
+        let mut last_ms = Vec::new();
+        let mut median_ms = Vec::new();
+        for rep in 0..=reps {
+            // Register every watch (pipelined across sessions: send all, then read all).
+            let mut xids = Vec::with_capacity(sessions.len());
+            for s in sessions.iter_mut() {
+                let mut out = Vec::new();
+                xids.push(s.encode(&zk::get_data(path.clone(), true), &mut out));
+                s.write(&out).await?;
+            }
+            for (s, xid) in sessions.iter_mut().zip(&xids) {
+                let mut got = false;
+                while !got {
+                    tokio::time::timeout(
+                        Duration::from_secs(30),
+                        s.read_some(|inc| {
+                            if let Incoming::Reply(h) = inc {
+                                got |= h.xid == *xid;
+                            }
+                        }),
+                    )
+                    .await
+                    .context("watch registration timed out")??;
+                }
+            }
+            let mut waiting = JoinSet::new();
+            for (i, mut s) in sessions.drain(..).enumerate() {
+                waiting.spawn(async move {
+                    let mut at = None;
+                    while at.is_none() {
+                        s.read_some(|inc| {
+                            if matches!(inc, Incoming::Event) && at.is_none() {
+                                at = Some(Instant::now());
+                            }
+                        })
+                        .await?;
+                    }
+                    anyhow::Ok((i, s, at.expect("set")))
+                });
+            }
+            // Let every waiting task reach its read before the change.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut out = Vec::new();
+            let xid = setter.encode(&zk::set_data(path.clone(), &[b'h'; 100]), &mut out);
+            let t0 = Instant::now();
+            setter.write(&out).await?;
+            let mut times = Vec::with_capacity(watchers);
+            let mut back: Vec<Option<Session>> = (0..watchers).map(|_| None).collect();
+            while let Some(r) = tokio::time::timeout(Duration::from_secs(60), waiting.join_next())
+                .await
+                .context("watch events did not all arrive within 60 s")?
+            {
+                let (i, s, at) = r??;
+                times.push(at.saturating_duration_since(t0).as_secs_f64() * 1e3);
+                back[i] = Some(s);
+            }
+            sessions = back.into_iter().map(|s| s.expect("every session returned")).collect();
+            let mut got = false;
+            while !got {
+                setter
+                    .read_some(|inc| {
+                        if let Incoming::Reply(h) = inc {
+                            got |= h.xid == xid;
+                        }
+                    })
+                    .await?;
+            }
+            times.sort_by(f64::total_cmp);
+            if rep > 0 {
+                last_ms.push(*times.last().expect("watchers > 0"));
+                median_ms.push(times[times.len() / 2]);
+            }
+            if Instant::now() > deadline {
+                bail!("fan-out repetitions took too long");
+            }
+        }
+        for s in sessions {
+            s.close().await;
+        }
+        setter.close().await;
+        last_ms.sort_by(f64::total_cmp);
+        median_ms.sort_by(f64::total_cmp);
+        Ok(vec![
+            metric("watchers", watchers as f64, Better::Info),
+            metric("all_notified_p50_ms", last_ms[last_ms.len() / 2], Better::Lower),
+            metric("all_notified_max_ms", *last_ms.last().expect("reps > 0"), Better::Lower),
+            metric("median_watcher_p50_ms", median_ms[median_ms.len() / 2], Better::Lower),
+        ])
+    })
+}
