@@ -7,7 +7,6 @@ use thiserror::Error;
 
 use crate::proto::{Acl, Data, JuteError, StatPersisted};
 
-use super::path::split;
 use super::quota;
 use super::{DataTree, Node, TreeOptions};
 
@@ -62,16 +61,19 @@ impl DataTree {
     }
 }
 
-/// Rebuilds a tree from snapshot records: ACL lists first, then nodes with every parent before
-/// its children.
+/// Rebuilds a tree from snapshot records: ACL lists first, then nodes (in any order; ZooKeeper
+/// writes every parent before its children). Nodes are collected and the tree is built in one
+/// pass in key order at [`TreeBuilder::finish`], which is several times faster than inserting
+/// them one by one into the persistent map.
 #[derive(Debug)]
 pub struct TreeBuilder {
     tree: DataTree,
+    pending: Vec<Node>,
 }
 
 impl TreeBuilder {
     pub fn new(options: TreeOptions) -> Self {
-        TreeBuilder { tree: DataTree::empty(options) }
+        TreeBuilder { tree: DataTree::empty(options), pending: Vec::new() }
     }
 
     /// Add an ACL list under its id.
@@ -88,23 +90,46 @@ impl TreeBuilder {
         stat: StatPersisted,
     ) -> Result<(), SnapshotError> {
         let path = if path.is_empty() { "/" } else { path };
-        if self.tree.exists(path) {
-            return Err(SnapshotError::DuplicateNode(path.to_owned()));
+        self.tree.acls.add_usage(acl);
+        self.pending.push(Node::new(path, stat, &data, acl));
+        Ok(())
+    }
+
+    /// Orders the collected nodes, checks for duplicates and missing parents, counts children,
+    /// and inserts them in key order.
+    fn build_nodes(&mut self) -> Result<(), SnapshotError> {
+        let mut nodes = std::mem::take(&mut self.pending);
+        nodes.sort_unstable_by(|a, b| super::path::cmp_paths(a.path_bytes(), b.path_bytes()));
+        if let Some(w) = nodes.windows(2).find(|w| w[0].path_bytes() == w[1].path_bytes()) {
+            return Err(SnapshotError::DuplicateNode(w[0].path().to_owned()));
         }
-        if path != "/" {
-            let parent = split(path).0;
-            if !self.tree.update_node(parent, |p| p.num_children += 1) {
-                return Err(SnapshotError::MissingParent(path.to_owned()));
+        let mut children = vec![0u32; nodes.len()];
+        {
+            let index: std::collections::HashMap<&str, usize> =
+                nodes.iter().enumerate().map(|(i, n)| (n.path(), i)).collect();
+            for n in &nodes {
+                let p = n.path();
+                if p == "/" {
+                    continue;
+                }
+                match index.get(super::path::parent_of(p)) {
+                    Some(&i) => children[i] += 1,
+                    None => return Err(SnapshotError::MissingParent(p.to_owned())),
+                }
             }
         }
-        self.tree.acls.add_usage(acl);
-        self.tree.insert_node(Node::new(path, stat, &data, acl));
+        for (n, c) in nodes.into_iter().zip(children) {
+            let mut n = n;
+            n.num_children = c;
+            self.tree.insert_node(n);
+        }
         Ok(())
     }
 
     /// The finished tree: quota prefixes found and their stats recounted (as ZooKeeper does on
     /// load), unused ACL lists dropped.
     pub fn finish(mut self, last_processed_zxid: i64) -> Result<DataTree, SnapshotError> {
+        self.build_nodes()?;
         if !self.tree.exists("/") {
             return Err(SnapshotError::MissingRoot);
         }
