@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . ci/lib.sh
 
 # Apache ZooKeeper 3.8: the reference for comparisons, and real clients (zkCli, the Java client).
-CI_APT_PACKAGES="zookeeper" install_deps
+CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless" install_deps
 
 step "format"        cargo fmt --all -- --check
 step "clippy"        cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -17,6 +17,7 @@ step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-d
 step "bench compile" cargo bench --workspace --locked -- --test
 step "build release" cargo build --release --locked -p corral-server
 step "kazoo suite"   bash ci/kazoo.sh
+step "real clients"  bash ci/clients.sh
 step "simulator"     bash ci/sim.sh
 step "fuzz (short)"  bash ci/fuzz.sh
 
