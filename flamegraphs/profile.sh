@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Profiles a standalone corral under one of `corral-bench compare`'s load workloads and writes
+# flamegraphs/<workload>.svg.
+#
+#   flamegraphs/profile.sh <a|b|c|d90|d50> [seconds]
+#
+# The server runs pinned to core 0 (same zoo.cfg as compare: fsync on, snapCount 100000) in a
+# fresh data directory under $PROFILE_DIR (default ./corral-bench-data); `corral-bench load`
+# (8 sessions × 64 outstanding) runs pinned to core 1; after the setup and a warm-up,
+# `perf record -e cpu-clock` samples the server for [seconds] (default 15). Stacks are unwound
+# with DWARF (Rust's std is built without frame pointers); set CALLGRAPH=fp to use -g instead.
+# The SVG is rendered with the inferno crate (installed with `cargo install inferno` if missing).
+# Only the server this script starts is signalled, by its PID; only 127.0.0.1 is used.
+set -euo pipefail
+
+workload=${1:?usage: flamegraphs/profile.sh <a|b|c|d90|d50> [seconds]}
+seconds=${2:-15}
+case $seconds in '' | *[!0-9]*) echo "seconds must be a whole number" >&2; exit 2 ;; esac
+if ((seconds < 1 || seconds > 300)); then echo "seconds must be in 1..300" >&2; exit 2; fi
+
+case $workload in
+a) load=(--op set --value-bytes 1024); title="setData 1 KiB" ;;
+b) load=(--op create --value-bytes 100); title="create 100 B" ;;
+c) load=(--op get --value-bytes 1024); title="getData 1 KiB" ;;
+d90) load=(--op mixed --read-pct 90 --value-bytes 1024); title="90% getData / 10% setData 1 KiB" ;;
+d50) load=(--op mixed --read-pct 50 --value-bytes 1024); title="50% getData / 50% setData 1 KiB" ;;
+*) echo "unknown workload $workload (a, b, c, d90, d50)" >&2; exit 2 ;;
+esac
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+target=${CARGO_TARGET_DIR:-$repo/target}
+port=${PROFILE_PORT:-22191}
+warmup=4
+callgraph=${CALLGRAPH:-dwarf}
+
+cargo build --release -p corral-server -p corral-bench
+if ! command -v inferno-flamegraph >/dev/null || ! command -v inferno-collapse-perf >/dev/null; then
+    cargo install inferno --locked
+fi
+export PATH="$HOME/.cargo/bin:$PATH"
+
+base=${PROFILE_DIR:-$repo/corral-bench-data}
+mkdir -p "$base"
+work=$(mktemp -d "$base/profile-$workload.XXXXXX")
+mkdir -p "$work/data"
+cat >"$work/zoo.cfg" <<EOF
+tickTime=2000
+dataDir=$work/data
+clientPort=$port
+clientPortAddress=127.0.0.1
+snapCount=100000
+forceSync=yes
+maxClientCnxns=0
+4lw.commands.whitelist=*
+admin.enableServer=false
+EOF
+
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "something already listens on 127.0.0.1:$port" >&2
+    exit 1
+fi
+
+RUST_LOG=warn taskset -c 0 "$target/release/corral" "$work/zoo.cfg" >"$work/server.log" 2>&1 &
+server=$!
+loadpid=
+cleanup() {
+    if [[ -n $loadpid ]] && kill -0 "$loadpid" 2>/dev/null; then kill "$loadpid" 2>/dev/null || true; fi
+    if kill -0 "$server" 2>/dev/null; then
+        kill -TERM "$server" 2>/dev/null || true
+        for _ in $(seq 1 100); do kill -0 "$server" 2>/dev/null || break; sleep 0.1; done
+        kill -0 "$server" 2>/dev/null && kill -KILL "$server" 2>/dev/null || true
+    fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+ready=
+for _ in $(seq 1 300); do
+    if [[ $(exec 3<>"/dev/tcp/127.0.0.1/$port" && printf ruok >&3 && cat <&3) == imok ]] 2>/dev/null; then
+        ready=1
+        break
+    fi
+    kill -0 "$server" 2>/dev/null || { cat "$work/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+[[ -n $ready ]] || { echo "corral did not answer ruok" >&2; exit 1; }
+
+# The load runs past the recording on both sides: setup and warm-up before, a margin after.
+taskset -c 1 "$target/release/corral-bench" load --server "127.0.0.1:$port" \
+    --sessions 8 --outstanding 64 "${load[@]}" --warmup "$warmup" --seconds "$((seconds + 3))" \
+    >"$work/load.txt" &
+loadpid=$!
+sleep "$((warmup + 2))"
+if [[ $callgraph == fp ]]; then cg=(-g); else cg=(--call-graph "$callgraph"); fi
+perf record -e cpu-clock -F 499 "${cg[@]}" -p "$server" -o "$work/perf.data" -- sleep "$seconds" 2>"$work/perf.log"
+wait "$loadpid"
+loadpid=
+cat "$work/load.txt"
+
+perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded"
+ops=$(awk 'NR == 2 { print $6 }' "$work/load.txt")
+inferno-flamegraph --title "corral, ($workload) $title, 8 sessions x 64 outstanding, ${ops} ops/s; server on core 0, cpu-clock ${seconds} s" \
+    "$work/folded" >"flamegraphs/$workload.svg"
+cp "$work/folded" "$base/$workload.folded"
+echo "wrote flamegraphs/$workload.svg ($(wc -l <"$work/folded") distinct stacks; folded stacks in $base/$workload.folded)"
