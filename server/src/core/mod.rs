@@ -161,6 +161,9 @@ pub struct Conn {
     pub established_ms: u64,
     /// Counters.
     pub stats: ConnStats,
+    /// The connection's authenticated ids (ip, digest, super), for checking that a watch event
+    /// may be delivered.
+    pub auth: Mutex<Arc<Vec<Id>>>,
 }
 
 impl Conn {
@@ -279,6 +282,18 @@ pub enum Event {
         req: Request,
         /// The connection's authenticated ids.
         auth: Arc<Vec<Id>>,
+        /// When it was read.
+        received: Instant,
+    },
+    /// A write that failed before it could be prepared (a multi holding a read op): it is
+    /// logged as an error txn, which takes a zxid, and answered with `err`.
+    FailedWrite {
+        /// From.
+        conn: Arc<Conn>,
+        /// Its xid.
+        xid: i32,
+        /// The error code.
+        err: ErrorCode,
         /// When it was read.
         received: Instant,
     },
@@ -429,6 +444,30 @@ pub fn deliver(conns: &HashMap<u64, Arc<Conn>>, events: &[Notification]) {
     for n in events {
         if let Some(c) = conns.get(&n.watcher) {
             c.send(event_frame(n));
+        }
+    }
+}
+
+/// Delivers the notifications a change caused, only to connections allowed to READ the node
+/// (`acl`: the node's ACL, the deleted node's last ACL, or the parent's for
+/// NodeChildrenChanged), as ZooKeeper does since its fix for CVE-2024-23944. A one-shot watch
+/// that is not delivered is still consumed.
+pub fn deliver_permitted(
+    conns: &HashMap<u64, Arc<Conn>>,
+    events: &[Notification],
+    acl: &[crate::proto::Acl],
+    skip_acl: bool,
+) {
+    let schemes = AuthSchemes::default();
+    for n in events {
+        if let Some(c) = conns.get(&n.watcher) {
+            let allowed = skip_acl || {
+                let auth = c.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                crate::tree::acl::check_acl(acl, 1, &auth, &schemes)
+            };
+            if allowed {
+                c.send(event_frame(n));
+            }
         }
     }
 }
@@ -598,6 +637,24 @@ impl Core {
                 self.on_request(conn, xid, op, req, auth, received)
             }
             Event::Durable { zxid, ok } => self.on_durable(zxid, ok),
+            Event::FailedWrite { conn, xid, err, received } => {
+                let session_id = conn.session_id.load(Ordering::Relaxed);
+                let zxid = self.next_zxid;
+                let txn = crate::proto::Txn::error(err);
+                let header = TxnHeader {
+                    client_id: session_id,
+                    cxid: xid,
+                    zxid,
+                    time: wall_ms(),
+                    op: txn.opcode().code(),
+                };
+                let z = self.log_entry(
+                    header,
+                    txn,
+                    Origin::Client { conn: conn.clone(), xid, received },
+                );
+                self.queue_write(&conn, z);
+            }
             Event::CreateSession { conn, timeout_ms, read_only, done } => {
                 let id = self.ids.next_id();
                 let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
@@ -811,7 +868,7 @@ impl Core {
             let f = self.inflight.pop_front().expect("checked");
             let zxid = f.entry.header.zxid;
             let outcome = f.outcome;
-            self.committed = f.version;
+            let previous = std::mem::replace(&mut self.committed, f.version);
             match &f.entry.txn {
                 crate::proto::Txn::CreateSession(t) => {
                     self.committed_sessions.insert(f.entry.header.client_id, t.time_out);
@@ -824,7 +881,21 @@ impl Core {
             shared.last_zxid.store(zxid, Ordering::Release);
             for t in &outcome.triggers {
                 let events = watches.trigger(&t.path, t.event);
-                deliver(&conns, &events);
+                if events.is_empty() {
+                    continue;
+                }
+                // The ACL that decides who may hear of it: a deleted node's last one, else the
+                // node's (for NodeChildrenChanged, the parent's: the trigger's path).
+                let tree = if t.event == crate::proto::EventType::NodeDeleted {
+                    &previous
+                } else {
+                    &self.committed
+                };
+                let acl = tree
+                    .node(&t.path)
+                    .map(|n| tree.acl_of(n))
+                    .unwrap_or_else(|| Arc::from(Vec::new()));
+                deliver_permitted(&conns, &events, &acl, shared.settings.skip_acl);
             }
             let session_id = f.entry.header.client_id;
             match f.origin {

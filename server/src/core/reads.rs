@@ -11,7 +11,7 @@ use crate::proto::{
     StatResponse, WatcherType, WhoAmIResponse,
 };
 use crate::tree::acl::{check_acl, AuthSchemes};
-use crate::tree::{path::validate_path, DataTree};
+use crate::tree::DataTree;
 use crate::watch::{Notification, WatchManager, WatcherId};
 
 /// Permission bits.
@@ -107,23 +107,16 @@ pub fn answer(
         Request::Ping => ok(Response::Empty),
         Request::Sync(r) => ok(Response::Sync(PathRequest { path: r.path.clone() })),
         Request::Exists(r) => {
-            if validate_path(&r.path).is_err() {
-                return fail(ErrorCode::BadArguments);
+            // ZooKeeper does not validate exists' path: anything that is not a node is NONODE,
+            // and "" is the root (its key in ZooKeeper's node map).
+            let lookup = if r.path.is_empty() { "/" } else { r.path.as_str() };
+            if r.watch {
+                // A watch on a missing node waits for its creation.
+                watches.add_data_watch(&r.path, who.watcher);
             }
-            match tree.stat(&r.path) {
-                Some(stat) => {
-                    if r.watch {
-                        watches.add_data_watch(&r.path, who.watcher);
-                    }
-                    ok(Response::Stat(StatResponse { stat }))
-                }
-                None => {
-                    // An exists watch on a missing node waits for its creation.
-                    if r.watch {
-                        watches.add_data_watch(&r.path, who.watcher);
-                    }
-                    fail(ErrorCode::NoNode)
-                }
+            match tree.stat(lookup) {
+                Some(stat) => ok(Response::Stat(StatResponse { stat })),
+                None => fail(ErrorCode::NoNode),
             }
         }
         Request::GetData(r) => match get_data(tree, who, &r.path) {
@@ -159,11 +152,15 @@ pub fn answer(
             ok(Response::GetAcl(GetAclResponse { acl, stat }))
         }
         Request::GetAllChildrenNumber(r) => {
-            let Some(node) = tree.node(&r.path) else { return fail(ErrorCode::NoNode) };
+            let lookup = if r.path.is_empty() { "/" } else { r.path.as_str() };
+            let Some(node) = tree.node(lookup) else { return fail(ErrorCode::NoNode) };
             if !who.may(&tree.acl_of(node), READ) {
                 return fail(ErrorCode::NoAuth);
             }
-            let n = tree.get_all_children_number(&r.path).unwrap_or(0);
+            // "" finds the root under ZooKeeper's "" key, and then counts the root's "/" key
+            // too: one more than for "/".
+            let n =
+                tree.get_all_children_number(lookup).unwrap_or(0) + i32::from(r.path.is_empty());
             ok(Response::GetAllChildrenNumber(GetAllChildrenNumberResponse { total_number: n }))
         }
         Request::GetEphemerals(r) => {
@@ -192,11 +189,9 @@ pub fn answer(
             let results = ops
                 .iter()
                 .map(|op| match op {
+                    // ZooKeeper rebuilds multiRead's sub-ops without their watch flags: none is set.
                     MultiOp::GetData(r) => match get_data(tree, who, &r.path) {
                         Ok(Response::GetData(d)) => {
-                            if r.watch {
-                                watches.add_data_watch(&r.path, who.watcher);
-                            }
                             OpResult::GetData { data: d.data, stat: d.stat }
                         }
                         Ok(_) => unreachable!("get_data answers GetData"),
@@ -208,9 +203,6 @@ pub fn answer(
                             OpResult::Error { err: ErrorCode::NoAuth.code() }
                         }
                         Some(_) => {
-                            if r.watch {
-                                watches.add_child_watch(&r.path, who.watcher);
-                            }
                             let (children, _) = tree.get_children(&r.path).expect("exists");
                             OpResult::GetChildren { children }
                         }
@@ -224,9 +216,8 @@ pub fn answer(
             let Some(mode) = AddWatchMode::from_code(r.mode) else {
                 return fail(ErrorCode::BadArguments);
             };
-            if validate_path(&r.path).is_err() {
-                return fail(ErrorCode::BadArguments);
-            }
+            // Like ZooKeeper, the path is not validated: a watch on a path that can never
+            // exist simply never fires.
             watches.add_persistent(&r.path, mode, who.watcher);
             ok(Response::Error(crate::proto::ErrorResponse { err: 0 }))
         }

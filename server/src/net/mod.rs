@@ -25,7 +25,7 @@ use crate::proto::{
     AuthPacket, ConnectRequest, ErrorCode, Id, Jute, OpCode, Reader, Request, RequestError,
     RequestHeader, Response,
 };
-use crate::tree::acl::digest_id;
+use crate::tree::acl::digest_of_auth;
 
 /// Accepts connections until `stop` fires.
 pub async fn serve(
@@ -202,6 +202,10 @@ async fn connection(
         timeout_ms: AtomicI64::new(0),
         established_ms: shared.now_ms(),
         stats: ConnStats::default(),
+        auth: std::sync::Mutex::new(Arc::new(vec![Id {
+            scheme: "ip".into(),
+            id: remote.ip().to_string(),
+        }])),
     });
     conn.stats.lat_min.store(u64::MAX, Ordering::Relaxed);
     conn.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -290,6 +294,22 @@ async fn serve_session(
         let body = &buf[r.position()..];
         let req = match Request::decode(hdr.op, body, max) {
             Ok(req) => req,
+            Err(RequestError::InvalidMultiOp { .. }) if hdr.op == OpCode::Multi.code() => {
+                // A multi holding a read op: ZooKeeper fails it in preparation, which logs an
+                // error txn (a zxid) and answers MARSHALLINGERROR; the connection stays.
+                conn.pending.fetch_add(1, Ordering::AcqRel);
+                shared.outstanding.fetch_add(1, Ordering::AcqRel);
+                let ev = Event::FailedWrite {
+                    conn: conn.clone(),
+                    xid: hdr.xid,
+                    err: ErrorCode::MarshallingError,
+                    received,
+                };
+                if core.send(ev).is_err() {
+                    return;
+                }
+                continue;
+            }
             Err(RequestError::UnknownOpcode(op)) | Err(RequestError::InvalidMultiOp { op, .. }) => {
                 tracing::info!(remote = %conn.remote, op, "unimplemented opcode; closing");
                 conn.send(reply_frame(hdr.xid, -1, ErrorCode::Unimplemented, &Response::Empty));
@@ -312,6 +332,7 @@ async fn serve_session(
                             }
                         }
                         auth = Arc::new(v);
+                        *conn.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth.clone();
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &Response::Empty));
                     }
                     None => {
@@ -377,8 +398,7 @@ fn authenticate(
         "ip" => Some(vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }]),
         "digest" => {
             let text = std::str::from_utf8(a.auth.as_slice()).ok()?;
-            let (user, pass) = text.split_once(':')?;
-            let id = digest_id(user, pass);
+            let id = digest_of_auth(text);
             let mut ids = Vec::new();
             if super_digest.as_deref() == Some(id.as_str()) {
                 ids.push(Id { scheme: "super".into(), id: String::new() });

@@ -135,6 +135,15 @@ impl AclCache {
 }
 
 /// `digest` scheme id for a user and password: `user:base64(sha1("user:password"))`.
+/// ZooKeeper's `generateDigest` of an auth packet's `user:password` text: the part before the
+/// first ':' (the whole text if there is none), ':', and base64(SHA1(the whole text)).
+pub fn digest_of_auth(text: &str) -> String {
+    let user = text.split(':').next().unwrap_or_default();
+    let hash = Sha1::digest(text.as_bytes());
+    format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
+}
+
+/// The digest id of a user and password (`user:base64(SHA1("user:password"))`).
 pub fn digest_id(user: &str, password: &str) -> String {
     let hash = Sha1::digest(format!("{user}:{password}").as_bytes());
     format!("{user}:{}", base64::engine::general_purpose::STANDARD.encode(hash))
