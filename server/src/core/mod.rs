@@ -111,6 +111,8 @@ impl Settings {
 pub enum Out {
     /// Bytes to write, already framed.
     Frame(Vec<u8>),
+    /// A frame shared by many connections (a watch event fanned out): encoded once.
+    Shared(Arc<[u8]>),
     /// Close the connection after what is queued.
     Close,
 }
@@ -171,6 +173,12 @@ impl Conn {
     pub fn send(&self, frame: Vec<u8>) -> bool {
         self.stats.sent.fetch_add(1, Ordering::Relaxed);
         self.out.send(Out::Frame(frame)).is_ok()
+    }
+
+    /// Queues a frame shared with other connections.
+    pub fn send_shared(&self, frame: &Arc<[u8]>) -> bool {
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        self.out.send(Out::Shared(frame.clone())).is_ok()
     }
 
     /// Asks the writer to close after what is queued.
@@ -451,22 +459,26 @@ pub fn deliver(conns: &HashMap<u64, Arc<Conn>>, events: &[Notification]) {
 /// Delivers the notifications a change caused, only to connections allowed to READ the node
 /// (`acl`: the node's ACL, the deleted node's last ACL, or the parent's for
 /// NodeChildrenChanged), as ZooKeeper does since its fix for CVE-2024-23944. A one-shot watch
-/// that is not delivered is still consumed.
+/// that is not delivered is still consumed. All of `events` are for one path and event type:
+/// the frame is encoded once and shared by every connection it goes to.
 pub fn deliver_permitted(
     conns: &HashMap<u64, Arc<Conn>>,
     events: &[Notification],
     acl: &[crate::proto::Acl],
     skip_acl: bool,
 ) {
+    let Some(first) = events.first() else { return };
+    let frame: Arc<[u8]> = event_frame(first).into();
     let schemes = AuthSchemes::default();
     for n in events {
+        debug_assert!(n.path == first.path && n.event == first.event);
         if let Some(c) = conns.get(&n.watcher) {
             let allowed = skip_acl || {
                 let auth = c.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 crate::tree::acl::check_acl(acl, 1, &auth, &schemes)
             };
             if allowed {
-                c.send(event_frame(n));
+                c.send_shared(&frame);
             }
         }
     }

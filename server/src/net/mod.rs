@@ -110,12 +110,14 @@ async fn writer(
         let mut close = false;
         match first {
             Out::Frame(f) => buf.extend_from_slice(&f),
+            Out::Shared(f) => buf.extend_from_slice(&f),
             Out::Close => close = true,
         }
         // Everything already queued goes out in the same write.
         while !close && buf.len() < (1 << 20) {
             match rx.try_recv() {
                 Ok(Out::Frame(f)) => buf.extend_from_slice(&f),
+                Ok(Out::Shared(f)) => buf.extend_from_slice(&f),
                 Ok(Out::Close) => close = true,
                 Err(_) => break,
             }
