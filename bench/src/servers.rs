@@ -246,7 +246,7 @@ impl Server {
         Ok((utime + stime) as f64 / tick)
     }
 
-    /// A field of /proc/<pid>/status in KiB (VmRSS, VmHWM).
+    /// A field of `/proc/<pid>/status` in KiB (VmRSS, VmHWM).
     pub fn status_kib(&self, field: &str) -> Result<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid))?;
         for line in status.lines() {

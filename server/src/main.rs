@@ -50,12 +50,12 @@ enum Cmd {
 
 #[derive(Subcommand)]
 enum Inspect {
-    /// A log segment (log.<hex>) or a ZooKeeper txn log.
+    /// A log segment (`log.<hex>`) or a ZooKeeper txn log.
     Log {
         /// The file.
         file: PathBuf,
     },
-    /// A snapshot (snapshot.<hex>), Corral's or ZooKeeper's.
+    /// A snapshot (`snapshot.<hex>`), Corral's or ZooKeeper's.
     Snapshot {
         /// The file.
         file: PathBuf,
