@@ -157,6 +157,14 @@ pub fn read_up_to(file: &dyn VFile, buf: &mut [u8], offset: u64) -> io::Result<u
     Ok(done)
 }
 
+/// Lowers the calling thread's scheduling priority (nice 10) for background work — snapshot
+/// writing, preallocation — so that on a busy core the threads answering clients run first.
+/// Best effort: failure (e.g. a seccomp filter) changes nothing else.
+pub fn lower_thread_priority() {
+    // SAFETY: plain syscall; on Linux PRIO_PROCESS with who = 0 applies to the calling thread.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 10) };
+}
+
 /// Which backend to use for real files.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

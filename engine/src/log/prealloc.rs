@@ -142,6 +142,7 @@ impl Drop for Preallocator {
 }
 
 fn run(vfs: &dyn Vfs, shared: &(Mutex<State>, Condvar)) {
+    crate::io::lower_thread_priority();
     loop {
         let req = {
             let mut s = lock(&shared.0);
