@@ -19,7 +19,7 @@ use serde_json::{json, Value};
 
 use crate::load::{self, LoadArgs};
 use crate::scenarios::{self, metric, Better, Metric};
-use crate::servers::{pin_this_thread, Kind, Server, ServerSpec};
+use crate::servers::{own_cpu_seconds, pin_this_thread, Kind, Server, ServerSpec};
 
 /// Options of `corral-bench compare`.
 #[derive(Debug, Clone, clap::Args)]
@@ -265,8 +265,10 @@ fn load_cell(
     let measured =
         LoadArgs { seconds: a.seconds, root: "/bench".to_string(), no_setup: !create, ..warm };
     let cpu0 = server.cpu_seconds()?;
+    let own0 = own_cpu_seconds();
     let r = load::run_load(&measured)?;
     let cpu = server.cpu_seconds()? - cpu0;
+    let own = own_cpu_seconds() - own0;
     let mut m = vec![
         metric("ops_per_sec", r.ops_per_sec, Better::Higher),
         metric("p50_us", r.p50_us as f64, Better::Lower),
@@ -274,6 +276,8 @@ fn load_cell(
         metric("p999_us", r.p999_us as f64, Better::Lower),
         metric("cpu_s_per_100k_ops", cpu / (r.ops.max(1) as f64) * 1e5, Better::Lower),
         metric("server_cpu_util", cpu / r.seconds, Better::Info),
+        // Near 1.0 the load generator's core, not the server, sets the pace.
+        metric("client_cpu_util", own / r.seconds, Better::Info),
         metric("peak_rss_mib", server.peak_rss_mib()?, Better::Lower),
     ];
     if r.errors > 0 {

@@ -263,7 +263,7 @@ pub fn million(
     // writing small setData txns until each has written a snapshot that began after the load,
     // then stop writing: both restart from a snapshot of the whole tree and a short log tail.
     let snap_dir = server.snap_dir();
-    let before = newest_snapshot(&snap_dir).map(|s| s.0).unwrap_or(0);
+    let before = newest_snapshot(&snap_dir, true).map(|s| s.0).unwrap_or(0);
     let zxid_after_load = server.last_zxid()?;
     let extra_limit = spec.snap_count.saturating_mul(2).max(10_000);
     let (extra, _) = rt.block_on(async {
@@ -275,7 +275,10 @@ pub fn million(
                 return false;
             }
             last_check = Instant::now();
-            newest_snapshot(&snap_dir).is_some_and(|(z, _)| z > before && z >= zxid_after_load)
+            // A snapshot counts from the moment it starts (corral writes it under a temporary
+            // name, ZooKeeper under its final one), so neither runs on far past its trigger.
+            newest_snapshot(&snap_dir, true)
+                .is_some_and(|(z, _)| z > before && z >= zxid_after_load)
         };
         let r = pipelined(&mut s, &mut reqs, F_WINDOW, deadline, &mut stop).await?;
         s.close().await;
@@ -337,7 +340,7 @@ fn wait_snapshot_complete(
         if Instant::now() > deadline {
             bail!("{}: no complete snapshot after the load in time", server.kind.name());
         }
-        if let Some((z, p)) = newest_snapshot(&dir).filter(|(z, _)| *z > before) {
+        if let Some((z, p)) = newest_snapshot(&dir, false).filter(|(z, _)| *z > before) {
             match server.kind {
                 Kind::Corral => return Ok((z, p)),
                 Kind::ZooKeeper => {

@@ -323,14 +323,18 @@ pub fn four_letter(addr: SocketAddr, word: &str) -> Result<String> {
     Ok(out)
 }
 
-/// The newest `snapshot.<hex zxid>` in a directory (temporary files ignored): zxid, path.
-pub fn newest_snapshot(dir: &Path) -> Option<(u64, PathBuf)> {
+/// The newest `snapshot.<hex zxid>` in a directory: zxid, path. With `started`, also a
+/// snapshot still being written under a temporary name (`snapshot.<hex>.tmp`).
+pub fn newest_snapshot(dir: &Path, started: bool) -> Option<(u64, PathBuf)> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in fs::read_dir(dir).ok()?.flatten() {
         let name = e.file_name();
-        let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
+        let Some(mut hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
             continue;
         };
+        if started {
+            hex = hex.strip_suffix(".tmp").unwrap_or(hex);
+        }
         let Ok(zxid) = u64::from_str_radix(hex, 16) else { continue };
         if best.as_ref().is_none_or(|b| zxid > b.0) {
             best = Some((zxid, e.path()));
@@ -360,6 +364,18 @@ fn tail(path: &Path, lines: usize) -> String {
     let text = fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// CPU seconds (user + system) of this process so far, every thread included.
+pub fn own_cpu_seconds() -> f64 {
+    // SAFETY: a zeroed rusage is a valid out-parameter for getrusage.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Pins the calling thread (and every thread it starts afterwards) to one core.
