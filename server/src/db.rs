@@ -276,6 +276,13 @@ impl Database {
         false
     }
 
+    /// Counts an applied txn of `bytes` for the snapshot trigger; true when a snapshot is due
+    /// (the caller then takes it with [`Database::snapshot_now`] at the next point where it
+    /// has the committed state).
+    pub fn count_applied(&mut self, bytes: u64) -> bool {
+        self.policy.record(bytes)
+    }
+
     /// Starts a snapshot of `state` at `zxid` now (unless one is being written).
     pub fn snapshot_now(&self, zxid: u64, state: &State) -> bool {
         let snap = state.clone();

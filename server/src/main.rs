@@ -7,6 +7,12 @@ use clap::{Parser, Subcommand};
 use corral_server::config::Config;
 use corral_server::server::{RunningServer, ServerOptions};
 
+/// mimalloc: the request path allocates and frees small buffers on different threads (a reply
+/// is built on the pipeline thread and freed by a connection's writer), where glibc's malloc
+/// spends a measurable share of the server's CPU (docs/performance.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
 struct Cli {

@@ -4,12 +4,14 @@
 //!
 //! * A write is prepared against the *speculative* state (the committed state plus every txn
 //!   logged but not yet durable), which gives it its zxid and its deterministic txn (or error
-//!   txn); the txn is applied to the speculative state at once and handed to the log. Because
-//!   the tree is persistent, the version this produces (an O(1) copy), the reply and the watch
-//!   triggers are kept with the txn: each txn is applied exactly once.
-//! * When the log reports txns durable, they are committed in zxid order: their kept watch
-//!   triggers fire, their replies go out, and the version after the last of them is published
-//!   for readers.
+//!   txn); the txn is applied to the speculative state at once and handed to the log. Its reply
+//!   and watch triggers are kept with it: each txn is applied exactly once.
+//! * The tree is persistent, so a version is an O(1) copy; one is kept at each *boundary*: the
+//!   end of each batch of events the thread handles, and wherever a read has to wait behind a
+//!   connection's writes. (Keeping one per txn would make every apply copy its whole path.)
+//! * When the log reports txns durable, they are committed in zxid order, a boundary at a time:
+//!   their kept watch triggers fire, their replies go out, the reads that waited for that
+//!   boundary are answered from its version, and the version is published for readers.
 //! * Reads are answered by the connection tasks themselves from the published version, unless
 //!   the same connection has requests waiting here; then they queue behind them, so each
 //!   connection sees its replies in request order and its reads see its own writes.
@@ -372,15 +374,19 @@ struct InFlight {
     origin: Origin,
     /// What applying the txn to the speculative tree produced.
     outcome: crate::tree::ApplyOutcome,
-    /// The tree right after this txn: the committed version once it is durable.
-    version: DataTree,
+    /// At a boundary: the tree right after this txn (committed once it is durable).
+    version: Option<DataTree>,
     /// Bytes logged.
     bytes: u64,
 }
 
-enum Queued {
-    Write(i64),
-    Read { xid: i32, req: Request, auth: Arc<Vec<Id>>, received: Instant },
+/// A read waiting for a boundary (behind its connection's writes).
+struct WaitingRead {
+    conn: Arc<Conn>,
+    xid: i32,
+    req: Request,
+    auth: Arc<Vec<Id>>,
+    received: Instant,
 }
 
 /// The pipeline thread's state.
@@ -394,7 +400,10 @@ pub struct Core {
     next_zxid: i64,
     durable: i64,
     inflight: VecDeque<InFlight>,
-    queues: HashMap<u64, (Arc<Conn>, VecDeque<Queued>)>,
+    /// Per connection: (writes in flight, reads waiting).
+    pending: HashMap<u64, (usize, usize)>,
+    /// Reads waiting for the boundary at a zxid, in arrival order.
+    waiting: std::collections::BTreeMap<i64, Vec<WaitingRead>>,
     sessions: HashMap<i64, SessionInfo>,
     ids: SessionIdGenerator,
     tx: Sender<Event>,
@@ -588,7 +597,8 @@ impl Core {
             next_zxid: last + 1,
             durable: last,
             inflight: VecDeque::new(),
-            queues: HashMap::new(),
+            pending: HashMap::new(),
+            waiting: std::collections::BTreeMap::new(),
             sessions,
             ids,
             tx,
@@ -622,11 +632,12 @@ impl Core {
                     ev => self.handle(ev),
                 }
             }
-            self.apply_durable();
             if Instant::now() >= next_tick {
                 self.on_tick();
                 next_tick = Instant::now() + tick;
             }
+            self.mark_boundary();
+            self.apply_durable();
             if stop {
                 // Wait (bounded) for what was logged to become durable and be answered.
                 let deadline = Instant::now() + Duration::from_secs(10);
@@ -678,7 +689,7 @@ impl Core {
                 self.on_reconnect(conn, session_id, passwd, timeout_ms, read_only, done)
             }
             Event::ConnClosed { conn_id, session_id } => {
-                self.queues.remove(&conn_id);
+                self.pending.remove(&conn_id);
                 if let Some(s) = self.sessions.get_mut(&session_id) {
                     if s.conn == Some(conn_id) {
                         s.conn = None;
@@ -749,10 +760,19 @@ impl Core {
         let _ = op;
         let session_id = conn.session_id.load(Ordering::Relaxed);
         if reads::is_read(&req) {
-            let waiting = self.queues.get(&conn.id).is_some_and(|(_, q)| !q.is_empty());
-            if waiting {
-                let q = self.queues.get_mut(&conn.id).expect("present");
-                q.1.push_back(Queued::Read { xid, req, auth, received });
+            let busy = self.pending.get(&conn.id).is_some_and(|(w, r)| *w + *r > 0);
+            if busy {
+                // Behind this connection's writes: answered from the version right after the
+                // newest txn now, which holds them and none of the connection's later ones.
+                let at = self.mark_boundary();
+                self.pending.entry(conn.id).or_default().1 += 1;
+                self.waiting.entry(at).or_default().push(WaitingRead {
+                    conn,
+                    xid,
+                    req,
+                    auth,
+                    received,
+                });
             } else {
                 let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
                 answer_read(
@@ -797,12 +817,22 @@ impl Core {
         self.queue_write(&conn, z);
     }
 
-    fn queue_write(&mut self, conn: &Arc<Conn>, zxid: i64) {
-        self.queues
-            .entry(conn.id)
-            .or_insert_with(|| (conn.clone(), VecDeque::new()))
-            .1
-            .push_back(Queued::Write(zxid));
+    fn queue_write(&mut self, conn: &Arc<Conn>, _zxid: i64) {
+        self.pending.entry(conn.id).or_default().0 += 1;
+    }
+
+    /// Keeps the speculative version after the newest in-flight txn (a boundary) and returns
+    /// that txn's zxid; with nothing in flight, the committed zxid.
+    fn mark_boundary(&mut self) -> i64 {
+        match self.inflight.back_mut() {
+            Some(back) => {
+                if back.version.is_none() {
+                    back.version = Some(self.spec.tree.clone());
+                }
+                back.entry.header.zxid
+            }
+            None => self.durable,
+        }
     }
 
     fn answered(&self, conn: &Conn) {
@@ -853,8 +883,7 @@ impl Core {
         if let Err(e) = r {
             fatal(&format!("cannot log txn {zxid:#x}: {e}"));
         }
-        let version = self.spec.tree.clone();
-        self.inflight.push_back(InFlight { entry, origin, outcome, version, bytes });
+        self.inflight.push_back(InFlight { entry, origin, outcome, version: None, bytes });
         zxid
     }
 
@@ -866,21 +895,30 @@ impl Core {
         self.durable = self.durable.max(zxid as i64);
     }
 
-    /// Applies every durable txn in order, answers and notifies, then publishes the new tree.
+    /// Commits every durable boundary in order: fires kept watch triggers, answers writes and
+    /// the reads that waited for each boundary, then publishes the newest version.
     fn apply_durable(&mut self) {
-        if self.inflight.front().is_none_or(|f| f.entry.header.zxid > self.durable) {
+        // The last boundary that is durable: everything up to it commits now.
+        let durable = self.inflight.partition_point(|f| f.entry.header.zxid <= self.durable);
+        let Some(end) = self.inflight.range(..durable).rposition(|f| f.version.is_some()) else {
             return;
-        }
+        };
         let shared = self.shared.clone();
         let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
         let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
         let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions_changed = false;
-        while self.inflight.front().is_some_and(|f| f.entry.header.zxid <= self.durable) {
-            let f = self.inflight.pop_front().expect("checked");
+        let mut snapshot_due = false;
+        let mut group_version: Option<DataTree> = None;
+        for _ in 0..=end {
+            let f = self.inflight.pop_front().expect("counted");
             let zxid = f.entry.header.zxid;
+            if group_version.is_none() {
+                // The version at the end of this txn's group decides who may hear of its
+                // changes (the deleted node's last ACL comes from the committed version).
+                group_version = self.inflight_version_from(&f);
+            }
             let outcome = f.outcome;
-            let previous = std::mem::replace(&mut self.committed, f.version);
             match &f.entry.txn {
                 crate::proto::Txn::CreateSession(t) => {
                     self.committed_sessions.insert(f.entry.header.client_id, t.time_out);
@@ -891,6 +929,7 @@ impl Core {
                 _ => {}
             }
             shared.last_zxid.store(zxid, Ordering::Release);
+            let after = group_version.as_ref().expect("a group ends at a boundary");
             for t in &outcome.triggers {
                 let events = watches.trigger(&t.path, t.event);
                 if events.is_empty() {
@@ -899,9 +938,9 @@ impl Core {
                 // The ACL that decides who may hear of it: a deleted node's last one, else the
                 // node's (for NodeChildrenChanged, the parent's: the trigger's path).
                 let tree = if t.event == crate::proto::EventType::NodeDeleted {
-                    &previous
-                } else {
                     &self.committed
+                } else {
+                    after
                 };
                 let acl = tree
                     .node(&t.path)
@@ -926,7 +965,7 @@ impl Core {
                         received,
                     );
                     self.answered(&conn);
-                    self.after_write(&conn, zxid, &mut watches);
+                    self.write_done(conn.id);
                 }
                 Origin::NewSession { conn, read_only, done } => {
                     let timeout = conn.timeout_ms.load(Ordering::Relaxed) as i32;
@@ -966,7 +1005,7 @@ impl Core {
                         );
                         self.answered(conn);
                         conn.close();
-                        self.queues.remove(&conn.id);
+                        self.pending.remove(&conn.id);
                     } else if let Some(c) = owner.and_then(|id| conns.get(&id)) {
                         // Expired: the client learns it when it reconnects.
                         c.close();
@@ -976,11 +1015,36 @@ impl Core {
                     }
                 }
             }
-            let (tree, sessions) = (&self.committed, &self.committed_sessions);
-            self.db.applied(zxid as u64, f.bytes, || State {
-                tree: tree.clone(),
-                sessions: sessions.clone(),
-            });
+            snapshot_due |= self.db.count_applied(f.bytes);
+            if let Some(v) = f.version {
+                // A boundary: this version is now committed; the reads that waited for it see
+                // exactly it.
+                self.committed = v;
+                group_version = None;
+                if let Some(reads) = self.waiting.remove(&zxid) {
+                    for r in reads {
+                        let job = ReadJob {
+                            xid: r.xid,
+                            req: &r.req,
+                            auth: &r.auth,
+                            received: r.received,
+                        };
+                        answer_read(&shared, &self.committed, &mut watches, &r.conn, job);
+                        self.answered(&r.conn);
+                        if let Some(p) = self.pending.get_mut(&r.conn.id) {
+                            p.1 = p.1.saturating_sub(1);
+                        }
+                    }
+                }
+                if snapshot_due {
+                    snapshot_due = false;
+                    let state = State {
+                        tree: self.committed.clone(),
+                        sessions: self.committed_sessions.clone(),
+                    };
+                    self.db.snapshot_now(zxid as u64, &state);
+                }
+            }
         }
         *view = Arc::new(self.committed.clone());
         drop(conns);
@@ -991,31 +1055,17 @@ impl Core {
         }
     }
 
-    /// After a connection's write is applied: answer the reads that waited behind it.
-    fn after_write(&mut self, conn: &Arc<Conn>, zxid: i64, watches: &mut WatchManager) {
-        let Some((_, q)) = self.queues.get_mut(&conn.id) else { return };
-        if let Some(Queued::Write(z)) = q.front() {
-            debug_assert_eq!(*z, zxid);
-            q.pop_front();
-        }
-        let mut reads = Vec::new();
-        while let Some(Queued::Read { .. }) = q.front() {
-            if let Some(Queued::Read { xid, req, auth, received }) = q.pop_front() {
-                reads.push((xid, req, auth, received));
+    /// The version at the end of `f`'s group: its own, or the next boundary's in flight.
+    fn inflight_version_from(&self, f: &InFlight) -> Option<DataTree> {
+        f.version.clone().or_else(|| self.inflight.iter().find_map(|g| g.version.clone()))
+    }
+
+    fn write_done(&mut self, conn_id: u64) {
+        if let Some(p) = self.pending.get_mut(&conn_id) {
+            p.0 = p.0.saturating_sub(1);
+            if p.0 == 0 && p.1 == 0 {
+                self.pending.remove(&conn_id);
             }
-        }
-        if q.is_empty() {
-            self.queues.remove(&conn.id);
-        }
-        for (xid, req, auth, received) in reads {
-            answer_read(
-                &self.shared,
-                &self.committed,
-                watches,
-                conn,
-                ReadJob { xid, req: &req, auth: &auth, received },
-            );
-            self.answered(conn);
         }
     }
 
