@@ -216,3 +216,30 @@ fn data_and_sessions_survive_a_restart() {
     });
     server.shutdown().unwrap();
 }
+
+#[test]
+fn a_pipelined_read_sees_its_sessions_earlier_writes_and_not_later_ones() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), "127.0.0.1:0".parse().unwrap());
+    let addr = server.addr().to_string();
+    runtime().block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.create("/rw", b"0", &open()).await.unwrap();
+        for round in 0..200u32 {
+            // Requests are sent in creation order: write, read, write, read, all in flight.
+            let v1 = format!("{round}-a");
+            let v2 = format!("{round}-b");
+            let w1 = c.set_data("/rw", v1.as_bytes(), None);
+            let r1 = c.get_data("/rw");
+            let w2 = c.set_data("/rw", v2.as_bytes(), None);
+            let r2 = c.get_data("/rw");
+            let (s1, (d1, st1), s2, (d2, st2)) =
+                (w1.await.unwrap(), r1.await.unwrap(), w2.await.unwrap(), r2.await.unwrap());
+            assert_eq!(d1, v1.as_bytes(), "round {round}: the read between the writes");
+            assert_eq!(st1.mzxid, s1.mzxid);
+            assert_eq!(d2, v2.as_bytes(), "round {round}: the read after both");
+            assert_eq!(st2.mzxid, s2.mzxid);
+        }
+    });
+    server.shutdown().unwrap();
+}
