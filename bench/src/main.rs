@@ -10,6 +10,7 @@ mod load;
 mod log_bench;
 mod scenarios;
 mod servers;
+mod tree_bench;
 mod wake_bench;
 mod zk;
 
@@ -30,6 +31,10 @@ enum Cmd {
     WakeCeiling(wake_bench::WakeArgs),
     /// A pipelined ZooKeeper-protocol load: N sessions × K outstanding requests.
     Load(load::LoadArgs),
+    /// The DataTree at scale: apply throughput and memory per znode.
+    Tree(tree_bench::TreeArgs),
+    /// Snapshots at scale: write/load time, apply p99 during a snapshot, recovery time.
+    Snapshot(tree_bench::TreeArgs),
     /// corral and Apache ZooKeeper 3.8 side by side on this machine: a ratio table.
     Compare(compare::CompareArgs),
 }
@@ -45,6 +50,8 @@ fn main() -> anyhow::Result<()> {
         Cmd::Log(a) => log_bench::run(a),
         Cmd::WakeCeiling(a) => wake_bench::run(a),
         Cmd::Load(a) => load::run(a),
+        Cmd::Tree(a) => tree_bench::run_tree(a),
+        Cmd::Snapshot(a) => tree_bench::run_snapshot(a),
         Cmd::Compare(a) => compare::run(a),
     }
 }

@@ -33,12 +33,17 @@ pub struct AclCache {
     last_id: i64,
 }
 
-/// Equal when the same lists are stored under the same ids with the same reference counts.
-/// The id counter is left out: like ZooKeeper's, it restarts from the highest stored id when a
-/// snapshot is loaded, so it is not part of the tree's content.
+/// Equal when the same lists are stored with the same reference counts, whatever their ids.
+/// Ids are a server's local numbering, as in ZooKeeper: the counter restarts from the highest
+/// stored id when a snapshot is loaded, so a list interned after a recovery may get a different
+/// id than it got before the crash. Neither the ids nor the counter are part of the content.
 impl PartialEq for AclCache {
     fn eq(&self, other: &Self) -> bool {
-        self.by_id == other.by_id
+        self.by_id.len() == other.by_id.len()
+            && self.by_id.values().all(|e| {
+                other.by_list.get(&e.acl).and_then(|id| other.by_id.get(id)).map(|o| o.refs)
+                    == Some(e.refs)
+            })
     }
 }
 
@@ -307,6 +312,28 @@ mod tests {
         // Ids are never reused.
         assert_eq!(c.convert(&a), 3);
         assert_eq!(&c.get(-1)[..], &Acl::open_unsafe()[..]);
+    }
+
+    #[test]
+    fn caches_compare_by_content_not_by_id() {
+        // Before a crash: list A got id 1, was dropped, then B got id 2. After recovery from a
+        // snapshot taken while A was gone, the counter restarts at 0 and B gets id 1.
+        let (a, b) = (Acl::read_unsafe(), Acl::open_unsafe());
+        let mut before = AclCache::default();
+        before.convert(&a);
+        before.remove_usage(1);
+        assert_eq!(before.convert(&b), 2);
+        let mut after = AclCache::default();
+        assert_eq!(after.convert(&b), 1);
+        assert_eq!(before, after);
+        // Different counts, or different lists, are different content.
+        after.convert(&b);
+        assert_ne!(before, after);
+        before.convert(&b);
+        assert_eq!(before, after);
+        before.convert(&a);
+        after.convert(&[Acl::new(perms::READ, "ip", "10.0.0.1")]);
+        assert_ne!(before, after);
     }
 
     #[test]

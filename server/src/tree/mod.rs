@@ -190,9 +190,20 @@ impl Default for DataTree {
 }
 
 impl PartialEq for DataTree {
-    /// Two trees are equal when they hold the same nodes, ACLs and indexes.
+    /// Two trees are equal when they hold the same nodes, ACLs and indexes. A node's ACL is
+    /// compared as the list it names, not as its id (ids are local numbering; see [`AclCache`]).
     fn eq(&self, other: &Self) -> bool {
-        self.nodes == other.nodes
+        let same_node = |a: &NodeRef, b: &NodeRef| {
+            let (a, b) = (&*a.0, &*b.0);
+            a.stat == b.stat
+                && a.num_children == b.num_children
+                && a.digest == b.digest
+                && a.path_len == b.path_len
+                && a.blob == b.blob
+                && self.acls.get(a.acl)[..] == other.acls.get(b.acl)[..]
+        };
+        self.nodes.len() == other.nodes.len()
+            && self.nodes.iter().zip(other.nodes.iter()).all(|(a, b)| same_node(a, b))
             && self.acls == other.acls
             && self.ephemerals == other.ephemerals
             && self.containers == other.containers

@@ -45,13 +45,13 @@ pub struct NodeRecord<'a> {
 }
 
 impl DataTree {
-    /// Every node, parents before children, as snapshot records.
+    /// Every node, parents before children, as snapshot records: in the tree's key order
+    /// (parent path, then name), which puts every parent before its children as ZooKeeper's
+    /// format requires, and lets [`TreeBuilder`] load the nodes without sorting them.
     pub fn snapshot_nodes(&self) -> impl Iterator<Item = NodeRecord<'_>> + '_ {
-        self.iter_preorder().map(|(path, n): (&str, &Node)| NodeRecord {
-            path,
-            data: n.data(),
-            acl: n.acl,
-            stat: &n.stat,
+        self.nodes.iter().map(|r| {
+            let n: &Node = &r.0;
+            NodeRecord { path: n.path(), data: n.data(), acl: n.acl, stat: &n.stat }
         })
     }
 
@@ -95,28 +95,44 @@ impl TreeBuilder {
         Ok(())
     }
 
-    /// Orders the collected nodes, checks for duplicates and missing parents, counts children,
-    /// and inserts them in key order.
+    /// Orders the collected nodes (unless they already are: Corral writes its snapshots in key
+    /// order), checks for duplicates and missing parents, counts children, and inserts them in
+    /// key order.
     fn build_nodes(&mut self) -> Result<(), SnapshotError> {
+        use std::cmp::Ordering::Less;
         let mut nodes = std::mem::take(&mut self.pending);
-        nodes.sort_unstable_by(|a, b| super::path::cmp_paths(a.path_bytes(), b.path_bytes()));
-        if let Some(w) = nodes.windows(2).find(|w| w[0].path_bytes() == w[1].path_bytes()) {
-            return Err(SnapshotError::DuplicateNode(w[0].path().to_owned()));
-        }
-        let mut children = vec![0u32; nodes.len()];
-        {
-            let index: std::collections::HashMap<&str, usize> =
-                nodes.iter().enumerate().map(|(i, n)| (n.path(), i)).collect();
-            for n in &nodes {
-                let p = n.path();
-                if p == "/" {
-                    continue;
-                }
-                match index.get(super::path::parent_of(p)) {
-                    Some(&i) => children[i] += 1,
-                    None => return Err(SnapshotError::MissingParent(p.to_owned())),
-                }
+        let cmp = |a: &Node, b: &Node| super::path::cmp_paths(a.path_bytes(), b.path_bytes());
+        if !nodes.windows(2).all(|w| cmp(&w[0], &w[1]) == Less) {
+            nodes.sort_unstable_by(cmp);
+            if let Some(w) = nodes.windows(2).find(|w| w[0].path_bytes() == w[1].path_bytes()) {
+                return Err(SnapshotError::DuplicateNode(w[0].path().to_owned()));
             }
+        }
+        // In key order the children of one parent are consecutive: count each run and find
+        // its parent by binary search (one search per parent, not per node).
+        let mut children = vec![0u32; nodes.len()];
+        let mut i = 0;
+        while i < nodes.len() {
+            let p = nodes[i].path();
+            if p == "/" {
+                i += 1;
+                continue;
+            }
+            let parent = super::path::parent_of(p);
+            let mut j = i + 1;
+            while j < nodes.len()
+                && super::path::parent_of(nodes[j].path()) == parent
+                && nodes[j].path() != "/"
+            {
+                j += 1;
+            }
+            match nodes
+                .binary_search_by(|n| super::path::cmp_paths(n.path_bytes(), parent.as_bytes()))
+            {
+                Ok(k) => children[k] += (j - i) as u32,
+                Err(_) => return Err(SnapshotError::MissingParent(p.to_owned())),
+            }
+            i = j;
         }
         for (n, c) in nodes.into_iter().zip(children) {
             let mut n = n;
