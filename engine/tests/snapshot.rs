@@ -10,7 +10,7 @@ use corral_engine::io::sim::Faults;
 use corral_engine::io::{SimVfs, Vfs};
 use corral_engine::log::{FlushStrategy, LogCore, LogOptions};
 use corral_engine::recovery::{recover, Recovered};
-use corral_engine::snapshot::{SnapshotStore, Snapshotter};
+use corral_engine::snapshot::{SnapshotBody, SnapshotStore, Snapshotter};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -97,6 +97,60 @@ fn write_list_read_purge() {
     // Another database's snapshot is refused.
     let other = SnapshotStore::open(Arc::new(vfs.clone()), Path::new("/s"), 4).unwrap();
     assert!(other.read(&other.list().unwrap()[0]).is_err());
+}
+
+#[test]
+fn read_rest_returns_the_body_and_finish_still_checks_it() {
+    let vfs = SimVfs::new();
+    let store = SnapshotStore::open(Arc::new(vfs.clone()), Path::new("/s"), 0).unwrap();
+    // Big enough to span several of the reader's internal buffers.
+    let state: State = (0..40u64).map(|z| (z, vec![z as u8; 10_000])).collect();
+    let info = store.write(40, |w| encode(&state, w)).unwrap();
+    let whole = store.read(&info).unwrap();
+    // Some bytes read as a stream, the rest at once: together they are the body.
+    let mut r = store.open_reader(&info).unwrap();
+    let mut head = [0u8; 100];
+    r.read_exact(&mut head).unwrap();
+    let rest = r.read_rest().unwrap();
+    assert!(matches!(rest, SnapshotBody::Read(_)), "the simulated disk has no descriptor");
+    assert_eq!([&head[..], &rest[..]].concat(), whole);
+    r.finish().unwrap();
+    // A damaged body is still caught, by finish.
+    vfs.flip_bit(&info.path, 50_000, 3).unwrap();
+    let mut r = store.open_reader(&info).unwrap();
+    let rest = r.read_rest().unwrap();
+    assert_eq!(rest.len(), whole.len());
+    assert!(r.finish().is_err(), "a flipped bit must fail the checksum");
+}
+
+#[test]
+fn read_rest_maps_a_real_file_and_finish_still_checks_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let vfs = corral_engine::io::SyncVfs::new();
+    let store = SnapshotStore::open(Arc::new(vfs), dir.path(), 0).unwrap();
+    // Over the reader's 1 MiB buffer, so the map starts inside already buffered bytes.
+    let state: State = (0..300u64).map(|z| (z, vec![z as u8; 10_000])).collect();
+    let info = store.write(300, |w| encode(&state, w)).unwrap();
+    let whole = store.read(&info).unwrap();
+    for head_len in [0usize, 100, 4096, 5000] {
+        let mut r = store.open_reader(&info).unwrap();
+        let mut head = vec![0u8; head_len];
+        r.read_exact(&mut head).unwrap();
+        let rest = r.read_rest().unwrap();
+        assert!(matches!(rest, SnapshotBody::Mapped { .. }), "a real file is mapped");
+        assert_eq!([&head[..], &rest[..]].concat(), whole, "after {head_len} bytes");
+        r.finish().unwrap();
+    }
+    // Damage: the mapped body is checksummed too.
+    let mut bytes = std::fs::read(&info.path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x10;
+    std::fs::write(&info.path, &bytes).unwrap();
+    let mut r = store.open_reader(&info).unwrap();
+    let rest = r.read_rest().unwrap();
+    assert_eq!(rest.len(), whole.len());
+    drop(rest);
+    assert!(r.finish().is_err(), "a flipped bit must fail the checksum");
 }
 
 #[test]

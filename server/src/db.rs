@@ -210,8 +210,7 @@ impl Database {
         let recovered = recover(
             &store,
             |r, zxid| {
-                let mut body = Vec::new();
-                r.read_to_end(&mut body).map_err(|e| e.to_string())?;
+                let body = r.read_rest().map_err(|e| e.to_string())?;
                 State::read_body(&body, zxid, tree_opts.clone(), max)
             },
             || State::new(tree_opts.clone()),

@@ -125,6 +125,12 @@ pub trait VFile: Send + Debug {
     fn is_empty(&self) -> io::Result<bool> {
         Ok(self.len()? == 0)
     }
+
+    /// The operating system's file descriptor, where there is one (real files; not the
+    /// simulated disk). Lets a reader map a file instead of copying it.
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        None
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.

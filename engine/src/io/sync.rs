@@ -139,6 +139,11 @@ pub(crate) fn pwrite_dsync_std(file: &File, mut buf: &[u8], mut offset: u64) -> 
 }
 
 impl VFile for SyncFile {
+    fn as_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        Some(self.file.as_fd())
+    }
+
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.file.read_at(buf, offset)
     }

@@ -6,11 +6,10 @@
 //! state — which is only right if the log still holds every record from the beginning, and the
 //! strict log reader checks exactly that.
 
-use std::io::Read;
 use std::path::PathBuf;
 
 use crate::log::{LogError, LogIter, Record};
-use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotStore};
+use crate::snapshot::{SnapshotError, SnapshotInfo, SnapshotReader, SnapshotStore};
 
 /// Errors that stop recovery.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -49,7 +48,8 @@ pub struct Recovered<S> {
 
 /// Rebuilds state from the newest valid snapshot in `snapshots` and the log records after it.
 ///
-/// * `load(body, zxid)` builds the state from a snapshot body; its result is discarded if the
+/// * `load(body, zxid)` builds the state from a snapshot body (a [`SnapshotReader`]: read it as a
+///   stream, or all at once with [`SnapshotReader::read_rest`]); its result is discarded if the
 ///   body's checksum then fails.
 /// * `empty()` is the state before any record, used when no snapshot is usable.
 /// * `log_from(zxid)` reads the log from a zxid (`Log::iter_from` or `LogCore::iter_from`); the
@@ -57,7 +57,7 @@ pub struct Recovered<S> {
 /// * `apply(state, record)` applies one record.
 pub fn recover<S>(
     snapshots: &SnapshotStore,
-    mut load: impl FnMut(&mut dyn Read, u64) -> Result<S, String>,
+    mut load: impl FnMut(&mut SnapshotReader, u64) -> Result<S, String>,
     empty: impl FnOnce() -> S,
     log_from: impl FnOnce(u64) -> LogIter,
     mut apply: impl FnMut(&mut S, Record) -> Result<(), String>,

@@ -17,8 +17,8 @@ mod thread;
 
 pub use policy::SnapshotPolicy;
 pub use store::{
-    parse_snapshot_file_name, snapshot_file_name, SnapshotInfo, SnapshotReader, SnapshotStore,
-    SnapshotWriter, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_TRAILER_LEN,
+    parse_snapshot_file_name, snapshot_file_name, SnapshotBody, SnapshotInfo, SnapshotReader,
+    SnapshotStore, SnapshotWriter, SNAPSHOT_HEADER_LEN, SNAPSHOT_MAGIC, SNAPSHOT_TRAILER_LEN,
 };
 pub use thread::{SnapshotJob, Snapshotter};
 

@@ -327,6 +327,27 @@ impl Write for SnapshotWriter {
     }
 }
 
+/// A snapshot body read all at once by [`SnapshotReader::read_rest`]: a read-only map of the
+/// file, or a buffer. Either way it dereferences to the body's bytes.
+#[derive(Debug)]
+pub enum SnapshotBody {
+    /// The file mapped; the body starts at `start`.
+    Mapped { map: memmap2::Mmap, start: usize },
+    /// The body read into memory.
+    Read(Vec<u8>),
+}
+
+impl std::ops::Deref for SnapshotBody {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            SnapshotBody::Mapped { map, start } => &map[*start..],
+            SnapshotBody::Read(v) => v,
+        }
+    }
+}
+
 /// Reads one snapshot's body (implements [`Read`]), computing its checksum on the way.
 pub struct SnapshotReader {
     file: Box<dyn VFile>,
@@ -355,6 +376,63 @@ impl SnapshotReader {
     /// Body bytes in the file.
     pub fn body_len(&self) -> u64 {
         self.end - SNAPSHOT_HEADER_LEN as u64
+    }
+
+    /// The rest of the body as one slice, checksummed on the way. A real file is mapped
+    /// (read-only, populated up front): its pages come straight from the page cache, with no
+    /// copy and no fresh memory to fault in, which is most of a large snapshot's load time. A
+    /// file without a descriptor (the simulated disk), or one that cannot be mapped, is read into
+    /// one buffer of exactly its size. Call [`finish`](Self::finish) after building from the
+    /// body: that is where a checksum mismatch is reported.
+    pub fn read_rest(&mut self) -> io::Result<SnapshotBody> {
+        let buffered = self.buf.len() - self.buf_pos;
+        let left = (self.end - self.pos) as usize;
+        if let Some((map, start)) = self.map_rest(buffered, left) {
+            self.buf_pos = self.buf.len();
+            self.crc = crc32c::crc32c_append(self.crc, &map[start + buffered..]);
+            self.pos = self.end;
+            return Ok(SnapshotBody::Mapped { map, start });
+        }
+        let mut out = Vec::with_capacity(buffered + left);
+        out.extend_from_slice(&self.buf[self.buf_pos..]);
+        self.buf_pos = self.buf.len();
+        out.resize(buffered + left, 0);
+        let got = read_up_to(self.file.as_ref(), &mut out[buffered..], self.pos)?;
+        if got < left {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "snapshot shrank"));
+        }
+        self.pos = self.end;
+        self.crc = crc32c::crc32c_append(self.crc, &out[buffered..]);
+        Ok(SnapshotBody::Read(out))
+    }
+
+    /// Maps `[pos - buffered, end)` of the file (returning the map and where in it that range
+    /// starts), or `None` where that is not possible.
+    fn map_rest(&self, buffered: usize, left: usize) -> Option<(memmap2::Mmap, usize)> {
+        let fd = self.file.as_fd()?;
+        let from = self.pos - buffered as u64;
+        // Offsets must be page-aligned: map from the page holding `from`, then skip into it.
+        let page = 4096u64;
+        let base = from / page * page;
+        let skip = (from - base) as usize;
+        // SAFETY: a snapshot is immutable once it has its final name (it is written under a
+        // temporary name, synced and renamed); purging unlinks it, which leaves a mapping
+        // valid. Nothing in this process writes or truncates it while the map is alive.
+        let map = unsafe {
+            memmap2::MmapOptions::new().offset(base).len(skip + buffered + left).populate().map(&fd)
+        };
+        match map {
+            Ok(m) if m.len() == skip + buffered + left => {
+                let _ = m.advise(memmap2::Advice::Sequential);
+                Some((m, skip))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!(path = %self.path.display(), error = %e,
+                    "cannot map the snapshot; reading it instead");
+                None
+            }
+        }
     }
 
     /// Reads whatever of the body is left, then checks the checksum.

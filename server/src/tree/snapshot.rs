@@ -3,6 +3,8 @@
 //! reconstructs a tree from such a stream, re-deriving everything that is not stored (child
 //! counts, ephemeral/container/TTL indexes, quota prefixes and stats, digest, data size).
 
+use std::cmp::Ordering::Less;
+
 use thiserror::Error;
 
 use crate::proto::{Acl, Data, JuteError, StatPersisted};
@@ -61,19 +63,38 @@ impl DataTree {
     }
 }
 
-/// Rebuilds a tree from snapshot records: ACL lists first, then nodes (in any order; ZooKeeper
-/// writes every parent before its children). Nodes are collected and the tree is built in one
-/// pass in key order at [`TreeBuilder::finish`], which is several times faster than inserting
-/// them one by one into the persistent map.
+/// Rebuilds a tree from snapshot records: ACL lists first, then nodes.
+///
+/// Corral writes nodes in the map's key order (parent path, then name). Such nodes go straight
+/// into the tree as they arrive, and since the children of one parent are then consecutive, child
+/// counts are kept per run of siblings (one entry per parent, not per node) and set at
+/// [`TreeBuilder::finish`]. Nodes in any other order (ZooKeeper writes depth-first pre-order) are
+/// collected instead, sorted, counted and inserted at `finish`. Either way nothing is held twice
+/// for long: loading a large snapshot is dominated by allocating the tree itself.
 #[derive(Debug)]
 pub struct TreeBuilder {
     tree: DataTree,
+    /// Nodes not yet in the tree (once the input was found out of key order).
     pending: Vec<Node>,
+    /// While the input is in key order: the last node added, and the run of siblings it ends.
+    last: Option<std::sync::Arc<Node>>,
+    run: Option<(String, u32)>,
+    /// Child counts of finished runs, by parent, in key order.
+    counts: Vec<(String, u32)>,
+    /// Quota limit nodes seen (their counts are set at `finish`).
+    limits: Vec<String>,
 }
 
 impl TreeBuilder {
     pub fn new(options: TreeOptions) -> Self {
-        TreeBuilder { tree: DataTree::empty(options), pending: Vec::new() }
+        TreeBuilder {
+            tree: DataTree::empty(options),
+            pending: Vec::new(),
+            last: None,
+            run: None,
+            counts: Vec::new(),
+            limits: Vec::new(),
+        }
     }
 
     /// Add an ACL list under its id.
@@ -81,32 +102,83 @@ impl TreeBuilder {
         self.tree.acls.insert_loaded(id, acl);
     }
 
-    /// Add a node; "" and "/" are the root.
+    /// Add a node; "" and "/" are the root. `data` `None` is null data.
     pub fn add_node(
         &mut self,
         path: &str,
-        data: Data,
+        data: Option<&[u8]>,
         acl: i64,
         stat: StatPersisted,
     ) -> Result<(), SnapshotError> {
         let path = if path.is_empty() { "/" } else { path };
         self.tree.acls.add_usage(acl);
-        self.pending.push(Node::new(path, stat, &data, acl));
+        if path.starts_with(quota::QUOTA_ROOT) && path.ends_with(quota::LIMIT_NODE) {
+            self.limits.push(path.to_owned());
+        }
+        let node = Node::from_parts(path, stat, data, acl);
+        // In key order every parent comes before its children, so a new run of siblings whose
+        // parent is not in yet means the input is in some other order (or the parent is
+        // missing, which the sorting path reports).
+        let parent = (path != "/").then(|| super::path::parent_of(path));
+        let in_order = self.pending.is_empty()
+            && self.last.as_ref().is_none_or(|last| {
+                super::path::cmp_paths(last.path_bytes(), node.path_bytes()) == Less
+            })
+            && parent.is_none_or(|p| {
+                self.run.as_ref().is_some_and(|(r, _)| r == p) || self.tree.exists(p)
+            });
+        if !in_order {
+            if self.pending.is_empty() {
+                self.unload_to_pending();
+            }
+            self.pending.push(node);
+            return Ok(());
+        }
+        if let Some(parent) = parent {
+            match &mut self.run {
+                Some((p, n)) if p == parent => *n += 1,
+                run => {
+                    if let Some(done) = run.replace((parent.to_owned(), 1)) {
+                        self.counts.push(done);
+                    }
+                }
+            }
+        }
+        let node = std::sync::Arc::new(node);
+        self.last = Some(node.clone());
+        self.tree.insert_shared(node);
         Ok(())
     }
 
-    /// Orders the collected nodes (unless they already are: Corral writes its snapshots in key
-    /// order), checks for duplicates and missing parents, counts children, and inserts them in
-    /// key order.
+    /// The input turned out not to be in key order: take back what went into the tree, to be
+    /// sorted with the rest at `finish`.
+    fn unload_to_pending(&mut self) {
+        self.last = None;
+        self.run = None;
+        self.counts.clear();
+        let nodes = std::mem::replace(&mut self.tree.nodes, imbl::OrdSet::new());
+        self.tree.digest = 0;
+        self.tree.data_size = 0;
+        self.tree.ephemerals = Default::default();
+        self.tree.containers = Default::default();
+        self.tree.ttls = Default::default();
+        self.pending = nodes.into_iter().map(|r| Node::clone(&r.0)).collect();
+    }
+
+    /// Sets the child counts: from the runs seen in key order, or, for input in another order,
+    /// by sorting the collected nodes (checking for duplicates) and counting them.
     fn build_nodes(&mut self) -> Result<(), SnapshotError> {
-        use std::cmp::Ordering::Less;
-        let mut nodes = std::mem::take(&mut self.pending);
-        let cmp = |a: &Node, b: &Node| super::path::cmp_paths(a.path_bytes(), b.path_bytes());
-        if !nodes.windows(2).all(|w| cmp(&w[0], &w[1]) == Less) {
-            nodes.sort_unstable_by(cmp);
-            if let Some(w) = nodes.windows(2).find(|w| w[0].path_bytes() == w[1].path_bytes()) {
-                return Err(SnapshotError::DuplicateNode(w[0].path().to_owned()));
+        if self.pending.is_empty() {
+            self.counts.extend(self.run.take());
+            for (parent, n) in std::mem::take(&mut self.counts) {
+                self.tree.set_num_children(&parent, n);
             }
+            return Ok(());
+        }
+        let mut nodes = std::mem::take(&mut self.pending);
+        nodes.sort_unstable_by(|a, b| super::path::cmp_paths(a.path_bytes(), b.path_bytes()));
+        if let Some(w) = nodes.windows(2).find(|w| w[0].path_bytes() == w[1].path_bytes()) {
+            return Err(SnapshotError::DuplicateNode(w[0].path().to_owned()));
         }
         // In key order the children of one parent are consecutive: count each run and find
         // its parent by binary search (one search per parent, not per node).
@@ -121,8 +193,8 @@ impl TreeBuilder {
             let parent = super::path::parent_of(p);
             let mut j = i + 1;
             while j < nodes.len()
-                && super::path::parent_of(nodes[j].path()) == parent
                 && nodes[j].path() != "/"
+                && super::path::parent_of(nodes[j].path()) == parent
             {
                 j += 1;
             }
@@ -134,8 +206,7 @@ impl TreeBuilder {
             }
             i = j;
         }
-        for (n, c) in nodes.into_iter().zip(children) {
-            let mut n = n;
+        for (mut n, c) in nodes.into_iter().zip(children) {
             n.num_children = c;
             self.tree.insert_node(n);
         }
@@ -150,15 +221,11 @@ impl TreeBuilder {
             return Err(SnapshotError::MissingRoot);
         }
         let limit_suffix = format!("/{}", quota::LIMIT_NODE);
-        let limits: Vec<String> = self
-            .tree
-            .iter_preorder()
-            .filter(|(p, n)| {
-                p.starts_with(quota::QUOTA_ROOT)
-                    && n.num_children == 0
-                    && p.ends_with(&limit_suffix)
+        let limits: Vec<String> = std::mem::take(&mut self.limits)
+            .into_iter()
+            .filter(|p| {
+                p.ends_with(&limit_suffix) && self.tree.node(p).is_some_and(|n| n.num_children == 0)
             })
-            .map(|(p, _)| p.to_owned())
             .collect();
         for limit in limits {
             let real = &limit[quota::QUOTA_ROOT.len()..limit.len() - limit_suffix.len()];
@@ -170,5 +237,113 @@ impl TreeBuilder {
         self.tree.acls.purge_unused();
         self.tree.last_processed_zxid = last_processed_zxid;
         Ok(self.tree)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+
+    use super::*;
+    use crate::tree::CONTAINER_EPHEMERAL_OWNER;
+
+    /// Records of a small tree with siblings whose names sort around '/' ("a", "a-b", "a0").
+    fn records() -> Vec<(String, Option<Vec<u8>>, i64, StatPersisted)> {
+        let paths =
+            ["/", "/a", "/a-b", "/a0", "/b", "/a/x", "/a/y", "/a-b/z", "/a/x/1", "/a/x/2", "/b/e"];
+        paths
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let stat = StatPersisted {
+                    czxid: i as i64,
+                    mzxid: i as i64,
+                    // One ephemeral and one container, to check the indexes are rebuilt.
+                    ephemeral_owner: match *p {
+                        "/b/e" => 0x55,
+                        "/a-b" => CONTAINER_EPHEMERAL_OWNER,
+                        _ => 0,
+                    },
+                    ..StatPersisted::default()
+                };
+                let data = (i % 3 != 0).then(|| format!("d{i}").into_bytes());
+                (p.to_string(), data, if i % 2 == 0 { 1 } else { -1 }, stat)
+            })
+            .collect()
+    }
+
+    fn build(
+        recs: &[(String, Option<Vec<u8>>, i64, StatPersisted)],
+    ) -> Result<DataTree, SnapshotError> {
+        let mut b = TreeBuilder::new(TreeOptions::default());
+        b.add_acl(1, Acl::read_unsafe());
+        for (p, d, acl, stat) in recs {
+            b.add_node(p, d.as_deref(), *acl, stat.clone())?;
+        }
+        b.finish(99)
+    }
+
+    #[test]
+    fn key_order_and_any_other_order_build_the_same_tree() {
+        let mut sorted = records();
+        sorted.sort_by(|a, b| super::super::path::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
+        let tree = build(&sorted).unwrap();
+        assert_eq!(tree.node_count(), 12, "11 nodes, the root counted twice as ZooKeeper does");
+        let children = |p: &str| tree.node(p).unwrap().num_children;
+        assert_eq!(
+            ["/", "/a", "/a-b", "/a0", "/b", "/a/x", "/a/x/1"].map(children),
+            [4, 2, 1, 0, 1, 2, 0]
+        );
+        assert_eq!(tree.ephemerals(0x55), vec!["/b/e".to_string()]);
+        assert_eq!(tree.containers(), vec!["/a-b".to_string()]);
+        // Written back in key order, it reads the same.
+        let again: Vec<_> = tree
+            .snapshot_nodes()
+            .map(|r| {
+                (r.path.to_owned(), r.data.as_option().map(<[u8]>::to_vec), r.acl, r.stat.clone())
+            })
+            .collect();
+        assert_eq!(build(&again).unwrap(), tree);
+        // Depth-first pre-order (ZooKeeper's), reversed after the root, and shuffled: the input
+        // leaves key order after some nodes went in directly, or at once.
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        let mut preorder = records();
+        preorder.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut reversed = sorted.clone();
+        reversed[1..].reverse();
+        for input in [preorder, reversed] {
+            assert_eq!(build(&input).unwrap(), tree);
+        }
+        for _ in 0..20 {
+            let mut shuffled = sorted.clone();
+            shuffled[1..].shuffle(&mut rng);
+            assert_eq!(build(&shuffled).unwrap(), tree);
+        }
+    }
+
+    #[test]
+    fn missing_parents_and_duplicates_are_errors_in_either_order() {
+        let mut sorted = records();
+        sorted.sort_by(|a, b| super::super::path::cmp_paths(a.0.as_bytes(), b.0.as_bytes()));
+        // In key order, and out of it.
+        let without_a: Vec<_> = sorted.iter().filter(|r| r.0 != "/a").cloned().collect();
+        let mut shuffled_without_a = without_a.clone();
+        shuffled_without_a.reverse();
+        for input in [without_a, shuffled_without_a] {
+            match build(&input) {
+                Err(SnapshotError::MissingParent(p)) => assert!(p.starts_with("/a/"), "{p}"),
+                other => panic!("expected a missing parent, got {other:?}"),
+            }
+        }
+        let mut twice = sorted.clone();
+        twice.push(sorted[5].clone());
+        assert!(matches!(build(&twice), Err(SnapshotError::DuplicateNode(_))));
+        let mut adjacent = sorted.clone();
+        adjacent.insert(3, sorted[3].clone());
+        assert!(matches!(build(&adjacent), Err(SnapshotError::DuplicateNode(_))));
+        // No root at all.
+        let no_root: Vec<_> = sorted[1..].to_vec();
+        assert!(build(&no_root).is_err());
     }
 }

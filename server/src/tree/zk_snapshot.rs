@@ -15,7 +15,7 @@ use std::io::Write;
 use adler2::Adler32;
 
 use crate::proto::{
-    Acl, Data, FileHeader, Jute, JuteWrite, Reader, StatPersisted, ZxidDigest, DEFAULT_MAX_LEN,
+    Acl, FileHeader, Jute, JuteError, JuteWrite, Reader, StatPersisted, ZxidDigest, DEFAULT_MAX_LEN,
 };
 
 use super::digest::DIGEST_VERSION;
@@ -171,14 +171,18 @@ pub fn read_body(
         builder.add_acl(id, acl);
     }
     loop {
-        let path = r.read_ustring()?;
+        // Path and data are borrowed from the body: the node copies them into its own
+        // allocation, so nothing else is allocated per node.
+        let at = r.position();
+        let path = r.read_buffer_ref()?.unwrap_or_default();
+        let path = std::str::from_utf8(path).map_err(|_| JuteError::InvalidUtf8 { offset: at })?;
         if path == "/" {
             break;
         }
-        let data = Data::read(r)?;
+        let data = r.read_buffer_ref()?;
         let acl = r.read_i64()?;
         let stat = StatPersisted::read(r)?;
-        builder.add_node(&path, data, acl, stat)?;
+        builder.add_node(path, data, acl, stat)?;
     }
     Ok((sessions, builder))
 }
@@ -234,7 +238,7 @@ pub fn read_snapshot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::{Acl, Request};
+    use crate::proto::{Acl, Data, Request};
     use crate::proto::{CreateRequest, TxnHeader};
     use crate::tree::prepare::{prepare, PrepareConfig, SessionContext};
 
