@@ -423,14 +423,13 @@ pub fn run(a: CompareArgs) -> Result<()> {
     // results[workload][system] = one entry per round.
     let mut results: Vec<Vec<Vec<CellResult>>> =
         vec![vec![Vec::new(); systems.len()]; workloads.len()];
-    let mut flip = false;
     for round in 0..a.rounds {
         for (wi, w) in workloads.iter().enumerate() {
+            // Alternate who goes first from workload to workload and from round to round.
             let mut order: Vec<usize> = (0..systems.len()).collect();
-            if flip {
+            if (round + wi) % 2 == 1 {
                 order.reverse();
             }
-            flip = !flip;
             for si in order {
                 let kind = systems[si];
                 eprintln!(

@@ -16,6 +16,11 @@ mod zk;
 
 use clap::{Parser, Subcommand};
 
+/// The server's allocator (server/src/main.rs), so that `tree` and `snapshot` measure memory
+/// per znode as `corral` will use it: allocator rounding is a large share of a small node.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "corral-bench", about = "Benchmarks for Corral")]
 struct Cli {

@@ -228,7 +228,7 @@ impl DataTree {
         let acl_id = self.acls.convert(acl);
         if self.exists(path) {
             // ZooKeeper points the existing node at the new list (without releasing the old one).
-            self.update_node(path, |n| n.acl = acl_id);
+            self.update_node(path, |n| n.set_acl(acl_id));
             return Err(ErrorCode::NodeExists);
         }
         let new_cversion =
@@ -296,7 +296,7 @@ impl DataTree {
             return Err(ErrorCode::NoNode);
         }
         let node = self.remove_node(path).ok_or(ErrorCode::NoNode)?;
-        self.acls.remove_usage(node.acl);
+        self.acls.remove_usage(node.acl());
         if parent.starts_with(quota::QUOTA_ROOT) && name == quota::LIMIT_NODE {
             let prefix = quota::trim_quota_path(parent);
             if !prefix.is_empty() {
@@ -339,12 +339,12 @@ impl DataTree {
     }
 
     fn set_acl(&mut self, path: &str, acl: &[crate::proto::Acl], version: i32) -> OpResult<Stat> {
-        let old = self.node(path).ok_or(ErrorCode::NoNode)?.acl;
+        let old = self.node(path).ok_or(ErrorCode::NoNode)?.acl();
         self.acls.remove_usage(old);
         let id = self.acls.convert(acl);
         self.update_node(path, |n| {
             n.stat.aversion = version;
-            n.acl = id;
+            n.set_acl(id);
         });
         let node = self.node(path).ok_or(ErrorCode::NoNode)?;
         Ok(self.client_stat(node))

@@ -62,23 +62,64 @@ pub fn ttl_ephemeral_owner(ttl: i64) -> i64 {
     EXTENDED_MASK | ttl
 }
 
-/// One znode: its persisted stat, ACL id, child count, and its path and data stored together in
-/// one shared allocation (the path first). Nodes are immutable once in a tree version; a change
-/// makes a new node.
+/// The fixed part of a znode: its persisted stat, ACL id and child count. 72 bytes: with the
+/// reference count, the slice length, the path-length word and a 30-byte path, a znode of 100
+/// bytes fits a 224-byte allocation (docs/performance.md).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Node {
+pub struct NodeHead {
     pub stat: StatPersisted,
-    /// Id in the tree's ACL cache.
-    pub acl: i64,
+    /// Id in the tree's ACL cache (ids stay within i32; see [`NodeHead::acl`]).
+    acl: i32,
     pub num_children: u32,
-    /// This node's share of the tree digest (0 under /zookeeper/).
-    digest: u32,
-    /// Length of the path at the start of `blob`; the top bit marks null data.
-    path_len: u32,
-    blob: Arc<[u8]>,
 }
 
+impl NodeHead {
+    /// Id of the node's ACL list in the tree's ACL cache.
+    pub fn acl(&self) -> i64 {
+        i64::from(self.acl)
+    }
+
+    /// Sets the ACL id. Ids come from [`AclCache`], which hands out and loads only ids that fit
+    /// an i32 (ZooKeeper numbers lists from 1 and uses -1 for the open ACL).
+    pub fn set_acl(&mut self, id: i64) {
+        self.acl = i32::try_from(id).expect("ACL cache ids fit an i32");
+    }
+}
+
+/// Bytes of the word before the path: its length, with [`NULL_DATA`] as the top bit.
+const LEN_WORD: usize = 4;
+
+/// Top bit of the path-length word: the node's data is null.
 const NULL_DATA: u32 = 1 << 31;
+/// One znode, in one shared allocation: a reference count, the [`NodeHead`], and the path
+/// (after a word holding its length) followed by the data. Cloning is a reference-count increment. Nodes are immutable once in a
+/// tree version; a change makes a new node (see [`NodeEdit`]). The map orders nodes by path
+/// (parent first, then name), and two nodes are equal as map keys when their paths are.
+///
+/// One allocation rather than a header and a separate buffer saves a pointer, a second
+/// reference count and a second allocator rounding per node: about 80 bytes of a 100-byte
+/// znode's footprint. The node's share of the tree digest is not cached: it is recomputed
+/// (one CRC over the node) when the node leaves the tree (docs/performance.md).
+#[derive(Clone)]
+pub struct Node(triomphe::ThinArc<NodeHead, u8>);
+
+impl std::ops::Deref for Node {
+    type Target = NodeHead;
+
+    fn deref(&self) -> &NodeHead {
+        &self.0.header.header
+    }
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("path", &self.path())
+            .field("data", &self.data())
+            .field("head", &**self)
+            .finish()
+    }
+}
 
 impl Node {
     fn new(path: &str, stat: StatPersisted, data: &Data, acl: i64) -> Node {
@@ -87,84 +128,144 @@ impl Node {
 
     /// A node from borrowed parts (`data` `None` is null data).
     fn from_parts(path: &str, stat: StatPersisted, data: Option<&[u8]>, acl: i64) -> Node {
-        let mut node =
-            Node { stat, acl, num_children: 0, digest: 0, path_len: 0, blob: Arc::from(&[][..]) };
-        node.set_path_and_data(path, data);
-        node
+        let mut head = NodeHead { stat, acl: 0, num_children: 0 };
+        head.set_acl(acl);
+        Node::build(head, path, data)
     }
 
-    fn set_path_and_data(&mut self, path: &str, data: Option<&[u8]>) {
+    /// The node with `head`, `path` and `data`.
+    fn build(head: NodeHead, path: &str, data: Option<&[u8]>) -> Node {
         let bytes = data.unwrap_or_default();
-        let mut blob = Vec::with_capacity(path.len() + bytes.len());
-        blob.extend_from_slice(path.as_bytes());
-        blob.extend_from_slice(bytes);
-        self.blob = blob.into();
-        self.path_len = path.len() as u32 | if data.is_none() { NULL_DATA } else { 0 };
-        self.digest = digest::node_digest(path, data, &self.stat);
+        assert!(path.len() < NULL_DATA as usize, "a path of 2 GiB");
+        let word = path.len() as u32 | if data.is_none() { NULL_DATA } else { 0 };
+        let len = LEN_WORD + path.len() + bytes.len();
+        let all = word.to_le_bytes().into_iter().chain(path.bytes()).chain(bytes.iter().copied());
+        Node(triomphe::ThinArc::from_header_and_iter(head, ExactLen(all, len)))
+    }
+
+    /// The path-length word.
+    fn len_word(&self) -> u32 {
+        let b = &self.0.slice;
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
     }
 
     fn path_bytes(&self) -> &[u8] {
-        &self.blob[..(self.path_len & !NULL_DATA) as usize]
+        &self.0.slice[LEN_WORD..LEN_WORD + (self.len_word() & !NULL_DATA) as usize]
+    }
+
+    /// Path and data bytes as stored (for comparing whole nodes).
+    fn stored(&self) -> &[u8] {
+        &self.0.slice
     }
 
     /// The node's full path.
     pub fn path(&self) -> &str {
-        // SAFETY: `set_path_and_data`, the only writer of `blob` and `path_len`, copies the
-        // prefix from a `&str` and records its length, so the prefix is valid UTF-8. (Checking
-        // it again on every call showed as 7% of loading a large snapshot.)
+        // SAFETY: `Node::build`, the only constructor, copies these bytes from a `&str` and
+        // records their length, so they are valid UTF-8. (Checking them again on every call
+        // showed as 7% of loading a large snapshot.)
         unsafe { std::str::from_utf8_unchecked(self.path_bytes()) }
     }
 
-    /// The node's data (sharing the node's allocation).
+    /// The node's data (a copy: replies own their bytes).
     pub fn data(&self) -> Data {
-        if self.path_len & NULL_DATA != 0 {
-            Data::null()
-        } else {
-            Data::from_shared(self.blob.clone(), self.path_bytes().len())
+        match self.data_bytes() {
+            None => Data::null(),
+            Some(b) => Data::from_slice(b),
         }
     }
 
     /// The data bytes, `None` when null.
     pub fn data_bytes(&self) -> Option<&[u8]> {
-        (self.path_len & NULL_DATA == 0).then(|| &self.blob[self.path_bytes().len()..])
+        let word = self.len_word();
+        let start = LEN_WORD + (word & !NULL_DATA) as usize;
+        (word & NULL_DATA == 0).then(|| &self.0.slice[start..])
     }
 
     /// Length of the data (0 for null).
     pub fn data_len(&self) -> usize {
-        self.blob.len() - self.path_bytes().len()
+        self.0.slice.len() - LEN_WORD - (self.len_word() & !NULL_DATA) as usize
     }
 
+    /// This node's share of the tree digest (0 under /zookeeper/).
+    fn digest(&self) -> u32 {
+        digest::node_digest(self.path(), self.data_bytes(), &self.stat)
+    }
+}
+
+/// An iterator of known length (the chain of path and data bytes `ThinArc` copies from).
+struct ExactLen<I>(I, usize);
+
+impl<I: Iterator<Item = u8>> Iterator for ExactLen<I> {
+    type Item = u8;
+
+    fn next(&mut self) -> Option<u8> {
+        let b = self.0.next()?;
+        self.1 -= 1;
+        Some(b)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.1, Some(self.1))
+    }
+}
+
+impl<I: Iterator<Item = u8>> ExactSizeIterator for ExactLen<I> {}
+
+/// A node being changed by [`DataTree::update_node`]: its head, and new data if set.
+struct NodeEdit {
+    head: NodeHead,
+    data: Option<Data>,
+}
+
+impl NodeEdit {
     fn set_data(&mut self, data: &Data) {
-        let path = self.path().to_owned();
-        self.set_path_and_data(&path, data.as_option());
+        self.data = Some(data.clone());
     }
 }
 
-/// The map element: a shared node, ordered by its path (parent first, then name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct NodeRef(Arc<Node>);
+impl std::ops::Deref for NodeEdit {
+    type Target = NodeHead;
 
-impl Ord for NodeRef {
+    fn deref(&self) -> &NodeHead {
+        &self.head
+    }
+}
+
+impl std::ops::DerefMut for NodeEdit {
+    fn deref_mut(&mut self) -> &mut NodeHead {
+        &mut self.head
+    }
+}
+
+impl PartialEq for Node {
+    fn eq(&self, other: &Self) -> bool {
+        self.path_bytes() == other.path_bytes()
+    }
+}
+
+impl Eq for Node {}
+
+impl Ord for Node {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        path::cmp_paths(self.0.path_bytes(), other.0.path_bytes())
+        path::cmp_paths(self.path_bytes(), other.path_bytes())
     }
 }
 
-impl PartialOrd for NodeRef {
+impl PartialOrd for Node {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
     }
 }
 
-impl equivalent::Equivalent<NodeRef> for KeyQuery<'_> {
-    fn equivalent(&self, key: &NodeRef) -> bool {
-        self.cmp_path(key.0.path_bytes()) == std::cmp::Ordering::Equal
+impl equivalent::Equivalent<Node> for KeyQuery<'_> {
+    fn equivalent(&self, key: &Node) -> bool {
+        self.cmp_path(key.path_bytes()) == std::cmp::Ordering::Equal
     }
 }
 
-impl equivalent::Comparable<NodeRef> for KeyQuery<'_> {
-    fn compare(&self, key: &NodeRef) -> std::cmp::Ordering {
-        self.cmp_path(key.0.path_bytes())
+impl equivalent::Comparable<Node> for KeyQuery<'_> {
+    fn compare(&self, key: &Node) -> std::cmp::Ordering {
+        self.cmp_path(key.path_bytes())
     }
 }
 
@@ -178,7 +279,7 @@ pub struct TreeOptions {
 /// One version of the data tree. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct DataTree {
-    nodes: OrdSet<NodeRef>,
+    nodes: OrdSet<Node>,
     acls: AclCache,
     ephemerals: OrdMap<i64, OrdSet<PathKey>>,
     containers: OrdSet<PathKey>,
@@ -201,14 +302,11 @@ impl PartialEq for DataTree {
     /// Two trees are equal when they hold the same nodes, ACLs and indexes. A node's ACL is
     /// compared as the list it names, not as its id (ids are local numbering; see [`AclCache`]).
     fn eq(&self, other: &Self) -> bool {
-        let same_node = |a: &NodeRef, b: &NodeRef| {
-            let (a, b) = (&*a.0, &*b.0);
+        let same_node = |a: &Node, b: &Node| {
             a.stat == b.stat
                 && a.num_children == b.num_children
-                && a.digest == b.digest
-                && a.path_len == b.path_len
-                && a.blob == b.blob
-                && self.acls.get(a.acl)[..] == other.acls.get(b.acl)[..]
+                && a.stored() == b.stored()
+                && self.acls.get(a.acl())[..] == other.acls.get(b.acl())[..]
         };
         self.nodes.len() == other.nodes.len()
             && self.nodes.iter().zip(other.nodes.iter()).all(|(a, b)| same_node(a, b))
@@ -242,7 +340,7 @@ impl DataTree {
         }
         let id = tree.acls.convert(&Acl::read_unsafe());
         tree.update_node(CONFIG_PATH, |n| {
-            n.acl = id;
+            n.set_acl(id);
             n.stat.aversion = -1;
         });
         tree
@@ -277,7 +375,7 @@ impl DataTree {
         if !path.is_empty() && !path.starts_with('/') {
             return None;
         }
-        self.nodes.get(&KeyQuery::Path(path)).map(|r| &*r.0)
+        self.nodes.get(&KeyQuery::Path(path))
     }
 
     /// True if `path` exists.
@@ -338,7 +436,7 @@ impl DataTree {
         let parent = if path.is_empty() { "/" } else { path };
         self.nodes
             .range(KeyQuery::ChildrenStart(parent)..KeyQuery::ChildrenEnd(parent))
-            .map(|r| (r.0.path(), &*r.0))
+            .map(|n| (n.path(), n))
     }
 
     /// getChildren / getChildren2: child names (sorted) and the node's Stat.
@@ -350,7 +448,7 @@ impl DataTree {
 
     /// The ACL list of a node.
     pub fn acl_of(&self, node: &Node) -> Arc<[Acl]> {
-        self.acls.get(node.acl)
+        self.acls.get(node.acl())
     }
 
     /// getACL (without ZooKeeper's masking of digest ids for non-admins, which is the
@@ -472,13 +570,8 @@ impl DataTree {
     /// Insert a node that is not in the map yet, keeping digest, size and indexes in step.
     /// Does not touch the parent.
     fn insert_node(&mut self, node: Node) {
-        self.insert_shared(Arc::new(node));
-    }
-
-    /// [`insert_node`](Self::insert_node) for a node already shared.
-    fn insert_shared(&mut self, node: Arc<Node>) {
         let path = node.path();
-        self.digest = self.digest.wrapping_add(u64::from(node.digest));
+        self.digest = self.digest.wrapping_add(u64::from(node.digest()));
         self.data_size += java_len(path) + node.data_len() as i64;
         let owner = node.stat.ephemeral_owner;
         match self.ephemeral_type(owner) {
@@ -493,23 +586,23 @@ impl DataTree {
             }
             EphemeralType::Void => {}
         }
-        self.nodes.insert(NodeRef(node));
+        self.nodes.insert(node);
     }
 
     /// Sets a node's child count (which is not part of its digest). False if there is no node.
     fn set_num_children(&mut self, path: &str, n: u32) -> bool {
         let Some(current) = self.nodes.get(&KeyQuery::Path(path)) else { return false };
-        let mut node = Node::clone(&current.0);
-        node.num_children = n;
-        self.nodes.insert(NodeRef(Arc::new(node)));
+        let head = NodeHead { num_children: n, ..NodeHead::clone(current) };
+        let node = Node::build(head, current.path(), current.data_bytes());
+        self.nodes.insert(node);
         true
     }
 
     /// Remove a node from the map and the indexes. Does not touch the parent.
-    fn remove_node(&mut self, path: &str) -> Option<Arc<Node>> {
-        let node = self.nodes.remove(&KeyQuery::Path(path))?.0;
+    fn remove_node(&mut self, path: &str) -> Option<Node> {
+        let node = self.nodes.remove(&KeyQuery::Path(path))?;
         let q = KeyQuery::Path(path);
-        self.digest = self.digest.wrapping_sub(u64::from(node.digest));
+        self.digest = self.digest.wrapping_sub(u64::from(node.digest()));
         self.data_size -= java_len(node.path()) + node.data_len() as i64;
         let owner = node.stat.ephemeral_owner;
         match self.ephemeral_type(owner) {
@@ -534,16 +627,20 @@ impl DataTree {
 
     /// Change a node (not its path or owner), keeping digest and size in step. Returns false if
     /// the node does not exist.
-    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut Node)) -> bool {
+    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut NodeEdit)) -> bool {
         let Some(current) = self.nodes.get(&KeyQuery::Path(path)) else { return false };
-        let mut node = Node::clone(&current.0);
-        let (old_digest, old_len) = (node.digest, node.data_len() as i64);
-        f(&mut node);
-        node.digest = digest::node_digest(node.path(), node.data_bytes(), &node.stat);
+        let (old_digest, old_len) = (current.digest(), current.data_len() as i64);
+        let mut edit = NodeEdit { head: NodeHead::clone(current), data: None };
+        f(&mut edit);
+        let data = match &edit.data {
+            Some(d) => d.as_option(),
+            None => current.data_bytes(),
+        };
+        let node = Node::build(edit.head, current.path(), data);
         self.digest =
-            self.digest.wrapping_sub(u64::from(old_digest)).wrapping_add(u64::from(node.digest));
+            self.digest.wrapping_sub(u64::from(old_digest)).wrapping_add(u64::from(node.digest()));
         self.data_size += node.data_len() as i64 - old_len;
-        self.nodes.insert(NodeRef(Arc::new(node)));
+        self.nodes.insert(node);
         true
     }
 }
@@ -551,7 +648,7 @@ impl DataTree {
 /// Pre-order iterator over a tree; see [`DataTree::iter_preorder`].
 pub struct PreOrder<'a> {
     tree: &'a DataTree,
-    stack: Vec<imbl::ordset::RangedIter<'a, NodeRef, imbl::shared_ptr::DefaultSharedPtr>>,
+    stack: Vec<imbl::ordset::RangedIter<'a, Node, imbl::shared_ptr::DefaultSharedPtr>>,
     started: bool,
 }
 
@@ -561,15 +658,14 @@ impl<'a> Iterator for PreOrder<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         if !self.started {
             self.started = true;
-            let root = &*self.tree.nodes.get(&KeyQuery::Path("/"))?.0;
+            let root = self.tree.nodes.get(&KeyQuery::Path("/"))?;
             self.push_children(root);
             return Some((root.path(), root));
         }
         loop {
             let top = self.stack.last_mut()?;
             match top.next() {
-                Some(r) => {
-                    let node = &*r.0;
+                Some(node) => {
                     self.push_children(node);
                     return Some((node.path(), node));
                 }

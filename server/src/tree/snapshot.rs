@@ -7,7 +7,7 @@ use std::cmp::Ordering::Less;
 
 use thiserror::Error;
 
-use crate::proto::{Acl, Data, JuteError, StatPersisted};
+use crate::proto::{Acl, JuteError, StatPersisted};
 
 use super::quota;
 use super::{DataTree, Node, TreeOptions};
@@ -32,8 +32,16 @@ pub enum SnapshotError {
     DuplicateNode(String),
     #[error("snapshot has no root node")]
     MissingRoot,
+    #[error("ACL id {0} is out of range (ids must fit an i32)")]
+    AclIdRange(i64),
     #[error("i/o error writing snapshot: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// Nodes keep ACL ids as i32 (ZooKeeper numbers lists from 1 and uses -1 for the open ACL; a
+/// file naming an id beyond i32 is refused rather than truncated).
+fn check_acl_id(id: i64) -> Result<(), SnapshotError> {
+    i32::try_from(id).map(|_| ()).map_err(|_| SnapshotError::AclIdRange(id))
 }
 
 /// One node as snapshots store it.
@@ -41,7 +49,8 @@ pub enum SnapshotError {
 pub struct NodeRecord<'a> {
     /// The full path; the root is "/".
     pub path: &'a str,
-    pub data: Data,
+    /// `None` is null data.
+    pub data: Option<&'a [u8]>,
     pub acl: i64,
     pub stat: &'a StatPersisted,
 }
@@ -51,9 +60,11 @@ impl DataTree {
     /// (parent path, then name), which puts every parent before its children as ZooKeeper's
     /// format requires, and lets [`TreeBuilder`] load the nodes without sorting them.
     pub fn snapshot_nodes(&self) -> impl Iterator<Item = NodeRecord<'_>> + '_ {
-        self.nodes.iter().map(|r| {
-            let n: &Node = &r.0;
-            NodeRecord { path: n.path(), data: n.data(), acl: n.acl, stat: &n.stat }
+        self.nodes.iter().map(|n| NodeRecord {
+            path: n.path(),
+            data: n.data_bytes(),
+            acl: n.acl(),
+            stat: &n.stat,
         })
     }
 
@@ -77,7 +88,7 @@ pub struct TreeBuilder {
     /// Nodes not yet in the tree (once the input was found out of key order).
     pending: Vec<Node>,
     /// While the input is in key order: the last node added, and the run of siblings it ends.
-    last: Option<std::sync::Arc<Node>>,
+    last: Option<Node>,
     run: Option<(String, u32)>,
     /// Child counts of finished runs, by parent, in key order.
     counts: Vec<(String, u32)>,
@@ -98,8 +109,10 @@ impl TreeBuilder {
     }
 
     /// Add an ACL list under its id.
-    pub fn add_acl(&mut self, id: i64, acl: Vec<Acl>) {
+    pub fn add_acl(&mut self, id: i64, acl: Vec<Acl>) -> Result<(), SnapshotError> {
+        check_acl_id(id)?;
         self.tree.acls.insert_loaded(id, acl);
+        Ok(())
     }
 
     /// Add a node; "" and "/" are the root. `data` `None` is null data.
@@ -111,6 +124,7 @@ impl TreeBuilder {
         stat: StatPersisted,
     ) -> Result<(), SnapshotError> {
         let path = if path.is_empty() { "/" } else { path };
+        check_acl_id(acl)?;
         self.tree.acls.add_usage(acl);
         if path.starts_with(quota::QUOTA_ROOT) && path.ends_with(quota::LIMIT_NODE) {
             self.limits.push(path.to_owned());
@@ -144,9 +158,8 @@ impl TreeBuilder {
                 }
             }
         }
-        let node = std::sync::Arc::new(node);
         self.last = Some(node.clone());
-        self.tree.insert_shared(node);
+        self.tree.insert_node(node);
         Ok(())
     }
 
@@ -162,7 +175,7 @@ impl TreeBuilder {
         self.tree.ephemerals = Default::default();
         self.tree.containers = Default::default();
         self.tree.ttls = Default::default();
-        self.pending = nodes.into_iter().map(|r| Node::clone(&r.0)).collect();
+        self.pending = nodes.into_iter().collect();
     }
 
     /// Sets the child counts: from the runs seen in key order, or, for input in another order,
@@ -206,8 +219,13 @@ impl TreeBuilder {
             }
             i = j;
         }
-        for (mut n, c) in nodes.into_iter().zip(children) {
-            n.num_children = c;
+        for (n, c) in nodes.into_iter().zip(children) {
+            let n = if c == 0 {
+                n
+            } else {
+                let head = super::NodeHead { num_children: c, ..super::NodeHead::clone(&n) };
+                Node::build(head, n.path(), n.data_bytes())
+            };
             self.tree.insert_node(n);
         }
         Ok(())
@@ -277,11 +295,29 @@ mod tests {
         recs: &[(String, Option<Vec<u8>>, i64, StatPersisted)],
     ) -> Result<DataTree, SnapshotError> {
         let mut b = TreeBuilder::new(TreeOptions::default());
-        b.add_acl(1, Acl::read_unsafe());
+        b.add_acl(1, Acl::read_unsafe()).unwrap();
         for (p, d, acl, stat) in recs {
             b.add_node(p, d.as_deref(), *acl, stat.clone())?;
         }
         b.finish(99)
+    }
+
+    #[test]
+    fn acl_ids_beyond_i32_are_refused() {
+        let mut b = TreeBuilder::new(TreeOptions::default());
+        assert!(matches!(
+            b.add_acl(1 << 40, Acl::read_unsafe()),
+            Err(SnapshotError::AclIdRange(id)) if id == 1 << 40
+        ));
+        let stat = StatPersisted::default();
+        assert!(matches!(
+            b.add_node("", Some(b""), i64::from(i32::MIN) - 1, stat.clone()),
+            Err(SnapshotError::AclIdRange(_))
+        ));
+        b.add_acl(i64::from(i32::MAX), Acl::read_unsafe()).unwrap();
+        b.add_node("", Some(b""), i64::from(i32::MAX), stat).unwrap();
+        let tree = b.finish(1).unwrap();
+        assert_eq!(tree.node("/").unwrap().acl(), i64::from(i32::MAX));
     }
 
     #[test]
@@ -300,9 +336,7 @@ mod tests {
         // Written back in key order, it reads the same.
         let again: Vec<_> = tree
             .snapshot_nodes()
-            .map(|r| {
-                (r.path.to_owned(), r.data.as_option().map(<[u8]>::to_vec), r.acl, r.stat.clone())
-            })
+            .map(|r| (r.path.to_owned(), r.data.map(<[u8]>::to_vec), r.acl, r.stat.clone()))
             .collect();
         assert_eq!(build(&again).unwrap(), tree);
         // Depth-first pre-order (ZooKeeper's), reversed after the root, and shuffled: the input

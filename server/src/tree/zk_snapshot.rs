@@ -103,7 +103,7 @@ fn write_body_to<W: Write>(
         let path = if rec.path == "/" { "" } else { rec.path };
         out.put(|b| {
             b.put_ustring(path);
-            rec.data.write(b);
+            b.put_buffer(rec.data);
             rec.acl.write(b);
             rec.stat.write(b);
         })?;
@@ -168,7 +168,7 @@ pub fn read_body(
     for _ in 0..acl_count.max(0) {
         let id = r.read_i64()?;
         let acl = Vec::<Acl>::read(r)?;
-        builder.add_acl(id, acl);
+        builder.add_acl(id, acl)?;
     }
     loop {
         // Path and data are borrowed from the body: the node copies them into its own
