@@ -589,15 +589,6 @@ impl DataTree {
         self.nodes.insert(node);
     }
 
-    /// Sets a node's child count (which is not part of its digest). False if there is no node.
-    fn set_num_children(&mut self, path: &str, n: u32) -> bool {
-        let Some(current) = self.nodes.get(&KeyQuery::Path(path)) else { return false };
-        let head = NodeHead { num_children: n, ..NodeHead::clone(current) };
-        let node = Node::build(head, current.path(), current.data_bytes());
-        self.nodes.insert(node);
-        true
-    }
-
     /// Remove a node from the map and the indexes. Does not touch the parent.
     fn remove_node(&mut self, path: &str) -> Option<Node> {
         let node = self.nodes.remove(&KeyQuery::Path(path))?;
