@@ -409,6 +409,9 @@ pub struct Core {
     tx: Sender<Event>,
     last_reap_ms: u64,
     last_purge_ms: u64,
+    /// The snapshot trigger fired; the snapshot is taken at the next boundary (a committed
+    /// version), which may come in a later batch of durable txns.
+    snapshot_due: bool,
 }
 
 fn wall_ms() -> i64 {
@@ -604,6 +607,7 @@ impl Core {
             tx,
             last_reap_ms: 0,
             last_purge_ms: 0,
+            snapshot_due: false,
         }
     }
 
@@ -908,7 +912,6 @@ impl Core {
         let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
         let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions_changed = false;
-        let mut snapshot_due = false;
         let mut group_version: Option<DataTree> = None;
         for _ in 0..=end {
             let f = self.inflight.pop_front().expect("counted");
@@ -1015,7 +1018,7 @@ impl Core {
                     }
                 }
             }
-            snapshot_due |= self.db.count_applied(f.bytes);
+            self.snapshot_due |= self.db.count_applied(f.bytes);
             if let Some(v) = f.version {
                 // A boundary: this version is now committed; the reads that waited for it see
                 // exactly it.
@@ -1036,8 +1039,8 @@ impl Core {
                         }
                     }
                 }
-                if snapshot_due {
-                    snapshot_due = false;
+                if self.snapshot_due {
+                    self.snapshot_due = false;
                     let state = State {
                         tree: self.committed.clone(),
                         sessions: self.committed_sessions.clone(),
