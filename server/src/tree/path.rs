@@ -114,8 +114,14 @@ pub(crate) fn parts(path: &[u8]) -> (&[u8], &[u8]) {
 pub(crate) fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
     let i = common_prefix_len(a, b);
     let (ra, rb) = (&a[i..], &b[i..]);
-    match (ra.contains(&b'/'), rb.contains(&b'/')) {
-        (false, false) => ra.cmp(rb),
+    let slash = |r: &[u8]| r.iter().any(|&c| c == b'/');
+    match (slash(ra), slash(rb)) {
+        // The remainders differ in their first byte (or one is empty), so that byte decides:
+        // no need to compare the rest.
+        (false, false) => match (ra.first(), rb.first()) {
+            (Some(x), Some(y)) => x.cmp(y),
+            (x, y) => x.is_some().cmp(&y.is_some()),
+        },
         (true, false) => Ordering::Greater,
         (false, true) => Ordering::Less,
         (true, true) => parts(a).cmp(&parts(b)),
