@@ -114,7 +114,7 @@ pub(crate) fn parts(path: &[u8]) -> (&[u8], &[u8]) {
 pub(crate) fn cmp_paths(a: &[u8], b: &[u8]) -> Ordering {
     let i = common_prefix_len(a, b);
     let (ra, rb) = (&a[i..], &b[i..]);
-    let slash = |r: &[u8]| r.iter().any(|&c| c == b'/');
+    let slash = |r: &[u8]| r.contains(&b'/');
     match (slash(ra), slash(rb)) {
         // The remainders differ in their first byte (or one is empty), so that byte decides:
         // no need to compare the rest.
