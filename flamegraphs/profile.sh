@@ -12,7 +12,8 @@
 # with DWARF (Rust's std is built without frame pointers); set CALLGRAPH=fp to use -g instead.
 # For f, `corral-bench compare --workloads f --skip-zookeeper` loads $ZNODES (default 1,000,000)
 # znodes of 100 B and leaves the data directory; the script then records corral's whole
-# restart, from exec until it answers `ruok` (it listens only once recovery is done).
+# restart, from exec until it has answered `ruok` (it listens only once recovery is done) and
+# then a getData on a new session.
 # The SVG is rendered with the inferno crate (installed with `cargo install inferno` if missing).
 # Only the server this script starts is signalled, by its PID; only 127.0.0.1 is used.
 set -euo pipefail
@@ -85,17 +86,28 @@ if [[ $workload == f ]]; then
         sleep 0.02
     done
     t1=$(date +%s.%N)
+    # Then until a session is open and a getData is answered (the key need not exist).
+    for _ in $(seq 1 300); do
+        if "$target/release/corral-bench" load --server "127.0.0.1:$port" --sessions 1 --outstanding 1 \
+            --op get --keyspace 1 --root /app --no-setup --warmup 0 --seconds 0.01 >/dev/null 2>&1; then
+            break
+        fi
+        kill -0 "$perfpid" 2>/dev/null || { cat "$work/server.log" "$work/perf.log" >&2; exit 1; }
+        sleep 0.02
+    done
+    t2=$(date +%s.%N)
     # The server is perf's child (taskset execs it): signal that process, by its PID.
     server=$(pgrep -P "$perfpid" | head -1 || true)
     stop_server
     wait "$perfpid" || true
     perfpid=
     elapsed=$(echo "$t1 - $t0" | bc)
+    first_read=$(echo "$t2 - $t0" | bc)
     perf script -i "$work/perf.data" 2>/dev/null | inferno-collapse-perf >"$work/folded"
-    inferno-flamegraph --title "corral, restart with ${ZNODES:-1000000} znodes of 100 B: exec to ruok ${elapsed} s; core 0, cpu-clock" \
+    inferno-flamegraph --title "corral, restart with ${ZNODES:-1000000} znodes of 100 B: exec to ruok ${elapsed} s, to a served getData ${first_read} s; core 0, cpu-clock" \
         "$work/folded" >"flamegraphs/f-restart.svg"
     cp "$work/folded" "$base/f-restart.folded"
-    echo "restart to ruok: ${elapsed} s"
+    echo "restart to ruok: ${elapsed} s; to a served getData: ${first_read} s"
     echo "wrote flamegraphs/f-restart.svg ($(wc -l <"$work/folded") distinct stacks; folded stacks in $base/f-restart.folded)"
     exit 0
 fi
