@@ -98,9 +98,10 @@ const NULL_DATA: u8 = 0x80;
 const LONG_PATH: u8 = 0x7f;
 
 /// One znode, in one shared allocation: a reference count, the [`NodeHead`], and the node's
-/// digest, path and data (see [`LEN_AT`]). Cloning is a reference-count increment. Nodes are
-/// immutable once in a tree version; a change makes a new node (see [`NodeEdit`]). The map orders nodes by path
-/// (parent first, then name), and two nodes are equal as map keys when their paths are.
+/// digest, path and data (laid out as the comment above `LEN_AT` says). Cloning is a
+/// reference-count increment. Nodes are immutable once in a tree version; a change makes a new
+/// node (see `NodeEdit`). The map orders nodes by path (parent first, then name), and two
+/// nodes are equal as map keys when their paths are.
 ///
 /// One allocation rather than a header and a separate buffer saves a pointer, a second
 /// reference count and a second allocator rounding per node: about 80 bytes of a 100-byte
