@@ -170,6 +170,14 @@ impl Node {
         Node(triomphe::Arc::into_thin(arc.shareable()))
     }
 
+    /// Sets the child count in place when this is the only reference to the node (as while
+    /// a snapshot is loaded); false, changing nothing, when the node is shared.
+    fn set_num_children_if_unique(&mut self, n: u32) -> bool {
+        self.0.with_arc_mut(|arc| {
+            triomphe::Arc::get_mut(arc).map(|inner| inner.header_mut().num_children = n).is_some()
+        })
+    }
+
     /// Where the path starts in the bytes, and its length.
     #[inline]
     fn path_span(&self) -> (usize, usize) {

@@ -168,11 +168,10 @@ impl TreeBuilder {
             }
             i = j;
         }
+        // The builder holds the only reference to each node, so counts are set in place.
         for (n, c) in nodes.iter_mut().zip(children) {
-            if c > 0 {
-                let head = super::NodeHead { num_children: c, ..super::NodeHead::clone(n) };
-                *n = Node::build(head, n.path(), n.data_bytes());
-            }
+            let set = c == 0 || n.set_num_children_if_unique(c);
+            assert!(set, "a node being loaded is shared");
         }
         // Every other node first, then the rest. The map splits a full leaf in half, so nodes
         // inserted in key order leave every leaf half full; the second pass lands each node in
