@@ -59,6 +59,12 @@ fn acl() -> Vec<corral_server::proto::Acl> {
     }]
 }
 
+/// A setData of `value` on the `i`th znode of [`path_of`].
+fn set_data_of(i: usize, value: &[u8]) -> Request {
+    let (_, path) = path_of(i);
+    Request::SetData(SetDataRequest { path, data: Data::from(value.to_vec()), version: -1 })
+}
+
 /// Builds the txn for `req` against `state`, applies it, and returns the logged entry.
 fn step(state: &mut State, req: &Request, zxid: i64, digest: bool) -> TxnEntry {
     let ctx = SessionContext { session_id: 0x100, auth: &[], local_session: false };
@@ -147,12 +153,7 @@ pub fn run_tree(a: TreeArgs) -> Result<()> {
     let sets = a.znodes.min(500_000);
     let t = Instant::now();
     for i in 0..sets {
-        let (_, p) = path_of((i * 7919) % a.znodes);
-        let req = Request::SetData(SetDataRequest {
-            path: p,
-            data: Data::from(value.clone()),
-            version: -1,
-        });
+        let req = set_data_of((i * 7919) % a.znodes, &value);
         step(&mut state, &req, zxid, false);
         zxid += 1;
     }
@@ -234,12 +235,7 @@ fn apply_for(
     let mut i = 0usize;
     let mut published = state.tree.clone();
     while Instant::now() < end {
-        let (_, p) = path_of((i * 104_729) % n);
-        let req = Request::SetData(SetDataRequest {
-            path: p,
-            data: Data::from(value.to_vec()),
-            version: -1,
-        });
+        let req = set_data_of((i * 104_729) % n, value);
         let t = Instant::now();
         step(state, &req, *zxid, false);
         published = state.tree.clone();
@@ -312,12 +308,7 @@ pub fn run_snapshot(a: TreeArgs) -> Result<()> {
     db.snapshots().write(snap_zxid, |w| base.write_body(w))?;
     db.log().roll()?;
     for i in 0..a.replay_txns {
-        let (_, p) = path_of((i * 31) % a.znodes);
-        let req = Request::SetData(SetDataRequest {
-            path: p,
-            data: Data::from(value.clone()),
-            version: -1,
-        });
+        let req = set_data_of((i * 31) % a.znodes, &value);
         let e = step(&mut state, &req, zxid, true);
         db.log().append_async(zxid as u64, e.encode(), Box::new(|_| {}))?;
         zxid += 1;
