@@ -10,8 +10,9 @@ use corral_server::server::{RunningServer, ServerOptions};
 /// mimalloc: the request path allocates and frees small buffers on different threads (a reply
 /// is built on the pipeline thread and freed by a connection's writer), where glibc's malloc
 /// spends a measurable share of the server's CPU (docs/performance.md). Version 2 and without
-/// transparent huge pages: with 1M znodes of 100 B, mimalloc 3 held 287 bytes per znode, glibc
-/// 267 and mimalloc 2 252 (249 live); huge pages added 20 MB to an idle server.
+/// transparent huge pages: `corral-bench tree` (1M znodes of 100 B) measured 285-287 bytes of
+/// RSS per znode with mimalloc 3 and 251 with mimalloc 2, for 249 bytes allocated (counted by
+/// a wrapping allocator; glibc gave 267); huge pages added 20 MB to an idle server's RSS.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
