@@ -224,23 +224,24 @@ impl DataTree {
         if !path.starts_with('/') {
             return Err(ErrorCode::NoNode);
         }
-        let parent_cversion = self.node(parent).ok_or(ErrorCode::NoNode)?.stat.cversion;
-        let acl_id = self.acls.convert(acl);
         if self.exists(path) {
             // ZooKeeper points the existing node at the new list (without releasing the old one).
+            let acl_id = self.acls.convert(acl);
             self.update_node(path, |n| n.set_acl(acl_id));
             return Err(ErrorCode::NodeExists);
         }
-        let new_cversion =
-            if parent_c_version == -1 { parent_cversion + 1 } else { parent_c_version };
         let zxid = hdr.zxid;
         self.update_node(parent, |p| {
+            let new_cversion =
+                if parent_c_version == -1 { p.stat.cversion + 1 } else { parent_c_version };
             if new_cversion > p.stat.cversion {
                 p.stat.cversion = new_cversion;
                 p.stat.pzxid = zxid;
             }
             p.num_children += 1;
-        });
+        })
+        .ok_or(ErrorCode::NoNode)?;
+        let acl_id = self.acls.convert(acl);
         let stat = StatPersisted {
             czxid: zxid,
             mzxid: zxid,
@@ -252,7 +253,9 @@ impl DataTree {
             ephemeral_owner: owner,
             pzxid: zxid,
         };
-        self.insert_node(Node::new(path, stat, data, acl_id));
+        let node = Node::new(path, stat, data, acl_id);
+        let mut client_stat = self.client_stat(&node);
+        self.insert_node(node);
 
         if parent.starts_with(quota::QUOTA_ROOT)
             && (name == quota::LIMIT_NODE || name == quota::STAT_NODE)
@@ -269,18 +272,21 @@ impl DataTree {
         if let Some(prefix) = self.max_quota_prefix(path).map(str::to_owned) {
             self.update_quota_stat(&prefix, data.len() as i64, 1);
         }
+        if parent.starts_with(quota::QUOTA_ROOT) {
+            // Quota bookkeeping may have rewritten the node itself (a stats node).
+            client_stat = self.client_stat(self.node(path).ok_or(ErrorCode::SystemError)?);
+        }
         trig.push(WatchTrigger { path: path.to_owned(), event: EventType::NodeCreated });
         trig.push(WatchTrigger {
             path: parent_of(path).to_owned(),
             event: EventType::NodeChildrenChanged,
         });
-        let node = self.node(path).ok_or(ErrorCode::SystemError)?;
-        Ok(self.client_stat(node))
+        Ok(client_stat)
     }
 
     fn delete_node(&mut self, path: &str, zxid: i64, trig: &mut Vec<WatchTrigger>) -> OpResult<()> {
         let (parent, name) = split(path);
-        if !path.starts_with('/') || self.node(parent).is_none() {
+        if !path.starts_with('/') {
             return Err(ErrorCode::NoNode);
         }
         let exists = path != "/" && self.exists(path);
@@ -291,7 +297,8 @@ impl DataTree {
             if zxid > p.stat.pzxid {
                 p.stat.pzxid = zxid;
             }
-        });
+        })
+        .ok_or(ErrorCode::NoNode)?;
         if !exists {
             return Err(ErrorCode::NoNode);
         }
@@ -323,31 +330,35 @@ impl DataTree {
         time: i64,
         trig: &mut Vec<WatchTrigger>,
     ) -> OpResult<Stat> {
-        let old_len = self.node(path).ok_or(ErrorCode::NoNode)?.data_len() as i64;
-        self.update_node(path, |n| {
-            n.set_data(data);
-            n.stat.mtime = time;
-            n.stat.mzxid = zxid;
-            n.stat.version = version;
-        });
-        if let Some(prefix) = self.max_quota_prefix(path).map(str::to_owned) {
-            self.update_quota_stat(&prefix, data.len() as i64 - old_len, 0);
-        }
+        let (old, new) = self
+            .update_node(path, |n| {
+                n.set_data(data);
+                n.stat.mtime = time;
+                n.stat.mzxid = zxid;
+                n.stat.version = version;
+            })
+            .ok_or(ErrorCode::NoNode)?;
         trig.push(WatchTrigger { path: path.to_owned(), event: EventType::NodeDataChanged });
-        let node = self.node(path).ok_or(ErrorCode::NoNode)?;
-        Ok(self.client_stat(node))
+        if let Some(prefix) = self.max_quota_prefix(path).map(str::to_owned) {
+            self.update_quota_stat(&prefix, data.len() as i64 - old.data_len() as i64, 0);
+            // The bookkeeping may have rewritten the node itself (a stats node).
+            let node = self.node(path).ok_or(ErrorCode::NoNode)?;
+            return Ok(self.client_stat(node));
+        }
+        Ok(self.client_stat(&new))
     }
 
     fn set_acl(&mut self, path: &str, acl: &[crate::proto::Acl], version: i32) -> OpResult<Stat> {
         let old = self.node(path).ok_or(ErrorCode::NoNode)?.acl();
         self.acls.remove_usage(old);
         let id = self.acls.convert(acl);
-        self.update_node(path, |n| {
-            n.stat.aversion = version;
-            n.set_acl(id);
-        });
-        let node = self.node(path).ok_or(ErrorCode::NoNode)?;
-        Ok(self.client_stat(node))
+        let (_, new) = self
+            .update_node(path, |n| {
+                n.stat.aversion = version;
+                n.set_acl(id);
+            })
+            .ok_or(ErrorCode::NoNode)?;
+        Ok(self.client_stat(&new))
     }
 
     fn set_cversion_pzxid(&mut self, path: &str, new_cversion: i32, zxid: i64) {

@@ -15,6 +15,7 @@ mod apply;
 pub mod digest;
 pub mod path;
 pub mod prepare;
+mod pset;
 pub mod quota;
 pub mod snapshot;
 pub mod zk_snapshot;
@@ -29,6 +30,7 @@ use imbl::{OrdMap, OrdSet};
 use crate::proto::{Acl, Data, Stat, StatPersisted};
 use acl::AclCache;
 use path::{KeyQuery, PathKey};
+use pset::PSet;
 
 pub use apply::{ApplyOutcome, TxnResult, WatchTrigger};
 pub use prepare::{prepare, PrepareConfig, SessionContext};
@@ -310,7 +312,7 @@ pub struct TreeOptions {
 /// One version of the data tree. See the module documentation.
 #[derive(Clone, Debug)]
 pub struct DataTree {
-    nodes: OrdSet<Node>,
+    nodes: PSet<Node>,
     acls: AclCache,
     ephemerals: OrdMap<i64, OrdSet<PathKey>>,
     containers: OrdSet<PathKey>,
@@ -380,7 +382,7 @@ impl DataTree {
     /// A tree without even a root (the start of snapshot loading).
     pub(crate) fn empty(options: TreeOptions) -> DataTree {
         DataTree {
-            nodes: OrdSet::new(),
+            nodes: PSet::new(),
             acls: AclCache::default(),
             ephemerals: OrdMap::new(),
             containers: OrdSet::new(),
@@ -463,10 +465,10 @@ impl DataTree {
     }
 
     /// The (path, node) pairs of the children of `path`, in name order.
-    pub fn children(&self, path: &str) -> impl Iterator<Item = (&str, &Node)> + '_ {
+    pub fn children<'a>(&'a self, path: &'a str) -> impl Iterator<Item = (&'a str, &'a Node)> + 'a {
         let parent = if path.is_empty() { "/" } else { path };
         self.nodes
-            .range(KeyQuery::ChildrenStart(parent)..KeyQuery::ChildrenEnd(parent))
+            .range(&KeyQuery::ChildrenStart(parent), KeyQuery::ChildrenEnd(parent))
             .map(|n| (n.path(), n))
     }
 
@@ -647,30 +649,33 @@ impl DataTree {
         Some(node)
     }
 
-    /// Change a node (not its path or owner), keeping digest and size in step. Returns false if
-    /// the node does not exist.
-    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut NodeEdit)) -> bool {
-        let Some(current) = self.nodes.get(&KeyQuery::Path(path)) else { return false };
-        let (old_digest, old_len) = (current.digest(), current.data_len() as i64);
-        let mut edit = NodeEdit { head: NodeHead::clone(current), data: None };
-        f(&mut edit);
-        let data = match &edit.data {
-            Some(d) => d.as_option(),
-            None => current.data_bytes(),
-        };
-        let node = Node::build(edit.head, current.path(), data);
+    /// Change a node (not its path or owner), keeping digest and size in step, in one descent
+    /// of the map. Returns the old and the new node, or `None` if the node does not exist.
+    fn update_node(&mut self, path: &str, f: impl FnOnce(&mut NodeEdit)) -> Option<(Node, Node)> {
+        let mut new = None;
+        let old = self.nodes.update(&KeyQuery::Path(path), |current| {
+            let mut edit = NodeEdit { head: NodeHead::clone(current), data: None };
+            f(&mut edit);
+            let data = match &edit.data {
+                Some(d) => d.as_option(),
+                None => current.data_bytes(),
+            };
+            let node = Node::build(edit.head, current.path(), data);
+            new = Some(node.clone());
+            node
+        })?;
+        let new = new.expect("the new node was built");
         self.digest =
-            self.digest.wrapping_sub(u64::from(old_digest)).wrapping_add(u64::from(node.digest()));
-        self.data_size += node.data_len() as i64 - old_len;
-        self.nodes.insert(node);
-        true
+            self.digest.wrapping_sub(u64::from(old.digest())).wrapping_add(u64::from(new.digest()));
+        self.data_size += new.data_len() as i64 - old.data_len() as i64;
+        Some((old, new))
     }
 }
 
 /// Pre-order iterator over a tree; see [`DataTree::iter_preorder`].
 pub struct PreOrder<'a> {
     tree: &'a DataTree,
-    stack: Vec<imbl::ordset::RangedIter<'a, Node, imbl::shared_ptr::DefaultSharedPtr>>,
+    stack: Vec<pset::Range<'a, Node, KeyQuery<'a>>>,
     started: bool,
 }
 
@@ -704,7 +709,7 @@ impl<'a> PreOrder<'a> {
         if node.num_children > 0 {
             let p = node.path();
             self.stack
-                .push(self.tree.nodes.range(KeyQuery::ChildrenStart(p)..KeyQuery::ChildrenEnd(p)));
+                .push(self.tree.nodes.range(&KeyQuery::ChildrenStart(p), KeyQuery::ChildrenEnd(p)));
         }
     }
 }

@@ -173,16 +173,10 @@ impl TreeBuilder {
             let set = c == 0 || n.set_num_children_if_unique(c);
             assert!(set, "a node being loaded is shared");
         }
-        // Every other node first, then the rest. The map splits a full leaf in half, so nodes
-        // inserted in key order leave every leaf half full; the second pass lands each node in
-        // the half-full leaf that covers it, and leaves end up full: a 1M-znode map's index is
-        // 10 MB rather than 20 (docs/performance.md).
-        let mut nodes: Vec<Option<Node>> = nodes.into_iter().map(Some).collect();
-        let len = nodes.len();
-        for i in (0..len).step_by(2).chain((1..len).step_by(2)) {
-            if let Some(n) = nodes[i].take() {
-                self.tree.insert_node(n);
-            }
+        // In key order, so every node is appended to the end of a leaf and the set's leaves
+        // end up full (see `pset`).
+        for n in nodes {
+            self.tree.insert_node(n);
         }
         Ok(())
     }
