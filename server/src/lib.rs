@@ -4,6 +4,7 @@ pub mod admin;
 pub mod config;
 pub mod core;
 pub mod db;
+pub mod memory;
 pub mod net;
 pub mod proto;
 pub mod server;

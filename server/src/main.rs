@@ -16,6 +16,14 @@ use corral_server::server::{RunningServer, ServerOptions};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Returns the calling thread's freed pages to the system now (see
+/// `corral_server::memory`).
+fn trim_memory() {
+    // SAFETY: mi_collect only walks the calling thread's heap and the allocator's own state;
+    // it takes no pointers from us.
+    unsafe { libmimalloc_sys::mi_collect(true) }
+}
+
 #[derive(Parser)]
 #[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
 struct Cli {
@@ -80,6 +88,7 @@ fn main() -> Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
+    corral_server::memory::set_trim(trim_memory);
     let cli = Cli::parse();
     if let Some(cmd) = cli.cmd {
         match cmd {

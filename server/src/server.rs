@@ -109,6 +109,8 @@ impl RunningServer {
         for (path, why) in &report.skipped {
             tracing::warn!(snapshot = %path.display(), reason = %why, "skipped a damaged snapshot");
         }
+        // Recovery's temporaries are freed by now, on this thread.
+        crate::memory::trim();
         let shared = Arc::new(Shared {
             view: RwLock::new(Arc::new(DataTree::new(opts.db.tree.clone()))),
             last_zxid: AtomicI64::new(0),

@@ -615,6 +615,10 @@ impl Core {
     pub fn run(mut self, rx: Receiver<Event>) -> Database {
         let tick = Duration::from_millis(self.shared.settings.tick_ms.clamp(10, 60_000) / 2);
         let mut next_tick = Instant::now() + tick;
+        // Idle ticks left in which to hand freed memory back (see `crate::memory`). Several,
+        // because other threads (a snapshot finishing, readers) may still drop their versions
+        // of the tree, the pipeline's allocations, after the pipeline went quiet.
+        let mut trims_left = 0u32;
         loop {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let first = match rx.recv_timeout(wait) {
@@ -622,6 +626,12 @@ impl Core {
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return self.db,
             };
+            if first.is_some() {
+                trims_left = 5;
+            } else if trims_left > 0 {
+                trims_left -= 1;
+                crate::memory::trim();
+            }
             let mut batch: Vec<Event> = first.into_iter().collect();
             while batch.len() < 4096 {
                 match rx.try_recv() {
