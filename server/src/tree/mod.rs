@@ -603,6 +603,12 @@ impl DataTree {
     /// Insert a node that is not in the map yet, keeping digest, size and indexes in step.
     /// Does not touch the parent.
     fn insert_node(&mut self, node: Node) {
+        self.account_node(&node);
+        self.nodes.insert(node);
+    }
+
+    /// The digest, size and index bookkeeping of [`DataTree::insert_node`], without the insert.
+    fn account_node(&mut self, node: &Node) {
         let path = node.path();
         self.digest = self.digest.wrapping_add(u64::from(node.digest()));
         self.data_size += java_len(path) + node.data_len() as i64;
@@ -619,7 +625,6 @@ impl DataTree {
             }
             EphemeralType::Void => {}
         }
-        self.nodes.insert(node);
     }
 
     /// Remove a node from the map and the indexes. Does not touch the parent.

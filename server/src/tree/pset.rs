@@ -149,9 +149,33 @@ impl<T> PSet<T> {
         self.len
     }
 
-    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// A set of `keys`, which must be in strictly ascending order, built bottom-up: full
+    /// leaves and branches (the last two of a level evened out), no comparisons.
+    pub fn from_sorted(keys: Vec<T>) -> Self
+    where
+        T: Ord + Clone,
+    {
+        debug_assert!(keys.windows(2).all(|w| w[0] < w[1]), "keys in strictly ascending order");
+        let len = keys.len();
+        let mut keys = keys.into_iter();
+        let mut level: Vec<Tree<T>> = group_sizes(len, LEAF_CAP, LEAF_MIN)
+            .map(|n| Tree::Leaf(Arc::new(Leaf { keys: keys.by_ref().take(n).collect() })))
+            .collect();
+        while level.len() > 1 {
+            let mut nodes = std::mem::take(&mut level).into_iter();
+            level = group_sizes(nodes.len(), BRANCH_CAP, BRANCH_MIN)
+                .map(|n| {
+                    let children: ArrayVec<Tree<T>, BRANCH_CAP> = nodes.by_ref().take(n).collect();
+                    let keys = children[1..].iter().map(|c| c.first().clone()).collect();
+                    Tree::Branch(Arc::new(Branch { keys, children }))
+                })
+                .collect();
+        }
+        PSet { root: level.pop(), len }
     }
 
     /// Every key, in order.
@@ -257,6 +281,19 @@ impl<T: Ord + Clone> PSet<T> {
         }
         Some(removed)
     }
+}
+
+/// Sizes of the groups `n` items are cut into: groups of `cap`, the last two evened out if the
+/// last would be below `min` (each then has at least `min`, as `cap + 1 >= 2 * min`).
+fn group_sizes(n: usize, cap: usize, min: usize) -> impl Iterator<Item = usize> {
+    let (full, rest) = (n / cap, n % cap);
+    let (body, tail): (usize, [usize; 2]) = match (full, rest) {
+        (_, 0) => (full, [0, 0]),
+        (0, r) => (0, [r, 0]),
+        (f, r) if r >= min => (f, [r, 0]),
+        (f, r) => (f - 1, [(cap + r) - (cap + r) / 2, (cap + r) / 2]),
+    };
+    std::iter::repeat_n(cap, body).chain(tail.into_iter().filter(|&g| g > 0))
 }
 
 fn insert_into<T: Ord + Clone>(tree: &mut Tree<T>, value: T) -> Inserted<T> {
@@ -680,10 +717,15 @@ mod tests {
         /// The set agrees with std's BTreeSet after any sequence of changes, keeps its
         /// invariants, and versions kept earlier are unchanged by later changes.
         #[test]
-        fn behaves_like_btreeset(ops in prop::collection::vec(op(), 1..1500)) {
+        fn behaves_like_btreeset(
+            initial in prop::collection::btree_set(0u16..3000, 0..2500),
+            ops in prop::collection::vec(op(), 1..1500),
+        ) {
             // The model maps each key to the version (op number) stored for it, so a replaced
-            // key must be the new one.
-            let (mut set, mut model) = (PSet::new(), BTreeMap::new());
+            // key must be the new one. The set starts bulk-built from `initial`.
+            let mut set = PSet::from_sorted(initial.iter().map(|&k| V(k, u32::MAX)).collect());
+            let mut model: BTreeMap<u16, u32> = initial.iter().map(|&k| (k, u32::MAX)).collect();
+            check(&set);
             let mut kept = Vec::new();
             let pairs = |s: &PSet<V>| s.iter().map(|v| (v.0, v.1)).collect::<Vec<_>>();
             let model_pairs = |m: &BTreeMap<u16, u32>| m.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>();
@@ -789,6 +831,40 @@ mod tests {
             leaves - before <= 19_000 / LEAF_CAP + (40_000 - 2000) / 2 / LEAF_CAP + 2,
             "{leaves}"
         );
+    }
+
+    #[test]
+    fn bulk_built_sets_are_full_and_valid_at_every_size() {
+        let sizes = (0..200).chain([
+            LEAF_CAP * BRANCH_CAP - 1,
+            LEAF_CAP * BRANCH_CAP,
+            LEAF_CAP * BRANCH_CAP + 1,
+            LEAF_CAP * (BRANCH_CAP + 1) + 3,
+            LEAF_CAP * BRANCH_CAP * BRANCH_CAP + LEAF_CAP * 5 + 7,
+        ]);
+        for n in sizes {
+            let set = PSet::from_sorted((0..n as u32).collect());
+            fn no_underfull(t: &Tree<u32>) -> bool {
+                !t.is_underfull()
+                    && match t {
+                        Tree::Leaf(_) => true,
+                        Tree::Branch(b) => b.children.iter().all(no_underfull),
+                    }
+            }
+            if let Some(Tree::Branch(root)) = &set.root {
+                assert!(
+                    root.children.iter().all(no_underfull),
+                    "{n} keys: a node below the minimum"
+                );
+            }
+            let (leaves, keys) = check(&set);
+            assert_eq!(keys, n);
+            assert_eq!(leaves, n.div_ceil(LEAF_CAP), "{n} keys");
+            assert!(set.iter().copied().eq(0..n as u32));
+            if n > LEAF_CAP {
+                assert_eq!(set.get(&(n as u32 / 2)), Some(&(n as u32 / 2)));
+            }
+        }
     }
 
     #[test]

@@ -173,11 +173,12 @@ impl TreeBuilder {
             let set = c == 0 || n.set_num_children_if_unique(c);
             assert!(set, "a node being loaded is shared");
         }
-        // In key order, so every node is appended to the end of a leaf and the set's leaves
-        // end up full (see `pset`).
-        for n in nodes {
-            self.tree.insert_node(n);
+        // In key order and unique, so the map is built bottom-up from them, its leaves full.
+        assert!(self.tree.nodes.is_empty(), "the builder's tree starts empty");
+        for n in &nodes {
+            self.tree.account_node(n);
         }
+        self.tree.nodes = super::pset::PSet::from_sorted(nodes);
         Ok(())
     }
 
