@@ -33,7 +33,10 @@ const LEAF_CAP: usize = 6;
 /// A leaf below this many keys after a removal is merged with or refilled from a sibling.
 const LEAF_MIN: usize = LEAF_CAP / 2;
 /// A full leaf that gains a key this close to its end splits at the key, not in the middle.
-const LEAF_NEAR_END: usize = LEAF_CAP / 8;
+#[cfg(not(test))]
+const LEAF_NEAR_END: usize = 8;
+#[cfg(test)]
+const LEAF_NEAR_END: usize = 1;
 /// Children per branch.
 #[cfg(not(test))]
 const BRANCH_CAP: usize = 32;
