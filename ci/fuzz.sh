@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short run of every cargo-fuzz target in fuzz/ (one per decoder: request frames, the
+# A short run of every cargo-fuzz target in fuzz/ (the pipeline fed hostile request streams,
+# zab::wire quorum decoders, and one per decoder: request frames, the
 # ConnectRequest, logged txns, snapshots, log segments, reply bodies). Nightly toolchain;
 # cargo-fuzz is installed if missing. FUZZ_SECONDS per target (default 20).
 set -euo pipefail

@@ -6,6 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seeds3=${SIM_SEEDS_3:-2000}
 seeds5=${SIM_SEEDS_5:-1000}
+# A fresh range of seeds every run (SIM_START fixes it); any failing seed replays alone with
+# `corral-sim --seed N` and the same --peers/--observers.
+start=${SIM_START:-$(( ($(date +%s) % 100000) * 10000 + 1 ))}
+echo "simulator: seeds from $start"
 cargo build --release --locked -p corral-server --bin corral-sim
-target/release/corral-sim --seeds "$seeds3" --start 1 --peers 3 --threads 2
-target/release/corral-sim --seeds "$seeds5" --start 1 --peers 5 --observers 2 --threads 2
+target/release/corral-sim --seeds "$seeds3" --start "$start" --peers 3 --threads 2
+target/release/corral-sim --seeds "$seeds5" --start "$start" --peers 5 --observers 2 --threads 2

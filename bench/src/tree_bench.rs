@@ -313,7 +313,7 @@ pub fn run_snapshot(a: TreeArgs) -> Result<()> {
         db.log().append_async(zxid as u64, e.encode(), Box::new(|_| {}))?;
         zxid += 1;
     }
-    db.log().sync()?;
+    db.log().flush()?;
     drop(db);
     let t = Instant::now();
     let (_db, recovered, report) = Database::open(opts)?;

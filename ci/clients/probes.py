@@ -117,6 +117,13 @@ PROBES = {
         req(ADD_WATCH, path_int_body("", 1), "addWatch '' mode=1"),
         req(ADD_WATCH, path_int_body("/probe-aw/", 0), "addWatch '/probe-aw/' mode=0"),
     ],
+    "exists-needs-read-acl": [
+        req(CREATE, create_body("/probe-er", b"x", [(31, "digest", DIGEST_USER1)], 0),
+            "create /probe-er acl=[digest user1 ALL]"),
+        req(EXISTS, path_watch_body("/probe-er", False), "exists /probe-er (no READ)", slot=1),
+        req(EXISTS, path_watch_body("/probe-er-missing", False), "exists /probe-er-missing",
+            slot=1),
+    ],
     "digest-auth-without-colon": [
         (0, [("auth", "digest", "nocolon")]),
     ],

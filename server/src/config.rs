@@ -1019,6 +1019,17 @@ pub struct Config {
     // Protocol and access.
     /// `jute.maxbuffer`: largest record accepted, in bytes.
     pub jute_max_buffer: u32,
+    /// `jute.maxbuffer.extrasize` (`-D zookeeper.jute.maxbuffer.extrasize`): how far beyond
+    /// `jute.maxbuffer` a txn may go (`None`: as much again as `jute.maxbuffer`).
+    pub jute_max_buffer_extrasize: Option<u32>,
+    /// `nio.sessionlessCnxnTimeout` (`-D zookeeper.nio.sessionlessCnxnTimeout`): ms a new
+    /// connection has to complete its handshake (`None`: 10 000).
+    pub sessionless_cnxn_timeout_ms: Option<u64>,
+    /// `sessionRequireClientSASLAuth` as set (Corral refuses to start when it is true: it has
+    /// no SASL yet, and ignoring the key would let unauthenticated clients in).
+    pub session_require_client_sasl_auth: bool,
+    /// `enforce.auth.enabled` as set (refused when true, like the key above).
+    pub enforce_auth_enabled: bool,
     /// `extendedTypesEnabled`: TTL nodes (and server ids ≤ 254).
     pub extended_types_enabled: bool,
     /// `readonlymode.enabled`: serve read-only clients when cut off from the quorum.
@@ -1148,11 +1159,15 @@ fn key_kind(key: &str) -> KeyKind {
         "DigestAuthenticationProvider.digestAlg" => {
             IgnoredProperty("Corral's digest scheme is SHA1, ZooKeeper's default")
         }
-        "jute.maxbuffer.extrasize" | "maxResponseCacheSize" | "maxGetChildrenResponseCacheSize" => {
+        "jute.maxbuffer.extrasize" | "nio.sessionlessCnxnTimeout" => SystemProperty,
+        "maxResponseCacheSize" | "maxGetChildrenResponseCacheSize" => {
             IgnoredProperty(NOT_CONFIGURABLE)
         }
         k if k.starts_with("ssl.") || k.starts_with("client.") => IgnoredProperty(NO_TLS),
-        "sasl.enabled" | "allowSaslFailedClients" | "sessionRequireClientSASLAuth" => {
+        "sessionRequireClientSASLAuth" | "enforce.auth.enabled" | "enforce.auth.schemes" => {
+            SystemProperty
+        }
+        "sasl.enabled" | "allowSaslFailedClients" => {
             IgnoredProperty("SASL is not supported by Corral")
         }
         _ => Unknown,
@@ -1229,6 +1244,10 @@ impl Config {
             snapshot_compression_method: String::new(),
             close_session_txn_enabled: true,
             jute_max_buffer: DEFAULT_JUTE_MAX_BUFFER,
+            jute_max_buffer_extrasize: None,
+            sessionless_cnxn_timeout_ms: None,
+            session_require_client_sasl_auth: false,
+            enforce_auth_enabled: false,
             extended_types_enabled: false,
             read_only_mode_enabled: false,
             skip_acl: false,
@@ -1509,6 +1528,19 @@ impl Config {
                 self.jute_max_buffer =
                     parse_int(key, value, loc, Decode, 1, i64::from(i32::MAX))? as u32
             }
+            "jute.maxbuffer.extrasize" => {
+                self.jute_max_buffer_extrasize =
+                    Some(parse_int(key, value, loc, Decode, 0, i64::from(i32::MAX))? as u32)
+            }
+            "nio.sessionlessCnxnTimeout" => {
+                self.sessionless_cnxn_timeout_ms =
+                    Some(parse_int(key, value, loc, Decode, 1, i64::from(i32::MAX))? as u64)
+            }
+            "sessionRequireClientSASLAuth" => {
+                self.session_require_client_sasl_auth = parse_bool(key, value, loc)?
+            }
+            "enforce.auth.enabled" => self.enforce_auth_enabled = parse_bool(key, value, loc)?,
+            "enforce.auth.schemes" => {}
             "DigestAuthenticationProvider.superDigest" => {
                 if !value.contains(':') {
                     return Err(invalid(key, value, loc, "expected super:<base64 sha1 digest>"));
@@ -1877,6 +1909,41 @@ impl Config {
             }
         }
         Ok(warning)
+    }
+
+    /// Why this configuration must not run, if it asks for security Corral does not have
+    /// yet: `sessionRequireClientSASLAuth=true`, `enforce.auth.enabled=true`, or an
+    /// `authProvider.N` other than ZooKeeper's built-in digest and ip providers (which Corral
+    /// always has) and its SASL provider. Ignoring any of these with a warning could let in
+    /// clients the operator meant to keep out, so the server refuses to start instead.
+    ///
+    /// The SASL provider alone is accepted (with the warning that SASL is not supported):
+    /// without it no client can authenticate as a `sasl` id, ACLs naming one are refused at
+    /// create (INVALIDACL) and match nobody, so ignoring it fails closed; and kazoo's test
+    /// harness, like many deployments, lists it in every zoo.cfg.
+    pub fn security_refusal(&self) -> Option<String> {
+        const BUILT_IN: [&str; 3] = [
+            "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
+            "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
+            "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+        ];
+        if self.session_require_client_sasl_auth {
+            return Some(
+                "sessionRequireClientSASLAuth=true needs SASL, which Corral does not support yet"
+                    .into(),
+            );
+        }
+        if self.enforce_auth_enabled {
+            return Some("enforce.auth.enabled=true is not supported by Corral yet".into());
+        }
+        for (n, class) in &self.auth_providers {
+            if !BUILT_IN.contains(&class.as_str()) {
+                return Some(format!(
+                    "authProvider.{n}={class} is not supported by Corral (only ZooKeeper's built-in digest, ip and SASL providers)"
+                ));
+            }
+        }
+        None
     }
 
     /// Quorum mode (ZooKeeper's `isDistributed`): server lines with more than one participant,

@@ -2,11 +2,13 @@
 
 pub mod admin;
 pub mod config;
-pub mod core;
 pub mod db;
+pub mod limits;
 pub mod memory;
 pub mod net;
+pub mod pipeline;
 pub mod proto;
+pub mod replica;
 pub mod server;
 pub mod session;
 pub mod sim;

@@ -139,7 +139,12 @@ fn main() -> Result<()> {
         opts.settings.container_check_ms = ms.max(1);
     }
     let server = RunningServer::start(opts)?;
-    server.wait_for_signal();
+    if let Some(fatal) = server.wait_for_signal() {
+        // Only storage failure stops the server on its own: it says why and exits 70.
+        let _ = server.shutdown();
+        eprintln!("corral: fatal: {fatal}");
+        std::process::exit(70);
+    }
     tracing::info!("shutting down");
     server.shutdown()
 }

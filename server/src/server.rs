@@ -2,9 +2,8 @@
 //! client listener on a tokio runtime of its own.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, AtomicUsize};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -15,10 +14,9 @@ use std::net::ToSocketAddrs;
 use corral_engine::log::FlushStrategy;
 
 use crate::config::Config;
-use crate::core::{Core, Event, Settings, Shared, Stats};
 use crate::db::{Database, DbOptions};
-use crate::tree::{DataTree, TreeOptions};
-use crate::watch::WatchManager;
+use crate::pipeline::{Fatal, Input, Pipeline, Settings, Shared, Stopped};
+use crate::tree::TreeOptions;
 
 /// Everything a standalone server needs.
 #[derive(Debug, Clone)]
@@ -59,7 +57,6 @@ impl ServerOptions {
         db.snap_size_limit_kb = config.snap_size_limit_kb;
         db.snap_retain_count = config.autopurge_snap_retain_count as usize;
         db.tree = TreeOptions { extended_types: config.extended_types_enabled };
-        db.max_buffer = config.jute_max_buffer as usize;
         db.seed = config.session_server_id() ^ std::process::id() as u64;
         db.log.prealloc_bytes = (config.pre_alloc_size_kb * 1024).next_multiple_of(4096).max(4096);
         db.log.segment_bytes_max =
@@ -82,8 +79,8 @@ pub struct RunningServer {
     addr: SocketAddr,
     runtime: Option<tokio::runtime::Runtime>,
     stop: tokio::sync::watch::Sender<bool>,
-    core_tx: mpsc::Sender<Event>,
-    core_thread: Option<JoinHandle<Database>>,
+    core_tx: mpsc::Sender<Input>,
+    core_thread: Option<JoinHandle<Stopped>>,
     shared: Arc<Shared>,
 }
 
@@ -96,9 +93,14 @@ impl std::fmt::Debug for RunningServer {
 impl RunningServer {
     /// Recovers the database, starts the pipeline and listens for clients.
     pub fn start(opts: ServerOptions) -> Result<RunningServer> {
+        if let Some(why) = opts.config.security_refusal() {
+            anyhow::bail!("refusing to start: {why}");
+        }
         let started = Instant::now();
-        let (db, state, report) =
-            Database::open(opts.db.clone()).context("opening the database")?;
+        // The log accepts exactly the txns the pipeline lets through (crate::limits).
+        let mut db_opts = opts.db.clone();
+        db_opts.log.record_bytes_max = opts.settings.limits.txn_bytes_max;
+        let (db, state, report) = Database::open(db_opts).context("opening the database")?;
         tracing::info!(
             snapshot = ?report.snapshot.as_ref().map(|s| format!("{:#x}", s.zxid)),
             replayed = report.replayed,
@@ -111,28 +113,11 @@ impl RunningServer {
         }
         // Recovery's temporaries are freed by now, on this thread.
         crate::memory::trim();
-        let shared = Arc::new(Shared {
-            view: RwLock::new(Arc::new(DataTree::new(opts.db.tree.clone()))),
-            last_zxid: AtomicI64::new(0),
-            watches: Mutex::new(WatchManager::new()),
-            conns: Mutex::default(),
-            sessions: Mutex::default(),
-            outstanding: AtomicUsize::new(0),
-            stats: Stats::default(),
-            settings: opts.settings.clone(),
-            start: Instant::now(),
-            unthrottle: tokio::sync::Notify::new(),
-            config: opts.config.clone(),
-            start_wall_ms: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0),
-            trace_mask: AtomicI64::new(crate::admin::fourlw::DEFAULT_TRACE_MASK),
-            auth_failed: std::sync::atomic::AtomicU64::new(0),
-        });
-        shared.stats.reset();
+        let shared =
+            Arc::new(Shared::new(opts.settings.clone(), opts.config.clone(), opts.db.tree.clone()));
         let (core_tx, core_rx) = mpsc::channel();
-        let core = Core::new(shared.clone(), db, state, core_tx.clone());
+        let core = Pipeline::new(shared.clone(), db, state, core_tx.clone())
+            .context("starting the replica")?;
         let core_thread = std::thread::Builder::new()
             .name("corral-pipeline".into())
             .spawn(move || core.run(core_rx))
@@ -169,8 +154,9 @@ impl RunningServer {
         &self.shared
     }
 
-    /// Blocks until SIGINT or SIGTERM.
-    pub fn wait_for_signal(&self) {
+    /// Blocks until SIGINT or SIGTERM, or until the pipeline stops because storage failed
+    /// (then returns why).
+    pub fn wait_for_signal(&self) -> Option<Fatal> {
         if let Some(rt) = &self.runtime {
             rt.block_on(async {
                 let mut term =
@@ -183,27 +169,38 @@ impl RunningServer {
                             None => std::future::pending::<()>().await,
                         }
                     } => {}
+                    _ = self.shared.failed.notified() => {}
                 }
             });
         }
+        self.failure()
     }
 
-    /// Stops accepting, lets the pipeline finish what is durable, closes the database.
+    /// Why the pipeline stopped on its own, if it has (storage failed).
+    pub fn failure(&self) -> Option<Fatal> {
+        self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Stops accepting, lets the pipeline finish what is durable, closes the database. An
+    /// error if the pipeline had stopped because storage failed (the error says why).
     pub fn shutdown(mut self) -> Result<()> {
         self.stop_now()
     }
 
     fn stop_now(&mut self) -> Result<()> {
         let _ = self.stop.send(true);
-        let _ = self.core_tx.send(Event::Shutdown);
+        let _ = self.core_tx.send(Input::Shutdown);
         let db = self.core_thread.take().map(|t| t.join());
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_timeout(std::time::Duration::from_secs(2));
         }
         match db {
-            Some(Ok(db)) => {
+            Some(Ok(Stopped { db, fatal })) => {
                 drop(db);
-                Ok(())
+                match fatal {
+                    Some(f) => Err(anyhow::Error::new(f)),
+                    None => Ok(()),
+                }
             }
             Some(Err(_)) => anyhow::bail!("the pipeline thread panicked"),
             None => Ok(()),

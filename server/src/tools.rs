@@ -288,6 +288,11 @@ pub fn import_zookeeper(
     store
         .write(load.last_zxid.max(0) as u64, |w| state.write_body(w))
         .context("writing the Corral snapshot")?;
+    // The imported sessions keep ZooKeeper's passwords, so their clients can reconnect; the
+    // sessions Corral creates from now on get passwords from a new random secret.
+    let mut secret = crate::session::secret::SessionSecret::generate();
+    secret.keep_zookeeper_passwords(state.sessions.keys().copied());
+    secret.store(&SyncVfs::new(), &opts.secret_dir()).context("writing the session secret")?;
     Ok(ImportSummary {
         znodes: state.tree.node_count(),
         sessions: state.sessions.len(),

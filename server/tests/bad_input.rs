@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use corral_server::config::Config;
-use corral_server::core::Settings;
 use corral_server::db::DbOptions;
+use corral_server::pipeline::Settings;
 use corral_server::proto::{
     ConnectRequest, ConnectResponse, CreateRequest, Data, Jute, ReplyHeader, Request, RequestHeader,
 };
@@ -24,7 +24,7 @@ fn start(dir: &Path) -> RunningServer {
     let mut config = Config::default_standalone();
     config.jute_max_buffer = MAX_BUFFER as u32;
     let mut settings = Settings::from_config(&config);
-    settings.max_client_cnxns = 0;
+    settings.limits.cnxns_per_address_max = 0;
     let opts = ServerOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
         db: DbOptions::new(dir),

@@ -203,3 +203,157 @@ fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
     assert_eq!(recovered.sessions, state.sessions);
     let _ = vfs.list_dir(Path::new("/data"));
 }
+
+/// Appends txns `from..=to` (zxids in epoch `epoch`) made against `spec`, inline, and flushes.
+fn append_run(
+    db: &Database,
+    rng: &mut ChaCha8Rng,
+    spec: &mut State,
+    states: &mut Vec<(u64, State)>,
+    epoch: u64,
+    range: std::ops::RangeInclusive<i64>,
+) {
+    for counter in range {
+        let zxid = ((epoch << 32) as i64) | counter;
+        let e = next_entry(rng, spec, zxid);
+        db.append(&e, Box::new(|_| {})).unwrap();
+        states.push((zxid as u64, spec.clone()));
+    }
+    db.flush().unwrap();
+}
+
+fn inline_opts(vfs: &SimVfs) -> DbOptions {
+    let mut o = sim_opts(vfs);
+    o.inline_log = true;
+    o.snap_count = u64::MAX / 4;
+    o
+}
+
+/// The storage port a replica drives: epochs persist across a reopen, TRUNC rebuilds the state
+/// from what remains, SNAP installs a received body with nothing after it, and the history a
+/// peer restarts from is the log after the snapshot.
+#[test]
+fn storage_port_epochs_truncate_install() {
+    let vfs = SimVfs::new();
+    let (mut db, state, _) = Database::open(inline_opts(&vfs)).unwrap();
+    assert_eq!((db.accepted_epoch(), db.current_epoch()), (0, 0));
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    let mut spec = state.clone();
+    let mut states = vec![(0u64, state.clone())];
+    append_run(&db, &mut rng, &mut spec, &mut states, 0, 1..=20);
+    db.persist_accepted_epoch(3).unwrap();
+    db.persist_current_epoch(2).unwrap();
+
+    // TRUNC to zxid 10: the state after 10 txns, and the log ends there.
+    let truncated = db.truncate_after(10).unwrap();
+    assert_eq!(truncated.tree, states[10].1.tree);
+    assert_eq!(truncated.sessions, states[10].1.sessions);
+    let (base, history) = db.history(4).unwrap();
+    assert_eq!(base, 6);
+    assert_eq!(history.iter().map(|(z, _)| *z).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+    drop(db);
+    let (db, reopened, report) = Database::open(inline_opts(&vfs)).unwrap();
+    assert_eq!((db.accepted_epoch(), db.current_epoch()), (3, 2));
+    assert_eq!(report.last_zxid, 10);
+    assert_eq!(reopened.tree, states[10].1.tree);
+
+    // SNAP at zxid 0x1_0000_0005: a state made elsewhere (another history), installed whole.
+    let mut other = State::new(Default::default());
+    let mut other_states = vec![];
+    let mut rng2 = ChaCha8Rng::seed_from_u64(12);
+    for counter in 1..=5i64 {
+        let e = next_entry(&mut rng2, &mut other, (1i64 << 32) | counter);
+        other_states.push(e);
+    }
+    let mut body = Vec::new();
+    other.write_body(&mut body).unwrap();
+    let mut db = db;
+    let snap_zxid = (1u64 << 32) | 5;
+    let installed = db.install_snapshot(snap_zxid, Some(&body)).unwrap();
+    assert_eq!(installed.tree, other.tree);
+    assert_eq!(db.snapshot_zxid(), snap_zxid);
+    assert_eq!(db.history(10).unwrap(), (snap_zxid, vec![]));
+    // Appends continue after it.
+    let mut spec2 = other.clone();
+    let mut after = vec![];
+    append_run(&db, &mut rng2, &mut spec2, &mut after, 1, 6..=8);
+    drop(db);
+    let (db, reopened, report) = Database::open(inline_opts(&vfs)).unwrap();
+    assert_eq!(report.snapshot.as_ref().map(|s| s.zxid), Some(snap_zxid));
+    assert_eq!(report.replayed, 3);
+    assert_eq!(reopened.tree, spec2.tree);
+    assert_eq!(reopened.sessions, spec2.sessions);
+    assert_eq!(db.history(10).unwrap().1.len(), 3);
+    // TRUNC below the snapshot is refused, not carried out.
+    let mut db = db;
+    assert!(db.truncate_after(3).is_err());
+    // An unreadable body is refused before anything is changed.
+    assert!(db.install_snapshot(snap_zxid + 10, Some(b"garbage")).is_err());
+    assert_eq!(db.snapshot_zxid(), snap_zxid);
+}
+
+/// SNAP is atomic: a crash at any disk operation of an install leaves, after the reboot,
+/// either the old state, or the old state cut after the snapshot's zxid (when the old log went
+/// beyond it: those txns were never committed), or the new one — never a mix. Half the cases
+/// have an old log entirely below the snapshot, half one entirely above it.
+#[test]
+fn a_crash_during_install_leaves_the_old_state_or_the_new() {
+    let mut saw_old = 0;
+    let mut saw_new = 0;
+    for k in 0..60u64 {
+        let old_epoch = if k % 2 == 0 { 0 } else { 3 };
+        let vfs = SimVfs::new();
+        let (mut db, state, _) = Database::open(inline_opts(&vfs)).unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(100 + k);
+        let mut spec = state.clone();
+        let mut states = vec![(0u64, state.clone())];
+        append_run(&db, &mut rng, &mut spec, &mut states, old_epoch, 1..=15);
+        let old = spec.clone();
+        let mut other = State::new(Default::default());
+        let mut rng2 = ChaCha8Rng::seed_from_u64(900 + k);
+        for counter in 1..=6i64 {
+            let _ = next_entry(&mut rng2, &mut other, (2i64 << 32) | counter);
+        }
+        let mut body = Vec::new();
+        other.write_body(&mut body).unwrap();
+        let crash_at = vfs.stats().mutations + k / 2;
+        vfs.set_faults(Faults { crash_after_ops: Some(crash_at), ..Faults::default() });
+        let _ = db.install_snapshot((2u64 << 32) | 6, Some(&body));
+        vfs.crash();
+        drop(db);
+        let img = vfs.crash_image(k);
+        let (_, recovered, _) = Database::open(inline_opts(&img))
+            .unwrap_or_else(|e| panic!("crash after {k} operations: recovery failed: {e}"));
+        let z = (2u64 << 32) | 6;
+        let cut = &states.iter().rev().find(|(zxid, _)| *zxid <= z).expect("the empty state").1;
+        if recovered.tree == other.tree && recovered.sessions == other.sessions {
+            saw_new += 1;
+        } else {
+            let is = |s: &State| recovered.tree == s.tree && recovered.sessions == s.sessions;
+            assert!(is(&old) || is(cut), "crash after {} operations: a mixed state", k / 2);
+            saw_old += 1;
+        }
+    }
+    assert!(saw_old > 0 && saw_new > 0, "both outcomes occur ({saw_old} old, {saw_new} new)");
+}
+
+/// Damaged small files of the database are refused with an error naming them, not read as
+/// zero or a fresh secret: a garbage acceptedEpoch, a truncated session secret.
+#[test]
+fn damaged_epoch_or_secret_files_are_refused_by_name() {
+    let vfs = SimVfs::new();
+    let (db, _, _) = Database::open(inline_opts(&vfs)).unwrap();
+    drop(db);
+    let dir = Path::new("/data/corral-v1");
+    corral_engine::io::write_file_atomic(&vfs, dir, "acceptedEpoch", b"not a number").unwrap();
+    let err = Database::open(inline_opts(&vfs)).expect_err("a garbage epoch is refused");
+    assert!(err.to_string().contains("acceptedEpoch"), "{err}");
+
+    let vfs = SimVfs::new();
+    let (db, _, _) = Database::open(inline_opts(&vfs)).unwrap();
+    drop(db);
+    corral_engine::io::write_file_atomic(&vfs, dir, "session-secret", b"corral-session-secret 1\n")
+        .unwrap();
+    let err = Database::open(inline_opts(&vfs)).expect_err("a truncated secret is refused");
+    assert!(err.to_string().contains("session secret"), "{err}");
+}

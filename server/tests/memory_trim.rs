@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use corral_server::config::Config;
-use corral_server::core::Settings;
 use corral_server::db::DbOptions;
+use corral_server::pipeline::Settings;
 use corral_server::server::{RunningServer, ServerOptions};
 use zookeeper_client as zk;
 

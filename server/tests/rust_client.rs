@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use corral_server::core::Settings;
 use corral_server::db::DbOptions;
+use corral_server::pipeline::Settings;
 use corral_server::server::{RunningServer, ServerOptions};
 use corral_server::tree::PrepareConfig;
 use zookeeper_client as zk;
@@ -18,15 +18,14 @@ fn settings() -> Settings {
         tick_ms: 200,
         min_session_timeout_ms: 400,
         max_session_timeout_ms: 20_000,
-        max_buffer: 0xfffff,
         prepare: PrepareConfig::default(),
         skip_acl: false,
         super_digest: None,
         server_id: 1,
         container_check_ms: 60_000,
         global_outstanding_limit: 1000,
-        max_client_cnxns: 60,
         purge_interval_ms: 0,
+        limits: corral_server::limits::Limits::default(),
     }
 }
 

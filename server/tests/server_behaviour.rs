@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use corral_server::config::Config;
-use corral_server::core::Settings;
 use corral_server::db::DbOptions;
+use corral_server::pipeline::Settings;
 use corral_server::proto::{Acl, ConnectRequest, CreateRequest, Data, Id, Jute, Request};
 use corral_server::server::{RunningServer, ServerOptions};
 use zookeeper_client as zk;
@@ -126,7 +126,7 @@ fn expired_sessions_lose_their_ephemerals() {
 #[test]
 fn max_client_cnxns_per_address() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = start(tmp.path(), |_, s| s.max_client_cnxns = 3);
+    let server = start(tmp.path(), |_, s| s.limits.cnxns_per_address_max = 3);
     let addr = server.addr();
     let held: Vec<TcpStream> = (0..3).map(|_| TcpStream::connect(addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(100));

@@ -10,14 +10,15 @@
 //! FastLeaderElection.tla.
 
 use bytes::Bytes;
+use corral_server::proto::Id;
 use corral_server::zab::wire::{encode_i32, encode_touches, ForwardedRequest, PROTOCOL_VERSION};
 use corral_server::zab::{
-    make_zxid, Command, Config, Event, HistoryWindow, LearnerInfo, Notification, PacketType, Peer,
-    PeerState, QuorumPacket, Role, ServerState, Sid, SyncPlan, Vote, Zxid,
+    make_zxid, Command, Event, HistoryWindow, LearnerInfo, Notification, PacketType, Peer,
+    PeerConfig, PeerState, QuorumPacket, Role, ServerState, Sid, SyncPlan, Vote, Zxid,
 };
 
-fn cfg() -> Config {
-    let mut c = Config::new([1, 2, 3], [4]);
+fn cfg() -> PeerConfig {
+    let mut c = PeerConfig::new([1, 2, 3], [4]);
     c.finalize_wait = 1;
     c.commit_log_count = 3;
     c.tick_ms = 1000;
@@ -96,8 +97,12 @@ fn ack_epoch(last: Zxid, current: i32) -> QuorumPacket {
 
 /// Peer 1 elected leader with peer 2's vote (FLEHandleNotmsg, FLEWaitNewNotmsg).
 fn elected_leader(st: PeerState) -> Peer {
+    elected_leader_with(cfg(), st)
+}
+
+fn elected_leader_with(c: PeerConfig, st: PeerState) -> Peer {
     let (last, current) = (st.history.last(), st.current_epoch);
-    let (mut p, cmds) = Peer::new(cfg(), 1, st);
+    let (mut p, cmds) = Peer::new(c, 1, st);
     assert_eq!(cmds.len(), 2, "notifies voters 2 and 3");
     assert!(step(
         &mut p,
@@ -114,7 +119,17 @@ fn elected_leader(st: PeerState) -> Peer {
 /// Peer `id` joins leader 1 of an epoch whose current epoch is `leader_epoch`: peer 3 says it
 /// follows 1 and 1 says it leads (FLEHandleNotmsg with FOLLOWING/LEADING notifications).
 fn elected_learner(id: Sid, st: PeerState, leader_last: Zxid, leader_epoch: u32) -> Peer {
-    let (mut p, _) = Peer::new(cfg(), id, st);
+    elected_learner_with(cfg(), id, st, leader_last, leader_epoch)
+}
+
+fn elected_learner_with(
+    c: PeerConfig,
+    id: Sid,
+    st: PeerState,
+    leader_last: Zxid,
+    leader_epoch: u32,
+) -> Peer {
+    let (mut p, _) = Peer::new(c, id, st);
     let f = vote(ServerState::Following, 1, leader_last, 1, leader_epoch);
     assert!(step(&mut p, Event::Notification { from: 3, n: f })
         .iter()
@@ -127,8 +142,12 @@ fn elected_learner(id: Sid, st: PeerState, leader_last: Zxid, leader_epoch: u32)
 
 /// Leader 1 in epoch 2 with follower 2 synced (empty DIFF) and established.
 fn established_leader() -> Peer {
-    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1)]));
-    step(&mut p, Event::Connected { peer: 2 });
+    established_leader_with(cfg())
+}
+
+fn established_leader_with(c: PeerConfig) -> Peer {
+    let mut p = elected_leader_with(c, state(1, 1, 0, &[z(1, 1)]));
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
     recv(&mut p, 2, ack_epoch(z(1, 1), 1));
     let cmds = recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0)));
@@ -139,7 +158,7 @@ fn established_leader() -> Peer {
 /// Follower 2 synced with leader 1 in epoch 2 and up to date.
 fn active_follower() -> Peer {
     let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     recv(&mut p, 1, pkt(PacketType::Diff, z(1, 1)));
     recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0)));
@@ -156,7 +175,7 @@ fn active_follower() -> Peer {
 #[test]
 fn leader_discovery_sync_and_establishment() {
     let mut p = elected_leader(state(1, 1, 0, &[z(1, 1), z(1, 2)]));
-    assert!(step(&mut p, Event::Connected { peer: 2 }).is_empty());
+    assert!(step(&mut p, Event::Connected { peer: 2, conn: 2 }).is_empty());
     assert_eq!(
         recv(&mut p, 2, follower_info(2, 1)),
         vec![
@@ -192,7 +211,7 @@ fn leader_discovery_sync_and_establishment() {
 #[test]
 fn new_epoch_exceeds_every_accepted_epoch() {
     let mut p = elected_leader(state(3, 3, 0, &[]));
-    step(&mut p, Event::Connected { peer: 2 });
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
     let cmds = recv(&mut p, 2, follower_info(2, 7));
     assert_eq!(cmds[0], Command::PersistAcceptedEpoch(8));
     assert_eq!(p.accepted_epoch(), 8);
@@ -203,9 +222,12 @@ fn new_epoch_exceeds_every_accepted_epoch() {
 #[test]
 fn follower_ahead_of_leader_is_refused() {
     let mut p = elected_leader(state(1, 1, 0, &[z(1, 1)]));
-    step(&mut p, Event::Connected { peer: 2 });
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
-    assert_eq!(recv(&mut p, 2, ack_epoch(z(1, 2), 1)), vec![Command::Disconnect { peer: 2 }]);
+    assert_eq!(
+        recv(&mut p, 2, ack_epoch(z(1, 2), 1)),
+        vec![Command::Disconnect { peer: 2, conn: Some(2) }]
+    );
 }
 
 // LeaderProcessACKEPOCH: an ack with epoch -1 (the learner had already accepted this epoch)
@@ -213,7 +235,7 @@ fn follower_ahead_of_leader_is_refused() {
 #[test]
 fn repeated_epoch_ack_does_not_count() {
     let mut p = elected_leader(state(1, 1, 0, &[]));
-    step(&mut p, Event::Connected { peer: 2 });
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
     assert!(recv(&mut p, 2, ack_epoch(0, -1)).is_empty());
 }
@@ -225,10 +247,10 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
     // Window of 3: base 1.1, entries 1.2, 2.1, 2.2.
     let mut p = elected_leader(state(2, 2, 0, &[z(1, 1), z(1, 2), z(2, 1), z(2, 2)]));
     for sid in [2, 3] {
-        step(&mut p, Event::Connected { peer: sid });
+        step(&mut p, Event::Connected { peer: sid, conn: sid });
         recv(&mut p, sid, follower_info(sid, 2));
     }
-    step(&mut p, Event::Connected { peer: 4 });
+    step(&mut p, Event::Connected { peer: 4, conn: 4 });
     recv(&mut p, 4, observer_info(4, 2));
     // Peer 2 has 1.3, which the leader never had: back to 1.2, then the rest.
     assert_eq!(
@@ -269,13 +291,14 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
 // FollowerProcessLEADERINFO (accepted epoch persisted before ACKEPOCH),
 // FollowerProcessSyncMessage (DIFF), FollowerProcessPROPOSALInSync,
 // FollowerProcessCOMMITInSync, FollowerProcessNEWLEADER (history durable, then the current
-// epoch, then the ack: ZOOKEEPER-4643/4646), FollowerProcessUPTODATE.
+// epoch, then the ack: ZOOKEEPER-4643/4646), FollowerProcessUPTODATE (what the sync committed
+// is applied only now).
 #[test]
 fn follower_discovery_and_diff_sync() {
     let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 2), 1);
     let li = LearnerInfo { server_id: 2, protocol_version: PROTOCOL_VERSION, config_version: 0 };
     assert_eq!(
-        step(&mut p, Event::Connected { peer: 1 }),
+        step(&mut p, Event::Connected { peer: 1, conn: 1 }),
         vec![send(1, pktd(PacketType::FollowerInfo, z(1, 0) as i64, li.encode()))]
     );
     assert_eq!(
@@ -285,10 +308,11 @@ fn follower_discovery_and_diff_sync() {
     assert!(recv(&mut p, 1, pkt(PacketType::Diff, z(1, 2))).is_empty());
     assert!(recv(&mut p, 1, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))).is_empty());
     assert!(recv(&mut p, 1, pkt(PacketType::Commit, z(1, 2))).is_empty());
-    // The synced txn is appended; no ack and no new epoch until it is durable.
+    // The synced txn is appended; no ack and no new epoch until it is durable. It is not
+    // committed yet: the leader's history is committed only once a quorum acks NEWLEADER.
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
-        vec![Command::AppendTxns(vec![(z(1, 2), data(z(1, 2)))]), Command::Commit(z(1, 2)),]
+        vec![Command::AppendTxns(vec![(z(1, 2), data(z(1, 2)))])]
     );
     assert_eq!(p.current_epoch(), 1);
     assert_eq!(
@@ -296,9 +320,12 @@ fn follower_discovery_and_diff_sync() {
         vec![Command::PersistCurrentEpoch(2), send(1, pkt(PacketType::Ack, z(2, 0))),]
     );
     assert!(!p.is_serving());
+    // UPTODATE: the leader is established, so what it committed in the sync is applied
+    // (ZooKeeper's Learner.syncWithLeader commits packetsCommitted then), before serving.
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX)),
         vec![
+            Command::Commit(z(1, 2)),
             Command::UpToDate { epoch: 2 },
             Command::RoleChanged(Role::Following { leader: 1, serving: true }),
             send(1, pkt(PacketType::Ack, z(2, 0))),
@@ -312,10 +339,13 @@ fn follower_discovery_and_diff_sync() {
 #[test]
 fn follower_refuses_an_older_epoch() {
     let mut p = elected_learner(2, state(5, 4, 0, &[]), 0, 4);
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     let cmds =
         recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(3, 0) as i64, encode_i32(PROTOCOL_VERSION)));
-    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(
+        cmds[..2],
+        [Command::Disconnect { peer: 1, conn: Some(1) }, Command::RoleChanged(Role::Looking)]
+    );
     assert_eq!(p.role(), Role::Looking);
 }
 
@@ -324,7 +354,7 @@ fn follower_refuses_an_older_epoch() {
 #[test]
 fn follower_trunc() {
     let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1), z(1, 2), z(1, 3)]), z(1, 1), 1);
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     assert!(recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 1))).is_empty());
     assert_eq!(
@@ -343,7 +373,7 @@ fn follower_trunc() {
 #[test]
 fn follower_snap() {
     let mut p = elected_learner(2, state(1, 1, 0, &[]), z(1, 5), 1);
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
     let body = Bytes::from_static(b"sessions and tree");
@@ -363,10 +393,13 @@ fn follower_snap() {
 #[test]
 fn trunc_below_snapshot_asks_for_everything() {
     let mut p = elected_learner(2, state(1, 1, z(1, 5), &[z(1, 6)]), z(1, 6), 1);
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     let cmds = recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 3)));
-    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(
+        cmds[..2],
+        [Command::Disconnect { peer: 1, conn: Some(1) }, Command::RoleChanged(Role::Looking)]
+    );
     // Rejoin leader 1 (FLEHandleNotmsg with FOLLOWING/LEADING votes of the established epoch).
     step(
         &mut p,
@@ -377,7 +410,7 @@ fn trunc_below_snapshot_asks_for_everything() {
         Event::Notification { from: 1, n: vote(ServerState::Leading, 1, z(1, 3), 1, 2) },
     );
     assert_eq!(cmds[0], Command::Connect { to: 1 });
-    step(&mut p, Event::Connected { peer: 1 });
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
     assert_eq!(
         recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
         vec![send(1, ack_epoch(0, -1))]
@@ -392,7 +425,6 @@ fn trunc_below_snapshot_asks_for_everything() {
         vec![
             Command::InstallSnapshot { zxid: 0, body: None },
             Command::AppendTxns((1..=3).map(|c| (z(1, c), data(z(1, c)))).collect()),
-            Command::Commit(z(1, 3)),
         ]
     );
 }
@@ -422,7 +454,6 @@ fn leader_broadcast_and_quorum_commit() {
         recv(&mut p, 2, pkt(PacketType::Ack, z1)),
         vec![
             send(2, pkt(PacketType::Commit, z1)),
-            Command::Commit(z1),
             send(2, pkt(PacketType::Commit, z2)),
             Command::Commit(z2),
         ]
@@ -447,7 +478,7 @@ fn follower_acks_only_durable_proposals() {
 #[test]
 fn observer_learns_by_inform() {
     let mut leader = established_leader();
-    step(&mut leader, Event::Connected { peer: 4 });
+    step(&mut leader, Event::Connected { peer: 4, conn: 4 });
     assert_eq!(
         recv(&mut leader, 4, observer_info(4, 1)),
         vec![send(4, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)))]
@@ -474,7 +505,7 @@ fn observer_learns_by_inform() {
     );
 
     let mut obs = elected_learner(4, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
-    step(&mut obs, Event::Connected { peer: 1 });
+    step(&mut obs, Event::Connected { peer: 1, conn: 1 });
     recv(&mut obs, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
     recv(&mut obs, 1, pkt(PacketType::Diff, z(1, 1)));
     recv(&mut obs, 1, pkt(PacketType::NewLeader, z(2, 0)));
@@ -492,20 +523,27 @@ fn observer_learns_by_inform() {
 #[test]
 fn requests_and_sync_are_forwarded() {
     let mut f = active_follower();
-    let req =
-        ForwardedRequest { session_id: 7, cxid: 1, op: 1, body: Bytes::from_static(b"create") };
+    let req = ForwardedRequest {
+        session_id: 7,
+        cxid: 1,
+        op: 1,
+        body: Bytes::from_static(b"create"),
+        auth: vec![Id { scheme: "digest".into(), id: "u:h".into() }],
+    };
+    // The client's ids travel as the packet's authinfo (ZooKeeper's Learner.request), and the
+    // leader hands them on with the request, so ACLs are checked against the asking client.
+    let mut forwarded = pktd(PacketType::Request, -1, req.encode());
+    forwarded.authinfo = req.auth.clone();
     assert_eq!(
         step(&mut f, Event::ClientRequest { request: req.clone() }),
-        vec![send(1, pktd(PacketType::Request, -1, req.encode()))]
+        vec![send(1, forwarded.clone())]
     );
     assert_eq!(recv(&mut f, 1, pkt(PacketType::Sync, 0)), vec![Command::SyncDone]);
 
     let mut l = established_leader();
-    assert_eq!(
-        recv(&mut l, 2, pktd(PacketType::Request, -1, req.encode())),
-        vec![Command::Request { from: 2, request: req }]
-    );
-    let sync = ForwardedRequest { session_id: 7, cxid: 2, op: 9, body: Bytes::new() };
+    assert_eq!(recv(&mut l, 2, forwarded), vec![Command::Request { from: 2, request: req }]);
+    let sync =
+        ForwardedRequest { session_id: 7, cxid: 2, op: 9, body: Bytes::new(), auth: Vec::new() };
     assert_eq!(
         recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())),
         vec![send(2, pkt(PacketType::Sync, 0))]
@@ -513,6 +551,8 @@ fn requests_and_sync_are_forwarded() {
     let z1 = z(2, 1);
     step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
     assert!(recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())).is_empty());
+    // A proposal prepared in an earlier epoch (the runtime raced a role change) is dropped.
+    assert!(step(&mut l, Event::Propose { zxid: z(1, 9), data: data(z(1, 9)) }).is_empty());
     step(&mut l, Event::Durable { zxid: z1 });
     assert_eq!(
         recv(&mut l, 2, pkt(PacketType::Ack, z1)),
@@ -534,7 +574,10 @@ fn silent_follower_is_dropped_and_leader_steps_down() {
         assert_eq!(step(&mut p, Event::Tick), vec![send(2, pkt(PacketType::Ping, z(2, 0)))]);
     }
     let cmds = step(&mut p, Event::Tick);
-    assert_eq!(cmds[..2], [Command::Disconnect { peer: 2 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(
+        cmds[..2],
+        [Command::Disconnect { peer: 2, conn: Some(2) }, Command::RoleChanged(Role::Looking)]
+    );
     assert_eq!(p.role(), Role::Looking);
 }
 
@@ -546,7 +589,10 @@ fn follower_gives_up_on_a_silent_leader() {
         assert!(step(&mut p, Event::Tick).is_empty());
     }
     let cmds = step(&mut p, Event::Tick);
-    assert_eq!(cmds[..2], [Command::Disconnect { peer: 1 }, Command::RoleChanged(Role::Looking)]);
+    assert_eq!(
+        cmds[..2],
+        [Command::Disconnect { peer: 1, conn: Some(1) }, Command::RoleChanged(Role::Looking)]
+    );
 }
 
 // Discovery and sync must end within initLimit ticks.
@@ -611,7 +657,7 @@ fn established_peers_answer_looking_peers() {
 // An ensemble of one: election, discovery and establishment without any message.
 #[test]
 fn standalone_establishes_alone() {
-    let mut c = Config::new([1], []);
+    let mut c = PeerConfig::new([1], []);
     c.finalize_wait = 1;
     let (mut p, cmds) = Peer::new(c, 1, state(1, 1, 0, &[z(1, 4)]));
     assert!(cmds.is_empty());
@@ -629,4 +675,104 @@ fn standalone_establishes_alone() {
     let z1 = p.next_zxid().expect("leader");
     step(&mut p, Event::Propose { zxid: z1, data: data(z1) });
     assert_eq!(step(&mut p, Event::Durable { zxid: z1 }), vec![Command::Commit(z1)]);
+}
+
+// The runtime must propose exactly the next zxid of the epoch: a gap would corrupt the history,
+// so the peer stops rather than skip it.
+#[test]
+#[should_panic(expected = "but the next zxid of epoch")]
+fn propose_with_the_wrong_zxid_stops() {
+    let mut l = established_leader();
+    step(&mut l, Event::Propose { zxid: z(2, 2), data: data(z(2, 2)) });
+}
+
+// Connection identity: news of an earlier connection cannot end the current one. A learner
+// that reconnects gets a fresh handler (the old connection is closed); a late Disconnected of
+// the old connection leaves the new one alone, and one of the current connection removes it.
+#[test]
+fn a_late_disconnect_of_an_old_connection_is_ignored() {
+    let mut l = established_leader();
+    // Follower 2 reconnects on connection 12: the leader closes connection 2.
+    assert_eq!(
+        step(&mut l, Event::Connected { peer: 2, conn: 12 }),
+        vec![Command::Disconnect { peer: 2, conn: Some(2) }]
+    );
+    // The old connection's close is reported late: nothing changes.
+    assert!(step(&mut l, Event::Disconnected { peer: 2, conn: Some(2) }).is_empty());
+    // The new connection is served: FOLLOWERINFO is answered with LEADERINFO.
+    let cmds = recv(&mut l, 2, follower_info(2, 2));
+    assert!(
+        cmds.iter().any(|c| matches!(c, Command::Send { to: 2, packet } if packet.kind == PacketType::LeaderInfo)),
+        "{cmds:?}"
+    );
+    // The current connection breaking removes the learner: its packets are no longer served.
+    assert!(step(&mut l, Event::Disconnected { peer: 2, conn: Some(12) }).is_empty());
+    assert!(!recv(&mut l, 2, follower_info(2, 2)).iter().any(
+        |c| matches!(c, Command::Send { packet, .. } if packet.kind == PacketType::LeaderInfo)
+    ));
+
+    // Learner side: a late report of an old connection with the leader is ignored; one of the
+    // current connection sends it back to LOOKING.
+    let mut f = active_follower();
+    assert!(step(&mut f, Event::Disconnected { peer: 1, conn: Some(7) }).is_empty());
+    assert!(step(&mut f, Event::Disconnected { peer: 1, conn: None }).is_empty());
+    assert!(f.is_serving());
+    let cmds = step(&mut f, Event::Disconnected { peer: 1, conn: Some(1) });
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+// Limits: a leader keeps at most `outstanding_max` proposals outstanding (next_zxid says wait
+// while it does); a learner abandons a leader whose sync stages more than `sync_txns_max` txns,
+// or whose SNAP payload exceeds `snapshot_bytes_max`.
+#[test]
+fn outstanding_proposals_and_syncs_are_bounded() {
+    let mut l = established_leader_with(PeerConfig { outstanding_max: 2, ..cfg() });
+    assert_eq!(l.next_zxid(), Some(z(2, 1)));
+    step(&mut l, Event::Propose { zxid: z(2, 1), data: data(z(2, 1)) });
+    step(&mut l, Event::Propose { zxid: z(2, 2), data: data(z(2, 2)) });
+    assert_eq!(l.next_zxid(), None, "two outstanding: the runtime waits");
+    step(&mut l, Event::Durable { zxid: z(2, 2) });
+    recv(&mut l, 2, pkt(PacketType::Ack, z(2, 1)));
+    assert_eq!(l.next_zxid(), Some(z(2, 3)), "one committed: room again");
+    recv(&mut l, 2, pkt(PacketType::Ack, z(2, 2)));
+
+    let c = PeerConfig { sync_txns_max: 3, ..cfg() };
+    let mut f = elected_learner_with(c, 2, state(1, 1, 0, &[z(1, 1)]), z(1, 9), 1);
+    step(&mut f, Event::Connected { peer: 1, conn: 1 });
+    recv(&mut f, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(&mut f, 1, pkt(PacketType::Diff, z(1, 9)));
+    for c in 2..=4 {
+        assert!(
+            recv(&mut f, 1, pktd(PacketType::Proposal, z(1, c) as i64, data(z(1, c)))).is_empty()
+        );
+    }
+    let cmds = recv(&mut f, 1, pktd(PacketType::Proposal, z(1, 5) as i64, data(z(1, 5))));
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+
+    let c = PeerConfig { snapshot_bytes_max: 8, ..cfg() };
+    let mut f = elected_learner_with(c, 2, state(1, 1, 0, &[z(1, 1)]), z(1, 9), 1);
+    step(&mut f, Event::Connected { peer: 1, conn: 1 });
+    recv(&mut f, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(&mut f, 1, pkt(PacketType::Snap, z(1, 9)));
+    let cmds = step(&mut f, Event::Snapshot { from: 1, body: Bytes::from(vec![0u8; 9]) });
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+// A learner's acks do not outlive its connection: when it reconnects, the sync it goes through
+// may TRUNCate what it acked, so the leader forgets them and waits for new ones. (Found by the
+// simulator's durable-quorum check: a proposal committed while durable on 2 of 5 voters, one of
+// the three acks coming from a follower that had since been truncated.)
+#[test]
+fn a_reconnecting_learner_must_ack_again() {
+    let mut l = established_leader();
+    let z1 = z(2, 1);
+    step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
+    // Follower 2 acks before the leader's own log is durable: no quorum yet.
+    assert!(recv(&mut l, 2, pkt(PacketType::Ack, z1)).is_empty());
+    // It reconnects (crash and restart): its ack no longer counts.
+    step(&mut l, Event::Connected { peer: 2, conn: 22 });
+    assert!(
+        step(&mut l, Event::Durable { zxid: z1 }).iter().all(|c| !matches!(c, Command::Commit(_))),
+        "committed on the leader's own ack and a stale one"
+    );
 }

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use corral_server::config::Config;
-use corral_server::core::Settings;
 use corral_server::db::DbOptions;
+use corral_server::pipeline::Settings;
 use corral_server::server::{RunningServer, ServerOptions};
 use zookeeper_client as zk;
 

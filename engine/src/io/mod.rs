@@ -163,6 +163,63 @@ pub fn read_up_to(file: &dyn VFile, buf: &mut [u8], offset: u64) -> io::Result<u
     Ok(done)
 }
 
+/// Creates `dir` and any missing ancestors so that they survive a crash: each directory created
+/// is made durable by an fsync of its parent (a new directory entry, like a new file's, is only
+/// durable once its parent directory is synced).
+pub fn create_dir_durable(vfs: &dyn Vfs, dir: &Path) -> io::Result<()> {
+    let mut missing = Vec::new();
+    let mut at = Some(dir);
+    while let Some(d) = at {
+        if d.as_os_str().is_empty() || vfs.exists(d) {
+            break;
+        }
+        missing.push(d);
+        at = d.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    vfs.create_dir_all(dir)?;
+    for d in missing.into_iter().rev() {
+        if let Some(parent) = d.parent().filter(|p| !p.as_os_str().is_empty()) {
+            vfs.sync_dir(parent)?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes a small file so that a crash leaves either its old content or the new one, and the
+/// new one is durable on return: a temporary name, fsync, rename over `dir/name`, fsync of
+/// `dir` (which is created if missing, its parent fsynced so the new entry is durable too).
+pub fn write_file_atomic(vfs: &dyn Vfs, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    create_dir_durable(vfs, dir)?;
+    let tmp = dir.join(format!("{name}.tmp"));
+    if vfs.exists(&tmp) {
+        vfs.remove_file(&tmp)?;
+    }
+    let mut f = vfs.open(&tmp, OpenOptions::create_new())?;
+    f.write_all_at(bytes, 0)?;
+    f.sync_all()?;
+    drop(f);
+    vfs.rename(&tmp, &dir.join(name))?;
+    vfs.sync_dir(dir)
+}
+
+/// Reads a whole small file; one longer than `max_bytes` is an `InvalidData` error.
+pub fn read_small_file(vfs: &dyn Vfs, path: &Path, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let f = vfs.open(path, OpenOptions::read())?;
+    let len = f.len()?;
+    if len > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is {len} bytes, more than the {max_bytes} expected", path.display()),
+        ));
+    }
+    let mut buf = vec![0u8; len as usize];
+    read_exact_at(&*f, &mut buf, 0)?;
+    Ok(buf)
+}
+
 /// Lowers the calling thread's scheduling priority (nice 10) for background work — snapshot
 /// writing, preallocation — so that on a busy core the threads answering clients run first.
 /// Best effort: failure (e.g. a seccomp filter) changes nothing else.

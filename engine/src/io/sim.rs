@@ -2,19 +2,22 @@
 //!
 //! Every file keeps a *base* image (its content at the last full sync) and the list of
 //! mutations since then. A crash ([`SimVfs::crash_image`]) rebuilds each file from its base plus
-//! a prefix of those mutations — chosen by a seeded RNG — of which the last may be torn, plus
-//! every write that was made durable by `RWF_DSYNC`/`O_DSYNC` on the way. Directory entries
-//! (creations, removals, renames) survive a crash only if their directory was synced.
+//! some of those mutations — chosen by a seeded RNG: either a prefix, of which the last may be
+//! torn, or any 4 KiB pages of them in no order (as a page cache writes dirty pages back) —
+//! plus every write that was made durable by `RWF_DSYNC`/`O_DSYNC` on the way. Directory
+//! entries (creations, removals, renames) survive a crash only if their directory was synced.
 //!
 //! Faults: crash after the Nth mutating operation (every later operation fails with EIO, as a
 //! dead machine would never complete it), fail the Nth write or the Nth sync with a chosen errno
-//! (EIO, ENOSPC), and flip a bit of a file's content.
+//! (EIO, ENOSPC), and flip a bit of a file's content. A failed sync behaves as on Linux: the
+//! file's unsynced writes are gone (the kernel marked their pages clean), and a retry succeeds
+//! without them.
 //!
 //! Writes to files opened with `direct` must be aligned to [`DIRECT_ALIGN`] in buffer address,
 //! offset and length, as on a real device; misaligned ones fail with EINVAL so that alignment
 //! bugs show up in tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -53,9 +56,48 @@ impl Inode {
         }
     }
 
+    /// Applies each 4 KiB page of a write (pages aligned to the file) with probability 1/2;
+    /// a length change always.
+    fn apply_some_pages(buf: &mut Vec<u8>, m: &Mutation, rng: &mut ChaCha8Rng) {
+        const PAGE: u64 = 4096;
+        match m {
+            Mutation::Write { offset, data, .. } => {
+                let end = offset + data.len() as u64;
+                let mut at = *offset;
+                while at < end {
+                    let page_end = ((at / PAGE) + 1) * PAGE;
+                    let chunk_end = page_end.min(end);
+                    if rng.random_bool(0.5) {
+                        let (from, to) = ((at - offset) as usize, (chunk_end - offset) as usize);
+                        let part = Mutation::Write {
+                            offset: at,
+                            data: data[from..to].to_vec(),
+                            durable: false,
+                        };
+                        Inode::apply(buf, &part, None);
+                    }
+                    at = chunk_end;
+                }
+            }
+            Mutation::SetLen { .. } => Inode::apply(buf, m, None),
+        }
+    }
+
     fn sync(&mut self) {
         self.base = self.live.clone();
         self.pending.clear();
+    }
+
+    /// A failed fsync, with Linux's semantics: the unsynced writes are dropped (their pages
+    /// are marked clean and gone), so a later fsync succeeds without them.
+    fn drop_unsynced(&mut self) {
+        // Writes made durable on their way (RWF_DSYNC / O_DSYNC) stay.
+        for m in std::mem::take(&mut self.pending) {
+            if matches!(m, Mutation::Write { durable: true, .. }) {
+                Inode::apply(&mut self.base, &m, None);
+            }
+        }
+        self.live = self.base.clone();
     }
 }
 
@@ -77,6 +119,11 @@ struct State {
     next_inode: u64,
     live: BTreeMap<PathBuf, u64>,
     durable: BTreeMap<PathBuf, u64>,
+    /// Directories made with `create_dir_all`, and those whose entry in their parent is durable
+    /// (the parent was synced since). Files under a directory that is not durable are lost in
+    /// a crash. (Directories never created explicitly are implicit and always there.)
+    live_dirs: BTreeSet<PathBuf>,
+    durable_dirs: BTreeSet<PathBuf>,
     faults: Faults,
     mutations: u64,
     writes: u64,
@@ -138,11 +185,30 @@ impl SimVfs {
     /// it: directory entries as of their last directory sync; each file's synced content plus a
     /// seed-chosen prefix of its later writes, the last of which may be torn at any byte.
     pub fn crash_image(&self, seed: u64) -> SimVfs {
+        self.image(seed, false)
+    }
+
+    /// The disk as it is durably now: directory entries as of their last directory sync, each
+    /// file's synced content and nothing written after it (the worst a crash now could leave).
+    pub fn durable_image(&self) -> SimVfs {
+        self.image(0, true)
+    }
+
+    fn image(&self, seed: u64, durable_only: bool) -> SimVfs {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let s = self.lock();
         let mut out = State::default();
         let mut rebuilt: HashMap<u64, u64> = HashMap::new();
+        let lost_dir = |path: &Path| {
+            path.ancestors().skip(1).any(|d| s.live_dirs.contains(d) && !s.durable_dirs.contains(d))
+        };
+        // A directory survives only if it and every created ancestor are durable.
+        out.live_dirs = s.durable_dirs.iter().filter(|d| !lost_dir(d)).cloned().collect();
+        out.durable_dirs = out.live_dirs.clone();
         for (path, ino) in &s.durable {
+            if lost_dir(path) {
+                continue;
+            }
             let new_ino = *rebuilt.entry(*ino).or_insert_with(|| {
                 let inode = &s.inodes[ino];
                 let mut img = inode.base.clone();
@@ -151,11 +217,21 @@ impl SimVfs {
                     .iter()
                     .filter(|m| !matches!(m, Mutation::Write { durable: true, .. }))
                     .count();
+                // Half the images lose a suffix of the unsynced writes (the first lost one
+                // possibly torn); the other half lose any 4 KiB pages of them, in no order, as
+                // a page cache writing back dirty pages may.
+                let by_page = rng.random_bool(0.5);
                 let keep = rng.random_range(0..=volatile);
                 let mut seen = 0;
                 for m in &inode.pending {
                     let durable = matches!(m, Mutation::Write { durable: true, .. });
-                    if durable || seen < keep {
+                    if durable {
+                        Inode::apply(&mut img, m, None);
+                    } else if durable_only {
+                        // Not synced: not on the disk yet.
+                    } else if by_page {
+                        Inode::apply_some_pages(&mut img, m, &mut rng);
+                    } else if seen < keep {
                         Inode::apply(&mut img, m, None);
                     } else if seen == keep {
                         // The first write that did not fully reach the disk may be torn.
@@ -282,9 +358,21 @@ impl Vfs for SimVfs {
         "sim"
     }
 
-    fn create_dir_all(&self, _dir: &Path) -> io::Result<()> {
-        // Directories are implicit: a path's parent exists once any file is under it.
-        self.lock().check_alive()
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        let mut s = self.lock();
+        s.check_alive()?;
+        let mut missing: Vec<PathBuf> = dir
+            .ancestors()
+            .filter(|d| d.parent().is_some() && !d.as_os_str().is_empty())
+            .filter(|d| !s.live_dirs.contains(*d))
+            .map(Path::to_path_buf)
+            .collect();
+        missing.reverse();
+        for d in missing {
+            s.plain_mutation()?;
+            s.live_dirs.insert(d);
+        }
+        Ok(())
     }
 
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>> {
@@ -336,18 +424,24 @@ impl Vfs for SimVfs {
         let mut s = self.lock();
         s.plain_mutation()?;
         s.count_sync()?;
-        let State { live, durable, .. } = &mut *s;
+        let State { live, durable, live_dirs, durable_dirs, .. } = &mut *s;
         durable.retain(|p, _| p.parent() != Some(dir));
         for (p, ino) in live.iter() {
             if p.parent() == Some(dir) {
                 durable.insert(p.clone(), *ino);
             }
         }
+        for d in live_dirs.iter() {
+            if d.parent() == Some(dir) {
+                durable_dirs.insert(d.clone());
+            }
+        }
         Ok(())
     }
 
     fn exists(&self, path: &Path) -> bool {
-        self.lock().live.contains_key(path)
+        let s = self.lock();
+        s.live.contains_key(path) || s.live_dirs.contains(path)
     }
 }
 
@@ -400,7 +494,10 @@ impl SimFile {
     fn sync(&mut self) -> io::Result<()> {
         let mut s = self.vfs.lock();
         s.plain_mutation()?;
-        s.count_sync()?;
+        if let Err(e) = s.count_sync() {
+            s.inodes.get_mut(&self.ino).expect("inode").drop_unsynced();
+            return Err(e);
+        }
         s.inodes.get_mut(&self.ino).expect("inode").sync();
         Ok(())
     }
@@ -498,6 +595,26 @@ mod tests {
     }
 
     #[test]
+    fn the_durable_image_holds_only_what_was_synced() {
+        let vfs = SimVfs::new();
+        let mut f = vfs.open(&p("/d/a"), OpenOptions::create_new()).unwrap();
+        f.write_all_at(b"hello", 0).unwrap();
+        f.sync_data().unwrap();
+        assert!(!vfs.durable_image().exists(&p("/d/a")), "its name was never synced");
+        vfs.sync_dir(&p("/d")).unwrap();
+        f.write_all_at(b"world", 5).unwrap();
+        let mut g = vfs.open(&p("/d/b"), OpenOptions::create_new()).unwrap();
+        g.write_all_at_dsync(b"BB", 0).unwrap();
+        let img = vfs.durable_image();
+        assert_eq!(img.read_file(&p("/d/a")).unwrap(), b"hello", "the unsynced write is not there");
+        assert!(!img.exists(&p("/d/b")), "a new name needs its directory synced");
+        vfs.sync_dir(&p("/d")).unwrap();
+        assert_eq!(vfs.durable_image().read_file(&p("/d/b")).unwrap(), b"BB", "O_DSYNC data is");
+        f.sync_data().unwrap();
+        assert_eq!(vfs.durable_image().read_file(&p("/d/a")).unwrap(), b"helloworld");
+    }
+
+    #[test]
     fn dsync_writes_survive_and_keep_order() {
         let vfs = SimVfs::new();
         let mut f = vfs.open(&p("/d/a"), OpenOptions::create_new()).unwrap();
@@ -545,5 +662,71 @@ mod tests {
         buf.extend_zeros(4096);
         f.write_all_at(buf.as_slice(), 4096).unwrap();
         assert_eq!(f.len().unwrap(), 8192);
+    }
+
+    #[test]
+    fn a_failed_sync_drops_the_unsynced_writes_and_a_retry_succeeds() {
+        let vfs = SimVfs::new();
+        let mut f = vfs.open(&p("/d/a"), OpenOptions::create_new()).unwrap();
+        f.write_all_at(b"abc", 0).unwrap();
+        f.sync_data().unwrap();
+        vfs.sync_dir(&p("/d")).unwrap();
+        f.write_all_at_dsync(b"D", 3).unwrap();
+        f.write_all_at(b"XY", 1).unwrap();
+        let n = vfs.stats().syncs + 1;
+        vfs.set_faults(Faults { fail_sync: Some((n, libc::EIO)), ..Faults::default() });
+        assert_eq!(f.sync_data().unwrap_err().raw_os_error(), Some(libc::EIO));
+        // The pages of the failed writeback are gone (the O_DSYNC write was durable already);
+        // the retry succeeds without them.
+        assert_eq!(vfs.read_file(&p("/d/a")).unwrap(), b"abcD");
+        f.sync_data().unwrap();
+        vfs.crash();
+        assert_eq!(vfs.crash_image(3).read_file(&p("/d/a")).unwrap(), b"abcD");
+    }
+
+    #[test]
+    fn crash_images_lose_unsynced_pages_in_any_order() {
+        // Two unsynced pages: over many seeds, every combination of them survives.
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let vfs = SimVfs::new();
+            let mut f = vfs.open(&p("/d/a"), OpenOptions::create_new()).unwrap();
+            f.write_all_at(&[0u8; 8192], 0).unwrap();
+            f.sync_data().unwrap();
+            f.write_all_at(&[1u8; 8192], 0).unwrap();
+            vfs.sync_dir(&p("/d")).unwrap();
+            vfs.crash();
+            let img = vfs.crash_image(seed).read_file(&p("/d/a")).unwrap();
+            seen.insert((img[0], img[4096]));
+        }
+        assert!(seen.contains(&(0, 1)), "the second page alone survived in some image: {seen:?}");
+        assert!(seen.contains(&(1, 0)) && seen.contains(&(0, 0)) && seen.contains(&(1, 1)));
+    }
+
+    #[test]
+    fn a_new_directory_survives_only_once_its_parent_is_synced() {
+        let write = |vfs: &SimVfs, durable_dirs: bool| {
+            if durable_dirs {
+                crate::io::create_dir_durable(vfs, &p("/a/b")).unwrap();
+            } else {
+                vfs.create_dir_all(&p("/a/b")).unwrap();
+            }
+            assert!(vfs.exists(&p("/a/b")));
+            let mut f = vfs.open(&p("/a/b/f"), OpenOptions::create_new()).unwrap();
+            f.write_all_at(b"x", 0).unwrap();
+            f.sync_all().unwrap();
+            vfs.sync_dir(&p("/a/b")).unwrap();
+            vfs.crash();
+        };
+        let vfs = SimVfs::new();
+        write(&vfs, false);
+        let img = vfs.crash_image(1);
+        assert!(!img.exists(&p("/a/b/f")), "the file's directory entry was never made durable");
+        assert!(!img.exists(&p("/a/b")));
+        let vfs = SimVfs::new();
+        write(&vfs, true);
+        let img = vfs.crash_image(1);
+        assert_eq!(img.read_file(&p("/a/b/f")).unwrap(), b"x");
+        assert!(img.exists(&p("/a")) && img.exists(&p("/a/b")));
     }
 }

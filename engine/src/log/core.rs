@@ -147,7 +147,8 @@ impl LogCore {
                 "io_uring is unavailable: the strategy's submissions run as plain syscalls"
             );
         }
-        vfs.create_dir_all(dir).map_err(|e| LogError::io("create directory", dir, e))?;
+        crate::io::create_dir_durable(vfs.as_ref(), dir)
+            .map_err(|e| LogError::io("create directory", dir, e))?;
         let mut segments = list_segments(vfs.as_ref(), dir)?;
         let mut report = RecoveryReport::default();
         let mut last_zxid = 0;

@@ -6,6 +6,7 @@
 //! is durable, rather than by one wake-up call per appender: on a small machine with many
 //! appenders, waking them one by one costs more than the flush.
 
+use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -132,7 +133,7 @@ impl Done {
 
 struct Pending {
     zxid: u64,
-    payload: Vec<u8>,
+    payload: Bytes,
     queued_at: Instant,
     done: Done,
 }
@@ -282,15 +283,15 @@ impl Log {
     }
 
     /// Appends a record and waits until it is durable. Returns its zxid.
-    pub fn append(&self, zxid: u64, payload: Vec<u8>) -> Result<u64, LogError> {
-        let (zxid, group) = self.enqueue(Some(zxid), payload, None)?;
+    pub fn append(&self, zxid: u64, payload: impl Into<Bytes>) -> Result<u64, LogError> {
+        let (zxid, group) = self.enqueue(Some(zxid), payload.into(), None)?;
         group.expect("blocking append joins a group").wait().map(|()| zxid)
     }
 
     /// Appends a record with the zxid after the last one accepted, and waits until it is
     /// durable. Returns the zxid it got.
-    pub fn append_next(&self, payload: Vec<u8>) -> Result<u64, LogError> {
-        let (zxid, group) = self.enqueue(None, payload, None)?;
+    pub fn append_next(&self, payload: impl Into<Bytes>) -> Result<u64, LogError> {
+        let (zxid, group) = self.enqueue(None, payload.into(), None)?;
         group.expect("blocking append joins a group").wait().map(|()| zxid)
     }
 
@@ -300,27 +301,27 @@ impl Log {
     pub fn append_async(
         &self,
         zxid: u64,
-        payload: Vec<u8>,
+        payload: impl Into<Bytes>,
         done: AppendCallback,
     ) -> Result<(), LogError> {
-        self.enqueue(Some(zxid), payload, Some(done)).map(|_| ())
+        self.enqueue(Some(zxid), payload.into(), Some(done)).map(|_| ())
     }
 
     /// Queues a record with the zxid after the last one accepted; `done` runs when it is
     /// durable or has failed. Returns the zxid it got.
     pub fn append_next_async(
         &self,
-        payload: Vec<u8>,
+        payload: impl Into<Bytes>,
         done: AppendCallback,
     ) -> Result<u64, LogError> {
-        self.enqueue(None, payload, Some(done)).map(|(z, _)| z)
+        self.enqueue(None, payload.into(), Some(done)).map(|(z, _)| z)
     }
 
     /// Queues a record. Without a callback the caller joins the open commit group, returned.
     fn enqueue(
         &self,
         zxid: Option<u64>,
-        payload: Vec<u8>,
+        payload: Bytes,
         callback: Option<AppendCallback>,
     ) -> Result<(u64, Option<Arc<CommitGroup>>), LogError> {
         let sh = &*self.shared;
@@ -652,7 +653,7 @@ fn write_batch(
         payloads.push((p.zxid, p.payload));
         dones.push(Some((p.zxid, p.queued_at, p.done)));
     }
-    let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, p.as_slice())).collect();
+    let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, &p[..])).collect();
     let mut latencies = Vec::with_capacity(recs.len());
     let mut ready: Completions = Vec::with_capacity(recs.len());
     let mut completed = 0;

@@ -64,7 +64,8 @@ impl SnapshotStore {
     /// Opens (creating) the directory. Leftover temporary files of interrupted writes are
     /// removed.
     pub fn open(vfs: Arc<dyn Vfs>, dir: &Path, dbid: u64) -> Result<Self, SnapshotError> {
-        vfs.create_dir_all(dir).map_err(|e| SnapshotError::io("create directory", dir, e))?;
+        crate::io::create_dir_durable(vfs.as_ref(), dir)
+            .map_err(|e| SnapshotError::io("create directory", dir, e))?;
         let names = vfs.list_dir(dir).map_err(|e| SnapshotError::io("list", dir, e))?;
         let mut removed = false;
         for n in names.iter().filter(|n| n.starts_with("snapshot.") && n.ends_with(".tmp")) {

@@ -121,27 +121,34 @@ fn main() {
     }
     let (c, seeds, violations) = *total.lock().expect("lock");
     println!(
-        "seeds: {seeds}, violations: {violations}, elections: {}, commits: {}, crashes: {} ({} mid-write), \
-         partitions: {}, client acks: {}, sync DIFF: {}, TRUNC: {}, TRUNC+DIFF: {}, SNAP: {}, steps: {}, \
+        "seeds: {seeds}, violations: {violations}, elections: {}, commits: {}, crashes: {} ({} mid-write), I/O errors armed: {}, \
+         partitions: {}, client acks: {}, syncs started (completed): DIFF {} ({}), TRUNC {} ({}), \
+         TRUNC+DIFF {} ({}), SNAP {} ({}), steps: {}, \
                   sessions created: {}, expired: {}, revalidations: {} ({} refused), \
-         left out on a higher accepted epoch: {}, \
+         left out on a higher accepted epoch: {}, acks checked on the disk's durable image: {}, \
          first seed: {start}, peers: {}, observers: {}, {:.1?}",
         c.elections,
         c.commits,
         c.crashes,
         c.torn_crashes,
+        c.io_errors_armed,
         c.partitions,
         c.client_acks,
         c.sync_diff,
+        c.synced_diff,
         c.sync_trunc,
+        c.synced_trunc,
         c.sync_trunc_diff,
+        c.synced_trunc_diff,
         c.sync_snap,
+        c.synced_snap,
                 c.steps,
         c.sessions_created,
                 c.sessions_expired,
         c.revalidations,
         c.revalidations_refused,
         c.stuck_on_accepted_epoch,
+        c.durable_image_checks,
         opts.peers,
         opts.observers,
         began.elapsed()

@@ -13,7 +13,7 @@ use crate::admin::report::{
     ServerStats, SessionTrackerDump, WatchSummary,
 };
 use crate::admin::{full_version, javafmt::rounded_average};
-use crate::core::Shared;
+use crate::pipeline::Shared;
 
 /// Which four-letter word the first bytes of a connection are, if any.
 pub fn detect(first: &[u8; 4]) -> Option<FourLetterWord> {

@@ -10,7 +10,7 @@ pub mod fourlw;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -20,7 +20,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::core::{answer_read, reads, reply_frame, Conn, ConnStats, Event, Out, ReadJob, Shared};
+use crate::pipeline::{answer_read, reads, reply_frame, Conn, Input, Out, ReadJob, Shared};
 use crate::proto::{
     AuthPacket, ConnectRequest, ErrorCode, Id, Jute, OpCode, Reader, Request, RequestError,
     RequestHeader, Response,
@@ -31,10 +31,11 @@ use crate::tree::acl::digest_of_auth;
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
-    core: Sender<Event>,
+    core: Sender<Input>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
+    let total = Arc::new(AtomicUsize::new(0));
     let next_id = Arc::new(AtomicU64::new(1));
     loop {
         let accepted = tokio::select! {
@@ -49,7 +50,12 @@ pub async fn serve(
                 continue;
             }
         };
-        let limit = shared.settings.max_client_cnxns;
+        let cnxns_max = shared.settings.limits.cnxns_max;
+        if cnxns_max > 0 && total.load(Ordering::Acquire) >= cnxns_max {
+            tracing::warn!(%remote, cnxns_max, "too many connections in total (maxCnxns); closing");
+            continue;
+        }
+        let limit = shared.settings.limits.cnxns_per_address_max;
         {
             let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
             let n = m.entry(remote.ip()).or_default();
@@ -59,11 +65,13 @@ pub async fn serve(
             }
             *n += 1;
         }
-        let (shared, core, per_ip, stop) =
-            (shared.clone(), core.clone(), per_ip.clone(), stop.clone());
+        total.fetch_add(1, Ordering::AcqRel);
+        let (shared, core, per_ip, stop, total) =
+            (shared.clone(), core.clone(), per_ip.clone(), stop.clone(), total.clone());
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             connection(stream, remote, id, &shared, &core, stop).await;
+            total.fetch_sub(1, Ordering::AcqRel);
             let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = m.get_mut(&remote.ip()) {
                 *n -= 1;
@@ -76,9 +84,10 @@ pub async fn serve(
 }
 
 /// Reads a length-prefixed frame; `None` at a clean end of stream. A length that is negative
-/// or above `max` is an error before anything is allocated for the body.
-async fn read_frame(
-    rd: &mut BufReader<OwnedReadHalf>,
+/// or above `max` is an error before anything is read; the buffer then grows as the body's
+/// bytes arrive, never to a length the client only declared.
+async fn read_frame<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
     buf: &mut Vec<u8>,
     max: usize,
 ) -> std::io::Result<Option<()>> {
@@ -88,73 +97,122 @@ async fn read_frame(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let len = i32::from_be_bytes(len4);
+    read_body(rd, i32::from_be_bytes(len4), buf, max).await.map(Some)
+}
+
+/// Reads a frame body of `len` bytes (checked against `max` first) into `buf`.
+async fn read_body<R: tokio::io::AsyncRead + Unpin>(
+    rd: &mut R,
+    len: i32,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<()> {
     if len < 0 || len as usize > max {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,
             format!("Len error {len}"),
         ));
     }
-    buf.resize(len as usize, 0);
-    rd.read_exact(buf).await?;
-    Ok(Some(()))
+    let len = len as usize;
+    // A buffer kept from an earlier large frame is given back rather than held per connection.
+    if buf.capacity() > FRAME_BUFFER_KEPT_BYTES && len <= FRAME_BUFFER_KEPT_BYTES {
+        *buf = Vec::with_capacity(FRAME_BUFFER_KEPT_BYTES);
+    }
+    buf.clear();
+    buf.reserve(len.min(FRAME_BUFFER_KEPT_BYTES));
+    let got = (&mut *rd).take(len as u64).read_to_end(buf).await?;
+    if got < len {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
 }
 
+/// A connection's frame buffer is kept between requests up to this capacity.
+const FRAME_BUFFER_KEPT_BYTES: usize = 64 << 10;
+
+/// Drains the connection's queue to its socket, every waiting item in one write, until told
+/// to close, the socket fails, or the connection is killed (which drops what is queued and
+/// abandons a write the client is not reading).
 async fn writer(
     mut wr: OwnedWriteHalf,
     mut rx: UnboundedReceiver<Out>,
+    conn: Arc<Conn>,
+    reply_max: usize,
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
+    let mut kill = conn.kill.subscribe();
     let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
-    'outer: while let Some(first) = rx.recv().await {
+    'outer: loop {
+        let first = tokio::select! {
+            biased;
+            _ = kill.wait_for(|k| *k) => break 'outer,
+            first = rx.recv() => match first { Some(f) => f, None => break 'outer },
+        };
         let mut close = false;
-        match first {
-            Out::Frame(f) => buf.extend_from_slice(&f),
-            Out::Shared(f) => buf.extend_from_slice(&f),
-            Out::Close => close = true,
-        }
+        let mut counted = 0usize;
+        let mut add = |item: Out, buf: &mut Vec<u8>, close: &mut bool| {
+            counted += item.queued_bytes();
+            match item {
+                Out::Frame(f) => buf.extend_from_slice(&f),
+                Out::Shared(f) => buf.extend_from_slice(&f),
+                Out::Reply { reply, .. } => reply.encode_into(buf, reply_max),
+                Out::Close => *close = true,
+            }
+        };
+        add(first, &mut buf, &mut close);
         // Everything already queued goes out in the same write.
         while !close && buf.len() < (1 << 20) {
             match rx.try_recv() {
-                Ok(Out::Frame(f)) => buf.extend_from_slice(&f),
-                Ok(Out::Shared(f)) => buf.extend_from_slice(&f),
-                Ok(Out::Close) => close = true,
+                Ok(item) => add(item, &mut buf, &mut close),
                 Err(_) => break,
             }
         }
         if !buf.is_empty() {
-            if wr.write_all(&buf).await.is_err() {
+            let written = tokio::select! {
+                biased;
+                _ = kill.wait_for(|k| *k) => false,
+                r = wr.write_all(&buf) => r.is_ok(),
+            };
+            if !written {
                 break 'outer;
             }
             buf.clear();
+            if buf.capacity() > 4 << 20 {
+                buf = Vec::with_capacity(64 << 10);
+            }
         }
+        conn.queued.fetch_sub(counted, Ordering::AcqRel);
+        conn.drained.notify_waiters();
         if close {
             break;
         }
     }
+    // Nothing more is written: later items are dropped (and the queue's count with them).
+    conn.kill_now();
+    rx.close();
+    while rx.try_recv().is_ok() {}
     let _ = wr.shutdown().await;
     let _ = closed.send(());
 }
 
-#[allow(clippy::too_many_lines)]
-async fn connection(
-    stream: TcpStream,
-    remote: SocketAddr,
-    id: u64,
-    shared: &Arc<Shared>,
-    core: &Sender<Event>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
-    let mut rd = BufReader::with_capacity(64 << 10, rd);
-    let max = shared.settings.max_buffer;
+/// What a new connection sent first: a four-letter word (answered and done) or a
+/// ConnectRequest.
+enum Opening {
+    Done,
+    Connect(ConnectRequest),
+}
 
+/// Reads the handshake: a four-letter word (answered here) or a complete ConnectRequest.
+async fn opening(
+    rd: &mut BufReader<OwnedReadHalf>,
+    wr: &mut OwnedWriteHalf,
+    remote: SocketAddr,
+    shared: &Arc<Shared>,
+) -> Option<Opening> {
+    let max = shared.settings.limits.request_bytes_max;
     // A four-letter word, or the length of the ConnectRequest.
     let mut first = [0u8; 4];
-    if rd.read_exact(&mut first).await.is_err() {
-        return;
-    }
+    rd.read_exact(&mut first).await.ok()?;
     if let Some(word) = fourlw::detect(&first) {
         let mask = if fourlw::wants_mask(word, shared) {
             let mut m = [0u8; 8];
@@ -166,21 +224,45 @@ async fn connection(
         let answer = fourlw::answer(word, shared, peer, mask);
         let _ = wr.write_all(&answer).await;
         let _ = wr.shutdown().await;
-        return;
+        return Some(Opening::Done);
     }
-    let len = i32::from_be_bytes(first);
-    if len < 0 || len as usize > max {
-        tracing::info!(%remote, len, "refusing a connection whose first frame is too large (Len error)");
-        return;
-    }
-    let mut body = vec![0u8; len as usize];
-    if rd.read_exact(&mut body).await.is_err() {
-        return;
+    let mut body = Vec::new();
+    if let Err(e) = read_body(rd, i32::from_be_bytes(first), &mut body, max).await {
+        tracing::info!(%remote, error = %e, "refusing a connection whose first frame is bad");
+        return None;
     }
     let Ok(connect) = ConnectRequest::read(&mut Reader::with_max_len(&body, max)) else {
         tracing::info!(%remote, "malformed ConnectRequest; closing");
-        return;
+        return None;
     };
+    Some(Opening::Connect(connect))
+}
+
+async fn connection(
+    stream: TcpStream,
+    remote: SocketAddr,
+    id: u64,
+    shared: &Arc<Shared>,
+    core: &Sender<Input>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let (rd, mut wr) = stream.into_split();
+    let mut rd = BufReader::with_capacity(64 << 10, rd);
+    let limits = &shared.settings.limits;
+
+    // The handshake must complete in bounded time (ZooKeeper closes sessionless connections
+    // after zookeeper.nio.sessionlessCnxnTimeout).
+    let handshake = std::time::Duration::from_millis(limits.handshake_ms);
+    let connect =
+        match tokio::time::timeout(handshake, opening(&mut rd, &mut wr, remote, shared)).await {
+            Ok(Some(Opening::Connect(c))) => c,
+            Ok(Some(Opening::Done)) | Ok(None) => return,
+            Err(_) => {
+                tracing::info!(%remote, ms = limits.handshake_ms, "no handshake in time; closing");
+                return;
+            }
+        };
     let our_zxid = shared.last_zxid.load(Ordering::Acquire);
     if connect.last_zxid_seen > our_zxid {
         tracing::info!(
@@ -194,29 +276,17 @@ async fn connection(
 
     let (out_tx, out_rx) = tokio::sync::mpsc::unbounded_channel();
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel();
-    let writer_task = tokio::spawn(writer(wr, out_rx, closed_tx));
-    let conn = Arc::new(Conn {
-        id,
-        remote,
-        out: out_tx,
-        pending: AtomicUsize::new(0),
-        session_id: AtomicI64::new(0),
-        timeout_ms: AtomicI64::new(0),
-        established_ms: shared.now_ms(),
-        stats: ConnStats::default(),
-        auth: std::sync::Mutex::new(Arc::new(vec![Id {
-            scheme: "ip".into(),
-            id: remote.ip().to_string(),
-        }])),
-    });
-    conn.stats.lat_min.store(u64::MAX, Ordering::Relaxed);
+    let conn =
+        Arc::new(Conn::new(id, remote, out_tx, shared.now_ms(), limits.client_queue_bytes_hard()));
+    let writer_task =
+        tokio::spawn(writer(wr, out_rx, conn.clone(), limits.reply_bytes_max, closed_tx));
     conn.stats.received.fetch_add(1, Ordering::Relaxed);
     shared.stats.received.fetch_add(1, Ordering::Relaxed);
     shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, conn.clone());
 
     let touch: Option<Arc<AtomicU64>> = if connect.session_id == 0 {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = core.send(Event::CreateSession {
+        let _ = core.send(Input::CreateSession {
             conn: conn.clone(),
             timeout_ms: connect.time_out,
             read_only: connect.read_only,
@@ -225,7 +295,7 @@ async fn connection(
         rx.await.ok().flatten().map(|(_, t)| t)
     } else {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let _ = core.send(Event::Reconnect {
+        let _ = core.send(Input::Reconnect {
             conn: conn.clone(),
             session_id: connect.session_id,
             passwd: connect.passwd.as_slice().to_vec(),
@@ -239,28 +309,63 @@ async fn connection(
     if let Some(touch) = touch {
         serve_session(&mut rd, &conn, shared, core, &touch, &mut closed_rx, &mut stop).await;
     }
+    conn.gone.store(true, Ordering::Release);
     conn.close();
     let session_id = conn.session_id.load(Ordering::Relaxed);
     shared.conns.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-    let _ = core.send(Event::ConnClosed { conn_id: id, session_id });
+    let _ = core.send(Input::ConnClosed { conn_id: id, session_id });
     let _ = writer_task.await;
 }
 
+/// Waits while the connection's outbound queue is over its limit (its client is not reading
+/// fast enough): its requests are not read meanwhile. False if the queue stayed full past the
+/// stall deadline, or the connection was killed: the caller closes it.
+async fn wait_for_room(conn: &Conn, limits: &crate::limits::Limits) -> bool {
+    if conn.queued.load(Ordering::Acquire) < limits.client_queue_bytes_max {
+        return true;
+    }
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(limits.client_queue_stall_ms);
+    let mut kill = conn.kill.subscribe();
+    loop {
+        let drained = conn.drained.notified();
+        if conn.queued.load(Ordering::Acquire) < limits.client_queue_bytes_max {
+            return true;
+        }
+        tokio::select! {
+            _ = drained => {}
+            _ = kill.wait_for(|k| *k) => return false,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::info!(
+                    remote = %conn.remote,
+                    queued = conn.queued.load(Ordering::Acquire),
+                    ms = limits.client_queue_stall_ms,
+                    "a client that stopped reading its replies; closing its connection"
+                );
+                return false;
+            }
+        }
+    }
+}
+
 /// The request loop of an established session.
+#[allow(clippy::too_many_lines)]
 async fn serve_session(
     rd: &mut BufReader<OwnedReadHalf>,
     conn: &Arc<Conn>,
     shared: &Arc<Shared>,
-    core: &Sender<Event>,
+    core: &Sender<Input>,
     touch: &AtomicU64,
     closed: &mut tokio::sync::oneshot::Receiver<()>,
     stop: &mut tokio::sync::watch::Receiver<bool>,
 ) {
-    let max = shared.settings.max_buffer;
+    let limits = &shared.settings.limits;
+    let max = limits.request_bytes_max;
     let mut auth: Arc<Vec<Id>> =
         Arc::new(vec![Id { scheme: "ip".into(), id: conn.remote.ip().to_string() }]);
     let mut buf = Vec::new();
     let limit = shared.settings.global_outstanding_limit.max(1);
+    let mut kill = conn.kill.subscribe();
     loop {
         // Backpressure: stop reading sockets while too many requests are in the pipeline.
         while shared.outstanding.load(Ordering::Acquire) >= limit {
@@ -273,9 +378,14 @@ async fn serve_session(
                 _ = tokio::time::sleep(std::time::Duration::from_millis(5)) => {}
             }
         }
+        // ...and this connection's while its client is not reading what it was sent.
+        if !wait_for_room(conn, limits).await {
+            return;
+        }
         let frame = tokio::select! {
             f = read_frame(rd, &mut buf, max) => f,
             _ = &mut *closed => return,
+            _ = kill.wait_for(|k| *k) => return,
             _ = stop.changed() => return,
         };
         match frame {
@@ -287,12 +397,18 @@ async fn serve_session(
             }
         }
         let received = Instant::now();
-        touch.store(shared.now_ms(), Ordering::Relaxed);
         conn.stats.received.fetch_add(1, Ordering::Relaxed);
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
         let r = &mut Reader::with_max_len(&buf, max);
         let Ok(hdr) = RequestHeader::read(r) else { return };
         conn.stats.last_cxid.store(i64::from(hdr.xid), Ordering::Relaxed);
+        if conn.session_ended.load(Ordering::Acquire) {
+            // The session was closed or expired: nothing more of it runs.
+            conn.send(reply_frame(hdr.xid, -1, ErrorCode::SessionExpired, &Response::Empty));
+            conn.close();
+            return;
+        }
+        touch.store(shared.now_ms(), Ordering::Relaxed);
         let body = &buf[r.position()..];
         let req = match Request::decode(hdr.op, body, max) {
             Ok(req) => req,
@@ -301,7 +417,7 @@ async fn serve_session(
                 // error txn (a zxid) and answers MARSHALLINGERROR; the connection stays.
                 conn.pending.fetch_add(1, Ordering::AcqRel);
                 shared.outstanding.fetch_add(1, Ordering::AcqRel);
-                let ev = Event::FailedWrite {
+                let ev = Input::FailedWrite {
                     conn: conn.clone(),
                     xid: hdr.xid,
                     err: ErrorCode::MarshallingError,
@@ -325,14 +441,26 @@ async fn serve_session(
         };
         match &req {
             Request::Auth(a) => {
-                match authenticate(a, &shared.settings.super_digest, conn.remote) {
-                    Some(ids) => {
+                let added = authenticate(a, &shared.settings.super_digest, conn.remote, limits)
+                    .and_then(|ids| {
                         let mut v = (*auth).clone();
                         for id in ids {
                             if !v.contains(&id) {
                                 v.push(id);
                             }
                         }
+                        if v.len() > limits.auth_ids_max {
+                            tracing::info!(
+                                remote = %conn.remote,
+                                max = limits.auth_ids_max,
+                                "too many authenticated ids on one connection; refusing"
+                            );
+                            return None;
+                        }
+                        Some(v)
+                    });
+                match added {
+                    Some(v) => {
                         auth = Arc::new(v);
                         *conn.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth.clone();
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &Response::Empty));
@@ -340,6 +468,7 @@ async fn serve_session(
                     None => {
                         shared.auth_failed.fetch_add(1, Ordering::Relaxed);
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &Response::Empty));
+                        conn.close();
                         return;
                     }
                 }
@@ -355,7 +484,9 @@ async fn serve_session(
         let op = OpCode::from_code(hdr.op).unwrap_or(OpCode::Notification);
         if reads::is_read(&req) && conn.pending.load(Ordering::Acquire) == 0 {
             // Nothing of ours is in the pipeline: answer from the published version, under
-            // the read lock that orders it with watch events.
+            // the read lock that orders it with watch events. It counts as outstanding while
+            // it is answered; its reply is encoded later, by the writer, outside the locks.
+            shared.outstanding.fetch_add(1, Ordering::AcqRel);
             let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
             let tree = view.clone();
             let mut w = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
@@ -363,13 +494,14 @@ async fn serve_session(
             answer_read(shared, &tree, &mut w, conn, job);
             drop(w);
             drop(view);
+            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
             continue;
         }
         let closing = matches!(req, Request::CloseSession);
         conn.pending.fetch_add(1, Ordering::AcqRel);
         shared.outstanding.fetch_add(1, Ordering::AcqRel);
         if core
-            .send(Event::Request {
+            .send(Input::Request {
                 conn: conn.clone(),
                 xid: hdr.xid,
                 op,
@@ -394,7 +526,12 @@ fn authenticate(
     a: &AuthPacket,
     super_digest: &Option<String>,
     remote: SocketAddr,
+    limits: &crate::limits::Limits,
 ) -> Option<Vec<Id>> {
+    if a.auth.len() > limits.auth_bytes_max || a.scheme.len() > limits.auth_bytes_max {
+        tracing::info!(%remote, bytes = a.auth.len(), max = limits.auth_bytes_max, "auth credentials too long; refusing");
+        return None;
+    }
     match a.scheme.as_str() {
         // ZooKeeper's ip provider authenticates the connection's own address.
         "ip" => Some(vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }]),

@@ -1,3 +1,5 @@
 //! Sessions.
 
 pub mod ids;
+pub mod secret;
+pub mod tracker;

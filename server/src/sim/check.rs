@@ -8,8 +8,16 @@
 //!   (so committed txns are never reordered, and trees are identical at equal zxids).
 //! * No loss: whenever a replica's history changes other than by appending (TRUNC, SNAP,
 //!   recovery after a crash), every committed zxid in the range it covers must still be there.
-//! * Durable acks: a replica acknowledges a proposal only once the txn is durable on its disk.
-//! * Client writes: every write acknowledged to a client is in the final state.
+//! * Leader completeness: a newly established leader holds every txn committed so far, up to
+//!   the highest committed zxid (not only up to its own last entry).
+//! * Commit order: a newly recorded commit follows the previous committed zxid; a learner
+//!   never commits a txn no leader committed.
+//! * Durable acks: a replica acknowledges a proposal only once the txn is durable on its disk,
+//!   and its highest acknowledged zxid survives its crash and recovery (only TRUNC or SNAP may
+//!   drop an acknowledged txn, which then was never committed); a leader commits a txn only
+//!   once it is durable on a quorum of voters (its own ack counts only once its log holds it).
+//! * Client writes: every write acknowledged to a client is in the final state, and every
+//!   replica ends holding every committed txn.
 
 use std::collections::BTreeMap;
 use std::hash::{Hash, Hasher};
@@ -41,6 +49,9 @@ pub struct Checker {
     pub violations: Vec<String>,
     /// Writes acknowledged to clients: (path, zxid).
     pub acked: Vec<(String, Zxid)>,
+    /// Per replica: the highest zxid it acknowledged (ACK of a proposal, or of NEWLEADER for
+    /// its synced history) since its history was last cut.
+    acked_by: BTreeMap<Sid, Zxid>,
 }
 
 impl Checker {
@@ -129,8 +140,26 @@ impl Checker {
                         format!("peer {sid}: committed {zxid:#x} after {last:#x} was committed"),
                     );
                 }
+                // Its predecessor must be the previous committed txn (or, when that lies below
+                // a snapshot point all of which is committed, at least that far).
+                if let Some((&before, _)) = self.committed.range(..zxid).next_back() {
+                    let ok = if before >= self.covered { prev == before } else { prev >= before };
+                    if !ok {
+                        self.violation(
+                            at_ms,
+                            format!(
+                                "peer {sid}: committed {zxid:#x} after {prev:#x}, but the previous \
+                                 committed txn is {before:#x}"
+                            ),
+                        );
+                    }
+                }
                 self.committed.insert(zxid, Committed { hash, prev, digest });
             }
+            None if zxid > self.covered => self.violation(
+                at_ms,
+                format!("peer {sid}: committed {zxid:#x}, which no leader committed"),
+            ),
             None => {}
         }
     }
@@ -176,8 +205,71 @@ impl Checker {
         }
     }
 
+    /// A leader that established `epoch` has history `(base, entries)`: every txn committed in
+    /// an earlier epoch and above `base` must be in it with the same content.
+    ///
+    /// Commits of later epochs are not its concern: a leader may count a NEWLEADER
+    /// acknowledgement given before the acknowledging follower moved on to a newer epoch
+    /// (ZooKeeper does too), so it can establish after a newer leader committed. Its epoch
+    /// then orders before the newer one; it can commit nothing, because the quorum that
+    /// acknowledged it has accepted the newer epoch, and it abdicates at its next quorum check.
+    pub fn leader_history(
+        &mut self,
+        at_ms: u64,
+        sid: Sid,
+        epoch: u32,
+        base: Zxid,
+        entries: &BTreeMap<Zxid, bytes::Bytes>,
+    ) {
+        let below = (u64::from(epoch)) << 32;
+        let last = self.committed.range(..below).next_back().map_or(0, |(z, _)| *z);
+        if last <= base {
+            return;
+        }
+        let missing: Vec<Zxid> = self
+            .committed
+            .range(base + 1..=last)
+            .filter(|(z, c)| entries.get(z).is_none_or(|d| hash_bytes(d) != c.hash))
+            .map(|(z, _)| *z)
+            .take(3)
+            .collect();
+        for z in missing {
+            self.violation(
+                at_ms,
+                format!("new leader {sid} lacks committed {z:#x} (or holds other content)"),
+            );
+        }
+    }
+
+    /// A replica's history is about to be cut to what it holds up to `kept` (TRUNC or SNAP):
+    /// acknowledged txns above that were never committed, and may go.
+    pub fn history_cut(&mut self, sid: Sid, kept: Zxid) {
+        if let Some(a) = self.acked_by.get_mut(&sid) {
+            *a = (*a).min(kept);
+        }
+    }
+
+    /// A replica recovered after a crash with its history ending at `last`: nothing it
+    /// acknowledged may be gone.
+    pub fn recovered(&mut self, at_ms: u64, sid: Sid, last: Zxid) {
+        let acked = self.acked_by.get(&sid).copied().unwrap_or(0);
+        if last < acked {
+            self.violation(
+                at_ms,
+                format!("peer {sid} acknowledged {acked:#x} but recovered only up to {last:#x}"),
+            );
+        }
+    }
+
+    /// The highest zxid `sid` acknowledged (durably) since its history was last cut.
+    pub fn acked_of(&self, sid: Sid) -> Zxid {
+        self.acked_by.get(&sid).copied().unwrap_or(0)
+    }
+
     /// A replica sent ACK for `zxid` while its log was durable up to `durable`.
     pub fn ack(&mut self, at_ms: u64, sid: Sid, zxid: Zxid, durable: Zxid) {
+        let a = self.acked_by.entry(sid).or_default();
+        *a = (*a).max(zxid.min(durable));
         if zxid > durable {
             self.violation(
                 at_ms,
@@ -191,5 +283,64 @@ impl Checker {
     /// Records a violation found by the simulator itself (liveness, final state).
     pub fn fail(&mut self, at_ms: u64, msg: String) {
         self.violation(at_ms, msg);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    fn history(zxids: &[Zxid]) -> BTreeMap<Zxid, Bytes> {
+        zxids.iter().map(|z| (*z, Bytes::from(format!("txn {z:#x}")))).collect()
+    }
+
+    fn commit(c: &mut Checker, zxid: Zxid, prev: Zxid) {
+        let h = hash_bytes(format!("txn {zxid:#x}").as_bytes());
+        c.commit(0, 1, zxid, h, prev, None, true);
+    }
+
+    #[test]
+    fn leader_missing_an_earlier_epoch_commit_is_a_violation() {
+        let mut c = Checker::default();
+        commit(&mut c, 0x1_0000_0001, 0);
+        commit(&mut c, 0x1_0000_0002, 0x1_0000_0001);
+        c.leader_history(1, 2, 2, 0, &history(&[0x1_0000_0001]));
+        assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
+        assert!(c.violations[0].contains("lacks committed 0x100000002"), "{:?}", c.violations);
+    }
+
+    #[test]
+    fn leader_holding_other_content_is_a_violation() {
+        let mut c = Checker::default();
+        commit(&mut c, 0x1_0000_0001, 0);
+        let mut h = history(&[0x1_0000_0001]);
+        h.insert(0x1_0000_0001, Bytes::from_static(b"something else"));
+        c.leader_history(1, 2, 2, 0, &h);
+        assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
+    }
+
+    #[test]
+    fn commits_of_a_later_epoch_are_not_required_of_a_stale_leader() {
+        // Epoch 2 committed two txns; a leader that establishes epoch 1 afterwards (on a
+        // NEWLEADER quorum acknowledged before its followers moved on) need not hold them,
+        // but it must hold everything committed before epoch 1.
+        let mut c = Checker::default();
+        commit(&mut c, 0x2_0000_0001, 0);
+        commit(&mut c, 0x2_0000_0002, 0x2_0000_0001);
+        c.leader_history(1, 5, 1, 0, &history(&[]));
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
+        // The same history for a leader of epoch 3 is a violation.
+        c.leader_history(1, 5, 3, 0, &history(&[]));
+        assert_eq!(c.violations.len(), 2, "{:?}", c.violations);
+    }
+
+    #[test]
+    fn history_below_the_snapshot_base_is_not_asked_for() {
+        let mut c = Checker::default();
+        commit(&mut c, 0x1_0000_0001, 0);
+        commit(&mut c, 0x1_0000_0002, 0x1_0000_0001);
+        c.leader_history(1, 2, 2, 0x1_0000_0001, &history(&[0x1_0000_0002]));
+        assert!(c.violations.is_empty(), "{:?}", c.violations);
     }
 }

@@ -30,20 +30,20 @@ use corral_engine::log::FlushStrategy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::proto::{
-    Acl, CreateRequest, Data, ErrorCode, Request, SetDataRequest, Txn, TxnDigest, TxnEntry,
-    TxnHeader, DEFAULT_MAX_LEN,
-};
-use crate::tree::prepare::{prepare_close_session, prepare_create_session, prepare_txn};
-use crate::tree::{PrepareConfig, SessionContext};
-use crate::zab::wire::{decode_i32, encode_i32, ForwardedRequest};
+use crate::proto::{Acl, CreateRequest, Data, Jute, SetDataRequest, Txn};
+use crate::replica::{Output, Replica, Stored, OP_CLOSE_SESSION, OP_CREATE_SESSION};
+use crate::zab::wire::{encode_i32, ForwardedRequest};
 use crate::zab::{
-    counter_of, Command, Config, Event, Notification, PacketType, Peer, QuorumPacket, Role, Sid,
-    SyncPlan, Zxid,
+    counter_of, Command, Event, Notification, PacketType, Peer, PeerConfig, QuorumPacket, Role,
+    Sid, SyncPlan, Zxid,
 };
 
 use check::{hash_bytes, Checker};
-use node::{DiskFailed, Store};
+
+/// Linux errno values the simulated disk fails with.
+const EIO: i32 = 5;
+const ENOSPC: i32 = 28;
+use node::Mirror;
 
 /// What to simulate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,12 +89,19 @@ pub struct Counters {
     pub commits: u64,
     pub crashes: u64,
     pub torn_crashes: u64,
+    /// I/O errors armed on a peer's disk (EIO/ENOSPC on a write or an fsync).
+    pub io_errors_armed: u64,
     pub partitions: u64,
     pub client_acks: u64,
     pub sync_diff: u64,
     pub sync_trunc: u64,
     pub sync_trunc_diff: u64,
     pub sync_snap: u64,
+    /// Syncs of each kind that completed: the learner reached UPTODATE after it.
+    pub synced_diff: u64,
+    pub synced_trunc: u64,
+    pub synced_trunc_diff: u64,
+    pub synced_snap: u64,
     pub steps: u64,
     /// Sessions created, expired by the leader, and revalidations answered invalid.
     pub sessions_created: u64,
@@ -104,6 +111,9 @@ pub struct Counters {
     /// Peers left out at the end because they accepted a higher epoch than the leader's (they
     /// refuse its LEADERINFO, as ZooKeeper's learners do, until leadership changes).
     pub stuck_on_accepted_epoch: u64,
+    /// Acknowledgements (a follower's ACK, a leader's own ack counted in a commit) checked
+    /// against the simulated disk's durable image: the txn must be on it.
+    pub durable_image_checks: u64,
 }
 
 impl Counters {
@@ -113,18 +123,24 @@ impl Counters {
         self.commits += o.commits;
         self.crashes += o.crashes;
         self.torn_crashes += o.torn_crashes;
+        self.io_errors_armed += o.io_errors_armed;
         self.partitions += o.partitions;
         self.client_acks += o.client_acks;
         self.sync_diff += o.sync_diff;
         self.sync_trunc += o.sync_trunc;
         self.sync_trunc_diff += o.sync_trunc_diff;
         self.sync_snap += o.sync_snap;
+        self.synced_diff += o.synced_diff;
+        self.synced_trunc += o.synced_trunc;
+        self.synced_trunc_diff += o.synced_trunc_diff;
+        self.synced_snap += o.synced_snap;
         self.steps += o.steps;
         self.sessions_created += o.sessions_created;
         self.sessions_expired += o.sessions_expired;
         self.revalidations += o.revalidations;
         self.revalidations_refused += o.revalidations_refused;
         self.stuck_on_accepted_epoch += o.stuck_on_accepted_epoch;
+        self.durable_image_checks += o.durable_image_checks;
     }
 }
 
@@ -177,8 +193,6 @@ pub fn run_seed(seed: u64, opts: &SimOptions) -> SeedReport {
 const TICK_MS: u64 = 100;
 const CLIENTS: usize = 3;
 const SESSION_TIMEOUT_MS: i32 = 2_000;
-const OP_CREATE_SESSION: i32 = -10;
-const OP_CLOSE_SESSION: i32 = -11;
 
 /// A simulated client: one session at a time, connected to one peer.
 #[derive(Debug, Default, Clone)]
@@ -224,7 +238,7 @@ enum Ev {
     Quorum { from: Sid, to: Sid, conn: u64, msg: Msg },
     Connected { from: Sid, to: Sid, conn: u64 },
     ConnectFailed { from: Sid, to: Sid, inc: u64 },
-    Disconnected { at: Sid, peer: Sid, inc: u64 },
+    Disconnected { at: Sid, peer: Sid, inc: u64, conn: u64 },
     Restart { node: usize },
     Fault,
     Client { client: usize },
@@ -269,13 +283,18 @@ struct Node {
     up: bool,
     inc: u64,
     disk: SimVfs,
-    store: Option<Store>,
-    peer: Option<Peer>,
+    /// The production replica (peer, database, trees); `None` while the node is down.
+    replica: Option<Replica>,
+    /// The checker's view of its history.
+    mirror: Mirror,
+    /// Its role as its outputs have told so far (a commit is the truth only if made by an
+    /// established leader at that point of the output stream).
+    role: Role,
+    /// Tree digests of the txns applied since the last commit point was checked.
+    digests: BTreeMap<Zxid, i64>,
     flush_scheduled: bool,
     /// Client writes waiting for their commit here: (session, cxid) → (client, path).
     waiting: BTreeMap<(i64, i32), Waiting>,
-    spec: Option<crate::tree::DataTree>,
-    spec_sessions: node::Sessions,
     armed: bool,
     /// Txns up to here were already compared with the committed truth on this node.
     commit_mark: Zxid,
@@ -286,6 +305,8 @@ struct Node {
     /// NEWLEADER was processed; its ack is still to come and must find the log durable up to
     /// here.
     newleader_target: Option<Zxid>,
+    /// The sync a leader started with this peer as learner, until the peer is up to date.
+    sync_plan: Option<SyncPlan>,
 }
 
 struct Sim {
@@ -296,7 +317,7 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<Node>,
-    cfg: Config,
+    cfg: PeerConfig,
     strategy: FlushStrategy,
     conns: BTreeMap<(Sid, Sid), Conn>,
     next_conn: u64,
@@ -313,6 +334,8 @@ struct Sim {
     closed_sessions: std::collections::BTreeSet<i64>,
     counters: Counters,
     checker: Checker,
+    /// Acknowledgements seen by `check_on_disk` (every 64th is checked).
+    disk_checks: u64,
 }
 
 impl Sim {
@@ -321,7 +344,7 @@ impl Sim {
         let voters: Vec<Sid> = (1..=opts.peers as Sid).collect();
         let observers: Vec<Sid> =
             (opts.peers as Sid + 1..=(opts.peers + opts.observers) as Sid).collect();
-        let mut cfg = Config::new(voters, observers);
+        let mut cfg = PeerConfig::new(voters, observers);
         cfg.tick_ms = TICK_MS as u32;
         cfg.init_limit = 10;
         cfg.sync_limit = 5;
@@ -340,17 +363,18 @@ impl Sim {
                 up: false,
                 inc: 0,
                 disk: SimVfs::new(),
-                store: None,
-                peer: None,
+                replica: None,
+                mirror: Mirror::default(),
+                role: Role::Looking,
+                digests: BTreeMap::new(),
                 flush_scheduled: false,
                 waiting: BTreeMap::new(),
-                spec: None,
-                spec_sessions: node::Sessions::new(),
                 armed: false,
                 commit_mark: 0,
                 auth_mark: 0,
                 in_newleader: false,
                 newleader_target: None,
+                sync_plan: None,
             })
             .collect();
         let quiet_at = if opts.faults { opts.fault_ms } else { 0 };
@@ -377,6 +401,7 @@ impl Sim {
             closed_sessions: std::collections::BTreeSet::new(),
             counters: Counters::default(),
             checker: Checker::default(),
+            disk_checks: 0,
         }
     }
 
@@ -445,32 +470,34 @@ impl Sim {
 
     fn start_node(&mut self, i: usize) {
         let disk = self.nodes[i].disk.clone();
-        let store = match Store::open(disk, self.strategy) {
-            Ok(s) => s,
-            Err(DiskFailed(e)) => {
+        let sid = self.nodes[i].sid;
+        let (replica, out) = match node::open(&disk, self.strategy, self.cfg.clone(), sid) {
+            Ok(r) => r,
+            Err(e) => {
                 self.checker.fail(self.now, format!("peer {} cannot recover: {e}", i + 1));
                 return;
             }
         };
-        let sid = self.nodes[i].sid;
+        let mirror = Mirror::of(&replica);
         self.trace(|| {
             format!(
                 "peer {sid} starts: epochs {}/{}, snapshot {:#x}, last {:#x}",
-                store.accepted_epoch,
-                store.current_epoch,
-                store.snapshot_zxid,
-                store.last_zxid()
+                replica.peer().accepted_epoch(),
+                replica.peer().current_epoch(),
+                mirror.snapshot_zxid,
+                mirror.last_zxid()
             )
         });
-        self.checker.history(self.now, sid, "recovery", store.snapshot_zxid, &store.entries);
-        self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
-        let (peer, cmds) =
-            Peer::new(self.cfg.clone(), sid, store.peer_state(self.cfg.commit_log_count));
+        self.checker.history(self.now, sid, "recovery", mirror.snapshot_zxid, &mirror.entries);
+        self.checker.recovered(self.now, sid, mirror.last_zxid());
+        self.checker.state_at(self.now, sid, replica.applied(), replica.committed().tree.digest());
         let n = &mut self.nodes[i];
-        n.commit_mark = store.snapshot_zxid;
-        n.auth_mark = store.snapshot_zxid;
-        n.store = Some(store);
-        n.peer = Some(peer);
+        n.commit_mark = mirror.snapshot_zxid;
+        n.auth_mark = mirror.snapshot_zxid;
+        n.role = replica.peer().role();
+        n.replica = Some(replica);
+        n.mirror = mirror;
+        n.digests.clear();
         n.up = true;
         n.inc += 1;
         n.flush_scheduled = false;
@@ -480,7 +507,7 @@ impl Sim {
         let inc = n.inc;
         let phase = self.rng.random_range(1..=TICK_MS);
         self.at(phase, Ev::Tick { node: i, inc });
-        self.exec(i, cmds);
+        self.outputs(i, out);
     }
 
     fn crash(&mut self, i: usize, torn: bool) {
@@ -497,10 +524,8 @@ impl Sim {
         n.up = false;
         n.disk.crash();
         n.disk = n.disk.crash_image(seed);
-        n.store = None;
-        n.peer = None;
+        n.replica = None;
         n.waiting.clear();
-        n.spec = None;
         let sid = n.sid;
         self.break_conns_of(sid);
         let delay = if self.faults_on { self.rng.random_range(100..2500) } else { 10 };
@@ -518,9 +543,9 @@ impl Sim {
     /// Closes a connection; the surviving sides hear of it after a delay, or (sometimes, under
     /// faults) never.
     fn close_conn(&mut self, key: (Sid, Sid), closer: Option<Sid>) {
-        if self.conns.remove(&key).is_none() {
+        let Some(closed) = self.conns.remove(&key) else {
             return;
-        }
+        };
         for (at, peer) in [(key.0, key.1), (key.1, key.0)] {
             if Some(at) == closer || !self.nodes[Self::idx(at)].up {
                 continue;
@@ -530,7 +555,7 @@ impl Sim {
             }
             let d = self.net_delay();
             let inc = self.nodes[Self::idx(at)].inc;
-            self.at(d, Ev::Disconnected { at, peer, inc });
+            self.at(d, Ev::Disconnected { at, peer, inc, conn: closed.id });
         }
     }
 
@@ -574,11 +599,23 @@ impl Sim {
         }
     }
 
+    fn peer(&self, i: usize) -> Option<&Peer> {
+        self.nodes[i].replica.as_ref().map(|r| r.peer())
+    }
+
+    /// Feeds an event to a node's replica and carries out its outputs; a storage failure
+    /// crashes the node (after the outputs of what it did before).
     fn step_peer(&mut self, i: usize, ev: Event) {
-        let Some(peer) = self.nodes[i].peer.as_mut() else { return };
+        let now = self.now as i64;
+        let Some(r) = self.nodes[i].replica.as_mut() else { return };
+        r.set_clock(now);
         let mut out = Vec::new();
-        peer.step(ev, &mut out);
-        self.exec(i, out);
+        let res = r.step(ev, &mut out);
+        self.outputs(i, out);
+        if res.is_err() {
+            let torn = self.nodes[i].armed;
+            self.crash(i, torn);
+        }
     }
 
     fn handle(&mut self, ev: Ev) {
@@ -594,14 +631,12 @@ impl Sim {
                     return;
                 }
                 self.nodes[node].flush_scheduled = false;
-                let r = self.nodes[node].store.as_mut().expect("up").flush();
-                match r {
-                    Ok(Some(z)) => self.step_peer(node, Event::Durable { zxid: z }),
-                    Ok(None) => {}
-                    Err(_) => {
-                        let torn = self.nodes[node].armed;
-                        self.crash(node, torn);
-                    }
+                let mut out = Vec::new();
+                let r = self.nodes[node].replica.as_mut().expect("up").flush(&mut out);
+                self.outputs(node, out);
+                if r.is_err() {
+                    let torn = self.nodes[node].armed;
+                    self.crash(node, torn);
                 }
             }
             Ev::Election { from, to, n } => {
@@ -634,8 +669,7 @@ impl Sim {
                 if newleader && self.nodes[i].in_newleader && self.nodes[i].up {
                     // Not acked yet: the ack must wait until the synced history is durable.
                     self.nodes[i].in_newleader = false;
-                    self.nodes[i].newleader_target =
-                        self.nodes[i].store.as_ref().map(|s| s.last_zxid());
+                    self.nodes[i].newleader_target = Some(self.nodes[i].mirror.last_zxid());
                 }
             }
             Ev::Connected { from, to, conn } => {
@@ -643,16 +677,22 @@ impl Sim {
                 if self.conns.get(&key).map(|c| c.id) != Some(conn) {
                     return;
                 }
-                self.step_peer(Self::idx(to), Event::Connected { peer: from });
+                self.step_peer(Self::idx(to), Event::Connected { peer: from, conn });
                 // The acceptor may have refused it already.
                 if self.conns.get(&key).map(|c| c.id) == Some(conn) {
-                    self.step_peer(Self::idx(from), Event::Connected { peer: to });
+                    self.step_peer(Self::idx(from), Event::Connected { peer: to, conn });
                 }
             }
-            Ev::ConnectFailed { from, to, inc } | Ev::Disconnected { at: from, peer: to, inc } => {
+            Ev::ConnectFailed { from, to, inc } => {
                 let i = Self::idx(from);
                 if self.nodes[i].up && self.nodes[i].inc == inc {
-                    self.step_peer(i, Event::Disconnected { peer: to });
+                    self.step_peer(i, Event::Disconnected { peer: to, conn: None });
+                }
+            }
+            Ev::Disconnected { at: from, peer: to, inc, conn } => {
+                let i = Self::idx(from);
+                if self.nodes[i].up && self.nodes[i].inc == inc {
+                    self.step_peer(i, Event::Disconnected { peer: to, conn: Some(conn) });
                 }
             }
             Ev::Restart { node } => {
@@ -708,6 +748,24 @@ impl Sim {
                 }
                 self.groups = None
             }
+            // An I/O error (EIO or ENOSPC) on one of the next writes or fsyncs: the log
+            // latches it, the peer stops (storage failure stops a server), and comes back as
+            // a reboot finds its disk. A failed fsync drops its file's unsynced writes first,
+            // as Linux does.
+            10 if self.nodes[i].up && !self.nodes[i].armed => {
+                let stats = self.nodes[i].disk.stats();
+                let k = self.rng.random_range(1..6);
+                let errno = if self.rng.random_bool(0.5) { EIO } else { ENOSPC };
+                let faults = if self.rng.random_bool(0.5) {
+                    Faults { fail_write: Some((stats.writes + k, errno)), ..Faults::default() }
+                } else {
+                    Faults { fail_sync: Some((stats.syncs + k, errno)), ..Faults::default() }
+                };
+                self.trace(|| format!("peer {} will fail an I/O: {faults:?}", i + 1));
+                self.nodes[i].disk.set_faults(faults);
+                self.nodes[i].armed = true;
+                self.counters.io_errors_armed += 1;
+            }
             _ => {}
         }
     }
@@ -716,7 +774,7 @@ impl Sim {
         self.faults_on = false;
         if self.nodes.iter().any(|n| {
             matches!(
-                n.peer.as_ref().map(|p| p.role()),
+                n.replica.as_ref().map(|r| r.peer().role()),
                 Some(Role::Leading { established: true, .. })
             )
         }) {
@@ -741,7 +799,7 @@ impl Sim {
     }
 
     fn serving(&self, i: usize) -> bool {
-        self.nodes[i].peer.as_ref().is_some_and(|p| p.is_serving())
+        self.peer(i).is_some_and(|p| p.is_serving())
     }
 
     fn client_ping(&mut self, client: usize) {
@@ -795,6 +853,7 @@ impl Sim {
                 cxid: 0,
                 op: OP_CREATE_SESSION,
                 body: encode_i32(SESSION_TIMEOUT_MS),
+                auth: Vec::new(),
             };
             self.step_peer(pick, Event::ClientRequest { request });
             return;
@@ -829,43 +888,98 @@ impl Sim {
         } else if cxid % 5 == 0 {
             // A setData on /: every peer's tree changes the same way.
             let r = SetDataRequest { path: "/".into(), data, version: -1 };
-            (5, Store::encode(&r), Waiting::Other)
+            (5, Bytes::from(r.encode()), Waiting::Other)
         } else {
             let ephemeral = cxid % 3 == 0;
             let path = format!("/{}{client}-{id:x}-{cxid}", if ephemeral { "e" } else { "c" });
             let flags = i32::from(ephemeral);
             let r = CreateRequest { path: path.clone(), data, acl: Acl::open_unsafe(), flags };
             let w = if ephemeral { Waiting::Other } else { Waiting::Persistent(path) };
-            (1, Store::encode(&r), w)
+            (1, Bytes::from(r.encode()), w)
         };
         self.nodes[i].waiting.insert((id, cxid), waiting);
-        let request = ForwardedRequest { session_id: id, cxid, op, body };
+        let request = ForwardedRequest { session_id: id, cxid, op, body, auth: Vec::new() };
         self.step_peer(i, Event::ClientRequest { request });
     }
 
-    /// Carries out a peer's commands in order; a disk failure crashes the node and drops the
-    /// rest.
-    fn exec(&mut self, i: usize, cmds: Vec<Command>) {
+    /// Carries out a replica's outputs in order.
+    fn outputs(&mut self, i: usize, out: Vec<Output>) {
         let sid = self.nodes[i].sid;
-        for c in cmds {
+        for o in out {
             if !self.nodes[i].up {
                 return;
             }
-            if let Err(DiskFailed(_)) = self.exec_one(i, sid, c) {
-                let torn = self.nodes[i].armed;
-                self.crash(i, torn);
-                return;
+            match o {
+                Output::Command(c) => self.command(i, sid, c),
+                Output::Snapshot { to, zxid, state } => {
+                    let mut body = Vec::new();
+                    state.write_body(&mut body).expect("in-memory write");
+                    self.trace(|| format!("peer {sid} sends SNAP at {zxid:#x} to {to}"));
+                    self.send_quorum(sid, to, Msg::Snapshot(Bytes::from(body)));
+                }
+                Output::Applied(a) => self.applied(i, a),
+                Output::Stored(s) => self.stored(i, sid, s),
             }
         }
     }
 
-    fn exec_one(&mut self, i: usize, sid: Sid, c: Command) -> Result<(), DiskFailed> {
+    fn stored(&mut self, i: usize, sid: Sid, s: Stored) {
+        let snapshot_zxid = self.nodes[i].replica.as_ref().map_or(0, |r| r.db().snapshot_zxid());
+        match &s {
+            Stored::Appended(_) if !self.nodes[i].flush_scheduled => {
+                {
+                    self.nodes[i].flush_scheduled = true;
+                    let inc = self.nodes[i].inc;
+                    // Mostly a fast disk; now and then a slow flush (the machine's fdatasync has
+                    // slow phases), which widens the window between a txn's append and its
+                    // durability that a leader must not count its own ack in.
+                    let d = if self.rng.random_bool(0.05) {
+                        self.rng.random_range(20..150)
+                    } else {
+                        self.rng.random_range(1..8)
+                    };
+                    self.at(d, Ev::Flush { node: i, inc });
+                }
+            }
+            // A crash in the middle of a TRUNC or SNAP install may leave the old history cut
+            // after the kept zxid: acknowledgements above it were of uncommitted txns.
+            Stored::Truncating(z) | Stored::Installing(z) => {
+                let kept = self.nodes[i].mirror.prev_of(z + 1);
+                self.checker.history_cut(sid, kept);
+            }
+            _ => {}
+        }
+        self.nodes[i].mirror.record(&s, snapshot_zxid);
+        let n = &mut self.nodes[i];
+        let Some(r) = n.replica.as_ref() else { return };
+        match s {
+            Stored::Truncated(z) => {
+                n.commit_mark = n.commit_mark.min(z);
+                n.auth_mark = n.auth_mark.min(z);
+                n.digests.retain(|k, _| *k <= z);
+                let (applied, digest) = (r.applied(), r.committed().tree.digest());
+                let m = &self.nodes[i].mirror;
+                self.checker.history(self.now, sid, "TRUNC", m.snapshot_zxid, &m.entries);
+                self.checker.state_at(self.now, sid, applied, digest);
+            }
+            Stored::Installed(z) => {
+                n.commit_mark = z;
+                n.auth_mark = z;
+                n.digests.clear();
+                let digest = r.committed().tree.digest();
+                self.checker.state_at(self.now, sid, z, digest);
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, i: usize, sid: Sid, c: Command) {
         match c {
             Command::SendNotification { to, n } => self.send_election(sid, to, n),
             Command::Connect { to } => {
                 let key = Self::conn_key(sid, to);
                 if self.conns.contains_key(&key) {
-                    return Ok(());
+                    return;
                 }
                 let delay = self.net_delay();
                 if self.reachable(sid, to) {
@@ -879,13 +993,22 @@ impl Sim {
                     self.at(delay, Ev::ConnectFailed { from: sid, to, inc });
                 }
             }
-            Command::Disconnect { peer } => self.close_conn(Self::conn_key(sid, peer), Some(sid)),
+            Command::Disconnect { peer, conn } => {
+                let key = Self::conn_key(sid, peer);
+                // A peer closing a connection that is already gone closes nothing newer.
+                if conn.is_none() || self.conns.get(&key).map(|c| c.id) == conn {
+                    self.close_conn(key, Some(sid));
+                }
+            }
             Command::Send { to, packet } => {
                 if packet.kind == PacketType::Ack {
-                    let store = self.nodes[i].store.as_ref().expect("up");
-                    let (durable, last) = (store.durable, store.last_zxid());
+                    // Judged against what the simulated disk has made durable, as the log
+                    // reported it to the replica.
+                    let durable = self.nodes[i].replica.as_ref().expect("up").durable();
+                    let last = self.nodes[i].mirror.last_zxid();
                     if counter_of(packet.zxid()) != 0 {
                         self.checker.ack(self.now, sid, packet.zxid(), durable);
+                        self.check_on_disk(i, sid, packet.zxid(), "acked");
                     } else if self.nodes[i].in_newleader {
                         // Acking NEWLEADER accepts the synced history: it must be durable.
                         self.nodes[i].in_newleader = false;
@@ -896,45 +1019,20 @@ impl Sim {
                 }
                 self.send_quorum(sid, to, Msg::Packet(packet));
             }
-            Command::SendSnapshot { to, zxid } => {
-                let body = self.nodes[i].store.as_mut().expect("up").snapshot_body(zxid);
-                self.send_quorum(sid, to, Msg::Snapshot(body));
-            }
-            Command::PersistAcceptedEpoch(e) => {
-                self.nodes[i].store.as_mut().expect("up").persist_epoch("acceptedEpoch", e)?
-            }
-            Command::PersistCurrentEpoch(e) => {
-                self.nodes[i].store.as_mut().expect("up").persist_epoch("currentEpoch", e)?
-            }
-            Command::AppendTxns(txns) => {
-                self.nodes[i].store.as_mut().expect("up").append(txns);
-                if !self.nodes[i].flush_scheduled {
-                    self.nodes[i].flush_scheduled = true;
-                    let inc = self.nodes[i].inc;
-                    let d = self.rng.random_range(1..8);
-                    self.at(d, Ev::Flush { node: i, inc });
+            Command::Commit(z) => self.commit(i, sid, z),
+            Command::ExpireSession { session_id } => {
+                // The leader's session tracker expired it: propose its closeSession.
+                let now = self.now as i64;
+                let r = self.nodes[i].replica.as_mut().expect("up");
+                let mut out = Vec::new();
+                let p = crate::replica::Proposal::CloseSession { session_id, cxid: 0 };
+                let res = r.propose(p, now, &mut out);
+                self.outputs(i, out);
+                if let Err(crate::replica::ProposeError::Fatal(_)) = res {
+                    let torn = self.nodes[i].armed;
+                    self.crash(i, torn);
                 }
             }
-            Command::TruncateLog(z) => {
-                let store = self.nodes[i].store.as_mut().expect("up");
-                store.truncate(z)?;
-                self.nodes[i].commit_mark = self.nodes[i].commit_mark.min(z);
-                self.nodes[i].auth_mark = self.nodes[i].auth_mark.min(z);
-                let store = self.nodes[i].store.as_ref().expect("up");
-                self.checker.history(self.now, sid, "TRUNC", store.snapshot_zxid, &store.entries);
-                self.checker.state_at(self.now, sid, store.applied, store.tree.digest());
-            }
-            Command::InstallSnapshot { zxid, body } => {
-                let store = self.nodes[i].store.as_mut().expect("up");
-                store.install(zxid, body.as_deref())?;
-                self.nodes[i].commit_mark = zxid;
-                self.nodes[i].auth_mark = zxid;
-                let store = self.nodes[i].store.as_ref().expect("up");
-                self.checker.state_at(self.now, sid, zxid, store.tree.digest());
-            }
-            Command::Commit(z) => self.commit(i, sid, z),
-            Command::Request { request, .. } => self.propose(i, request),
-            Command::ExpireSession { session_id } => self.expire(i, session_id),
             Command::Revalidated { session_id, valid } => {
                 if let Some(c) = self.clients.iter_mut().find(|c| c.session == Some(session_id)) {
                     self.counters.revalidations += 1;
@@ -948,7 +1046,7 @@ impl Sim {
             Command::RoleChanged(role) => {
                 self.trace(|| format!("peer {sid} -> {role:?}"));
                 let n = &mut self.nodes[i];
-                n.spec = None;
+                n.role = role;
                 if !matches!(
                     role,
                     Role::Leading { established: true, .. }
@@ -957,34 +1055,16 @@ impl Sim {
                 ) {
                     n.waiting.clear();
                 }
-                if let Role::Leading { established: true, .. } = role {
-                    // A new leader tracks every global session of its state, afresh.
-                    let sessions: Vec<(i64, i32)> = n
-                        .store
-                        .as_ref()
-                        .expect("up")
-                        .sessions
-                        .iter()
-                        .map(|(k, v)| (*k, *v))
-                        .collect();
-                    for (session_id, timeout) in sessions {
-                        self.step_peer(i, Event::SessionCreated { session_id, timeout });
-                    }
-                }
             }
             Command::Established { epoch } => {
                 self.trace(|| format!("peer {sid} established epoch {epoch}"));
+                self.nodes[i].role = Role::Leading { epoch: Some(epoch), established: true };
                 self.counters.elections += 1;
                 self.checker.established(self.now, epoch, sid);
-                // Leader completeness: the new leader holds every committed txn.
-                let store = self.nodes[i].store.as_ref().expect("up");
-                self.checker.history(
-                    self.now,
-                    sid,
-                    "new leader",
-                    store.snapshot_zxid,
-                    &store.entries,
-                );
+                // Leader completeness: the new leader holds every txn committed in an
+                // earlier epoch.
+                let m = &self.nodes[i].mirror;
+                self.checker.leader_history(self.now, sid, epoch, m.snapshot_zxid, &m.entries);
                 if !self.faults_on
                     && self.established_after_quiet.is_none()
                     && self.now >= self.quiet_at
@@ -1000,37 +1080,110 @@ impl Sim {
                     SyncPlan::TruncDiff { .. } => self.counters.sync_trunc_diff += 1,
                     SyncPlan::Snap => self.counters.sync_snap += 1,
                 }
+                if let Some(n) = self.nodes.iter_mut().find(|n| n.sid == learner) {
+                    n.sync_plan = Some(plan);
+                }
+            }
+            Command::UpToDate { .. } => {
+                // The learner finished the sync its leader planned (counted once done, not
+                // when started: a sync cut short by a crash or partition does not count).
+                match self.nodes[i].sync_plan.take() {
+                    Some(SyncPlan::Diff { .. }) => self.counters.synced_diff += 1,
+                    Some(SyncPlan::Trunc { .. }) => self.counters.synced_trunc += 1,
+                    Some(SyncPlan::TruncDiff { .. }) => self.counters.synced_trunc_diff += 1,
+                    Some(SyncPlan::Snap) => self.counters.synced_snap += 1,
+                    None => {}
+                }
             }
             _ => {}
         }
-        Ok(())
     }
 
+    fn leading(&self, i: usize) -> bool {
+        matches!(self.nodes[i].role, Role::Leading { established: true, .. })
+    }
+
+    /// A txn the replica applied (committed): answers the client that waits for it here.
+    fn applied(&mut self, i: usize, a: Box<crate::replica::Applied>) {
+        let zxid = a.entry.header.zxid as Zxid;
+        let id = a.entry.header.client_id;
+        let ok = a.outcome.result.is_ok();
+        let authoritative = self.leading(i);
+        self.nodes[i].digests.insert(zxid, a.digest);
+        if authoritative {
+            if let Txn::CloseSession(_) = &a.entry.txn {
+                self.closed_sessions.insert(id);
+                if a.entry.header.cxid == 0 && a.local {
+                    self.counters.sessions_expired += 1;
+                }
+            }
+        }
+        match self.nodes[i].waiting.remove(&(id, a.entry.header.cxid)) {
+            Some(Waiting::Persistent(path)) if ok => {
+                self.counters.client_acks += 1;
+                self.checker.acked.push((path, zxid));
+            }
+            Some(Waiting::Session(c)) if ok && self.clients[c].creating == Some(id) => {
+                self.counters.sessions_created += 1;
+                let c = &mut self.clients[c];
+                c.creating = None;
+                c.session = Some(id);
+                c.server = i;
+            }
+            _ => {}
+        }
+    }
+
+    /// The replica's commit point moved to `z`: every txn up to it is committed. An
+    /// established leader's commits record the truth; a learner's are compared with it.
     fn commit(&mut self, i: usize, sid: Sid, z: Zxid) {
-        let authoritative = matches!(
-            self.nodes[i].peer.as_ref().map(|p| p.role()),
-            Some(Role::Leading { established: true, .. })
-        );
+        let authoritative = self.leading(i);
         let now = self.now;
         if self.opts.trace {
-            let s = self.nodes[i].store.as_ref().expect("up");
-            self.trace(|| format!("peer {sid} commits up to {z:#x} (mark {:#x}, snapshot {:#x}, first entry {:?}){}", self.nodes[i].commit_mark, s.snapshot_zxid, s.entries.keys().next().map(|z| format!("{z:#x}")), if authoritative { " as leader" } else { "" }));
+            let m = &self.nodes[i].mirror;
+            self.trace(|| format!("peer {sid} commits up to {z:#x} (mark {:#x}, snapshot {:#x}, first entry {:?}){}", self.nodes[i].commit_mark, m.snapshot_zxid, m.entries.keys().next().map(|z| format!("{z:#x}")), if authoritative { " as leader" } else { "" }));
         }
         let n = &mut self.nodes[i];
-        let store = n.store.as_mut().expect("up");
-        let z = z.min(store.last_zxid());
-        let done = store.apply_to(z);
-        let digests: BTreeMap<Zxid, i64> = done.iter().map(|d| (d.0, d.3)).collect();
-        // Every txn up to z is now known committed: an established leader records each (its
-        // snapshot point too), a learner's are compared with what was recorded.
+        let leader_durable = n.replica.as_ref().expect("up").durable();
+        let mut self_checks = Vec::new();
+        let m = &n.mirror;
+        let z = z.min(m.last_zxid());
         let mark = if authoritative { n.auth_mark } else { n.commit_mark };
-        if authoritative && n.auth_mark == store.snapshot_zxid {
-            self.checker.snapshot_committed(store.snapshot_zxid);
+        if authoritative && n.auth_mark == m.snapshot_zxid {
+            self.checker.snapshot_committed(m.snapshot_zxid);
         }
         if z > mark {
-            for (zxid, data) in store.entries.range(mark + 1..=z) {
-                let prev = store.prev_of(*zxid);
-                let digest = digests.get(zxid).copied();
+            for (zxid, data) in m.entries.range(mark + 1..=z) {
+                let prev = m.prev_of(*zxid);
+                let digest = n.digests.get(zxid).copied();
+                if authoritative {
+                    // A commit needs the txn durable on a quorum of voters: those that acked
+                    // it (or a later zxid), and the leader itself only if its own log holds it.
+                    let holders = self
+                        .cfg
+                        .voters
+                        .iter()
+                        .filter(|v| {
+                            if **v == sid {
+                                leader_durable >= *zxid
+                            } else {
+                                self.checker.acked_of(**v) >= *zxid
+                            }
+                        })
+                        .count();
+                    if leader_durable >= *zxid && zxid == &z {
+                        // The leader counted its own ack: the txn must really be on its disk.
+                        self_checks.push(*zxid);
+                    }
+                    if 2 * holders <= self.cfg.voters.len() {
+                        self.checker.fail(
+                            now,
+                            format!(
+                                "leader {sid} committed {zxid:#x}, durable on only {holders} voters"
+                            ),
+                        );
+                    }
+                }
                 self.checker.commit(now, sid, *zxid, hash_bytes(data), prev, digest, authoritative);
                 if authoritative {
                     self.counters.commits += 1;
@@ -1041,127 +1194,47 @@ impl Sim {
                 n.auth_mark = z;
             }
         }
-        let mut feed = Vec::new();
-        for (zxid, entry, ok, _) in &done {
-            let id = entry.header.client_id;
-            if authoritative {
-                // The leader's session tracker follows the committed sessions.
-                match &entry.txn {
-                    Txn::CreateSession(t) => {
-                        feed.push(Event::SessionCreated { session_id: id, timeout: t.time_out })
-                    }
-                    Txn::CloseSession(_) => {
-                        self.closed_sessions.insert(id);
-                        feed.push(Event::SessionClosed { session_id: id });
-                    }
-                    _ => {}
-                }
-            }
-            match n.waiting.remove(&(id, entry.header.cxid)) {
-                Some(Waiting::Persistent(path)) if *ok => {
-                    self.counters.client_acks += 1;
-                    self.checker.acked.push((path, *zxid));
-                }
-                Some(Waiting::Session(c)) if *ok && self.clients[c].creating == Some(id) => {
-                    self.counters.sessions_created += 1;
-                    let c = &mut self.clients[c];
-                    c.creating = None;
-                    c.session = Some(id);
-                    c.server = i;
-                }
-                _ => {}
-            }
-        }
-        for ev in feed {
-            self.step_peer(i, ev);
+        n.digests.retain(|k, _| *k > z);
+        for zxid in self_checks {
+            self.check_on_disk(i, sid, zxid, "counted its own ack of");
         }
     }
 
-    /// The leader prepares a request on its speculative state and proposes the txn.
-    fn propose(&mut self, i: usize, request: ForwardedRequest) {
-        let now = self.now as i64;
-        let n = &mut self.nodes[i];
-        let Some(zxid) = n.peer.as_ref().and_then(|p| p.next_zxid()) else { return };
-        if n.spec.is_none() {
-            let (t, s) = n.store.as_ref().expect("up").speculative_state();
-            n.spec = Some(t);
-            n.spec_sessions = s;
-        }
-        let (sid, cxid) = (request.session_id, request.cxid);
-        let header = |txn: &Txn| TxnHeader {
-            client_id: sid,
-            cxid,
-            zxid: zxid as i64,
-            time: now,
-            op: txn.opcode().code(),
-        };
-        let cfg = PrepareConfig::default();
-        let spec = n.spec.as_mut().expect("set");
-        let (hdr, txn) = if request.op == OP_CREATE_SESSION {
-            let timeout = decode_i32(&request.body).unwrap_or(SESSION_TIMEOUT_MS);
-            let txn = prepare_create_session(timeout);
-            (header(&txn), txn)
-        } else if !n.spec_sessions.contains_key(&sid) {
-            // PrepRequestProcessor's checkSession: an unknown or closing session.
-            let txn = Txn::error(ErrorCode::SessionExpired);
-            (header(&txn), txn)
-        } else if request.op == OP_CLOSE_SESSION {
-            let txn = prepare_close_session(spec, sid, &cfg);
-            (header(&txn), txn)
-        } else {
-            let Ok(req) = Request::decode(request.op, &request.body, DEFAULT_MAX_LEN) else {
-                return;
-            };
-            let ctx = SessionContext { session_id: sid, auth: &[], local_session: false };
-            prepare_txn(spec, &ctx, &cfg, &req, cxid, zxid as i64, now)
-        };
-        self.propose_txn(i, zxid, hdr, txn);
-    }
-
-    fn propose_txn(&mut self, i: usize, zxid: Zxid, hdr: TxnHeader, txn: Txn) {
-        let n = &mut self.nodes[i];
-        let spec = n.spec.as_mut().expect("set");
-        spec.apply(&hdr, &txn);
-        match &txn {
-            Txn::CreateSession(t) => {
-                n.spec_sessions.insert(hdr.client_id, t.time_out);
-            }
-            Txn::CloseSession(_) => {
-                n.spec_sessions.remove(&hdr.client_id);
-            }
-            _ => {}
-        }
-        let digest = Some(TxnDigest { version: 2, tree_digest: spec.digest() });
-        let data = Bytes::from(TxnEntry { header: hdr, txn, digest }.encode());
-        self.step_peer(i, Event::Propose { zxid, data });
-    }
-
-    /// The leader's session tracker expired a session: propose its closeSession.
-    fn expire(&mut self, i: usize, session_id: i64) {
-        let n = &mut self.nodes[i];
-        let Some(zxid) = n.peer.as_ref().and_then(|p| p.next_zxid()) else { return };
-        if n.spec.is_none() {
-            let (t, s) = n.store.as_ref().expect("up").speculative_state();
-            n.spec = Some(t);
-            n.spec_sessions = s;
-        }
-        if !n.spec_sessions.contains_key(&session_id) {
+    /// Every 64th time it is asked: checks that `zxid` is on the node's disk as a crash now
+    /// would leave it at worst (its durable image: only what was synced), with the content
+    /// the node logged — judged on the disk itself, not on what the log reported.
+    fn check_on_disk(&mut self, i: usize, sid: Sid, zxid: Zxid, what: &str) {
+        self.disk_checks += 1;
+        if !self.disk_checks.is_multiple_of(64) {
             return;
         }
-        let txn = prepare_close_session(
-            n.spec.as_ref().expect("set"),
-            session_id,
-            &PrepareConfig::default(),
-        );
-        let hdr = TxnHeader {
-            client_id: session_id,
-            cxid: 0,
-            zxid: zxid as i64,
-            time: self.now as i64,
-            op: txn.opcode().code(),
+        self.counters.durable_image_checks += 1;
+        let Some(want) = self.nodes[i].mirror.entries.get(&zxid).cloned() else {
+            // At or below its snapshot: on the disk with it.
+            return;
         };
-        self.counters.sessions_expired += 1;
-        self.propose_txn(i, zxid, hdr, txn);
+        let img = self.nodes[i].disk.durable_image();
+        match node::durable_history(&img, self.strategy) {
+            Err(e) => self.checker.fail(
+                self.now,
+                format!("peer {sid}: its disk's durable image does not recover: {e}"),
+            ),
+            Ok((snapshot, entries)) if zxid > snapshot => match entries.get(&zxid) {
+                Some(d) if *d == want => {}
+                Some(_) => self.checker.fail(
+                    self.now,
+                    format!("peer {sid} {what} {zxid:#x}, but its disk holds other content there"),
+                ),
+                None => self.checker.fail(
+                    self.now,
+                    format!(
+                        "peer {sid} {what} {zxid:#x}, but its disk's durable image ends at {:#x}",
+                        entries.keys().next_back().copied().unwrap_or(snapshot)
+                    ),
+                ),
+            },
+            Ok(_) => {}
+        }
     }
 
     fn final_checks(&mut self) {
@@ -1187,7 +1260,7 @@ impl Sim {
         }
         let leader = self.nodes.iter().position(|n| {
             matches!(
-                n.peer.as_ref().map(|p| p.role()),
+                n.replica.as_ref().map(|r| r.peer().role()),
                 Some(Role::Leading { established: true, .. })
             )
         });
@@ -1195,15 +1268,16 @@ impl Sim {
             self.checker.fail(now, "liveness: no established leader at the end".into());
             return;
         };
-        let leader_epoch = self.nodes[l].peer.as_ref().expect("up").current_epoch();
+        let leader_epoch = self.peer(l).expect("up").current_epoch();
         let mut serving_voters = 0;
-        let lz = self.nodes[l].store.as_ref().expect("up").applied;
-        let ldigest = self.nodes[l].store.as_ref().expect("up").tree.digest();
+        let lz = self.nodes[l].replica.as_ref().expect("up").applied();
+        let ldigest = self.nodes[l].replica.as_ref().expect("up").committed().tree.digest();
         for n in &self.nodes {
-            let (Some(p), Some(s)) = (n.peer.as_ref(), n.store.as_ref()) else {
+            let Some(r) = n.replica.as_ref() else {
                 self.checker.fail(now, format!("peer {} is down at the end", n.sid));
                 continue;
             };
+            let p = r.peer();
             if !p.is_serving() && p.accepted_epoch() > leader_epoch {
                 self.counters.stuck_on_accepted_epoch += 1;
                 continue;
@@ -1218,23 +1292,36 @@ impl Sim {
             if self.cfg.is_voter(n.sid) {
                 serving_voters += 1;
             }
-            if s.applied != lz || s.tree.digest() != ldigest {
+            let digest = r.committed().tree.digest();
+            if r.applied() != lz || digest != ldigest {
                 self.checker.fail(now, format!(
-                    "peer {} ended at {:#x} (digest {:#x}), leader at {lz:#x} (digest {ldigest:#x})",
+                    "peer {} ended at {:#x} (digest {digest:#x}), leader at {lz:#x} (digest {ldigest:#x})",
                     n.sid,
-                    s.applied,
-                    s.tree.digest()
+                    r.applied(),
                 ));
+            }
+            // Every committed txn is on every serving replica (above its snapshot) and applied.
+            self.checker.history(now, n.sid, "end", n.mirror.snapshot_zxid, &n.mirror.entries);
+            let committed = self.checker.last_committed();
+            if r.applied() < committed {
+                self.checker.fail(
+                    now,
+                    format!(
+                        "peer {} ended at {:#x}, before the last committed {committed:#x}",
+                        n.sid,
+                        r.applied()
+                    ),
+                );
             }
         }
         if 2 * serving_voters <= self.cfg.voters.len() {
             self.checker
                 .fail(now, format!("liveness: only {serving_voters} voters serving at the end"));
         }
-        let lstore = self.nodes[l].store.as_ref().expect("up");
+        let lstate = self.nodes[l].replica.as_ref().expect("up").committed();
         for n in &self.nodes {
-            if let (Some(p), Some(s)) = (n.peer.as_ref(), n.store.as_ref()) {
-                if p.is_serving() && s.sessions != lstore.sessions {
+            if let Some(r) = n.replica.as_ref() {
+                if r.peer().is_serving() && r.committed().sessions != lstate.sessions {
                     self.checker.fail(
                         now,
                         format!("peer {} ended with other sessions than the leader", n.sid),
@@ -1242,11 +1329,11 @@ impl Sim {
                 }
             }
         }
-        let orphans: Vec<String> = lstore
+        let orphans: Vec<String> = lstate
             .tree
             .sessions_with_ephemerals()
             .into_iter()
-            .filter(|o| !lstore.sessions.contains_key(o))
+            .filter(|o| !lstate.sessions.contains_key(o))
             .map(|o| format!("{o:#x}"))
             .collect();
         if !orphans.is_empty() {
@@ -1255,7 +1342,7 @@ impl Sim {
                 format!("ephemeral nodes of closed sessions remain: {}", orphans.join(", ")),
             );
         }
-        let tree = &self.nodes[l].store.as_ref().expect("up").tree;
+        let tree = &self.nodes[l].replica.as_ref().expect("up").committed().tree;
         let missing: Vec<String> = self
             .checker
             .acked
@@ -1271,7 +1358,7 @@ impl Sim {
             );
         }
         let committed_after_quiet = self.checker.last_committed() >> 32
-            >= u64::from(self.nodes[l].peer.as_ref().expect("up").current_epoch());
+            >= u64::from(self.peer(l).expect("up").current_epoch());
         if !committed_after_quiet && self.counters.client_acks > 0 {
             self.checker.fail(now, "liveness: nothing committed in the final epoch".into());
         }

@@ -19,6 +19,11 @@ pub const OPEN_ACL_UNSAFE_ID: i64 = -1;
 
 static OPEN_ACL_UNSAFE: LazyLock<Arc<[Acl]>> = LazyLock::new(|| Acl::open_unsafe().into());
 
+/// What a missing ACL id stands for: one entry that grants nothing.
+static NO_ACCESS: LazyLock<Arc<[Acl]>> = LazyLock::new(|| {
+    vec![Acl { perms: 0, id: Id { scheme: "world".into(), id: "anyone".into() } }].into()
+});
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Entry {
     acl: Arc<[Acl]>,
@@ -91,7 +96,16 @@ impl AclCache {
         if id == OPEN_ACL_UNSAFE_ID {
             return OPEN_ACL_UNSAFE.clone();
         }
-        self.by_id.get(&id).map(|e| e.acl.clone()).unwrap_or_else(|| Arc::from(Vec::new()))
+        match self.by_id.get(&id) {
+            Some(e) => e.acl.clone(),
+            None => {
+                // Fail closed: an id with no list grants nothing to anyone but super (an empty
+                // list would mean "open" to checkACL). Snapshot loading refuses such ids, so
+                // this is a bug if it is ever seen.
+                tracing::error!(acl_id = id, "a node refers to an ACL id that is not cached");
+                NO_ACCESS.clone()
+            }
+        }
     }
 
     /// Number of stored lists.
@@ -264,14 +278,24 @@ pub fn fixup_acl(acl: &[Acl], auth: &[Id], schemes: &AuthSchemes) -> Result<Vec<
         return Err(ErrorCode::InvalidAcl);
     }
     let mut out = Vec::with_capacity(unique.len());
+    // `auth` entries expand to one entry per authenticated id, with the union of their
+    // permissions (ZooKeeper writes one per auth entry *and* id; checkACL reads both lists
+    // alike). So the list, and the txn that carries it, grows with the ids, not with their
+    // product with the entries: a client cannot multiply a long id by a long ACL.
+    let auth_perms = unique.iter().filter(|a| a.id.scheme == "auth").fold(0, |p, a| p | a.perms);
+    let mut auth_expanded = false;
     for a in unique {
         if a.id.scheme == "world" && a.id.id == "anyone" {
             out.push(a.clone());
         } else if a.id.scheme == "auth" {
+            if auth_expanded {
+                continue;
+            }
+            auth_expanded = true;
             let mut any = false;
             for c in auth.iter().filter(|c| schemes.authenticated(&c.scheme)) {
                 any = true;
-                out.push(Acl { perms: a.perms, id: c.clone() });
+                out.push(Acl { perms: auth_perms, id: c.clone() });
             }
             if !any {
                 return Err(ErrorCode::InvalidAcl);
@@ -367,7 +391,7 @@ mod tests {
         );
         assert_eq!(
             fixup_acl(&Acl::creator_all(), &[ip, dg.clone()], &schemes).unwrap(),
-            vec![Acl { perms: perms::ALL, id: dg }]
+            vec![Acl { perms: perms::ALL, id: dg.clone() }]
         );
         assert_eq!(
             fixup_acl(&[Acl::new(1, "world", "x")], &[], &schemes),
@@ -382,6 +406,14 @@ mod tests {
             Err(ErrorCode::InvalidAcl)
         );
         assert!(fixup_acl(&[Acl::new(1, "ip", "::1/64")], &[], &schemes).is_ok());
+        // Many `auth` entries make one entry per authenticated id, perms united.
+        let dg2 = Id::new("digest", "v:h");
+        let many: Vec<Acl> = (1..=31).map(|p| Acl::new(p, "auth", "")).collect();
+        assert_eq!(
+            fixup_acl(&many, &[Id::new("ip", "127.0.0.1"), dg.clone(), dg2.clone()], &schemes)
+                .unwrap(),
+            vec![Acl { perms: 31, id: dg.clone() }, Acl { perms: 31, id: dg2 }]
+        );
         assert_eq!(
             fixup_acl(&[Acl::new(1, "sasl", "x")], &[], &schemes),
             Err(ErrorCode::InvalidAcl)

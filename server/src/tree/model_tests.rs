@@ -123,15 +123,24 @@ impl Model {
         if uniq.is_empty() {
             return Err(ErrorCode::InvalidAcl);
         }
-        for a in uniq {
+        let mut expanded = false;
+        for a in uniq.clone() {
             match (a.id.scheme.as_str(), a.id.id.as_str()) {
                 ("world", "anyone") => out.push(a.clone()),
                 ("auth", _) => {
+                    // One entry per authenticated id, with the union of every auth entry's
+                    // permissions, at the first auth entry's place.
                     let ids: Vec<&Id> = s.auth.iter().filter(|i| i.scheme == "digest").collect();
                     if ids.is_empty() {
                         return Err(ErrorCode::InvalidAcl);
                     }
-                    out.extend(ids.into_iter().map(|i| Acl { perms: a.perms, id: i.clone() }));
+                    if expanded {
+                        continue;
+                    }
+                    expanded = true;
+                    let perms =
+                        uniq.iter().filter(|x| x.id.scheme == "auth").fold(0, |p, x| p | x.perms);
+                    out.extend(ids.into_iter().map(|i| Acl { perms, id: i.clone() }));
                 }
                 ("digest", id) if id.split(':').filter(|p| !p.is_empty()).count() == 2 => {
                     out.push(a.clone())

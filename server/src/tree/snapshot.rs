@@ -34,6 +34,14 @@ pub enum SnapshotError {
     MissingRoot,
     #[error("ACL id {0} is out of range (ids must fit an i32)")]
     AclIdRange(i64),
+    /// A node refers to an ACL id the snapshot's ACL cache does not hold.
+    #[error("node {path} refers to ACL id {id}, which the snapshot does not hold")]
+    UnknownAcl {
+        /// The node.
+        path: String,
+        /// The id.
+        id: i64,
+    },
     #[error("i/o error writing snapshot: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -120,6 +128,9 @@ impl TreeBuilder {
     ) -> Result<(), SnapshotError> {
         let path = if path.is_empty() { "/" } else { path };
         check_acl_id(acl)?;
+        if !self.tree.acls.contains(acl) {
+            return Err(SnapshotError::UnknownAcl { path: path.to_owned(), id: acl });
+        }
         self.tree.acls.add_usage(acl);
         if path.starts_with(quota::QUOTA_ROOT) && path.ends_with(quota::LIMIT_NODE) {
             self.limits.push(path.to_owned());

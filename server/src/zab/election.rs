@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 use bytes::Bytes;
 
 use super::wire::{Notification, ServerState, NOTIFICATION_VERSION};
-use super::{Config, Sid, Zxid};
+use super::{PeerConfig, Sid, Zxid};
 
 /// A vote: the proposed leader, its last zxid and current epoch, in the round `election_epoch`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,7 +102,7 @@ impl Election {
     /// proposes nobody) and notifies every voter. `logical_clock` is the clock before this
     /// election; the new value is [`Election::logical_clock`].
     pub fn start(
-        cfg: &Config,
+        cfg: &PeerConfig,
         my_id: Sid,
         logical_clock: i64,
         last_zxid: Zxid,
@@ -157,14 +157,14 @@ impl Election {
     }
 
     /// totalOrderPredicate: is the vote (leader, zxid, epoch) better than ours?
-    fn better(cfg: &Config, new: &Vote, cur: &Vote) -> bool {
+    fn better(cfg: &PeerConfig, new: &Vote, cur: &Vote) -> bool {
         if new.leader < 0 || !cfg.is_voter(new.leader as u64) {
             return false;
         }
         (new.peer_epoch, new.zxid, new.leader) > (cur.peer_epoch, cur.zxid, cur.leader)
     }
 
-    fn send_notifications(&mut self, cfg: &Config, out: &mut Vec<(Sid, Notification)>) {
+    fn send_notifications(&mut self, cfg: &PeerConfig, out: &mut Vec<(Sid, Notification)>) {
         let n = self.proposal().notification(ServerState::Looking, &cfg.config_text);
         for &sid in &cfg.voters {
             if sid == self.my_id {
@@ -183,7 +183,7 @@ impl Election {
         }
     }
 
-    fn quorum_for(cfg: &Config, votes: &BTreeMap<Sid, Received>, target: &Received) -> bool {
+    fn quorum_for(cfg: &PeerConfig, votes: &BTreeMap<Sid, Received>, target: &Received) -> bool {
         cfg.is_quorum(votes.iter().filter(|(_, v)| same_vote(v, target)).map(|(s, _)| s))
     }
 
@@ -208,7 +208,7 @@ impl Election {
     /// Handles a notification from `from`. Returns the decision when the election ends.
     pub fn on_notification(
         &mut self,
-        cfg: &Config,
+        cfg: &PeerConfig,
         from: Sid,
         n: &Notification,
         out: &mut Vec<(Sid, Notification)>,
@@ -290,7 +290,7 @@ impl Election {
     /// interval up to the maximum).
     pub fn on_tick(
         &mut self,
-        cfg: &Config,
+        cfg: &PeerConfig,
         out: &mut Vec<(Sid, Notification)>,
     ) -> Option<Decision> {
         if let Some(left) = self.finalize_in {
@@ -321,8 +321,8 @@ impl Election {
 mod tests {
     use super::*;
 
-    fn cfg3() -> Config {
-        let mut c = Config::new([1, 2, 3], [4]);
+    fn cfg3() -> PeerConfig {
+        let mut c = PeerConfig::new([1, 2, 3], [4]);
         c.finalize_wait = 1;
         c
     }
@@ -411,7 +411,7 @@ mod tests {
     // An ensemble of one elects itself after finalizeWait.
     #[test]
     fn single_voter_elects_itself() {
-        let cfg = Config::new([7], []);
+        let cfg = PeerConfig::new([7], []);
         let mut out = Vec::new();
         let mut e = Election::start(&cfg, 7, 0, 5, 1, &mut out);
         assert!(out.is_empty());

@@ -41,6 +41,9 @@ pub type Sid = u64;
 /// A transaction id: `(epoch << 32) | counter`.
 pub type Zxid = u64;
 
+/// A runtime's number for one quorum connection (unique per peer pair and runtime).
+pub type ConnId = u64;
+
 /// The epoch of a zxid.
 pub fn epoch_of(zxid: Zxid) -> u32 {
     (zxid >> 32) as u32
@@ -58,7 +61,7 @@ pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
 
 /// The ensemble and the protocol's limits. Times are in ticks (ZooKeeper's tickTime units).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Config {
+pub struct PeerConfig {
     /// Voting members (participants).
     pub voters: BTreeSet<Sid>,
     /// Observers: they learn every commit but never vote or acknowledge.
@@ -80,16 +83,25 @@ pub struct Config {
     pub config_text: bytes::Bytes,
     /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
     pub tick_ms: u32,
+    /// Proposals a leader keeps outstanding (proposed, not committed) at most:
+    /// [`Peer::next_zxid`] is `None` while this many are, and the runtime waits.
+    pub outstanding_max: usize,
+    /// Txns a learner accepts in one sync (DIFF proposals staged before NEWLEADER); a leader
+    /// sending more is abandoned.
+    pub sync_txns_max: usize,
+    /// Bytes of a SNAP payload a learner accepts; a larger one is refused and the learner
+    /// goes back to LOOKING (the runtime enforces it while the bytes arrive, too).
+    pub snapshot_bytes_max: usize,
 }
 
-impl Config {
+impl PeerConfig {
     /// A config for these voters and observers with ZooKeeper-like limits (initLimit 10,
     /// syncLimit 5 ticks, commitLogCount 500).
     pub fn new(
         voters: impl IntoIterator<Item = Sid>,
         observers: impl IntoIterator<Item = Sid>,
     ) -> Self {
-        Config {
+        PeerConfig {
             voters: voters.into_iter().collect(),
             observers: observers.into_iter().collect(),
             init_limit: 10,
@@ -100,6 +112,9 @@ impl Config {
             notification_timeout_max: 16,
             config_text: bytes::Bytes::new(),
             tick_ms: 2000,
+            outstanding_max: 1000,
+            sync_txns_max: 500 + 1000 + 16,
+            snapshot_bytes_max: 4 << 30,
         }
     }
 

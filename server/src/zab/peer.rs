@@ -11,7 +11,8 @@
 //! Leader (sync): per learner, DIFF / TRUNC+DIFF / TRUNC / SNAP from its history window
 //! ([`super::plan_sync`]), then the outstanding proposals, then NEWLEADER. A learner applies the
 //! sync only at NEWLEADER, makes it durable, only then persists the new current epoch, and only
-//! then acks NEWLEADER. A quorum of NEWLEADER acks establishes the leader (its whole history is
+//! then acks NEWLEADER; it commits what the sync held only at UPTODATE, once the leader is
+//! established. A quorum of NEWLEADER acks establishes the leader (its whole history is
 //! committed) and UPTODATE lets learners serve.
 //!
 //! Broadcast: PROPOSAL / ACK / COMMIT to followers, INFORM to observers, commits in zxid order
@@ -30,7 +31,8 @@ use super::wire::{
     encode_revalidate, encode_revalidate_reply, encode_touches, ForwardedRequest, LearnerInfo,
     Notification, PacketType, QuorumPacket, ServerState, PROTOCOL_VERSION,
 };
-use super::{counter_of, epoch_of, make_zxid, Config, Sid, Zxid};
+use super::{counter_of, epoch_of, make_zxid, ConnId, PeerConfig, Sid, Zxid};
+use crate::session::tracker::{SessionTracker, Touches};
 
 /// The ZooKeeper opcode of a client sync request.
 pub const OP_SYNC: i32 = 9;
@@ -56,10 +58,13 @@ pub enum Event {
     Tick,
     /// An election notification arrived.
     Notification { from: Sid, n: Notification },
-    /// The quorum connection with `peer` is up (either side opened it).
-    Connected { peer: Sid },
-    /// The quorum connection with `peer` broke (or could not be opened).
-    Disconnected { peer: Sid },
+    /// The quorum connection `conn` with `peer` is up (either side opened it). A runtime
+    /// numbers its connections so that news of an old one cannot be taken for the new one.
+    Connected { peer: Sid, conn: ConnId },
+    /// The quorum connection `conn` with `peer` broke; `None`: a connection attempt to `peer`
+    /// failed before any connection was up. News of a connection other than the current one
+    /// with that peer (a late report of an earlier socket) changes nothing.
+    Disconnected { peer: Sid, conn: Option<ConnId> },
     /// A quorum packet arrived.
     Packet { from: Sid, packet: QuorumPacket },
     /// The snapshot body that follows a SNAP packet arrived.
@@ -87,8 +92,9 @@ pub enum Command {
     SendNotification { to: Sid, n: Notification },
     /// Open the quorum connection to the leader.
     Connect { to: Sid },
-    /// Close the quorum connection with a peer.
-    Disconnect { peer: Sid },
+    /// Close the quorum connection `conn` with a peer (`None`: whichever is up, and stop
+    /// trying to open one).
+    Disconnect { peer: Sid, conn: Option<ConnId> },
     /// Send a quorum packet.
     Send { to: Sid, packet: QuorumPacket },
     /// Send the SNAP payload: the state as of `zxid` (every txn up to it applied), then
@@ -137,7 +143,7 @@ pub enum Role {
 /// State shared by every role.
 #[derive(Debug)]
 struct Core {
-    cfg: Config,
+    cfg: PeerConfig,
     id: Sid,
     accepted_epoch: u32,
     current_epoch: u32,
@@ -145,9 +151,11 @@ struct Core {
     snapshot_zxid: Zxid,
     last_durable: Zxid,
     now: u64,
-    /// The log could not be truncated where the leader of this epoch asked: when syncing with
-    /// it again, report an empty history and rebuild from nothing.
-    reset_for: Option<u32>,
+    /// The log could not be truncated where a leader asked (below the snapshot it starts
+    /// from): at the next sync, with whichever leader, report an empty history and rebuild
+    /// from nothing. (It was tied to the asking leader's epoch once; when leadership kept
+    /// changing, the peer never synced — a liveness failure the simulator found.)
+    reset_pending: bool,
 }
 
 impl Core {
@@ -184,7 +192,7 @@ enum RoleState {
 impl Peer {
     /// A peer starting from its durable state; it starts LOOKING. The returned commands are the
     /// first election notifications.
-    pub fn new(cfg: Config, id: Sid, state: PeerState) -> (Peer, Vec<Command>) {
+    pub fn new(cfg: PeerConfig, id: Sid, state: PeerState) -> (Peer, Vec<Command>) {
         let mut history = HistoryWindow::new(state.history.base(), cfg.commit_log_count);
         for (z, d) in state.history.entries() {
             history.push(*z, d.clone());
@@ -199,7 +207,7 @@ impl Peer {
             snapshot_zxid: state.snapshot_zxid,
             last_durable: last,
             now: 0,
-            reset_for: None,
+            reset_pending: false,
         };
         let vote = Vote {
             leader: id as i64,
@@ -220,13 +228,49 @@ impl Peer {
         (peer, out)
     }
 
+    /// A standalone server: the one voter of its ensemble, leading at once in the epoch of its
+    /// last zxid, so zxids go on from where the log ends, as ZooKeeper's standalone server's do
+    /// (no election, no new epoch, no epoch files). Everything it has logged is committed. The
+    /// returned commands announce the role and commit the history.
+    ///
+    /// Panics if `cfg` has any member other than `id` (a runtime bug).
+    pub fn standalone(cfg: PeerConfig, id: Sid, state: PeerState) -> (Peer, Vec<Command>) {
+        assert!(
+            cfg.voters.len() == 1 && cfg.is_voter(id) && cfg.observers.is_empty(),
+            "a standalone peer is the only member of its ensemble"
+        );
+        let (mut peer, _) = Peer::new(cfg, id, state);
+        let last = peer.core.last_zxid();
+        let epoch = epoch_of(last).max(peer.core.current_epoch);
+        let mut l = Leader::start(&peer.core);
+        l.epoch = Some(epoch);
+        l.proposed_epoch = epoch;
+        l.epoch_quorum = true;
+        l.newleader_acks.insert(id);
+        l.established = true;
+        l.last_committed = last;
+        l.last_proposed = last.max(make_zxid(epoch, 0));
+        peer.current_vote = Vote {
+            leader: id as i64,
+            zxid: last as i64,
+            election_epoch: 0,
+            peer_epoch: epoch.into(),
+        };
+        peer.role = RoleState::Leading(Box::new(l));
+        let out = vec![
+            Command::RoleChanged(Role::Leading { epoch: Some(epoch), established: true }),
+            Command::Commit(last),
+        ];
+        (peer, out)
+    }
+
     /// This peer's id.
     pub fn id(&self) -> Sid {
         self.core.id
     }
 
     /// The config.
-    pub fn config(&self) -> &Config {
+    pub fn config(&self) -> &PeerConfig {
         &self.core.cfg
     }
 
@@ -279,7 +323,9 @@ impl Peer {
         match &self.role {
             RoleState::Leading(l) if l.established => {
                 let next = l.last_proposed + 1;
-                (counter_of(next) != u32::MAX).then_some(next)
+                (counter_of(next) != u32::MAX
+                    && l.outstanding.len() < self.core.cfg.outstanding_max)
+                    .then_some(next)
             }
             _ => None,
         }
@@ -325,8 +371,14 @@ impl Peer {
                 RoleState::Leading(l) => l.on_event(&mut self.core, ev, out),
                 RoleState::Learning(l) => l.on_event(&mut self.core, ev, out),
                 RoleState::Looking(_) => {
-                    if let Event::Connected { peer } | Event::Packet { from: peer, .. } = ev {
-                        out.push(Command::Disconnect { peer });
+                    match ev {
+                        Event::Connected { peer, conn } => {
+                            out.push(Command::Disconnect { peer, conn: Some(conn) })
+                        }
+                        Event::Packet { from, .. } => {
+                            out.push(Command::Disconnect { peer: from, conn: None })
+                        }
+                        _ => {}
                     }
                     Next::Stay
                 }
@@ -410,11 +462,13 @@ impl Peer {
     fn become_looking(&mut self, out: &mut Vec<Command>) {
         match &self.role {
             RoleState::Leading(l) => {
-                for sid in l.learners.keys() {
-                    out.push(Command::Disconnect { peer: *sid });
+                for (sid, h) in &l.learners {
+                    out.push(Command::Disconnect { peer: *sid, conn: Some(h.conn) });
                 }
             }
-            RoleState::Learning(l) => out.push(Command::Disconnect { peer: l.leader }),
+            RoleState::Learning(l) => {
+                out.push(Command::Disconnect { peer: l.leader, conn: l.leader_conn })
+            }
             RoleState::Looking(_) => return,
         }
         let mut sends = Vec::new();
@@ -455,6 +509,8 @@ enum HPhase {
 
 #[derive(Debug)]
 struct Handler {
+    /// The connection this learner is on.
+    conn: ConnId,
     observer: bool,
     phase: HPhase,
     last_heard: u64,
@@ -470,14 +526,51 @@ impl Handler {
 #[derive(Debug)]
 struct Proposal {
     data: Bytes,
-    acks: BTreeSet<Sid>,
+    acks: Acks,
 }
 
-#[derive(Debug)]
-struct Session {
-    timeout_ticks: u64,
-    expires: u64,
-    closing: bool,
+/// The servers that acked a proposal: ids below 64 (every usual ensemble) as bits, any other
+/// in a vector. No allocation per proposal in the usual case: a set's node per proposal cost
+/// a tenth of a standalone server's commit.
+#[derive(Debug, Default)]
+struct Acks {
+    low: u64,
+    high: Vec<Sid>,
+}
+
+impl Acks {
+    /// Adds `sid`; true if it was not there.
+    fn insert(&mut self, sid: Sid) -> bool {
+        if sid < 64 {
+            let had = self.low & (1 << sid) != 0;
+            self.low |= 1 << sid;
+            return !had;
+        }
+        if self.high.contains(&sid) {
+            return false;
+        }
+        self.high.push(sid);
+        true
+    }
+
+    fn remove(&mut self, sid: &Sid) {
+        if *sid < 64 {
+            self.low &= !(1 << *sid);
+        } else {
+            self.high.retain(|s| s != sid);
+        }
+    }
+
+    /// True if the voters among them are a quorum.
+    fn is_quorum(&self, cfg: &PeerConfig) -> bool {
+        let mut low = self.low;
+        let mut n = self.high.iter().filter(|s| cfg.is_voter(**s)).count();
+        while low != 0 {
+            n += usize::from(cfg.is_voter(Sid::from(low.trailing_zeros())));
+            low &= low - 1;
+        }
+        2 * n > cfg.voters.len()
+    }
 }
 
 #[derive(Debug)]
@@ -499,13 +592,8 @@ struct Leader {
     last_committed: Zxid,
     /// Sync requests waiting for a zxid to commit: (zxid, requester; None = local client).
     pending_syncs: VecDeque<(Zxid, Option<Sid>)>,
-    sessions: BTreeMap<i64, Session>,
-}
-
-/// A session timeout in ticks, rounded up.
-fn timeout_ticks(cfg: &Config, timeout_ms: i32) -> u64 {
-    let tick = u64::from(cfg.tick_ms.max(1));
-    u64::try_from(timeout_ms).unwrap_or(0).div_ceil(tick).max(1)
+    /// The global sessions (the one tracker of the ensemble).
+    sessions: SessionTracker,
 }
 
 impl Leader {
@@ -527,7 +615,7 @@ impl Leader {
             last_proposed: 0,
             last_committed: core.last_zxid(),
             pending_syncs: VecDeque::new(),
-            sessions: BTreeMap::new(),
+            sessions: SessionTracker::new(core.cfg.tick_ms),
         }
     }
 
@@ -674,27 +762,56 @@ impl Leader {
 
     fn on_event(&mut self, core: &mut Core, ev: Event, out: &mut Vec<Command>) -> Next {
         match ev {
-            Event::Connected { peer } => {
+            Event::Connected { peer, conn } => {
                 if core.cfg.is_member(peer) && peer != core.id {
                     let observer = !core.cfg.is_voter(peer);
-                    self.learners.insert(
-                        peer,
-                        Handler { observer, phase: HPhase::Connected, last_heard: core.now },
-                    );
+                    let h =
+                        Handler { conn, observer, phase: HPhase::Connected, last_heard: core.now };
+                    // A learner that reconnects starts over on its new connection.
+                    if let Some(old) = self.learners.insert(peer, h) {
+                        if old.conn != conn {
+                            out.push(Command::Disconnect { peer, conn: Some(old.conn) });
+                        }
+                    }
+                    // Its earlier acks no longer count: the sync it is about to go through may
+                    // truncate what it acked (a learner ahead of the sync point is TRUNCated,
+                    // and re-acks the outstanding proposals once they are durable again). A
+                    // stale ack would let a proposal commit while durable on fewer than a
+                    // quorum.
+                    for p in self.outstanding.values_mut() {
+                        p.acks.remove(&peer);
+                    }
                 } else {
-                    out.push(Command::Disconnect { peer });
+                    out.push(Command::Disconnect { peer, conn: Some(conn) });
                 }
                 Next::Stay
             }
-            Event::Disconnected { peer } => {
-                self.learners.remove(&peer);
+            Event::Disconnected { peer, conn } => {
+                if conn.is_some() && self.learners.get(&peer).map(|h| h.conn) == conn {
+                    self.learners.remove(&peer);
+                }
                 Next::Stay
             }
             Event::Packet { from, packet } => self.on_packet(core, from, packet, out),
             Event::Propose { zxid, data } => {
-                if !self.established || zxid != self.last_proposed + 1 {
+                // A proposal prepared before this peer's role or epoch changed is stale: dropped.
+                if !self.established || Some(epoch_of(zxid)) != self.epoch {
                     return Next::Stay;
                 }
+                // Within the epoch the runtime must propose exactly the next zxid; anything
+                // else is a bug of the runtime that would corrupt the history, so it stops.
+                assert_eq!(
+                    zxid,
+                    self.last_proposed + 1,
+                    "Propose {zxid:#x}, but the next zxid of epoch {:?} is {:#x}",
+                    self.epoch,
+                    self.last_proposed + 1
+                );
+                assert!(
+                    self.outstanding.len() < core.cfg.outstanding_max,
+                    "Propose {zxid:#x} with {} proposals outstanding (next_zxid said wait)",
+                    self.outstanding.len()
+                );
                 self.last_proposed = zxid;
                 core.history.push(zxid, data.clone());
                 out.push(Command::AppendTxns(vec![(zxid, data.clone())]));
@@ -711,7 +828,7 @@ impl Leader {
                         );
                     }
                 }
-                self.outstanding.insert(zxid, Proposal { data, acks: BTreeSet::new() });
+                self.outstanding.insert(zxid, Proposal { data, acks: Acks::default() });
                 Next::Stay
             }
             Event::ClientRequest { request } => {
@@ -730,34 +847,23 @@ impl Leader {
                 Next::Stay
             }
             Event::TouchSession { session_id, .. } => {
-                self.touch(core, session_id);
+                self.sessions.touch(session_id, core.now);
                 Next::Stay
             }
             Event::Revalidate { session_id, .. } => {
-                let valid = self.sessions.contains_key(&session_id);
-                self.touch(core, session_id);
+                let valid = self.sessions.touch(session_id, core.now);
                 out.push(Command::Revalidated { session_id, valid });
                 Next::Stay
             }
             Event::SessionCreated { session_id, timeout } => {
-                let t = timeout_ticks(&core.cfg, timeout);
-                self.sessions.insert(
-                    session_id,
-                    Session { timeout_ticks: t, expires: core.now + t, closing: false },
-                );
+                self.sessions.add(session_id, timeout, core.now);
                 Next::Stay
             }
             Event::SessionClosed { session_id } => {
-                self.sessions.remove(&session_id);
+                self.sessions.remove(session_id);
                 Next::Stay
             }
             _ => Next::Stay,
-        }
-    }
-
-    fn touch(&mut self, core: &Core, session_id: i64) {
-        if let Some(s) = self.sessions.get_mut(&session_id) {
-            s.expires = core.now + s.timeout_ticks;
         }
     }
 
@@ -844,13 +950,13 @@ impl Leader {
             (PacketType::Ping, _) => {
                 if let Ok(touches) = decode_touches(&p.data) {
                     for (id, _) in touches {
-                        self.touch(core, id);
+                        self.sessions.touch(id, core.now);
                     }
                 }
                 Next::Stay
             }
             (PacketType::Request, HPhase::Active) => {
-                let Ok(request) = ForwardedRequest::decode(&p.data) else {
+                let Ok(request) = ForwardedRequest::from_packet(&p) else {
                     return Next::Stay;
                 };
                 if request.op == OP_SYNC {
@@ -866,8 +972,7 @@ impl Leader {
             }
             (PacketType::Revalidate, _) => {
                 if let Ok((session_id, _)) = decode_revalidate(&p.data) {
-                    let valid = self.sessions.contains_key(&session_id);
-                    self.touch(core, session_id);
+                    let valid = self.sessions.touch(session_id, core.now);
                     Core::send(
                         out,
                         from,
@@ -895,13 +1000,17 @@ impl Leader {
     }
 
     fn drop_learner(&mut self, sid: Sid, out: &mut Vec<Command>) {
-        self.learners.remove(&sid);
-        out.push(Command::Disconnect { peer: sid });
+        let conn = self.learners.remove(&sid).map(|h| h.conn);
+        out.push(Command::Disconnect { peer: sid, conn });
     }
 
+    /// Commits every outstanding proposal, in order, that a quorum has acked: each is sent to
+    /// the learners (COMMIT, or INFORM to observers), then one `Commit` of the last tells the
+    /// runtime, then the syncs that waited for them are answered.
     fn try_commit(&mut self, core: &mut Core, out: &mut Vec<Command>) {
+        let before = self.last_committed;
         while let Some(entry) = self.outstanding.first_entry() {
-            if !core.cfg.is_quorum(&entry.get().acks) {
+            if !entry.get().acks.is_quorum(&core.cfg) {
                 break;
             }
             let zxid = *entry.key();
@@ -921,12 +1030,16 @@ impl Leader {
                     Core::send(out, *sid, QuorumPacket::new(PacketType::Commit, zxid as i64));
                 }
             }
-            out.push(Command::Commit(zxid));
-            while self.pending_syncs.front().is_some_and(|(z, _)| *z <= zxid) {
-                match self.pending_syncs.pop_front().expect("non-empty").1 {
-                    None => out.push(Command::SyncDone),
-                    Some(sid) => Core::send(out, sid, QuorumPacket::new(PacketType::Sync, 0)),
-                }
+        }
+        let zxid = self.last_committed;
+        if zxid == before {
+            return;
+        }
+        out.push(Command::Commit(zxid));
+        while self.pending_syncs.front().is_some_and(|(z, _)| *z <= zxid) {
+            match self.pending_syncs.pop_front().expect("non-empty").1 {
+                None => out.push(Command::SyncDone),
+                Some(sid) => Core::send(out, sid, QuorumPacket::new(PacketType::Sync, 0)),
             }
         }
     }
@@ -992,11 +1105,8 @@ impl Leader {
                 );
             }
         }
-        for (id, s) in self.sessions.iter_mut() {
-            if !s.closing && s.expires <= now {
-                s.closing = true;
-                out.push(Command::ExpireSession { session_id: *id });
-            }
+        for session_id in self.sessions.expire(now) {
+            out.push(Command::ExpireSession { session_id });
         }
         Next::Stay
     }
@@ -1026,6 +1136,8 @@ enum SyncBase {
 #[derive(Debug)]
 struct Learner {
     leader: Sid,
+    /// The connection to the leader, once up.
+    leader_conn: Option<ConnId>,
     observer: bool,
     phase: LPhase,
     started: u64,
@@ -1035,10 +1147,13 @@ struct Learner {
     snap_body: Option<Bytes>,
     staged: Vec<(Zxid, Bytes)>,
     staged_commit: Zxid,
+    /// The synced history committed up to here, applied once UPTODATE arrives (the leader is
+    /// established then; before it, its history is not committed yet).
+    commit_at_uptodate: Zxid,
     /// Waiting for the log to be durable up to this zxid before acking NEWLEADER.
     newleader_wait: Option<Zxid>,
     pending_acks: VecDeque<Zxid>,
-    touches: BTreeMap<i64, i32>,
+    touches: Touches,
     /// This sync rebuilds the state from nothing (see `Core::reset_for`).
     reset: bool,
 }
@@ -1048,6 +1163,7 @@ impl Learner {
         out.push(Command::Connect { to: leader });
         Learner {
             leader,
+            leader_conn: None,
             observer,
             phase: LPhase::Connecting,
             started: core.now,
@@ -1057,9 +1173,10 @@ impl Learner {
             snap_body: None,
             staged: Vec::new(),
             staged_commit: 0,
+            commit_at_uptodate: 0,
             newleader_wait: None,
             pending_acks: VecDeque::new(),
-            touches: BTreeMap::new(),
+            touches: Touches::default(),
             reset: false,
         }
     }
@@ -1078,9 +1195,10 @@ impl Learner {
 
     fn on_event(&mut self, core: &mut Core, ev: Event, out: &mut Vec<Command>) -> Next {
         match ev {
-            Event::Connected { peer }
+            Event::Connected { peer, conn }
                 if peer == self.leader && self.phase == LPhase::Connecting =>
             {
+                self.leader_conn = Some(conn);
                 self.phase = LPhase::WaitLeaderInfo;
                 self.last_heard = core.now;
                 let kind =
@@ -1101,31 +1219,40 @@ impl Learner {
                 );
                 Next::Stay
             }
-            Event::Connected { peer } => {
+            Event::Connected { peer, conn } => {
                 if peer != self.leader {
-                    out.push(Command::Disconnect { peer });
-                }
-                Next::Stay
-            }
-            Event::Disconnected { peer } if peer == self.leader => {
-                if self.phase == LPhase::Connecting {
-                    // Retried on the next tick until initLimit.
+                    out.push(Command::Disconnect { peer, conn: Some(conn) });
+                    Next::Stay
+                } else if Some(conn) == self.leader_conn {
                     Next::Stay
                 } else {
+                    // Another connection with the leader replaced ours mid-session: what this
+                    // session synced is tied to the old one, so start over.
+                    out.push(Command::Disconnect { peer, conn: Some(conn) });
                     Next::Looking
+                }
+            }
+            Event::Disconnected { peer, conn } if peer == self.leader => {
+                match conn {
+                    // A connection attempt failed: retried on the next tick until initLimit.
+                    None if self.phase == LPhase::Connecting => Next::Stay,
+                    Some(c) if Some(c) == self.leader_conn => Next::Looking,
+                    // News of an earlier connection, or of a failed attempt after ours is up.
+                    _ => Next::Stay,
                 }
             }
             Event::Packet { from, packet } if from == self.leader => {
                 self.on_packet(core, packet, out)
             }
             Event::Packet { from, .. } => {
-                out.push(Command::Disconnect { peer: from });
+                out.push(Command::Disconnect { peer: from, conn: None });
                 Next::Stay
             }
             Event::Snapshot { from, body } if from == self.leader => {
                 if self.phase == LPhase::Syncing
                     && matches!(self.base, Some(SyncBase::Snap(_)))
                     && self.snap_body.is_none()
+                    && body.len() <= core.cfg.snapshot_bytes_max
                 {
                     self.snap_body = Some(body);
                     Next::Stay
@@ -1134,15 +1261,11 @@ impl Learner {
                 }
             }
             Event::ClientRequest { request } if self.phase == LPhase::Active => {
-                Core::send(
-                    out,
-                    self.leader,
-                    QuorumPacket::with_data(PacketType::Request, -1, request.encode()),
-                );
+                Core::send(out, self.leader, request.to_packet());
                 Next::Stay
             }
             Event::TouchSession { session_id, timeout } => {
-                self.touches.insert(session_id, timeout);
+                self.touches.touch(session_id, timeout);
                 Next::Stay
             }
             Event::Revalidate { session_id, timeout } if self.phase == LPhase::Active => {
@@ -1178,10 +1301,10 @@ impl Learner {
                 };
                 self.new_epoch = epoch;
                 self.phase = LPhase::WaitSync;
-                // Pretending to have nothing is safe only towards the leader whose TRUNC could
-                // not be applied: it already judged our real history.
-                self.reset = core.reset_for == Some(epoch);
-                core.reset_for = None;
+                // Pretending to have nothing hides only txns no leader could have committed: a
+                // leader asked us to drop them (and every established leader holds every
+                // committed txn). Never towards a leader of an epoch not newer than ours.
+                self.reset = core.reset_pending && epoch > ce.max(0) as u32;
                 let last = if self.reset { 0 } else { core.last_zxid() };
                 Core::send(
                     out,
@@ -1197,9 +1320,9 @@ impl Learner {
                     PacketType::Trunc => {
                         if z < core.snapshot_zxid || self.reset {
                             // The log starts at a snapshot after z: it cannot go back there. Ask
-                            // this leader for everything next time (the durable state is
-                            // untouched until then).
-                            core.reset_for = Some(self.new_epoch);
+                            // for everything at the next sync (the durable state is untouched
+                            // until then).
+                            core.reset_pending = true;
                             return Next::Looking;
                         }
                         SyncBase::Trunc(z)
@@ -1212,6 +1335,10 @@ impl Learner {
             (PacketType::Proposal, LPhase::Syncing) => {
                 let z = p.zxid();
                 if z > self.staged_last(core) {
+                    if self.staged.len() >= core.cfg.sync_txns_max {
+                        // More than a leader's window and outstanding proposals can hold.
+                        return Next::Looking;
+                    }
                     self.staged.push((z, p.data));
                 }
                 Next::Stay
@@ -1250,6 +1377,10 @@ impl Learner {
             }
             (PacketType::UpToDate, LPhase::AfterNewLeader) if self.newleader_wait.is_none() => {
                 self.phase = LPhase::Active;
+                let commit = std::mem::take(&mut self.commit_at_uptodate);
+                if commit > 0 {
+                    out.push(Command::Commit(commit));
+                }
                 out.push(Command::UpToDate { epoch: self.new_epoch });
                 out.push(Command::RoleChanged(if self.observer {
                     Role::Observing { leader: self.leader, serving: true }
@@ -1264,8 +1395,7 @@ impl Learner {
                 Next::Stay
             }
             (PacketType::Ping, _) => {
-                let touches: Vec<(i64, i32)> =
-                    std::mem::take(&mut self.touches).into_iter().collect();
+                let touches = self.touches.take();
                 Core::send(
                     out,
                     self.leader,
@@ -1315,6 +1445,10 @@ impl Learner {
             }
             None => return Next::Looking,
         }
+        if self.reset {
+            // The state is being rebuilt from what this leader sends: done asking.
+            core.reset_pending = false;
+        }
         self.reset = false;
         let staged = std::mem::take(&mut self.staged);
         if !staged.is_empty() {
@@ -1327,10 +1461,9 @@ impl Learner {
             }
             out.push(Command::AppendTxns(staged));
         }
-        let commit = self.staged_commit.min(core.last_zxid());
-        if commit > 0 {
-            out.push(Command::Commit(commit));
-        }
+        // Applied at UPTODATE, as ZooKeeper's Learner.syncWithLeader does: until a quorum has
+        // acked NEWLEADER, the leader's history is not committed.
+        self.commit_at_uptodate = self.staged_commit.min(core.last_zxid());
         self.phase = LPhase::AfterNewLeader;
         self.newleader_wait = Some(core.last_zxid());
         self.on_durable(core, out)
@@ -1374,5 +1507,29 @@ impl Learner {
             return Next::Looking;
         }
         Next::Stay
+    }
+}
+
+#[cfg(test)]
+mod acks_tests {
+    use super::*;
+
+    #[test]
+    fn acks_count_voters_below_and_above_64() {
+        let cfg = PeerConfig::new([1, 2, 100, 200, 300], [7]);
+        let mut a = Acks::default();
+        assert!(a.insert(1));
+        assert!(!a.insert(1), "a second ack of the same server is not new");
+        assert!(a.insert(7), "an observer's id is recorded");
+        assert!(a.insert(100));
+        assert!(!a.is_quorum(&cfg), "2 voters of 5 (the observer does not count)");
+        assert!(a.insert(300));
+        assert!(a.is_quorum(&cfg), "3 voters of 5");
+        a.remove(&300);
+        assert!(!a.is_quorum(&cfg));
+        a.remove(&1);
+        assert!(a.insert(1), "removed, so new again");
+        assert!(a.insert(200));
+        assert!(a.is_quorum(&cfg));
     }
 }

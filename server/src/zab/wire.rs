@@ -177,13 +177,17 @@ pub fn decode_i32(buf: &[u8]) -> Result<i32, JuteError> {
     Reader::new(buf).read_i32()
 }
 
-/// REQUEST data: `long sessionId, int cxid, int type` followed by the raw request bytes.
+/// REQUEST data: `long sessionId, int cxid, int type` followed by the raw request bytes; the
+/// client's authenticated ids travel in the packet's `authinfo` (ZooKeeper's `Learner.request`),
+/// so the leader checks ACLs against the ids of the client that asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ForwardedRequest {
     pub session_id: i64,
     pub cxid: i32,
     pub op: i32,
     pub body: Bytes,
+    /// The client connection's authenticated ids (not part of the data: the packet's authinfo).
+    pub auth: Vec<Id>,
 }
 
 impl ForwardedRequest {
@@ -203,7 +207,30 @@ impl ForwardedRequest {
         let session_id = r.read_i64()?;
         let cxid = r.read_i32()?;
         let op = r.read_i32()?;
-        Ok(ForwardedRequest { session_id, cxid, op, body: Bytes::copy_from_slice(&buf[16..]) })
+        Ok(ForwardedRequest {
+            session_id,
+            cxid,
+            op,
+            body: Bytes::copy_from_slice(&buf[16..]),
+            auth: Vec::new(),
+        })
+    }
+
+    /// The REQUEST packet a learner sends: the data, and the client's ids as authinfo.
+    pub fn to_packet(&self) -> QuorumPacket {
+        QuorumPacket {
+            kind: PacketType::Request,
+            zxid: -1,
+            data: self.encode(),
+            authinfo: self.auth.clone(),
+        }
+    }
+
+    /// Reads a REQUEST packet: the data, and the client's ids from its authinfo.
+    pub fn from_packet(p: &QuorumPacket) -> Result<ForwardedRequest, JuteError> {
+        let mut r = ForwardedRequest::decode(&p.data)?;
+        r.auth = p.authinfo.clone();
+        Ok(r)
     }
 }
 
@@ -436,9 +463,23 @@ mod tests {
         assert_eq!(LearnerInfo::decode(&b).unwrap(), li);
         assert_eq!(LearnerInfo::decode(&b[..8]).unwrap().server_id, 3);
         assert_eq!(decode_i32(&encode_i32(-1)).unwrap(), -1);
-        let req =
-            ForwardedRequest { session_id: 9, cxid: 4, op: 1, body: Bytes::from_static(b"xy") };
-        assert_eq!(ForwardedRequest::decode(&req.encode()).unwrap(), req);
+        let req = ForwardedRequest {
+            session_id: 9,
+            cxid: 4,
+            op: 1,
+            body: Bytes::from_static(b"xy"),
+            auth: vec![Id { scheme: "digest".into(), id: "u:h".into() }],
+        };
+        // The data alone carries no ids; the packet carries them as its authinfo.
+        assert_eq!(
+            ForwardedRequest::decode(&req.encode()).unwrap(),
+            ForwardedRequest { auth: Vec::new(), ..req.clone() }
+        );
+        let packet = req.to_packet();
+        assert_eq!(packet.authinfo, req.auth);
+        let wire = packet.encode();
+        let back = QuorumPacket::read(&mut Reader::new(&wire)).unwrap();
+        assert_eq!(ForwardedRequest::from_packet(&back).unwrap(), req);
         let t = vec![(1, 3000), (2, 4000)];
         assert_eq!(decode_touches(&encode_touches(&t)).unwrap(), t);
         assert_eq!(decode_revalidate(&encode_revalidate(5, 30)).unwrap(), (5, 30));

@@ -8,20 +8,32 @@
 //!   O(1) copy-on-write clone at one zxid and written on the engine's snapshot thread.
 //! * Recovery: the newest valid snapshot, then the log from its zxid + 1.
 //!
-//! Files live under `<dataDir>/corral-v1/snap` and `<dataLogDir>/corral-v1/log`, apart from any
-//! Apache ZooKeeper files in `<dataDir>/version-2`. This module owns no sockets and no clocks.
+//! * The storage port a replica needs: appends with a durable callback (group commit), the
+//!   acceptedEpoch / currentEpoch files (written durably before they are acted on), truncation
+//!   after a zxid with the state rebuilt (TRUNC), atomic installation of a received snapshot
+//!   body (SNAP), and the history a peer restarts from ([`Database::history`]).
+//!
+//! Files live under `<dataDir>/corral-v1/` (`snap/`, `acceptedEpoch`, `currentEpoch`,
+//! `session-secret`) and `<dataLogDir>/corral-v1/log`, apart from any Apache ZooKeeper files in
+//! `<dataDir>/version-2`. This module owns no sockets and no clocks.
+
+mod txn_log;
+
+pub use txn_log::TxnLog;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use corral_engine::log::{AppendCallback, Log, LogError, LogOptions, RecoveryReport};
-use corral_engine::recovery::{recover, RecoveryError};
+use corral_engine::io::Vfs;
+use corral_engine::log::{AppendCallback, LogError, LogOptions, RecoveryReport};
+use corral_engine::recovery::{recover, Recovered, RecoveryError};
 use corral_engine::snapshot::{
     SnapshotError, SnapshotInfo, SnapshotPolicy, SnapshotStore, Snapshotter,
 };
 
-use crate::proto::{Reader, Txn, TxnEntry, DEFAULT_MAX_LEN};
+use crate::proto::{Reader, Txn, TxnEntry};
+use crate::session::secret::SessionSecret;
 use crate::tree::zk_snapshot::{read_body, write_body, SessionEntry};
 use crate::tree::{ApplyOutcome, DataTree, TreeOptions};
 
@@ -47,8 +59,9 @@ pub struct DbOptions {
     pub tree: TreeOptions,
     /// Seed of the snapshot trigger's random share (the server passes its id and start time).
     pub seed: u64,
-    /// jute.maxbuffer, the largest field accepted when reading records back.
-    pub max_buffer: usize,
+    /// Write the log only on [`Database::flush`] (the simulator), instead of on a writer
+    /// thread with group commit (the server).
+    pub inline_log: bool,
 }
 
 impl DbOptions {
@@ -63,7 +76,7 @@ impl DbOptions {
             snap_retain_count: 3,
             tree: TreeOptions::default(),
             seed: 0,
-            max_buffer: DEFAULT_MAX_LEN,
+            inline_log: false,
         }
     }
 
@@ -75,6 +88,11 @@ impl DbOptions {
     /// The snapshot directory.
     pub fn snap_dir(&self) -> PathBuf {
         self.data_dir.join(CORRAL_DIR).join("snap")
+    }
+
+    /// The directory of the session secret (`<dataDir>/corral-v1`).
+    pub fn secret_dir(&self) -> PathBuf {
+        self.data_dir.join(CORRAL_DIR)
     }
 }
 
@@ -91,6 +109,33 @@ pub enum DbError {
     /// Recovery failed.
     #[error(transparent)]
     Recovery(#[from] RecoveryError),
+    /// The session secret could not be read or written.
+    #[error("the session secret: {0}")]
+    Secret(std::io::Error),
+    /// An epoch file could not be read or written.
+    #[error("the {name} file: {source}")]
+    Epoch {
+        /// acceptedEpoch or currentEpoch.
+        name: &'static str,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A received snapshot body could not be read.
+    #[error("a received snapshot at zxid {zxid:#x} is unreadable: {reason}")]
+    BadSnapshot {
+        /// Its zxid.
+        zxid: u64,
+        /// Why.
+        reason: String,
+    },
+    /// TRUNC below the snapshot the state starts from.
+    #[error("cannot truncate to zxid {zxid:#x}: below the snapshot at {snapshot:#x}")]
+    TruncateBelowSnapshot {
+        /// The zxid asked for.
+        zxid: u64,
+        /// The snapshot the state starts from.
+        snapshot: u64,
+    },
     /// A thread could not be started.
     #[error("starting {what}: {source}")]
     Spawn {
@@ -183,13 +228,28 @@ pub struct OpenReport {
     pub last_zxid: u64,
 }
 
+/// A logged txn: its zxid and its bytes.
+pub type LoggedTxn = (u64, Vec<u8>);
+
+/// The acceptedEpoch file's name (ZooKeeper's).
+pub const ACCEPTED_EPOCH_FILE: &str = "acceptedEpoch";
+/// The currentEpoch file's name (ZooKeeper's).
+pub const CURRENT_EPOCH_FILE: &str = "currentEpoch";
+
 /// The log, the snapshots, and when to take the next one.
 pub struct Database {
-    log: Log,
+    log: TxnLog,
+    vfs: Arc<dyn Vfs>,
+    accepted_epoch: u32,
+    current_epoch: u32,
+    /// The zxid of the snapshot the state was recovered from (or last installed): the log
+    /// after it is this replica's history.
+    snapshot_zxid: u64,
     store: SnapshotStore,
     snapshotter: Snapshotter,
     policy: SnapshotPolicy,
     opts: DbOptions,
+    secret: SessionSecret,
 }
 
 impl std::fmt::Debug for Database {
@@ -201,34 +261,18 @@ impl std::fmt::Debug for Database {
 impl Database {
     /// Opens (creating) the database and recovers its state.
     pub fn open(opts: DbOptions) -> Result<(Database, State, OpenReport), DbError> {
-        let (log, log_report) = Log::open(&opts.log_dir(), opts.log.clone())?;
+        let (log, log_report) = TxnLog::open(&opts.log_dir(), opts.log.clone(), opts.inline_log)?;
         let vfs =
             opts.log.vfs.clone().unwrap_or_else(|| Arc::new(corral_engine::io::SyncVfs::new()));
-        let store = SnapshotStore::open(vfs, &opts.snap_dir(), opts.log.dbid)?;
-        let tree_opts = opts.tree.clone();
-        let max = opts.max_buffer.max(2 * DEFAULT_MAX_LEN);
-        let recovered = recover(
-            &store,
-            |r, zxid| {
-                let body = r.read_rest().map_err(|e| e.to_string())?;
-                State::read_body(&body, zxid, tree_opts.clone(), max)
-            },
-            || State::new(tree_opts.clone()),
-            |from| log.iter_from(from),
-            |state, rec| {
-                let entry = TxnEntry::decode(&rec.payload, max).map_err(|e| e.to_string())?;
-                if entry.header.zxid as u64 != rec.zxid {
-                    return Err(format!(
-                        "log record {:#x} holds a txn with zxid {:#x}",
-                        rec.zxid, entry.header.zxid
-                    ));
-                }
-                state.apply(&entry);
-                Ok(())
-            },
-        )?;
+        let store = SnapshotStore::open(vfs.clone(), &opts.snap_dir(), opts.log.dbid)?;
+        let secret =
+            SessionSecret::load_or_create(&*vfs, &opts.secret_dir()).map_err(DbError::Secret)?;
+        let accepted_epoch = read_epoch(&*vfs, &opts.secret_dir(), ACCEPTED_EPOCH_FILE)?;
+        let current_epoch = read_epoch(&*vfs, &opts.secret_dir(), CURRENT_EPOCH_FILE)?;
+        let recovered = recover_state(&store, &log, &opts.tree)?;
         let snapshotter = Snapshotter::spawn(store.clone())
             .map_err(|source| DbError::Spawn { what: "the snapshot thread", source })?;
+        let snapshot_zxid = recovered.snapshot.as_ref().map_or(0, |s| s.zxid);
         let report = OpenReport {
             log: log_report,
             snapshot: recovered.snapshot,
@@ -237,17 +281,129 @@ impl Database {
             last_zxid: recovered.last_zxid,
         };
         let policy = SnapshotPolicy::new(opts.snap_count, opts.snap_size_limit_kb, opts.seed);
-        Ok((Database { log, store, snapshotter, policy, opts }, recovered.state, report))
+        let db = Database {
+            log,
+            vfs,
+            accepted_epoch,
+            current_epoch,
+            snapshot_zxid,
+            store,
+            snapshotter,
+            policy,
+            opts,
+            secret,
+        };
+        Ok((db, recovered.state, report))
+    }
+
+    /// The acceptedEpoch file's value (0 if there is none).
+    pub fn accepted_epoch(&self) -> u32 {
+        self.accepted_epoch
+    }
+
+    /// The currentEpoch file's value (0 if there is none).
+    pub fn current_epoch(&self) -> u32 {
+        self.current_epoch
+    }
+
+    /// Durably writes the acceptedEpoch file; returns once it is durable.
+    pub fn persist_accepted_epoch(&mut self, epoch: u32) -> Result<(), DbError> {
+        self.write_epoch(ACCEPTED_EPOCH_FILE, epoch)?;
+        self.accepted_epoch = epoch;
+        Ok(())
+    }
+
+    /// Durably writes the currentEpoch file; returns once it is durable.
+    pub fn persist_current_epoch(&mut self, epoch: u32) -> Result<(), DbError> {
+        self.write_epoch(CURRENT_EPOCH_FILE, epoch)?;
+        self.current_epoch = epoch;
+        Ok(())
+    }
+
+    fn write_epoch(&self, name: &'static str, epoch: u32) -> Result<(), DbError> {
+        corral_engine::io::write_file_atomic(
+            &*self.vfs,
+            &self.opts.secret_dir(),
+            name,
+            epoch.to_string().as_bytes(),
+        )
+        .map_err(|source| DbError::Epoch { name, source })
+    }
+
+    /// The zxid of the snapshot the current history starts after.
+    pub fn snapshot_zxid(&self) -> u64 {
+        self.snapshot_zxid
+    }
+
+    /// The history a peer restarts from: the last `window` durable log records after the
+    /// snapshot the state starts from, as (zxid, payload), oldest first, and the zxid before
+    /// the first of them (the snapshot's, when the log after it holds fewer).
+    pub fn history(&self, window: usize) -> Result<(u64, Vec<LoggedTxn>), DbError> {
+        let mut all = std::collections::VecDeque::new();
+        let mut base = self.snapshot_zxid;
+        for rec in self.log.iter_from(self.snapshot_zxid + 1) {
+            let rec = rec?;
+            all.push_back((rec.zxid, rec.payload));
+            if all.len() > window {
+                base = all.pop_front().map_or(base, |(z, _)| z);
+            }
+        }
+        Ok((base, all.into_iter().collect()))
+    }
+
+    /// Writes what the inline log holds (the simulator's durability point); returns the last
+    /// zxid made durable, if any. With the group-commit log, waits for its writer.
+    pub fn flush(&self) -> Result<Option<u64>, DbError> {
+        Ok(self.log.flush()?)
+    }
+
+    /// TRUNC: durably removes every logged txn after `zxid` (and any snapshot taken after it),
+    /// then rebuilds the state from what remains.
+    pub fn truncate_after(&mut self, zxid: u64) -> Result<State, DbError> {
+        if zxid < self.snapshot_zxid {
+            return Err(DbError::TruncateBelowSnapshot { zxid, snapshot: self.snapshot_zxid });
+        }
+        self.log.truncate_after(zxid)?;
+        self.store.remove_after(zxid)?;
+        let recovered = recover_state(&self.store, &self.log, &self.opts.tree)?;
+        self.snapshot_zxid = recovered.snapshot.as_ref().map_or(0, |s| s.zxid);
+        Ok(recovered.state)
+    }
+
+    /// SNAP: replaces the whole state by a received snapshot body taken at `zxid` (ZooKeeper's
+    /// snapshot body format; `None`: the empty initial state), with nothing after it. Crash
+    /// safe: the log is first cut after `zxid` (what it held beyond was never committed, or
+    /// the leader would hold it), then the snapshot is written under its final name at once
+    /// (temporary name, fsync, rename); recovery starts from it and ignores the log below it.
+    pub fn install_snapshot(&mut self, zxid: u64, body: Option<&[u8]>) -> Result<State, DbError> {
+        let state = match body {
+            None => State::new(self.opts.tree.clone()),
+            Some(b) => State::read_body(b, zxid, self.opts.tree.clone(), usize::MAX)
+                .map_err(|reason| DbError::BadSnapshot { zxid, reason })?,
+        };
+        self.log.truncate_after(zxid)?;
+        self.store.remove_after(zxid)?;
+        match body {
+            Some(b) => self.store.write(zxid, |w| w.write_all(b))?,
+            None => self.store.write(zxid, |w| state.write_body(w))?,
+        };
+        self.snapshot_zxid = zxid;
+        Ok(state)
     }
 
     /// The transaction log.
-    pub fn log(&self) -> &Log {
+    pub fn log(&self) -> &TxnLog {
         &self.log
     }
 
     /// The snapshot files.
     pub fn snapshots(&self) -> &SnapshotStore {
         &self.store
+    }
+
+    /// The secret session passwords are made from.
+    pub fn session_secret(&self) -> &SessionSecret {
+        &self.secret
     }
 
     /// The options the database was opened with.
@@ -310,4 +466,54 @@ impl Database {
         }
         Ok(removed)
     }
+}
+
+/// Recovers the state: the newest valid snapshot, then the log after it.
+fn recover_state(
+    store: &SnapshotStore,
+    log: &TxnLog,
+    tree_opts: &TreeOptions,
+) -> Result<Recovered<State>, RecoveryError> {
+    // A field can be no longer than the record holding it, so recovery reads back whatever
+    // the log and snapshots hold, whatever jute.maxbuffer is now (see crate::limits).
+    let max = usize::MAX;
+    recover(
+        store,
+        |r, zxid| {
+            let body = r.read_rest().map_err(|e| e.to_string())?;
+            State::read_body(&body, zxid, tree_opts.clone(), max)
+        },
+        || State::new(tree_opts.clone()),
+        |from| log.iter_from(from),
+        |state, rec| {
+            let entry = TxnEntry::decode(&rec.payload, max).map_err(|e| e.to_string())?;
+            if entry.header.zxid as u64 != rec.zxid {
+                return Err(format!(
+                    "log record {:#x} holds a txn with zxid {:#x}",
+                    rec.zxid, entry.header.zxid
+                ));
+            }
+            state.apply(&entry);
+            Ok(())
+        },
+    )
+}
+
+/// Reads an epoch file in `dir` (0 when there is none yet).
+fn read_epoch(vfs: &dyn Vfs, dir: &Path, name: &'static str) -> Result<u32, DbError> {
+    let path = dir.join(name);
+    if !vfs.exists(&path) {
+        return Ok(0);
+    }
+    let bytes = corral_engine::io::read_small_file(vfs, &path, 64)
+        .map_err(|source| DbError::Epoch { name, source })?;
+    std::str::from_utf8(&bytes).ok().and_then(|t| t.trim().parse().ok()).ok_or_else(|| {
+        DbError::Epoch {
+            name,
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} does not hold an epoch", path.display()),
+            ),
+        }
+    })
 }

@@ -110,12 +110,20 @@ pub fn answer(
             // ZooKeeper does not validate exists' path: anything that is not a node is NONODE,
             // and "" is the root (its key in ZooKeeper's node map).
             let lookup = if r.path.is_empty() { "/" } else { r.path.as_str() };
+            // An existing node needs READ, as in ZooKeeper since ZOOKEEPER-2590 (3.8.4,
+            // 3.9.2): checked before the watch is set, so a refused exists sets none.
+            let node = tree.node(lookup);
+            if let Some(n) = node {
+                if !who.may(&tree.acl_of(n), READ) {
+                    return fail(ErrorCode::NoAuth);
+                }
+            }
             if r.watch {
                 // A watch on a missing node waits for its creation.
                 watches.add_data_watch(&r.path, who.watcher);
             }
-            match tree.stat(lookup) {
-                Some(stat) => ok(Response::Stat(StatResponse { stat })),
+            match node {
+                Some(n) => ok(Response::Stat(StatResponse { stat: tree.client_stat(n) })),
                 None => fail(ErrorCode::NoNode),
             }
         }

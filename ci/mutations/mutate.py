@@ -1,0 +1,67 @@
+"""Deliberate bugs for ci/sim-mutations.sh: each replaces one exact passage of one source file.
+
+`mutate.py NAME` applies one and prints the file it changed (restore it with git checkout);
+`mutate.py --list` prints the names.
+"""
+import sys
+
+MUTS = {
+ "log-directory-not-durable": ("engine/src/log/core.rs",
+   """crate::io::create_dir_durable(vfs.as_ref(), dir)""",
+   """vfs.create_dir_all(dir)"""),
+ "log-acks-before-fdatasync": ("engine/src/log/core.rs",
+   """                        a.file.write_all_at(data, pos).map_err(io("write"))?;
+                        a.file.sync_data().map_err(io("fdatasync"))?;""",
+   """                        a.file.write_all_at(data, pos).map_err(io("write"))?;"""),
+ "recovery-accepts-bad-checksum": ("engine/src/log/format.rs",
+   """    if frame_crc(f, &b[FRAME_LEN..end]) != u32_at(f, 4) {""",
+   """    if false && frame_crc(f, &b[FRAME_LEN..end]) != u32_at(f, 4) {"""),
+ "leader-commits-without-quorum": ("server/src/zab/peer.rs",
+   """            if !entry.get().acks.is_quorum(&core.cfg) {
+                break;
+            }""",
+   """            let acks = &entry.get().acks;
+            if !acks.is_quorum(&core.cfg) && acks.low == 0 && acks.high.is_empty() {
+                break;
+            }"""),
+ "follower-acks-on-receipt": ("server/src/zab/peer.rs",
+   """                core.history.push(z, p.data.clone());
+                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                self.pending_acks.push_back(z);
+                Next::Stay""",
+   """                core.history.push(z, p.data.clone());
+                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z as i64));
+                Next::Stay"""),
+ "learner-commits-on-proposal": ("server/src/zab/peer.rs",
+   """                core.history.push(z, p.data.clone());
+                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                self.pending_acks.push_back(z);
+                Next::Stay""",
+   """                core.history.push(z, p.data.clone());
+                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                self.pending_acks.push_back(z);
+                out.push(Command::Commit(z));
+                Next::Stay"""),
+ "diff-skips-a-txn": ("server/src/zab/peer.rs",
+   """            for (z, data) in core.history.entries() {
+                if *z > from && *z <= sync_point {""",
+   """            let mut skipped = false;
+            for (z, data) in core.history.entries() {
+                if *z > from && *z <= sync_point && std::mem::replace(&mut skipped, true) {"""),
+ "leader-counts-own-ack-early": ("server/src/zab/peer.rs",
+   """                self.outstanding.insert(zxid, Proposal { data, acks: Acks::default() });""",
+   """                let mut acks = Acks::default();
+                acks.insert(core.id);
+                self.outstanding.insert(zxid, Proposal { data, acks });"""),
+}
+if sys.argv[1:] == ["--list"]:
+    print("\n".join(MUTS))
+    sys.exit(0)
+name = sys.argv[1]
+path, old, new = MUTS[name]
+text = open(path).read()
+if text.count(old) != 1:
+    sys.exit(f"{name}: the passage to replace is not in {path} exactly once; update ci/mutations/mutate.py")
+open(path, "w").write(text.replace(old, new))
+print(path)

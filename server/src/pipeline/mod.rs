@@ -1,0 +1,2018 @@
+//! The request pipeline: one thread that sequences writes and applies what the log has made
+//! durable (design.md: sequencer → log with group commit → applier). Standalone is an ensemble
+//! of one through this same path.
+//!
+//! * A write is prepared against the *speculative* state (the committed state plus every txn
+//!   logged but not yet durable), which gives it its zxid and its deterministic txn (or error
+//!   txn); the txn is applied to the speculative state at once and handed to the log. Its reply
+//!   and watch triggers are kept with it: each txn is applied exactly once.
+//! * The tree is persistent, so a version is an O(1) copy; one is kept at each *boundary*: the
+//!   end of each batch of events the thread handles, and wherever a read has to wait behind a
+//!   connection's writes. (Keeping one per txn would make every apply copy its whole path.)
+//! * When the log reports txns durable, they are committed in zxid order, a boundary at a time:
+//!   their kept watch triggers fire, their replies go out, the reads that waited for that
+//!   boundary are answered from its version, and the version is published for readers.
+//! * Reads are answered by the connection tasks themselves from the published version, unless
+//!   the same connection has requests waiting here; then they queue behind them, so each
+//!   connection sees its replies in request order and its reads see its own writes.
+//! * Watch events are queued to connections and the new version published under one write
+//!   lock that readers take for reading: a client sees a watch event before the reply to any
+//!   later read that shows the change, as ZooKeeper guarantees.
+//!
+//! This module touches no sockets: connections are [`Conn`] handles with an outbound queue.
+
+pub mod reads;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::db::{Database, State};
+use crate::proto::{
+    encode_notification, encode_reply, ConnectResponse, Data, ErrorCode, Id, Jute, OpCode, Request,
+    Response, WatcherEvent,
+};
+pub use crate::replica::Fatal;
+use crate::replica::{
+    Applied, DurableNotify, Output, Proposal, ProposeError, Replica, ReplicaOptions,
+};
+use crate::session::ids::SessionIdGenerator;
+use crate::tree::acl::AuthSchemes;
+use crate::tree::{DataTree, PrepareConfig};
+use crate::watch::{Notification, WatchManager};
+use crate::zab::wire::{encode_i32, ForwardedRequest};
+use crate::zab::{Command, Event, PeerConfig, Role, Sid, Zxid};
+use reads::Asker;
+
+/// Keeper state "SyncConnected", carried by every server-sent event.
+const SYNC_CONNECTED: i32 = 3;
+
+/// What the pipeline needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// tickTime in ms.
+    pub tick_ms: u64,
+    /// minSessionTimeout.
+    pub min_session_timeout_ms: i32,
+    /// maxSessionTimeout.
+    pub max_session_timeout_ms: i32,
+    /// How writes are judged.
+    pub prepare: PrepareConfig,
+    /// skipACL.
+    pub skip_acl: bool,
+    /// DigestAuthenticationProvider.superDigest (`super:<base64 sha1>`).
+    pub super_digest: Option<String>,
+    /// The server id (1 in standalone).
+    pub server_id: u64,
+    /// How often the container reaper and TTL expiry run.
+    pub container_check_ms: u64,
+    /// globalOutstandingLimit.
+    pub global_outstanding_limit: usize,
+    /// autopurge.purgeInterval in ms (0: never purge).
+    pub purge_interval_ms: u64,
+    /// The size limits every request, txn and reply is checked against.
+    pub limits: crate::limits::Limits,
+}
+
+impl Settings {
+    /// The settings a zoo.cfg implies.
+    pub fn from_config(c: &crate::config::Config) -> Settings {
+        Settings {
+            tick_ms: u64::from(c.tick_time_ms),
+            min_session_timeout_ms: c.min_session_timeout_ms as i32,
+            max_session_timeout_ms: c.max_session_timeout_ms as i32,
+            prepare: PrepareConfig {
+                extended_types: c.extended_types_enabled,
+                skip_acl: c.skip_acl,
+                close_session_txn: c.close_session_txn_enabled,
+                reconfig_enabled: c.reconfig_enabled && c.is_distributed(),
+                ..PrepareConfig::default()
+            },
+            skip_acl: c.skip_acl,
+            super_digest: c.super_digest.clone(),
+            server_id: c.session_server_id(),
+            container_check_ms: 60_000,
+            global_outstanding_limit: c.global_outstanding_limit as usize,
+            purge_interval_ms: u64::from(c.autopurge_purge_interval_hours) * 3_600_000,
+            limits: crate::limits::Limits::from_config(c),
+        }
+    }
+
+    /// The negotiated session timeout for a requested one.
+    pub fn negotiate_timeout(&self, requested: i32) -> i32 {
+        requested.clamp(
+            self.min_session_timeout_ms,
+            self.max_session_timeout_ms.max(self.min_session_timeout_ms),
+        )
+    }
+}
+
+/// A frame (or the end) for a connection's writer.
+#[derive(Debug)]
+pub enum Out {
+    /// Bytes to write, already framed.
+    Frame(Vec<u8>),
+    /// A frame shared by many connections (a watch event fanned out): encoded once.
+    Shared(Arc<[u8]>),
+    /// A reply the writer encodes straight into its write buffer, outside every lock the
+    /// pipeline takes (a large getData is one copy, from the tree into the socket buffer).
+    /// `queued` is the size it was counted at in the connection's queue.
+    Reply {
+        /// The reply.
+        reply: Box<PendingReply>,
+        /// Bytes counted for it.
+        queued: usize,
+    },
+    /// Close the connection after what is queued.
+    Close,
+}
+
+impl Out {
+    /// Bytes this item was counted at in its connection's queue.
+    pub fn queued_bytes(&self) -> usize {
+        match self {
+            Out::Frame(f) => f.len(),
+            Out::Shared(f) => f.len(),
+            Out::Reply { queued, .. } => *queued,
+            Out::Close => 0,
+        }
+    }
+}
+
+/// A reply waiting to be encoded by the connection's writer.
+#[derive(Debug)]
+pub struct PendingReply {
+    /// ReplyHeader xid.
+    pub xid: i32,
+    /// ReplyHeader zxid.
+    pub zxid: i64,
+    /// ReplyHeader err.
+    pub err: ErrorCode,
+    /// The body (written only when `err` is Ok).
+    pub body: Response,
+}
+
+impl PendingReply {
+    /// Appends the framed reply to `buf`. A reply whose frame would exceed `max` bytes (more
+    /// than a client reads) is replaced by a MARSHALLINGERROR reply with the same xid.
+    pub fn encode_into(&self, buf: &mut Vec<u8>, max: usize) {
+        let start = buf.len();
+        buf.extend_from_slice(&[0u8; 4]);
+        crate::proto::ReplyHeader { xid: self.xid, zxid: self.zxid, err: self.err.code() }
+            .write(buf);
+        if self.err == ErrorCode::Ok {
+            self.body.write(buf);
+        }
+        let len = buf.len() - start - 4;
+        if len > max {
+            tracing::info!(
+                xid = self.xid,
+                bytes = len,
+                max,
+                "reply larger than jute.maxbuffer; answered MARSHALLINGERROR"
+            );
+            buf.truncate(start);
+            encode_reply(buf, self.xid, self.zxid, ErrorCode::MarshallingError, &Response::Empty);
+            return;
+        }
+        buf[start..start + 4].copy_from_slice(&(len as i32).to_be_bytes());
+    }
+}
+
+/// The bytes a reply is counted at in its connection's queue: its size, near enough (the
+/// large parts exactly), without encoding it.
+fn reply_size_hint(err: ErrorCode, body: &Response) -> usize {
+    const SMALL: usize = 128;
+    if err != ErrorCode::Ok {
+        return SMALL;
+    }
+    let names = |v: &[String]| v.iter().map(|n| n.len() + 4).sum::<usize>();
+    match body {
+        Response::GetData(d) => SMALL + d.data.len(),
+        Response::GetChildren(c) => SMALL + names(&c.children),
+        Response::GetChildren2(c) => SMALL + names(&c.children),
+        Response::GetEphemerals(e) => SMALL + names(&e.ephemerals),
+        Response::GetAcl(a) => {
+            SMALL + a.acl.iter().map(|x| x.id.id.len() + x.id.scheme.len() + 12).sum::<usize>()
+        }
+        Response::Multi(rs) => rs
+            .iter()
+            .map(|r| match r {
+                crate::proto::OpResult::GetData { data, .. } => SMALL + data.len(),
+                crate::proto::OpResult::GetChildren { children } => SMALL + names(children),
+                crate::proto::OpResult::Create { path } => SMALL + path.len(),
+                _ => SMALL,
+            })
+            .sum(),
+        Response::Create(c) => SMALL + c.path.len(),
+        Response::Create2(c) => SMALL + c.path.len(),
+        _ => SMALL,
+    }
+}
+
+/// Per-connection counters shown by `cons` and `stat`.
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Packets received.
+    pub received: AtomicU64,
+    /// Packets sent.
+    pub sent: AtomicU64,
+    /// Last cxid.
+    pub last_cxid: AtomicI64,
+    /// Last zxid answered.
+    pub last_zxid: AtomicI64,
+    /// Last opcode (as its code).
+    pub last_op: AtomicI64,
+    /// Latency sum / count / min / max, in ms.
+    pub lat_sum: AtomicU64,
+    /// Requests measured.
+    pub lat_count: AtomicU64,
+    /// Minimum latency.
+    pub lat_min: AtomicU64,
+    /// Maximum latency.
+    pub lat_max: AtomicU64,
+    /// When the last response went out, ms since the server started.
+    pub last_response_ms: AtomicU64,
+    /// Latency of the last request.
+    pub last_latency: AtomicU64,
+}
+
+/// A client connection, as the pipeline sees it.
+#[derive(Debug)]
+pub struct Conn {
+    /// Server-assigned id; also the watcher id.
+    pub id: u64,
+    /// Where it comes from.
+    pub remote: SocketAddr,
+    /// Frames to write.
+    pub out: tokio::sync::mpsc::UnboundedSender<Out>,
+    /// Requests handed to the pipeline and not answered yet.
+    pub pending: AtomicUsize,
+    /// The session, once established (0 before).
+    pub session_id: AtomicI64,
+    /// Negotiated timeout.
+    pub timeout_ms: AtomicI64,
+    /// When the connection was established, ms since the server started.
+    pub established_ms: u64,
+    /// Counters.
+    pub stats: ConnStats,
+    /// The connection's authenticated ids (ip, digest, super), for checking that a watch event
+    /// may be delivered.
+    pub auth: Mutex<Arc<Vec<Id>>>,
+    /// Bytes queued for the writer and not written yet.
+    pub queued: AtomicUsize,
+    /// Queued bytes past which the connection is closed at once (twice the limit at which
+    /// its requests stop being read).
+    pub queued_hard_max: usize,
+    /// Set to true to close the connection now, dropping what is queued: both of its tasks
+    /// watch it.
+    pub kill: tokio::sync::watch::Sender<bool>,
+    /// Wakes the reader when the writer has written (the queue went down).
+    pub drained: tokio::sync::Notify,
+    /// The session ended (closed or expired): no further request of this connection runs.
+    pub session_ended: AtomicBool,
+    /// The connection's reader has stopped: a read still queued in the pipeline is dropped
+    /// instead of answered (it would re-add watches after they were removed).
+    pub gone: AtomicBool,
+}
+
+impl Conn {
+    /// A connection's pipeline-side handle; `out` feeds its writer task.
+    pub fn new(
+        id: u64,
+        remote: SocketAddr,
+        out: tokio::sync::mpsc::UnboundedSender<Out>,
+        established_ms: u64,
+        queued_hard_max: usize,
+    ) -> Conn {
+        let conn = Conn {
+            id,
+            remote,
+            out,
+            pending: AtomicUsize::new(0),
+            session_id: AtomicI64::new(0),
+            timeout_ms: AtomicI64::new(0),
+            established_ms,
+            stats: ConnStats::default(),
+            auth: Mutex::new(Arc::new(vec![Id {
+                scheme: "ip".into(),
+                id: remote.ip().to_string(),
+            }])),
+            queued: AtomicUsize::new(0),
+            queued_hard_max,
+            kill: tokio::sync::watch::Sender::new(false),
+            drained: tokio::sync::Notify::new(),
+            session_ended: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
+        };
+        conn.stats.lat_min.store(u64::MAX, Ordering::Relaxed);
+        conn
+    }
+
+    /// Queues an item for the writer, counting its bytes; false if the connection is gone.
+    /// An item that takes the queue past its hard limit closes the connection instead: its
+    /// client has stopped reading while events kept coming.
+    fn push(&self, item: Out) -> bool {
+        if *self.kill.borrow() {
+            return false;
+        }
+        let bytes = item.queued_bytes();
+        let queued = self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        if queued > self.queued_hard_max {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            tracing::info!(
+                remote = %self.remote,
+                queued,
+                max = self.queued_hard_max,
+                "a client that does not read its replies; closing its connection"
+            );
+            self.kill_now();
+            return false;
+        }
+        self.stats.sent.fetch_add(1, Ordering::Relaxed);
+        if self.out.send(item).is_err() {
+            self.queued.fetch_sub(bytes, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// Queues a frame; false if the connection is gone.
+    pub fn send(&self, frame: Vec<u8>) -> bool {
+        self.push(Out::Frame(frame))
+    }
+
+    /// Queues a frame shared with other connections.
+    pub fn send_shared(&self, frame: &Arc<[u8]>) -> bool {
+        self.push(Out::Shared(frame.clone()))
+    }
+
+    /// Queues a reply for the writer to encode.
+    pub fn send_reply(&self, xid: i32, zxid: i64, err: ErrorCode, body: Response) -> bool {
+        let queued = reply_size_hint(err, &body);
+        let reply = Box::new(PendingReply { xid, zxid, err, body });
+        self.push(Out::Reply { reply, queued })
+    }
+
+    /// Asks the writer to close after what is queued.
+    pub fn close(&self) {
+        let _ = self.out.send(Out::Close);
+    }
+
+    /// Closes the connection now, dropping whatever is queued (a client that does not read
+    /// would otherwise hold it open behind its unread bytes).
+    pub fn kill_now(&self) {
+        self.kill.send_replace(true);
+    }
+
+    /// The session ended: no later request of this connection runs, and the connection is
+    /// closed now.
+    pub fn end_session(&self) {
+        self.session_ended.store(true, Ordering::Release);
+        self.kill_now();
+    }
+}
+
+/// Server-wide counters (srvr, stat, mntr).
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Packets received.
+    pub received: AtomicU64,
+    /// Packets sent.
+    pub sent: AtomicU64,
+    /// Latency sum (ms).
+    pub lat_sum: AtomicU64,
+    /// Requests measured.
+    pub lat_count: AtomicU64,
+    /// Minimum latency (ms), u64::MAX before the first.
+    pub lat_min: AtomicU64,
+    /// Maximum latency (ms).
+    pub lat_max: AtomicU64,
+}
+
+impl Stats {
+    /// Records a request's latency.
+    pub fn record_latency(&self, ms: u64) {
+        self.lat_sum.fetch_add(ms, Ordering::Relaxed);
+        self.lat_count.fetch_add(1, Ordering::Relaxed);
+        self.lat_min.fetch_min(ms, Ordering::Relaxed);
+        self.lat_max.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// Clears them (srst).
+    pub fn reset(&self) {
+        for a in [&self.received, &self.sent, &self.lat_sum, &self.lat_count, &self.lat_max] {
+            a.store(0, Ordering::Relaxed);
+        }
+        self.lat_min.store(u64::MAX, Ordering::Relaxed);
+    }
+}
+
+/// A session as the pipeline tracks it.
+#[derive(Debug, Clone)]
+pub struct SessionInfo {
+    /// Negotiated timeout.
+    pub timeout_ms: i32,
+    /// Last time the client was heard from, ms since the server started.
+    pub last_touch: Arc<AtomicU64>,
+    /// The last touch handed to the session tracker.
+    pub touch_sent: u64,
+    /// The connection that owns it, if connected.
+    pub conn: Option<u64>,
+    /// A closeSession txn is under way.
+    pub closing: bool,
+}
+
+/// State shared by the pipeline thread and the connection tasks.
+#[derive(Debug)]
+pub struct Shared {
+    /// The published tree version. The pipeline takes it for writing to apply a batch, fire
+    /// its watches and publish; readers take it for reading around a read and its reply.
+    pub view: RwLock<Arc<DataTree>>,
+    /// The zxid of the published version.
+    pub last_zxid: AtomicI64,
+    /// Watch tables (lock order: `view`, then `watches`).
+    pub watches: Mutex<WatchManager>,
+    /// Live connections by id.
+    pub conns: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// Sessions (copy for reporting; the pipeline's own table is authoritative).
+    pub sessions: Mutex<HashMap<i64, SessionInfo>>,
+    /// Requests handed to the pipeline and not answered (all connections).
+    pub outstanding: AtomicUsize,
+    /// Counters.
+    pub stats: Stats,
+    /// Configuration.
+    pub settings: Settings,
+    /// Wakes connection readers paused by globalOutstandingLimit.
+    pub unthrottle: tokio::sync::Notify,
+    /// The configuration the server runs with (for `conf`, the 4lw whitelist).
+    pub config: crate::config::Config,
+    /// When the server started, wall clock ms since the epoch.
+    pub start_wall_ms: i64,
+    /// The trace mask of `gtmk`/`stmk` (kept for compatibility; it changes no logging).
+    pub trace_mask: AtomicI64,
+    /// Failed auth attempts (mntr zk_auth_failed_count).
+    pub auth_failed: AtomicU64,
+    /// Why the pipeline stopped on its own (storage failed), once it has.
+    pub fatal: Mutex<Option<Fatal>>,
+    /// Notified (once, with a stored permit) when `fatal` is set.
+    pub failed: tokio::sync::Notify,
+    /// Where the pipeline and the connections read the time.
+    pub clock: Arc<dyn Clock>,
+}
+
+/// The time, as the pipeline and the connections see it: the server's clock, or a test's.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Milliseconds since the server started (monotonic): session touches, ticks.
+    fn now_ms(&self) -> u64;
+    /// Milliseconds since the Unix epoch: txn timestamps (ctime, mtime), TTLs.
+    fn wall_ms(&self) -> i64;
+}
+
+/// The machine's clocks.
+#[derive(Debug)]
+pub struct SystemClock {
+    start: Instant,
+}
+
+impl SystemClock {
+    /// Starts counting now.
+    pub fn new() -> Self {
+        SystemClock { start: Instant::now() }
+    }
+}
+
+impl Default for SystemClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+    fn wall_ms(&self) -> i64 {
+        wall_ms()
+    }
+}
+
+/// A clock that moves only when told (tests drive the pipeline step by step with it).
+#[derive(Debug)]
+pub struct ManualClock {
+    now: AtomicU64,
+    wall_start: i64,
+}
+
+impl ManualClock {
+    /// At 0 ms since start, `wall_start` ms since the Unix epoch.
+    pub fn new(wall_start: i64) -> Self {
+        ManualClock { now: AtomicU64::new(0), wall_start }
+    }
+
+    /// Moves it forward.
+    pub fn advance(&self, ms: u64) {
+        self.now.fetch_add(ms, Ordering::AcqRel);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> u64 {
+        self.now.load(Ordering::Acquire)
+    }
+    fn wall_ms(&self) -> i64 {
+        self.wall_start + self.now_ms() as i64
+    }
+}
+
+impl Shared {
+    /// State for a server about to start with these settings and configuration.
+    pub fn new(
+        settings: Settings,
+        config: crate::config::Config,
+        tree: crate::tree::TreeOptions,
+    ) -> Shared {
+        Shared::with_clock(settings, config, tree, Arc::new(SystemClock::new()))
+    }
+
+    /// The same, reading the time from `clock`.
+    pub fn with_clock(
+        settings: Settings,
+        config: crate::config::Config,
+        tree: crate::tree::TreeOptions,
+        clock: Arc<dyn Clock>,
+    ) -> Shared {
+        let shared = Shared {
+            view: RwLock::new(Arc::new(DataTree::new(tree))),
+            last_zxid: AtomicI64::new(0),
+            watches: Mutex::new(WatchManager::new()),
+            conns: Mutex::default(),
+            sessions: Mutex::default(),
+            outstanding: AtomicUsize::new(0),
+            stats: Stats::default(),
+            settings,
+            unthrottle: tokio::sync::Notify::new(),
+            config,
+            start_wall_ms: clock.wall_ms() - clock.now_ms() as i64,
+            trace_mask: AtomicI64::new(crate::admin::fourlw::DEFAULT_TRACE_MASK),
+            auth_failed: AtomicU64::new(0),
+            fatal: Mutex::new(None),
+            failed: tokio::sync::Notify::new(),
+            clock,
+        };
+        shared.stats.reset();
+        shared
+    }
+
+    /// Milliseconds since the server started.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+}
+
+/// Events the pipeline thread handles.
+pub enum Input {
+    /// A request that needs the pipeline (a write, or a read queued behind one).
+    Request {
+        /// From.
+        conn: Arc<Conn>,
+        /// Its xid.
+        xid: i32,
+        /// Its opcode.
+        op: OpCode,
+        /// The request.
+        req: Request,
+        /// The connection's authenticated ids.
+        auth: Arc<Vec<Id>>,
+        /// When it was read.
+        received: Instant,
+    },
+    /// A write that failed before it could be prepared (a multi holding a read op): it is
+    /// logged as an error txn, which takes a zxid, and answered with `err`.
+    FailedWrite {
+        /// From.
+        conn: Arc<Conn>,
+        /// Its xid.
+        xid: i32,
+        /// The error code.
+        err: ErrorCode,
+        /// When it was read.
+        received: Instant,
+    },
+    /// The log has made everything up to this zxid durable (or failed).
+    Durable {
+        /// The zxid.
+        zxid: u64,
+        /// False if the log failed.
+        ok: bool,
+    },
+    /// A client asks for a new session.
+    CreateSession {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// Requested timeout.
+        timeout_ms: i32,
+        /// Whether the client sent the readOnly byte.
+        read_only: Option<bool>,
+        /// Told the new session id and its last-touch cell once it is committed.
+        done: tokio::sync::oneshot::Sender<Option<(i64, Arc<AtomicU64>)>>,
+    },
+    /// A client reconnects to an existing session.
+    Reconnect {
+        /// The connection.
+        conn: Arc<Conn>,
+        /// Session id.
+        session_id: i64,
+        /// The password it presented.
+        passwd: Vec<u8>,
+        /// Requested timeout.
+        timeout_ms: i32,
+        /// Whether the client sent the readOnly byte.
+        read_only: Option<bool>,
+        /// Told whether the session is valid, with its last-touch cell.
+        done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
+    },
+    /// A connection went away.
+    ConnClosed {
+        /// Its id.
+        conn_id: u64,
+        /// Its session (0 if none).
+        session_id: i64,
+    },
+    /// Network news for an ensemble member's replica: an election notification, a quorum
+    /// packet, a snapshot body, a quorum connection opened or broken.
+    Peer(Event),
+    /// Stop: finish what is durable and return.
+    Shutdown,
+}
+
+enum Origin {
+    None,
+    Client {
+        conn: Arc<Conn>,
+        xid: i32,
+        received: Instant,
+    },
+    NewSession {
+        conn: Arc<Conn>,
+        read_only: Option<bool>,
+        done: tokio::sync::oneshot::Sender<Option<(i64, Arc<AtomicU64>)>>,
+    },
+    Close {
+        conn: Option<Arc<Conn>>,
+        xid: Option<i32>,
+    },
+}
+
+/// Network traffic of an ensemble member, for its runtime to carry.
+#[derive(Debug)]
+pub enum NetOut {
+    /// An election notification, a quorum packet, or a quorum connection to open or close
+    /// (`zab::Command::SendNotification`, `Send`, `Connect`, `Disconnect`).
+    Command(Command),
+    /// The SNAP payload for `to`: a snapshot body in ZooKeeper's format (then "BenWasHere").
+    Snapshot {
+        /// The learner.
+        to: Sid,
+        /// The body.
+        body: Vec<u8>,
+    },
+}
+
+/// An item of a learner's per-connection order.
+enum Queued {
+    /// A forwarded write, answered when it comes back committed.
+    Write,
+    /// A forwarded sync, answered when the leader's SYNC comes back.
+    Sync(WaitingRead),
+    /// A read, answered once everything before it is.
+    Read(WaitingRead),
+}
+
+/// A read waiting for a boundary (behind its connection's writes).
+struct WaitingRead {
+    conn: Arc<Conn>,
+    xid: i32,
+    req: Request,
+    auth: Arc<Vec<Id>>,
+    received: Instant,
+    /// Not a read: a request of a session that had ended, answered SESSIONEXPIRED in its turn.
+    expired: bool,
+}
+
+/// The pipeline thread's state.
+pub struct Pipeline {
+    shared: Arc<Shared>,
+    /// The replica: a standalone (one-voter) ZAB peer over the database, which sequences,
+    /// logs, commits and applies.
+    replica: Replica,
+    /// The committed version before the commit group being answered (a deleted node's last
+    /// ACL comes from it).
+    before: DataTree,
+    /// Who waits for each txn this pipeline proposed, by zxid (in zxid order).
+    origins: VecDeque<(Zxid, Origin)>,
+    /// Per connection: (writes in flight, reads waiting).
+    pending: HashMap<u64, (usize, usize)>,
+    /// Reads waiting for the boundary at a zxid, in arrival order.
+    waiting: std::collections::BTreeMap<i64, Vec<WaitingRead>>,
+    sessions: HashMap<i64, SessionInfo>,
+    ids: SessionIdGenerator,
+    last_reap_ms: u64,
+    last_purge_ms: u64,
+    /// When the replica's next tick (one tickTime) is due, ms since the server started.
+    next_peer_tick_ms: u64,
+    /// A reusable buffer for the replica's outputs of a proposal.
+    scratch: Vec<Output>,
+    /// Network traffic for the runtime to carry (ensemble members).
+    net: Vec<NetOut>,
+    /// A learner's forwarded requests waiting for their txn to come back committed, by
+    /// (session, cxid), oldest first.
+    forwarded: HashMap<(i64, i32), VecDeque<Origin>>,
+    /// A learner's per-connection order: its forwarded writes and syncs, and the reads
+    /// queued behind them.
+    learner_queue: HashMap<u64, VecDeque<Queued>>,
+    /// A learner's forwarded syncs, by connection, in the order they were sent.
+    syncs: VecDeque<u64>,
+    /// The newest durable zxid the log reported, told to the replica at the end of a batch.
+    durable_seen: Zxid,
+    /// Storage failed: the pipeline stops at the end of the batch.
+    fatal: Option<Fatal>,
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// Encodes a ConnectResponse frame.
+pub fn connect_response(
+    timeout: i32,
+    session_id: i64,
+    passwd: &[u8],
+    read_only: Option<bool>,
+) -> Vec<u8> {
+    let r = ConnectResponse {
+        protocol_version: 0,
+        time_out: timeout,
+        session_id,
+        passwd: Data::from(passwd.to_vec()),
+        read_only: read_only.map(|_| false),
+    };
+    let mut body = Vec::new();
+    r.write(&mut body);
+    let mut frame = Vec::with_capacity(body.len() + 4);
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// Encodes a reply frame.
+pub fn reply_frame(xid: i32, zxid: i64, err: ErrorCode, body: &Response) -> Vec<u8> {
+    let mut f = Vec::new();
+    encode_reply(&mut f, xid, zxid, err, body);
+    f
+}
+
+fn event_frame(n: &Notification) -> Vec<u8> {
+    let mut f = Vec::new();
+    // ZooKeeper up to 3.8 sends zxid -1 with notifications (3.9 sends the txn's zxid); we
+    // match 3.8, the reference our differential tests compare against.
+    encode_notification(
+        &mut f,
+        -1,
+        &WatcherEvent { event_type: n.event.code(), state: SYNC_CONNECTED, path: n.path.clone() },
+    );
+    f
+}
+
+/// Delivers notifications to their connections.
+pub fn deliver(conns: &HashMap<u64, Arc<Conn>>, events: &[Notification]) {
+    for n in events {
+        if let Some(c) = conns.get(&n.watcher) {
+            c.send(event_frame(n));
+        }
+    }
+}
+
+/// Delivers the notifications a change caused, only to connections allowed to READ the node
+/// (`acl`: the node's ACL, the deleted node's last ACL, or the parent's for
+/// NodeChildrenChanged), as ZooKeeper does since its fix for CVE-2024-23944. A one-shot watch
+/// that is not delivered is still consumed. All of `events` are for one path and event type:
+/// the frame is encoded once and shared by every connection it goes to.
+pub fn deliver_permitted(
+    conns: &HashMap<u64, Arc<Conn>>,
+    events: &[Notification],
+    acl: &[crate::proto::Acl],
+    skip_acl: bool,
+) {
+    let Some(first) = events.first() else { return };
+    let frame: Arc<[u8]> = event_frame(first).into();
+    let schemes = AuthSchemes::default();
+    for n in events {
+        debug_assert!(n.path == first.path && n.event == first.event);
+        if let Some(c) = conns.get(&n.watcher) {
+            let allowed = skip_acl || {
+                let auth = c.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                crate::tree::acl::check_acl(acl, 1, &auth, &schemes)
+            };
+            if allowed {
+                c.send_shared(&frame);
+            }
+        }
+    }
+}
+
+/// A read to answer: its xid, the request, the asker's ids, and when it arrived.
+#[derive(Debug, Clone, Copy)]
+pub struct ReadJob<'a> {
+    /// The request's xid.
+    pub xid: i32,
+    /// The request.
+    pub req: &'a Request,
+    /// The connection's authenticated ids.
+    pub auth: &'a [Id],
+    /// When it was read off the socket.
+    pub received: Instant,
+}
+
+/// Answers a read (locally or queued) and queues its reply and any events it causes.
+pub fn answer_read(
+    shared: &Shared,
+    tree: &DataTree,
+    watches: &mut WatchManager,
+    conn: &Conn,
+    job: ReadJob<'_>,
+) {
+    let ReadJob { xid, req, auth, received } = job;
+    let schemes = AuthSchemes::default();
+    let who = Asker {
+        session_id: conn.session_id.load(Ordering::Relaxed),
+        watcher: conn.id,
+        auth,
+        schemes: &schemes,
+        skip_acl: shared.settings.skip_acl,
+    };
+    let outcome = reads::answer(tree, &who, req, watches);
+    for n in &outcome.events {
+        conn.send(event_frame(n));
+    }
+    let zxid = shared.last_zxid.load(Ordering::Acquire);
+    finish_reply(shared, conn, xid, zxid, outcome.err, outcome.body, req.opcode(), received);
+}
+
+/// Answers a request of a session that has ended SESSIONEXPIRED, and closes the connection.
+fn answer_session_ended(shared: &Shared, conn: &Conn, xid: i32, op: OpCode, received: Instant) {
+    finish_reply(shared, conn, xid, -1, ErrorCode::SessionExpired, Response::Empty, op, received);
+    conn.close();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn finish_reply(
+    shared: &Shared,
+    conn: &Conn,
+    xid: i32,
+    zxid: i64,
+    err: ErrorCode,
+    body: Response,
+    op: OpCode,
+    received: Instant,
+) {
+    conn.send_reply(xid, zxid, err, body);
+    let ms = received.elapsed().as_millis() as u64;
+    shared.stats.record_latency(ms);
+    shared.stats.sent.fetch_add(1, Ordering::Relaxed);
+    let s = &conn.stats;
+    s.last_zxid.store(zxid, Ordering::Relaxed);
+    s.last_op.store(i64::from(op.code()), Ordering::Relaxed);
+    s.lat_sum.fetch_add(ms, Ordering::Relaxed);
+    s.lat_count.fetch_add(1, Ordering::Relaxed);
+    s.lat_min.fetch_min(ms, Ordering::Relaxed);
+    s.lat_max.fetch_max(ms, Ordering::Relaxed);
+    s.last_latency.store(ms, Ordering::Relaxed);
+    s.last_response_ms.store(shared.now_ms(), Ordering::Relaxed);
+}
+
+impl Pipeline {
+    /// Builds the pipeline over a recovered database: a standalone replica (a one-voter
+    /// ensemble, serving at once, its zxids going on from the log's last). `tx` must send to
+    /// the receiver passed to [`Pipeline::run`] (the log reports durability through it).
+    pub fn new(
+        shared: Arc<Shared>,
+        db: Database,
+        state: State,
+        tx: Sender<Input>,
+    ) -> Result<Pipeline, Fatal> {
+        Pipeline::build(shared, db, state, tx, None)
+    }
+
+    /// Builds the pipeline of an ensemble member (`cfg` names the voters and observers, `id`
+    /// is this server): its replica starts LOOKING; the runtime carries its network traffic
+    /// ([`Pipeline::take_network`], [`Input::Peer`]). While it is a serving learner, its
+    /// clients' writes (and syncs) are forwarded to the leader and answered when the txn
+    /// comes back committed, matched by (session, cxid).
+    pub fn member(
+        shared: Arc<Shared>,
+        db: Database,
+        state: State,
+        tx: Sender<Input>,
+        cfg: PeerConfig,
+        id: Sid,
+    ) -> Result<Pipeline, Fatal> {
+        Pipeline::build(shared, db, state, tx, Some((cfg, id)))
+    }
+
+    fn build(
+        shared: Arc<Shared>,
+        db: Database,
+        state: State,
+        tx: Sender<Input>,
+        member: Option<(PeerConfig, Sid)>,
+    ) -> Result<Pipeline, Fatal> {
+        let last = state.tree.last_processed_zxid().max(0);
+        let mut sessions = HashMap::new();
+        let now = shared.now_ms();
+        for (id, timeout) in &state.sessions {
+            // Sessions restored from disk get a full timeout to reconnect, as in ZooKeeper.
+            sessions.insert(
+                *id,
+                SessionInfo {
+                    timeout_ms: *timeout,
+                    last_touch: Arc::new(AtomicU64::new(now)),
+                    touch_sent: now,
+                    conn: None,
+                    closing: false,
+                },
+            );
+        }
+        let elapsed = shared.clock.wall_ms();
+        let mut ids = SessionIdGenerator::new(shared.settings.server_id, elapsed);
+        // Never reuse a restored id.
+        while sessions.contains_key(&ids.peek()) {
+            ids.next_id();
+        }
+        *shared.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state.tree.clone());
+        shared.last_zxid.store(last, Ordering::Release);
+        *shared.sessions.lock().unwrap_or_else(|p| p.into_inner()) = sessions.clone();
+        let before = state.tree.clone();
+        let settings = &shared.settings;
+        let opts = ReplicaOptions {
+            prepare: settings.prepare.clone(),
+            txn_bytes_max: settings.limits.txn_bytes_max,
+            boundary_every_txn: false,
+            report_appends_and_commits: false,
+        };
+        let notify: DurableNotify = Arc::new(move |zxid, ok| {
+            let _ = tx.send(Input::Durable { zxid, ok });
+        });
+        let (replica, out) = match member {
+            None => {
+                let me = settings.server_id.max(1);
+                let mut cfg = PeerConfig::new([me], []);
+                cfg.tick_ms = settings.tick_ms.clamp(1, u64::from(u32::MAX)) as u32;
+                // Nothing to sync learners from: keep no history window.
+                cfg.commit_log_count = 1;
+                // globalOutstandingLimit and the connection limits bound what is in flight.
+                cfg.outstanding_max = usize::MAX;
+                Replica::standalone(cfg, me, db, state, opts, Some(notify))?
+            }
+            Some((cfg, id)) => Replica::member(cfg, id, db, state, opts, Some(notify))?,
+        };
+        let mut p = Pipeline {
+            shared,
+            replica,
+            before,
+            origins: VecDeque::new(),
+            pending: HashMap::new(),
+            waiting: std::collections::BTreeMap::new(),
+            sessions,
+            ids,
+            last_reap_ms: 0,
+            last_purge_ms: 0,
+            next_peer_tick_ms: 0,
+            durable_seen: 0,
+            scratch: Vec::new(),
+            net: Vec::new(),
+            forwarded: HashMap::new(),
+            learner_queue: HashMap::new(),
+            syncs: VecDeque::new(),
+            fatal: None,
+        };
+        p.next_peer_tick_ms = now + p.shared.settings.tick_ms.max(1);
+        p.outputs(out);
+        Ok(p)
+    }
+
+    /// Closes, through closeSession txns, every session that owns ephemeral nodes but is not
+    /// in the session table: ephemerals a dead session left behind (written by an older
+    /// version that let a request of an expired session run) are removed at startup.
+    fn close_orphan_sessions(&mut self) {
+        let committed = self.replica.committed();
+        let orphans: Vec<i64> = committed
+            .tree
+            .sessions_with_ephemerals()
+            .into_iter()
+            .filter(|id| !committed.sessions.contains_key(id))
+            .collect();
+        for id in orphans {
+            tracing::warn!(
+                session = format_args!("{id:#x}"),
+                "ephemeral nodes of a session that no longer exists; removing them"
+            );
+            self.propose(Proposal::Orphans { session_id: id }, Origin::None);
+        }
+    }
+
+    /// Runs until [`Input::Shutdown`], or until storage fails; returns the database for an
+    /// orderly close, and the failure if there was one.
+    pub fn run(mut self, rx: Receiver<Input>) -> Stopped {
+        self.begin();
+        let tick = Duration::from_millis(self.shared.settings.tick_ms.clamp(10, 60_000) / 2);
+        let mut next_tick = Instant::now() + tick;
+        // Idle ticks left in which to hand freed memory back (see `crate::memory`). Several,
+        // because other threads (a snapshot finishing, readers) may still drop their versions
+        // of the tree, the pipeline's allocations, after the pipeline went quiet.
+        let mut trims_left = 0u32;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            let first = match rx.recv_timeout(wait) {
+                Ok(ev) => Some(ev),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => return self.stopped(),
+            };
+            if first.is_some() {
+                trims_left = 5;
+            } else if trims_left > 0 {
+                trims_left -= 1;
+                crate::memory::trim();
+            }
+            let mut batch: Vec<Input> = first.into_iter().collect();
+            while batch.len() < 4096 {
+                match rx.try_recv() {
+                    Ok(ev) => batch.push(ev),
+                    Err(_) => break,
+                }
+            }
+            let mut stop = false;
+            for ev in batch {
+                match ev {
+                    Input::Shutdown => stop = true,
+                    ev => self.handle(ev),
+                }
+            }
+            if Instant::now() >= next_tick {
+                self.on_tick();
+                next_tick = Instant::now() + tick;
+            }
+            if self.fatal.is_some() {
+                // Nothing more is committed or answered: what was acknowledged is durable, and
+                // what was not stays unacknowledged.
+                return self.stopped();
+            }
+            self.end_batch();
+            if stop {
+                // Wait (bounded) for what was logged to become durable and be answered.
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while self.replica.in_flight() > 0 && Instant::now() < deadline {
+                    if let Ok(Input::Durable { zxid, ok }) =
+                        rx.recv_timeout(Duration::from_millis(50))
+                    {
+                        self.on_durable(zxid, ok);
+                        if self.fatal.is_some() {
+                            break;
+                        }
+                        self.end_batch();
+                    }
+                }
+                return self.stopped();
+            }
+        }
+    }
+
+    fn stopped(self) -> Stopped {
+        Stopped { db: self.replica.into_db(), fatal: self.fatal }
+    }
+
+    // Driving the pipeline event by event, without its thread (tests; `run` is these in a
+    // loop with real time).
+
+    /// What [`Pipeline::run`] does first: removes the ephemerals of sessions that no longer
+    /// exist.
+    pub fn begin(&mut self) {
+        self.close_orphan_sessions();
+        self.end_batch();
+    }
+
+    /// Handles one input, then ends the batch (commits what can be, publishes).
+    pub fn step(&mut self, ev: Input) {
+        self.handle(ev);
+        if self.fatal.is_none() {
+            self.end_batch();
+        }
+    }
+
+    /// Half a tickTime passed on the clock: session ticks, autopurge, the container reaper.
+    pub fn tick(&mut self) {
+        self.on_tick();
+        if self.fatal.is_none() {
+            self.end_batch();
+        }
+    }
+
+    /// With a database whose log is written inline (`DbOptions::inline_log`): writes what was
+    /// logged, makes it durable, and commits it.
+    pub fn flush_log(&mut self) {
+        let mut out = Vec::new();
+        let r = self.replica.flush(&mut out);
+        self.outputs(out);
+        match r {
+            Ok(()) => self.end_batch(),
+            Err(f) => self.fail(f),
+        }
+    }
+
+    /// Why the pipeline stopped, if storage failed.
+    pub fn failure(&self) -> Option<&Fatal> {
+        self.fatal.as_ref()
+    }
+
+    /// Ends it: the database back, and the failure if there was one.
+    pub fn finish(self) -> Stopped {
+        self.stopped()
+    }
+
+    /// The end of a batch of inputs: the newest txn becomes a boundary, and everything
+    /// committed up to a boundary is answered.
+    fn end_batch(&mut self) {
+        if self.durable_seen > self.replica.durable() {
+            let mut out = Vec::with_capacity(16);
+            let r = self.replica.step(Event::Durable { zxid: self.durable_seen }, &mut out);
+            self.outputs(out);
+            if let Err(f) = r {
+                self.fail(f);
+                return;
+            }
+        }
+        self.replica.mark_boundary();
+        let mut out = Vec::new();
+        self.replica.apply_committed(&mut out);
+        self.outputs(out);
+    }
+
+    fn handle(&mut self, ev: Input) {
+        match ev {
+            Input::Request { conn, xid, op, req, auth, received } => {
+                self.on_request(conn, xid, op, req, auth, received)
+            }
+            Input::Durable { zxid, ok } => self.on_durable(zxid, ok),
+            Input::FailedWrite { conn, xid, err, received } if !self.leading() => {
+                // A learner answers it here, without a txn (the leader would log an error
+                // txn for it; see docs/compatibility.md).
+                finish_reply(
+                    &self.shared,
+                    &conn,
+                    xid,
+                    self.shared.last_zxid.load(Ordering::Acquire),
+                    err,
+                    Response::Empty,
+                    OpCode::Multi,
+                    received,
+                );
+                self.answered(&conn);
+            }
+            Input::FailedWrite { conn, xid, err, received } => {
+                let session_id = conn.session_id.load(Ordering::Relaxed);
+                let origin = Origin::Client { conn: conn.clone(), xid, received };
+                if self.propose(Proposal::Failed { session_id, cxid: xid, err }, origin).is_some() {
+                    self.queue_write(&conn);
+                }
+            }
+            Input::CreateSession { conn, timeout_ms, read_only, done } => {
+                let id = self.ids.next_id();
+                let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+                conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
+                let origin = Origin::NewSession { conn, read_only, done };
+                if self.leading() {
+                    let p = Proposal::CreateSession { session_id: id, timeout_ms: timeout };
+                    self.propose(p, origin);
+                } else {
+                    let fr = ForwardedRequest {
+                        session_id: id,
+                        cxid: 0,
+                        op: crate::replica::OP_CREATE_SESSION,
+                        body: encode_i32(timeout),
+                        auth: Vec::new(),
+                    };
+                    self.forward(fr, origin, None);
+                }
+            }
+            Input::Reconnect { conn, session_id, passwd, timeout_ms, read_only, done } => {
+                self.on_reconnect(conn, session_id, passwd, timeout_ms, read_only, done)
+            }
+            Input::ConnClosed { conn_id, session_id } => {
+                self.pending.remove(&conn_id);
+                if let Some(s) = self.sessions.get_mut(&session_id) {
+                    if s.conn == Some(conn_id) {
+                        s.conn = None;
+                    }
+                }
+                self.shared
+                    .watches
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove_watcher(conn_id);
+            }
+            Input::Peer(ev) => {
+                self.replica.set_clock(self.shared.clock.wall_ms());
+                let mut out = Vec::new();
+                let r = self.replica.step(ev, &mut out);
+                self.outputs(out);
+                if let Err(f) = r {
+                    self.fail(f);
+                }
+            }
+            Input::Shutdown => {}
+        }
+    }
+
+    fn on_reconnect(
+        &mut self,
+        conn: Arc<Conn>,
+        session_id: i64,
+        passwd: Vec<u8>,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+        done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
+    ) {
+        let valid = self.replica.db().session_secret().verify(session_id, &passwd)
+            && self.sessions.get(&session_id).is_some_and(|s| !s.closing);
+        if !valid {
+            conn.send(connect_response(0, 0, &[0u8; 16], read_only));
+            conn.close();
+            let _ = done.send(None);
+            return;
+        }
+        let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+        let now = self.shared.now_ms();
+        let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let s = self.sessions.get_mut(&session_id).expect("checked");
+        if let Some(old) = s.conn.replace(conn.id) {
+            if old != conn.id {
+                if let Some(c) = conns.get(&old) {
+                    c.close();
+                }
+            }
+        }
+        drop(conns);
+        s.timeout_ms = timeout;
+        s.last_touch.store(now, Ordering::Relaxed);
+        let touch = s.last_touch.clone();
+        conn.session_id.store(session_id, Ordering::Relaxed);
+        conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
+        let passwd = self.replica.db().session_secret().password(session_id);
+        conn.send(connect_response(timeout, session_id, &passwd, read_only));
+        let _ = done.send(Some(touch));
+        self.publish_sessions();
+    }
+
+    fn publish_sessions(&self) {
+        *self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner()) = self.sessions.clone();
+    }
+
+    fn on_request(
+        &mut self,
+        conn: Arc<Conn>,
+        xid: i32,
+        op: OpCode,
+        req: Request,
+        auth: Arc<Vec<Id>>,
+        received: Instant,
+    ) {
+        let _ = op;
+        let session_id = conn.session_id.load(Ordering::Relaxed);
+        let live =
+            self.sessions.get(&session_id).is_some_and(|s| !s.closing && s.conn == Some(conn.id));
+        if !live {
+            // The session has expired or closed (or moved to another connection): ZooKeeper's
+            // PrepRequestProcessor refuses it with SESSIONEXPIRED, and nothing of it runs.
+            conn.session_ended.store(true, Ordering::Release);
+            if self.pending.get(&conn.id).is_none_or(|(w, r)| *w + *r == 0) {
+                answer_session_ended(&self.shared, &conn, xid, req.opcode(), received);
+                self.answered(&conn);
+            } else {
+                // Behind the connection's earlier requests, which are answered first.
+                self.wait_behind(WaitingRead { conn, xid, req, auth, received, expired: true });
+            }
+            return;
+        }
+        if matches!(req, Request::Sync(_)) && !self.leading() {
+            // A learner's sync goes to the leader, and is answered when the leader's answer
+            // comes back, after every write the leader committed before it.
+            self.forward_sync(WaitingRead { conn, xid, req, auth, received, expired: false });
+            return;
+        }
+        if reads::is_read(&req) {
+            let busy = self.pending.get(&conn.id).is_some_and(|(w, r)| *w + *r > 0);
+            if busy {
+                // Behind this connection's writes.
+                self.wait_behind(WaitingRead { expired: false, conn, xid, req, auth, received });
+            } else {
+                let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+                answer_read(
+                    &self.shared,
+                    &self.replica.committed().tree,
+                    &mut w,
+                    &conn,
+                    ReadJob { xid, req: &req, auth: &auth, received },
+                );
+                drop(w);
+                self.answered(&conn);
+            }
+            return;
+        }
+        if !self.leading() {
+            let origin = if matches!(req, Request::CloseSession) {
+                if let Some(s) = self.sessions.get_mut(&session_id) {
+                    s.closing = true;
+                }
+                Origin::Close { conn: Some(conn.clone()), xid: Some(xid) }
+            } else {
+                Origin::Client { conn: conn.clone(), xid, received }
+            };
+            let mut body = Vec::new();
+            req.write_body(&mut body);
+            let fr = ForwardedRequest {
+                session_id,
+                cxid: xid,
+                op: req.opcode().code(),
+                body: body.into(),
+                auth: auth.to_vec(),
+            };
+            self.forward(fr, origin, Some(&conn));
+            return;
+        }
+        let origin = Origin::Client { conn: conn.clone(), xid, received };
+        let proposed = if matches!(req, Request::CloseSession) {
+            if let Some(s) = self.sessions.get_mut(&session_id) {
+                s.closing = true;
+            }
+            let origin = Origin::Close { conn: Some(conn.clone()), xid: Some(xid) };
+            self.propose(Proposal::CloseSession { session_id, cxid: xid }, origin)
+        } else {
+            let p = Proposal::Client { session_id, cxid: xid, req: &req, auth: &auth };
+            self.propose(p, origin)
+        };
+        if proposed.is_some() {
+            self.queue_write(&conn);
+        }
+    }
+
+    /// Queues a read behind its connection's earlier requests: at a boundary of the leader's
+    /// own proposals (answered from the version right after the newest txn now, which holds
+    /// the connection's writes and none of its later ones), or, on a learner, in the
+    /// connection's order (answered from the version right after its last forwarded write).
+    fn wait_behind(&mut self, r: WaitingRead) {
+        self.pending.entry(r.conn.id).or_default().1 += 1;
+        if self.leading() {
+            let at = self.replica.mark_boundary() as i64;
+            self.waiting.entry(at).or_default().push(r);
+        } else {
+            self.learner_queue.entry(r.conn.id).or_default().push_back(Queued::Read(r));
+        }
+    }
+
+    /// A learner forwards a write (or createSession / closeSession) to the leader; `origin`
+    /// is answered when the txn comes back committed, matched by (session, cxid). Not
+    /// serving: the client's connection is closed (it reconnects elsewhere), as ZooKeeper's.
+    fn forward(&mut self, fr: ForwardedRequest, origin: Origin, conn: Option<&Arc<Conn>>) {
+        if !self.replica.peer().is_serving() {
+            match origin {
+                Origin::Client { conn, .. } | Origin::Close { conn: Some(conn), .. } => {
+                    conn.close();
+                    self.answered(&conn);
+                }
+                Origin::NewSession { conn, done, .. } => {
+                    conn.close();
+                    let _ = done.send(None);
+                }
+                _ => {}
+            }
+            return;
+        }
+        let key = (fr.session_id, fr.cxid);
+        if let Some(conn) = conn {
+            self.queue_write(conn);
+            self.learner_queue.entry(conn.id).or_default().push_back(Queued::Write);
+        }
+        self.forwarded.entry(key).or_default().push_back(origin);
+        let mut out = Vec::new();
+        let r = self.replica.step(Event::ClientRequest { request: fr }, &mut out);
+        self.outputs(out);
+        if let Err(f) = r {
+            self.fail(f);
+        }
+    }
+
+    /// A learner's sync: forwarded, answered at the leader's SYNC.
+    fn forward_sync(&mut self, r: WaitingRead) {
+        if !self.replica.peer().is_serving() {
+            r.conn.close();
+            self.answered(&r.conn);
+            return;
+        }
+        let mut body = Vec::new();
+        r.req.write_body(&mut body);
+        let fr = ForwardedRequest {
+            session_id: r.conn.session_id.load(Ordering::Relaxed),
+            cxid: r.xid,
+            op: crate::zab::peer::OP_SYNC,
+            body: body.into(),
+            auth: r.auth.to_vec(),
+        };
+        let conn_id = r.conn.id;
+        self.pending.entry(conn_id).or_default().1 += 1;
+        self.learner_queue.entry(conn_id).or_default().push_back(Queued::Sync(r));
+        self.syncs.push_back(conn_id);
+        let mut out = Vec::new();
+        let res = self.replica.step(Event::ClientRequest { request: fr }, &mut out);
+        self.outputs(out);
+        if let Err(f) = res {
+            self.fail(f);
+        }
+    }
+
+    /// Sequences a txn through the replica and remembers who waits for it.
+    fn propose(&mut self, p: Proposal<'_>, origin: Origin) -> Option<Zxid> {
+        let mut out = std::mem::take(&mut self.scratch);
+        let r = self.replica.propose(p, self.shared.clock.wall_ms(), &mut out);
+        let z = match r {
+            Ok(z) => {
+                self.origins.push_back((z, origin));
+                Some(z)
+            }
+            Err(ProposeError::Fatal(f)) => {
+                self.fail(f);
+                None
+            }
+            Err(ProposeError::Not(why)) => {
+                match origin {
+                    Origin::Client { conn, .. } | Origin::Close { conn: Some(conn), .. } => {
+                        // Cannot happen standalone (it always leads, with no bound on proposals
+                        // of its own); were it to, the client reconnects rather than wait.
+                        tracing::warn!(reason = %why, "a request could not be sequenced; closing its connection");
+                        conn.close();
+                    }
+                    Origin::NewSession { conn, done, .. } => {
+                        conn.close();
+                        let _ = done.send(None);
+                    }
+                    _ => {}
+                }
+                None
+            }
+        };
+        if out.is_empty() {
+            // Nothing to carry out (the usual case: a proposal waits for its log write).
+            self.scratch = out;
+        } else {
+            self.outputs(out);
+        }
+        z
+    }
+
+    fn queue_write(&mut self, conn: &Arc<Conn>) {
+        self.pending.entry(conn.id).or_default().0 += 1;
+    }
+
+    fn answered(&self, conn: &Conn) {
+        conn.pending.fetch_sub(1, Ordering::AcqRel);
+        if self.shared.outstanding.fetch_sub(1, Ordering::AcqRel)
+            == self.shared.settings.global_outstanding_limit.max(1)
+        {
+            self.shared.unthrottle.notify_waiters();
+        }
+    }
+
+    /// The log made txns durable up to `zxid` (reported once per txn): the replica hears of
+    /// the newest at the end of the batch.
+    fn on_durable(&mut self, zxid: u64, ok: bool) {
+        if !ok {
+            let cause =
+                self.replica.db().log().failure().map(|e| e.to_string()).unwrap_or_default();
+            self.fail(Fatal::LogFailed { zxid, cause });
+            return;
+        }
+        self.durable_seen = self.durable_seen.max(zxid);
+    }
+
+    /// Records the first storage failure: the pipeline stops at the end of this batch, and
+    /// tells whoever waits on [`Shared::failed`].
+    fn fail(&mut self, f: Fatal) {
+        if self.fatal.is_none() {
+            tracing::error!("{f}; stopping");
+            *self.shared.fatal.lock().unwrap_or_else(|p| p.into_inner()) = Some(f.clone());
+            self.shared.failed.notify_one();
+            self.fatal = Some(f);
+        }
+    }
+
+    /// Carries out the replica's outputs: committed txns are answered (a group at a time),
+    /// an expiry of the session tracker becomes a closeSession. A standalone replica has no
+    /// network to speak to.
+    fn outputs(&mut self, out: Vec<Output>) {
+        let mut applied = Vec::new();
+        for o in out {
+            match o {
+                Output::Applied(a) => applied.push(a),
+                Output::Command(Command::ExpireSession { session_id }) => {
+                    self.commit_applied(std::mem::take(&mut applied));
+                    self.expire(session_id);
+                }
+                Output::Command(Command::SyncDone) => {
+                    self.commit_applied(std::mem::take(&mut applied));
+                    self.sync_done();
+                }
+                Output::Command(Command::RoleChanged(role)) => {
+                    self.commit_applied(std::mem::take(&mut applied));
+                    self.role_changed(role);
+                }
+                Output::Command(
+                    c @ (Command::SendNotification { .. }
+                    | Command::Send { .. }
+                    | Command::Connect { .. }
+                    | Command::Disconnect { .. }),
+                ) => self.net.push(NetOut::Command(c)),
+                Output::Snapshot { to, state, .. } => {
+                    let mut body = Vec::new();
+                    match state.write_body(&mut body) {
+                        Ok(()) => self.net.push(NetOut::Snapshot { to, body }),
+                        Err(e) => tracing::error!(error = %e, "writing a SNAP payload"),
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.commit_applied(applied);
+    }
+
+    /// The network traffic to carry, in order (ensemble members).
+    pub fn take_network(&mut self) -> Vec<NetOut> {
+        std::mem::take(&mut self.net)
+    }
+
+    /// The replica's role.
+    pub fn role(&self) -> Role {
+        self.replica.peer().role()
+    }
+
+    /// Leading an established epoch: this server sequences.
+    fn leading(&self) -> bool {
+        matches!(self.replica.peer().role(), Role::Leading { established: true, .. })
+    }
+
+    /// The replica stopped serving (or changed leader): like ZooKeeper, every client
+    /// connection is closed; clients reconnect (here or elsewhere) and revalidate. What they
+    /// waited for is dropped: a txn proposed or forwarded may still commit, its reply lost
+    /// with the connection, as when a connection breaks.
+    fn role_changed(&mut self, role: Role) {
+        let serving = matches!(
+            role,
+            Role::Leading { established: true, .. }
+                | Role::Following { serving: true, .. }
+                | Role::Observing { serving: true, .. }
+        );
+        if serving {
+            return;
+        }
+        let conns: Vec<Arc<Conn>> =
+            self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        let dropped = self.origins.len()
+            + self.forwarded.values().map(VecDeque::len).sum::<usize>()
+            + self.waiting.values().map(Vec::len).sum::<usize>();
+        if dropped > 0 || !conns.is_empty() {
+            tracing::info!(?role, dropped, "not serving; closing client connections");
+        }
+        let mut answered = Vec::new();
+        for (_, o) in self.origins.drain(..) {
+            answered.push(o);
+        }
+        for (_, q) in self.forwarded.drain() {
+            answered.extend(q);
+        }
+        for o in answered {
+            match o {
+                Origin::Client { conn, .. } | Origin::Close { conn: Some(conn), .. } => {
+                    self.answered(&conn);
+                }
+                Origin::NewSession { done, .. } => {
+                    let _ = done.send(None);
+                }
+                _ => {}
+            }
+        }
+        let reads: Vec<WaitingRead> =
+            std::mem::take(&mut self.waiting).into_values().flatten().collect();
+        for r in reads {
+            self.answered(&r.conn);
+        }
+        let queues: Vec<VecDeque<Queued>> = self.learner_queue.drain().map(|(_, q)| q).collect();
+        for q in queues {
+            for item in q {
+                if let Queued::Sync(r) | Queued::Read(r) = item {
+                    self.answered(&r.conn);
+                }
+            }
+        }
+        self.syncs.clear();
+        self.pending.clear();
+        for c in conns {
+            c.close();
+        }
+        for s in self.sessions.values_mut() {
+            s.conn = None;
+        }
+    }
+
+    /// The leader answered this learner's oldest forwarded sync: every write committed before
+    /// it is applied here.
+    fn sync_done(&mut self) {
+        let Some(conn_id) = self.syncs.pop_front() else { return };
+        let front = self.learner_queue.get_mut(&conn_id).and_then(|q| match q.front() {
+            Some(Queued::Sync(_)) => q.pop_front(),
+            _ => None,
+        });
+        if let Some(Queued::Sync(r)) = front {
+            let tree = self.replica.committed().tree.clone();
+            let shared = self.shared.clone();
+            let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+            self.answer_waiting(r, &tree, &mut watches);
+            self.drain_learner_reads(conn_id, &tree, &mut watches);
+        }
+    }
+
+    /// Answers a read that waited, from `tree` (the caller holds the watch tables).
+    fn answer_waiting(&mut self, r: WaitingRead, tree: &DataTree, watches: &mut WatchManager) {
+        let shared = self.shared.clone();
+        if let Some(p) = self.pending.get_mut(&r.conn.id) {
+            p.1 = p.1.saturating_sub(1);
+        }
+        if r.conn.gone.load(Ordering::Acquire) {
+            self.answered(&r.conn);
+            return;
+        }
+        if r.expired {
+            answer_session_ended(&shared, &r.conn, r.xid, r.req.opcode(), r.received);
+        } else {
+            let job = ReadJob { xid: r.xid, req: &r.req, auth: &r.auth, received: r.received };
+            answer_read(&shared, tree, watches, &r.conn, job);
+        }
+        self.answered(&r.conn);
+    }
+
+    /// Answers the reads at the front of a learner connection's queue (everything before them
+    /// is answered), from `tree`.
+    fn drain_learner_reads(&mut self, conn_id: u64, tree: &DataTree, watches: &mut WatchManager) {
+        loop {
+            let item = self.learner_queue.get_mut(&conn_id).and_then(|q| match q.front() {
+                Some(Queued::Read(_)) => q.pop_front(),
+                _ => None,
+            });
+            match item {
+                Some(Queued::Read(r)) => self.answer_waiting(r, tree, watches),
+                _ => break,
+            }
+        }
+        if self.learner_queue.get(&conn_id).is_some_and(VecDeque::is_empty) {
+            self.learner_queue.remove(&conn_id);
+        }
+    }
+
+    /// The session tracker (the replica's, in ticks) expired a session.
+    fn expire(&mut self, id: i64) {
+        // The session may be this server's (its connection here) or a learner's: the leader
+        // closes it either way; the server that holds its connection ends it at commit.
+        match self.sessions.get_mut(&id) {
+            Some(s) if s.closing => return,
+            Some(s) => s.closing = true,
+            None => {}
+        }
+        tracing::info!(session = format_args!("{id:#x}"), "session expired");
+        let p = Proposal::CloseSession { session_id: id, cxid: 0 };
+        self.propose(p, Origin::Close { conn: None, xid: None });
+    }
+
+    /// Answers committed txns in zxid order: fires their watch triggers, answers writes and
+    /// the reads that waited for each boundary, then publishes the newest version.
+    // Boxed as the replica hands them out: moving them around costs nothing.
+    #[allow(clippy::vec_box)]
+    fn commit_applied(&mut self, applied: Vec<Box<Applied>>) {
+        if applied.is_empty() {
+            return;
+        }
+        let shared = self.shared.clone();
+        let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
+        let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+        let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions_changed = false;
+        // The version at the end of each txn's group decides who may hear of its changes.
+        let mut applied = applied;
+        let versions: Vec<Option<DataTree>> =
+            applied.iter_mut().map(|a| a.version.take()).collect();
+        let mut group_end: Vec<Option<usize>> = vec![None; applied.len()];
+        let mut next = None;
+        for i in (0..applied.len()).rev() {
+            if versions[i].is_some() {
+                next = Some(i);
+            }
+            group_end[i] = next;
+        }
+        let committed = self.replica.committed().tree.clone();
+        for (i, a) in applied.into_iter().enumerate() {
+            let a = &*a;
+            let after = group_end[i].and_then(|j| versions[j].as_ref()).unwrap_or(&committed);
+            let zxid = a.entry.header.zxid;
+            let session_id = a.entry.header.client_id;
+            while self.origins.front().is_some_and(|(z, _)| (*z as i64) < zxid) {
+                // Proposed, then dropped by a role change (never standalone).
+                self.origins.pop_front();
+            }
+            let origin = if a.local {
+                match self.origins.front() {
+                    Some((z, _)) if *z as i64 == zxid => self.origins.pop_front().map(|o| o.1),
+                    _ => None,
+                }
+            } else {
+                // A learner: forwarded by this server? Matched by (session, cxid).
+                let key = (session_id, a.entry.header.cxid);
+                let o = self.forwarded.get_mut(&key).and_then(VecDeque::pop_front);
+                if self.forwarded.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.forwarded.remove(&key);
+                }
+                o
+            };
+            shared.last_zxid.store(zxid, Ordering::Release);
+            for t in &a.outcome.triggers {
+                let events = watches.trigger(&t.path, t.event);
+                if events.is_empty() {
+                    continue;
+                }
+                // The ACL that decides who may hear of it: a deleted node's last one, else the
+                // node's (for NodeChildrenChanged, the parent's: the trigger's path).
+                let tree = if t.event == crate::proto::EventType::NodeDeleted {
+                    &self.before
+                } else {
+                    after
+                };
+                // A node created and deleted within one commit group is in neither version:
+                // its parent's ACL decides, and with no parent either, nobody hears of it
+                // (failing closed; an empty list would mean "open").
+                let parent = crate::tree::path::parent_of(&t.path);
+                let acl = tree
+                    .node(&t.path)
+                    .map(|n| tree.acl_of(n))
+                    .or_else(|| after.node(&t.path).map(|n| after.acl_of(n)))
+                    .or_else(|| after.node(parent).map(|n| after.acl_of(n)));
+                match acl {
+                    Some(acl) => deliver_permitted(&conns, &events, &acl, shared.settings.skip_acl),
+                    None if shared.settings.skip_acl => deliver(&conns, &events),
+                    None => {}
+                }
+            }
+            match origin {
+                None if matches!(a.entry.txn, crate::proto::Txn::CloseSession(_)) => {
+                    // Closed by the leader (expired) or through another server: if its
+                    // connection is here, it ends now.
+                    if let Some(s) = self.sessions.remove(&session_id) {
+                        sessions_changed = true;
+                        if let Some(c) = s.conn.and_then(|id| conns.get(&id)) {
+                            c.end_session();
+                        }
+                        if let Some(c) = s.conn {
+                            watches.remove_watcher(c);
+                        }
+                    }
+                }
+                None | Some(Origin::None) => {}
+                Some(Origin::Client { conn, xid, received }) => {
+                    let (err, body) = a.outcome.result.reply();
+                    let err = ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError);
+                    finish_reply(
+                        &shared,
+                        &conn,
+                        xid,
+                        zxid,
+                        err,
+                        body,
+                        a.entry.txn.opcode(),
+                        received,
+                    );
+                    self.answered(&conn);
+                    self.write_done(conn.id);
+                    if !a.local {
+                        // The connection's next requests: reads queued behind this write see
+                        // the version right after it.
+                        if let Some(q) = self.learner_queue.get_mut(&conn.id) {
+                            if matches!(q.front(), Some(Queued::Write)) {
+                                q.pop_front();
+                            }
+                        }
+                        let v = versions[i].as_ref().unwrap_or(&committed);
+                        self.drain_learner_reads(conn.id, v, &mut watches);
+                    }
+                }
+                Some(Origin::NewSession { conn, read_only, done }) => {
+                    let timeout = conn.timeout_ms.load(Ordering::Relaxed) as i32;
+                    let now = shared.now_ms();
+                    let touch = Arc::new(AtomicU64::new(now));
+                    self.sessions.insert(
+                        session_id,
+                        SessionInfo {
+                            timeout_ms: timeout,
+                            last_touch: touch.clone(),
+                            touch_sent: now,
+                            conn: Some(conn.id),
+                            closing: false,
+                        },
+                    );
+                    sessions_changed = true;
+                    conn.session_id.store(session_id, Ordering::Relaxed);
+                    conn.send(connect_response(
+                        timeout,
+                        session_id,
+                        &self.replica.db().session_secret().password(session_id),
+                        read_only,
+                    ));
+                    let _ = done.send(Some((session_id, touch)));
+                }
+                Some(Origin::Close { conn, xid }) => {
+                    let owner = self.sessions.remove(&session_id).and_then(|s| s.conn);
+                    sessions_changed = true;
+                    if let (Some(conn), Some(xid)) = (&conn, xid) {
+                        finish_reply(
+                            &shared,
+                            conn,
+                            xid,
+                            zxid,
+                            ErrorCode::Ok,
+                            Response::Empty,
+                            OpCode::CloseSession,
+                            Instant::now(),
+                        );
+                        self.answered(conn);
+                        conn.close();
+                        self.pending.remove(&conn.id);
+                    } else if let Some(c) = owner.and_then(|id| conns.get(&id)) {
+                        // Expired: the connection closes now, even if its client is not
+                        // reading; the client learns it when it reconnects.
+                        c.end_session();
+                    }
+                    if let Some(c) = owner {
+                        watches.remove_watcher(c);
+                    }
+                }
+            }
+            if let Some(v) = &versions[i] {
+                // A boundary: this version is now committed; the reads that waited for it see
+                // exactly it.
+                if let Some(reads) = self.waiting.remove(&zxid) {
+                    for r in reads {
+                        if r.conn.gone.load(Ordering::Acquire) {
+                            // Its connection has gone: answering would re-add its watches.
+                            self.answered(&r.conn);
+                            continue;
+                        }
+                        if r.expired {
+                            answer_session_ended(
+                                &shared,
+                                &r.conn,
+                                r.xid,
+                                r.req.opcode(),
+                                r.received,
+                            );
+                        } else {
+                            let job = ReadJob {
+                                xid: r.xid,
+                                req: &r.req,
+                                auth: &r.auth,
+                                received: r.received,
+                            };
+                            answer_read(&shared, v, &mut watches, &r.conn, job);
+                        }
+                        self.answered(&r.conn);
+                        if let Some(p) = self.pending.get_mut(&r.conn.id) {
+                            p.1 = p.1.saturating_sub(1);
+                        }
+                    }
+                }
+                self.before = v.clone();
+            }
+        }
+        *view = Arc::new(committed);
+        drop(conns);
+        drop(watches);
+        drop(view);
+        if sessions_changed {
+            self.publish_sessions();
+        }
+    }
+
+    fn write_done(&mut self, conn_id: u64) {
+        if let Some(p) = self.pending.get_mut(&conn_id) {
+            p.0 = p.0.saturating_sub(1);
+            if p.0 == 0 && p.1 == 0 {
+                self.pending.remove(&conn_id);
+            }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let now = self.shared.now_ms();
+        if now >= self.next_peer_tick_ms {
+            self.next_peer_tick_ms = now + self.shared.settings.tick_ms.max(1);
+            self.peer_tick(now);
+        }
+        // autopurge: keep snapRetainCount snapshots and the log they need.
+        let every = self.shared.settings.purge_interval_ms;
+        if every > 0 && now.saturating_sub(self.last_purge_ms) >= every {
+            self.last_purge_ms = now;
+            match self.replica.db().purge() {
+                Ok(removed) if !removed.is_empty() => {
+                    tracing::info!(
+                        files = removed.len(),
+                        "autopurge removed old snapshots and logs"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+            }
+        }
+        // Container reaper and TTL expiry.
+        if now.saturating_sub(self.last_reap_ms) >= self.shared.settings.container_check_ms {
+            self.last_reap_ms = now;
+            self.reap(self.shared.clock.wall_ms());
+        }
+    }
+
+    /// One tickTime: the sessions heard from since the last tick are touched in the session
+    /// tracker, which then expires those past their timeout.
+    fn peer_tick(&mut self, _now: u64) {
+        let mut events = Vec::new();
+        for (id, s) in self.sessions.iter_mut() {
+            let t = s.last_touch.load(Ordering::Relaxed);
+            if t != s.touch_sent && !s.closing {
+                s.touch_sent = t;
+                events.push(Event::TouchSession { session_id: *id, timeout: s.timeout_ms });
+            }
+        }
+        events.push(Event::Tick);
+        self.replica.set_clock(self.shared.clock.wall_ms());
+        for ev in events {
+            let mut out = Vec::new();
+            let r = self.replica.step(ev, &mut out);
+            self.outputs(out);
+            if let Err(f) = r {
+                self.fail(f);
+                return;
+            }
+        }
+    }
+
+    /// Deletes empty containers that once had children, and TTL nodes past their time with no
+    /// children, through deleteContainer txns as ZooKeeper's ContainerManager does.
+    fn reap(&mut self, wall: i64) {
+        let tree = &self.replica.speculative().tree;
+        let mut victims = Vec::new();
+        for path in tree.containers() {
+            if let Some(n) = tree.node(&path) {
+                let st = tree.client_stat(n);
+                if st.num_children == 0 && st.cversion > 0 {
+                    victims.push(path);
+                }
+            }
+        }
+        for path in tree.ttls() {
+            if let Some(n) = tree.node(&path) {
+                let st = tree.client_stat(n);
+                let ttl = n.stat.ephemeral_owner & 0x00FF_FFFF_FFFF;
+                if st.num_children == 0 && wall > st.mtime + ttl {
+                    victims.push(path);
+                }
+            }
+        }
+        for path in victims {
+            let req = Request::DeleteContainer(crate::proto::DeleteRequest { path, version: -1 });
+            self.propose(Proposal::Server { req: &req }, Origin::None);
+        }
+    }
+}
+
+/// How [`Pipeline::run`] ended: the database (for an orderly close) and, if it stopped on its
+/// own, why.
+#[derive(Debug)]
+pub struct Stopped {
+    /// The database.
+    pub db: Database,
+    /// Set when storage failed.
+    pub fatal: Option<Fatal>,
+}

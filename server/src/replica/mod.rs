@@ -1,0 +1,947 @@
+//! One replica: the ZAB peer ([`crate::zab::Peer`]) joined to the server's database
+//! ([`crate::db::Database`]) and to the trees it commits. The same code runs a standalone
+//! server (a one-voter peer, [`Replica::standalone`]), every member of an ensemble, and every
+//! peer of the simulator; only the edges differ (sockets, clocks, threads, the disk).
+//!
+//! It is sans-IO towards the network and the clock: the runtime feeds it [`Event`]s (ticks,
+//! packets, connection news, durability reports) and carries out the [`Output`]s (packets to
+//! send, connections to open or close, committed txns to answer clients with, snapshots to
+//! stream). The storage commands of the peer — epochs, appends, TRUNC, SNAP — are carried out
+//! here, on the database, in the order the peer gave them; a storage failure is returned as a
+//! [`Fatal`] and the replica must not be used again.
+//!
+//! Sequencing belongs to the leader alone: [`Replica::propose`] prepares a request against the
+//! speculative state (the committed state plus every txn proposed and not yet committed) with
+//! the zxid the peer gives, applies it there, and proposes it. Followers apply the txns they
+//! receive. Every replica commits on the peer's `Commit(zxid)`, never on its own durability;
+//! for a standalone server the two coincide (its own durable ack is the quorum).
+//!
+//! A txn this replica proposed is applied once: the speculative outcome (reply, watch
+//! triggers) is kept with it and handed out at commit, and the committed tree advances to the
+//! version kept at a *boundary* (the newest txn when the runtime calls
+//! [`Replica::mark_boundary`]), so versions are kept only where someone needs one. A txn
+//! received from a leader is applied at commit.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::db::{Database, DbError, State};
+use crate::proto::{
+    CloseSessionTxn, ErrorCode, Id, Jute, Request, Txn, TxnDigest, TxnEntry, TxnHeader,
+    DEFAULT_MAX_LEN,
+};
+use crate::tree::prepare::{prepare_close_session, prepare_create_session, prepare_txn};
+use crate::tree::{ApplyOutcome, DataTree, PrepareConfig, SessionContext};
+use crate::zab::wire::{decode_i32, ForwardedRequest};
+use crate::zab::{Command, Event, HistoryWindow, Peer, PeerConfig, PeerState, Role, Sid, Zxid};
+
+/// The ZooKeeper opcode of createSession.
+pub const OP_CREATE_SESSION: i32 = -10;
+/// The ZooKeeper opcode of closeSession.
+pub const OP_CLOSE_SESSION: i32 = -11;
+/// The bytes of the digest record that follows each logged txn.
+pub const DIGEST_BYTES: usize = 12;
+
+/// Told when appended txns are durable (or the log failed): the group-commit log calls it on
+/// its completion thread; the runtime hands it back as [`Event::Durable`].
+pub type DurableNotify = Arc<dyn Fn(Zxid, bool) + Send + Sync>;
+
+/// How a replica judges and sizes txns.
+#[derive(Debug, Clone)]
+pub struct ReplicaOptions {
+    /// How requests are prepared (ACLs, quotas, TTLs, closeSession lists).
+    pub prepare: PrepareConfig,
+    /// The largest txn (header + body + digest) any peer and the log accept.
+    pub txn_bytes_max: usize,
+    /// Keep a tree version after every txn this replica proposes (each is a boundary); the
+    /// server's pipeline instead marks boundaries at the end of its batches.
+    pub boundary_every_txn: bool,
+    /// Report every append and every commit point (`Output::Stored(Appended)`,
+    /// `Output::Command(Commit)`), for observers such as the simulator's checker; a server
+    /// that only needs the committed txns leaves it off and saves two outputs per txn.
+    pub report_appends_and_commits: bool,
+}
+
+/// Why the replica stopped: storage failed, so going on could lose or invent txns.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Fatal {
+    /// The log refused a txn.
+    #[error("cannot log txn {zxid:#x}: {source}")]
+    Append {
+        /// The txn's zxid.
+        zxid: Zxid,
+        /// Why.
+        source: corral_engine::log::LogError,
+    },
+    /// A write or flush of the log failed (never retried: what the file holds is unknown).
+    #[error("the transaction log failed at zxid {zxid:#x}: {cause}")]
+    LogFailed {
+        /// The first txn whose write failed.
+        zxid: Zxid,
+        /// The log's error.
+        cause: String,
+    },
+    /// Another storage operation (epoch file, TRUNC, SNAP install) failed.
+    #[error("{what}: {cause}")]
+    Storage {
+        /// The operation.
+        what: String,
+        /// Why.
+        cause: String,
+    },
+}
+
+impl Fatal {
+    fn storage(what: impl Into<String>, e: DbError) -> Fatal {
+        Fatal::Storage { what: what.into(), cause: e.to_string() }
+    }
+}
+
+/// A committed txn, applied to the committed tree.
+#[derive(Debug)]
+pub struct Applied {
+    /// The txn.
+    pub entry: TxnEntry,
+    /// What applying it produced (the client's reply, watch triggers).
+    pub outcome: ApplyOutcome,
+    /// Proposed by this replica (its outcome was computed at proposal).
+    pub local: bool,
+    /// The committed tree right after it, when it ends a commit group; every txn of a group
+    /// commits together, and waiting reads see exactly this version.
+    pub version: Option<DataTree>,
+    /// This replica's tree digest right after it (for a txn of a group, the speculative one).
+    pub digest: i64,
+    /// Bytes logged.
+    pub bytes: u64,
+}
+
+/// What the replica did to its storage (for observers: metrics, the simulator's checker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stored {
+    /// Txns appended to the log (durable later, reported with [`Event::Durable`]).
+    Appended(Vec<(Zxid, Bytes)>),
+    /// TRUNC to `zxid` begins (a crash may leave it half done: the log cut, or not).
+    Truncating(Zxid),
+    /// The log was cut after `zxid` (TRUNC) and the state rebuilt.
+    Truncated(Zxid),
+    /// A SNAP taken at `zxid` is being installed (a crash may leave the log cut after it).
+    Installing(Zxid),
+    /// A snapshot taken at `zxid` replaced the state, with an empty log after it.
+    Installed(Zxid),
+    /// An epoch file was durably written.
+    AcceptedEpoch(u32),
+    /// An epoch file was durably written.
+    CurrentEpoch(u32),
+}
+
+/// What the runtime carries out, in order.
+#[derive(Debug)]
+pub enum Output {
+    /// A peer command the runtime carries out: network (`SendNotification`, `Connect`,
+    /// `Disconnect`, `Send`) or news (`RoleChanged`, `Established`, `UpToDate`, `SyncDone`,
+    /// `Revalidated`, `SyncStarted`).
+    Command(Command),
+    /// Send the SNAP payload to `to`: this state (taken at `zxid`), in ZooKeeper's snapshot
+    /// body format, then "BenWasHere". Serialising it is the runtime's (off the replica's
+    /// thread, for a large tree).
+    Snapshot {
+        /// The learner.
+        to: Sid,
+        /// The state's zxid.
+        zxid: Zxid,
+        /// The state.
+        state: State,
+    },
+    /// A committed txn.
+    Applied(Box<Applied>),
+    /// A storage operation done.
+    Stored(Stored),
+}
+
+/// Why [`Replica::propose`] did not propose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotProposed {
+    /// This replica is not an established leader.
+    #[error("not an established leader")]
+    NotLeader,
+    /// The leader has `outstanding_max` proposals in flight; try after a commit.
+    #[error("too many proposals in flight")]
+    Busy,
+    /// A txn of the server's own (an expiry's closeSession, a cleanup) over the txn limit.
+    #[error("the server's own txn is over the txn limit")]
+    TooLarge,
+    /// An expiry of a session that is already closing or gone: nothing to do.
+    #[error("no such session")]
+    NoSuchSession,
+    /// A request of the server's own that would fail (a container no longer empty).
+    #[error("the server's own request would fail")]
+    Refused,
+}
+
+/// Why [`Replica::propose`] failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProposeError {
+    /// Nothing was proposed, for this reason.
+    #[error(transparent)]
+    Not(#[from] NotProposed),
+    /// Storage failed.
+    #[error(transparent)]
+    Fatal(#[from] Fatal),
+}
+
+/// What a leader is asked to sequence.
+#[derive(Debug, Clone)]
+pub enum Proposal<'a> {
+    /// A client request (its session, xid and authenticated ids).
+    Client { session_id: i64, cxid: i32, req: &'a Request, auth: &'a [Id] },
+    /// A client request already known to fail with `err` (a malformed multi): an error txn,
+    /// which takes a zxid as every failed write does.
+    Failed { session_id: i64, cxid: i32, err: ErrorCode },
+    /// A new session with this id and negotiated timeout.
+    CreateSession { session_id: i64, timeout_ms: i32 },
+    /// The session closes (its client asked, `cxid` > 0, or it expired, `cxid` = 0); its
+    /// ephemerals go with it.
+    CloseSession { session_id: i64, cxid: i32 },
+    /// Ephemerals of a session that no longer exists (left by an older version): a
+    /// closeSession of it removes them.
+    Orphans { session_id: i64 },
+    /// A request of the server's own (deleteContainer of the container and TTL reaper), as
+    /// session 0; not proposed if it would fail.
+    Server { req: &'a Request },
+}
+
+/// A txn in the history that is not applied to the committed state yet.
+#[derive(Debug)]
+struct Pending {
+    zxid: Zxid,
+    data: Bytes,
+    /// Proposed by this replica: the txn as it will be handed out at commit (its outcome
+    /// computed at proposal; boxed, so that moving it around costs nothing).
+    local: Option<Box<Applied>>,
+    /// The committed-session change it makes, applied at commit.
+    session_change: Option<(i64, Option<i32>)>,
+}
+
+/// One replica.
+pub struct Replica {
+    peer: Peer,
+    db: Database,
+    opts: ReplicaOptions,
+    notify: Option<DurableNotify>,
+    /// The committed state, at `applied`.
+    committed: State,
+    applied: Zxid,
+    /// The peer's last commit point (txns up to it are committed; they are applied up to the
+    /// last boundary at or below it).
+    commit_point: Zxid,
+    durable: Zxid,
+    /// The history above `applied`, in zxid order.
+    pending: VecDeque<Pending>,
+    /// The zxids of `pending` an apply may end at, in order: received txns, and proposals of
+    /// this replica that are boundaries. (Keeps finding the next one O(1), whatever the
+    /// number of txns in flight.)
+    boundaries: VecDeque<Zxid>,
+    /// An established leader's speculative state: `committed` + every pending txn.
+    spec: Option<State>,
+    /// The snapshot trigger fired; the snapshot is taken at the next committed version.
+    snapshot_due: bool,
+    fatal: Option<Fatal>,
+    /// The runtime's wall clock (ms since the Unix epoch): the timestamp of txns this
+    /// replica makes on its own (forwarded requests, expiries).
+    now_ms: i64,
+    /// A reusable buffer for the peer's commands (steps nest: a step may find it taken).
+    cmds: Vec<Command>,
+}
+
+impl std::fmt::Debug for Replica {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Replica")
+            .field("peer", &self.peer)
+            .field("applied", &self.applied)
+            .field("durable", &self.durable)
+            .field("pending", &self.pending.len())
+            .finish()
+    }
+}
+
+/// The state a peer restarts from: the epoch files, the snapshot's zxid and the log's tail.
+fn peer_state(db: &Database, window: usize) -> Result<PeerState, Fatal> {
+    let (base, txns) = db.history(window).map_err(|e| Fatal::storage("reading the log", e))?;
+    let mut history = HistoryWindow::new(base, window);
+    for (z, d) in txns {
+        history.push(z, Bytes::from(d));
+    }
+    Ok(PeerState {
+        accepted_epoch: db.accepted_epoch(),
+        current_epoch: db.current_epoch(),
+        history,
+        snapshot_zxid: db.snapshot_zxid(),
+    })
+}
+
+impl Replica {
+    /// A member of an ensemble over a recovered database; it starts LOOKING. `notify` is
+    /// required with the group-commit log (`None` with the inline log, which the runtime
+    /// drives with [`Replica::flush`]).
+    pub fn member(
+        cfg: PeerConfig,
+        id: Sid,
+        db: Database,
+        state: State,
+        opts: ReplicaOptions,
+        notify: Option<DurableNotify>,
+    ) -> Result<(Replica, Vec<Output>), Fatal> {
+        let ps = peer_state(&db, cfg.commit_log_count)?;
+        let (peer, cmds) = Peer::new(cfg, id, ps);
+        Replica::build(peer, cmds, db, state, opts, notify)
+    }
+
+    /// A standalone server: a one-voter ensemble, serving at once, its zxids going on from
+    /// the log's last ([`Peer::standalone`]).
+    pub fn standalone(
+        cfg: PeerConfig,
+        id: Sid,
+        db: Database,
+        state: State,
+        opts: ReplicaOptions,
+        notify: Option<DurableNotify>,
+    ) -> Result<(Replica, Vec<Output>), Fatal> {
+        // No learner will ever be synced from its history: recovery already read the log,
+        // and where it ends is all the peer needs (reading it again cost restarts time).
+        let last = (state.tree.last_processed_zxid().max(0) as Zxid).max(db.snapshot_zxid());
+        let ps = PeerState {
+            accepted_epoch: db.accepted_epoch(),
+            current_epoch: db.current_epoch(),
+            history: HistoryWindow::new(last, 1),
+            snapshot_zxid: db.snapshot_zxid(),
+        };
+        let (peer, cmds) = Peer::standalone(cfg, id, ps);
+        Replica::build(peer, cmds, db, state, opts, notify)
+    }
+
+    fn build(
+        peer: Peer,
+        cmds: Vec<Command>,
+        db: Database,
+        state: State,
+        opts: ReplicaOptions,
+        notify: Option<DurableNotify>,
+    ) -> Result<(Replica, Vec<Output>), Fatal> {
+        // Recovery replayed the whole log: the state is at its last txn.
+        let last = peer.last_zxid();
+        let mut r = Replica {
+            peer,
+            db,
+            opts,
+            notify,
+            committed: state,
+            applied: last,
+            commit_point: last,
+            durable: last,
+            pending: VecDeque::new(),
+            boundaries: VecDeque::new(),
+            spec: None,
+            snapshot_due: false,
+            fatal: None,
+            now_ms: 0,
+            cmds: Vec::new(),
+        };
+        let mut out = Vec::new();
+        r.run(cmds, &mut out)?;
+        Ok((r, out))
+    }
+
+    /// Sets the wall clock (ms since the Unix epoch) that timestamps the txns this replica
+    /// makes on its own; the runtime calls it as its clock moves.
+    pub fn set_clock(&mut self, wall_ms: i64) {
+        self.now_ms = wall_ms;
+    }
+
+    /// Txns in the history not yet applied (proposed or received, not committed here yet).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The peer (role, epochs, next zxid).
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The database.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// The database, for the runtime's own upkeep (autopurge).
+    pub fn db_mut(&mut self) -> &mut Database {
+        &mut self.db
+    }
+
+    /// Gives the database back (an orderly close).
+    pub fn into_db(self) -> Database {
+        self.db
+    }
+
+    /// The committed state.
+    pub fn committed(&self) -> &State {
+        &self.committed
+    }
+
+    /// The zxid the committed state is at.
+    pub fn applied(&self) -> Zxid {
+        self.applied
+    }
+
+    /// The last zxid the log has reported durable.
+    pub fn durable(&self) -> Zxid {
+        self.durable
+    }
+
+    /// The last zxid of the history (appended, durable or not).
+    pub fn last_zxid(&self) -> Zxid {
+        self.peer.last_zxid()
+    }
+
+    /// The speculative state a leader prepares against (the committed state when nothing is
+    /// in flight).
+    pub fn speculative(&mut self) -> &State {
+        self.ensure_spec();
+        self.spec.as_ref().expect("built")
+    }
+
+    /// Feeds one event to the peer and carries out what follows; the outputs are appended to
+    /// `out` (on a storage failure, those of the commands carried out before it).
+    pub fn step(&mut self, ev: Event, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        self.step_into(ev, out)
+    }
+
+    fn step_into(&mut self, ev: Event, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        if let Some(f) = &self.fatal {
+            return Err(f.clone());
+        }
+        if let Event::Durable { zxid } = ev {
+            self.durable = self.durable.max(zxid);
+        }
+        let mut cmds = std::mem::take(&mut self.cmds);
+        self.peer.step(ev, &mut cmds);
+        let r = self.run_buf(&mut cmds, out);
+        if self.cmds.capacity() < cmds.capacity() {
+            cmds.clear();
+            self.cmds = cmds;
+        }
+        r
+    }
+
+    /// Inline log only: writes what was appended and reports it durable.
+    pub fn flush(&mut self, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        let last = self.db.flush().map_err(|e| Fatal::storage("flushing the log", e));
+        match last {
+            Ok(Some(z)) => self.step_into(Event::Durable { zxid: z }, out),
+            Ok(None) => Ok(()),
+            Err(f) => Err(self.fail(f)),
+        }
+    }
+
+    /// True if the inline log holds appends waiting for [`Replica::flush`].
+    pub fn has_unflushed(&self) -> bool {
+        self.db.log().has_pending()
+    }
+
+    fn fail(&mut self, f: Fatal) -> Fatal {
+        if self.fatal.is_none() {
+            self.fatal = Some(f.clone());
+        }
+        f
+    }
+
+    fn run(&mut self, mut cmds: Vec<Command>, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        self.run_buf(&mut cmds, out)
+    }
+
+    /// Carries out `cmds` in order (draining it).
+    fn run_buf(&mut self, cmds: &mut Vec<Command>, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        for c in cmds.drain(..) {
+            if let Err(f) = self.exec(c, out) {
+                return Err(self.fail(f));
+            }
+        }
+        Ok(())
+    }
+
+    fn exec(&mut self, c: Command, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        match c {
+            Command::PersistAcceptedEpoch(e) => {
+                self.db
+                    .persist_accepted_epoch(e)
+                    .map_err(|err| Fatal::storage("writing acceptedEpoch", err))?;
+                out.push(Output::Stored(Stored::AcceptedEpoch(e)));
+            }
+            Command::PersistCurrentEpoch(e) => {
+                self.db
+                    .persist_current_epoch(e)
+                    .map_err(|err| Fatal::storage("writing currentEpoch", err))?;
+                out.push(Output::Stored(Stored::CurrentEpoch(e)));
+            }
+            Command::AppendTxns(txns) => {
+                for (z, d) in &txns {
+                    self.append(*z, d)?;
+                    if self.pending.back().is_none_or(|p| p.zxid < *z) {
+                        // Received from a leader (a proposal of ours is already pending).
+                        self.pending.push_back(Pending {
+                            zxid: *z,
+                            data: d.clone(),
+                            local: None,
+                            session_change: None,
+                        });
+                        self.boundaries.push_back(*z);
+                        if let Some(spec) = &mut self.spec {
+                            // Only a leader keeps a speculative state, and a leader appends
+                            // only its own proposals: this is a bug if it happens.
+                            debug_assert!(false, "a received txn on a leader's speculative state");
+                            if let Ok(e) = TxnEntry::decode(d, DEFAULT_MAX_LEN) {
+                                spec.apply(&e);
+                            }
+                        }
+                    }
+                }
+                if self.opts.report_appends_and_commits {
+                    out.push(Output::Stored(Stored::Appended(txns)));
+                }
+            }
+            Command::TruncateLog(z) => {
+                out.push(Output::Stored(Stored::Truncating(z)));
+                self.db.flush().map_err(|e| Fatal::storage("flushing the log", e))?;
+                let state = self
+                    .db
+                    .truncate_after(z)
+                    .map_err(|e| Fatal::storage(format!("truncating the log after {z:#x}"), e))?;
+                self.reset_to(state);
+                self.durable = self.durable.min(self.applied);
+                out.push(Output::Stored(Stored::Truncated(z)));
+            }
+            Command::InstallSnapshot { zxid, body } => {
+                out.push(Output::Stored(Stored::Installing(zxid)));
+                let state = self.db.install_snapshot(zxid, body.as_deref()).map_err(|e| {
+                    Fatal::storage(format!("installing the snapshot at {zxid:#x}"), e)
+                })?;
+                self.reset_to(state);
+                self.applied = zxid;
+                self.commit_point = zxid;
+                self.durable = zxid;
+                out.push(Output::Stored(Stored::Installed(zxid)));
+            }
+            Command::Commit(z) => {
+                self.commit_point = self.commit_point.max(z.min(self.last_zxid()));
+                self.apply_committed(out);
+                if self.opts.report_appends_and_commits {
+                    out.push(Output::Command(Command::Commit(z)));
+                }
+            }
+            Command::SendSnapshot { to, zxid } => {
+                let state = self.state_at(zxid);
+                out.push(Output::Snapshot { to, zxid, state });
+            }
+            Command::Request { request, .. } => {
+                self.propose_forwarded(&request, out)?;
+            }
+            Command::RoleChanged(role) => {
+                self.role_changed(role, out)?;
+                out.push(Output::Command(Command::RoleChanged(role)));
+            }
+            other => out.push(Output::Command(other)),
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, z: Zxid, d: &Bytes) -> Result<(), Fatal> {
+        let cb: corral_engine::log::AppendCallback = match &self.notify {
+            Some(n) => {
+                let n = n.clone();
+                Box::new(move |r| n(z, r.is_ok()))
+            }
+            None => Box::new(|_| {}),
+        };
+        self.db
+            .log()
+            .append_async(z, d.clone(), cb)
+            .map_err(|source| Fatal::Append { zxid: z, source })
+    }
+
+    /// The state after TRUNC or SNAP: the log's whole content is applied to it.
+    fn reset_to(&mut self, state: State) {
+        // Recovery replayed every txn the log kept; each sets the tree's last zxid.
+        self.applied =
+            (state.tree.last_processed_zxid().max(0) as Zxid).max(self.db.snapshot_zxid());
+        self.committed = state;
+        self.commit_point = self.commit_point.min(self.applied);
+        self.pending.clear();
+        self.boundaries.clear();
+        self.spec = None;
+    }
+
+    fn role_changed(&mut self, role: Role, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        // What was proposed and not committed stays in the history as plain txns: the next
+        // leader commits or truncates them. The speculative state goes.
+        self.spec = None;
+        for p in &mut self.pending {
+            p.local = None;
+        }
+        self.boundaries = self.pending.iter().map(|p| p.zxid).collect();
+        if let Role::Leading { established: true, .. } = role {
+            // A new leader tracks every global session of its committed state afresh.
+            let sessions: Vec<(i64, i32)> =
+                self.committed.sessions.iter().map(|(k, v)| (*k, *v)).collect();
+            for (session_id, timeout) in sessions {
+                self.step_into(Event::SessionCreated { session_id, timeout }, out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn ensure_spec(&mut self) {
+        if self.spec.is_some() {
+            return;
+        }
+        let mut s = self.committed.clone();
+        for p in &self.pending {
+            if let Ok(e) = TxnEntry::decode(&p.data, DEFAULT_MAX_LEN) {
+                s.apply(&e);
+            }
+        }
+        self.spec = Some(s);
+    }
+
+    /// The committed state with every pending txn up to `zxid` applied (a SNAP payload).
+    fn state_at(&self, zxid: Zxid) -> State {
+        assert!(zxid >= self.applied, "SNAP below the applied state");
+        let mut s = self.committed.clone();
+        for p in self.pending.iter().take_while(|p| p.zxid <= zxid) {
+            match &p.local {
+                Some(l) => {
+                    s.apply(&l.entry);
+                }
+                None => {
+                    if let Ok(e) = TxnEntry::decode(&p.data, DEFAULT_MAX_LEN) {
+                        s.apply(&e);
+                    }
+                }
+            }
+        }
+        s
+    }
+
+    /// Keeps the speculative version after the newest pending txn of this replica (a
+    /// boundary) and returns its zxid; with none, the committed zxid. Everything up to a
+    /// boundary commits as one group, and a read that waits for it is answered from it.
+    pub fn mark_boundary(&mut self) -> Zxid {
+        match self.pending.back_mut() {
+            Some(Pending { zxid, local: Some(l), .. }) => {
+                if l.version.is_none() {
+                    l.version = Some(self.spec.as_ref().expect("a leader's").tree.clone());
+                    self.boundaries.push_back(*zxid);
+                }
+                *zxid
+            }
+            Some(p) => p.zxid,
+            None => self.applied,
+        }
+    }
+
+    /// Applies every committed txn up to the last boundary at or below the commit point.
+    pub fn apply_committed(&mut self, out: &mut Vec<Output>) {
+        let point = self.commit_point;
+        // The last boundary at or below the commit point: a received txn applies on its own,
+        // a proposal of this replica only with the group its boundary ends.
+        let mut end = None;
+        while let Some(&b) = self.boundaries.front() {
+            if b > point {
+                break;
+            }
+            end = Some(b);
+            self.boundaries.pop_front();
+        }
+        let Some(end) = end else { return };
+        while self.pending.front().is_some_and(|p| p.zxid <= end) {
+            let p = self.pending.pop_front().expect("checked");
+            let bytes = p.data.len() as u64;
+            let applied = match p.local {
+                Some(mut l) => {
+                    if let Some((id, change)) = p.session_change {
+                        match change {
+                            Some(t) => self.committed.sessions.insert(id, t),
+                            None => self.committed.sessions.remove(&id),
+                        };
+                    }
+                    if let Some(v) = &l.version {
+                        self.committed.tree = v.clone();
+                    }
+                    l.bytes = bytes;
+                    l
+                }
+                None => {
+                    let Ok(entry) = TxnEntry::decode(&p.data, DEFAULT_MAX_LEN) else {
+                        // Every txn was checked when it was logged; a txn that does not
+                        // decode is skipped (ZooKeeper would fail to apply it too).
+                        tracing::error!(zxid = format_args!("{:#x}", p.zxid), "undecodable txn");
+                        self.applied = p.zxid;
+                        continue;
+                    };
+                    let outcome = self.committed.apply(&entry);
+                    Box::new(Applied {
+                        entry,
+                        outcome,
+                        local: false,
+                        version: Some(self.committed.tree.clone()),
+                        digest: self.committed.tree.digest(),
+                        bytes,
+                    })
+                }
+            };
+            self.applied = p.zxid;
+            self.after_apply(&applied, out);
+            out.push(Output::Applied(applied));
+        }
+    }
+
+    fn after_apply(&mut self, a: &Applied, out: &mut Vec<Output>) {
+        // The leader's session tracker follows the committed sessions.
+        let leading = matches!(self.peer.role(), Role::Leading { established: true, .. });
+        let id = a.entry.header.client_id;
+        if leading {
+            let ev = match &a.entry.txn {
+                Txn::CreateSession(t) => {
+                    Some(Event::SessionCreated { session_id: id, timeout: t.time_out })
+                }
+                Txn::CloseSession(_) => Some(Event::SessionClosed { session_id: id }),
+                _ => None,
+            };
+            if let Some(ev) = ev {
+                // Session events produce no storage commands: nothing here can fail.
+                let mut cmds = Vec::new();
+                self.peer.step(ev, &mut cmds);
+                out.extend(cmds.into_iter().map(Output::Command));
+            }
+        }
+        self.snapshot_due |= self.db.count_applied(a.bytes);
+        if self.snapshot_due && a.version.is_some() {
+            self.snapshot_due = false;
+            self.db.snapshot_now(self.applied, &self.committed);
+        }
+    }
+
+    /// Leader: sequences a forwarded request (from a learner, or this peer's own client
+    /// through the peer).
+    fn propose_forwarded(
+        &mut self,
+        r: &ForwardedRequest,
+        out: &mut Vec<Output>,
+    ) -> Result<(), Fatal> {
+        let decoded;
+        let p = match r.op {
+            OP_CREATE_SESSION => Proposal::CreateSession {
+                session_id: r.session_id,
+                timeout_ms: decode_i32(&r.body).unwrap_or(0),
+            },
+            OP_CLOSE_SESSION => Proposal::CloseSession { session_id: r.session_id, cxid: r.cxid },
+            op => match Request::decode(op, &r.body, DEFAULT_MAX_LEN) {
+                Ok(req) => {
+                    decoded = req;
+                    Proposal::Client {
+                        session_id: r.session_id,
+                        cxid: r.cxid,
+                        req: &decoded,
+                        auth: &r.auth,
+                    }
+                }
+                Err(_) => Proposal::Failed {
+                    session_id: r.session_id,
+                    cxid: r.cxid,
+                    err: ErrorCode::MarshallingError,
+                },
+            },
+        };
+        match self.propose_into(p, self.now_ms, out) {
+            // Not proposed (too many in flight, or no longer leading): the learner's client
+            // gets no answer and times out, as with ZooKeeper.
+            Ok(_) | Err(Err(_)) => Ok(()),
+            Err(Ok(f)) => Err(f),
+        }
+    }
+
+    /// Leader: prepares `p` against the speculative state with the next zxid, applies it
+    /// there and proposes it; returns the zxid. `time` is the txn's timestamp (ms since the
+    /// Unix epoch, from the runtime's clock).
+    pub fn propose(
+        &mut self,
+        p: Proposal<'_>,
+        time: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<Zxid, ProposeError> {
+        match self.propose_into(p, time, out) {
+            Ok(z) => Ok(z),
+            Err(Ok(f)) => Err(ProposeError::Fatal(f)),
+            Err(Err(n)) => Err(ProposeError::Not(n)),
+        }
+    }
+
+    fn propose_into(
+        &mut self,
+        p: Proposal<'_>,
+        time: i64,
+        out: &mut Vec<Output>,
+    ) -> Result<Zxid, Result<Fatal, NotProposed>> {
+        if let Some(f) = &self.fatal {
+            return Err(Ok(f.clone()));
+        }
+        if !matches!(self.peer.role(), Role::Leading { established: true, .. }) {
+            return Err(Err(NotProposed::NotLeader));
+        }
+        let Some(zxid) = self.peer.next_zxid() else { return Err(Err(NotProposed::Busy)) };
+        self.ensure_spec();
+        let spec = self.spec.as_ref().expect("built");
+        let header = |session_id: i64, cxid: i32, txn: &Txn| TxnHeader {
+            client_id: session_id,
+            cxid,
+            zxid: zxid as i64,
+            time,
+            op: txn.opcode().code(),
+        };
+        let known = |id: i64| spec.sessions.contains_key(&id);
+        // The header, digest and framing, plus what the request carries that the txn repeats.
+        let size_hint = 96
+            + match &p {
+                Proposal::Client { req: Request::SetData(r), .. } => r.path.len() + r.data.len(),
+                Proposal::Client {
+                    req: Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r),
+                    ..
+                } => r.path.len() + r.data.len() + 32 * r.acl.len(),
+                _ => 160,
+            };
+        let (mut hdr, mut txn, server_made) = match p {
+            Proposal::CreateSession { session_id, timeout_ms } => {
+                let txn = prepare_create_session(timeout_ms);
+                (header(session_id, 0, &txn), txn, false)
+            }
+            Proposal::CloseSession { session_id, cxid } => {
+                if !known(session_id) {
+                    if cxid == 0 {
+                        // An expiry of a session already closing or closed: nothing to do.
+                        return Err(Err(NotProposed::NoSuchSession));
+                    }
+                    let txn = Txn::error(ErrorCode::SessionExpired);
+                    (header(session_id, cxid, &txn), txn, false)
+                } else {
+                    let txn = prepare_close_session(&spec.tree, session_id, &self.opts.prepare);
+                    (header(session_id, cxid, &txn), txn, cxid == 0)
+                }
+            }
+            Proposal::Orphans { session_id } => {
+                let txn = prepare_close_session(&spec.tree, session_id, &self.opts.prepare);
+                (header(session_id, 0, &txn), txn, true)
+            }
+            Proposal::Server { req } => {
+                let ctx = SessionContext { session_id: 0, auth: &[], local_session: false };
+                let (h, t) =
+                    prepare_txn(&spec.tree, &ctx, &self.opts.prepare, req, 0, zxid as i64, time);
+                if matches!(t, Txn::Error(_)) {
+                    return Err(Err(NotProposed::Refused));
+                }
+                (h, t, true)
+            }
+            Proposal::Failed { session_id, cxid, err } => {
+                let txn = Txn::error(err);
+                (header(session_id, cxid, &txn), txn, false)
+            }
+            Proposal::Client { session_id, cxid, req, auth } => {
+                if !known(session_id) {
+                    // PrepRequestProcessor's checkSession: an unknown or closing session.
+                    let txn = Txn::error(ErrorCode::SessionExpired);
+                    (header(session_id, cxid, &txn), txn, false)
+                } else {
+                    let ctx = SessionContext { session_id, auth, local_session: false };
+                    let (h, t) = prepare_txn(
+                        &spec.tree,
+                        &ctx,
+                        &self.opts.prepare,
+                        req,
+                        cxid,
+                        zxid as i64,
+                        time,
+                    );
+                    (h, t, false)
+                }
+            }
+        };
+        // The txn's size, checked against the limit every peer and the log accept: a
+        // client's txn that is too large becomes an error txn answered MARSHALLINGERROR; a
+        // closeSession too large to list its ephemerals is logged with an empty list (every
+        // server then removes them from its own ephemeral index, as ZooKeeper's killSession
+        // does with paths the txn does not name). So no client input reaches a log error.
+        let max = self.opts.txn_bytes_max;
+        let mut payload = Vec::with_capacity(size_hint);
+        hdr.write(&mut payload);
+        txn.write(&mut payload);
+        if payload.len() + DIGEST_BYTES > max {
+            let replacement = match &txn {
+                Txn::CloseSession(_) => {
+                    // An empty list, not none: a closeSession without a body is pre-3.6's
+                    // form, which cannot be told apart from the digest after it on replay.
+                    Txn::CloseSession(CloseSessionTxn { paths_to_delete: Some(Vec::new()) })
+                }
+                _ if server_made => {
+                    tracing::warn!(
+                        zxid = format_args!("{zxid:#x}"),
+                        bytes = payload.len(),
+                        max,
+                        "a txn of the server's own is over the txn limit; not logged"
+                    );
+                    return Err(Err(NotProposed::TooLarge));
+                }
+                _ => Txn::error(ErrorCode::MarshallingError),
+            };
+            tracing::info!(
+                session = format_args!("{:#x}", hdr.client_id),
+                bytes = payload.len() + DIGEST_BYTES,
+                max,
+                "txn over the limit (jute.maxbuffer + jute.maxbuffer.extrasize); refused"
+            );
+            txn = replacement;
+            hdr.op = txn.opcode().code();
+            payload.clear();
+            hdr.write(&mut payload);
+            txn.write(&mut payload);
+            assert!(payload.len() + DIGEST_BYTES <= max, "a refusal txn fits any limit");
+        }
+        let session_change = match &txn {
+            Txn::CreateSession(t) => Some((hdr.client_id, Some(t.time_out))),
+            Txn::CloseSession(_) => Some((hdr.client_id, None)),
+            _ => None,
+        };
+        let mut entry = TxnEntry { header: hdr, txn, digest: None };
+        let spec = self.spec.as_mut().expect("built");
+        let outcome = spec.apply(&entry);
+        let digest = spec.tree.digest();
+        let d = TxnDigest { version: 2, tree_digest: digest };
+        d.write(&mut payload);
+        entry.digest = Some(d);
+        let version = self.opts.boundary_every_txn.then(|| spec.tree.clone());
+        if version.is_some() {
+            self.boundaries.push_back(zxid);
+        }
+        let data = Bytes::from(payload);
+        let bytes = data.len() as u64;
+        self.pending.push_back(Pending {
+            zxid,
+            data: data.clone(),
+            local: Some(Box::new(Applied { entry, outcome, local: true, version, digest, bytes })),
+            session_change,
+        });
+        if let Err(f) = self.step_into(Event::Propose { zxid, data }, out) {
+            return Err(Ok(f));
+        }
+        Ok(zxid)
+    }
+}

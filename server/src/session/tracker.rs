@@ -1,0 +1,152 @@
+//! The session tracker: which global sessions exist, when each expires, in ticks — one table,
+//! kept by whichever server sequences (the ensemble's leader, or a standalone server, which
+//! leads an ensemble of one). ZooKeeper's `SessionTrackerImpl` without its expiry buckets:
+//! a session touched at tick `t` with a timeout of `n` ticks expires at the first tick at or
+//! after `t + n`, so it lives between its timeout and its timeout plus one tick.
+//!
+//! It learns of sessions from committed txns (createSession, closeSession), is touched by the
+//! server's own clients and, through PING replies, by the learners', answers REVALIDATE, and
+//! says which sessions expired; their closeSession txns are the sequencer's to propose. A
+//! session stays "closing" from its expiry until its closeSession commits, so it is reported
+//! once.
+
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Tracked {
+    timeout_ticks: u64,
+    expires: u64,
+    closing: bool,
+}
+
+/// Global sessions and their deadlines, in ticks of `tick_ms`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTracker {
+    tick_ms: u32,
+    sessions: BTreeMap<i64, Tracked>,
+}
+
+impl SessionTracker {
+    /// An empty table counting in ticks of `tick_ms` (tickTime).
+    pub fn new(tick_ms: u32) -> Self {
+        SessionTracker { tick_ms: tick_ms.max(1), sessions: BTreeMap::new() }
+    }
+
+    /// A timeout in ticks, rounded up (at least one).
+    pub fn ticks(&self, timeout_ms: i32) -> u64 {
+        u64::try_from(timeout_ms).unwrap_or(0).div_ceil(u64::from(self.tick_ms)).max(1)
+    }
+
+    /// A session was created (its createSession committed), or is tracked afresh by a new
+    /// leader: it has its whole timeout from `now`.
+    pub fn add(&mut self, session_id: i64, timeout_ms: i32, now: u64) {
+        let t = self.ticks(timeout_ms);
+        self.sessions
+            .insert(session_id, Tracked { timeout_ticks: t, expires: now + t, closing: false });
+    }
+
+    /// The session closed (its closeSession committed).
+    pub fn remove(&mut self, session_id: i64) {
+        self.sessions.remove(&session_id);
+    }
+
+    /// The session's client was heard from at tick `now`; false if it is unknown.
+    pub fn touch(&mut self, session_id: i64, now: u64) -> bool {
+        match self.sessions.get_mut(&session_id) {
+            Some(s) => {
+                s.expires = now + s.timeout_ticks;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// True if the session exists (REVALIDATE's answer). A session expiring but not yet closed
+    /// still exists, as in ZooKeeper until its closeSession is applied.
+    pub fn contains(&self, session_id: i64) -> bool {
+        self.sessions.contains_key(&session_id)
+    }
+
+    /// Sessions tracked.
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// True when no session is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// The sessions whose deadline has come at tick `now` and that were not reported before;
+    /// they are closing from now on.
+    pub fn expire(&mut self, now: u64) -> Vec<i64> {
+        let mut out = Vec::new();
+        for (id, s) in self.sessions.iter_mut() {
+            if !s.closing && s.expires <= now {
+                s.closing = true;
+                out.push(*id);
+            }
+        }
+        out
+    }
+}
+
+/// Sessions a learner's clients were heard from since its last PING reply (id → timeout),
+/// passed on to the leader's tracker in that reply, as ZooKeeper's learners do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touches(BTreeMap<i64, i32>);
+
+impl Touches {
+    /// Records a touch.
+    pub fn touch(&mut self, session_id: i64, timeout_ms: i32) {
+        self.0.insert(session_id, timeout_ms);
+    }
+
+    /// Everything recorded, emptying the set.
+    pub fn take(&mut self) -> Vec<(i64, i32)> {
+        std::mem::take(&mut self.0).into_iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_expires_between_its_timeout_and_one_tick_more() {
+        let mut t = SessionTracker::new(2_000);
+        assert_eq!(t.ticks(4_000), 2);
+        assert_eq!(t.ticks(4_001), 3, "rounded up");
+        assert_eq!(t.ticks(0), 1, "at least a tick");
+        t.add(7, 4_000, 10);
+        assert!(t.expire(11).is_empty());
+        assert_eq!(t.expire(12), vec![7]);
+        assert!(t.expire(13).is_empty(), "reported once");
+        assert!(t.contains(7), "still there until its closeSession commits");
+        t.remove(7);
+        assert!(!t.contains(7) && t.is_empty());
+    }
+
+    #[test]
+    fn touches_push_the_deadline_and_unknown_sessions_are_refused() {
+        let mut t = SessionTracker::new(1_000);
+        t.add(1, 3_000, 0);
+        t.add(2, 3_000, 0);
+        assert!(t.touch(1, 2));
+        assert!(!t.touch(99, 2), "unknown");
+        assert_eq!(t.expire(3), vec![2]);
+        assert!(t.expire(4).is_empty());
+        assert_eq!(t.expire(5), vec![1]);
+        assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn touches_are_taken_once() {
+        let mut s = Touches::default();
+        s.touch(5, 100);
+        s.touch(5, 200);
+        s.touch(3, 50);
+        assert_eq!(s.take(), vec![(3, 50), (5, 200)]);
+        assert!(s.take().is_empty());
+    }
+}
