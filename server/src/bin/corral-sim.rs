@@ -5,11 +5,12 @@
 //! line and exits non-zero on any violation, printing the command that replays each failing
 //! seed.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use clap::Parser;
+use corral_server::sim::ensemble::{run_ensemble_seed, EnsembleCounters, EnsembleOptions};
 use corral_server::sim::{replay_command, run_seed, Counters, SimOptions};
 
 #[derive(Parser, Debug)]
@@ -42,6 +43,10 @@ struct Args {
     /// Print a trace of roles, syncs, commits and faults (use with --seed).
     #[arg(long)]
     trace: bool,
+    /// Run client workloads against ensembles of production pipelines (the layer above the
+    /// replica: connections, forwarding, watches, sessions) instead of the replica simulator.
+    #[arg(long)]
+    pipelines: bool,
 }
 
 fn main() {
@@ -71,55 +76,64 @@ fn main() {
         }
     };
     let verbose = args.verbose || args.seed.is_some();
-    let next = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let total = Arc::new(Mutex::new((Counters::default(), 0u64, 0u64)));
-    let failed = Arc::new(Mutex::new(Vec::<u64>::new()));
     let began = Instant::now();
     let threads = args.threads.max(1);
-    let handles: Vec<_> = (0..threads)
-        .map(|_| {
-            let (next, stop, total, failed, opts) =
-                (next.clone(), stop.clone(), total.clone(), failed.clone(), opts.clone());
-            std::thread::spawn(move || loop {
-                if stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if count.is_some_and(|c| i >= c) {
-                    return;
-                }
-                let seed = start.wrapping_add(i);
-                let r = run_seed(seed, &opts);
-                if verbose {
-                    eprintln!("seed {seed}: {:?}", r.counters);
-                }
-                if !r.violations.is_empty() {
-                    eprintln!("seed {seed}: {} violation(s)", r.violations.len());
-                    for v in &r.violations {
-                        eprintln!("  {v}");
-                    }
-                    eprintln!("  replay: {}", replay_command(seed, &opts));
-                    failed.lock().expect("lock").push(seed);
-                }
-                let mut t = total.lock().expect("lock");
-                t.0.add(&r.counters);
-                t.1 += 1;
-                t.2 += r.violations.len() as u64;
-                if count.is_none() && t.1 % 1000 == 0 {
-                    eprintln!("{} seeds so far, {} violations ({:.0?})", t.1, t.2, began.elapsed());
-                }
-            })
-        })
-        .collect();
-    for h in handles {
-        if h.join().is_err() {
-            stop.store(true, Ordering::Relaxed);
-            eprintln!("a simulation thread panicked");
-            std::process::exit(3);
-        }
+    if args.pipelines {
+        let eopts = EnsembleOptions {
+            peers: args.peers,
+            observers: args.observers,
+            fault_ms: args.fault_ms,
+            trace: args.trace,
+            ..EnsembleOptions::default()
+        };
+        let o = eopts.clone();
+        let (c, seeds, violations, failed) = run_many(
+            start,
+            count,
+            threads,
+            verbose,
+            move |seed| {
+                let r = run_ensemble_seed(seed, &o);
+                (r.counters, r.violations)
+            },
+            |t: &mut EnsembleCounters, c| t.add(c),
+            move |seed| pipelines_replay(seed, &eopts),
+        );
+        println!(
+            "pipelines: seeds: {seeds}, violations: {violations}, leaders: {}, crashes: {}, partitions: {}, \
+             sessions: {}, replies: {}, acknowledged writes: {}, reads after sync checked: {}, \
+             watch events: {}, client connections lost: {}, steps: {}, first seed: {start}, \
+             peers: {}, observers: {}, {:.1?}",
+            c.leaders,
+            c.crashes,
+            c.partitions,
+            c.sessions,
+            c.replies,
+            c.acked_writes,
+            c.sync_reads,
+            c.watch_events,
+            c.connections_lost,
+            c.steps,
+            args.peers,
+            args.observers,
+            began.elapsed()
+        );
+        exit_on(failed);
+        return;
     }
-    let (c, seeds, violations) = *total.lock().expect("lock");
+    let (o, o2) = (opts.clone(), opts.clone());
+    let (c, seeds, violations, failed) = run_many(
+        start,
+        count,
+        threads,
+        verbose,
+        move |seed| {
+            let r = run_seed(seed, &o);
+            (r.counters, r.violations)
+        },
+        |t: &mut Counters, c| t.add(c),
+        move |seed| replay_command(seed, &o2),
+    );
     println!(
         "seeds: {seeds}, violations: {violations}, elections: {}, commits: {}, crashes: {} ({} mid-write), I/O errors armed: {}, \
          partitions: {}, client acks: {}, syncs started (completed): DIFF {} ({}), TRUNC {} ({}), \
@@ -153,11 +167,91 @@ fn main() {
         opts.observers,
         began.elapsed()
     );
-    let failed = failed.lock().expect("lock");
+    exit_on(failed);
+}
+
+fn exit_on(mut failed: Vec<u64>) {
     if !failed.is_empty() {
-        let mut f = failed.clone();
-        f.sort_unstable();
-        eprintln!("failing seeds: {f:?}");
+        failed.sort_unstable();
+        eprintln!("failing seeds: {failed:?}");
         std::process::exit(1);
     }
+}
+
+fn pipelines_replay(seed: u64, o: &EnsembleOptions) -> String {
+    let mut cmd = format!(
+        "cargo run --release -p corral-server --bin corral-sim -- --pipelines --seed {seed} --peers {} --observers {}",
+        o.peers, o.observers
+    );
+    if o.fault_ms != EnsembleOptions::default().fault_ms {
+        cmd.push_str(&format!(" --fault-ms {}", o.fault_ms));
+    }
+    cmd
+}
+
+/// Runs seeds on `threads` threads (all of `count` from `start`, or until stopped), printing
+/// each failing seed's violations and replay command; returns the summed counters, the number
+/// of seeds and of violations, and the failing seeds.
+#[allow(clippy::type_complexity)]
+fn run_many<T, R, A, P>(
+    start: u64,
+    count: Option<u64>,
+    threads: usize,
+    verbose: bool,
+    run: R,
+    add: A,
+    replay: P,
+) -> (T, u64, u64, Vec<u64>)
+where
+    T: Default + Copy + Send + std::fmt::Debug + 'static,
+    R: Fn(u64) -> (T, Vec<String>) + Send + Sync + 'static,
+    A: Fn(&mut T, &T) + Send + Sync + 'static,
+    P: Fn(u64) -> String + Send + Sync + 'static,
+{
+    let next = Arc::new(AtomicU64::new(0));
+    let total = Arc::new(Mutex::new((T::default(), 0u64, 0u64)));
+    let failed = Arc::new(Mutex::new(Vec::<u64>::new()));
+    let (run, add, replay) = (Arc::new(run), Arc::new(add), Arc::new(replay));
+    let began = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| {
+            let (next, total, failed) = (next.clone(), total.clone(), failed.clone());
+            let (run, add, replay) = (run.clone(), add.clone(), replay.clone());
+            std::thread::spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if count.is_some_and(|c| i >= c) {
+                    return;
+                }
+                let seed = start.wrapping_add(i);
+                let (counters, violations) = run(seed);
+                if verbose {
+                    eprintln!("seed {seed}: {counters:?}");
+                }
+                if !violations.is_empty() {
+                    eprintln!("seed {seed}: {} violation(s)", violations.len());
+                    for v in &violations {
+                        eprintln!("  {v}");
+                    }
+                    eprintln!("  replay: {}", replay(seed));
+                    failed.lock().expect("lock").push(seed);
+                }
+                let mut t = total.lock().expect("lock");
+                add(&mut t.0, &counters);
+                t.1 += 1;
+                t.2 += violations.len() as u64;
+                if count.is_none() && t.1 % 1000 == 0 {
+                    eprintln!("{} seeds so far, {} violations ({:.0?})", t.1, t.2, began.elapsed());
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        if h.join().is_err() {
+            eprintln!("a simulation thread panicked");
+            std::process::exit(3);
+        }
+    }
+    let (c, seeds, violations) = *total.lock().expect("lock");
+    let failed = failed.lock().expect("lock").clone();
+    (c, seeds, violations, failed)
 }

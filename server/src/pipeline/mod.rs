@@ -682,14 +682,28 @@ pub enum NetOut {
     },
 }
 
-/// An item of a learner's per-connection order.
+/// An item of a learner's per-connection order. Items are answered from the front only, so
+/// replies go out in the order the client sent its requests.
 enum Queued {
-    /// A forwarded write, answered when it comes back committed.
-    Write,
-    /// A forwarded sync, answered when the leader's SYNC comes back.
-    Sync(WaitingRead),
+    /// A forwarded write, answered when it comes back committed; `Some` holds its reply when
+    /// it was applied while something before it (a sync) still waited.
+    Write(Option<Box<DoneWrite>>),
+    /// A forwarded sync, answered once the leader's SYNC came back (`Some`: the commit point
+    /// then) and everything committed before that is applied here.
+    Sync(WaitingRead, Option<Zxid>),
     /// A read, answered once everything before it is.
     Read(WaitingRead),
+}
+
+/// The reply to a learner's forwarded write, held in its connection's order.
+struct DoneWrite {
+    conn: Arc<Conn>,
+    xid: i32,
+    zxid: i64,
+    err: ErrorCode,
+    body: Response,
+    op: OpCode,
+    received: Instant,
 }
 
 /// A read waiting for a boundary (behind its connection's writes).
@@ -734,6 +748,9 @@ pub struct Pipeline {
     /// A learner's per-connection order: its forwarded writes and syncs, and the reads
     /// queued behind them.
     learner_queue: HashMap<u64, VecDeque<Queued>>,
+    /// Syncs the leader answered, waiting for the commits before them to be applied here:
+    /// (commit point, connection), in commit-point order.
+    syncs_applying: VecDeque<(Zxid, u64)>,
     /// A learner's forwarded syncs, by connection, in the order they were sent.
     syncs: VecDeque<u64>,
     /// The newest durable zxid the log reported, told to the replica at the end of a batch.
@@ -996,6 +1013,7 @@ impl Pipeline {
             net: Vec::new(),
             forwarded: HashMap::new(),
             learner_queue: HashMap::new(),
+            syncs_applying: VecDeque::new(),
             syncs: VecDeque::new(),
             fatal: None,
         };
@@ -1403,7 +1421,7 @@ impl Pipeline {
         let key = (fr.session_id, fr.cxid);
         if let Some(conn) = conn {
             self.queue_write(conn);
-            self.learner_queue.entry(conn.id).or_default().push_back(Queued::Write);
+            self.learner_queue.entry(conn.id).or_default().push_back(Queued::Write(None));
         }
         self.forwarded.entry(key).or_default().push_back(origin);
         let mut out = Vec::new();
@@ -1432,7 +1450,7 @@ impl Pipeline {
         };
         let conn_id = r.conn.id;
         self.pending.entry(conn_id).or_default().1 += 1;
-        self.learner_queue.entry(conn_id).or_default().push_back(Queued::Sync(r));
+        self.learner_queue.entry(conn_id).or_default().push_back(Queued::Sync(r, None));
         self.syncs.push_back(conn_id);
         let mut out = Vec::new();
         let res = self.replica.step(Event::ClientRequest { request: fr }, &mut out);
@@ -1554,6 +1572,12 @@ impl Pipeline {
             }
         }
         self.commit_applied(applied);
+        self.drain_applied_syncs();
+    }
+
+    /// The replica under the pipeline (for inspection: tests, the simulator, reports).
+    pub fn replica(&self) -> &Replica {
+        &self.replica
     }
 
     /// The network traffic to carry, in order (ensemble members).
@@ -1619,35 +1643,74 @@ impl Pipeline {
         let queues: Vec<VecDeque<Queued>> = self.learner_queue.drain().map(|(_, q)| q).collect();
         for q in queues {
             for item in q {
-                if let Queued::Sync(r) | Queued::Read(r) = item {
-                    self.answered(&r.conn);
+                match item {
+                    Queued::Sync(r, _) | Queued::Read(r) => self.answered(&r.conn),
+                    Queued::Write(Some(d)) => {
+                        // Committed, but its reply waited behind a sync: the connection
+                        // closes; the client learns the outcome when it reconnects.
+                        self.answered(&d.conn);
+                        self.write_done(d.conn.id);
+                    }
+                    Queued::Write(None) => {}
                 }
             }
         }
         self.syncs.clear();
+        self.syncs_applying.clear();
         self.pending.clear();
         for c in conns {
             c.close();
         }
         for s in self.sessions.values_mut() {
             s.conn = None;
+            // A close in flight was dropped with the proposals: if it never commits, the
+            // session is still open, and a later leadership here must be able to expire it.
+            s.closing = false;
         }
     }
 
-    /// The leader answered this learner's oldest forwarded sync: every write committed before
-    /// it is applied here.
+    /// The leader answered this learner's oldest forwarded sync: it is answered, in its
+    /// connection's order, once everything committed before the leader's SYNC (the commit
+    /// point now) is applied here. (Commits are applied at boundaries, after the SYNC packet
+    /// may have arrived.)
     fn sync_done(&mut self) {
         let Some(conn_id) = self.syncs.pop_front() else { return };
-        let front = self.learner_queue.get_mut(&conn_id).and_then(|q| match q.front() {
-            Some(Queued::Sync(_)) => q.pop_front(),
-            _ => None,
+        let point = self.replica.commit_point();
+        let marked = self.learner_queue.get_mut(&conn_id).and_then(|q| {
+            q.iter_mut().find_map(|item| match item {
+                Queued::Sync(_, at @ None) => {
+                    *at = Some(point);
+                    Some(())
+                }
+                _ => None,
+            })
         });
-        if let Some(Queued::Sync(r)) = front {
-            let tree = self.replica.committed().tree.clone();
-            let shared = self.shared.clone();
-            let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
-            self.answer_waiting(r, &tree, &mut watches);
-            self.drain_learner_reads(conn_id, &tree, &mut watches);
+        if marked.is_none() {
+            return;
+        }
+        let tree = self.replica.committed().tree.clone();
+        if (tree.last_processed_zxid().max(0) as Zxid) < point {
+            self.syncs_applying.push_back((point, conn_id));
+            return;
+        }
+        let shared = self.shared.clone();
+        let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+        self.drain_learner(conn_id, &tree, &mut watches);
+    }
+
+    /// Connections whose answered syncs waited for commits to be applied: drained from the
+    /// committed version, now that it is applied further.
+    fn drain_applied_syncs(&mut self) {
+        let tree = self.replica.committed().tree.clone();
+        let applied = tree.last_processed_zxid().max(0) as Zxid;
+        if self.syncs_applying.front().is_none_or(|(z, _)| *z > applied) {
+            return;
+        }
+        let shared = self.shared.clone();
+        let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+        while self.syncs_applying.front().is_some_and(|(z, _)| *z <= applied) {
+            let (_, conn_id) = self.syncs_applying.pop_front().expect("non-empty");
+            self.drain_learner(conn_id, &tree, &mut watches);
         }
     }
 
@@ -1670,16 +1733,39 @@ impl Pipeline {
         self.answered(&r.conn);
     }
 
-    /// Answers the reads at the front of a learner connection's queue (everything before them
-    /// is answered), from `tree`.
-    fn drain_learner_reads(&mut self, conn_id: u64, tree: &DataTree, watches: &mut WatchManager) {
+    /// Answers what is ready at the front of a learner connection's queue, in order: reads
+    /// (from `tree`), syncs whose commit point `tree` has reached, and writes whose replies
+    /// waited behind them; stops at the first item not ready.
+    fn drain_learner(&mut self, conn_id: u64, tree: &DataTree, watches: &mut WatchManager) {
+        let at = tree.last_processed_zxid().max(0) as Zxid;
         loop {
             let item = self.learner_queue.get_mut(&conn_id).and_then(|q| match q.front() {
-                Some(Queued::Read(_)) => q.pop_front(),
+                Some(Queued::Read(_)) | Some(Queued::Write(Some(_))) => q.pop_front(),
+                Some(Queued::Sync(_, Some(z))) if *z <= at => q.pop_front(),
                 _ => None,
             });
             match item {
-                Some(Queued::Read(r)) => self.answer_waiting(r, tree, watches),
+                Some(Queued::Read(r)) | Some(Queued::Sync(r, _)) => {
+                    self.answer_waiting(r, tree, watches)
+                }
+                Some(Queued::Write(Some(d))) => {
+                    let d = *d;
+                    // The header carries the zxid the server is at when it replies (as
+                    // ZooKeeper's lastProcessedZxid): a sync answered before it may have
+                    // shown a newer one.
+                    finish_reply(
+                        &self.shared,
+                        &d.conn,
+                        d.xid,
+                        d.zxid.max(at as i64),
+                        d.err,
+                        d.body,
+                        d.op,
+                        d.received,
+                    );
+                    self.answered(&d.conn);
+                    self.write_done(d.conn.id);
+                }
                 _ => break,
             }
         }
@@ -1699,7 +1785,11 @@ impl Pipeline {
         }
         tracing::info!(session = format_args!("{id:#x}"), "session expired");
         let p = Proposal::CloseSession { session_id: id, cxid: 0 };
-        self.propose(p, Origin::Close { conn: None, xid: None });
+        if self.propose(p, Origin::Close { conn: None, xid: None }).is_none() {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                s.closing = false;
+            }
+        }
     }
 
     /// Answers committed txns in zxid order: fires their watch triggers, answers writes and
@@ -1797,28 +1887,40 @@ impl Pipeline {
                 Some(Origin::Client { conn, xid, received }) => {
                     let (err, body) = a.outcome.result.reply();
                     let err = ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError);
-                    finish_reply(
-                        &shared,
-                        &conn,
-                        xid,
-                        zxid,
-                        err,
-                        body,
-                        a.entry.txn.opcode(),
-                        received,
-                    );
-                    self.answered(&conn);
-                    self.write_done(conn.id);
+                    let op = a.entry.txn.opcode();
+                    // A learner answers in the connection's order: if a sync before this
+                    // write still waits, the reply waits with it.
+                    let mut reply = Some(body);
+                    if !a.local {
+                        if let Some(q) = self.learner_queue.get_mut(&conn.id) {
+                            if matches!(q.front(), Some(Queued::Write(None))) {
+                                q.pop_front();
+                            } else if let Some(slot) =
+                                q.iter_mut().find(|x| matches!(x, Queued::Write(None)))
+                            {
+                                let body = reply.take().expect("not taken");
+                                *slot = Queued::Write(Some(Box::new(DoneWrite {
+                                    conn: conn.clone(),
+                                    xid,
+                                    zxid,
+                                    err,
+                                    body,
+                                    op,
+                                    received,
+                                })));
+                            }
+                        }
+                    }
+                    if let Some(body) = reply {
+                        finish_reply(&shared, &conn, xid, zxid, err, body, op, received);
+                        self.answered(&conn);
+                        self.write_done(conn.id);
+                    }
                     if !a.local {
                         // The connection's next requests: reads queued behind this write see
                         // the version right after it.
-                        if let Some(q) = self.learner_queue.get_mut(&conn.id) {
-                            if matches!(q.front(), Some(Queued::Write)) {
-                                q.pop_front();
-                            }
-                        }
                         let v = versions[i].as_ref().unwrap_or(&committed);
-                        self.drain_learner_reads(conn.id, v, &mut watches);
+                        self.drain_learner(conn.id, v, &mut watches);
                     }
                 }
                 Some(Origin::NewSession { conn, read_only, done }) => {

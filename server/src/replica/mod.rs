@@ -395,6 +395,11 @@ impl Replica {
         self.applied
     }
 
+    /// The newest zxid known committed (applied, or to be applied at the next boundary).
+    pub fn commit_point(&self) -> Zxid {
+        self.commit_point
+    }
+
     /// The last zxid the log has reported durable.
     pub fn durable(&self) -> Zxid {
         self.durable

@@ -18,6 +18,7 @@
 //! Everything is a function of the seed: replay one with `corral-sim --seed S`.
 
 pub mod check;
+pub mod ensemble;
 pub mod node;
 
 use std::cmp::Reverse;
