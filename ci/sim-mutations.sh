@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The simulator's mutation check (docs/consensus.md): applies each deliberate bug of
 # ci/mutations/mutate.py in turn, builds corral-sim, runs 300 seeds with 3 voters and 150 with
-# 5 voters + 2 observers, reports how many seeds found it, and restores the file. Not part of
+# 5 voters + 2 observers (the replica simulator, or for "pipeline-" mutations client workloads
+# against pipelines: corral-sim --pipelines), reports how many seeds found it, and restores
+# the file. Not part of
 # ci/test.sh (about a minute per mutation); run it after changing zab/, sim/ or the log.
 #
 #   ci/sim-mutations.sh                  every mutation
@@ -30,11 +32,17 @@ for m in "${names[@]}"; do
     fi
     git checkout -q -- "$file"
     trap - EXIT
+    mode=()
+    summary="seeds"
+    if [[ "$m" == pipeline-* ]]; then
+        mode=(--pipelines)
+        summary="pipelines: seeds"
+    fi
     for run in "3 0 300" "5 2 150"; do
         set -- $run
-        "$sim" --seeds "$3" --start 1 --peers "$1" --observers "$2" --threads 2 \
+        "$sim" "${mode[@]}" --seeds "$3" --start 1 --peers "$1" --observers "$2" --threads 2 \
             > "$out/$m.$1.txt" 2>&1 || true
-        if ! grep -q "^seeds: $3," "$out/$m.$1.txt"; then
+        if ! grep -q "^$summary: $3," "$out/$m.$1.txt"; then
             # A run that did not finish proves nothing either way.
             echo "$m, $1 voters + $2 observers: the simulator did not complete (see $out/$m.$1.txt)"
             exit 1

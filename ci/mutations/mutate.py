@@ -54,6 +54,22 @@ MUTS = {
    """                let mut acks = Acks::default();
                 acks.insert(core.id);
                 self.outstanding.insert(zxid, Proposal { data, acks });"""),
+ # Mutations of the pipeline above the replica: ci/sim-mutations.sh runs `corral-sim
+ # --pipelines` (client workloads against ensembles of pipelines) for names starting "pipeline-".
+ "pipeline-sync-answered-before-apply": ("server/src/pipeline/mod.rs",
+   """        if (tree.last_processed_zxid().max(0) as Zxid) < point {""",
+   """        if false && (tree.last_processed_zxid().max(0) as Zxid) < point {"""),
+ "pipeline-learner-reply-skips-order": ("server/src/pipeline/mod.rs",
+   """                                q.iter_mut().find(|x| matches!(x, Queued::Write(None)))""",
+   """                                q.iter_mut().find(|_| false)"""),
+ "pipeline-learner-drops-watch-events": ("server/src/pipeline/mod.rs",
+   """                if events.is_empty() {""",
+   """                if events.is_empty() || !a.local {"""),
+ "pipeline-closing-kept-across-roles": ("server/src/pipeline/mod.rs",
+   """            // A close in flight was dropped with the proposals: if it never commits, the
+            // session is still open, and a later leadership here must be able to expire it.
+            s.closing = false;""",
+   """            // (mutated: closing flags kept)"""),
 }
 if sys.argv[1:] == ["--list"]:
     print("\n".join(MUTS))

@@ -75,7 +75,7 @@ impl Default for EnsembleOptions {
         EnsembleOptions {
             peers: 3,
             observers: 0,
-            fault_ms: 6_000,
+            fault_ms: 8_000,
             quiet_ms: 6_000,
             faults: true,
             trace: false,
@@ -198,10 +198,7 @@ struct Connection {
 #[derive(Default)]
 struct Client {
     conn: Option<Connection>,
-    connecting: Option<(
-        Connection,
-        tokio::sync::oneshot::Receiver<Option<(i64, Arc<AtomicU64>)>>,
-    )>,
+    connecting: Option<(Connection, tokio::sync::oneshot::Receiver<Option<(i64, Arc<AtomicU64>)>>)>,
     session: Option<i64>,
     touch: Option<Arc<AtomicU64>>,
     pending: BTreeMap<i32, Op>,
@@ -454,14 +451,13 @@ impl World {
             }
         };
         let (tx, rx) = mpsc::channel();
-        let mut p =
-            match Pipeline::member(shared.clone(), db, state, tx, self.cfg.clone(), sid) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.fail(format!("member {sid} cannot start: {e}"));
-                    return;
-                }
-            };
+        let mut p = match Pipeline::member(shared.clone(), db, state, tx, self.cfg.clone(), sid) {
+            Ok(p) => p,
+            Err(e) => {
+                self.fail(format!("member {sid} cannot start: {e}"));
+                return;
+            }
+        };
         p.begin();
         let m = &mut self.members[i];
         m.shared = Some(shared);
@@ -522,7 +518,12 @@ impl World {
             let d = self.net_delay();
             self.at(
                 d,
-                Ev::Net { to: at, inc, conn: None, ev: Event::Disconnected { peer, conn: Some(c.id) } },
+                Ev::Net {
+                    to: at,
+                    inc,
+                    conn: None,
+                    ev: Event::Disconnected { peer, conn: Some(c.id) },
+                },
             );
         }
     }
@@ -635,9 +636,9 @@ impl World {
             }
             45..60 => {
                 // Crash whoever leads.
-                if let Some(i) = (0..n)
-                    .find(|i| matches!(self.members[*i].role, Role::Leading { established: true, .. }))
-                {
+                if let Some(i) = (0..n).find(|i| {
+                    matches!(self.members[*i].role, Role::Leading { established: true, .. })
+                }) {
                     self.crash(i);
                 }
             }
@@ -713,9 +714,7 @@ impl World {
         for o in out {
             match o {
                 NetOut::Command(Command::SendNotification { to, n }) => {
-                    if !self.reachable(from, to)
-                        || (self.faults_on && self.rng.random_bool(0.03))
-                    {
+                    if !self.reachable(from, to) || (self.faults_on && self.rng.random_bool(0.03)) {
                         continue;
                     }
                     let d = self.net_delay();
@@ -838,7 +837,12 @@ impl World {
             self.clients[c].connecting = Some((cn, rx));
             self.step(
                 i,
-                Input::CreateSession { conn, timeout_ms: SESSION_TIMEOUT_MS, read_only: None, done },
+                Input::CreateSession {
+                    conn,
+                    timeout_ms: SESSION_TIMEOUT_MS,
+                    read_only: None,
+                    done,
+                },
             );
             return;
         }
@@ -1029,7 +1033,9 @@ impl World {
         cl.last_reply_xid = xid;
         if zxid >= 0 && zxid < cl.last_zxid {
             let last = cl.last_zxid;
-            self.fail(format!("client {c}: zxid went back from {last:#x} to {zxid:#x} (xid {xid})"));
+            self.fail(format!(
+                "client {c}: zxid went back from {last:#x} to {zxid:#x} (xid {xid})"
+            ));
         }
         let cl = &mut self.clients[c];
         cl.last_zxid = cl.last_zxid.max(zxid);
@@ -1215,8 +1221,9 @@ impl World {
             for (p, s) in &self.ephemerals {
                 let current = self.clients.iter().any(|c| c.session == Some(*s));
                 if current && !view.exists(p) {
-                    self.violations
-                        .push(format!("member {sid}: ephemeral {p} of live session {s:#x} missing"));
+                    self.violations.push(format!(
+                        "member {sid}: ephemeral {p} of live session {s:#x} missing"
+                    ));
                 }
             }
         }

@@ -1,0 +1,68 @@
+//! Client workloads against ensembles of production pipelines under crashes, partitions and
+//! slow disks (`corral_server::sim::ensemble`, which `corral-sim --pipelines` runs at scale):
+//! a few seeds of 3 voters and of 5 voters with 2 observers must end without violations, and
+//! a run is a function of its seed.
+//!
+//! `CORRAL_PIPELINE_SEEDS=N` runs more seeds.
+
+use corral_server::sim::ensemble::{run_ensemble_seed, EnsembleCounters, EnsembleOptions};
+
+fn seeds(default: u64) -> u64 {
+    std::env::var("CORRAL_PIPELINE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+fn run(opts: &EnsembleOptions, seeds: u64) -> EnsembleCounters {
+    let mut total = EnsembleCounters::default();
+    let mut failures = Vec::new();
+    for seed in 1..=seeds {
+        let r = run_ensemble_seed(seed, opts);
+        if !r.violations.is_empty() {
+            failures.push(format!(
+                "seed {seed} (replay: corral-sim --pipelines --seed {seed} --peers {} --observers {} --fault-ms {}): {:?}",
+                opts.peers, opts.observers, opts.fault_ms, r.violations
+            ));
+        }
+        total.add(&r.counters);
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+    total
+}
+
+#[test]
+fn three_voters_serve_clients_through_faults() {
+    let t = run(&EnsembleOptions::default(), seeds(12));
+    eprintln!("{t:?}");
+    // The runs did what they are for: leaders changed, clients wrote, synced and watched.
+    assert!(t.crashes > 0 && t.partitions > 0 && t.leaders > t.crashes / 4, "{t:?}");
+    assert!(t.acked_writes > 0 && t.sync_reads > 0 && t.watch_events > 0, "{t:?}");
+    assert!(t.connections_lost > 0, "{t:?}");
+}
+
+#[test]
+fn five_voters_and_two_observers_serve_clients_through_faults() {
+    let opts = EnsembleOptions { peers: 5, observers: 2, ..EnsembleOptions::default() };
+    let t = run(&opts, seeds(4));
+    eprintln!("{t:?}");
+    assert!(t.acked_writes > 0 && t.sync_reads > 0, "{t:?}");
+}
+
+#[test]
+fn a_run_is_a_function_of_its_seed() {
+    let opts = EnsembleOptions::default();
+    for seed in [3, 17] {
+        let a = run_ensemble_seed(seed, &opts);
+        let b = run_ensemble_seed(seed, &opts);
+        assert_eq!(a.counters, b.counters, "seed {seed}");
+        assert_eq!(a.violations, b.violations, "seed {seed}");
+    }
+}
+
+#[test]
+fn a_clean_run_elects_and_serves() {
+    let opts = EnsembleOptions { faults: false, ..EnsembleOptions::default() };
+    let r = run_ensemble_seed(5, &opts);
+    assert!(r.violations.is_empty(), "{:?}", r.violations);
+    assert_eq!(r.counters.crashes, 0);
+    assert_eq!(r.counters.leaders, 1, "one election, no leader change: {:?}", r.counters);
+    assert!(r.counters.acked_writes > 100, "{:?}", r.counters);
+}
