@@ -195,10 +195,13 @@ struct Connection {
     rx: tokio::sync::mpsc::UnboundedReceiver<Out>,
 }
 
+/// Where a member answers a createSession: the session id and its touch cell, or refused.
+type SessionAnswer = tokio::sync::oneshot::Receiver<Option<(i64, Arc<AtomicU64>)>>;
+
 #[derive(Default)]
 struct Client {
     conn: Option<Connection>,
-    connecting: Option<(Connection, tokio::sync::oneshot::Receiver<Option<(i64, Arc<AtomicU64>)>>)>,
+    connecting: Option<(Connection, SessionAnswer)>,
     session: Option<i64>,
     touch: Option<Arc<AtomicU64>>,
     pending: BTreeMap<i32, Op>,
