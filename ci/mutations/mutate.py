@@ -31,7 +31,7 @@ MUTS = {
                 Next::Stay""",
    """                core.history.push(z, p.data.clone());
                 out.push(Command::AppendTxns(vec![(z, p.data)]));
-                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z as i64));
+                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z.to_wire()));
                 Next::Stay"""),
  "learner-commits-on-proposal": ("server/src/zab/peer.rs",
    """                core.history.push(z, p.data.clone());
@@ -57,8 +57,8 @@ MUTS = {
  # Mutations of the pipeline above the replica: ci/sim-mutations.sh runs `corral-sim
  # --pipelines` (client workloads against ensembles of pipelines) for names starting "pipeline-".
  "pipeline-sync-answered-before-apply": ("server/src/pipeline/mod.rs",
-   """        if (tree.last_processed_zxid().max(0) as Zxid) < point {""",
-   """        if false && (tree.last_processed_zxid().max(0) as Zxid) < point {"""),
+   """        if Zxid::from_wire(tree.last_processed_zxid()) < point {""",
+   """        if false && Zxid::from_wire(tree.last_processed_zxid()) < point {"""),
  "pipeline-learner-reply-skips-order": ("server/src/pipeline/mod.rs",
    """                                q.iter_mut().find(|x| matches!(x, Queued::Write(None)))""",
    """                                q.iter_mut().find(|_| false)"""),

@@ -345,3 +345,24 @@ fn crashes_during_appends_snapshots_and_purges() {
         "crashes must also land inside snapshot writes ({snapshot_crashes})"
     );
 }
+
+#[test]
+fn an_inline_snapshotter_writes_before_it_returns() {
+    let vfs = SimVfs::new();
+    let store = SnapshotStore::open(Arc::new(vfs.clone()), Path::new("/i"), 0).unwrap();
+    let s = Snapshotter::inline(store.clone());
+    let state: State = vec![(1, b"one".to_vec()), (2, b"two".to_vec())];
+    let done = Arc::new(std::sync::Mutex::new(None));
+    let d = done.clone();
+    let st = state.clone();
+    assert!(s.try_submit(2, Box::new(move |w| encode(&st, w)), move |r| {
+        *d.lock().unwrap() = Some(r.map(|i| i.zxid).map_err(|e| e.to_string()));
+    }));
+    // Written and reported on this thread, before try_submit returned; never busy.
+    assert_eq!(*done.lock().unwrap(), Some(Ok(2)));
+    assert!(!s.is_busy());
+    let list = store.list().unwrap();
+    assert_eq!(list.iter().map(|i| i.zxid).collect::<Vec<_>>(), vec![2]);
+    let body = store.read(&list[0]).unwrap();
+    assert_eq!(decode(&mut &body[..]).unwrap(), state);
+}

@@ -17,3 +17,4 @@ pub mod tree;
 pub mod watch;
 pub mod zab;
 pub mod zkfiles;
+pub mod zxid;

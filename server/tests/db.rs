@@ -3,6 +3,7 @@
 //! during appends and snapshot writes recover to a prefix of the txns that includes every
 //! acknowledged one; a damaged newest snapshot falls back to the one before.
 
+use corral_server::zxid::Zxid;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -88,7 +89,7 @@ fn reopen_restores_tree_and_sessions() {
         let e = next_entry(&mut rng, &mut spec, zxid);
         db.append_sync(&e).unwrap();
         state.apply(&e);
-        if db.applied(zxid as u64, 100, || state.clone()) {
+        if db.applied(Zxid(zxid as u64), 100, || state.clone()) {
             snapshots += 1;
         }
         // Let each snapshot finish before the next can trigger.
@@ -149,7 +150,7 @@ fn crashes_during_appends_and_snapshots_recover_the_acknowledged_prefix() {
                 break;
             }
             state.apply(&e);
-            db.applied(zxid as u64, 100, || state.clone());
+            db.applied(Zxid(zxid as u64), 100, || state.clone());
         }
         let acked = *acked.lock().unwrap();
         vfs.crash();
@@ -183,7 +184,7 @@ fn a_damaged_newest_snapshot_falls_back_to_the_one_before() {
         db.append_sync(&e).unwrap();
         state.apply(&e);
         if zxid % 40 == 0 {
-            assert!(db.snapshot_now(zxid as u64, &state));
+            assert!(db.snapshot_now(Zxid(zxid as u64), &state));
             while db.snapshot_in_progress() {
                 std::thread::yield_now();
             }
@@ -245,12 +246,12 @@ fn storage_port_epochs_truncate_install() {
     db.persist_current_epoch(2).unwrap();
 
     // TRUNC to zxid 10: the state after 10 txns, and the log ends there.
-    let truncated = db.truncate_after(10).unwrap();
+    let truncated = db.truncate_after(Zxid(10)).unwrap();
     assert_eq!(truncated.tree, states[10].1.tree);
     assert_eq!(truncated.sessions, states[10].1.sessions);
     let (base, history) = db.history(4).unwrap();
-    assert_eq!(base, 6);
-    assert_eq!(history.iter().map(|(z, _)| *z).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
+    assert_eq!(base, Zxid(6));
+    assert_eq!(history.iter().map(|(z, _)| z.get()).collect::<Vec<_>>(), vec![7, 8, 9, 10]);
     drop(db);
     let (db, reopened, report) = Database::open(inline_opts(&vfs)).unwrap();
     assert_eq!((db.accepted_epoch(), db.current_epoch()), (3, 2));
@@ -269,10 +270,10 @@ fn storage_port_epochs_truncate_install() {
     other.write_body(&mut body).unwrap();
     let mut db = db;
     let snap_zxid = (1u64 << 32) | 5;
-    let installed = db.install_snapshot(snap_zxid, Some(&body)).unwrap();
+    let installed = db.install_snapshot(Zxid(snap_zxid), Some(&body)).unwrap();
     assert_eq!(installed.tree, other.tree);
-    assert_eq!(db.snapshot_zxid(), snap_zxid);
-    assert_eq!(db.history(10).unwrap(), (snap_zxid, vec![]));
+    assert_eq!(db.snapshot_zxid(), Zxid(snap_zxid));
+    assert_eq!(db.history(10).unwrap(), (Zxid(snap_zxid), vec![]));
     // Appends continue after it.
     let mut spec2 = other.clone();
     let mut after = vec![];
@@ -286,10 +287,10 @@ fn storage_port_epochs_truncate_install() {
     assert_eq!(db.history(10).unwrap().1.len(), 3);
     // TRUNC below the snapshot is refused, not carried out.
     let mut db = db;
-    assert!(db.truncate_after(3).is_err());
+    assert!(db.truncate_after(Zxid(3)).is_err());
     // An unreadable body is refused before anything is changed.
-    assert!(db.install_snapshot(snap_zxid + 10, Some(b"garbage")).is_err());
-    assert_eq!(db.snapshot_zxid(), snap_zxid);
+    assert!(db.install_snapshot(Zxid(snap_zxid + 10), Some(b"garbage")).is_err());
+    assert_eq!(db.snapshot_zxid(), Zxid(snap_zxid));
 }
 
 /// SNAP is atomic: a crash at any disk operation of an install leaves, after the reboot,
@@ -318,7 +319,7 @@ fn a_crash_during_install_leaves_the_old_state_or_the_new() {
         other.write_body(&mut body).unwrap();
         let crash_at = vfs.stats().mutations + k / 2;
         vfs.set_faults(Faults { crash_after_ops: Some(crash_at), ..Faults::default() });
-        let _ = db.install_snapshot((2u64 << 32) | 6, Some(&body));
+        let _ = db.install_snapshot(Zxid((2u64 << 32) | 6), Some(&body));
         vfs.crash();
         drop(db);
         let img = vfs.crash_image(k);

@@ -53,7 +53,7 @@ fn step(p: &mut Peer, ev: Event) -> Vec<Command> {
 }
 
 fn pkt(kind: PacketType, zxid: Zxid) -> QuorumPacket {
-    QuorumPacket::new(kind, zxid as i64)
+    QuorumPacket::new(kind, zxid.to_wire())
 }
 
 fn pktd(kind: PacketType, zxid: i64, d: Bytes) -> QuorumPacket {
@@ -69,8 +69,13 @@ fn recv(p: &mut Peer, from: Sid, packet: QuorumPacket) -> Vec<Command> {
 }
 
 fn vote(state: ServerState, leader: Sid, zxid: Zxid, ee: i64, pe: u32) -> Notification {
-    Vote { leader: leader as i64, zxid: zxid as i64, election_epoch: ee, peer_epoch: i64::from(pe) }
-        .notification(state, &Bytes::new())
+    Vote {
+        leader: leader as i64,
+        zxid: zxid.to_wire(),
+        election_epoch: ee,
+        peer_epoch: i64::from(pe),
+    }
+    .notification(state, &Bytes::new())
 }
 
 fn follower_info(sid: Sid, accepted: u32) -> QuorumPacket {
@@ -79,7 +84,7 @@ fn follower_info(sid: Sid, accepted: u32) -> QuorumPacket {
         protocol_version: PROTOCOL_VERSION,
         config_version: 0,
     };
-    pktd(PacketType::FollowerInfo, z(accepted, 0) as i64, li.encode())
+    pktd(PacketType::FollowerInfo, (z(accepted, 0)).to_wire(), li.encode())
 }
 
 fn observer_info(sid: Sid, accepted: u32) -> QuorumPacket {
@@ -88,11 +93,11 @@ fn observer_info(sid: Sid, accepted: u32) -> QuorumPacket {
         protocol_version: PROTOCOL_VERSION,
         config_version: 0,
     };
-    pktd(PacketType::ObserverInfo, z(accepted, 0) as i64, li.encode())
+    pktd(PacketType::ObserverInfo, (z(accepted, 0)).to_wire(), li.encode())
 }
 
 fn ack_epoch(last: Zxid, current: i32) -> QuorumPacket {
-    pktd(PacketType::AckEpoch, last as i64, encode_i32(current))
+    pktd(PacketType::AckEpoch, last.to_wire(), encode_i32(current))
 }
 
 /// Peer 1 elected leader with peer 2's vote (FLEHandleNotmsg, FLEWaitNewNotmsg).
@@ -146,7 +151,7 @@ fn established_leader() -> Peer {
 }
 
 fn established_leader_with(c: PeerConfig) -> Peer {
-    let mut p = elected_leader_with(c, state(1, 1, 0, &[z(1, 1)]));
+    let mut p = elected_leader_with(c, state(1, 1, Zxid::ZERO, &[z(1, 1)]));
     step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
     recv(&mut p, 2, ack_epoch(z(1, 1), 1));
@@ -157,12 +162,16 @@ fn established_leader_with(c: PeerConfig) -> Peer {
 
 /// Follower 2 synced with leader 1 in epoch 2 and up to date.
 fn active_follower() -> Peer {
-    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
+    let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     recv(&mut p, 1, pkt(PacketType::Diff, z(1, 1)));
     recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0)));
-    recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX));
+    recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX)));
     assert!(p.is_serving());
     p
 }
@@ -174,13 +183,16 @@ fn active_follower() -> Peer {
 // committed, UPTODATE).
 #[test]
 fn leader_discovery_sync_and_establishment() {
-    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1), z(1, 2)]));
+    let mut p = elected_leader(state(1, 1, Zxid::ZERO, &[z(1, 1), z(1, 2)]));
     assert!(step(&mut p, Event::Connected { peer: 2, conn: 2 }).is_empty());
     assert_eq!(
         recv(&mut p, 2, follower_info(2, 1)),
         vec![
             Command::PersistAcceptedEpoch(2),
-            send(2, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+            send(
+                2,
+                pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION))
+            ),
         ]
     );
     assert_eq!(
@@ -189,7 +201,7 @@ fn leader_discovery_sync_and_establishment() {
             Command::PersistCurrentEpoch(2),
             Command::SyncStarted { learner: 2, plan: SyncPlan::Diff { from: z(1, 1) } },
             send(2, pkt(PacketType::Diff, z(1, 2))),
-            send(2, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))),
+            send(2, pktd(PacketType::Proposal, (z(1, 2)).to_wire(), data(z(1, 2)))),
             send(2, pkt(PacketType::Commit, z(1, 2))),
             send(2, pkt(PacketType::NewLeader, z(2, 0))),
         ]
@@ -201,7 +213,7 @@ fn leader_discovery_sync_and_establishment() {
             Command::Established { epoch: 2 },
             Command::Commit(z(1, 2)),
             Command::RoleChanged(Role::Leading { epoch: Some(2), established: true }),
-            send(2, pkt(PacketType::UpToDate, u64::MAX)),
+            send(2, pkt(PacketType::UpToDate, Zxid(u64::MAX))),
         ]
     );
     assert_eq!(p.next_zxid(), Some(z(2, 1)));
@@ -210,7 +222,7 @@ fn leader_discovery_sync_and_establishment() {
 // Discovery: the epoch is the largest accepted epoch of the connecting quorum plus one.
 #[test]
 fn new_epoch_exceeds_every_accepted_epoch() {
-    let mut p = elected_leader(state(3, 3, 0, &[]));
+    let mut p = elected_leader(state(3, 3, Zxid::ZERO, &[]));
     step(&mut p, Event::Connected { peer: 2, conn: 2 });
     let cmds = recv(&mut p, 2, follower_info(2, 7));
     assert_eq!(cmds[0], Command::PersistAcceptedEpoch(8));
@@ -221,7 +233,7 @@ fn new_epoch_exceeds_every_accepted_epoch() {
 // leader's is refused ("Follower is ahead of the leader").
 #[test]
 fn follower_ahead_of_leader_is_refused() {
-    let mut p = elected_leader(state(1, 1, 0, &[z(1, 1)]));
+    let mut p = elected_leader(state(1, 1, Zxid::ZERO, &[z(1, 1)]));
     step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
     assert_eq!(
@@ -234,10 +246,10 @@ fn follower_ahead_of_leader_is_refused() {
 // does not count towards the quorum.
 #[test]
 fn repeated_epoch_ack_does_not_count() {
-    let mut p = elected_leader(state(1, 1, 0, &[]));
+    let mut p = elected_leader(state(1, 1, Zxid::ZERO, &[]));
     step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
-    assert!(recv(&mut p, 2, ack_epoch(0, -1)).is_empty());
+    assert!(recv(&mut p, 2, ack_epoch(Zxid::ZERO, -1)).is_empty());
 }
 
 // LeaderSyncFollower: TRUNC+DIFF for a learner with a txn the leader never had, SNAP for one
@@ -245,7 +257,7 @@ fn repeated_epoch_ack_does_not_count() {
 #[test]
 fn leader_chooses_trunc_diff_snap_and_trunc() {
     // Window of 3: base 1.1, entries 1.2, 2.1, 2.2.
-    let mut p = elected_leader(state(2, 2, 0, &[z(1, 1), z(1, 2), z(2, 1), z(2, 2)]));
+    let mut p = elected_leader(state(2, 2, Zxid::ZERO, &[z(1, 1), z(1, 2), z(2, 1), z(2, 2)]));
     for sid in [2, 3] {
         step(&mut p, Event::Connected { peer: sid, conn: sid });
         recv(&mut p, sid, follower_info(sid, 2));
@@ -259,16 +271,16 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
             Command::PersistCurrentEpoch(3),
             Command::SyncStarted { learner: 2, plan: SyncPlan::TruncDiff { to: z(1, 2) } },
             send(2, pkt(PacketType::Trunc, z(1, 2))),
-            send(2, pktd(PacketType::Proposal, z(2, 1) as i64, data(z(2, 1)))),
+            send(2, pktd(PacketType::Proposal, (z(2, 1)).to_wire(), data(z(2, 1)))),
             send(2, pkt(PacketType::Commit, z(2, 1))),
-            send(2, pktd(PacketType::Proposal, z(2, 2) as i64, data(z(2, 2)))),
+            send(2, pktd(PacketType::Proposal, (z(2, 2)).to_wire(), data(z(2, 2)))),
             send(2, pkt(PacketType::Commit, z(2, 2))),
             send(2, pkt(PacketType::NewLeader, z(3, 0))),
         ]
     );
     // Peer 3 is before the window: SNAP at the leader's last zxid.
     assert_eq!(
-        recv(&mut p, 3, ack_epoch(0, 0)),
+        recv(&mut p, 3, ack_epoch(Zxid::ZERO, 0)),
         vec![
             Command::SyncStarted { learner: 3, plan: SyncPlan::Snap },
             send(3, pkt(PacketType::Snap, z(2, 2))),
@@ -295,18 +307,24 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
 // is applied only now).
 #[test]
 fn follower_discovery_and_diff_sync() {
-    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1)]), z(1, 2), 1);
+    let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 2), 1);
     let li = LearnerInfo { server_id: 2, protocol_version: PROTOCOL_VERSION, config_version: 0 };
     assert_eq!(
         step(&mut p, Event::Connected { peer: 1, conn: 1 }),
-        vec![send(1, pktd(PacketType::FollowerInfo, z(1, 0) as i64, li.encode()))]
+        vec![send(1, pktd(PacketType::FollowerInfo, (z(1, 0)).to_wire(), li.encode()))]
     );
     assert_eq!(
-        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
+        recv(
+            &mut p,
+            1,
+            pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION))
+        ),
         vec![Command::PersistAcceptedEpoch(2), send(1, ack_epoch(z(1, 1), 1)),]
     );
     assert!(recv(&mut p, 1, pkt(PacketType::Diff, z(1, 2))).is_empty());
-    assert!(recv(&mut p, 1, pktd(PacketType::Proposal, z(1, 2) as i64, data(z(1, 2)))).is_empty());
+    assert!(
+        recv(&mut p, 1, pktd(PacketType::Proposal, (z(1, 2)).to_wire(), data(z(1, 2)))).is_empty()
+    );
     assert!(recv(&mut p, 1, pkt(PacketType::Commit, z(1, 2))).is_empty());
     // The synced txn is appended; no ack and no new epoch until it is durable. It is not
     // committed yet: the leader's history is committed only once a quorum acks NEWLEADER.
@@ -323,7 +341,7 @@ fn follower_discovery_and_diff_sync() {
     // UPTODATE: the leader is established, so what it committed in the sync is applied
     // (ZooKeeper's Learner.syncWithLeader commits packetsCommitted then), before serving.
     assert_eq!(
-        recv(&mut p, 1, pkt(PacketType::UpToDate, u64::MAX)),
+        recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX))),
         vec![
             Command::Commit(z(1, 2)),
             Command::UpToDate { epoch: 2 },
@@ -338,10 +356,13 @@ fn follower_discovery_and_diff_sync() {
 // LOOKING.
 #[test]
 fn follower_refuses_an_older_epoch() {
-    let mut p = elected_learner(2, state(5, 4, 0, &[]), 0, 4);
+    let mut p = elected_learner(2, state(5, 4, Zxid::ZERO, &[]), Zxid::ZERO, 4);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
-    let cmds =
-        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(3, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    let cmds = recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(3, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     assert_eq!(
         cmds[..2],
         [Command::Disconnect { peer: 1, conn: Some(1) }, Command::RoleChanged(Role::Looking)]
@@ -353,9 +374,14 @@ fn follower_refuses_an_older_epoch() {
 // durable at once, so the ack follows immediately.
 #[test]
 fn follower_trunc() {
-    let mut p = elected_learner(2, state(1, 1, 0, &[z(1, 1), z(1, 2), z(1, 3)]), z(1, 1), 1);
+    let mut p =
+        elected_learner(2, state(1, 1, Zxid::ZERO, &[z(1, 1), z(1, 2), z(1, 3)]), z(1, 1), 1);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     assert!(recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 1))).is_empty());
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
@@ -372,9 +398,13 @@ fn follower_trunc() {
 // then the ack.
 #[test]
 fn follower_snap() {
-    let mut p = elected_learner(2, state(1, 1, 0, &[]), z(1, 5), 1);
+    let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[]), z(1, 5), 1);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
     let body = Bytes::from_static(b"sessions and tree");
     assert!(step(&mut p, Event::Snapshot { from: 1, body: body.clone() }).is_empty());
@@ -394,7 +424,11 @@ fn follower_snap() {
 fn trunc_below_snapshot_asks_for_everything() {
     let mut p = elected_learner(2, state(1, 1, z(1, 5), &[z(1, 6)]), z(1, 6), 1);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     let cmds = recv(&mut p, 1, pkt(PacketType::Trunc, z(1, 3)));
     assert_eq!(
         cmds[..2],
@@ -412,18 +446,22 @@ fn trunc_below_snapshot_asks_for_everything() {
     assert_eq!(cmds[0], Command::Connect { to: 1 });
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
     assert_eq!(
-        recv(&mut p, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION))),
-        vec![send(1, ack_epoch(0, -1))]
+        recv(
+            &mut p,
+            1,
+            pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION))
+        ),
+        vec![send(1, ack_epoch(Zxid::ZERO, -1))]
     );
     recv(&mut p, 1, pkt(PacketType::Diff, z(1, 3)));
     for c in 1..=3 {
-        recv(&mut p, 1, pktd(PacketType::Proposal, z(1, c) as i64, data(z(1, c))));
+        recv(&mut p, 1, pktd(PacketType::Proposal, (z(1, c)).to_wire(), data(z(1, c))));
         recv(&mut p, 1, pkt(PacketType::Commit, z(1, c)));
     }
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
         vec![
-            Command::InstallSnapshot { zxid: 0, body: None },
+            Command::InstallSnapshot { zxid: Zxid::ZERO, body: None },
             Command::AppendTxns((1..=3).map(|c| (z(1, c), data(z(1, c)))).collect()),
         ]
     );
@@ -441,7 +479,7 @@ fn leader_broadcast_and_quorum_commit() {
         step(&mut p, Event::Propose { zxid: z1, data: data(z1) }),
         vec![
             Command::AppendTxns(vec![(z1, data(z1))]),
-            send(2, pktd(PacketType::Proposal, z1 as i64, data(z1))),
+            send(2, pktd(PacketType::Proposal, z1.to_wire(), data(z1))),
         ]
     );
     let z2 = z(2, 2);
@@ -467,7 +505,7 @@ fn follower_acks_only_durable_proposals() {
     let mut p = active_follower();
     let z1 = z(2, 1);
     assert_eq!(
-        recv(&mut p, 1, pktd(PacketType::Proposal, z1 as i64, data(z1))),
+        recv(&mut p, 1, pktd(PacketType::Proposal, z1.to_wire(), data(z1))),
         vec![Command::AppendTxns(vec![(z1, data(z1))])]
     );
     assert!(recv(&mut p, 1, pkt(PacketType::Commit, z1)) == vec![Command::Commit(z1)]);
@@ -481,12 +519,15 @@ fn observer_learns_by_inform() {
     step(&mut leader, Event::Connected { peer: 4, conn: 4 });
     assert_eq!(
         recv(&mut leader, 4, observer_info(4, 1)),
-        vec![send(4, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)))]
+        vec![send(
+            4,
+            pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION))
+        )]
     );
     recv(&mut leader, 4, ack_epoch(z(1, 1), 1));
     assert_eq!(
         recv(&mut leader, 4, pkt(PacketType::Ack, z(2, 0))),
-        vec![send(4, pkt(PacketType::UpToDate, u64::MAX))]
+        vec![send(4, pkt(PacketType::UpToDate, Zxid(u64::MAX)))]
     );
     let z1 = z(2, 1);
     let cmds = step(&mut leader, Event::Propose { zxid: z1, data: data(z1) });
@@ -499,20 +540,24 @@ fn observer_learns_by_inform() {
         recv(&mut leader, 2, pkt(PacketType::Ack, z1)),
         vec![
             send(2, pkt(PacketType::Commit, z1)),
-            send(4, pktd(PacketType::Inform, z1 as i64, data(z1))),
+            send(4, pktd(PacketType::Inform, z1.to_wire(), data(z1))),
             Command::Commit(z1),
         ]
     );
 
-    let mut obs = elected_learner(4, state(1, 1, 0, &[z(1, 1)]), z(1, 1), 1);
+    let mut obs = elected_learner(4, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
     step(&mut obs, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut obs, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut obs,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     recv(&mut obs, 1, pkt(PacketType::Diff, z(1, 1)));
     recv(&mut obs, 1, pkt(PacketType::NewLeader, z(2, 0)));
-    recv(&mut obs, 1, pkt(PacketType::UpToDate, u64::MAX));
+    recv(&mut obs, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX)));
     assert_eq!(obs.role(), Role::Observing { leader: 1, serving: true });
     assert_eq!(
-        recv(&mut obs, 1, pktd(PacketType::Inform, z1 as i64, data(z1))),
+        recv(&mut obs, 1, pktd(PacketType::Inform, z1.to_wire(), data(z1))),
         vec![Command::AppendTxns(vec![(z1, data(z1))]), Command::Commit(z1),]
     );
     assert!(step(&mut obs, Event::Durable { zxid: z1 }).is_empty(), "observers never ack");
@@ -538,7 +583,7 @@ fn requests_and_sync_are_forwarded() {
         step(&mut f, Event::ClientRequest { request: req.clone() }),
         vec![send(1, forwarded.clone())]
     );
-    assert_eq!(recv(&mut f, 1, pkt(PacketType::Sync, 0)), vec![Command::SyncDone]);
+    assert_eq!(recv(&mut f, 1, pkt(PacketType::Sync, Zxid::ZERO)), vec![Command::SyncDone]);
 
     let mut l = established_leader();
     assert_eq!(recv(&mut l, 2, forwarded), vec![Command::Request { from: 2, request: req }]);
@@ -546,7 +591,7 @@ fn requests_and_sync_are_forwarded() {
         ForwardedRequest { session_id: 7, cxid: 2, op: 9, body: Bytes::new(), auth: Vec::new() };
     assert_eq!(
         recv(&mut l, 2, pktd(PacketType::Request, -1, sync.encode())),
-        vec![send(2, pkt(PacketType::Sync, 0))]
+        vec![send(2, pkt(PacketType::Sync, Zxid::ZERO))]
     );
     let z1 = z(2, 1);
     step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
@@ -559,7 +604,7 @@ fn requests_and_sync_are_forwarded() {
         vec![
             send(2, pkt(PacketType::Commit, z1)),
             Command::Commit(z1),
-            send(2, pkt(PacketType::Sync, 0)),
+            send(2, pkt(PacketType::Sync, Zxid::ZERO)),
         ]
     );
 }
@@ -598,7 +643,7 @@ fn follower_gives_up_on_a_silent_leader() {
 // Discovery and sync must end within initLimit ticks.
 #[test]
 fn leader_without_quorum_gives_up_after_init_limit() {
-    let mut p = elected_leader(state(1, 1, 0, &[]));
+    let mut p = elected_leader(state(1, 1, Zxid::ZERO, &[]));
     for _ in 0..10 {
         assert!(step(&mut p, Event::Tick).is_empty());
     }
@@ -646,8 +691,10 @@ fn leader_tracks_session_expiry() {
 #[test]
 fn established_peers_answer_looking_peers() {
     let mut p = established_leader();
-    let cmds =
-        step(&mut p, Event::Notification { from: 3, n: vote(ServerState::Looking, 3, 0, 4, 0) });
+    let cmds = step(
+        &mut p,
+        Event::Notification { from: 3, n: vote(ServerState::Looking, 3, Zxid::ZERO, 4, 0) },
+    );
     assert_eq!(
         cmds,
         vec![Command::SendNotification { to: 3, n: vote(ServerState::Leading, 1, z(1, 1), 1, 2) }]
@@ -659,7 +706,7 @@ fn established_peers_answer_looking_peers() {
 fn standalone_establishes_alone() {
     let mut c = PeerConfig::new([1], []);
     c.finalize_wait = 1;
-    let (mut p, cmds) = Peer::new(c, 1, state(1, 1, 0, &[z(1, 4)]));
+    let (mut p, cmds) = Peer::new(c, 1, state(1, 1, Zxid::ZERO, &[z(1, 4)]));
     assert!(cmds.is_empty());
     assert_eq!(
         step(&mut p, Event::Tick),
@@ -737,22 +784,29 @@ fn outstanding_proposals_and_syncs_are_bounded() {
     recv(&mut l, 2, pkt(PacketType::Ack, z(2, 2)));
 
     let c = PeerConfig { sync_txns_max: 3, ..cfg() };
-    let mut f = elected_learner_with(c, 2, state(1, 1, 0, &[z(1, 1)]), z(1, 9), 1);
+    let mut f = elected_learner_with(c, 2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 9), 1);
     step(&mut f, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut f, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut f,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     recv(&mut f, 1, pkt(PacketType::Diff, z(1, 9)));
     for c in 2..=4 {
-        assert!(
-            recv(&mut f, 1, pktd(PacketType::Proposal, z(1, c) as i64, data(z(1, c)))).is_empty()
-        );
+        assert!(recv(&mut f, 1, pktd(PacketType::Proposal, (z(1, c)).to_wire(), data(z(1, c))))
+            .is_empty());
     }
-    let cmds = recv(&mut f, 1, pktd(PacketType::Proposal, z(1, 5) as i64, data(z(1, 5))));
+    let cmds = recv(&mut f, 1, pktd(PacketType::Proposal, (z(1, 5)).to_wire(), data(z(1, 5))));
     assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
 
     let c = PeerConfig { snapshot_bytes_max: 8, ..cfg() };
-    let mut f = elected_learner_with(c, 2, state(1, 1, 0, &[z(1, 1)]), z(1, 9), 1);
+    let mut f = elected_learner_with(c, 2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 9), 1);
     step(&mut f, Event::Connected { peer: 1, conn: 1 });
-    recv(&mut f, 1, pktd(PacketType::LeaderInfo, z(2, 0) as i64, encode_i32(PROTOCOL_VERSION)));
+    recv(
+        &mut f,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
     recv(&mut f, 1, pkt(PacketType::Snap, z(1, 9)));
     let cmds = step(&mut f, Event::Snapshot { from: 1, body: Bytes::from(vec![0u8; 9]) });
     assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");

@@ -21,11 +21,14 @@ struct Request {
     done: Done,
 }
 
-/// A thread that writes one snapshot at a time.
+/// A thread that writes one snapshot at a time (or, built with [`Snapshotter::inline`], no
+/// thread: each snapshot is written by the caller, so a simulation stays a function of its
+/// seed).
 pub struct Snapshotter {
     tx: Option<mpsc::Sender<Request>>,
     busy: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
+    inline: Option<SnapshotStore>,
 }
 
 impl std::fmt::Debug for Snapshotter {
@@ -58,7 +61,12 @@ impl Snapshotter {
                     (req.done)(r);
                 }
             })?;
-        Ok(Self { tx: Some(tx), busy, thread: Some(thread) })
+        Ok(Self { tx: Some(tx), busy, thread: Some(thread), inline: None })
+    }
+
+    /// No thread: [`Snapshotter::try_submit`] writes the snapshot before it returns.
+    pub fn inline(store: SnapshotStore) -> Self {
+        Self { tx: None, busy: Arc::new(AtomicBool::new(false)), thread: None, inline: Some(store) }
     }
 
     /// True while a snapshot is being written.
@@ -74,6 +82,14 @@ impl Snapshotter {
         job: SnapshotJob,
         done: impl FnOnce(Result<SnapshotInfo, SnapshotError>) + Send + 'static,
     ) -> bool {
+        if let Some(store) = &self.inline {
+            let r = store.write(zxid, job);
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "snapshot failed");
+            }
+            done(r);
+            return true;
+        }
         if self.busy.swap(true, Ordering::AcqRel) {
             tracing::warn!("too busy to snapshot, skipping");
             return false;

@@ -21,6 +21,7 @@ mod txn_log;
 
 pub use txn_log::TxnLog;
 
+use crate::zxid::Zxid;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -62,6 +63,9 @@ pub struct DbOptions {
     /// Write the log only on [`Database::flush`] (the simulator), instead of on a writer
     /// thread with group commit (the server).
     pub inline_log: bool,
+    /// Write snapshots on the caller's thread, when they are triggered (the simulator: a run
+    /// is then a function of its seed), instead of on the snapshot thread (the server).
+    pub inline_snapshots: bool,
 }
 
 impl DbOptions {
@@ -77,6 +81,7 @@ impl DbOptions {
             tree: TreeOptions::default(),
             seed: 0,
             inline_log: false,
+            inline_snapshots: false,
         }
     }
 
@@ -229,7 +234,7 @@ pub struct OpenReport {
 }
 
 /// A logged txn: its zxid and its bytes.
-pub type LoggedTxn = (u64, Vec<u8>);
+pub type LoggedTxn = (Zxid, Vec<u8>);
 
 /// The acceptedEpoch file's name (ZooKeeper's).
 pub const ACCEPTED_EPOCH_FILE: &str = "acceptedEpoch";
@@ -270,8 +275,12 @@ impl Database {
         let accepted_epoch = read_epoch(&*vfs, &opts.secret_dir(), ACCEPTED_EPOCH_FILE)?;
         let current_epoch = read_epoch(&*vfs, &opts.secret_dir(), CURRENT_EPOCH_FILE)?;
         let recovered = recover_state(&store, &log, &opts.tree)?;
-        let snapshotter = Snapshotter::spawn(store.clone())
-            .map_err(|source| DbError::Spawn { what: "the snapshot thread", source })?;
+        let snapshotter = if opts.inline_snapshots {
+            Snapshotter::inline(store.clone())
+        } else {
+            Snapshotter::spawn(store.clone())
+                .map_err(|source| DbError::Spawn { what: "the snapshot thread", source })?
+        };
         let snapshot_zxid = recovered.snapshot.as_ref().map_or(0, |s| s.zxid);
         let report = OpenReport {
             log: log_report,
@@ -331,19 +340,19 @@ impl Database {
     }
 
     /// The zxid of the snapshot the current history starts after.
-    pub fn snapshot_zxid(&self) -> u64 {
-        self.snapshot_zxid
+    pub fn snapshot_zxid(&self) -> Zxid {
+        Zxid(self.snapshot_zxid)
     }
 
     /// The history a peer restarts from: the last `window` durable log records after the
     /// snapshot the state starts from, as (zxid, payload), oldest first, and the zxid before
     /// the first of them (the snapshot's, when the log after it holds fewer).
-    pub fn history(&self, window: usize) -> Result<(u64, Vec<LoggedTxn>), DbError> {
+    pub fn history(&self, window: usize) -> Result<(Zxid, Vec<LoggedTxn>), DbError> {
         let mut all = std::collections::VecDeque::new();
-        let mut base = self.snapshot_zxid;
+        let mut base = Zxid(self.snapshot_zxid);
         for rec in self.log.iter_from(self.snapshot_zxid + 1) {
             let rec = rec?;
-            all.push_back((rec.zxid, rec.payload));
+            all.push_back((Zxid(rec.zxid), rec.payload));
             if all.len() > window {
                 base = all.pop_front().map_or(base, |(z, _)| z);
             }
@@ -353,13 +362,14 @@ impl Database {
 
     /// Writes what the inline log holds (the simulator's durability point); returns the last
     /// zxid made durable, if any. With the group-commit log, waits for its writer.
-    pub fn flush(&self) -> Result<Option<u64>, DbError> {
-        Ok(self.log.flush()?)
+    pub fn flush(&self) -> Result<Option<Zxid>, DbError> {
+        Ok(self.log.flush()?.map(Zxid))
     }
 
     /// TRUNC: durably removes every logged txn after `zxid` (and any snapshot taken after it),
     /// then rebuilds the state from what remains.
-    pub fn truncate_after(&mut self, zxid: u64) -> Result<State, DbError> {
+    pub fn truncate_after(&mut self, zxid: Zxid) -> Result<State, DbError> {
+        let zxid = zxid.get();
         if zxid < self.snapshot_zxid {
             return Err(DbError::TruncateBelowSnapshot { zxid, snapshot: self.snapshot_zxid });
         }
@@ -375,7 +385,8 @@ impl Database {
     /// safe: the log is first cut after `zxid` (what it held beyond was never committed, or
     /// the leader would hold it), then the snapshot is written under its final name at once
     /// (temporary name, fsync, rename); recovery starts from it and ignores the log below it.
-    pub fn install_snapshot(&mut self, zxid: u64, body: Option<&[u8]>) -> Result<State, DbError> {
+    pub fn install_snapshot(&mut self, zxid: Zxid, body: Option<&[u8]>) -> Result<State, DbError> {
+        let zxid = zxid.get();
         let state = match body {
             None => State::new(self.opts.tree.clone()),
             Some(b) => State::read_body(b, zxid, self.opts.tree.clone(), usize::MAX)
@@ -424,7 +435,7 @@ impl Database {
     /// Counts an applied txn of `bytes` for the snapshot trigger; when it fires, starts a
     /// snapshot of `state()` (which must be the state after applying `zxid`; asked for only
     /// then) on the snapshot thread and rolls the log. Returns true if a snapshot was started.
-    pub fn applied(&mut self, zxid: u64, bytes: u64, state: impl FnOnce() -> State) -> bool {
+    pub fn applied(&mut self, zxid: Zxid, bytes: u64, state: impl FnOnce() -> State) -> bool {
         if self.policy.record(bytes) {
             return self.snapshot_now(zxid, &state());
         }
@@ -439,7 +450,8 @@ impl Database {
     }
 
     /// Starts a snapshot of `state` at `zxid` now (unless one is being written).
-    pub fn snapshot_now(&self, zxid: u64, state: &State) -> bool {
+    pub fn snapshot_now(&self, zxid: Zxid, state: &State) -> bool {
+        let zxid = zxid.get();
         let snap = state.clone();
         let started =
             self.snapshotter.try_submit(zxid, Box::new(move |w| snap.write_body(w)), |_| {});

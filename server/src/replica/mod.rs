@@ -311,7 +311,7 @@ impl Replica {
     ) -> Result<(Replica, Vec<Output>), Fatal> {
         // No learner will ever be synced from its history: recovery already read the log,
         // and where it ends is all the peer needs (reading it again cost restarts time).
-        let last = (state.tree.last_processed_zxid().max(0) as Zxid).max(db.snapshot_zxid());
+        let last = Zxid::from_wire(state.tree.last_processed_zxid()).max(db.snapshot_zxid());
         let ps = PeerState {
             accepted_epoch: db.accepted_epoch(),
             current_epoch: db.current_epoch(),
@@ -571,7 +571,7 @@ impl Replica {
         };
         self.db
             .log()
-            .append_async(z, d.clone(), cb)
+            .append_async(z.get(), d.clone(), cb)
             .map_err(|source| Fatal::Append { zxid: z, source })
     }
 
@@ -579,7 +579,7 @@ impl Replica {
     fn reset_to(&mut self, state: State) {
         // Recovery replayed every txn the log kept; each sets the tree's last zxid.
         self.applied =
-            (state.tree.last_processed_zxid().max(0) as Zxid).max(self.db.snapshot_zxid());
+            Zxid::from_wire(state.tree.last_processed_zxid()).max(self.db.snapshot_zxid());
         self.committed = state;
         self.commit_point = self.commit_point.min(self.applied);
         self.pending.clear();
@@ -810,7 +810,7 @@ impl Replica {
         let header = |session_id: i64, cxid: i32, txn: &Txn| TxnHeader {
             client_id: session_id,
             cxid,
-            zxid: zxid as i64,
+            zxid: zxid.to_wire(),
             time,
             op: txn.opcode().code(),
         };
@@ -850,7 +850,7 @@ impl Replica {
             Proposal::Server { req } => {
                 let ctx = SessionContext { session_id: 0, auth: &[], local_session: false };
                 let (h, t) =
-                    prepare_txn(&spec.tree, &ctx, &self.opts.prepare, req, 0, zxid as i64, time);
+                    prepare_txn(&spec.tree, &ctx, &self.opts.prepare, req, 0, zxid.to_wire(), time);
                 if matches!(t, Txn::Error(_)) {
                     return Err(Err(NotProposed::Refused));
                 }
@@ -873,7 +873,7 @@ impl Replica {
                         &self.opts.prepare,
                         req,
                         cxid,
-                        zxid as i64,
+                        zxid.to_wire(),
                         time,
                     );
                     (h, t, false)

@@ -87,7 +87,7 @@ impl Checker {
 
     /// The last committed zxid.
     pub fn last_committed(&self) -> Zxid {
-        self.committed.keys().next_back().copied().unwrap_or(0)
+        self.committed.keys().next_back().copied().unwrap_or(Zxid::ZERO)
     }
 
     /// A replica committed `zxid`. `authoritative`: an established leader's commit (records
@@ -188,7 +188,7 @@ impl Checker {
             return;
         }
         let mut bad = Vec::new();
-        for (z, c) in self.committed.range(base + 1..=last) {
+        for (z, c) in self.committed.range(base.next()..=last) {
             match entries.get(z) {
                 None => bad.push(format!("peer {sid} lost committed {z:#x} ({what})")),
                 Some(d) if hash_bytes(d) != c.hash => bad.push(format!(
@@ -221,14 +221,14 @@ impl Checker {
         base: Zxid,
         entries: &BTreeMap<Zxid, bytes::Bytes>,
     ) {
-        let below = (u64::from(epoch)) << 32;
-        let last = self.committed.range(..below).next_back().map_or(0, |(z, _)| *z);
+        let below = Zxid::new(epoch, 0);
+        let last = self.committed.range(..below).next_back().map_or(Zxid::ZERO, |(z, _)| *z);
         if last <= base {
             return;
         }
         let missing: Vec<Zxid> = self
             .committed
-            .range(base + 1..=last)
+            .range(base.next()..=last)
             .filter(|(z, c)| entries.get(z).is_none_or(|d| hash_bytes(d) != c.hash))
             .map(|(z, _)| *z)
             .take(3)
@@ -252,7 +252,7 @@ impl Checker {
     /// A replica recovered after a crash with its history ending at `last`: nothing it
     /// acknowledged may be gone.
     pub fn recovered(&mut self, at_ms: u64, sid: Sid, last: Zxid) {
-        let acked = self.acked_by.get(&sid).copied().unwrap_or(0);
+        let acked = self.acked_by.get(&sid).copied().unwrap_or(Zxid::ZERO);
         if last < acked {
             self.violation(
                 at_ms,
@@ -263,7 +263,7 @@ impl Checker {
 
     /// The highest zxid `sid` acknowledged (durably) since its history was last cut.
     pub fn acked_of(&self, sid: Sid) -> Zxid {
-        self.acked_by.get(&sid).copied().unwrap_or(0)
+        self.acked_by.get(&sid).copied().unwrap_or(Zxid::ZERO)
     }
 
     /// A replica sent ACK for `zxid` while its log was durable up to `durable`.
@@ -295,7 +295,8 @@ mod tests {
         zxids.iter().map(|z| (*z, Bytes::from(format!("txn {z:#x}")))).collect()
     }
 
-    fn commit(c: &mut Checker, zxid: Zxid, prev: Zxid) {
+    fn commit(c: &mut Checker, zxid: u64, prev: u64) {
+        let (zxid, prev) = (Zxid(zxid), Zxid(prev));
         let h = hash_bytes(format!("txn {zxid:#x}").as_bytes());
         c.commit(0, 1, zxid, h, prev, None, true);
     }
@@ -305,7 +306,7 @@ mod tests {
         let mut c = Checker::default();
         commit(&mut c, 0x1_0000_0001, 0);
         commit(&mut c, 0x1_0000_0002, 0x1_0000_0001);
-        c.leader_history(1, 2, 2, 0, &history(&[0x1_0000_0001]));
+        c.leader_history(1, 2, 2, Zxid::ZERO, &history(&[Zxid(0x1_0000_0001)]));
         assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
         assert!(c.violations[0].contains("lacks committed 0x100000002"), "{:?}", c.violations);
     }
@@ -314,9 +315,9 @@ mod tests {
     fn leader_holding_other_content_is_a_violation() {
         let mut c = Checker::default();
         commit(&mut c, 0x1_0000_0001, 0);
-        let mut h = history(&[0x1_0000_0001]);
-        h.insert(0x1_0000_0001, Bytes::from_static(b"something else"));
-        c.leader_history(1, 2, 2, 0, &h);
+        let mut h = history(&[Zxid(0x1_0000_0001)]);
+        h.insert(Zxid(0x1_0000_0001), Bytes::from_static(b"something else"));
+        c.leader_history(1, 2, 2, Zxid::ZERO, &h);
         assert_eq!(c.violations.len(), 1, "{:?}", c.violations);
     }
 
@@ -328,10 +329,10 @@ mod tests {
         let mut c = Checker::default();
         commit(&mut c, 0x2_0000_0001, 0);
         commit(&mut c, 0x2_0000_0002, 0x2_0000_0001);
-        c.leader_history(1, 5, 1, 0, &history(&[]));
+        c.leader_history(1, 5, 1, Zxid::ZERO, &history(&[]));
         assert!(c.violations.is_empty(), "{:?}", c.violations);
         // The same history for a leader of epoch 3 is a violation.
-        c.leader_history(1, 5, 3, 0, &history(&[]));
+        c.leader_history(1, 5, 3, Zxid::ZERO, &history(&[]));
         assert_eq!(c.violations.len(), 2, "{:?}", c.violations);
     }
 
@@ -340,7 +341,7 @@ mod tests {
         let mut c = Checker::default();
         commit(&mut c, 0x1_0000_0001, 0);
         commit(&mut c, 0x1_0000_0002, 0x1_0000_0001);
-        c.leader_history(1, 2, 2, 0x1_0000_0001, &history(&[0x1_0000_0002]));
+        c.leader_history(1, 2, 2, Zxid(0x1_0000_0001), &history(&[Zxid(0x1_0000_0002)]));
         assert!(c.violations.is_empty(), "{:?}", c.violations);
     }
 }

@@ -371,8 +371,8 @@ impl Sim {
                 flush_scheduled: false,
                 waiting: BTreeMap::new(),
                 armed: false,
-                commit_mark: 0,
-                auth_mark: 0,
+                commit_mark: Zxid::ZERO,
+                auth_mark: Zxid::ZERO,
                 in_newleader: false,
                 newleader_target: None,
                 sync_plan: None,
@@ -925,7 +925,8 @@ impl Sim {
     }
 
     fn stored(&mut self, i: usize, sid: Sid, s: Stored) {
-        let snapshot_zxid = self.nodes[i].replica.as_ref().map_or(0, |r| r.db().snapshot_zxid());
+        let snapshot_zxid =
+            self.nodes[i].replica.as_ref().map_or(Zxid::ZERO, |r| r.db().snapshot_zxid());
         match &s {
             Stored::Appended(_) if !self.nodes[i].flush_scheduled => {
                 {
@@ -945,7 +946,7 @@ impl Sim {
             // A crash in the middle of a TRUNC or SNAP install may leave the old history cut
             // after the kept zxid: acknowledgements above it were of uncommitted txns.
             Stored::Truncating(z) | Stored::Installing(z) => {
-                let kept = self.nodes[i].mirror.prev_of(z + 1);
+                let kept = self.nodes[i].mirror.prev_of(z.next());
                 self.checker.history_cut(sid, kept);
             }
             _ => {}
@@ -1106,7 +1107,7 @@ impl Sim {
 
     /// A txn the replica applied (committed): answers the client that waits for it here.
     fn applied(&mut self, i: usize, a: Box<crate::replica::Applied>) {
-        let zxid = a.entry.header.zxid as Zxid;
+        let zxid = Zxid::from_wire(a.entry.header.zxid);
         let id = a.entry.header.client_id;
         let ok = a.outcome.result.is_ok();
         let authoritative = self.leading(i);
@@ -1154,7 +1155,7 @@ impl Sim {
             self.checker.snapshot_committed(m.snapshot_zxid);
         }
         if z > mark {
-            for (zxid, data) in m.entries.range(mark + 1..=z) {
+            for (zxid, data) in m.entries.range(mark.next()..=z) {
                 let prev = m.prev_of(*zxid);
                 let digest = n.digests.get(zxid).copied();
                 if authoritative {
@@ -1358,8 +1359,8 @@ impl Sim {
                 format!("acknowledged writes missing from the final state: {}", missing.join(", ")),
             );
         }
-        let committed_after_quiet = self.checker.last_committed() >> 32
-            >= u64::from(self.peer(l).expect("up").current_epoch());
+        let committed_after_quiet =
+            self.checker.last_committed().epoch() >= self.peer(l).expect("up").current_epoch();
         if !committed_after_quiet && self.counters.client_acks > 0 {
             self.checker.fail(now, "liveness: nothing committed in the final epoch".into());
         }

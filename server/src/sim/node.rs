@@ -40,6 +40,7 @@ pub fn db_options(disk: &SimVfs, strategy: FlushStrategy) -> DbOptions {
         ..LogOptions::default()
     };
     o.inline_log = true;
+    o.inline_snapshots = true;
     // The simulator takes no snapshots of its own; the database's trigger never fires.
     o.snap_count = u64::MAX / 4;
     o.snap_size_limit_kb = -1;

@@ -113,7 +113,7 @@ impl Election {
         let init = if voter {
             Vote {
                 leader: my_id as i64,
-                zxid: last_zxid as i64,
+                zxid: last_zxid.to_wire(),
                 election_epoch: 0,
                 peer_epoch: i64::from(current_epoch),
             }
@@ -337,7 +337,7 @@ mod tests {
     #[test]
     fn start_votes_for_self() {
         let mut out = Vec::new();
-        let e = Election::start(&cfg3(), 1, 4, 0x1_0000_0003, 1, &mut out);
+        let e = Election::start(&cfg3(), 1, 4, Zxid(0x1_0000_0003), 1, &mut out);
         assert_eq!(e.logical_clock(), 5);
         let n = looking(1, 0x1_0000_0003, 5, 1);
         assert_eq!(out, vec![(2, n.clone()), (3, n)]);
@@ -349,7 +349,7 @@ mod tests {
     fn better_vote_is_adopted_and_broadcast() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 1, 0, 0x1_0000_0009, 1, &mut out);
+        let mut e = Election::start(&cfg, 1, 0, Zxid(0x1_0000_0009), 1, &mut out);
         out.clear();
         let d = e.on_notification(&cfg, 2, &looking(2, 0x2_0000_0001, 1, 2), &mut out);
         assert_eq!(d, None);
@@ -370,7 +370,7 @@ mod tests {
     fn later_round_resets() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 3, 0, 0x1_0000_0005, 1, &mut out);
+        let mut e = Election::start(&cfg, 3, 0, Zxid(0x1_0000_0005), 1, &mut out);
         out.clear();
         // Worse vote in round 7: we move to round 7 but keep our own (better) vote.
         assert_eq!(e.on_notification(&cfg, 1, &looking(1, 0x1_0000_0001, 7, 1), &mut out), None);
@@ -385,7 +385,7 @@ mod tests {
     fn older_round_is_answered() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 1, 4, 0, 0, &mut out);
+        let mut e = Election::start(&cfg, 1, 4, Zxid::ZERO, 0, &mut out);
         out.clear();
         assert_eq!(e.on_notification(&cfg, 2, &looking(3, 9, 2, 9), &mut out), None);
         assert_eq!(out, vec![(2, looking(1, 0, 5, 0))]);
@@ -397,7 +397,7 @@ mod tests {
     fn joins_established_leader() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 3, 0, 0, 0, &mut out);
+        let mut e = Election::start(&cfg, 3, 0, Zxid::ZERO, 0, &mut out);
         out.clear();
         let v = Vote { leader: 2, zxid: 0x5_0000_0000, election_epoch: 9, peer_epoch: 5 };
         let f = v.notification(ServerState::Following, &Bytes::new());
@@ -413,7 +413,7 @@ mod tests {
     fn single_voter_elects_itself() {
         let cfg = PeerConfig::new([7], []);
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 7, 0, 5, 1, &mut out);
+        let mut e = Election::start(&cfg, 7, 0, Zxid(5), 1, &mut out);
         assert!(out.is_empty());
         assert_eq!(e.on_tick(&cfg, &mut out).map(|d| d.leader), Some(7));
     }
@@ -423,7 +423,7 @@ mod tests {
     fn observers_do_not_count() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 4, 0, 0, 0, &mut out);
+        let mut e = Election::start(&cfg, 4, 0, Zxid::ZERO, 0, &mut out);
         assert!(!e.is_voter());
         out.clear();
         // A vote naming the observer is ignored.
@@ -442,7 +442,7 @@ mod tests {
     fn silence_resends_with_backoff() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, 1, 0, 0, 0, &mut out);
+        let mut e = Election::start(&cfg, 1, 0, Zxid::ZERO, 0, &mut out);
         out.clear();
         let mut sent_at = Vec::new();
         for t in 1..=14 {

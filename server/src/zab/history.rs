@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn window_keeps_capacity_and_moves_base() {
-        let mut w = HistoryWindow::new(0, 2);
+        let mut w = HistoryWindow::new(Zxid::ZERO, 2);
         for c in 1..=4 {
             w.push(make_zxid(1, c), Bytes::new());
         }
@@ -188,7 +188,7 @@ mod tests {
     // LearnerHandler.syncFollower, case "peerLastZxid == leaderLastZxid": empty DIFF.
     #[test]
     fn equal_is_empty_diff() {
-        let w = window(0, &[make_zxid(1, 1), make_zxid(1, 2)]);
+        let w = window(Zxid::ZERO, &[make_zxid(1, 1), make_zxid(1, 2)]);
         assert_eq!(
             plan_sync(make_zxid(1, 2), make_zxid(1, 2), &w),
             SyncPlan::Diff { from: make_zxid(1, 2) }
@@ -198,7 +198,7 @@ mod tests {
     // Case "peerLastZxid > maxCommittedLog": TRUNC alone.
     #[test]
     fn ahead_is_trunc() {
-        let w = window(0, &[make_zxid(1, 1), make_zxid(1, 2)]);
+        let w = window(Zxid::ZERO, &[make_zxid(1, 1), make_zxid(1, 2)]);
         assert_eq!(
             plan_sync(make_zxid(1, 3), make_zxid(1, 2), &w),
             SyncPlan::Trunc { to: make_zxid(1, 2) }
@@ -235,6 +235,6 @@ mod tests {
     fn behind_window_is_snap() {
         let w = window(make_zxid(1, 5), &[make_zxid(1, 6)]);
         assert_eq!(plan_sync(make_zxid(1, 4), make_zxid(1, 6), &w), SyncPlan::Snap);
-        assert_eq!(plan_sync(0, make_zxid(1, 6), &w), SyncPlan::Snap);
+        assert_eq!(plan_sync(Zxid::ZERO, make_zxid(1, 6), &w), SyncPlan::Snap);
     }
 }

@@ -38,25 +38,24 @@ use std::collections::BTreeSet;
 /// A server id (`myid`).
 pub type Sid = u64;
 
-/// A transaction id: `(epoch << 32) | counter`.
-pub type Zxid = u64;
+pub use crate::zxid::Zxid;
 
 /// A runtime's number for one quorum connection (unique per peer pair and runtime).
 pub type ConnId = u64;
 
 /// The epoch of a zxid.
 pub fn epoch_of(zxid: Zxid) -> u32 {
-    (zxid >> 32) as u32
+    zxid.epoch()
 }
 
 /// The counter of a zxid.
 pub fn counter_of(zxid: Zxid) -> u32 {
-    zxid as u32
+    zxid.counter()
 }
 
 /// Builds a zxid.
 pub fn make_zxid(epoch: u32, counter: u32) -> Zxid {
-    (u64::from(epoch) << 32) | u64::from(counter)
+    Zxid::new(epoch, counter)
 }
 
 /// The ensemble and the protocol's limits. Times are in ticks (ZooKeeper's tickTime units).

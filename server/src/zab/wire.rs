@@ -103,7 +103,7 @@ impl QuorumPacket {
 
     /// The zxid as an unsigned zxid (packets whose zxid is -1 give `u64::MAX`).
     pub fn zxid(&self) -> Zxid {
-        self.zxid as u64
+        Zxid(self.zxid as u64)
     }
 
     /// Appends the jute encoding.
