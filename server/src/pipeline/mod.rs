@@ -605,7 +605,7 @@ pub enum Input {
     /// The log has made everything up to this zxid durable (or failed).
     Durable {
         /// The zxid.
-        zxid: u64,
+        zxid: Zxid,
         /// False if the log failed.
         ok: bool,
     },
@@ -1008,7 +1008,7 @@ impl Pipeline {
             last_reap_ms: 0,
             last_purge_ms: 0,
             next_peer_tick_ms: 0,
-            durable_seen: 0,
+            durable_seen: Zxid::ZERO,
             scratch: Vec::new(),
             net: Vec::new(),
             forwarded: HashMap::new(),
@@ -1393,7 +1393,7 @@ impl Pipeline {
     fn wait_behind(&mut self, r: WaitingRead) {
         self.pending.entry(r.conn.id).or_default().1 += 1;
         if self.leading() {
-            let at = self.replica.mark_boundary() as i64;
+            let at = self.replica.mark_boundary().to_wire();
             self.waiting.entry(at).or_default().push(r);
         } else {
             self.learner_queue.entry(r.conn.id).or_default().push_back(Queued::Read(r));
@@ -1514,7 +1514,7 @@ impl Pipeline {
 
     /// The log made txns durable up to `zxid` (reported once per txn): the replica hears of
     /// the newest at the end of the batch.
-    fn on_durable(&mut self, zxid: u64, ok: bool) {
+    fn on_durable(&mut self, zxid: Zxid, ok: bool) {
         if !ok {
             let cause =
                 self.replica.db().log().failure().map(|e| e.to_string()).unwrap_or_default();
@@ -1689,7 +1689,7 @@ impl Pipeline {
             return;
         }
         let tree = self.replica.committed().tree.clone();
-        if (tree.last_processed_zxid().max(0) as Zxid) < point {
+        if Zxid::from_wire(tree.last_processed_zxid()) < point {
             self.syncs_applying.push_back((point, conn_id));
             return;
         }
@@ -1702,7 +1702,7 @@ impl Pipeline {
     /// committed version, now that it is applied further.
     fn drain_applied_syncs(&mut self) {
         let tree = self.replica.committed().tree.clone();
-        let applied = tree.last_processed_zxid().max(0) as Zxid;
+        let applied = Zxid::from_wire(tree.last_processed_zxid());
         if self.syncs_applying.front().is_none_or(|(z, _)| *z > applied) {
             return;
         }
@@ -1737,7 +1737,7 @@ impl Pipeline {
     /// (from `tree`), syncs whose commit point `tree` has reached, and writes whose replies
     /// waited behind them; stops at the first item not ready.
     fn drain_learner(&mut self, conn_id: u64, tree: &DataTree, watches: &mut WatchManager) {
-        let at = tree.last_processed_zxid().max(0) as Zxid;
+        let at = Zxid::from_wire(tree.last_processed_zxid());
         loop {
             let item = self.learner_queue.get_mut(&conn_id).and_then(|q| match q.front() {
                 Some(Queued::Read(_)) | Some(Queued::Write(Some(_))) => q.pop_front(),
@@ -1757,7 +1757,7 @@ impl Pipeline {
                         &self.shared,
                         &d.conn,
                         d.xid,
-                        d.zxid.max(at as i64),
+                        d.zxid.max(at.to_wire()),
                         d.err,
                         d.body,
                         d.op,
@@ -1823,13 +1823,13 @@ impl Pipeline {
             let after = group_end[i].and_then(|j| versions[j].as_ref()).unwrap_or(&committed);
             let zxid = a.entry.header.zxid;
             let session_id = a.entry.header.client_id;
-            while self.origins.front().is_some_and(|(z, _)| (*z as i64) < zxid) {
+            while self.origins.front().is_some_and(|(z, _)| z.to_wire() < zxid) {
                 // Proposed, then dropped by a role change (never standalone).
                 self.origins.pop_front();
             }
             let origin = if a.local {
                 match self.origins.front() {
-                    Some((z, _)) if *z as i64 == zxid => self.origins.pop_front().map(|o| o.1),
+                    Some((z, _)) if z.to_wire() == zxid => self.origins.pop_front().map(|o| o.1),
                     _ => None,
                 }
             } else {

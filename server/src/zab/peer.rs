@@ -211,7 +211,7 @@ impl Peer {
         };
         let vote = Vote {
             leader: id as i64,
-            zxid: last as i64,
+            zxid: last.to_wire(),
             election_epoch: 0,
             peer_epoch: i64::from(state.current_epoch),
         };
@@ -252,7 +252,7 @@ impl Peer {
         l.last_proposed = last.max(make_zxid(epoch, 0));
         peer.current_vote = Vote {
             leader: id as i64,
-            zxid: last as i64,
+            zxid: last.to_wire(),
             election_epoch: 0,
             peer_epoch: epoch.into(),
         };
@@ -322,7 +322,7 @@ impl Peer {
     pub fn next_zxid(&self) -> Option<Zxid> {
         match &self.role {
             RoleState::Leading(l) if l.established => {
-                let next = l.last_proposed + 1;
+                let next = l.last_proposed.next();
                 (counter_of(next) != u32::MAX
                     && l.outstanding.len() < self.core.cfg.outstanding_max)
                     .then_some(next)
@@ -612,7 +612,7 @@ impl Leader {
             summary: (core.current_epoch, core.last_zxid()),
             learners: BTreeMap::new(),
             outstanding: BTreeMap::new(),
-            last_proposed: 0,
+            last_proposed: Zxid::ZERO,
             last_committed: core.last_zxid(),
             pending_syncs: VecDeque::new(),
             sessions: SessionTracker::new(core.cfg.tick_ms),
@@ -679,7 +679,7 @@ impl Leader {
             sid,
             QuorumPacket::with_data(
                 PacketType::LeaderInfo,
-                make_zxid(epoch, 0) as i64,
+                make_zxid(epoch, 0).to_wire(),
                 encode_i32(PROTOCOL_VERSION),
             ),
         );
@@ -692,19 +692,19 @@ impl Leader {
         out.push(Command::SyncStarted { learner: sid, plan: plan.clone() });
         let diff_from = match plan {
             SyncPlan::Diff { from } => {
-                Core::send(out, sid, QuorumPacket::new(PacketType::Diff, sync_point as i64));
+                Core::send(out, sid, QuorumPacket::new(PacketType::Diff, sync_point.to_wire()));
                 Some(from)
             }
             SyncPlan::TruncDiff { to } => {
-                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to as i64));
+                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to.to_wire()));
                 Some(to)
             }
             SyncPlan::Trunc { to } => {
-                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to as i64));
+                Core::send(out, sid, QuorumPacket::new(PacketType::Trunc, to.to_wire()));
                 None
             }
             SyncPlan::Snap => {
-                Core::send(out, sid, QuorumPacket::new(PacketType::Snap, sync_point as i64));
+                Core::send(out, sid, QuorumPacket::new(PacketType::Snap, sync_point.to_wire()));
                 out.push(Command::SendSnapshot { to: sid, zxid: sync_point });
                 None
             }
@@ -715,9 +715,9 @@ impl Leader {
                     Core::send(
                         out,
                         sid,
-                        QuorumPacket::with_data(PacketType::Proposal, *z as i64, data.clone()),
+                        QuorumPacket::with_data(PacketType::Proposal, z.to_wire(), data.clone()),
                     );
-                    Core::send(out, sid, QuorumPacket::new(PacketType::Commit, *z as i64));
+                    Core::send(out, sid, QuorumPacket::new(PacketType::Commit, z.to_wire()));
                 }
             }
         }
@@ -727,7 +727,7 @@ impl Leader {
                 Core::send(
                     out,
                     sid,
-                    QuorumPacket::with_data(PacketType::Proposal, *z as i64, p.data.clone()),
+                    QuorumPacket::with_data(PacketType::Proposal, z.to_wire(), p.data.clone()),
                 );
             }
         }
@@ -736,7 +736,7 @@ impl Leader {
             sid,
             QuorumPacket::with_data(
                 PacketType::NewLeader,
-                make_zxid(epoch, 0) as i64,
+                make_zxid(epoch, 0).to_wire(),
                 core.cfg.config_text.clone(),
             ),
         );
@@ -802,10 +802,10 @@ impl Leader {
                 // else is a bug of the runtime that would corrupt the history, so it stops.
                 assert_eq!(
                     zxid,
-                    self.last_proposed + 1,
+                    self.last_proposed.next(),
                     "Propose {zxid:#x}, but the next zxid of epoch {:?} is {:#x}",
                     self.epoch,
-                    self.last_proposed + 1
+                    self.last_proposed.next()
                 );
                 assert!(
                     self.outstanding.len() < core.cfg.outstanding_max,
@@ -822,7 +822,7 @@ impl Leader {
                             *sid,
                             QuorumPacket::with_data(
                                 PacketType::Proposal,
-                                zxid as i64,
+                                zxid.to_wire(),
                                 data.clone(),
                             ),
                         );
@@ -1024,10 +1024,10 @@ impl Leader {
                     Core::send(
                         out,
                         *sid,
-                        QuorumPacket::with_data(PacketType::Inform, zxid as i64, p.data.clone()),
+                        QuorumPacket::with_data(PacketType::Inform, zxid.to_wire(), p.data.clone()),
                     );
                 } else {
-                    Core::send(out, *sid, QuorumPacket::new(PacketType::Commit, zxid as i64));
+                    Core::send(out, *sid, QuorumPacket::new(PacketType::Commit, zxid.to_wire()));
                 }
             }
         }
@@ -1101,7 +1101,7 @@ impl Leader {
                 Core::send(
                     out,
                     *sid,
-                    QuorumPacket::new(PacketType::Ping, self.last_proposed as i64),
+                    QuorumPacket::new(PacketType::Ping, self.last_proposed.to_wire()),
                 );
             }
         }
@@ -1172,8 +1172,8 @@ impl Learner {
             base: None,
             snap_body: None,
             staged: Vec::new(),
-            staged_commit: 0,
-            commit_at_uptodate: 0,
+            staged_commit: Zxid::ZERO,
+            commit_at_uptodate: Zxid::ZERO,
             newleader_wait: None,
             pending_acks: VecDeque::new(),
             touches: Touches::default(),
@@ -1188,7 +1188,7 @@ impl Learner {
         match self.base {
             Some(SyncBase::Trunc(t)) => t,
             Some(SyncBase::Snap(s)) => s,
-            _ if self.reset => 0,
+            _ if self.reset => Zxid::ZERO,
             _ => core.last_zxid(),
         }
     }
@@ -1213,7 +1213,7 @@ impl Learner {
                     peer,
                     QuorumPacket::with_data(
                         kind,
-                        make_zxid(core.accepted_epoch, 0) as i64,
+                        make_zxid(core.accepted_epoch, 0).to_wire(),
                         li.encode(),
                     ),
                 );
@@ -1305,11 +1305,11 @@ impl Learner {
                 // leader asked us to drop them (and every established leader holds every
                 // committed txn). Never towards a leader of an epoch not newer than ours.
                 self.reset = core.reset_pending && epoch > ce.max(0) as u32;
-                let last = if self.reset { 0 } else { core.last_zxid() };
+                let last = if self.reset { Zxid::ZERO } else { core.last_zxid() };
                 Core::send(
                     out,
                     self.leader,
-                    QuorumPacket::with_data(PacketType::AckEpoch, last as i64, encode_i32(ce)),
+                    QuorumPacket::with_data(PacketType::AckEpoch, last.to_wire(), encode_i32(ce)),
                 );
                 Next::Stay
             }
@@ -1378,7 +1378,7 @@ impl Learner {
             (PacketType::UpToDate, LPhase::AfterNewLeader) if self.newleader_wait.is_none() => {
                 self.phase = LPhase::Active;
                 let commit = std::mem::take(&mut self.commit_at_uptodate);
-                if commit > 0 {
+                if commit > Zxid::ZERO {
                     out.push(Command::Commit(commit));
                 }
                 out.push(Command::UpToDate { epoch: self.new_epoch });
@@ -1390,7 +1390,7 @@ impl Learner {
                 Core::send(
                     out,
                     self.leader,
-                    QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0) as i64),
+                    QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0).to_wire()),
                 );
                 Next::Stay
             }
@@ -1425,10 +1425,10 @@ impl Learner {
         }
         match self.base.clone() {
             Some(SyncBase::Diff) if self.reset => {
-                out.push(Command::InstallSnapshot { zxid: 0, body: None });
-                core.history.reset(0);
-                core.snapshot_zxid = 0;
-                core.last_durable = 0;
+                out.push(Command::InstallSnapshot { zxid: Zxid::ZERO, body: None });
+                core.history.reset(Zxid::ZERO);
+                core.snapshot_zxid = Zxid::ZERO;
+                core.last_durable = Zxid::ZERO;
             }
             Some(SyncBase::Diff) => {}
             Some(SyncBase::Trunc(t)) => {
@@ -1480,13 +1480,13 @@ impl Learner {
             Core::send(
                 out,
                 self.leader,
-                QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0) as i64),
+                QuorumPacket::new(PacketType::Ack, make_zxid(self.new_epoch, 0).to_wire()),
             );
         }
         if matches!(self.phase, LPhase::AfterNewLeader | LPhase::Active) {
             while self.pending_acks.front().is_some_and(|z| *z <= core.last_durable) {
                 let z = self.pending_acks.pop_front().expect("non-empty");
-                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z as i64));
+                Core::send(out, self.leader, QuorumPacket::new(PacketType::Ack, z.to_wire()));
             }
         }
         Next::Stay
