@@ -51,7 +51,7 @@ for m in "${names[@]}"; do
         if grep -q "^failing seeds" "$out/$m.$1.txt"; then
             failing=$(( $(grep "^failing seeds" "$out/$m.$1.txt" | tr -cd ',' | wc -c) + 1 ))
         fi
-        first=$(grep -m1 "^  t=" "$out/$m.$1.txt" || true)
+        first=$(grep -m1 -A1 "violation(s)$" "$out/$m.$1.txt" | tail -n +2 || true)
         echo "$m, $1 voters + $2 observers: $failing of $3 seeds failed; first: ${first# }"
         [ "$failing" -gt 0 ] || missed=$((missed + 1))
     done

@@ -1130,6 +1130,18 @@ impl Pipeline {
         }
     }
 
+    /// Several inputs as one batch, as [`Pipeline::run`] takes what has queued up: the batch
+    /// ends (a boundary, commits applied and answered) only after the last.
+    pub fn step_batch(&mut self, evs: impl IntoIterator<Item = Input>) {
+        for ev in evs {
+            self.handle(ev);
+            if self.fatal.is_some() {
+                return;
+            }
+        }
+        self.end_batch();
+    }
+
     /// Half a tickTime passed on the clock: session ticks, autopurge, the container reaper.
     pub fn tick(&mut self) {
         self.on_tick();
@@ -1332,7 +1344,12 @@ impl Pipeline {
         }
         if reads::is_read(&req) {
             let busy = self.pending.get(&conn.id).is_some_and(|(w, r)| *w + *r > 0);
-            if busy {
+            // A sync on the leader (or standalone) waits until every txn proposed before it
+            // is committed and applied here, as ZooKeeper's Leader.processSync waits for the
+            // last proposed one: a learner may already have answered a write this server's
+            // applied state does not show yet (commits are applied a boundary at a time).
+            let sync_waits = matches!(req, Request::Sync(_)) && self.replica.in_flight() > 0;
+            if busy || sync_waits {
                 // Behind this connection's writes.
                 self.wait_behind(WaitingRead { expired: false, conn, xid, req, auth, received });
             } else {

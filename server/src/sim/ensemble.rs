@@ -104,6 +104,8 @@ pub struct EnsembleCounters {
     pub connections_lost: u64,
     /// Events handled.
     pub steps: u64,
+    /// Pipeline batches of more than one network message.
+    pub batches: u64,
 }
 
 impl EnsembleCounters {
@@ -119,6 +121,7 @@ impl EnsembleCounters {
         self.watch_events += o.watch_events;
         self.connections_lost += o.connections_lost;
         self.steps += o.steps;
+        self.batches += o.batches;
     }
 }
 
@@ -417,6 +420,24 @@ impl World {
                 self.fail("step bound exceeded".into());
                 return;
             }
+            if let Ev::Net { to, .. } = &s.ev {
+                // Messages reaching a member at the same moment are one batch of its pipeline,
+                // as a server's pipeline thread takes whatever has queued up.
+                let to = *to;
+                let mut batch = vec![s.ev];
+                while self.queue.peek().is_some_and(|Reverse(n)| {
+                    n.at == s.at && matches!(&n.ev, Ev::Net { to: t, .. } if *t == to)
+                }) {
+                    let Some(Reverse(n)) = self.queue.pop() else { break };
+                    batch.push(n.ev);
+                }
+                if batch.len() > 1 {
+                    self.counters.batches += 1;
+                }
+                self.deliver_batch(to, batch);
+                self.drain_clients();
+                continue;
+            }
             self.handle(s.ev);
             self.drain_clients();
         }
@@ -533,38 +554,7 @@ impl World {
 
     fn handle(&mut self, ev: Ev) {
         match ev {
-            Ev::Net { to, inc, conn, ev } => {
-                let i = Self::idx(to);
-                if self.members[i].inc != inc || !self.members[i].up() {
-                    return;
-                }
-                if let Some(id) = conn {
-                    let from = match &ev {
-                        Event::Packet { from, .. } | Event::Snapshot { from, .. } => *from,
-                        Event::Connected { peer, .. } => *peer,
-                        _ => 0,
-                    };
-                    if self.conns.get(&Self::key(from, to)).map(|c| c.id) != Some(id) {
-                        return;
-                    }
-                }
-                if self.opts.trace {
-                    let what = match &ev {
-                        Event::Packet { from, packet } => {
-                            format!("{:?} {:#x} from {from}", packet.kind, packet.zxid)
-                        }
-                        Event::Snapshot { from, body } => {
-                            format!("snapshot of {} bytes from {from}", body.len())
-                        }
-                        Event::Notification { .. } => String::new(),
-                        other => format!("{other:?}"),
-                    };
-                    if !what.is_empty() {
-                        self.trace(|| format!("member {to} gets {what}"));
-                    }
-                }
-                self.step(i, Input::Peer(ev));
-            }
+            Ev::Net { to, .. } => self.deliver_batch(to, vec![ev]),
             Ev::Flush { member, inc } => {
                 if self.members[member].inc != inc || !self.members[member].up() {
                     return;
@@ -628,6 +618,50 @@ impl World {
                 }
             }
         }
+    }
+
+    /// Delivers network events that reach member `to` at one moment, as one pipeline batch.
+    fn deliver_batch(&mut self, to: Sid, evs: Vec<Ev>) {
+        let i = Self::idx(to);
+        let mut inputs = Vec::with_capacity(evs.len());
+        for e in evs {
+            let Ev::Net { inc, conn, ev, .. } = e else { continue };
+            if self.members[i].inc != inc || !self.members[i].up() {
+                continue;
+            }
+            if let Some(id) = conn {
+                let from = match &ev {
+                    Event::Packet { from, .. } | Event::Snapshot { from, .. } => *from,
+                    Event::Connected { peer, .. } => *peer,
+                    _ => 0,
+                };
+                if self.conns.get(&Self::key(from, to)).map(|c| c.id) != Some(id) {
+                    continue;
+                }
+            }
+            if self.opts.trace {
+                let what = match &ev {
+                    Event::Packet { from, packet } => {
+                        format!("{:?} {:#x} from {from}", packet.kind, packet.zxid)
+                    }
+                    Event::Snapshot { from, body } => {
+                        format!("snapshot of {} bytes from {from}", body.len())
+                    }
+                    Event::Notification { .. } => String::new(),
+                    other => format!("{other:?}"),
+                };
+                if !what.is_empty() {
+                    self.trace(|| format!("member {to} gets {what}"));
+                }
+            }
+            inputs.push(Input::Peer(ev));
+        }
+        if inputs.is_empty() {
+            return;
+        }
+        let Some(p) = self.members[i].pipeline.as_mut() else { return };
+        p.step_batch(inputs);
+        self.after_step(i);
     }
 
     fn inject_fault(&mut self) {
