@@ -56,9 +56,9 @@ MUTS = {
                 self.outstanding.insert(zxid, Proposal { data, acks });"""),
  # Mutations of the pipeline above the replica: ci/sim-mutations.sh runs `corral-sim
  # --pipelines` (client workloads against ensembles of pipelines) for names starting "pipeline-".
- "pipeline-sync-answered-before-apply": ("server/src/pipeline/mod.rs",
-   """        if Zxid::from_wire(tree.last_processed_zxid()) < point {""",
-   """        if false && Zxid::from_wire(tree.last_processed_zxid()) < point {"""),
+ "pipeline-leader-sync-skips-in-flight": ("server/src/pipeline/mod.rs",
+   """            let sync_waits = matches!(req, Request::Sync(_)) && self.replica.in_flight() > 0;""",
+   """            let sync_waits = false;"""),
  "pipeline-learner-reply-skips-order": ("server/src/pipeline/mod.rs",
    """                                q.iter_mut().find(|x| matches!(x, Queued::Write(None)))""",
    """                                q.iter_mut().find(|_| false)"""),

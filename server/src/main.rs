@@ -128,12 +128,6 @@ fn main() -> Result<()> {
         }
         config.apply_system_property(name, value)?;
     }
-    if config.is_distributed() {
-        anyhow::bail!(
-            "this configuration has server.N lines: ensembles are not served by this version \
-             of corral yet (standalone only)"
-        );
-    }
     let mut opts = ServerOptions::from_config(&config)?;
     if let Some(ms) = container_check_ms {
         opts.settings.container_check_ms = ms.max(1);

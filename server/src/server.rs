@@ -1,5 +1,6 @@
-//! Starting and stopping a standalone server: the database, the pipeline thread, and the
-//! client listener on a tokio runtime of its own.
+//! Starting and stopping a server: the database, the pipeline thread, the client listener on
+//! a tokio runtime of its own, and for an ensemble member the election and quorum transports
+//! (`net::quorum`).
 
 use std::net::SocketAddr;
 use std::sync::mpsc;
@@ -15,8 +16,66 @@ use corral_engine::log::FlushStrategy;
 
 use crate::config::Config;
 use crate::db::{Database, DbOptions};
+use crate::net::quorum::{MemberAddr, QuorumNet, QuorumNetConfig};
 use crate::pipeline::{Fatal, Input, Pipeline, Settings, Shared, Stopped};
 use crate::tree::TreeOptions;
+use crate::zab::{PeerConfig, Sid};
+
+/// How a server takes part in an ensemble (`server.N` lines).
+#[derive(Debug, Clone)]
+pub struct EnsembleOptions {
+    /// This server (`myid`).
+    pub me: Sid,
+    /// Voters, observers, and the protocol's limits in ticks.
+    pub peer: PeerConfig,
+    /// Where every member listens, and the transports' limits.
+    pub net: QuorumNetConfig,
+}
+
+impl EnsembleOptions {
+    /// The ensemble `config` describes, from this server's point of view.
+    pub fn from_config(config: &Config) -> Result<EnsembleOptions> {
+        let me = config.my_id.context("an ensemble member needs a myid file in its dataDir")?;
+        let voters: Vec<Sid> = config.participants().map(|s| s.id).collect();
+        let observers: Vec<Sid> = config.observers().map(|s| s.id).collect();
+        let mut peer = PeerConfig::new(voters, observers);
+        peer.tick_ms = config.tick_time_ms.max(1);
+        peer.init_limit = config.init_limit.unwrap_or(10).max(1);
+        peer.sync_limit = config.sync_limit.unwrap_or(5).max(1);
+        peer.commit_log_count = (config.commit_log_count as usize).max(1);
+        peer.config_text = bytes::Bytes::from(config.quorum_verifier_text());
+        let mut members = std::collections::BTreeMap::new();
+        for s in config.servers.values() {
+            let a = &s.addresses[0];
+            let resolve = |port: u16| -> Result<SocketAddr> {
+                let host = a.host.trim_start_matches('[').trim_end_matches(']');
+                (host, port)
+                    .to_socket_addrs()
+                    .with_context(|| format!("resolving server.{} {}:{port}", s.id, a.host))?
+                    .next()
+                    .with_context(|| format!("no address for server.{} {}", s.id, a.host))
+            };
+            members.insert(
+                s.id,
+                MemberAddr { quorum: resolve(a.quorum_port)?, election: resolve(a.election_port)? },
+            );
+        }
+        let limits = crate::limits::Limits::from_config(config);
+        let net = QuorumNetConfig {
+            me,
+            members,
+            connect_timeout: std::time::Duration::from_millis(u64::from(
+                config.cnx_timeout_ms.max(1),
+            )),
+            packet_bytes_max: limits.txn_bytes_max + 4096,
+            snapshot_bytes_max: peer.snapshot_bytes_max,
+            // A sync sends the history window and the outstanding proposals at once.
+            send_queue_max: 4 * (peer.outstanding_max + peer.commit_log_count) + 64,
+            listen_on_all_ips: config.quorum_listen_on_all_ips,
+        };
+        Ok(EnsembleOptions { me, peer, net })
+    }
+}
 
 /// Everything a standalone server needs.
 #[derive(Debug, Clone)]
@@ -29,6 +88,8 @@ pub struct ServerOptions {
     pub settings: Settings,
     /// The configuration these came from (reported by `conf`).
     pub config: Config,
+    /// The ensemble this server is a member of (`None`: standalone).
+    pub ensemble: Option<EnsembleOptions>,
 }
 
 impl ServerOptions {
@@ -65,11 +126,17 @@ impl ServerOptions {
         if !config.force_sync {
             db.log.strategy = FlushStrategy::None;
         }
+        let ensemble = if config.is_distributed() {
+            Some(EnsembleOptions::from_config(config)?)
+        } else {
+            None
+        };
         Ok(ServerOptions {
             bind,
             db,
             settings: Settings::from_config(config),
             config: config.clone(),
+            ensemble,
         })
     }
 }
@@ -82,6 +149,7 @@ pub struct RunningServer {
     core_tx: mpsc::Sender<Input>,
     core_thread: Option<JoinHandle<Stopped>>,
     shared: Arc<Shared>,
+    net: Option<QuorumNet>,
 }
 
 impl std::fmt::Debug for RunningServer {
@@ -116,12 +184,42 @@ impl RunningServer {
         let shared =
             Arc::new(Shared::new(opts.settings.clone(), opts.config.clone(), opts.db.tree.clone()));
         let (core_tx, core_rx) = mpsc::channel();
-        let core = Pipeline::new(shared.clone(), db, state, core_tx.clone())
-            .context("starting the replica")?;
-        let core_thread = std::thread::Builder::new()
-            .name("corral-pipeline".into())
-            .spawn(move || core.run(core_rx))
-            .context("starting the pipeline thread")?;
+        let (core_thread, net) = match &opts.ensemble {
+            None => {
+                let core = Pipeline::new(shared.clone(), db, state, core_tx.clone())
+                    .context("starting the replica")?;
+                let t = std::thread::Builder::new()
+                    .name("corral-pipeline".into())
+                    .spawn(move || core.run(core_rx))
+                    .context("starting the pipeline thread")?;
+                (t, None)
+            }
+            Some(e) => {
+                let core = Pipeline::member(
+                    shared.clone(),
+                    db,
+                    state,
+                    core_tx.clone(),
+                    e.peer.clone(),
+                    e.me,
+                )
+                .context("starting the replica")?;
+                let net = QuorumNet::start(e.net.clone(), core_tx.clone())
+                    .context("listening for the ensemble")?;
+                let n = net.clone();
+                let t = std::thread::Builder::new()
+                    .name("corral-pipeline".into())
+                    .spawn(move || core.run_with(core_rx, move |out| n.carry(out)))
+                    .context("starting the pipeline thread")?;
+                tracing::info!(
+                    myid = e.me,
+                    voters = e.peer.voters.len(),
+                    observers = e.peer.observers.len(),
+                    "ensemble member: looking for a leader"
+                );
+                (t, Some(net))
+            }
+        };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .thread_name("corral-net")
             .enable_all()
@@ -141,6 +239,7 @@ impl RunningServer {
             core_tx,
             core_thread: Some(core_thread),
             shared,
+            net,
         })
     }
 
@@ -189,6 +288,9 @@ impl RunningServer {
 
     fn stop_now(&mut self) -> Result<()> {
         let _ = self.stop.send(true);
+        if let Some(net) = self.net.take() {
+            net.stop();
+        }
         let _ = self.core_tx.send(Input::Shutdown);
         let db = self.core_thread.take().map(|t| t.join());
         if let Some(rt) = self.runtime.take() {

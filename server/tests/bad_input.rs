@@ -30,6 +30,7 @@ fn start(dir: &Path) -> RunningServer {
         db: DbOptions::new(dir),
         settings,
         config,
+        ensemble: None,
     };
     RunningServer::start(opts).expect("server starts")
 }

@@ -43,7 +43,13 @@ fn memory_is_handed_back_after_recovery_and_after_work_only() {
     let mut settings = Settings::from_config(&config);
     settings.tick_ms = 40; // idle checks every 20 ms
     let db = DbOptions::new(tmp.path());
-    let opts = ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), db, settings, config };
+    let opts = ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        db,
+        settings,
+        config,
+        ensemble: None,
+    };
     let server = RunningServer::start(opts).expect("server starts");
     let after_start = TRIMS.load(Ordering::SeqCst);
     assert!(after_start >= 1, "trimmed after recovery");

@@ -36,6 +36,7 @@ fn start(dir: &Path, bind: SocketAddr) -> RunningServer {
         db: DbOptions::new(dir),
         settings: settings(),
         config,
+        ensemble: None,
     })
     .expect("server starts")
 }

@@ -25,7 +25,13 @@ fn start(dir: &Path, edit: impl FnOnce(&mut Config, &mut Settings)) -> RunningSe
     edit(&mut config, &mut settings);
     let mut db = DbOptions::new(dir);
     db.tree.extended_types = config.extended_types_enabled;
-    let opts = ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), db, settings, config };
+    let opts = ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        db,
+        settings,
+        config,
+        ensemble: None,
+    };
     RunningServer::start(opts).expect("server starts")
 }
 
@@ -256,7 +262,13 @@ fn snapshots_keep_pace_with_snap_count_under_pipelined_writes() {
     let mut db = DbOptions::new(tmp.path());
     // A trigger every 150 to 300 txns.
     db.snap_count = 300;
-    let opts = ServerOptions { bind: "127.0.0.1:0".parse().unwrap(), db, settings, config };
+    let opts = ServerOptions {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        db,
+        settings,
+        config,
+        ensemble: None,
+    };
     let server = RunningServer::start(opts).expect("server starts");
     let addr = server.addr().to_string();
     let writes = 6000;

@@ -193,6 +193,7 @@ fn an_imported_zookeeper_directory_serves_what_zookeeper_served() {
         db,
         settings,
         config,
+        ensemble: None,
     })
     .unwrap();
     let addr = server.addr().to_string();

@@ -7,6 +7,7 @@
 //! Four-letter words are recognised in the first four bytes of a fresh connection.
 
 pub mod fourlw;
+pub mod quorum;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};

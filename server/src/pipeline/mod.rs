@@ -1044,8 +1044,18 @@ impl Pipeline {
 
     /// Runs until [`Input::Shutdown`], or until storage fails; returns the database for an
     /// orderly close, and the failure if there was one.
-    pub fn run(mut self, rx: Receiver<Input>) -> Stopped {
+    pub fn run(self, rx: Receiver<Input>) -> Stopped {
+        self.run_with(rx, |_| {})
+    }
+
+    /// [`Pipeline::run`] for an ensemble member: after each batch, the network traffic it
+    /// produced goes to `net` (the transports), in order.
+    pub fn run_with(mut self, rx: Receiver<Input>, mut net: impl FnMut(Vec<NetOut>)) -> Stopped {
         self.begin();
+        let out = self.take_network();
+        if !out.is_empty() {
+            net(out);
+        }
         let tick = Duration::from_millis(self.shared.settings.tick_ms.clamp(10, 60_000) / 2);
         let mut next_tick = Instant::now() + tick;
         // Idle ticks left in which to hand freed memory back (see `crate::memory`). Several,
@@ -1089,6 +1099,10 @@ impl Pipeline {
                 return self.stopped();
             }
             self.end_batch();
+            let out = self.take_network();
+            if !out.is_empty() {
+                net(out);
+            }
             if stop {
                 // Wait (bounded) for what was logged to become durable and be answered.
                 let deadline = Instant::now() + Duration::from_secs(10);

@@ -294,8 +294,13 @@ pub fn write_snap_payload<B: BufMut>(w: &mut B, body: &[u8]) {
 pub fn read_snap_payload<'a>(r: &mut Reader<'a>, buf: &'a [u8]) -> Result<&'a [u8], JuteError> {
     let start = r.position();
     let mut probe = r.clone();
-    crate::tree::zk_snapshot::read_body(&mut probe, crate::tree::TreeOptions::default())
-        .map_err(|_| JuteError::InvalidValue { what: "snapshot body", value: 0, offset: start })?;
+    crate::tree::zk_snapshot::read_body(&mut probe, crate::tree::TreeOptions::default()).map_err(
+        |e| match e {
+            // The input ended inside the body: a stream reader waits for more.
+            crate::tree::snapshot::SnapshotError::Jute(t @ JuteError::Truncated { .. }) => t,
+            _ => JuteError::InvalidValue { what: "snapshot body", value: 0, offset: start },
+        },
+    )?;
     let end = probe.position();
     let sig_at = end;
     let sig = probe.read_ustring()?;

@@ -1,0 +1,640 @@
+//! The ensemble's transports, in ZooKeeper's formats, on plain threads (a server has a few
+//! peers; ZooKeeper too runs a thread or two per peer connection).
+//!
+//! * **Election** (QuorumCnxManager's protocol, on each member's election port). The side that
+//!   opens a connection writes a header: `long protocolVersion` (-65536), `long sid`, `int len`
+//!   and `len` bytes of its `host:port` (at most 2048); a first long of 0 or more is a pre-3.5
+//!   peer's sid with no more header. Only the larger sid keeps a connection: a smaller sid that
+//!   dials closes its connection after the header, and a larger sid that receives one from a
+//!   smaller sid closes it and dials back. Messages are `int length` (1..=512 KiB) and a
+//!   notification. Each peer has one sender queue holding at most a few notifications (the
+//!   oldest go first: a newer vote replaces what an older one said), and connections are
+//!   dialled again, with a timeout, whenever there is something to send.
+//! * **Quorum** (a stream of jute `QuorumPacket` records, no length prefix). Every member
+//!   listens on its quorum port; a learner dials its leader's when its peer says `Connect`.
+//!   An accepted connection is known by the FOLLOWERINFO / OBSERVERINFO it must start with
+//!   (the learner's sid). After SNAP the leader writes the snapshot body and "BenWasHere" on
+//!   the same stream; the reader finds its end by parsing it, up to a size cap. Each
+//!   connection has a bounded send queue: a peer that does not read is disconnected rather
+//!   than buffered without end.
+//!
+//! What arrives goes to the pipeline as [`Input::Peer`]; what the pipeline sends comes in
+//! through [`QuorumNet::carry`]. Connections are numbered ([`ConnId`]) so that a late report
+//! of an old socket cannot be taken for its replacement.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::pipeline::{Input, NetOut};
+use crate::proto::{JuteError, Reader};
+use crate::zab::wire::{read_snap_payload, LearnerInfo, Notification, PacketType, QuorumPacket};
+use crate::zab::{Command, ConnId, Event, Sid};
+
+/// The election connection header's protocol version (QuorumCnxManager.PROTOCOL_VERSION_V1).
+pub const ELECTION_PROTOCOL_V1: i64 = -65536;
+/// The multi-address form of the header (3.6+), accepted on input.
+pub const ELECTION_PROTOCOL_V2: i64 = -65535;
+/// The longest address text a header may carry.
+pub const ELECTION_ADDRESS_MAX: usize = 2048;
+/// The largest election message (QuorumCnxManager's PACKETMAXSIZE).
+pub const ELECTION_MESSAGE_MAX: usize = 512 * 1024;
+/// Notifications queued for one peer at most (ZooKeeper keeps one; a few are harmless).
+const ELECTION_QUEUE: usize = 4;
+
+/// Where a member listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberAddr {
+    /// Its quorum port (the learners' connection to the leader).
+    pub quorum: SocketAddr,
+    /// Its election port.
+    pub election: SocketAddr,
+}
+
+/// The transports' settings.
+#[derive(Debug, Clone)]
+pub struct QuorumNetConfig {
+    /// This server.
+    pub me: Sid,
+    /// Every member (this one included), by sid.
+    pub members: BTreeMap<Sid, MemberAddr>,
+    /// Connect timeout (cnxTimeout), and the time allowed for an election header.
+    pub connect_timeout: Duration,
+    /// The largest quorum packet accepted (jute.maxbuffer plus room for the header).
+    pub packet_bytes_max: usize,
+    /// The largest SNAP payload accepted.
+    pub snapshot_bytes_max: usize,
+    /// Packets queued for one quorum connection at most; past it the connection is closed.
+    pub send_queue_max: usize,
+    /// Listen on every interface (quorumListenOnAllIPs) rather than the member's address.
+    pub listen_on_all_ips: bool,
+}
+
+/// The running transports.
+#[derive(Clone)]
+pub struct QuorumNet {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: QuorumNetConfig,
+    tx: Mutex<Sender<Input>>,
+    /// Election connections by peer.
+    election: Mutex<BTreeMap<Sid, Arc<Outbox>>>,
+    /// Peers an election connection is being dialled to.
+    dialing: Mutex<BTreeSet<Sid>>,
+    /// Quorum connections by number: (peer, outbox).
+    quorum: Mutex<BTreeMap<ConnId, (Sid, Arc<Outbox>)>>,
+    next_conn: AtomicU64,
+    stop: AtomicBool,
+    /// Bound addresses (the ports may have been 0 in tests).
+    election_addr: SocketAddr,
+    quorum_addr: SocketAddr,
+}
+
+/// A connection's send queue, drained by its writer thread.
+struct Outbox {
+    q: Mutex<(VecDeque<Bytes>, bool)>,
+    ready: Condvar,
+    stream: TcpStream,
+    cap: usize,
+    /// Drop the oldest message when full (election) instead of closing (quorum).
+    lossy: bool,
+}
+
+impl Outbox {
+    fn new(stream: TcpStream, cap: usize, lossy: bool) -> Arc<Outbox> {
+        Arc::new(Outbox {
+            q: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+            stream,
+            cap,
+            lossy,
+        })
+    }
+
+    /// Queues a message; false if the connection is closed (or was closed now, being full).
+    fn push(&self, m: Bytes) -> bool {
+        let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+        if q.1 {
+            return false;
+        }
+        if q.0.len() >= self.cap {
+            if self.lossy {
+                q.0.pop_front();
+            } else {
+                q.1 = true;
+                drop(q);
+                self.ready.notify_all();
+                let _ = self.stream.shutdown(Shutdown::Both);
+                return false;
+            }
+        }
+        q.0.push_back(m);
+        drop(q);
+        self.ready.notify_all();
+        true
+    }
+
+    fn close(&self) {
+        self.q.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.ready.notify_all();
+        let _ = self.stream.shutdown(Shutdown::Both);
+    }
+
+    /// The writer: sends what is queued until the connection closes.
+    fn run(&self) {
+        let mut w = match self.stream.try_clone() {
+            Ok(s) => s,
+            Err(_) => return self.close(),
+        };
+        loop {
+            let m = {
+                let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if q.1 {
+                        return;
+                    }
+                    if let Some(m) = q.0.pop_front() {
+                        break m;
+                    }
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            if w.write_all(&m).is_err() {
+                return self.close();
+            }
+        }
+    }
+}
+
+impl QuorumNet {
+    /// Binds this member's election and quorum ports and starts accepting; what arrives is sent
+    /// to the pipeline through `tx`.
+    pub fn start(cfg: QuorumNetConfig, tx: Sender<Input>) -> io::Result<QuorumNet> {
+        let me = cfg.members.get(&cfg.me).cloned().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, format!("no address for server {}", cfg.me))
+        })?;
+        let bind = |a: SocketAddr| {
+            if cfg.listen_on_all_ips {
+                SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), a.port())
+            } else {
+                a
+            }
+        };
+        let el = TcpListener::bind(bind(me.election))?;
+        let ql = TcpListener::bind(bind(me.quorum))?;
+        let inner = Arc::new(Inner {
+            election_addr: el.local_addr()?,
+            quorum_addr: ql.local_addr()?,
+            cfg,
+            tx: Mutex::new(tx),
+            election: Mutex::new(BTreeMap::new()),
+            dialing: Mutex::new(BTreeSet::new()),
+            quorum: Mutex::new(BTreeMap::new()),
+            next_conn: AtomicU64::new(1),
+            stop: AtomicBool::new(false),
+        });
+        let net = QuorumNet { inner };
+        let n = net.clone();
+        std::thread::Builder::new()
+            .name("corral-election-accept".into())
+            .spawn(move || n.accept_election(el))?;
+        let n = net.clone();
+        std::thread::Builder::new()
+            .name("corral-quorum-accept".into())
+            .spawn(move || n.accept_quorum(ql))?;
+        tracing::info!(
+            election = %net.inner.election_addr,
+            quorum = %net.inner.quorum_addr,
+            "listening for the ensemble"
+        );
+        Ok(net)
+    }
+
+    /// The bound election address.
+    pub fn election_addr(&self) -> SocketAddr {
+        self.inner.election_addr
+    }
+
+    /// The bound quorum address.
+    pub fn quorum_addr(&self) -> SocketAddr {
+        self.inner.quorum_addr
+    }
+
+    /// Stops accepting and closes every connection.
+    pub fn stop(&self) {
+        self.inner.stop.store(true, Ordering::Release);
+        for o in self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            o.close();
+        }
+        for (_, o) in self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner()).values() {
+            o.close();
+        }
+        // Wake the accept loops.
+        let _ = TcpStream::connect_timeout(&self.inner.election_addr, Duration::from_millis(100));
+        let _ = TcpStream::connect_timeout(&self.inner.quorum_addr, Duration::from_millis(100));
+    }
+
+    fn deliver(&self, ev: Event) {
+        let _ = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).send(Input::Peer(ev));
+    }
+
+    fn stopped(&self) -> bool {
+        self.inner.stop.load(Ordering::Acquire)
+    }
+
+    /// Carries what the pipeline sends: notifications, quorum packets, SNAP payloads,
+    /// connections to open or close. Never blocks on a socket.
+    pub fn carry(&self, out: Vec<NetOut>) {
+        for o in out {
+            match o {
+                NetOut::Command(Command::SendNotification { to, n }) => self.notify(to, n),
+                NetOut::Command(Command::Connect { to }) => self.connect_quorum(to),
+                NetOut::Command(Command::Disconnect { peer, conn }) => {
+                    let mut q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
+                    let ids: Vec<ConnId> = q
+                        .iter()
+                        .filter(|(id, (p, _))| *p == peer && conn.is_none_or(|c| c == **id))
+                        .map(|(id, _)| *id)
+                        .collect();
+                    for id in ids {
+                        if let Some((_, o)) = q.remove(&id) {
+                            o.close();
+                        }
+                    }
+                }
+                NetOut::Command(Command::Send { to, packet }) => {
+                    self.send_quorum(to, Bytes::from(packet.encode()));
+                }
+                NetOut::Snapshot { to, body } => {
+                    let mut b = Vec::with_capacity(body.len() + 16);
+                    crate::zab::wire::write_snap_payload(&mut b, &body);
+                    self.send_quorum(to, Bytes::from(b));
+                }
+                NetOut::Command(other) => {
+                    tracing::error!(command = ?other, "not network traffic; ignored");
+                }
+            }
+        }
+    }
+
+    fn send_quorum(&self, to: Sid, m: Bytes) {
+        let q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
+        // The newest connection with that peer.
+        if let Some((_, (_, o))) = q.iter().rev().find(|(_, (p, _))| *p == to) {
+            if !o.push(m) {
+                tracing::warn!(peer = to, "quorum connection closed (or its send queue full)");
+            }
+        }
+    }
+
+    // ----- election -----
+
+    fn notify(&self, to: Sid, n: Notification) {
+        let payload = n.encode();
+        let mut m = Vec::with_capacity(4 + payload.len());
+        m.extend_from_slice(&(payload.len() as i32).to_be_bytes());
+        m.extend_from_slice(&payload);
+        let m = Bytes::from(m);
+        let existing =
+            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).get(&to).cloned();
+        if let Some(o) = existing {
+            if o.push(m.clone()) {
+                return;
+            }
+            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+        }
+        self.dial_election(to, Some(m));
+    }
+
+    /// Opens the election connection to `to` (in the background), sending `first` once it is
+    /// up. A smaller sid writes its header and closes: the larger one dials back.
+    fn dial_election(&self, to: Sid, first: Option<Bytes>) {
+        if self.stopped() || to == self.inner.cfg.me {
+            return;
+        }
+        let Some(addr) = self.inner.cfg.members.get(&to).map(|m| m.election) else { return };
+        if !self.inner.dialing.lock().unwrap_or_else(|p| p.into_inner()).insert(to) {
+            return;
+        }
+        let n = self.clone();
+        let spawned =
+            std::thread::Builder::new().name("corral-election-dial".into()).spawn(move || {
+                let r = n.dial_election_now(to, addr, first);
+                n.inner.dialing.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+                if let Err(e) = r {
+                    tracing::debug!(peer = to, %addr, error = %e, "election connection failed");
+                }
+            });
+        if spawned.is_err() {
+            self.inner.dialing.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+        }
+    }
+
+    fn dial_election_now(&self, to: Sid, addr: SocketAddr, first: Option<Bytes>) -> io::Result<()> {
+        let mut s = TcpStream::connect_timeout(&addr, self.inner.cfg.connect_timeout)?;
+        s.set_nodelay(true)?;
+        let me = self.inner.cfg.me;
+        let my_addr = self.inner.cfg.members.get(&me).map(|m| m.election.to_string());
+        let text = my_addr.unwrap_or_default();
+        let mut h = Vec::with_capacity(20 + text.len());
+        h.extend_from_slice(&ELECTION_PROTOCOL_V1.to_be_bytes());
+        h.extend_from_slice(&(me as i64).to_be_bytes());
+        h.extend_from_slice(&(text.len() as i32).to_be_bytes());
+        h.extend_from_slice(text.as_bytes());
+        s.write_all(&h)?;
+        if to > me {
+            // The larger sid keeps connections: it will dial us.
+            let _ = s.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+        self.adopt_election(to, s, first)
+    }
+
+    fn accept_election(&self, l: TcpListener) {
+        for s in l.incoming() {
+            if self.stopped() {
+                return;
+            }
+            let Ok(s) = s else { continue };
+            let n = self.clone();
+            let _ =
+                std::thread::Builder::new().name("corral-election-in".into()).spawn(move || {
+                    if let Err(e) = n.accept_election_one(s) {
+                        tracing::debug!(error = %e, "election connection refused");
+                    }
+                });
+        }
+    }
+
+    fn accept_election_one(&self, mut s: TcpStream) -> io::Result<()> {
+        s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
+        s.set_nodelay(true)?;
+        let first = read_i64(&mut s)?;
+        let sid = if first >= 0 {
+            // A pre-3.5 peer sends its sid alone.
+            first
+        } else if first == ELECTION_PROTOCOL_V1 || first == ELECTION_PROTOCOL_V2 {
+            let sid = read_i64(&mut s)?;
+            let len = read_i32(&mut s)?;
+            if len < 0 || len as usize > ELECTION_ADDRESS_MAX {
+                return Err(bad(format!("election header address of {len} bytes")));
+            }
+            let mut a = vec![0u8; len as usize];
+            s.read_exact(&mut a)?;
+            sid
+        } else {
+            return Err(bad(format!("election header protocol version {first}")));
+        };
+        let sid = sid as Sid;
+        if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
+            return Err(bad(format!("election connection from unknown server {sid}")));
+        }
+        s.set_read_timeout(None)?;
+        if sid < self.inner.cfg.me {
+            // Only the larger sid keeps a connection: close it and dial back.
+            let _ = s.shutdown(Shutdown::Both);
+            self.dial_election(sid, None);
+            return Ok(());
+        }
+        self.adopt_election(sid, s, None)
+    }
+
+    /// Makes `s` the election connection with `peer` (replacing an older one) and runs its
+    /// reader on this thread.
+    fn adopt_election(&self, peer: Sid, s: TcpStream, first: Option<Bytes>) -> io::Result<()> {
+        let out = Outbox::new(s.try_clone()?, ELECTION_QUEUE, true);
+        if let Some(m) = first {
+            out.push(m);
+        }
+        if let Some(old) =
+            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, out.clone())
+        {
+            old.close();
+        }
+        let w = out.clone();
+        std::thread::Builder::new().name("corral-election-out".into()).spawn(move || w.run())?;
+        let r = self.read_election(peer, s);
+        out.close();
+        let mut map = self.inner.election.lock().unwrap_or_else(|p| p.into_inner());
+        if map.get(&peer).is_some_and(|o| Arc::ptr_eq(o, &out)) {
+            map.remove(&peer);
+        }
+        r
+    }
+
+    fn read_election(&self, from: Sid, mut s: TcpStream) -> io::Result<()> {
+        loop {
+            let len = read_i32(&mut s)?;
+            if len <= 0 || len as usize > ELECTION_MESSAGE_MAX {
+                return Err(bad(format!("election message of {len} bytes from {from}")));
+            }
+            let mut b = vec![0u8; len as usize];
+            s.read_exact(&mut b)?;
+            match Notification::decode(&b) {
+                Ok(n) => self.deliver(Event::Notification { from, n }),
+                Err(e) => return Err(bad(format!("bad notification from {from}: {e}"))),
+            }
+        }
+    }
+
+    // ----- quorum -----
+
+    fn new_conn(&self, peer: Sid, s: &TcpStream) -> io::Result<(ConnId, Arc<Outbox>)> {
+        let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
+        let out = Outbox::new(s.try_clone()?, self.inner.cfg.send_queue_max, false);
+        self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (peer, out.clone()));
+        let w = out.clone();
+        std::thread::Builder::new().name("corral-quorum-out".into()).spawn(move || w.run())?;
+        Ok((id, out))
+    }
+
+    fn connect_quorum(&self, to: Sid) {
+        let Some(addr) = self.inner.cfg.members.get(&to).map(|m| m.quorum) else { return };
+        let n = self.clone();
+        let _ = std::thread::Builder::new().name("corral-quorum-dial".into()).spawn(move || {
+            match TcpStream::connect_timeout(&addr, n.inner.cfg.connect_timeout) {
+                Ok(s) => {
+                    let _ = s.set_nodelay(true);
+                    match n.new_conn(to, &s) {
+                        Ok((id, out)) => {
+                            n.deliver(Event::Connected { peer: to, conn: id });
+                            n.run_quorum_reader(to, id, out, s, None);
+                        }
+                        Err(_) => n.deliver(Event::Disconnected { peer: to, conn: None }),
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(peer = to, %addr, error = %e, "connecting to the leader failed");
+                    n.deliver(Event::Disconnected { peer: to, conn: None });
+                }
+            }
+        });
+    }
+
+    fn accept_quorum(&self, l: TcpListener) {
+        for s in l.incoming() {
+            if self.stopped() {
+                return;
+            }
+            let Ok(s) = s else { continue };
+            let n = self.clone();
+            let _ = std::thread::Builder::new().name("corral-quorum-in".into()).spawn(move || {
+                if let Err(e) = n.accept_quorum_one(s) {
+                    tracing::debug!(error = %e, "quorum connection refused");
+                }
+            });
+        }
+    }
+
+    fn accept_quorum_one(&self, s: TcpStream) -> io::Result<()> {
+        s.set_nodelay(true)?;
+        s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
+        let mut rd = PacketReader::new(s.try_clone()?, self.inner.cfg.packet_bytes_max);
+        let p = rd.packet()?;
+        if !matches!(p.kind, PacketType::FollowerInfo | PacketType::ObserverInfo) {
+            return Err(bad(format!("a learner's first packet is {:?}", p.kind)));
+        }
+        let info = LearnerInfo::decode(&p.data).map_err(|e| bad(e.to_string()))?;
+        let sid = info.server_id as Sid;
+        if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
+            return Err(bad(format!("quorum connection from unknown server {sid}")));
+        }
+        s.set_read_timeout(None)?;
+        let (id, out) = self.new_conn(sid, &s)?;
+        self.deliver(Event::Connected { peer: sid, conn: id });
+        self.deliver(Event::Packet { from: sid, packet: p });
+        self.run_quorum_reader(sid, id, out, s, Some(rd));
+        Ok(())
+    }
+
+    fn run_quorum_reader(
+        &self,
+        peer: Sid,
+        id: ConnId,
+        out: Arc<Outbox>,
+        s: TcpStream,
+        rd: Option<PacketReader>,
+    ) {
+        let mut rd = match rd {
+            Some(r) => r,
+            None => PacketReader::new(s, self.inner.cfg.packet_bytes_max),
+        };
+        let why = loop {
+            let p = match rd.packet() {
+                Ok(p) => p,
+                Err(e) => break e,
+            };
+            let snap = p.kind == PacketType::Snap;
+            self.deliver(Event::Packet { from: peer, packet: p });
+            if snap {
+                match rd.snapshot(self.inner.cfg.snapshot_bytes_max) {
+                    Ok(body) => {
+                        tracing::info!(peer, bytes = body.len(), "SNAP payload received");
+                        self.deliver(Event::Snapshot { from: peer, body });
+                    }
+                    Err(e) => break e,
+                }
+            }
+        };
+        tracing::debug!(peer, conn = id, error = %why, "quorum connection closed");
+        out.close();
+        self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        self.deliver(Event::Disconnected { peer, conn: Some(id) });
+    }
+}
+
+/// Reads jute records from a stream: bytes are buffered and a record is decoded once all of it
+/// has arrived (a record's length is only known by decoding it).
+struct PacketReader {
+    s: TcpStream,
+    buf: Vec<u8>,
+    pos: usize,
+    max: usize,
+}
+
+impl PacketReader {
+    fn new(s: TcpStream, max: usize) -> PacketReader {
+        PacketReader { s, buf: Vec::with_capacity(64 * 1024), pos: 0, max }
+    }
+
+    /// Reads more bytes; an error at the end of the stream.
+    fn fill(&mut self) -> io::Result<()> {
+        if self.pos > 0 && self.pos >= self.buf.len() / 2 {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
+        let mut chunk = [0u8; 64 * 1024];
+        let n = self.s.read(&mut chunk)?;
+        if n == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        self.buf.extend_from_slice(&chunk[..n]);
+        Ok(())
+    }
+
+    fn packet(&mut self) -> io::Result<QuorumPacket> {
+        loop {
+            let avail = &self.buf[self.pos..];
+            let r = &mut Reader::with_max_len(avail, self.max);
+            match QuorumPacket::read(r) {
+                Ok(p) => {
+                    self.pos += r.position();
+                    return Ok(p);
+                }
+                Err(JuteError::Truncated { .. }) if avail.len() <= self.max + 64 => self.fill()?,
+                Err(e) => return Err(bad(format!("bad quorum packet: {e}"))),
+            }
+        }
+    }
+
+    /// The SNAP payload that follows a SNAP packet: the snapshot body (returned) and its
+    /// signature. Parsed again only when the buffer has doubled, so the work stays linear.
+    fn snapshot(&mut self, max: usize) -> io::Result<Bytes> {
+        let mut next_try = 0usize;
+        loop {
+            let avail_len = self.buf.len() - self.pos;
+            if avail_len >= next_try {
+                let avail = &self.buf[self.pos..];
+                let r = &mut Reader::with_max_len(avail, max);
+                match read_snap_payload(r, avail) {
+                    Ok(body) => {
+                        let body = Bytes::copy_from_slice(body);
+                        self.pos += r.position();
+                        return Ok(body);
+                    }
+                    Err(JuteError::Truncated { .. }) => {}
+                    Err(e) => return Err(bad(format!("bad SNAP payload: {e}"))),
+                }
+                next_try = (avail_len * 2).max(64 * 1024);
+            }
+            if avail_len > max {
+                return Err(bad(format!("SNAP payload over {max} bytes")));
+            }
+            self.fill()?;
+        }
+    }
+}
+
+fn read_i64(s: &mut TcpStream) -> io::Result<i64> {
+    let mut b = [0u8; 8];
+    s.read_exact(&mut b)?;
+    Ok(i64::from_be_bytes(b))
+}
+
+fn read_i32(s: &mut TcpStream) -> io::Result<i32> {
+    let mut b = [0u8; 4];
+    s.read_exact(&mut b)?;
+    Ok(i32::from_be_bytes(b))
+}
+
+fn bad(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg)
+}

@@ -1,0 +1,126 @@
+//! Three corral servers as an ensemble on loopback, in this process, each configured by a
+//! zoo.cfg with `server.N` lines and a `myid` file as ZooKeeper's are: they elect a leader
+//! over the election transport, sync over the quorum transport, and serve the Rust
+//! `zookeeper-client` crate on every server: a write through any server is read through the
+//! others after a sync; a server stopped and started again catches up.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use corral_server::config::Config;
+use corral_server::server::{RunningServer, ServerOptions};
+use zookeeper_client as zk;
+
+/// Ports nothing listens on now (bound, read, released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct Member {
+    dir: std::path::PathBuf,
+    server: Option<RunningServer>,
+}
+
+fn config_text(dir: &Path, client: u16, servers: &[(u16, u16, u16)]) -> String {
+    let mut t = format!(
+        "tickTime=100\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={client}\n\
+         clientPortAddress=127.0.0.1\ncnxTimeout=1000\n",
+        dir.display()
+    );
+    for (i, (q, e, c)) in servers.iter().enumerate() {
+        t.push_str(&format!("server.{}=127.0.0.1:{q}:{e};127.0.0.1:{c}\n", i + 1));
+    }
+    t
+}
+
+fn start(dir: &Path) -> RunningServer {
+    let config = Config::load(&dir.join("zoo.cfg")).expect("zoo.cfg");
+    let opts = ServerOptions::from_config(&config).expect("options");
+    assert!(opts.ensemble.is_some(), "server.N lines make an ensemble member");
+    RunningServer::start(opts).expect("starts")
+}
+
+fn ensemble(n: usize, root: &Path) -> Vec<Member> {
+    let ports = free_ports(3 * n);
+    let servers: Vec<(u16, u16, u16)> =
+        (0..n).map(|i| (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])).collect();
+    (0..n)
+        .map(|i| {
+            let dir = root.join(format!("s{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
+            std::fs::write(dir.join("zoo.cfg"), config_text(&dir, servers[i].2, &servers)).unwrap();
+            Member { server: Some(start(&dir)), dir }
+        })
+        .collect()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// Connects to `addr` once its server serves (it refuses sessions until it has a leader).
+async fn connect(addr: &str) -> zk::Client {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut connector = zk::Client::connector();
+        connector
+            .session_timeout(Duration::from_secs(6))
+            .connection_timeout(Duration::from_millis(500));
+        match tokio::time::timeout(Duration::from_secs(2), connector.connect(addr)).await {
+            Ok(Ok(c)) => return c,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("no session from {addr} within 20 s: {:?}", other.map(|r| r.err())),
+        }
+    }
+}
+
+#[test]
+fn three_servers_elect_replicate_and_catch_up() {
+    let root = tempfile::tempdir().unwrap();
+    let mut members = ensemble(3, root.path());
+    let addrs: Vec<String> =
+        members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
+    runtime().block_on(async {
+        let c1 = connect(&addrs[0]).await;
+        c1.create("/e", b"one", &open()).await.unwrap();
+        for (i, a) in addrs.iter().enumerate() {
+            let c = connect(a).await;
+            c.sync("/e").await.unwrap();
+            let (data, _) = c.get_data("/e").await.unwrap();
+            assert_eq!(data, b"one", "server {} after sync", i + 1);
+        }
+        // Writes through a follower and the leader alike.
+        let c3 = connect(&addrs[2]).await;
+        for i in 0..50 {
+            c3.create(&format!("/e/{i}"), b"", &open()).await.unwrap();
+        }
+        c1.sync("/e").await.unwrap();
+        let (children, _) = c1.get_children("/e").await.unwrap();
+        assert_eq!(children.len(), 50);
+    });
+    // Server 2 stops; the other two (a quorum) go on; it comes back and catches up.
+    members[1].server.take().unwrap().shutdown().unwrap();
+    runtime().block_on(async {
+        let c = connect(&addrs[0]).await;
+        c.set_data("/e", b"two", None).await.unwrap();
+    });
+    members[1].server = Some(start(&members[1].dir));
+    runtime().block_on(async {
+        let c = connect(&addrs[1]).await;
+        c.sync("/e").await.unwrap();
+        let (data, _) = c.get_data("/e").await.unwrap();
+        assert_eq!(data, b"two", "the restarted server caught up");
+    });
+    for m in members.iter_mut() {
+        if let Some(s) = m.server.take() {
+            s.shutdown().unwrap();
+        }
+    }
+}
