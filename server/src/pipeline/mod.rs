@@ -1732,11 +1732,12 @@ impl Pipeline {
     /// Connections whose answered syncs waited for commits to be applied: drained from the
     /// committed version, now that it is applied further.
     fn drain_applied_syncs(&mut self) {
-        let tree = self.replica.committed().tree.clone();
-        let applied = Zxid::from_wire(tree.last_processed_zxid());
-        if self.syncs_applying.front().is_none_or(|(z, _)| *z > applied) {
+        let Some(&(first, _)) = self.syncs_applying.front() else { return };
+        let applied = Zxid::from_wire(self.replica.committed().tree.last_processed_zxid());
+        if first > applied {
             return;
         }
+        let tree = self.replica.committed().tree.clone();
         let shared = self.shared.clone();
         let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
         while self.syncs_applying.front().is_some_and(|(z, _)| *z <= applied) {
