@@ -70,6 +70,11 @@ MUTS = {
             // session is still open, and a later leadership here must be able to expire it.
             s.closing = false;""",
    """            // (mutated: closing flags kept)"""),
+ "pipeline-sync-answered-by-connection-layer": ("server/src/pipeline/mod.rs",
+   """    if !reads::is_read(job.req)
+        || matches!(job.req, Request::Sync(_))
+        || conn.pending.load(Ordering::Acquire) != 0""",
+   """    if !reads::is_read(job.req) || conn.pending.load(Ordering::Acquire) != 0"""),
 }
 if sys.argv[1:] == ["--list"]:
     print("\n".join(MUTS))

@@ -21,7 +21,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::pipeline::{answer_read, reads, reply_frame, Conn, Input, Out, ReadJob, Shared};
+use crate::pipeline::{answer_locally, reply_frame, Conn, Input, Out, ReadJob, Shared};
 use crate::proto::{
     AuthPacket, ConnectRequest, ErrorCode, Id, Jute, OpCode, Reader, Request, RequestError,
     RequestHeader, Response,
@@ -483,19 +483,8 @@ async fn serve_session(
             _ => {}
         }
         let op = OpCode::from_code(hdr.op).unwrap_or(OpCode::Notification);
-        if reads::is_read(&req) && conn.pending.load(Ordering::Acquire) == 0 {
-            // Nothing of ours is in the pipeline: answer from the published version, under
-            // the read lock that orders it with watch events. It counts as outstanding while
-            // it is answered; its reply is encoded later, by the writer, outside the locks.
-            shared.outstanding.fetch_add(1, Ordering::AcqRel);
-            let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
-            let tree = view.clone();
-            let mut w = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
-            let job = ReadJob { xid: hdr.xid, req: &req, auth: &auth, received };
-            answer_read(shared, &tree, &mut w, conn, job);
-            drop(w);
-            drop(view);
-            shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+        if answer_locally(shared, conn, ReadJob { xid: hdr.xid, req: &req, auth: &auth, received })
+        {
             continue;
         }
         let closing = matches!(req, Request::CloseSession);

@@ -854,6 +854,30 @@ pub struct ReadJob<'a> {
     pub received: Instant,
 }
 
+/// The connection layer's fast path: a read of a connection with nothing in the pipeline is
+/// answered here, from the published version, under the read lock that orders it with watch
+/// events (its reply is encoded later, by the writer, outside the locks). False: the request
+/// must go to the pipeline. A `sync` always goes there: it is answered only once every write
+/// committed before it is applied here (forwarded to the leader on a learner), which the
+/// published version alone cannot tell.
+pub fn answer_locally(shared: &Shared, conn: &Arc<Conn>, job: ReadJob<'_>) -> bool {
+    if !reads::is_read(job.req)
+        || matches!(job.req, Request::Sync(_))
+        || conn.pending.load(Ordering::Acquire) != 0
+    {
+        return false;
+    }
+    shared.outstanding.fetch_add(1, Ordering::AcqRel);
+    let view = shared.view.read().unwrap_or_else(|p| p.into_inner());
+    let tree = view.clone();
+    let mut w = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+    answer_read(shared, &tree, &mut w, conn, job);
+    drop(w);
+    drop(view);
+    shared.outstanding.fetch_sub(1, Ordering::AcqRel);
+    true
+}
+
 /// Answers a read (locally or queued) and queues its reply and any events it causes.
 pub fn answer_read(
     shared: &Shared,
