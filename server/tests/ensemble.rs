@@ -81,6 +81,19 @@ async fn connect(addr: &str) -> zk::Client {
     }
 }
 
+/// The `Mode:` line of a server's `srvr` answer ("" if it has none: not serving).
+fn mode(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"srvr").is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned).unwrap_or_default()
+}
+
 #[test]
 fn three_servers_elect_replicate_and_catch_up() {
     let root = tempfile::tempdir().unwrap();
@@ -105,6 +118,10 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (children, _) = c1.get_children("/e").await.unwrap();
         assert_eq!(children.len(), 50);
     });
+    // srvr says who leads: one leader, two followers.
+    let mut modes: Vec<String> = addrs.iter().map(|a| mode(a)).collect();
+    modes.sort();
+    assert_eq!(modes, ["follower", "follower", "leader"], "srvr modes");
     // Server 2 stops; the other two (a quorum) go on; it comes back and catches up.
     members[1].server.take().unwrap().shutdown().unwrap();
     runtime().block_on(async {

@@ -71,9 +71,21 @@ impl Source<'_> {
     }
 }
 
+impl Source<'_> {
+    /// The mode the four-letter words report.
+    fn mode(&self) -> ServerMode {
+        match self.shared.mode.load(Ordering::Acquire) {
+            crate::pipeline::MODE_LEADER => ServerMode::Leader,
+            crate::pipeline::MODE_FOLLOWER => ServerMode::Follower,
+            crate::pipeline::MODE_OBSERVER => ServerMode::Observer,
+            _ => ServerMode::Standalone,
+        }
+    }
+}
+
 impl FourLetterSource for Source<'_> {
     fn is_serving(&self) -> bool {
-        true
+        self.shared.mode.load(Ordering::Acquire) != crate::pipeline::MODE_NOT_SERVING
     }
 
     fn is_read_only(&self) -> bool {
@@ -94,7 +106,7 @@ impl FourLetterSource for Source<'_> {
             connections: sh.conns.lock().map(|c| c.len()).unwrap_or(0) as i64 + 1,
             outstanding_requests: sh.outstanding.load(Ordering::Relaxed) as i64,
             last_processed_zxid: sh.last_zxid.load(Ordering::Relaxed),
-            mode: ServerMode::Standalone,
+            mode: self.mode(),
             node_count: sh.view.read().map(|v| v.node_count()).unwrap_or(0) as i64,
             proposal_sizes: Default::default(),
         }
@@ -260,7 +272,7 @@ impl FourLetterSource for Source<'_> {
     fn monitor(&self) -> MonitorStats {
         let sh = self.shared;
         let (min, avg, max) = self.latency();
-        let mut m = MonitorStats::new(full_version(), ServerMode::Standalone);
+        let mut m = MonitorStats::new(full_version(), self.mode());
         let tree = sh.view.read().map(|v| v.clone()).ok();
         let w = self.watch_summary();
         m.ephemerals_count = tree.as_ref().map(|t| t.ephemerals_count() as i64).unwrap_or(0);

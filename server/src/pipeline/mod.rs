@@ -462,7 +462,22 @@ pub struct Shared {
     pub failed: tokio::sync::Notify,
     /// Where the pipeline and the connections read the time.
     pub clock: Arc<dyn Clock>,
+    /// What the server is now ([`MODE_STANDALONE`], [`MODE_NOT_SERVING`], [`MODE_LEADER`],
+    /// [`MODE_FOLLOWER`], [`MODE_OBSERVER`]): set by the pipeline when its role changes, read
+    /// by the four-letter words.
+    pub mode: std::sync::atomic::AtomicU8,
 }
+
+/// [`Shared::mode`]: a standalone server.
+pub const MODE_STANDALONE: u8 = 0;
+/// [`Shared::mode`]: an ensemble member without an established leader (not serving clients).
+pub const MODE_NOT_SERVING: u8 = 1;
+/// [`Shared::mode`]: the established leader.
+pub const MODE_LEADER: u8 = 2;
+/// [`Shared::mode`]: a serving follower.
+pub const MODE_FOLLOWER: u8 = 3;
+/// [`Shared::mode`]: a serving observer.
+pub const MODE_OBSERVER: u8 = 4;
 
 /// The time, as the pipeline and the connections see it: the server's clock, or a test's.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -562,6 +577,7 @@ impl Shared {
             fatal: Mutex::new(None),
             failed: tokio::sync::Notify::new(),
             clock,
+            mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
         };
         shared.stats.reset();
         shared
@@ -1018,7 +1034,10 @@ impl Pipeline {
                 cfg.outstanding_max = usize::MAX;
                 Replica::standalone(cfg, me, db, state, opts, Some(notify))?
             }
-            Some((cfg, id)) => Replica::member(cfg, id, db, state, opts, Some(notify))?,
+            Some((cfg, id)) => {
+                shared.mode.store(MODE_NOT_SERVING, Ordering::Release);
+                Replica::member(cfg, id, db, state, opts, Some(notify))?
+            }
         };
         let mut p = Pipeline {
             shared,
@@ -1655,6 +1674,13 @@ impl Pipeline {
     /// waited for is dropped: a txn proposed or forwarded may still commit, its reply lost
     /// with the connection, as when a connection breaks.
     fn role_changed(&mut self, role: Role) {
+        let mode = match role {
+            Role::Leading { established: true, .. } => MODE_LEADER,
+            Role::Following { serving: true, .. } => MODE_FOLLOWER,
+            Role::Observing { serving: true, .. } => MODE_OBSERVER,
+            _ => MODE_NOT_SERVING,
+        };
+        self.shared.mode.store(mode, Ordering::Release);
         let serving = matches!(
             role,
             Role::Leading { established: true, .. }
