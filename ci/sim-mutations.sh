@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The simulator's mutation check (docs/consensus.md): applies each deliberate bug of
 # ci/mutations/mutate.py in turn, builds corral-sim, runs 300 seeds with 3 voters and 150 with
-# 5 voters + 2 observers (the replica simulator, or for "pipeline-" mutations client workloads
-# against pipelines: corral-sim --pipelines), reports how many seeds found it, and restores
-# the file. Not part of
+# 5 voters + 2 observers (the replica simulator; for "pipeline-" mutations 1000 and 500 seeds
+# of client workloads against pipelines, corral-sim --pipelines), reports how many seeds found
+# it, and restores the file. Not part of
 # ci/test.sh (about a minute per mutation); run it after changing zab/, sim/ or the log.
 #
 #   ci/sim-mutations.sh                  every mutation
@@ -34,11 +34,14 @@ for m in "${names[@]}"; do
     trap - EXIT
     mode=()
     summary="seeds"
+    runs=("3 0 300" "5 2 150")
     if [[ "$m" == pipeline-* ]]; then
+        # Client-level bugs show in fewer seeds; these runs are cheap.
         mode=(--pipelines)
         summary="pipelines: seeds"
+        runs=("3 0 1000" "5 2 500")
     fi
-    for run in "3 0 300" "5 2 150"; do
+    for run in "${runs[@]}"; do
         set -- $run
         "$sim" "${mode[@]}" --seeds "$3" --start 1 --peers "$1" --observers "$2" --threads 2 \
             > "$out/$m.$1.txt" 2>&1 || true
