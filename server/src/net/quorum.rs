@@ -89,6 +89,10 @@ struct Inner {
     election: Mutex<BTreeMap<Sid, Arc<Outbox>>>,
     /// Peers an election connection is being dialled to.
     dialing: Mutex<BTreeSet<Sid>>,
+    /// The newest notification for a peer with no election connection yet: sent first on the
+    /// connection once there is one (whichever side opens it), so that it is not lost while
+    /// the connection is being set up.
+    unsent: Mutex<BTreeMap<Sid, Bytes>>,
     /// Quorum connections by number: (peer, outbox).
     quorum: Mutex<BTreeMap<ConnId, (Sid, Arc<Outbox>)>>,
     next_conn: AtomicU64,
@@ -197,6 +201,7 @@ impl QuorumNet {
             tx: Mutex::new(tx),
             election: Mutex::new(BTreeMap::new()),
             dialing: Mutex::new(BTreeSet::new()),
+            unsent: Mutex::new(BTreeMap::new()),
             quorum: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(1),
             stop: AtomicBool::new(false),
@@ -303,20 +308,24 @@ impl QuorumNet {
         m.extend_from_slice(&(payload.len() as i32).to_be_bytes());
         m.extend_from_slice(&payload);
         let m = Bytes::from(m);
-        let existing =
-            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).get(&to).cloned();
-        if let Some(o) = existing {
-            if o.push(m.clone()) {
-                return;
+        {
+            // Lock order: unsent, then election (adopt_election takes them so too).
+            let mut unsent = self.inner.unsent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut election = self.inner.election.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(o) = election.get(&to).cloned() {
+                if o.push(m.clone()) {
+                    return;
+                }
+                election.remove(&to);
             }
-            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
+            unsent.insert(to, m);
         }
-        self.dial_election(to, Some(m));
+        self.dial_election(to);
     }
 
-    /// Opens the election connection to `to` (in the background), sending `first` once it is
-    /// up. A smaller sid writes its header and closes: the larger one dials back.
-    fn dial_election(&self, to: Sid, first: Option<Bytes>) {
+    /// Opens the election connection to `to` (in the background). A smaller sid writes its
+    /// header and closes: the larger one dials back.
+    fn dial_election(&self, to: Sid) {
         if self.stopped() || to == self.inner.cfg.me {
             return;
         }
@@ -327,7 +336,7 @@ impl QuorumNet {
         let n = self.clone();
         let spawned =
             std::thread::Builder::new().name("corral-election-dial".into()).spawn(move || {
-                let r = n.dial_election_now(to, addr, first);
+                let r = n.dial_election_now(to, addr);
                 n.inner.dialing.lock().unwrap_or_else(|p| p.into_inner()).remove(&to);
                 if let Err(e) = r {
                     tracing::debug!(peer = to, %addr, error = %e, "election connection failed");
@@ -338,7 +347,7 @@ impl QuorumNet {
         }
     }
 
-    fn dial_election_now(&self, to: Sid, addr: SocketAddr, first: Option<Bytes>) -> io::Result<()> {
+    fn dial_election_now(&self, to: Sid, addr: SocketAddr) -> io::Result<()> {
         let mut s = TcpStream::connect_timeout(&addr, self.inner.cfg.connect_timeout)?;
         s.set_nodelay(true)?;
         let me = self.inner.cfg.me;
@@ -355,7 +364,7 @@ impl QuorumNet {
             let _ = s.shutdown(Shutdown::Both);
             return Ok(());
         }
-        self.adopt_election(to, s, first)
+        self.adopt_election(to, s)
     }
 
     fn accept_election(&self, l: TcpListener) {
@@ -401,23 +410,25 @@ impl QuorumNet {
         if sid < self.inner.cfg.me {
             // Only the larger sid keeps a connection: close it and dial back.
             let _ = s.shutdown(Shutdown::Both);
-            self.dial_election(sid, None);
+            self.dial_election(sid);
             return Ok(());
         }
-        self.adopt_election(sid, s, None)
+        self.adopt_election(sid, s)
     }
 
     /// Makes `s` the election connection with `peer` (replacing an older one) and runs its
     /// reader on this thread.
-    fn adopt_election(&self, peer: Sid, s: TcpStream, first: Option<Bytes>) -> io::Result<()> {
+    fn adopt_election(&self, peer: Sid, s: TcpStream) -> io::Result<()> {
         let out = Outbox::new(s.try_clone()?, ELECTION_QUEUE, true);
-        if let Some(m) = first {
-            out.push(m);
-        }
-        if let Some(old) =
-            self.inner.election.lock().unwrap_or_else(|p| p.into_inner()).insert(peer, out.clone())
         {
-            old.close();
+            let mut unsent = self.inner.unsent.lock().unwrap_or_else(|p| p.into_inner());
+            let mut election = self.inner.election.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(old) = election.insert(peer, out.clone()) {
+                old.close();
+            }
+            if let Some(m) = unsent.remove(&peer) {
+                out.push(m);
+            }
         }
         let w = out.clone();
         std::thread::Builder::new().name("corral-election-out".into()).spawn(move || w.run())?;
