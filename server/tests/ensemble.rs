@@ -135,6 +135,29 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (data, _) = c.get_data("/e").await.unwrap();
         assert_eq!(data, b"two", "the restarted server caught up");
     });
+    // A session moves between servers: resumed on another server with its id and password
+    // (the leader revalidates it), its ephemeral kept; a wrong password is refused.
+    runtime().block_on(async {
+        let c = connect(&addrs[0]).await;
+        let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+        c.create("/moving", b"", &eph).await.unwrap();
+        // (The first client stays: dropping it would close the session. Its connection to the
+        // first server stays open too; answering it SESSIONMOVED is still to be done.)
+        let session = c.session().clone();
+        let id = session.id();
+        let mut connector = zk::Client::connector();
+        connector.session(session.clone()).session_timeout(Duration::from_secs(6));
+        let moved = tokio::time::timeout(Duration::from_secs(10), connector.connect(&addrs[2]))
+            .await
+            .expect("resumed in time")
+            .expect("the session resumes on another server");
+        assert_eq!(moved.session_id(), id, "the same session");
+        moved.sync("/").await.unwrap();
+        let (_, stat) = moved.get_data("/moving").await.unwrap();
+        assert_eq!(stat.ephemeral_owner, id.0, "its ephemeral is still its own");
+        moved.create("/moving2", b"", &eph).await.unwrap();
+        drop(c);
+    });
     for m in members.iter_mut() {
         if let Some(s) = m.server.take() {
             s.shutdown().unwrap();

@@ -711,6 +711,26 @@ enum Queued {
     Read(WaitingRead),
 }
 
+/// A client resuming a session this server does not hold, until the leader answers.
+struct Resume {
+    conn: Arc<Conn>,
+    timeout_ms: i32,
+    read_only: Option<bool>,
+    done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
+}
+
+/// Refuses a client resuming a session: a connect response with no session (the client
+/// reports the session expired), then the connection closes.
+fn refuse_resume(
+    conn: &Conn,
+    read_only: Option<bool>,
+    done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
+) {
+    conn.send(connect_response(0, 0, &[0u8; 16], read_only));
+    conn.close();
+    let _ = done.send(None);
+}
+
 /// The reply to a learner's forwarded write, held in its connection's order.
 struct DoneWrite {
     conn: Arc<Conn>,
@@ -773,6 +793,11 @@ pub struct Pipeline {
     durable_seen: Zxid,
     /// Storage failed: the pipeline stops at the end of the batch.
     fatal: Option<Fatal>,
+    /// An ensemble member (not standalone): session passwords are ZooKeeper's, and a session
+    /// this server does not hold is revalidated with the leader before a client resumes it.
+    member: bool,
+    /// Clients resuming a session here, waiting for the leader's answer to REVALIDATE.
+    revalidating: HashMap<i64, Vec<Resume>>,
 }
 
 fn wall_ms() -> i64 {
@@ -1023,6 +1048,7 @@ impl Pipeline {
         let notify: DurableNotify = Arc::new(move |zxid, ok| {
             let _ = tx.send(Input::Durable { zxid, ok });
         });
+        let member_flag = member.is_some();
         let (replica, out) = match member {
             None => {
                 let me = settings.server_id.max(1);
@@ -1059,6 +1085,8 @@ impl Pipeline {
             syncs_applying: VecDeque::new(),
             syncs: VecDeque::new(),
             fatal: None,
+            member: member_flag,
+            revalidating: HashMap::new(),
         };
         p.next_peer_tick_ms = now + p.shared.settings.tick_ms.max(1);
         p.outputs(out);
@@ -1332,18 +1360,83 @@ impl Pipeline {
         read_only: Option<bool>,
         done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
     ) {
-        let valid = self.replica.db().session_secret().verify(session_id, &passwd)
-            && self.sessions.get(&session_id).is_some_and(|s| !s.closing);
-        if !valid {
-            conn.send(connect_response(0, 0, &[0u8; 16], read_only));
-            conn.close();
-            let _ = done.send(None);
+        let held = self.sessions.get(&session_id).map(|s| s.closing);
+        if !self.password_ok(session_id, &passwd) || held == Some(true) {
+            refuse_resume(&conn, read_only, done);
+            return;
+        }
+        if held.is_none() {
+            if !self.member {
+                refuse_resume(&conn, read_only, done);
+                return;
+            }
+            // A session of another server (or of this one before a restart): ask the leader,
+            // which tracks every global session, as ZooKeeper's learners do (REVALIDATE).
+            let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+            let first = !self.revalidating.contains_key(&session_id);
+            self.revalidating.entry(session_id).or_default().push(Resume {
+                conn,
+                timeout_ms: timeout,
+                read_only,
+                done,
+            });
+            if first {
+                let mut out = Vec::new();
+                let r = self.replica.step(Event::Revalidate { session_id, timeout }, &mut out);
+                self.outputs(out);
+                if let Err(f) = r {
+                    self.fail(f);
+                }
+            }
             return;
         }
         let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+        self.resume(conn, session_id, timeout, read_only, done);
+    }
+
+    /// The leader answered a REVALIDATE: the clients waiting to resume that session go on or
+    /// are refused (session expired).
+    fn revalidated(&mut self, session_id: i64, valid: bool) {
+        let Some(waiting) = self.revalidating.remove(&session_id) else { return };
+        for r in waiting {
+            let taken = self.sessions.get(&session_id).is_some_and(|s| s.closing);
+            if valid && !taken && !*r.conn.kill.borrow() {
+                if !self.sessions.contains_key(&session_id) {
+                    let now = self.shared.now_ms();
+                    self.sessions.insert(
+                        session_id,
+                        SessionInfo {
+                            timeout_ms: r.timeout_ms,
+                            last_touch: Arc::new(AtomicU64::new(now)),
+                            touch_sent: now,
+                            conn: None,
+                            closing: false,
+                        },
+                    );
+                }
+                self.resume(r.conn, session_id, r.timeout_ms, r.read_only, r.done);
+            } else {
+                refuse_resume(&r.conn, r.read_only, r.done);
+            }
+        }
+    }
+
+    /// Attaches `conn` to a session this server holds (closing the connection it had).
+    fn resume(
+        &mut self,
+        conn: Arc<Conn>,
+        session_id: i64,
+        timeout: i32,
+        read_only: Option<bool>,
+        done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
+    ) {
         let now = self.shared.now_ms();
         let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let s = self.sessions.get_mut(&session_id).expect("checked");
+        let Some(s) = self.sessions.get_mut(&session_id) else {
+            drop(conns);
+            refuse_resume(&conn, read_only, done);
+            return;
+        };
         if let Some(old) = s.conn.replace(conn.id) {
             if old != conn.id {
                 if let Some(c) = conns.get(&old) {
@@ -1357,10 +1450,31 @@ impl Pipeline {
         let touch = s.last_touch.clone();
         conn.session_id.store(session_id, Ordering::Relaxed);
         conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
-        let passwd = self.replica.db().session_secret().password(session_id);
+        let passwd = self.password(session_id);
         conn.send(connect_response(timeout, session_id, &passwd, read_only));
         let _ = done.send(Some(touch));
         self.publish_sessions();
+    }
+
+    /// A session's password: ZooKeeper's (derived from the id) in an ensemble, where every
+    /// member, Apache ZooKeeper's included, must be able to check it; standalone, an HMAC
+    /// under this database's secret (docs/operations.md).
+    fn password(&self, session_id: i64) -> [u8; 16] {
+        if self.member {
+            crate::session::ids::session_password(session_id)
+        } else {
+            self.replica.db().session_secret().password(session_id)
+        }
+    }
+
+    fn password_ok(&self, session_id: i64, presented: &[u8]) -> bool {
+        if self.member {
+            let want = crate::session::ids::session_password(session_id);
+            presented.len() == want.len()
+                && presented.iter().zip(want.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        } else {
+            self.replica.db().session_secret().verify(session_id, presented)
+        }
     }
 
     fn publish_sessions(&self) {
@@ -1625,6 +1739,10 @@ impl Pipeline {
                     self.commit_applied(std::mem::take(&mut applied));
                     self.sync_done();
                 }
+                Output::Command(Command::Revalidated { session_id, valid }) => {
+                    self.commit_applied(std::mem::take(&mut applied));
+                    self.revalidated(session_id, valid);
+                }
                 Output::Command(Command::RoleChanged(role)) => {
                     self.commit_applied(std::mem::take(&mut applied));
                     self.role_changed(role);
@@ -1738,6 +1856,11 @@ impl Pipeline {
         }
         self.syncs.clear();
         self.syncs_applying.clear();
+        for (_, waiting) in std::mem::take(&mut self.revalidating) {
+            for r in waiting {
+                refuse_resume(&r.conn, r.read_only, r.done);
+            }
+        }
         self.pending.clear();
         for c in conns {
             c.close();
@@ -2024,7 +2147,7 @@ impl Pipeline {
                     conn.send(connect_response(
                         timeout,
                         session_id,
-                        &self.replica.db().session_secret().password(session_id),
+                        &self.password(session_id),
                         read_only,
                     ));
                     let _ = done.send(Some((session_id, touch)));
