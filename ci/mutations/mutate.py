@@ -75,6 +75,10 @@ MUTS = {
         || matches!(job.req, Request::Sync(_))
         || conn.pending.load(Ordering::Acquire) != 0""",
    """    if !reads::is_read(job.req) || conn.pending.load(Ordering::Acquire) != 0"""),
+ "pipeline-stale-view-after-trunc": ("server/src/pipeline/mod.rs",
+   """                    self.commit_applied(std::mem::take(&mut applied));
+                    self.republish();""",
+   """                    self.commit_applied(std::mem::take(&mut applied));"""),
 }
 if sys.argv[1:] == ["--list"]:
     print("\n".join(MUTS))

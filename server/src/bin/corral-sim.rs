@@ -102,8 +102,8 @@ fn main() {
         println!(
             "pipelines: seeds: {seeds}, violations: {violations}, leaders: {}, crashes: {}, partitions: {}, \
              sessions: {}, replies: {}, acknowledged writes: {}, reads after sync checked: {}, \
-             watch events: {}, client connections lost: {}, steps: {}, first seed: {start}, \
-             peers: {}, observers: {}, {:.1?}",
+             watch events: {}, client connections lost: {}, sessions resumed elsewhere: {} \
+             ({} refused), steps: {}, first seed: {start}, peers: {}, observers: {}, {:.1?}",
             c.leaders,
             c.crashes,
             c.partitions,
@@ -113,6 +113,8 @@ fn main() {
             c.sync_reads,
             c.watch_events,
             c.connections_lost,
+            c.resumed,
+            c.resume_refused,
             c.steps,
             args.peers,
             args.observers,

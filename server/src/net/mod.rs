@@ -21,7 +21,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::pipeline::{answer_locally, reply_frame, Conn, Input, Out, ReadJob, Shared};
+use crate::pipeline::{
+    answer_locally, behind_client, reply_frame, Conn, Input, Out, ReadJob, Shared,
+};
 use crate::proto::{
     AuthPacket, ConnectRequest, ErrorCode, Id, Jute, OpCode, Reader, Request, RequestError,
     RequestHeader, Response,
@@ -265,7 +267,7 @@ async fn connection(
             }
         };
     let our_zxid = shared.last_zxid.load(Ordering::Acquire);
-    if connect.last_zxid_seen > our_zxid {
+    if behind_client(shared, connect.last_zxid_seen) {
         tracing::info!(
             "Refusing session(0x{:x}) request for client {remote} as it has seen zxid 0x{:x} our \
              last zxid is 0x{our_zxid:x} client must try another server",

@@ -37,7 +37,7 @@ use crate::proto::{
 };
 pub use crate::replica::Fatal;
 use crate::replica::{
-    Applied, DurableNotify, Output, Proposal, ProposeError, Replica, ReplicaOptions,
+    Applied, DurableNotify, Output, Proposal, ProposeError, Replica, ReplicaOptions, Stored,
 };
 use crate::session::ids::SessionIdGenerator;
 use crate::tree::acl::AuthSchemes;
@@ -895,6 +895,13 @@ pub struct ReadJob<'a> {
     pub received: Instant,
 }
 
+/// ZooKeeper's rule for a client (re)connecting: a server whose state is older than what the
+/// client has seen refuses it ("client must try another server"), so no client ever sees the
+/// state go back.
+pub fn behind_client(shared: &Shared, last_zxid_seen: i64) -> bool {
+    last_zxid_seen > shared.last_zxid.load(Ordering::Acquire)
+}
+
 /// The connection layer's fast path: a read of a connection with nothing in the pipeline is
 /// answered here, from the published version, under the read lock that orders it with watch
 /// events (its reply is encoded later, by the writer, outside the locks). False: the request
@@ -1477,6 +1484,14 @@ impl Pipeline {
         }
     }
 
+    /// Publishes the replica's committed state as it is (after TRUNC or SNAP replaced it).
+    fn republish(&mut self) {
+        let tree = self.replica.committed().tree.clone();
+        self.shared.last_zxid.store(tree.last_processed_zxid().max(0), Ordering::Release);
+        *self.shared.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tree.clone());
+        self.before = tree;
+    }
+
     fn publish_sessions(&self) {
         *self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner()) = self.sessions.clone();
     }
@@ -1742,6 +1757,12 @@ impl Pipeline {
                 Output::Command(Command::Revalidated { session_id, valid }) => {
                     self.commit_applied(std::mem::take(&mut applied));
                     self.revalidated(session_id, valid);
+                }
+                Output::Stored(Stored::Truncated(_) | Stored::Installed(_)) => {
+                    // TRUNC or SNAP replaced the state: what the connection layer reads must
+                    // be it, not the state before (which may hold txns the leader dropped).
+                    self.commit_applied(std::mem::take(&mut applied));
+                    self.republish();
                 }
                 Output::Command(Command::RoleChanged(role)) => {
                     self.commit_applied(std::mem::take(&mut applied));

@@ -40,7 +40,8 @@ use rand_chacha::ChaCha8Rng;
 use crate::config::Config;
 use crate::db::Database;
 use crate::pipeline::{
-    answer_locally, Conn, Input, ManualClock, NetOut, Out, Pipeline, ReadJob, Settings, Shared,
+    answer_locally, behind_client, Conn, Input, ManualClock, NetOut, Out, Pipeline, ReadJob,
+    Settings, Shared,
 };
 use crate::proto::{
     Acl, CreateRequest, Data, DeleteRequest, Id, MultiOp, PathRequest, PathWatchRequest, Request,
@@ -108,6 +109,10 @@ pub struct EnsembleCounters {
     pub steps: u64,
     /// Pipeline batches of more than one network message.
     pub batches: u64,
+    /// Sessions resumed on another member after their connection was lost, and resumptions
+    /// refused (the session had expired).
+    pub resumed: u64,
+    pub resume_refused: u64,
 }
 
 impl EnsembleCounters {
@@ -124,6 +129,8 @@ impl EnsembleCounters {
         self.connections_lost += o.connections_lost;
         self.steps += o.steps;
         self.batches += o.batches;
+        self.resumed += o.resumed;
+        self.resume_refused += o.resume_refused;
     }
 }
 
@@ -217,7 +224,14 @@ struct Client {
     watch: Option<i32>,
     /// The highest /shared version this session wrote or read.
     seen_version: i32,
+    /// Resuming the session on another member: the connection and the member's answer.
+    resuming: Option<(Connection, ResumeAnswer)>,
+    /// The session to resume when the client connects next (its connection was lost).
+    resume: Option<i64>,
 }
+
+/// Where a member answers a resumed session: its touch cell, or refused.
+type ResumeAnswer = tokio::sync::oneshot::Receiver<Option<Arc<AtomicU64>>>;
 
 enum Ev {
     Net { to: Sid, inc: u64, conn: Option<u64>, ev: Event },
@@ -860,16 +874,43 @@ impl World {
     }
 
     fn client_act(&mut self, c: usize) {
-        if self.clients[c].connecting.is_some() {
+        if self.clients[c].connecting.is_some() || self.clients[c].resuming.is_some() {
             return;
         }
         if self.clients[c].conn.is_none() {
-            let candidates: Vec<usize> =
-                (0..self.members.len()).filter(|i| self.serving(*i)).collect();
+            // A member behind what the client has seen refuses it (the connection layer's
+            // rule), and the client tries another.
+            let seen = self.clients[c].last_zxid;
+            let candidates: Vec<usize> = (0..self.members.len())
+                .filter(|i| self.serving(*i))
+                .filter(|i| {
+                    self.members[*i].shared.as_ref().is_some_and(|sh| !behind_client(sh, seen))
+                })
+                .collect();
             if candidates.is_empty() {
                 return;
             }
             let i = candidates[self.rng.random_range(0..candidates.len())];
+            if let Some(session) = self.clients[c].resume.take() {
+                let cn = self.open_conn(i);
+                let (done, rx) = tokio::sync::oneshot::channel();
+                let conn = cn.conn.clone();
+                self.clients[c].resuming = Some((cn, rx));
+                self.clients[c].session = Some(session);
+                self.trace(|| format!("client {c} resumes {session:#x} on member {}", i + 1));
+                self.step(
+                    i,
+                    Input::Reconnect {
+                        conn,
+                        session_id: session,
+                        passwd: crate::session::ids::session_password(session).to_vec(),
+                        timeout_ms: SESSION_TIMEOUT_MS,
+                        read_only: None,
+                        done,
+                    },
+                );
+                return;
+            }
             let cn = self.open_conn(i);
             let (done, rx) = tokio::sync::oneshot::channel();
             let conn = cn.conn.clone();
@@ -979,18 +1020,35 @@ impl World {
     /// The client's connection is gone (closed by its member, or the member crashed): what it
     /// had asked may or may not have been done.
     fn lose(&mut self, c: usize, why: &str) {
+        self.lose_with(c, why, true);
+    }
+
+    /// The client's connection is gone; `may_resume`: the client may try its session on
+    /// another member (not after the member ended the session).
+    fn lose_with(&mut self, c: usize, why: &str, may_resume: bool) {
+        let resume = may_resume && self.rng.random_bool(0.7);
         let cl = &mut self.clients[c];
         let mut gone = None;
-        if let Some(cn) = cl.conn.take().or_else(|| cl.connecting.take().map(|x| x.0)) {
+        if let Some(cn) = cl
+            .conn
+            .take()
+            .or_else(|| cl.connecting.take().map(|x| x.0))
+            .or_else(|| cl.resuming.take().map(|x| x.0))
+        {
             gone = Some((cn.member, cn.inc, cn.conn.id));
         }
         cl.connecting = None;
+        cl.resuming = None;
         cl.pending.clear();
         cl.watch = None;
         cl.touch = None;
         cl.last_reply_xid = 0;
         let session = cl.session.take();
         if let Some(s) = session {
+            if resume {
+                cl.resume = Some(s);
+            }
+            // Until it is resumed, the session must expire like any other left behind.
             self.abandoned.insert(s, self.now);
         }
         self.counters.connections_lost += 1;
@@ -1008,6 +1066,27 @@ impl World {
 
     fn drain_clients(&mut self) {
         for c in 0..CLIENTS {
+            // A session being resumed on another member.
+            if let Some((_, rx)) = self.clients[c].resuming.as_mut() {
+                match rx.try_recv() {
+                    Ok(Some(touch)) => {
+                        let (cn, _) = self.clients[c].resuming.take().expect("resuming");
+                        self.counters.resumed += 1;
+                        let cl = &mut self.clients[c];
+                        cl.conn = Some(cn);
+                        cl.touch = Some(touch);
+                        let s = cl.session.unwrap_or(0);
+                        self.abandoned.remove(&s);
+                        self.trace(|| format!("client {c}: resumed {s:#x}"));
+                    }
+                    Ok(None) | Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                        self.counters.resume_refused += 1;
+                        self.lose_with(c, "resumption refused", false);
+                        continue;
+                    }
+                    Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+                }
+            }
             // A session being created.
             if let Some((_, rx)) = self.clients[c].connecting.as_mut() {
                 match rx.try_recv() {
@@ -1053,7 +1132,8 @@ impl World {
                 }
             }
             if killed && self.clients[c].conn.is_some() {
-                self.lose(c, "killed by its member");
+                // The member ended the session (expired or closed): nothing to resume.
+                self.lose_with(c, "killed by its member", false);
             }
         }
     }
@@ -1065,7 +1145,14 @@ impl World {
 
     fn on_reply(&mut self, c: usize, xid: i32, zxid: i64, err: i32, body: Response) {
         self.counters.replies += 1;
-        self.trace(|| format!("client {c}: reply xid {xid} err {err} zxid {zxid:#x}"));
+        self.trace(|| {
+            let v = match &body {
+                Response::Stat(r) => format!(" version {}", r.stat.version),
+                Response::GetData(r) => format!(" version {}", r.stat.version),
+                _ => String::new(),
+            };
+            format!("client {c}: reply xid {xid} err {err} zxid {zxid:#x}{v}")
+        });
         let cl = &mut self.clients[c];
         let Some(op) = cl.pending.remove(&xid) else {
             let msg = format!("client {c}: a reply to xid {xid}, which it is not waiting for");
