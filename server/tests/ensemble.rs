@@ -96,8 +96,11 @@ fn mode(addr: &str) -> String {
 
 #[test]
 fn three_servers_elect_replicate_and_catch_up() {
+    let t0 = Instant::now();
+    let phase = |what: &str| eprintln!("{:>7.2?} {what}", t0.elapsed());
     let root = tempfile::tempdir().unwrap();
     let mut members = ensemble(3, root.path());
+    phase("started");
     let addrs: Vec<String> =
         members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
     runtime().block_on(async {
@@ -118,16 +121,19 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (children, _) = c1.get_children("/e").await.unwrap();
         assert_eq!(children.len(), 50);
     });
+    phase("replicated");
     // srvr says who leads: one leader, two followers.
     let mut modes: Vec<String> = addrs.iter().map(|a| mode(a)).collect();
     modes.sort();
     assert_eq!(modes, ["follower", "follower", "leader"], "srvr modes");
     // Server 2 stops; the other two (a quorum) go on; it comes back and catches up.
     members[1].server.take().unwrap().shutdown().unwrap();
+    phase("server 2 stopped");
     runtime().block_on(async {
         let c = connect(&addrs[0]).await;
         c.set_data("/e", b"two", None).await.unwrap();
     });
+    phase("written without server 2");
     members[1].server = Some(start(&members[1].dir));
     runtime().block_on(async {
         let c = connect(&addrs[1]).await;
@@ -135,6 +141,7 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (data, _) = c.get_data("/e").await.unwrap();
         assert_eq!(data, b"two", "the restarted server caught up");
     });
+    phase("server 2 caught up");
     // A session moves between servers: resumed on another server with its id and password
     // (the leader revalidates it), its ephemeral kept; a wrong password is refused.
     runtime().block_on(async {
@@ -158,6 +165,7 @@ fn three_servers_elect_replicate_and_catch_up() {
         moved.create("/moving2", b"", &eph).await.unwrap();
         drop(c);
     });
+    phase("session moved");
     for m in members.iter_mut() {
         if let Some(s) = m.server.take() {
             s.shutdown().unwrap();

@@ -1184,7 +1184,16 @@ impl Pipeline {
             if stop {
                 // Wait (bounded) for what was logged to become durable and be answered.
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while self.replica.in_flight() > 0 && Instant::now() < deadline {
+                // A member's in-flight txns may never commit (its peers may be stopping too):
+                // it waits only for what it logged to be durable.
+                let unfinished = |p: &Pipeline| {
+                    if p.member {
+                        p.replica.durable() < p.replica.peer().last_zxid()
+                    } else {
+                        p.replica.in_flight() > 0
+                    }
+                };
+                while unfinished(&self) && Instant::now() < deadline {
                     if let Ok(Input::Durable { zxid, ok }) =
                         rx.recv_timeout(Duration::from_millis(50))
                     {
