@@ -78,7 +78,8 @@ MUTS = {
  "pipeline-stale-view-after-trunc": ("server/src/pipeline/mod.rs",
    """                    self.commit_applied(std::mem::take(&mut applied));
                     self.republish();""",
-   """                    self.commit_applied(std::mem::take(&mut applied));"""),
+   """                    self.commit_applied(std::mem::take(&mut applied));
+                    let _ = Self::republish;"""),
 }
 if sys.argv[1:] == ["--list"]:
     print("\n".join(MUTS))
