@@ -1315,6 +1315,10 @@ impl Learner {
             }
             (PacketType::Diff | PacketType::Trunc | PacketType::Snap, LPhase::WaitSync) => {
                 let z = p.zxid();
+                // Everything up to the sync point is the leader's committed history (or, before
+                // it establishes, the history it commits when it does): committed here at
+                // UPTODATE, with the COMMITs of the sync. An empty DIFF carries no COMMIT.
+                self.staged_commit = self.staged_commit.max(z);
                 self.base = Some(match p.kind {
                     PacketType::Diff => SyncBase::Diff,
                     PacketType::Trunc => {
