@@ -5,20 +5,35 @@
 #
 #   ci/kazoo.sh                       against target/release/corral (built if missing)
 #   ci/kazoo.sh --against-zookeeper   against Apache ZooKeeper 3.8 (Debian's zookeeper package)
+#   ci/kazoo.sh --ensemble [...]      the same against a 3-server ensemble (kazoo's harness,
+#                                     ZOOKEEPER_CLUSTER_SIZE=3; the tests allowed to fail are
+#                                     in ci/kazoo/expected-failures-ensemble.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
+expected="$root/ci/kazoo/expected-failures.txt"
+out="$root/target/kazoo-run"
+against_zookeeper=
+for arg in "$@"; do
+    case "$arg" in
+        --against-zookeeper) against_zookeeper=1 ;;
+        --ensemble)
+            export ZOOKEEPER_CLUSTER_SIZE=3
+            expected="$root/ci/kazoo/expected-failures-ensemble.txt"
+            out="$root/target/kazoo-run-ensemble" ;;
+        *) echo "usage: ci/kazoo.sh [--against-zookeeper] [--ensemble]" >&2; exit 2 ;;
+    esac
+done
 venv="$root/target/kazoo-venv"
 if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 "$venv/bin/pip" install -q -r ci/kazoo/requirements.txt
 
-out="$root/target/kazoo-run"
 rm -rf "$out"
 mkdir -p "$out"
 export PYTHONPATH="$root/ci/kazoo"
-if [ "${1:-}" = "--against-zookeeper" ]; then
+if [ -n "$against_zookeeper" ]; then
     unset CORRAL_BIN
     export ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/servlet-api.jar:$(ls /usr/share/java/netty-{all,buffer,codec,common,handler,resolver,transport,transport-native-unix-common,transport-native-epoll}.jar | tr '\n' ':')
 else
@@ -38,4 +53,4 @@ if [ ! -f "$out/junit.xml" ]; then
     echo "kazoo run produced no results (pytest exit $status); see $out/pytest.log"
     exit 1
 fi
-"$venv/bin/python" "$root/ci/kazoo/check_junit.py" "$out/junit.xml" "$root/ci/kazoo/expected-failures.txt" 450
+"$venv/bin/python" "$root/ci/kazoo/check_junit.py" "$out/junit.xml" "$expected" 450

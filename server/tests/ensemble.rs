@@ -23,10 +23,10 @@ struct Member {
     server: Option<RunningServer>,
 }
 
-fn config_text(dir: &Path, client: u16, servers: &[(u16, u16, u16)]) -> String {
+fn config_text(dir: &Path, client: u16, servers: &[(u16, u16, u16)], extra: &str) -> String {
     let mut t = format!(
         "tickTime=100\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={client}\n\
-         clientPortAddress=127.0.0.1\ncnxTimeout=1000\n",
+         clientPortAddress=127.0.0.1\ncnxTimeout=1000\n{extra}",
         dir.display()
     );
     for (i, (q, e, c)) in servers.iter().enumerate() {
@@ -42,7 +42,7 @@ fn start(dir: &Path) -> RunningServer {
     RunningServer::start(opts).expect("starts")
 }
 
-fn ensemble(n: usize, root: &Path) -> Vec<Member> {
+fn ensemble(n: usize, root: &Path, extra: &str) -> Vec<Member> {
     let ports = free_ports(3 * n);
     let servers: Vec<(u16, u16, u16)> =
         (0..n).map(|i| (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])).collect();
@@ -51,7 +51,8 @@ fn ensemble(n: usize, root: &Path) -> Vec<Member> {
             let dir = root.join(format!("s{}", i + 1));
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
-            std::fs::write(dir.join("zoo.cfg"), config_text(&dir, servers[i].2, &servers)).unwrap();
+            std::fs::write(dir.join("zoo.cfg"), config_text(&dir, servers[i].2, &servers, extra))
+                .unwrap();
             Member { server: Some(start(&dir)), dir }
         })
         .collect()
@@ -81,17 +82,36 @@ async fn connect(addr: &str) -> zk::Client {
     }
 }
 
-/// The `Mode:` line of a server's `srvr` answer ("" if it has none: not serving).
-fn mode(addr: &str) -> String {
+/// A four-letter word's answer ("" if the server does not answer).
+fn four(addr: &str, word: &[u8; 4]) -> String {
     use std::io::{Read, Write};
     let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
     let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
-    if s.write_all(b"srvr").is_err() {
+    if s.write_all(word).is_err() {
         return String::new();
     }
     let mut text = String::new();
     let _ = s.read_to_string(&mut text);
+    text
+}
+
+/// The `Mode:` line of a server's `srvr` answer ("" if it has none: not serving).
+fn mode(addr: &str) -> String {
+    let text = four(addr, b"srvr");
     text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned).unwrap_or_default()
+}
+
+/// Waits (bounded) until `addr`'s `srvr` mode is one of `want`.
+fn wait_mode(addr: &str, want: &[&str], within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    loop {
+        let m = mode(addr);
+        if want.contains(&m.as_str()) {
+            return m;
+        }
+        assert!(Instant::now() < deadline, "{addr}: mode {m:?}, not one of {want:?} in {within:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -99,7 +119,7 @@ fn three_servers_elect_replicate_and_catch_up() {
     let t0 = Instant::now();
     let phase = |what: &str| eprintln!("{:>7.2?} {what}", t0.elapsed());
     let root = tempfile::tempdir().unwrap();
-    let mut members = ensemble(3, root.path());
+    let mut members = ensemble(3, root.path(), "");
     phase("started");
     let addrs: Vec<String> =
         members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
@@ -166,6 +186,69 @@ fn three_servers_elect_replicate_and_catch_up() {
         drop(c);
     });
     phase("session moved");
+    for m in members.iter_mut() {
+        if let Some(s) = m.server.take() {
+            s.shutdown().unwrap();
+        }
+    }
+}
+
+/// readonlymode.enabled: a member cut off from the quorum serves read-only sessions from what
+/// it has (isro says "ro", srvr "Mode: read-only"), refuses writes with NOTREADONLY and
+/// clients that did not ask for read-only; when the quorum is back it serves read-write
+/// again and closes the read-only connections.
+#[test]
+fn a_server_cut_off_serves_read_only_clients() {
+    let root = tempfile::tempdir().unwrap();
+    let mut members = ensemble(3, root.path(), "readonlymode.enabled=true\n");
+    let addrs: Vec<String> =
+        members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
+    runtime().block_on(async {
+        let c = connect(&addrs[0]).await;
+        c.create("/ro", b"before", &open()).await.unwrap();
+        // Every member has it before the quorum goes.
+        for a in &addrs {
+            let c = connect(a).await;
+            c.sync("/ro").await.unwrap();
+            assert_eq!(c.get_data("/ro").await.unwrap().0, b"before");
+        }
+    });
+    assert_eq!(four(&addrs[0], b"isro"), "rw");
+    members[1].server.take().unwrap().shutdown().unwrap();
+    members[2].server.take().unwrap().shutdown().unwrap();
+    wait_mode(&addrs[0], &["read-only"], Duration::from_secs(20));
+    assert_eq!(four(&addrs[0], b"isro"), "ro");
+    runtime().block_on(async {
+        let mut connector = zk::Client::connector();
+        connector
+            .readonly(true)
+            .session_timeout(Duration::from_secs(6))
+            .connection_timeout(Duration::from_secs(2));
+        let ro = tokio::time::timeout(Duration::from_secs(10), connector.connect(&addrs[0]))
+            .await
+            .expect("a read-only session in time")
+            .expect("a read-only session");
+        assert_eq!(ro.get_data("/ro").await.unwrap().0, b"before", "reads are served");
+        let err = ro.create("/ro/new", b"", &open()).await.unwrap_err();
+        assert_eq!(err, zk::Error::NotReadOnly, "writes are refused");
+        let err = ro.set_data("/ro", b"x", None).await.unwrap_err();
+        assert_eq!(err, zk::Error::NotReadOnly);
+        // A client that did not ask for read-only gets no session.
+        let mut rw = zk::Client::connector();
+        rw.session_timeout(Duration::from_secs(6)).connection_timeout(Duration::from_millis(500));
+        let refused = tokio::time::timeout(Duration::from_secs(3), rw.connect(&addrs[0])).await;
+        assert!(!matches!(refused, Ok(Ok(_))), "a read-write client is refused in read-only mode");
+        drop(ro);
+    });
+    // The quorum comes back: read-write again.
+    members[1].server = Some(start(&members[1].dir));
+    members[2].server = Some(start(&members[2].dir));
+    wait_mode(&addrs[0], &["leader", "follower"], Duration::from_secs(30));
+    assert_eq!(four(&addrs[0], b"isro"), "rw");
+    runtime().block_on(async {
+        let c = connect(&addrs[0]).await;
+        c.set_data("/ro", b"after", None).await.unwrap();
+    });
     for m in members.iter_mut() {
         if let Some(s) = m.server.take() {
             s.shutdown().unwrap();

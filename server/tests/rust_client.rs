@@ -26,6 +26,7 @@ fn settings() -> Settings {
         global_outstanding_limit: 1000,
         purge_interval_ms: 0,
         limits: corral_server::limits::Limits::default(),
+        read_only_mode: false,
     }
 }
 

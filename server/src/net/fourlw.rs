@@ -78,6 +78,7 @@ impl Source<'_> {
             crate::pipeline::MODE_LEADER => ServerMode::Leader,
             crate::pipeline::MODE_FOLLOWER => ServerMode::Follower,
             crate::pipeline::MODE_OBSERVER => ServerMode::Observer,
+            crate::pipeline::MODE_READ_ONLY => ServerMode::ReadOnly,
             _ => ServerMode::Standalone,
         }
     }
@@ -89,7 +90,7 @@ impl FourLetterSource for Source<'_> {
     }
 
     fn is_read_only(&self) -> bool {
-        false
+        self.shared.mode.load(Ordering::Acquire) == crate::pipeline::MODE_READ_ONLY
     }
 
     fn server_stats(&self) -> ServerStats {

@@ -75,6 +75,9 @@ pub struct Settings {
     pub purge_interval_ms: u64,
     /// The size limits every request, txn and reply is checked against.
     pub limits: crate::limits::Limits,
+    /// readonlymode.enabled: an ensemble member cut off from the quorum serves read-only
+    /// sessions.
+    pub read_only_mode: bool,
 }
 
 impl Settings {
@@ -98,6 +101,7 @@ impl Settings {
             global_outstanding_limit: c.global_outstanding_limit as usize,
             purge_interval_ms: u64::from(c.autopurge_purge_interval_hours) * 3_600_000,
             limits: crate::limits::Limits::from_config(c),
+            read_only_mode: c.read_only_mode_enabled,
         }
     }
 
@@ -478,6 +482,13 @@ pub const MODE_LEADER: u8 = 2;
 pub const MODE_FOLLOWER: u8 = 3;
 /// [`Shared::mode`]: a serving observer.
 pub const MODE_OBSERVER: u8 = 4;
+/// [`Shared::mode`]: cut off from the quorum, serving read-only sessions
+/// (`readonlymode.enabled`).
+pub const MODE_READ_ONLY: u8 = 5;
+
+/// How long a member looks for a leader before it serves read-only clients (ZooKeeper's
+/// grace period: the larger of this and tickTime).
+pub const READ_ONLY_GRACE_MS: u64 = 2000;
 
 /// The time, as the pipeline and the connections see it: the server's clock, or a test's.
 pub trait Clock: Send + Sync + std::fmt::Debug {
@@ -726,7 +737,7 @@ fn refuse_resume(
     read_only: Option<bool>,
     done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>,
 ) {
-    conn.send(connect_response(0, 0, &[0u8; 16], read_only));
+    conn.send(connect_response(0, 0, &[0u8; 16], read_only.map(|_| false)));
     conn.close();
     let _ = done.send(None);
 }
@@ -798,13 +809,30 @@ pub struct Pipeline {
     member: bool,
     /// Clients resuming a session here, waiting for the leader's answer to REVALIDATE.
     revalidating: HashMap<i64, Vec<Resume>>,
+    /// Read-only mode (`readonlymode.enabled`).
+    ro: ReadOnly,
+}
+
+/// A member's read-only mode: after [`READ_ONLY_GRACE_MS`] (or a tickTime) looking for a
+/// leader, it serves clients that ask for read-only sessions from the state it has, until it
+/// finds a leader again.
+#[derive(Debug, Default)]
+struct ReadOnly {
+    /// Since when (ms since the server started) the replica has been looking for a leader.
+    looking_since: Option<u64>,
+    /// Serving read-only sessions now.
+    active: bool,
+    /// The sessions created in read-only mode: this server's alone (ZooKeeper's local
+    /// sessions), never logged; they end with read-only mode.
+    local: std::collections::HashSet<i64>,
 }
 
 fn wall_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// Encodes a ConnectResponse frame.
+/// Encodes a ConnectResponse frame. `read_only` is its last field: absent for a client that
+/// did not send one, true from a server in read-only mode.
 pub fn connect_response(
     timeout: i32,
     session_id: i64,
@@ -816,7 +844,7 @@ pub fn connect_response(
         time_out: timeout,
         session_id,
         passwd: Data::from(passwd.to_vec()),
-        read_only: read_only.map(|_| false),
+        read_only,
     };
     let mut body = Vec::new();
     r.write(&mut body);
@@ -1094,6 +1122,7 @@ impl Pipeline {
             fatal: None,
             member: member_flag,
             revalidating: HashMap::new(),
+            ro: ReadOnly::default(),
         };
         p.next_peer_tick_ms = now + p.shared.settings.tick_ms.max(1);
         p.outputs(out);
@@ -1299,7 +1328,9 @@ impl Pipeline {
             Input::Durable { zxid, ok } => self.on_durable(zxid, ok),
             Input::FailedWrite { conn, xid, err, received } if !self.leading() => {
                 // A learner answers it here, without a txn (the leader would log an error
-                // txn for it; see docs/compatibility.md).
+                // txn for it; see docs/compatibility.md); in read-only mode every write is
+                // refused as such, as ZooKeeper's ReadOnlyRequestProcessor does first.
+                let err = if self.ro.active { ErrorCode::NotReadOnly } else { err };
                 finish_reply(
                     &self.shared,
                     &conn,
@@ -1318,6 +1349,9 @@ impl Pipeline {
                 if self.propose(Proposal::Failed { session_id, cxid: xid, err }, origin).is_some() {
                     self.queue_write(&conn);
                 }
+            }
+            Input::CreateSession { conn, timeout_ms, read_only, done } if self.ro.active => {
+                self.read_only_session(conn, timeout_ms, read_only, done)
             }
             Input::CreateSession { conn, timeout_ms, read_only, done } => {
                 let id = self.ids.next_id();
@@ -1379,6 +1413,38 @@ impl Pipeline {
         let held = self.sessions.get(&session_id).map(|s| s.closing);
         if !self.password_ok(session_id, &passwd) || held == Some(true) {
             refuse_resume(&conn, read_only, done);
+            return;
+        }
+        if self.ro.active {
+            // Read-only mode: only read-only clients, and a session this server holds or its
+            // state knows (a global session, as ZooKeeper's read-only server revalidates it
+            // against its database); nothing can be asked of a leader.
+            let known =
+                held.is_some() || self.replica.committed().sessions.contains_key(&session_id);
+            if read_only != Some(true) || !known {
+                tracing::info!(
+                    session = format_args!("{session_id:#x}"),
+                    read_only = read_only == Some(true),
+                    "read-only mode: refusing to resume a session"
+                );
+                refuse_resume(&conn, read_only, done);
+                return;
+            }
+            let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+            if held.is_none() {
+                let now = self.shared.now_ms();
+                self.sessions.insert(
+                    session_id,
+                    SessionInfo {
+                        timeout_ms: timeout,
+                        last_touch: Arc::new(AtomicU64::new(now)),
+                        touch_sent: now,
+                        conn: None,
+                        closing: false,
+                    },
+                );
+            }
+            self.resume(conn, session_id, timeout, read_only, done);
             return;
         }
         if held.is_none() {
@@ -1467,7 +1533,12 @@ impl Pipeline {
         conn.session_id.store(session_id, Ordering::Relaxed);
         conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
         let passwd = self.password(session_id);
-        conn.send(connect_response(timeout, session_id, &passwd, read_only));
+        conn.send(connect_response(
+            timeout,
+            session_id,
+            &passwd,
+            read_only.map(|_| self.ro.active),
+        ));
         let _ = done.send(Some(touch));
         self.publish_sessions();
     }
@@ -1529,6 +1600,10 @@ impl Pipeline {
                 // Behind the connection's earlier requests, which are answered first.
                 self.wait_behind(WaitingRead { conn, xid, req, auth, received, expired: true });
             }
+            return;
+        }
+        if self.ro.active {
+            self.read_only_request(conn, xid, req, auth, received);
             return;
         }
         if matches!(req, Request::Sync(_)) && !self.leading() {
@@ -1817,15 +1892,174 @@ impl Pipeline {
         matches!(self.replica.peer().role(), Role::Leading { established: true, .. })
     }
 
+    /// Enters read-only mode once the replica has looked for a leader for the grace period
+    /// (`readonlymode.enabled`); in it, expires the read-only sessions not heard from.
+    fn read_only_tick(&mut self, now: u64) {
+        if !self.member || !self.shared.settings.read_only_mode {
+            return;
+        }
+        if !self.ro.active {
+            let grace = READ_ONLY_GRACE_MS.max(self.shared.settings.tick_ms);
+            if self.ro.looking_since.is_some_and(|t| now.saturating_sub(t) >= grace) {
+                self.ro.active = true;
+                self.shared.mode.store(MODE_READ_ONLY, Ordering::Release);
+                tracing::info!(
+                    last_zxid = %self.replica.applied(),
+                    "no quorum: serving read-only clients (readonlymode.enabled)"
+                );
+            }
+            return;
+        }
+        let expired: Vec<i64> = self
+            .ro
+            .local
+            .iter()
+            .copied()
+            .filter(|id| {
+                self.sessions.get(id).is_none_or(|s| {
+                    now.saturating_sub(s.last_touch.load(Ordering::Relaxed))
+                        > u64::try_from(s.timeout_ms).unwrap_or(0)
+                })
+            })
+            .collect();
+        if expired.is_empty() {
+            return;
+        }
+        let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+        for id in &expired {
+            self.ro.local.remove(id);
+            if let Some(c) = self.sessions.remove(id).and_then(|s| s.conn) {
+                if let Some(c) = conns.get(&c) {
+                    c.close();
+                }
+            }
+            tracing::info!(session = format_args!("{id:#x}"), "read-only session expired");
+        }
+        drop(conns);
+        self.publish_sessions();
+    }
+
+    /// Read-only mode ends (the replica found a leader): its connections close, and the
+    /// sessions it created end with it, as ZooKeeper's read-only server shuts down. Clients
+    /// reconnect; a read-only session is unknown to the leader, so it is reported expired.
+    fn leave_read_only(&mut self) {
+        if !self.ro.active {
+            return;
+        }
+        self.ro.active = false;
+        let conns: Vec<Arc<Conn>> =
+            self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for c in &conns {
+            c.close();
+        }
+        for id in std::mem::take(&mut self.ro.local) {
+            self.sessions.remove(&id);
+        }
+        self.publish_sessions();
+        tracing::info!(closed = conns.len(), "leaving read-only mode");
+    }
+
+    /// A new session in read-only mode: only for a client that asked for one (ZooKeeper closes
+    /// the others' connections), and this server's alone.
+    fn read_only_session(
+        &mut self,
+        conn: Arc<Conn>,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+        done: tokio::sync::oneshot::Sender<Option<(i64, Arc<AtomicU64>)>>,
+    ) {
+        if read_only != Some(true) {
+            tracing::info!(
+                remote = %conn.remote,
+                "read-only mode: refusing a session request from a not-read-only client"
+            );
+            conn.close();
+            let _ = done.send(None);
+            return;
+        }
+        let id = self.ids.next_id();
+        let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
+        let now = self.shared.now_ms();
+        let touch = Arc::new(AtomicU64::new(now));
+        self.sessions.insert(
+            id,
+            SessionInfo {
+                timeout_ms: timeout,
+                last_touch: touch.clone(),
+                touch_sent: now,
+                conn: Some(conn.id),
+                closing: false,
+            },
+        );
+        self.ro.local.insert(id);
+        conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
+        conn.session_id.store(id, Ordering::Relaxed);
+        conn.send(connect_response(timeout, id, &self.password(id), Some(true)));
+        let _ = done.send(Some((id, touch)));
+        self.publish_sessions();
+    }
+
+    /// A request in read-only mode: reads are answered from this server's state; closing a
+    /// read-only session ends it; anything else (writes, sync, closing a global session) is
+    /// refused with NOTREADONLY, as ZooKeeper's ReadOnlyRequestProcessor does.
+    fn read_only_request(
+        &mut self,
+        conn: Arc<Conn>,
+        xid: i32,
+        req: Request,
+        auth: Arc<Vec<Id>>,
+        received: Instant,
+    ) {
+        let session_id = conn.session_id.load(Ordering::Relaxed);
+        let zxid = self.shared.last_zxid.load(Ordering::Acquire);
+        if reads::is_read(&req) && !matches!(req, Request::Sync(_)) {
+            let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+            answer_read(
+                &self.shared,
+                &self.replica.committed().tree,
+                &mut w,
+                &conn,
+                ReadJob { xid, req: &req, auth: &auth, received },
+            );
+        } else if matches!(req, Request::CloseSession) && self.ro.local.remove(&session_id) {
+            self.sessions.remove(&session_id);
+            self.publish_sessions();
+            let op = OpCode::CloseSession;
+            finish_reply(
+                &self.shared,
+                &conn,
+                xid,
+                zxid,
+                ErrorCode::Ok,
+                Response::Empty,
+                op,
+                received,
+            );
+            conn.close();
+        } else {
+            let (err, op) = (ErrorCode::NotReadOnly, req.opcode());
+            finish_reply(&self.shared, &conn, xid, zxid, err, Response::Empty, op, received);
+        }
+        self.answered(&conn);
+    }
+
     /// The replica stopped serving (or changed leader): like ZooKeeper, every client
     /// connection is closed; clients reconnect (here or elsewhere) and revalidate. What they
     /// waited for is dropped: a txn proposed or forwarded may still commit, its reply lost
     /// with the connection, as when a connection breaks.
     fn role_changed(&mut self, role: Role) {
+        if role == Role::Looking {
+            let now = self.shared.now_ms();
+            self.ro.looking_since.get_or_insert(now);
+        } else {
+            self.ro.looking_since = None;
+            self.leave_read_only();
+        }
         let mode = match role {
             Role::Leading { established: true, .. } => MODE_LEADER,
             Role::Following { serving: true, .. } => MODE_FOLLOWER,
             Role::Observing { serving: true, .. } => MODE_OBSERVER,
+            _ if self.ro.active => MODE_READ_ONLY,
             _ => MODE_NOT_SERVING,
         };
         self.shared.mode.store(mode, Ordering::Release);
@@ -2178,7 +2412,7 @@ impl Pipeline {
                         timeout,
                         session_id,
                         &self.password(session_id),
-                        read_only,
+                        read_only.map(|_| false),
                     ));
                     let _ = done.send(Some((session_id, touch)));
                 }
@@ -2269,6 +2503,7 @@ impl Pipeline {
             self.next_peer_tick_ms = now + self.shared.settings.tick_ms.max(1);
             self.peer_tick(now);
         }
+        self.read_only_tick(now);
         // autopurge: keep snapRetainCount snapshots and the log they need.
         let every = self.shared.settings.purge_interval_ms;
         if every > 0 && now.saturating_sub(self.last_purge_ms) >= every {
@@ -2297,7 +2532,7 @@ impl Pipeline {
         let mut events = Vec::new();
         for (id, s) in self.sessions.iter_mut() {
             let t = s.last_touch.load(Ordering::Relaxed);
-            if t != s.touch_sent && !s.closing {
+            if t != s.touch_sent && !s.closing && !self.ro.local.contains(id) {
                 s.touch_sent = t;
                 events.push(Event::TouchSession { session_id: *id, timeout: s.timeout_ms });
             }
