@@ -281,6 +281,7 @@ impl QuorumNet {
                 NetOut::Snapshot { to, body } => {
                     let mut b = Vec::with_capacity(body.len() + 16);
                     crate::zab::wire::write_snap_payload(&mut b, &body);
+                    tracing::info!(peer = to, bytes = b.len(), "sending the SNAP payload");
                     self.send_quorum(to, Bytes::from(b));
                 }
                 NetOut::Command(other) => {

@@ -44,7 +44,7 @@ use crate::tree::acl::AuthSchemes;
 use crate::tree::{DataTree, PrepareConfig};
 use crate::watch::{Notification, WatchManager};
 use crate::zab::wire::{encode_i32, ForwardedRequest};
-use crate::zab::{Command, Event, PeerConfig, Role, Sid, Zxid};
+use crate::zab::{Command, Event, PeerConfig, Role, Sid, SyncPlan, Zxid};
 use reads::Asker;
 
 /// Keeper state "SyncConnected", carried by every server-sent event.
@@ -1852,6 +1852,29 @@ impl Pipeline {
                     self.commit_applied(std::mem::take(&mut applied));
                     self.role_changed(role);
                 }
+                Output::Command(Command::Established { epoch }) => {
+                    tracing::info!(epoch, "leading: a quorum acknowledged NEWLEADER");
+                }
+                Output::Command(Command::UpToDate { epoch }) => {
+                    tracing::info!(epoch, "synced with the leader (UPTODATE): serving clients");
+                }
+                Output::Command(Command::SyncStarted { learner, plan }) => {
+                    let last = self.replica.peer().last_zxid();
+                    match plan {
+                        SyncPlan::Diff { from } => {
+                            tracing::info!(learner, kind = "DIFF", %from, to = %last, "syncing a learner")
+                        }
+                        SyncPlan::TruncDiff { to } => {
+                            tracing::info!(learner, kind = "TRUNC+DIFF", truncate_to = %to, to = %last, "syncing a learner")
+                        }
+                        SyncPlan::Trunc { to } => {
+                            tracing::info!(learner, kind = "TRUNC", truncate_to = %to, "syncing a learner")
+                        }
+                        SyncPlan::Snap => {
+                            tracing::info!(learner, kind = "SNAP", at = %last, "syncing a learner")
+                        }
+                    }
+                }
                 Output::Command(
                     c @ (Command::SendNotification { .. }
                     | Command::Send { .. }
@@ -2048,6 +2071,14 @@ impl Pipeline {
     /// waited for is dropped: a txn proposed or forwarded may still commit, its reply lost
     /// with the connection, as when a connection breaks.
     fn role_changed(&mut self, role: Role) {
+        match role {
+            Role::Looking => tracing::info!("LOOKING: electing a leader"),
+            Role::Leading { epoch, established } => {
+                tracing::info!(?epoch, established, "LEADING")
+            }
+            Role::Following { leader, serving } => tracing::info!(leader, serving, "FOLLOWING"),
+            Role::Observing { leader, serving } => tracing::info!(leader, serving, "OBSERVING"),
+        }
         if role == Role::Looking {
             let now = self.shared.now_ms();
             self.ro.looking_since.get_or_insert(now);

@@ -1,0 +1,589 @@
+//! Ensembles of `corral` processes on loopback, each started from its own zoo.cfg and myid as
+//! an operator would, and killed with SIGKILL (or stopped with SIGSTOP) as machines fail:
+//!
+//! * 3 servers under a write load, the leader killed: a new leader is elected, the old one
+//!   rejoins by DIFF, and every acknowledged write is on every server;
+//! * a server restarted with an empty data directory catches up by SNAP;
+//! * a leader that logged a txn no other server received is truncated (TRUNC) when it
+//!   rejoins a leader elected without it;
+//! * an observer serves reads and forwards writes;
+//! * 5 servers lose the leader and another server and go on.
+//!
+//! Every wait is bounded; every process is started here and killed by its own handle.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+/// The scenarios run one at a time (the machine has few cores; each is several processes).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Ports nothing listens on now (bound, read, released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct Server {
+    id: usize,
+    dir: PathBuf,
+    client: u16,
+    child: Option<Child>,
+}
+
+impl Server {
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client)
+    }
+
+    fn start(&mut self) {
+        assert!(self.child.is_none(), "server {} is running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("corral.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .arg(self.dir.join("zoo.cfg"))
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("corral starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap().success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    fn log(&self) -> String {
+        // The subscriber colours its output only on a terminal; strip any escapes anyway.
+        let raw = std::fs::read_to_string(self.dir.join("corral.log")).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Empties the data directory but for `myid`, the config and the log.
+    fn wipe_data(&self) {
+        for e in std::fs::read_dir(&self.dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if ["myid", "zoo.cfg", "corral.log"].contains(&name.as_str()) {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process must be continued to die promptly.
+            let _ = Command::new("kill").arg("-CONT").arg(c.id().to_string()).status();
+        }
+        self.kill();
+    }
+}
+
+struct Ensemble {
+    servers: Vec<Server>,
+    _root: tempfile::TempDir,
+}
+
+impl Ensemble {
+    /// `voters` participants and `observers` observers, started; `extra` is added to every
+    /// zoo.cfg.
+    fn start(voters: usize, observers: usize, extra: &str) -> Ensemble {
+        let root = tempfile::tempdir().unwrap();
+        let n = voters + observers;
+        let ports = free_ports(3 * n);
+        let mut lines = String::new();
+        for i in 0..n {
+            let kind = if i < voters { "participant" } else { "observer" };
+            lines.push_str(&format!(
+                "server.{}=127.0.0.1:{}:{}:{kind};127.0.0.1:{}\n",
+                i + 1,
+                ports[3 * i],
+                ports[3 * i + 1],
+                ports[3 * i + 2]
+            ));
+        }
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let dir = root.path().join(format!("s{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let peer_type = if i < voters { "participant" } else { "observer" };
+            let cfg = format!(
+                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                 clientPortAddress=127.0.0.1\ncnxTimeout=1000\n\
+                 peerType={peer_type}\n4lw.commands.whitelist=*\n{extra}{lines}",
+                dir.display(),
+                ports[3 * i + 2],
+            );
+            std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+            servers.push(Server { id: i + 1, dir, client: ports[3 * i + 2], child: None });
+        }
+        for s in servers.iter_mut() {
+            s.start();
+        }
+        Ensemble { servers, _root: root }
+    }
+
+    fn server(&mut self, id: usize) -> &mut Server {
+        &mut self.servers[id - 1]
+    }
+
+    /// Every server's client address, as a connection string.
+    fn hosts(&self) -> String {
+        self.servers.iter().map(Server::addr).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits (bounded) until the running servers agree: one leader, the others following or
+    /// observing. Returns the leader's id.
+    fn wait_for_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let modes: Vec<(usize, String)> = self
+                .servers
+                .iter()
+                .filter(|s| s.child.is_some())
+                .map(|s| (s.id, mode(&s.addr())))
+                .collect();
+            let leaders: Vec<usize> =
+                modes.iter().filter(|(_, m)| m == "leader").map(|(i, _)| *i).collect();
+            if leaders.len() == 1
+                && modes
+                    .iter()
+                    .all(|(_, m)| ["leader", "follower", "observer"].contains(&m.as_str()))
+            {
+                return leaders[0];
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {modes:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn dump_logs(&self) {
+        for s in &self.servers {
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- server {} (last lines) ----", s.id);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A four-letter word's answer ("" if the server does not answer).
+fn four(addr: &str, word: &[u8; 4]) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(word).is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+fn mode(addr: &str) -> String {
+    let text = four(addr, b"srvr");
+    text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned).unwrap_or_default()
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// A session through `hosts` (any of them), retried until `within` passes.
+async fn connect(hosts: &str, within: Duration) -> zk::Client {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut connector = zk::Client::connector();
+        connector
+            .session_timeout(Duration::from_secs(8))
+            .connection_timeout(Duration::from_millis(1000));
+        match tokio::time::timeout(Duration::from_secs(3), connector.connect(hosts)).await {
+            Ok(Ok(c)) => return c,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => {
+                panic!("no session from {hosts} within {within:?}: {:?}", other.map(|r| r.err()))
+            }
+        }
+    }
+}
+
+/// Children of `path` as server `addr` has them after a sync.
+async fn children_at(addr: &str, path: &str) -> Vec<String> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.sync(path).await.unwrap();
+    let (mut kids, _) = c.get_children(path).await.unwrap();
+    kids.sort();
+    kids
+}
+
+/// An acknowledged write: its path, when it was sent and when it was acknowledged.
+#[derive(Debug)]
+struct Acked {
+    path: String,
+    sent: Instant,
+    acked: Instant,
+}
+
+/// Writers creating distinct znodes under `/load` until `stop`; returns the acknowledged
+/// writes.
+struct Load {
+    acked: Arc<Mutex<Vec<Acked>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    fn start(rt: &tokio::runtime::Runtime, hosts: &str, writers: usize) -> Load {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (acked, stop, hosts) = (acked.clone(), stop.clone(), hosts.to_owned());
+            tasks.push(rt.spawn(async move {
+                let mut client = connect(&hosts, Duration::from_secs(30)).await;
+                // Bounded by count and by the stop flag (set by the test within seconds).
+                for k in 0..200_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let path = format!("/load/w{w}-{k:06}");
+                    let sent = Instant::now();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        client.create(&path, &[7u8; 100], &open()),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(_)) => {
+                            acked.lock().unwrap().push(Acked { path, sent, acked: Instant::now() })
+                        }
+                        Ok(Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => {
+                            client = connect(&hosts, Duration::from_secs(30)).await;
+                        }
+                        // Connection loss and the like: unknown outcome, not acknowledged.
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }));
+        }
+        Load { acked, stop, tasks }
+    }
+
+    fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    fn finish(self, rt: &tokio::runtime::Runtime) -> Vec<Acked> {
+        self.stop.store(true, Ordering::Relaxed);
+        rt.block_on(async {
+            for t in self.tasks {
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .expect("writers stop")
+                    .unwrap();
+            }
+        });
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines of `log` saying the leader synced `learner`, by kind.
+fn sync_kinds(log: &str, learner: usize) -> Vec<String> {
+    let key = format!("learner={learner} kind=\"");
+    log.lines()
+        .filter(|l| l.contains("syncing a learner"))
+        .filter_map(|l| l.split(&key).nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn leader_killed_under_load_no_acknowledged_write_lost() {
+    let _g = serial();
+    // The history window (commitLogCount) holds what the old leader misses: a DIFF from it.
+    let mut e = Ensemble::start(3, 0, "commitLogCount=20000\n");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let old = e.wait_for_leader(Duration::from_secs(30));
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(20)).await;
+            c.create("/load", b"", &open()).await.unwrap();
+        });
+        let load = Load::start(&rt, &e.hosts(), 4);
+        wait_until("writes before the kill", Duration::from_secs(30), || load.count() >= 300);
+        let before = load.count();
+        let killed_at = Instant::now();
+        e.server(old).kill();
+        let new = e.wait_for_leader(Duration::from_secs(30));
+        assert_ne!(new, old, "a new leader");
+        wait_until("writes after the kill", Duration::from_secs(30), || {
+            load.count() >= before + 300
+        });
+        // The old leader comes back as a follower and catches up by DIFF (TRUNC+DIFF if it
+        // had logged proposals the others never saw).
+        e.server(old).start();
+        wait_until("the old leader follows", Duration::from_secs(30), || {
+            mode(&e.server(old).addr()) == "follower"
+        });
+        let n = load.count();
+        wait_until("writes with the old leader back", Duration::from_secs(30), || {
+            load.count() >= n + 200
+        });
+        let acked = load.finish(&rt);
+        // Failover: from the kill to the first acknowledgement of a write sent after it.
+        let first_after = acked
+            .iter()
+            .filter(|a| a.sent > killed_at)
+            .map(|a| a.acked)
+            .min()
+            .expect("a write after the kill");
+        eprintln!(
+            "{} writes acknowledged; failover (kill -9 of the leader to the first write sent \
+             after it acknowledged): {:?}",
+            acked.len(),
+            first_after - killed_at
+        );
+        let kinds = sync_kinds(&e.server(new).log(), old);
+        assert!(
+            kinds.iter().any(|k| k == "DIFF" || k == "TRUNC+DIFF"),
+            "the old leader rejoined by DIFF: {kinds:?}"
+        );
+        // Every acknowledged write is on every server.
+        let want: std::collections::BTreeSet<String> =
+            acked.iter().map(|a| a.path.trim_start_matches("/load/").to_owned()).collect();
+        rt.block_on(async {
+            for s in &e.servers {
+                let have: std::collections::BTreeSet<String> =
+                    children_at(&s.addr(), "/load").await.into_iter().collect();
+                let lost: Vec<&String> = want.difference(&have).take(5).collect();
+                assert!(lost.is_empty(), "server {} lost acknowledged writes: {lost:?}", s.id);
+            }
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn empty_data_dir_catches_up_by_snap() {
+    let _g = serial();
+    let mut e = Ensemble::start(3, 0, "commitLogCount=100\n");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let leader = e.wait_for_leader(Duration::from_secs(30));
+        let victim = (1..=3).find(|i| *i != leader).unwrap();
+        // More txns than the leader's history window (commitLogCount=100).
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(20)).await;
+            c.create("/snap", b"", &open()).await.unwrap();
+            for i in 0..300 {
+                c.create(&format!("/snap/n{i:03}"), b"data", &open()).await.unwrap();
+            }
+        });
+        e.server(victim).kill();
+        e.server(victim).wipe_data();
+        e.server(victim).start();
+        wait_until("the emptied server follows", Duration::from_secs(30), || {
+            mode(&e.server(victim).addr()) == "follower"
+        });
+        let kinds = sync_kinds(&e.server(leader).log(), victim);
+        assert_eq!(kinds.last().map(String::as_str), Some("SNAP"), "synced by SNAP: {kinds:?}");
+        assert!(e.server(leader).log().contains("sending the SNAP payload"));
+        rt.block_on(async {
+            let kids = children_at(&e.server(victim).addr(), "/snap").await;
+            assert_eq!(kids.len(), 300, "the emptied server has every znode");
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn leader_with_unacknowledged_txn_is_truncated() {
+    let _g = serial();
+    let mut e = Ensemble::start(3, 0, "");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let old = e.wait_for_leader(Duration::from_secs(30));
+        let followers: Vec<usize> = (1..=3).filter(|i| *i != old).collect();
+        let leader_addr = e.server(old).addr();
+        rt.block_on(async {
+            // The session comes first: creating one needs a quorum.
+            let c = connect(&leader_addr, Duration::from_secs(20)).await;
+            c.create("/t", b"", &open()).await.unwrap();
+            // The followers stop (their connections stay open, nothing is acknowledged); the
+            // leader logs a txn that no quorum will have.
+            for f in &followers {
+                e.servers[*f - 1].signal("-STOP");
+            }
+            let lonely = tokio::time::timeout(
+                Duration::from_millis(500),
+                c.create("/t/unacknowledged", b"", &open()),
+            )
+            .await;
+            assert!(!matches!(lonely, Ok(Ok(_))), "no quorum, no acknowledgement: {lonely:?}");
+        });
+        // All three die; the followers never read the proposal waiting in their sockets.
+        e.server(old).kill();
+        for f in &followers {
+            e.server(*f).kill();
+            e.server(*f).start();
+        }
+        let new = e.wait_for_leader(Duration::from_secs(30));
+        assert_ne!(new, old);
+        rt.block_on(async {
+            let c = connect(&e.server(new).addr(), Duration::from_secs(20)).await;
+            c.create("/t/after", b"", &open()).await.unwrap();
+        });
+        e.server(old).start();
+        wait_until("the old leader follows", Duration::from_secs(30), || {
+            mode(&e.server(old).addr()) == "follower"
+        });
+        let kinds = sync_kinds(&e.server(new).log(), old);
+        assert!(
+            kinds.iter().any(|k| k.starts_with("TRUNC")),
+            "the old leader was truncated: {kinds:?}"
+        );
+        rt.block_on(async {
+            let kids = children_at(&leader_addr, "/t").await;
+            assert_eq!(kids, ["after"], "the unacknowledged txn is gone, the new one there");
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn observer_serves_reads_and_forwards_writes() {
+    let _g = serial();
+    let e = Ensemble::start(3, 1, "");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        e.wait_for_leader(Duration::from_secs(30));
+        let observer = e.servers[3].addr();
+        wait_until("the observer serves", Duration::from_secs(30), || {
+            mode(&observer) == "observer"
+        });
+        rt.block_on(async {
+            let c = connect(&observer, Duration::from_secs(20)).await;
+            c.create("/obs", b"through the observer", &open()).await.unwrap();
+            for s in &e.servers[..3] {
+                let v = connect(&s.addr(), Duration::from_secs(20)).await;
+                v.sync("/obs").await.unwrap();
+                assert_eq!(v.get_data("/obs").await.unwrap().0, b"through the observer");
+            }
+            let v = connect(&e.servers[0].addr(), Duration::from_secs(20)).await;
+            v.set_data("/obs", b"through a voter", None).await.unwrap();
+            c.sync("/obs").await.unwrap();
+            assert_eq!(c.get_data("/obs").await.unwrap().0, b"through a voter");
+        });
+        // The observer is not counted: mntr on the leader reports two synced followers.
+        let leader = e.servers.iter().find(|s| mode(&s.addr()) == "leader").unwrap();
+        let mntr = four(&leader.addr(), b"mntr");
+        assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn five_servers_survive_losing_two() {
+    let _g = serial();
+    let mut e = Ensemble::start(5, 0, "");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let old = e.wait_for_leader(Duration::from_secs(30));
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(20)).await;
+            c.create("/five", b"1", &open()).await.unwrap();
+        });
+        let other = (1..=5).find(|i| *i != old).unwrap();
+        e.server(old).kill();
+        e.server(other).kill();
+        let new = e.wait_for_leader(Duration::from_secs(30));
+        assert!(new != old && new != other);
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+            c.set_data("/five", b"2", None).await.unwrap();
+            for s in e.servers.iter().filter(|s| s.child.is_some()) {
+                let v = connect(&s.addr(), Duration::from_secs(20)).await;
+                v.sync("/five").await.unwrap();
+                assert_eq!(v.get_data("/five").await.unwrap().0, b"2", "server {}", s.id);
+            }
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
