@@ -17,7 +17,8 @@ use crate::zk::{self, Incoming, Session};
 /// Options of `corral-bench load`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct LoadArgs {
-    /// The server (host:port).
+    /// The server (host:port); with several, comma-separated, session i uses the i-th
+    /// (round robin) and the keyspace is set up through the first.
     #[arg(long, default_value = "127.0.0.1:2181")]
     pub server: String,
     /// Client sessions.
@@ -104,7 +105,8 @@ fn key(root: &str, i: usize) -> String {
 
 /// Creates the root and the keyspace (ignoring nodes that exist).
 async fn setup(a: &LoadArgs) -> Result<()> {
-    let mut s = Session::connect(&a.server, 30_000).await?;
+    let first = a.server.split(',').next().unwrap_or_default();
+    let mut s = Session::connect(first, 30_000).await?;
     s.call(&zk::create(a.root.clone(), b"", 0)).await?;
     if matches!(a.op.as_str(), "create" | "create-seq") {
         s.close().await;
@@ -147,7 +149,8 @@ async fn session(
     phase: Arc<Phase>,
     out: Arc<Mutex<(Histogram<u64>, u64, u64)>>,
 ) -> Result<()> {
-    let mut s = Session::connect(&a.server, 30_000).await?;
+    let servers: Vec<&str> = a.server.split(',').collect();
+    let mut s = Session::connect(servers[idx % servers.len()], 30_000).await?;
     let mut rng = rand::rngs::SmallRng::seed_from_u64(idx as u64 * 7919 + 1);
     let value = vec![b'x'; a.value_bytes];
     let mut inflight: VecDeque<(i32, Instant, bool)> = VecDeque::with_capacity(a.outstanding);

@@ -4,8 +4,10 @@
 //! * `wake-ceiling`: how fast this machine can wake blocked threads in commit groups.
 //! * `load`: a pipelined ZooKeeper-protocol load generator (docs/performance.md).
 //! * `compare`: corral and Apache ZooKeeper side by side, ratio table (docs/performance.md).
+//! * `ensemble`: three corral servers and three ZooKeeper servers side by side, with failover.
 
 mod compare;
+mod ensemble;
 mod load;
 mod log_bench;
 mod scenarios;
@@ -42,6 +44,9 @@ enum Cmd {
     Snapshot(tree_bench::TreeArgs),
     /// corral and Apache ZooKeeper 3.8 side by side on this machine: a ratio table.
     Compare(compare::CompareArgs),
+    /// Three corral servers and three Apache ZooKeeper 3.8 servers side by side: writes,
+    /// reads spread over the servers, and the failover time after kill -9 of the leader.
+    Ensemble(ensemble::EnsembleArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,5 +63,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Tree(a) => tree_bench::run_tree(a),
         Cmd::Snapshot(a) => tree_bench::run_snapshot(a),
         Cmd::Compare(a) => compare::run(a),
+        Cmd::Ensemble(a) => ensemble::run(a),
     }
 }

@@ -112,8 +112,18 @@ impl ServerSpec {
     /// Starts a server on its existing directory (see [`ServerSpec::fresh`]) and returns at
     /// once; [`Server::wait_ready`] waits until it serves.
     pub fn spawn(&self, kind: Kind) -> Result<Server> {
-        let home = self.home(kind);
-        let addr = self.addr(kind);
+        self.spawn_in(kind, &self.home(kind), self.addr(kind), "warn")
+    }
+
+    /// Starts a server from `home`/zoo.cfg (its log in `home`/server.log), listening for
+    /// clients on `addr`, logging at `log_level` (corral).
+    pub fn spawn_in(
+        &self,
+        kind: Kind,
+        home: &Path,
+        addr: SocketAddr,
+        log_level: &str,
+    ) -> Result<Server> {
         if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
             bail!("something already listens on {addr}: refusing to measure a server this tool did not start");
         }
@@ -123,7 +133,7 @@ impl ServerSpec {
         cmd.arg("-c").arg(self.core.to_string());
         match kind {
             Kind::Corral => {
-                cmd.arg(&self.corral_bin).arg(&cfg).env("RUST_LOG", "warn");
+                cmd.arg(&self.corral_bin).arg(&cfg).env("RUST_LOG", log_level);
             }
             Kind::ZooKeeper => {
                 cmd.arg("java");
@@ -134,10 +144,17 @@ impl ServerSpec {
                     .arg(&cfg);
             }
         }
-        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(&home);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).current_dir(home);
         let started = Instant::now();
         let child = cmd.spawn().with_context(|| format!("starting {}", kind.name()))?;
-        Ok(Server { kind, pid: child.id(), child: Some(child), addr, home, started })
+        Ok(Server {
+            kind,
+            pid: child.id(),
+            child: Some(child),
+            addr,
+            home: home.to_owned(),
+            started,
+        })
     }
 }
 
@@ -288,6 +305,15 @@ impl Server {
             .find_map(|l| l.strip_prefix("Zxid: 0x"))
             .with_context(|| format!("no Zxid in srvr: {srvr}"))?;
         Ok(u64::from_str_radix(hex.trim(), 16)?)
+    }
+
+    /// SIGKILL, as a machine fails: no shutdown of any kind.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
     }
 
     /// Stops the server: SIGTERM, then SIGKILL after `grace`. Returns how long it took.

@@ -44,6 +44,13 @@ impl EnsembleOptions {
         peer.sync_limit = config.sync_limit.unwrap_or(5).max(1);
         peer.commit_log_count = (config.commit_log_count as usize).max(1);
         peer.config_text = bytes::Bytes::from(config.quorum_verifier_text());
+        // FastLeaderElection's clock is milliseconds whatever tickTime is: finalizeWait
+        // 200 ms, notifications re-sent after 200 ms of silence, the interval doubling up to
+        // maxNotificationInterval (60 s).
+        peer.election_tick_ms = 100;
+        peer.finalize_wait = 2;
+        peer.notification_timeout = 2;
+        peer.notification_timeout_max = 600;
         let mut members = std::collections::BTreeMap::new();
         for s in config.servers.values() {
             let a = &s.addresses[0];

@@ -830,3 +830,56 @@ fn a_reconnecting_learner_must_ack_again() {
         "committed on the leader's own ack and a stale one"
     );
 }
+
+// With an election clock (election_tick_ms > 0, as ensemble members run), the election counts
+// ElectionTicks, not ticks: finalizeWait is 200 ms however long tickTime is.
+#[test]
+fn election_counts_its_own_ticks() {
+    let mut c = cfg();
+    c.election_tick_ms = 100;
+    c.finalize_wait = 2;
+    let st = state(1, 1, Zxid::ZERO, &[z(1, 1)]);
+    let last = st.history.last();
+    let (mut p, _) = Peer::new(c, 1, st);
+    step(&mut p, Event::Notification { from: 2, n: vote(ServerState::Looking, 1, last, 1, 1) });
+    // A quorum agrees on 1; tickTime ticks do not end the finalize wait.
+    for _ in 0..5 {
+        assert!(step(&mut p, Event::Tick).is_empty(), "a tick does not drive the election");
+    }
+    assert!(step(&mut p, Event::ElectionTick).is_empty(), "one of two election ticks");
+    assert_eq!(
+        step(&mut p, Event::ElectionTick),
+        vec![Command::RoleChanged(Role::Leading { epoch: None, established: false })]
+    );
+}
+
+// A learner whose leader closes the connection before LEADERINFO (it had not finished its own
+// election, so it refused the learner) retries at the next election tick instead of giving up
+// on the leader; a refused connection is retried the same way. Without an election clock the
+// ticks retry, as before.
+#[test]
+fn learner_retries_a_leader_not_leading_yet() {
+    let mut c = cfg();
+    c.election_tick_ms = 100;
+    let mut p = elected_learner_with(c, 2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
+    let cmds = step(&mut p, Event::Connected { peer: 1, conn: 7 });
+    assert!(matches!(&cmds[..], [Command::Send { to: 1, .. }]), "FOLLOWERINFO: {cmds:?}");
+    // The would-be leader closes it: no LOOKING, a retry on the next election tick.
+    assert!(step(&mut p, Event::Disconnected { peer: 1, conn: Some(7) }).is_empty());
+    assert!(matches!(p.role(), Role::Following { leader: 1, serving: false }));
+    assert_eq!(step(&mut p, Event::ElectionTick), vec![Command::Connect { to: 1 }]);
+    assert!(step(&mut p, Event::ElectionTick).is_empty(), "one attempt at a time");
+    // Refused: retried again.
+    assert!(step(&mut p, Event::Disconnected { peer: 1, conn: None }).is_empty());
+    assert_eq!(step(&mut p, Event::ElectionTick), vec![Command::Connect { to: 1 }]);
+    // Connected for real: FOLLOWERINFO again, then LEADERINFO is answered.
+    let cmds = step(&mut p, Event::Connected { peer: 1, conn: 8 });
+    assert!(matches!(&cmds[..], [Command::Send { to: 1, .. }]), "{cmds:?}");
+    // Past initLimit while still connecting: LOOKING.
+    step(&mut p, Event::Disconnected { peer: 1, conn: Some(8) });
+    for _ in 0..=cfg().init_limit {
+        step(&mut p, Event::Tick);
+    }
+    step(&mut p, Event::ElectionTick);
+    assert_eq!(p.role(), Role::Looking, "gives up after initLimit");
+}

@@ -470,6 +470,22 @@ pub struct Shared {
     /// [`MODE_FOLLOWER`], [`MODE_OBSERVER`]): set by the pipeline when its role changes, read
     /// by the four-letter words.
     pub mode: std::sync::atomic::AtomicU8,
+    /// An ensemble member's state for `mntr` (refreshed every tick and at role changes).
+    pub ensemble: Mutex<EnsembleReport>,
+}
+
+/// What `mntr` reports of a member's part in its ensemble.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EnsembleReport {
+    /// `zk_peer_state`: the server state and the ZAB phase, e.g. `following - broadcast`
+    /// (empty standalone).
+    pub peer_state: String,
+    /// The leader this member follows or observes.
+    pub leader: Option<Sid>,
+    /// A leader's view of its learners.
+    pub leading: Option<crate::zab::LeaderReport>,
+    /// The wall clock (ms) when the report was made (for the leader's uptime).
+    pub at_wall_ms: u64,
 }
 
 /// [`Shared::mode`]: a standalone server.
@@ -589,6 +605,7 @@ impl Shared {
             failed: tokio::sync::Notify::new(),
             clock,
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
+            ensemble: Mutex::new(EnsembleReport::default()),
         };
         shared.stats.reset();
         shared
@@ -785,6 +802,8 @@ pub struct Pipeline {
     last_purge_ms: u64,
     /// When the replica's next tick (one tickTime) is due, ms since the server started.
     next_peer_tick_ms: u64,
+    /// When the next tick of the election's clock is due (`PeerConfig::election_tick_ms`).
+    next_election_tick_ms: u64,
     /// A reusable buffer for the replica's outputs of a proposal.
     scratch: Vec<Output>,
     /// Network traffic for the runtime to carry (ensemble members).
@@ -1112,6 +1131,7 @@ impl Pipeline {
             last_reap_ms: 0,
             last_purge_ms: 0,
             next_peer_tick_ms: 0,
+            next_election_tick_ms: 0,
             durable_seen: Zxid::ZERO,
             scratch: Vec::new(),
             net: Vec::new(),
@@ -1163,7 +1183,12 @@ impl Pipeline {
         if !out.is_empty() {
             net(out);
         }
-        let tick = Duration::from_millis(self.shared.settings.tick_ms.clamp(10, 60_000) / 2);
+        let mut tick_ms = self.shared.settings.tick_ms.clamp(10, 60_000) / 2;
+        let election_tick_ms = u64::from(self.replica.peer().config().election_tick_ms);
+        if election_tick_ms > 0 {
+            tick_ms = tick_ms.min(election_tick_ms.max(10));
+        }
+        let tick = Duration::from_millis(tick_ms);
         let mut next_tick = Instant::now() + tick;
         // Idle ticks left in which to hand freed memory back (see `crate::memory`). Several,
         // because other threads (a snapshot finishing, readers) may still drop their versions
@@ -1915,6 +1940,33 @@ impl Pipeline {
         matches!(self.replica.peer().role(), Role::Leading { established: true, .. })
     }
 
+    /// Publishes the member's ensemble state for `mntr`.
+    fn report_ensemble(&self) {
+        if !self.member {
+            return;
+        }
+        let peer = self.replica.peer();
+        let role = peer.role();
+        let state = match role {
+            Role::Looking => "looking",
+            Role::Leading { .. } => "leading",
+            Role::Following { .. } => "following",
+            Role::Observing { .. } => "observing",
+        };
+        let leader = match role {
+            Role::Following { leader, .. } | Role::Observing { leader, .. } => Some(leader),
+            Role::Leading { .. } => Some(peer.id()),
+            Role::Looking => None,
+        };
+        let report = EnsembleReport {
+            peer_state: format!("{state} - {}", peer.zab_phase()),
+            leader,
+            leading: peer.leader_report(),
+            at_wall_ms: u64::try_from(self.shared.clock.wall_ms()).unwrap_or(0),
+        };
+        *self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()) = report;
+    }
+
     /// Enters read-only mode once the replica has looked for a leader for the grace period
     /// (`readonlymode.enabled`); in it, expires the read-only sessions not heard from.
     fn read_only_tick(&mut self, now: u64) {
@@ -2094,6 +2146,7 @@ impl Pipeline {
             _ => MODE_NOT_SERVING,
         };
         self.shared.mode.store(mode, Ordering::Release);
+        self.report_ensemble();
         let serving = matches!(
             role,
             Role::Leading { established: true, .. }
@@ -2534,7 +2587,19 @@ impl Pipeline {
             self.next_peer_tick_ms = now + self.shared.settings.tick_ms.max(1);
             self.peer_tick(now);
         }
+        let election_tick_ms = u64::from(self.replica.peer().config().election_tick_ms);
+        if self.member && election_tick_ms > 0 && now >= self.next_election_tick_ms {
+            self.next_election_tick_ms = now + election_tick_ms;
+            let mut out = Vec::new();
+            let r = self.replica.step(Event::ElectionTick, &mut out);
+            self.outputs(out);
+            if let Err(f) = r {
+                self.fail(f);
+                return;
+            }
+        }
         self.read_only_tick(now);
+        self.report_ensemble();
         // autopurge: keep snapRetainCount snapshots and the log they need.
         let every = self.shared.settings.purge_interval_ms;
         if every > 0 && now.saturating_sub(self.last_purge_ms) >= every {

@@ -30,7 +30,7 @@ pub mod wire;
 
 pub use election::{Election, Vote};
 pub use history::{plan_sync, HistoryWindow, SyncPlan};
-pub use peer::{Command, Event, Peer, PeerState, Role};
+pub use peer::{Command, Event, LeaderReport, Peer, PeerState, Role};
 pub use wire::{LearnerInfo, Notification, PacketType, QuorumPacket, ServerState};
 
 use std::collections::BTreeSet;
@@ -78,6 +78,11 @@ pub struct PeerConfig {
     pub notification_timeout: u32,
     /// The largest re-send interval (maxNotificationInterval, ticks).
     pub notification_timeout_max: u32,
+    /// The election's own clock: 0, the election counts in ticks ([`Event::Tick`]); otherwise
+    /// it counts in [`Event::ElectionTick`]s, which the runtime sends every this many ms
+    /// (ZooKeeper's FastLeaderElection counts milliseconds, whatever tickTime is: finalizeWait
+    /// 200 ms). A learner retries connecting to its leader on these ticks too.
+    pub election_tick_ms: u32,
     /// The dynamic-config text sent in notifications and NEWLEADER (may be empty).
     pub config_text: bytes::Bytes,
     /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
@@ -109,6 +114,7 @@ impl PeerConfig {
             finalize_wait: 1,
             notification_timeout: 2,
             notification_timeout_max: 16,
+            election_tick_ms: 0,
             config_text: bytes::Bytes::new(),
             tick_ms: 2000,
             outstanding_max: 1000,

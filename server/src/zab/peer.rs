@@ -73,6 +73,8 @@ pub enum Event {
     Durable { zxid: Zxid },
     /// The leader's runtime prepared a txn for [`Peer::next_zxid`].
     Propose { zxid: Zxid, data: Bytes },
+    /// A tick of the election's clock ([`PeerConfig::election_tick_ms`]).
+    ElectionTick,
     /// A client connected to this peer sent a write (or sync) request.
     ClientRequest { request: ForwardedRequest },
     /// A client of this peer was heard from (its session is alive).
@@ -129,6 +131,25 @@ pub enum Command {
     UpToDate { epoch: u32 },
     /// Leader: how a learner is being synced (for metrics and the simulator's counters).
     SyncStarted { learner: Sid, plan: SyncPlan },
+}
+
+/// What a leader reports of its learners (ZooKeeper's leader metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LeaderReport {
+    /// Learners connected (followers and observers, in any phase).
+    pub learners: usize,
+    /// Followers in broadcast.
+    pub synced_followers: usize,
+    /// Observers in broadcast.
+    pub synced_observers: usize,
+    /// Sync requests waiting for a commit.
+    pub pending_syncs: usize,
+    /// When leadership started (the peer's clock, ms).
+    pub started_ms: u64,
+    /// Proposals not yet committed.
+    pub outstanding: usize,
+    /// (last, smallest, largest) txn size proposed; `None` before the first.
+    pub proposal_sizes: Option<(i64, i64, i64)>,
 }
 
 /// A peer's role as seen from outside.
@@ -288,6 +309,42 @@ impl Peer {
         }
     }
 
+    /// The ZAB phase, as ZooKeeper's `zk_peer_state` names it after the server state:
+    /// `election`, `discovery`, `synchronization` or `broadcast`.
+    pub fn zab_phase(&self) -> &'static str {
+        match &self.role {
+            RoleState::Looking(_) => "election",
+            RoleState::Leading(l) if l.established => "broadcast",
+            RoleState::Leading(l) if l.epoch.is_some() => "synchronization",
+            RoleState::Leading(_) => "discovery",
+            RoleState::Learning(l) => match l.phase {
+                LPhase::Connecting | LPhase::WaitLeaderInfo => "discovery",
+                LPhase::WaitSync | LPhase::Syncing | LPhase::AfterNewLeader => "synchronization",
+                LPhase::Active => "broadcast",
+            },
+        }
+    }
+
+    /// A leader's view of its learners (`mntr`'s leader keys); `None` unless leading.
+    pub fn leader_report(&self) -> Option<LeaderReport> {
+        let RoleState::Leading(l) = &self.role else { return None };
+        let synced = |observer: bool| {
+            l.learners
+                .values()
+                .filter(|h| h.observer == observer && h.phase == HPhase::Active)
+                .count()
+        };
+        Some(LeaderReport {
+            learners: l.learners.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: l.pending_syncs.len(),
+            started_ms: l.started,
+            outstanding: l.outstanding.len(),
+            proposal_sizes: l.proposal_sizes,
+        })
+    }
+
     /// True if the peer may serve clients: an established leader or an up-to-date learner.
     pub fn is_serving(&self) -> bool {
         matches!(
@@ -356,6 +413,12 @@ impl Peer {
                 self.core.now += 1;
                 self.on_tick(out)
             }
+            Event::ElectionTick if self.core.cfg.election_tick_ms == 0 => Next::Stay,
+            Event::ElectionTick => match &mut self.role {
+                RoleState::Looking(_) => self.election_tick(out),
+                RoleState::Learning(l) => l.on_election_tick(&self.core, out),
+                RoleState::Leading(_) => Next::Stay,
+            },
             Event::Notification { from, n } => self.on_notification(from, n, out),
             Event::Durable { zxid } => {
                 if zxid > self.core.last_durable {
@@ -391,18 +454,23 @@ impl Peer {
 
     fn on_tick(&mut self, out: &mut Vec<Command>) -> Next {
         match &mut self.role {
-            RoleState::Looking(e) => {
-                let mut sends = Vec::new();
-                let d = e.on_tick(&self.core.cfg, &mut sends);
-                out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
-                if let Some(d) = d {
-                    self.decided(d, out);
-                }
-                Next::Stay
-            }
+            RoleState::Looking(_) if self.core.cfg.election_tick_ms != 0 => Next::Stay,
+            RoleState::Looking(_) => self.election_tick(out),
             RoleState::Leading(l) => l.on_tick(&mut self.core, out),
             RoleState::Learning(l) => l.on_tick(&mut self.core, out),
         }
+    }
+
+    /// One tick of the election's clock: ends the finalize wait, or re-sends notifications.
+    fn election_tick(&mut self, out: &mut Vec<Command>) -> Next {
+        let RoleState::Looking(e) = &mut self.role else { return Next::Stay };
+        let mut sends = Vec::new();
+        let d = e.on_tick(&self.core.cfg, &mut sends);
+        out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
+        if let Some(d) = d {
+            self.decided(d, out);
+        }
+        Next::Stay
     }
 
     fn my_state(&self) -> ServerState {
@@ -594,6 +662,8 @@ struct Leader {
     pending_syncs: VecDeque<(Zxid, Option<Sid>)>,
     /// The global sessions (the one tracker of the ensemble).
     sessions: SessionTracker,
+    /// (last, smallest, largest) size of a proposal's txn, for `mntr`.
+    proposal_sizes: Option<(i64, i64, i64)>,
 }
 
 impl Leader {
@@ -615,6 +685,7 @@ impl Leader {
             last_proposed: Zxid::ZERO,
             last_committed: core.last_zxid(),
             pending_syncs: VecDeque::new(),
+            proposal_sizes: None,
             sessions: SessionTracker::new(core.cfg.tick_ms),
         }
     }
@@ -828,6 +899,11 @@ impl Leader {
                         );
                     }
                 }
+                let size = data.len() as i64;
+                self.proposal_sizes = match self.proposal_sizes {
+                    None => Some((size, size, size)),
+                    Some((_, min, max)) => Some((size, min.min(size), max.max(size))),
+                };
                 self.outstanding.insert(zxid, Proposal { data, acks: Acks::default() });
                 Next::Stay
             }
@@ -1156,6 +1232,9 @@ struct Learner {
     touches: Touches,
     /// This sync rebuilds the state from nothing (see `Core::reset_for`).
     reset: bool,
+    /// The last attempt to connect to the leader failed: retried at the next election tick
+    /// (with an election clock), as ZooKeeper's learner retries 100 ms later.
+    retry_connect: bool,
 }
 
 impl Learner {
@@ -1178,7 +1257,20 @@ impl Learner {
             pending_acks: VecDeque::new(),
             touches: Touches::default(),
             reset: false,
+            retry_connect: false,
         }
+    }
+
+    /// A tick of the election clock: a failed connection attempt is retried.
+    fn on_election_tick(&mut self, core: &Core, out: &mut Vec<Command>) -> Next {
+        if self.phase == LPhase::Connecting && self.retry_connect {
+            if core.now - self.started > u64::from(core.cfg.init_limit) {
+                return Next::Looking;
+            }
+            self.retry_connect = false;
+            out.push(Command::Connect { to: self.leader });
+        }
+        Next::Stay
     }
 
     fn staged_last(&self, core: &Core) -> Zxid {
@@ -1235,7 +1327,20 @@ impl Learner {
             Event::Disconnected { peer, conn } if peer == self.leader => {
                 match conn {
                     // A connection attempt failed: retried on the next tick until initLimit.
-                    None if self.phase == LPhase::Connecting => Next::Stay,
+                    None if self.phase == LPhase::Connecting => {
+                        self.retry_connect = true;
+                        Next::Stay
+                    }
+                    // Closed before LEADERINFO: the server was not leading yet (it had not
+                    // finished its own election), as a refused connection; retried likewise.
+                    Some(c)
+                        if Some(c) == self.leader_conn && self.phase == LPhase::WaitLeaderInfo =>
+                    {
+                        self.leader_conn = None;
+                        self.phase = LPhase::Connecting;
+                        self.retry_connect = true;
+                        Next::Stay
+                    }
                     Some(c) if Some(c) == self.leader_conn => Next::Looking,
                     // News of an earlier connection, or of a failed attempt after ours is up.
                     _ => Next::Stay,

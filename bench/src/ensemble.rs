@@ -1,0 +1,367 @@
+//! `corral-bench ensemble`: three corral servers and three Apache ZooKeeper 3.8 servers side
+//! by side on this machine, each ensemble started from the same three zoo.cfg files (loopback
+//! ports, fsync on, data on the same disk under `--dir`), every server process pinned to the
+//! server core and the load generator to the other, as `compare` does.
+//!
+//! Workloads (8 sessions × 64 outstanding, spread round robin over the three servers, so
+//! two thirds of the writes are forwarded by followers):
+//!
+//! * `a`: setData 1 KiB; `b`: create 100 B; `c`: getData 1 KiB;
+//! * `failover`: kill -9 of the leader, then the time until the first write (a create through
+//!   any surviving server, a fresh session each attempt) is acknowledged.
+//!
+//! Each round starts a fresh ensemble of each system (the order alternating), runs the
+//! workloads, then the failover; with `--rounds N` every figure is the median of N rounds.
+//! Ratios are corral ÷ ZooKeeper.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::load::{self, LoadArgs};
+use crate::servers::{pin_this_thread, Kind, Server, ServerSpec};
+use crate::zk::{self, Session};
+
+/// Options of `corral-bench ensemble`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EnsembleArgs {
+    /// Workloads, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData 1 KiB),
+    /// failover (kill -9 of the leader to the first acknowledged write).
+    #[arg(long, default_value = "a,b,c,failover", value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Measured seconds per load workload per system.
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Unmeasured warm-up seconds before each load workload.
+    #[arg(long, default_value_t = 3.0)]
+    pub warmup: f64,
+    /// Rounds; each figure is the median over rounds, systems alternate in each round.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
+    /// Parent directory of every server's data (the same disk for all).
+    #[arg(long, default_value = "./corral-bench-data")]
+    pub dir: PathBuf,
+    /// The corral binary.
+    #[arg(long, default_value = "target/release/corral")]
+    pub corral_bin: PathBuf,
+    /// Java class path of Apache ZooKeeper 3.8.
+    #[arg(long, default_value = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")]
+    pub zk_classpath: String,
+    /// JVM options for each ZooKeeper server.
+    #[arg(long, default_value = "-Xmx1000m", allow_hyphen_values = true)]
+    pub zk_jvm_opts: String,
+    /// Measure corral only.
+    #[arg(long)]
+    pub skip_zookeeper: bool,
+    /// First of the loopback ports used (each system takes 9 from here: client, quorum and
+    /// election port of each server; corral's start 20 above).
+    #[arg(long, default_value_t = 24181)]
+    pub port: u16,
+    /// The core the servers are pinned to.
+    #[arg(long, default_value_t = 0)]
+    pub server_core: usize,
+    /// The core the load generator is pinned to.
+    #[arg(long, default_value_t = 1)]
+    pub client_core: usize,
+    /// Distinct keys of a and c.
+    #[arg(long, default_value_t = 10_000)]
+    pub keyspace: usize,
+    /// Also append one JSON object per figure to this file.
+    #[arg(long)]
+    pub jsonl: Option<PathBuf>,
+}
+
+const SERVERS: usize = 3;
+
+/// One system's three servers.
+struct Ensemble {
+    kind: Kind,
+    servers: Vec<Server>,
+    /// 1-based ids, as in zoo.cfg, parallel to `servers`.
+    ids: Vec<usize>,
+}
+
+fn base_port(a: &EnsembleArgs, kind: Kind) -> u16 {
+    match kind {
+        Kind::ZooKeeper => a.port,
+        Kind::Corral => a.port + 20,
+    }
+}
+
+fn client_addr(a: &EnsembleArgs, kind: Kind, i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], base_port(a, kind) + 3 * i as u16))
+}
+
+fn home(a: &EnsembleArgs, kind: Kind, i: usize) -> PathBuf {
+    a.dir.join(format!("corral-bench-ensemble-{}-{}", kind.name(), i + 1))
+}
+
+/// The zoo.cfg of server `i` (0-based): the same for both systems but for ports and paths.
+fn zoo_cfg(a: &EnsembleArgs, kind: Kind, i: usize) -> String {
+    let base = base_port(a, kind);
+    let mut t = format!(
+        "# written by corral-bench ensemble; the same settings for both systems\n\
+         tickTime=2000\ninitLimit=10\nsyncLimit=5\n\
+         dataDir={data}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+         forceSync=yes\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n\
+         admin.enableServer=false\nautopurge.purgeInterval=0\n",
+        data = home(a, kind, i).join("data").display(),
+        port = client_addr(a, kind, i).port(),
+    );
+    for j in 0..SERVERS {
+        let p = base + 3 * j as u16;
+        t.push_str(&format!("server.{}=127.0.0.1:{}:{}:participant\n", j + 1, p + 1, p + 2));
+    }
+    t
+}
+
+impl Ensemble {
+    fn start(a: &EnsembleArgs, spec: &ServerSpec, kind: Kind) -> Result<Ensemble> {
+        let mut servers = Vec::new();
+        for i in 0..SERVERS {
+            let h = home(a, kind, i);
+            if h.exists() {
+                fs::remove_dir_all(&h).with_context(|| format!("removing {}", h.display()))?;
+            }
+            fs::create_dir_all(h.join("data"))?;
+            fs::write(h.join("data").join("myid"), format!("{}\n", i + 1))?;
+            fs::write(h.join("zoo.cfg"), zoo_cfg(a, kind, i))?;
+        }
+        for i in 0..SERVERS {
+            servers.push(spec.spawn_in(
+                kind,
+                &home(a, kind, i),
+                client_addr(a, kind, i),
+                "info",
+            )?);
+        }
+        let e = Ensemble { kind, servers, ids: (1..=SERVERS).collect() };
+        e.wait_for_leader(Duration::from_secs(120))?;
+        Ok(e)
+    }
+
+    fn hosts(&self) -> String {
+        self.servers.iter().map(|s| s.addr_string()).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits (bounded) until one running server leads and the others follow; its index.
+    fn wait_for_leader(&self, within: Duration) -> Result<usize> {
+        let deadline = Instant::now() + within;
+        loop {
+            let modes: Vec<String> = self
+                .servers
+                .iter()
+                .map(|s| {
+                    s.four_letter("srvr")
+                        .ok()
+                        .and_then(|t| {
+                            t.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned)
+                        })
+                        .unwrap_or_default()
+                })
+                .collect();
+            let leaders: Vec<usize> = (0..modes.len()).filter(|i| modes[*i] == "leader").collect();
+            if leaders.len() == 1 && modes.iter().all(|m| m == "leader" || m == "follower") {
+                return Ok(leaders[0]);
+            }
+            if Instant::now() > deadline {
+                bail!("{}: no agreed leader within {within:?}: {modes:?}", self.kind.name());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.servers.iter().filter_map(|s| s.cpu_seconds().ok()).sum()
+    }
+
+    fn stop(mut self) {
+        for s in &mut self.servers {
+            let _ = s.stop(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Kills the leader and returns the time until a create through any other server is
+/// acknowledged (bounded by 120 s).
+fn failover(e: &mut Ensemble) -> Result<(Duration, usize)> {
+    let leader = e.wait_for_leader(Duration::from_secs(60))?;
+    let others: Vec<String> =
+        (0..e.servers.len()).filter(|i| *i != leader).map(|i| e.servers[i].addr_string()).collect();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let killed = Instant::now();
+    e.servers[leader].kill()?;
+    let deadline = killed + Duration::from_secs(120);
+    let took = rt.block_on(async {
+        let mut attempt = 0u64;
+        loop {
+            if Instant::now() > deadline {
+                bail!("{}: no write acknowledged within 120 s of the leader's kill", e.kind.name());
+            }
+            attempt += 1;
+            let addr = &others[attempt as usize % others.len()];
+            let path = format!("/failover-{attempt}");
+            let r = tokio::time::timeout(Duration::from_secs(5), async {
+                let mut s = Session::connect(addr, 10_000).await?;
+                let r = s.call(&zk::create(path, b"", 0)).await?;
+                anyhow::Ok(r.err == 0)
+            })
+            .await;
+            if matches!(r, Ok(Ok(true))) {
+                return Ok(killed.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })?;
+    Ok((took, e.ids[leader]))
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v[v.len() / 2]
+}
+
+/// Runs the comparison and prints the table.
+pub fn run(a: EnsembleArgs) -> Result<()> {
+    if a.rounds == 0 || a.rounds > 50 {
+        bail!("--rounds must be in 1..=50");
+    }
+    for w in &a.workloads {
+        if !["a", "b", "c", "failover"].contains(&w.as_str()) {
+            bail!("unknown workload {w}");
+        }
+    }
+    fs::create_dir_all(&a.dir)?;
+    let corral_bin = fs::canonicalize(&a.corral_bin)
+        .with_context(|| format!("the corral binary {}", a.corral_bin.display()))?;
+    let spec = ServerSpec {
+        corral_bin,
+        zk_classpath: a.zk_classpath.clone(),
+        zk_jvm_opts: a.zk_jvm_opts.clone(),
+        snap_count: 100_000,
+        core: a.server_core,
+        dir: a.dir.clone(),
+        port: a.port,
+    };
+    pin_this_thread(a.client_core)?;
+    let kinds: Vec<Kind> =
+        if a.skip_zookeeper { vec![Kind::Corral] } else { vec![Kind::ZooKeeper, Kind::Corral] };
+    // (workload, figure, system) -> values over rounds
+    let mut figures: BTreeMap<(String, String, &'static str), Vec<f64>> = BTreeMap::new();
+    let mut jsonl = match &a.jsonl {
+        Some(p) => Some(fs::OpenOptions::new().create(true).append(true).open(p)?),
+        None => None,
+    };
+    for round in 0..a.rounds {
+        let mut order = kinds.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for &kind in &order {
+            eprintln!("round {}: starting three {} servers", round + 1, kind.name());
+            let mut e = Ensemble::start(&a, &spec, kind)?;
+            for w in a.workloads.iter().filter(|w| *w != "failover") {
+                let (op, value_bytes) = match w.as_str() {
+                    "a" => ("set", 1024),
+                    "b" => ("create", 100),
+                    _ => ("get", 1024),
+                };
+                let args = LoadArgs {
+                    server: e.hosts(),
+                    sessions: 8,
+                    outstanding: 64,
+                    op: op.into(),
+                    read_pct: 0,
+                    value_bytes,
+                    keyspace: a.keyspace,
+                    seconds: a.seconds,
+                    ops: None,
+                    warmup: a.warmup,
+                    root: format!("/bench-{w}"),
+                    no_setup: false,
+                    threads: 1,
+                    json: false,
+                };
+                let cpu0 = e.cpu_seconds();
+                let r = load::run_load(&args)
+                    .with_context(|| format!("{} workload {w}", kind.name()))?;
+                let cpu = e.cpu_seconds() - cpu0;
+                // CPU of all three servers over the warm-up and the measured part, per
+                // 100k measured operations (the warm-up's share is the same for both).
+                let ops_total = r.ops_per_sec * (a.seconds + a.warmup);
+                let vals = [
+                    ("ops_per_sec", r.ops_per_sec),
+                    ("p50_us", r.p50_us as f64),
+                    ("p99_us", r.p99_us as f64),
+                    ("p999_us", r.p999_us as f64),
+                    ("errors", r.errors as f64),
+                    ("cpu_s_per_100k_ops", cpu / ops_total.max(1.0) * 100_000.0),
+                ];
+                for (f, v) in vals {
+                    figures.entry((w.clone(), f.into(), kind.name())).or_default().push(v);
+                    if let Some(j) = jsonl.as_mut() {
+                        writeln!(
+                            j,
+                            "{}",
+                            json!({"bench": "ensemble", "round": round + 1, "system": kind.name(),
+                                   "workload": w, "figure": f, "value": v})
+                        )?;
+                    }
+                }
+                eprintln!(
+                    "  {} {w}: {:.0} ops/s, p99 {} µs, errors {}",
+                    kind.name(),
+                    r.ops_per_sec,
+                    r.p99_us,
+                    r.errors
+                );
+            }
+            if a.workloads.iter().any(|w| w == "failover") {
+                let (took, leader) = failover(&mut e)?;
+                let ms = took.as_secs_f64() * 1000.0;
+                eprintln!(
+                    "  {} failover: leader {leader} killed, first write after {ms:.0} ms",
+                    kind.name()
+                );
+                figures.entry(("failover".into(), "ms".into(), kind.name())).or_default().push(ms);
+                if let Some(j) = jsonl.as_mut() {
+                    writeln!(
+                        j,
+                        "{}",
+                        json!({"bench": "ensemble", "round": round + 1, "system": kind.name(),
+                               "workload": "failover", "figure": "ms", "value": ms})
+                    )?;
+                }
+            }
+            e.stop();
+        }
+    }
+    println!("three servers each, {} round(s), medians; ratio = corral / zookeeper", a.rounds);
+    println!(
+        "{:<9} {:<20} {:>14} {:>14} {:>8}",
+        "workload", "figure", "zookeeper", "corral", "ratio"
+    );
+    let mut keys: Vec<(String, String)> =
+        figures.keys().map(|(w, f, _)| (w.clone(), f.clone())).collect();
+    keys.dedup();
+    for (w, f) in keys {
+        let zk = figures.get(&(w.clone(), f.clone(), "zookeeper")).cloned().map(median);
+        let co = figures.get(&(w.clone(), f.clone(), "corral")).cloned().map(median);
+        let ratio = match (zk, co) {
+            (Some(z), Some(c)) if z != 0.0 => format!("{:.2}", c / z),
+            _ => "-".into(),
+        };
+        let show = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into());
+        println!("{:<9} {:<20} {:>14} {:>14} {:>8}", w, f, show(zk), show(co), ratio);
+    }
+    Ok(())
+}
