@@ -200,7 +200,8 @@ fn three_servers_elect_replicate_and_catch_up() {
 #[test]
 fn a_server_cut_off_serves_read_only_clients() {
     let root = tempfile::tempdir().unwrap();
-    let mut members = ensemble(3, root.path(), "readonlymode.enabled=true\n");
+    let mut members =
+        ensemble(3, root.path(), "readonlymode.enabled=true\n4lw.commands.whitelist=*\n");
     let addrs: Vec<String> =
         members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
     runtime().block_on(async {
@@ -218,6 +219,16 @@ fn a_server_cut_off_serves_read_only_clients() {
     members[2].server.take().unwrap().shutdown().unwrap();
     wait_mode(&addrs[0], &["read-only"], Duration::from_secs(20));
     assert_eq!(four(&addrs[0], b"isro"), "ro");
+    // As ZooKeeper 3.8 answers in read-only mode (tests/data/fourlw-ensemble/readonly-*).
+    let srvr = four(&addrs[0], b"srvr");
+    assert_eq!(
+        srvr.lines().nth(1),
+        Some("READ-ONLY mode; serving only read-only clients"),
+        "{srvr}"
+    );
+    let mntr = four(&addrs[0], b"mntr");
+    assert!(mntr.contains("zk_server_state\tread-only\n"), "{mntr}");
+    assert!(!mntr.contains("zk_peer_state"), "no peer state in read-only mode: {mntr}");
     runtime().block_on(async {
         let mut connector = zk::Client::connector();
         connector

@@ -228,6 +228,36 @@ fn four(addr: &str, word: &[u8; 4]) -> String {
     text
 }
 
+/// The keys ZooKeeper's mntr has only in an ensemble, for some roles.
+const ENSEMBLE_KEYS: &[&str] = &[
+    "zk_peer_state",
+    "zk_quorum_size",
+    "zk_observer_master_id",
+    "zk_learners",
+    "zk_synced_followers",
+    "zk_synced_non_voting_followers",
+    "zk_synced_observers",
+    "zk_pending_syncs",
+    "zk_leader_uptime",
+    "zk_last_proposal_size",
+    "zk_min_proposal_size",
+    "zk_max_proposal_size",
+];
+
+/// `mntr` as key → value.
+fn mntr_map(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('\t'))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// A capture of Apache ZooKeeper 3.8's answer (tests/data/fourlw-ensemble/README.md).
+fn zk_capture(name: &str) -> String {
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fourlw-ensemble").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 fn mode(addr: &str) -> String {
     let text = four(addr, b"srvr");
     text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned).unwrap_or_default()
@@ -545,10 +575,45 @@ fn observer_serves_reads_and_forwards_writes() {
             c.sync("/obs").await.unwrap();
             assert_eq!(c.get_data("/obs").await.unwrap().0, b"through a voter");
         });
-        // The observer is not counted: mntr on the leader reports two synced followers.
+        // mntr has ZooKeeper 3.8's ensemble keys for each role (the captures of a real
+        // 3-participant + 1-observer ZooKeeper ensemble in tests/data/fourlw-ensemble/), with
+        // the same values where they do not depend on timing.
         let leader = e.servers.iter().find(|s| mode(&s.addr()) == "leader").unwrap();
-        let mntr = four(&leader.addr(), b"mntr");
-        assert!(mntr.contains("zk_server_state\tleader"), "{mntr}");
+        let follower = e.servers[..3].iter().find(|s| mode(&s.addr()) == "follower").unwrap();
+        for (role, addr) in [
+            ("leader", leader.addr()),
+            ("follower", follower.addr()),
+            ("observer", observer.clone()),
+        ] {
+            let ours = mntr_map(&four(&addr, b"mntr"));
+            let zk = mntr_map(&zk_capture(&format!("{role}-mntr.txt")));
+            for key in ENSEMBLE_KEYS {
+                assert_eq!(
+                    ours.contains_key(*key),
+                    zk.contains_key(*key),
+                    "{role}: {key} (ours {:?}, ZooKeeper's {:?})",
+                    ours.get(*key),
+                    zk.get(*key)
+                );
+            }
+            for key in [
+                "zk_server_state",
+                "zk_peer_state",
+                "zk_quorum_size",
+                "zk_synced_followers",
+                "zk_synced_observers",
+                "zk_learners",
+                "zk_observer_master_id",
+            ] {
+                if key == "zk_observer_master_id" {
+                    // The leader's id: ZooKeeper's was 3, ours is whichever leads.
+                    continue;
+                }
+                assert_eq!(ours.get(key), zk.get(key), "{role}: {key}");
+            }
+        }
+        let ours = mntr_map(&four(&observer, b"mntr"));
+        assert_eq!(ours.get("zk_observer_master_id"), Some(&leader.id.to_string()));
     }));
     if let Err(p) = result {
         e.dump_logs();

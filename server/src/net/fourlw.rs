@@ -299,6 +299,36 @@ impl FourLetterSource for Source<'_> {
                     .and_then(|x| x.split_whitespace().nth(3))
                     .and_then(|v| v.parse().ok())
             });
+        let mode = sh.mode.load(Ordering::Acquire);
+        if mode != crate::pipeline::MODE_STANDALONE {
+            // An ensemble member: ZooKeeper's quorum keys (none in read-only mode).
+            let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if mode != crate::pipeline::MODE_READ_ONLY {
+                m.peer_state = Some(e.peer_state.clone());
+                let voters = sh.config.participants().count() as i64;
+                m.extra.push(("quorum_size".into(), MetricValue::Int(voters)));
+            }
+            if mode == crate::pipeline::MODE_OBSERVER {
+                m.observer_master_id = e.leader.map(|l| l as i64);
+            }
+            if let (Some(l), crate::pipeline::MODE_LEADER) = (e.leading, mode) {
+                let (last, min, max) = l.proposal_sizes.unwrap_or((-1, -1, -1));
+                m.leader = Some(crate::admin::monitor::LeaderStats {
+                    learners: l.learners as i64,
+                    synced_followers: l.synced_followers as i64,
+                    synced_non_voting_followers: 0,
+                    synced_observers: l.synced_observers as i64,
+                    pending_syncs: l.pending_syncs as i64,
+                    leader_uptime_ms: e
+                        .leading_since_ms
+                        .map(|t| sh.now_ms().saturating_sub(t) as i64)
+                        .unwrap_or(0),
+                    last_proposal_size: last,
+                    max_proposal_size: max,
+                    min_proposal_size: min,
+                });
+            }
+        }
         m.extra.push(("last_zxid".into(), MetricValue::Int(sh.last_zxid.load(Ordering::Relaxed))));
         m
     }

@@ -484,8 +484,8 @@ pub struct EnsembleReport {
     pub leader: Option<Sid>,
     /// A leader's view of its learners.
     pub leading: Option<crate::zab::LeaderReport>,
-    /// The wall clock (ms) when the report was made (for the leader's uptime).
-    pub at_wall_ms: u64,
+    /// Since when this server has led an established epoch (ms since the server started).
+    pub leading_since_ms: Option<u64>,
 }
 
 /// [`Shared::mode`]: a standalone server.
@@ -1962,9 +1962,16 @@ impl Pipeline {
             peer_state: format!("{state} - {}", peer.zab_phase()),
             leader,
             leading: peer.leader_report(),
-            at_wall_ms: u64::try_from(self.shared.clock.wall_ms()).unwrap_or(0),
+            leading_since_ms: None,
         };
-        *self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()) = report;
+        let mut r = self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner());
+        let since = match role {
+            Role::Leading { established: true, .. } => {
+                r.leading_since_ms.or(Some(self.shared.now_ms()))
+            }
+            _ => None,
+        };
+        *r = EnsembleReport { leading_since_ms: since, ..report };
     }
 
     /// Enters read-only mode once the replica has looked for a leader for the grace period

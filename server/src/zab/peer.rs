@@ -144,8 +144,6 @@ pub struct LeaderReport {
     pub synced_observers: usize,
     /// Sync requests waiting for a commit.
     pub pending_syncs: usize,
-    /// When leadership started (the peer's clock, ms).
-    pub started_ms: u64,
     /// Proposals not yet committed.
     pub outstanding: usize,
     /// (last, smallest, largest) txn size proposed; `None` before the first.
@@ -339,7 +337,6 @@ impl Peer {
             synced_followers: synced(false),
             synced_observers: synced(true),
             pending_syncs: l.pending_syncs.len(),
-            started_ms: l.started,
             outstanding: l.outstanding.len(),
             proposal_sizes: l.proposal_sizes,
         })
