@@ -168,8 +168,7 @@ fn three_servers_elect_replicate_and_catch_up() {
         let c = connect(&addrs[0]).await;
         let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
         c.create("/moving", b"", &eph).await.unwrap();
-        // (The first client stays: dropping it would close the session. Its connection to the
-        // first server stays open too; answering it SESSIONMOVED is still to be done.)
+        // (The first client stays: dropping it would close the session.)
         let session = c.session().clone();
         let id = session.id();
         let mut connector = zk::Client::connector();
@@ -183,6 +182,11 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (_, stat) = moved.get_data("/moving").await.unwrap();
         assert_eq!(stat.ephemeral_owner, id.0, "its ephemeral is still its own");
         moved.create("/moving2", b"", &eph).await.unwrap();
+        // The old connection is still open: a write on it is answered SESSIONMOVED (the
+        // leader knows the session's owner is now server 3); reads are still served.
+        let err = c.create("/moving3", b"", &eph).await.unwrap_err();
+        assert_eq!(err, zk::Error::SessionMoved, "a write from the session's old server");
+        assert!(moved.check_stat("/moving3").await.unwrap().is_none());
         drop(c);
     });
     phase("session moved");

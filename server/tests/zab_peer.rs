@@ -883,3 +883,35 @@ fn learner_retries_a_leader_not_leading_yet() {
     step(&mut p, Event::ElectionTick);
     assert_eq!(p.role(), Role::Looking, "gives up after initLimit");
 }
+
+// The leader knows which server owns each session (ZooKeeper's session owner): the first to
+// send a request for it, or the one that revalidated it last. A request from any other server
+// becomes a SESSIONMOVED error txn; closing is not checked.
+#[test]
+fn requests_from_a_session_s_old_server_are_session_moved() {
+    let mut l = established_leader();
+    let write = |cxid| ForwardedRequest {
+        session_id: 0x55,
+        cxid,
+        op: 1,
+        body: Bytes::from_static(b"create"),
+        auth: Vec::new(),
+    };
+    let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, write(1).encode()));
+    assert_eq!(cmds, vec![Command::Request { from: 2, request: write(1) }], "2 owns it now");
+    assert!(!l.claim_session(0x55), "the leader's own client may not use it");
+    // The session moves to the leader (its client reconnected there): REVALIDATE.
+    step(&mut l, Event::SessionCreated { session_id: 0x55, timeout: 30_000 });
+    assert_eq!(
+        step(&mut l, Event::Revalidate { session_id: 0x55, timeout: 30_000 }),
+        vec![Command::Revalidated { session_id: 0x55, valid: true }]
+    );
+    assert!(l.claim_session(0x55), "the leader owns it now");
+    let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, write(2).encode()));
+    assert_eq!(cmds, vec![Command::SessionMoved { request: write(2) }], "2's request: moved");
+    let close = ForwardedRequest { op: -11, ..write(3) };
+    let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, close.encode()));
+    assert_eq!(cmds, vec![Command::Request { from: 2, request: close }], "closing is not checked");
+    // A session nobody owns is claimed by the first server to ask.
+    assert!(l.claim_session(0x66));
+}

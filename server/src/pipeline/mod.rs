@@ -1683,7 +1683,15 @@ impl Pipeline {
             return;
         }
         let origin = Origin::Client { conn: conn.clone(), xid, received };
-        let proposed = if matches!(req, Request::CloseSession) {
+        let proposed = if !matches!(req, Request::CloseSession)
+            && self.member
+            && !self.replica.claim_session(session_id)
+        {
+            // The session moved to another server: ZooKeeper's PrepRequestProcessor answers
+            // a request from its old connection SESSIONMOVED (as an error txn).
+            let p = Proposal::Failed { session_id, cxid: xid, err: ErrorCode::SessionMoved };
+            self.propose(p, origin)
+        } else if matches!(req, Request::CloseSession) {
             if let Some(s) = self.sessions.get_mut(&session_id) {
                 s.closing = true;
             }

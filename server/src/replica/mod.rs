@@ -365,6 +365,12 @@ impl Replica {
         self.pending.len()
     }
 
+    /// Leader: may this server's own client send requests for `session_id`? False if the
+    /// session moved to another server ([`Peer::claim_session`]).
+    pub fn claim_session(&mut self, session_id: i64) -> bool {
+        self.peer.claim_session(session_id)
+    }
+
     /// The peer (role, epochs, next zxid).
     pub fn peer(&self) -> &Peer {
         &self.peer
@@ -551,6 +557,17 @@ impl Replica {
             }
             Command::Request { request, .. } => {
                 self.propose_forwarded(&request, out)?;
+            }
+            Command::SessionMoved { request } => {
+                let p = Proposal::Failed {
+                    session_id: request.session_id,
+                    cxid: request.cxid,
+                    err: ErrorCode::SessionMoved,
+                };
+                match self.propose_into(p, self.now_ms, out) {
+                    Ok(_) | Err(Err(_)) => {}
+                    Err(Ok(f)) => return Err(f),
+                }
             }
             Command::RoleChanged(role) => {
                 self.role_changed(role, out)?;

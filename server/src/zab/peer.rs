@@ -36,6 +36,10 @@ use crate::session::tracker::{SessionTracker, Touches};
 
 /// The ZooKeeper opcode of a client sync request.
 pub const OP_SYNC: i32 = 9;
+/// createSession's opcode in a REQUEST.
+const OP_CREATE_SESSION: i32 = crate::proto::OpCode::CreateSession as i32;
+/// closeSession's opcode in a REQUEST.
+const OP_CLOSE_SESSION: i32 = crate::proto::OpCode::CloseSession as i32;
 
 /// What a peer recovers from its disk on start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,9 @@ pub enum Command {
     Commit(Zxid),
     /// Leader: prepare this request as a txn and propose it ([`Event::Propose`]).
     Request { from: Sid, request: ForwardedRequest },
+    /// Leader: the request came from a server that no longer owns its session (the session
+    /// moved to another server): propose an error txn SESSIONMOVED for it.
+    SessionMoved { request: ForwardedRequest },
     /// A sync request of this peer's clients has passed every earlier write (FIFO).
     SyncDone,
     /// The leader's answer to a REVALIDATE.
@@ -340,6 +347,17 @@ impl Peer {
             outstanding: l.outstanding.len(),
             proposal_sizes: l.proposal_sizes,
         })
+    }
+
+    /// Leader: may this server's own client send requests for `session_id` (it owns the
+    /// session, or nobody does yet and now it does)? False if the session moved to another
+    /// server (SESSIONMOVED). Not leading: true.
+    pub fn claim_session(&mut self, session_id: i64) -> bool {
+        let id = self.core.id;
+        match &mut self.role {
+            RoleState::Leading(l) => *l.owners.entry(session_id).or_insert(id) == id,
+            _ => true,
+        }
     }
 
     /// True if the peer may serve clients: an established leader or an up-to-date learner.
@@ -661,6 +679,9 @@ struct Leader {
     sessions: SessionTracker,
     /// (last, smallest, largest) size of a proposal's txn, for `mntr`.
     proposal_sizes: Option<(i64, i64, i64)>,
+    /// Which server each session's requests must come from (ZooKeeper's session owner): the
+    /// one that created it or last revalidated it, or the first to send a request for it.
+    owners: BTreeMap<i64, Sid>,
 }
 
 impl Leader {
@@ -683,6 +704,7 @@ impl Leader {
             last_committed: core.last_zxid(),
             pending_syncs: VecDeque::new(),
             proposal_sizes: None,
+            owners: BTreeMap::new(),
             sessions: SessionTracker::new(core.cfg.tick_ms),
         }
     }
@@ -914,8 +936,10 @@ impl Leader {
                     } else {
                         self.pending_syncs.push_back((self.last_proposed, None));
                     }
-                } else {
+                } else if self.owner_ok(&request, core.id) {
                     out.push(Command::Request { from: core.id, request });
+                } else {
+                    out.push(Command::SessionMoved { request });
                 }
                 Next::Stay
             }
@@ -925,6 +949,9 @@ impl Leader {
             }
             Event::Revalidate { session_id, .. } => {
                 let valid = self.sessions.touch(session_id, core.now);
+                if valid {
+                    self.owners.insert(session_id, core.id);
+                }
                 out.push(Command::Revalidated { session_id, valid });
                 Next::Stay
             }
@@ -934,6 +961,7 @@ impl Leader {
             }
             Event::SessionClosed { session_id } => {
                 self.sessions.remove(session_id);
+                self.owners.remove(&session_id);
                 Next::Stay
             }
             _ => Next::Stay,
@@ -1038,14 +1066,21 @@ impl Leader {
                     } else {
                         self.pending_syncs.push_back((self.last_proposed, Some(from)));
                     }
-                } else {
+                } else if self.owner_ok(&request, from) {
                     out.push(Command::Request { from, request });
+                } else {
+                    out.push(Command::SessionMoved { request });
                 }
                 Next::Stay
             }
             (PacketType::Revalidate, _) => {
                 if let Ok((session_id, _)) = decode_revalidate(&p.data) {
                     let valid = self.sessions.touch(session_id, core.now);
+                    if valid {
+                        // The session moved to that server: requests from its old one are
+                        // answered SESSIONMOVED from now on.
+                        self.owners.insert(session_id, from);
+                    }
                     Core::send(
                         out,
                         from,
@@ -1063,6 +1098,21 @@ impl Leader {
                 self.drop_learner(from, out);
                 Next::Stay
             }
+        }
+    }
+
+    /// ZooKeeper's session owner check (SessionTrackerImpl.checkSession): a request for a
+    /// session may come only from the server that owns it. createSession makes its sender
+    /// the owner; so does the first request for a session nobody owns yet (after a change
+    /// of leader); closeSession is not checked.
+    fn owner_ok(&mut self, request: &ForwardedRequest, from: Sid) -> bool {
+        match request.op {
+            OP_CREATE_SESSION => {
+                self.owners.insert(request.session_id, from);
+                true
+            }
+            OP_CLOSE_SESSION => true,
+            _ => *self.owners.entry(request.session_id).or_insert(from) == from,
         }
     }
 
