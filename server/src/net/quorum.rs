@@ -47,6 +47,10 @@ pub const ELECTION_ADDRESS_MAX: usize = 2048;
 pub const ELECTION_MESSAGE_MAX: usize = 512 * 1024;
 /// Notifications queued for one peer at most (ZooKeeper keeps one; a few are harmless).
 const ELECTION_QUEUE: usize = 4;
+/// Accepted connections (per port) that have not yet sent their header or first packet; more
+/// are closed at once. Each waits at most cnxTimeout: whoever opens connections and sends
+/// nothing holds at most this many threads.
+pub const HANDSHAKES_MAX: usize = 32;
 
 /// Where a member listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,9 +101,23 @@ struct Inner {
     quorum: Mutex<BTreeMap<ConnId, (Sid, Arc<Outbox>)>>,
     next_conn: AtomicU64,
     stop: AtomicBool,
+    /// Accepted connections still in their handshake: (election port, quorum port).
+    handshakes: [std::sync::atomic::AtomicUsize; 2],
     /// Bound addresses (the ports may have been 0 in tests).
     election_addr: SocketAddr,
     quorum_addr: SocketAddr,
+}
+
+/// One accepted connection in its handshake (see [`HANDSHAKES_MAX`]); freed when dropped.
+struct HandshakeSlot {
+    net: QuorumNet,
+    which: usize,
+}
+
+impl Drop for HandshakeSlot {
+    fn drop(&mut self) {
+        self.net.inner.handshakes[self.which].fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A connection's send queue, drained by its writer thread.
@@ -205,6 +223,7 @@ impl QuorumNet {
             quorum: Mutex::new(BTreeMap::new()),
             next_conn: AtomicU64::new(1),
             stop: AtomicBool::new(false),
+            handshakes: Default::default(),
         });
         let net = QuorumNet { inner };
         let n = net.clone();
@@ -368,23 +387,45 @@ impl QuorumNet {
         self.adopt_election(to, s)
     }
 
+    /// Takes a handshake slot on listener `which` (0 election, 1 quorum), if one is free.
+    fn handshake_slot(&self, which: usize) -> Option<HandshakeSlot> {
+        let c = &self.inner.handshakes[which];
+        let mut n = c.load(Ordering::Relaxed);
+        loop {
+            if n >= HANDSHAKES_MAX {
+                return None;
+            }
+            match c.compare_exchange_weak(n, n + 1, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(HandshakeSlot { net: self.clone(), which }),
+                Err(now) => n = now,
+            }
+        }
+    }
+
     fn accept_election(&self, l: TcpListener) {
         for s in l.incoming() {
             if self.stopped() {
                 return;
             }
             let Ok(s) = s else { continue };
+            let Some(slot) = self.handshake_slot(0) else {
+                tracing::warn!(
+                    max = HANDSHAKES_MAX,
+                    "too many election connections in their handshake; closing one"
+                );
+                continue;
+            };
             let n = self.clone();
             let _ =
                 std::thread::Builder::new().name("corral-election-in".into()).spawn(move || {
-                    if let Err(e) = n.accept_election_one(s) {
+                    if let Err(e) = n.accept_election_one(s, slot) {
                         tracing::debug!(error = %e, "election connection refused");
                     }
                 });
         }
     }
 
-    fn accept_election_one(&self, mut s: TcpStream) -> io::Result<()> {
+    fn accept_election_one(&self, mut s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         s.set_nodelay(true)?;
         let first = read_i64(&mut s)?;
@@ -407,6 +448,7 @@ impl QuorumNet {
         if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
             return Err(bad(format!("election connection from unknown server {sid}")));
         }
+        drop(slot);
         s.set_read_timeout(None)?;
         if sid < self.inner.cfg.me {
             // Only the larger sid keeps a connection: close it and dial back.
@@ -497,16 +539,23 @@ impl QuorumNet {
                 return;
             }
             let Ok(s) = s else { continue };
+            let Some(slot) = self.handshake_slot(1) else {
+                tracing::warn!(
+                    max = HANDSHAKES_MAX,
+                    "too many quorum connections in their handshake; closing one"
+                );
+                continue;
+            };
             let n = self.clone();
             let _ = std::thread::Builder::new().name("corral-quorum-in".into()).spawn(move || {
-                if let Err(e) = n.accept_quorum_one(s) {
+                if let Err(e) = n.accept_quorum_one(s, slot) {
                     tracing::debug!(error = %e, "quorum connection refused");
                 }
             });
         }
     }
 
-    fn accept_quorum_one(&self, s: TcpStream) -> io::Result<()> {
+    fn accept_quorum_one(&self, s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         let mut rd = PacketReader::new(s.try_clone()?, self.inner.cfg.packet_bytes_max);
@@ -519,6 +568,7 @@ impl QuorumNet {
         if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
             return Err(bad(format!("quorum connection from unknown server {sid}")));
         }
+        drop(slot);
         s.set_read_timeout(None)?;
         let (id, out) = self.new_conn(sid, &s)?;
         self.deliver(Event::Connected { peer: sid, conn: id });
