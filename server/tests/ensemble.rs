@@ -270,3 +270,63 @@ fn a_server_cut_off_serves_read_only_clients() {
         }
     }
 }
+
+/// localSessionsEnabled: a session is its server's own (no txn, unknown to the others) until
+/// it creates an ephemeral, when it is upgraded to a global session first
+/// (localSessionsUpgradingEnabled) or refused EPHEMERALONLOCALSESSION (without it).
+#[test]
+fn local_sessions_upgrade_on_ephemeral() {
+    for upgrading in [true, false] {
+        let root = tempfile::tempdir().unwrap();
+        let extra = format!(
+            "localSessionsEnabled=true\nlocalSessionsUpgradingEnabled={upgrading}\n\
+             4lw.commands.whitelist=*\n"
+        );
+        let mut members = ensemble(3, root.path(), &extra);
+        let addrs: Vec<String> =
+            members.iter().map(|m| m.server.as_ref().unwrap().addr().to_string()).collect();
+        wait_mode(&addrs[0], &["leader", "follower"], Duration::from_secs(20));
+        let follower = addrs
+            .iter()
+            .find(|a| wait_mode(a, &["leader", "follower"], Duration::from_secs(20)) == "follower")
+            .unwrap()
+            .clone();
+        let other = addrs.iter().find(|a| **a != follower).unwrap().clone();
+        runtime().block_on(async {
+            let c = connect(&follower).await;
+            // A local session writes like any other.
+            c.create("/local", b"x", &open()).await.unwrap();
+            // Unknown to the leader: it cannot move to another server.
+            let mut connector = zk::Client::connector();
+            connector.session(c.session().clone()).session_timeout(Duration::from_secs(6));
+            let moved =
+                tokio::time::timeout(Duration::from_secs(5), connector.connect(&other)).await;
+            assert!(!matches!(moved, Ok(Ok(_))), "a local session does not move");
+            let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+            let r = c.create("/local/eph", b"", &eph).await;
+            if upgrading {
+                r.expect("upgraded to a global session, then the ephemeral");
+                let v = connect(&other).await;
+                v.sync("/local").await.unwrap();
+                let (_, stat) = v.get_data("/local/eph").await.unwrap();
+                assert_eq!(stat.ephemeral_owner, c.session_id().0, "owned by the session");
+                // Global now: closing it removes its ephemeral everywhere.
+                let id = c.session_id().0;
+                drop(c);
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while v.check_stat("/local/eph").await.unwrap().is_some() {
+                    assert!(Instant::now() < deadline, "ephemeral of closed session {id:#x} stays");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            } else {
+                // EPHEMERALONLOCALSESSION (-120), which this client has no name for.
+                assert_eq!(r.unwrap_err(), zk::Error::UnexpectedErrorCode(-120));
+            }
+        });
+        for m in members.iter_mut() {
+            if let Some(s) = m.server.take() {
+                s.shutdown().unwrap();
+            }
+        }
+    }
+}

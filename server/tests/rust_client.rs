@@ -27,6 +27,8 @@ fn settings() -> Settings {
         purge_interval_ms: 0,
         limits: corral_server::limits::Limits::default(),
         read_only_mode: false,
+        local_sessions: false,
+        local_sessions_upgrading: false,
     }
 }
 

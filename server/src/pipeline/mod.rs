@@ -78,6 +78,12 @@ pub struct Settings {
     /// readonlymode.enabled: an ensemble member cut off from the quorum serves read-only
     /// sessions.
     pub read_only_mode: bool,
+    /// localSessionsEnabled: an ensemble member's new sessions are its own (never logged)
+    /// until they create an ephemeral.
+    pub local_sessions: bool,
+    /// localSessionsUpgradingEnabled: a local session creating an ephemeral becomes global
+    /// first (otherwise the create fails with EPHEMERALONLOCALSESSION).
+    pub local_sessions_upgrading: bool,
 }
 
 impl Settings {
@@ -102,6 +108,8 @@ impl Settings {
             purge_interval_ms: u64::from(c.autopurge_purge_interval_hours) * 3_600_000,
             limits: crate::limits::Limits::from_config(c),
             read_only_mode: c.read_only_mode_enabled,
+            local_sessions: c.local_sessions_enabled && c.is_distributed(),
+            local_sessions_upgrading: c.local_sessions_upgrading_enabled,
         }
     }
 
@@ -830,6 +838,9 @@ pub struct Pipeline {
     revalidating: HashMap<i64, Vec<Resume>>,
     /// Read-only mode (`readonlymode.enabled`).
     ro: ReadOnly,
+    /// Local sessions (`localSessionsEnabled`): this server's own, never logged, until one
+    /// creates an ephemeral (and is upgraded) or ends.
+    local_sessions: std::collections::HashSet<i64>,
 }
 
 /// A member's read-only mode: after [`READ_ONLY_GRACE_MS`] (or a tickTime) looking for a
@@ -1098,6 +1109,7 @@ impl Pipeline {
             txn_bytes_max: settings.limits.txn_bytes_max,
             boundary_every_txn: false,
             report_appends_and_commits: false,
+            local_sessions: settings.local_sessions,
         };
         let notify: DurableNotify = Arc::new(move |zxid, ok| {
             let _ = tx.send(Input::Durable { zxid, ok });
@@ -1143,6 +1155,7 @@ impl Pipeline {
             member: member_flag,
             revalidating: HashMap::new(),
             ro: ReadOnly::default(),
+            local_sessions: std::collections::HashSet::new(),
         };
         p.next_peer_tick_ms = now + p.shared.settings.tick_ms.max(1);
         p.outputs(out);
@@ -1377,6 +1390,15 @@ impl Pipeline {
             }
             Input::CreateSession { conn, timeout_ms, read_only, done } if self.ro.active => {
                 self.read_only_session(conn, timeout_ms, read_only, done)
+            }
+            Input::CreateSession { conn, timeout_ms, read_only, done }
+                if self.member
+                    && self.shared.settings.local_sessions
+                    && self.replica.peer().is_serving() =>
+            {
+                let id = self.new_local_session(&conn, timeout_ms, read_only.map(|_| false), done);
+                self.local_sessions.insert(id);
+                self.replica.set_local_session(id, true);
             }
             Input::CreateSession { conn, timeout_ms, read_only, done } => {
                 let id = self.ids.next_id();
@@ -1630,6 +1652,16 @@ impl Pipeline {
         if self.ro.active {
             self.read_only_request(conn, xid, req, auth, received);
             return;
+        }
+        if self.local_sessions.contains(&session_id) {
+            let idle = self.pending.get(&conn.id).is_none_or(|(w, r)| *w + *r == 0);
+            if matches!(req, Request::CloseSession) && idle {
+                self.close_local_session(&conn, session_id, xid, received);
+                return;
+            }
+            if req.creates_ephemeral() && self.shared.settings.local_sessions_upgrading {
+                self.upgrade_local_session(session_id);
+            }
         }
         if matches!(req, Request::Sync(_)) && !self.leading() {
             // A learner's sync goes to the leader, and is answered when the leader's answer
@@ -1998,12 +2030,20 @@ impl Pipeline {
                     "no quorum: serving read-only clients (readonlymode.enabled)"
                 );
             }
+        }
+    }
+
+    /// Expires the sessions this server keeps to itself (read-only and local sessions) that
+    /// were not heard from within their timeout: no txn, their connections close.
+    fn expire_local_sessions(&mut self, now: u64) {
+        if self.ro.local.is_empty() && self.local_sessions.is_empty() {
             return;
         }
         let expired: Vec<i64> = self
             .ro
             .local
             .iter()
+            .chain(self.local_sessions.iter())
             .copied()
             .filter(|id| {
                 self.sessions.get(id).is_none_or(|s| {
@@ -2018,12 +2058,15 @@ impl Pipeline {
         let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
         for id in &expired {
             self.ro.local.remove(id);
+            if self.local_sessions.remove(id) {
+                self.replica.set_local_session(*id, false);
+            }
             if let Some(c) = self.sessions.remove(id).and_then(|s| s.conn) {
                 if let Some(c) = conns.get(&c) {
-                    c.close();
+                    c.end_session();
                 }
             }
-            tracing::info!(session = format_args!("{id:#x}"), "read-only session expired");
+            tracing::info!(session = format_args!("{id:#x}"), "local session expired");
         }
         drop(conns);
         self.publish_sessions();
@@ -2067,6 +2110,19 @@ impl Pipeline {
             let _ = done.send(None);
             return;
         }
+        let id = self.new_local_session(&conn, timeout_ms, Some(true), done);
+        self.ro.local.insert(id);
+    }
+
+    /// A session this server keeps to itself (read-only mode, or `localSessionsEnabled`):
+    /// answered at once, no txn. `read_only` is the ConnectResponse's last field.
+    fn new_local_session(
+        &mut self,
+        conn: &Arc<Conn>,
+        timeout_ms: i32,
+        read_only: Option<bool>,
+        done: tokio::sync::oneshot::Sender<Option<(i64, Arc<AtomicU64>)>>,
+    ) -> i64 {
         let id = self.ids.next_id();
         let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
         let now = self.shared.now_ms();
@@ -2081,12 +2137,53 @@ impl Pipeline {
                 closing: false,
             },
         );
-        self.ro.local.insert(id);
         conn.timeout_ms.store(i64::from(timeout), Ordering::Relaxed);
         conn.session_id.store(id, Ordering::Relaxed);
-        conn.send(connect_response(timeout, id, &self.password(id), Some(true)));
+        conn.send(connect_response(timeout, id, &self.password(id), read_only));
         let _ = done.send(Some((id, touch)));
         self.publish_sessions();
+        id
+    }
+
+    /// A local session closed without a txn (nothing else of its connection is pending).
+    fn close_local_session(
+        &mut self,
+        conn: &Arc<Conn>,
+        session_id: i64,
+        xid: i32,
+        received: Instant,
+    ) {
+        self.local_sessions.remove(&session_id);
+        self.replica.set_local_session(session_id, false);
+        self.sessions.remove(&session_id);
+        self.publish_sessions();
+        let zxid = self.shared.last_zxid.load(Ordering::Acquire);
+        let op = OpCode::CloseSession;
+        finish_reply(&self.shared, conn, xid, zxid, ErrorCode::Ok, Response::Empty, op, received);
+        self.answered(conn);
+        conn.close();
+    }
+
+    /// A local session creates an ephemeral: it becomes global first (a createSession txn
+    /// for its id, ahead of the create on the same path to the leader), as ZooKeeper's
+    /// localSessionsUpgradingEnabled does.
+    fn upgrade_local_session(&mut self, session_id: i64) {
+        self.local_sessions.remove(&session_id);
+        self.replica.set_local_session(session_id, false);
+        let timeout = self.sessions.get(&session_id).map(|s| s.timeout_ms).unwrap_or(0);
+        tracing::debug!(session = format_args!("{session_id:#x}"), "upgrading a local session");
+        if self.leading() {
+            self.propose(Proposal::CreateSession { session_id, timeout_ms: timeout }, Origin::None);
+        } else {
+            let fr = ForwardedRequest {
+                session_id,
+                cxid: 0,
+                op: crate::replica::OP_CREATE_SESSION,
+                body: encode_i32(timeout),
+                auth: Vec::new(),
+            };
+            self.forward(fr, Origin::None, None);
+        }
     }
 
     /// A request in read-only mode: reads are answered from this server's state; closing a
@@ -2516,6 +2613,9 @@ impl Pipeline {
                     let _ = done.send(Some((session_id, touch)));
                 }
                 Some(Origin::Close { conn, xid }) => {
+                    if self.local_sessions.remove(&session_id) {
+                        self.replica.set_local_session(session_id, false);
+                    }
                     let owner = self.sessions.remove(&session_id).and_then(|s| s.conn);
                     sessions_changed = true;
                     if let (Some(conn), Some(xid)) = (&conn, xid) {
@@ -2614,6 +2714,7 @@ impl Pipeline {
             }
         }
         self.read_only_tick(now);
+        self.expire_local_sessions(now);
         self.report_ensemble();
         // autopurge: keep snapRetainCount snapshots and the log they need.
         let every = self.shared.settings.purge_interval_ms;
@@ -2643,7 +2744,8 @@ impl Pipeline {
         let mut events = Vec::new();
         for (id, s) in self.sessions.iter_mut() {
             let t = s.last_touch.load(Ordering::Relaxed);
-            if t != s.touch_sent && !s.closing && !self.ro.local.contains(id) {
+            let local = self.ro.local.contains(id) || self.local_sessions.contains(id);
+            if t != s.touch_sent && !s.closing && !local {
                 s.touch_sent = t;
                 events.push(Event::TouchSession { session_id: *id, timeout: s.timeout_ms });
             }

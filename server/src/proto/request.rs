@@ -39,6 +39,16 @@ pub enum MultiOp {
 }
 
 impl MultiOp {
+    /// A create of an ephemeral node (any ephemeral mode).
+    pub fn creates_ephemeral(&self) -> bool {
+        let flags = match self {
+            MultiOp::Create(r) | MultiOp::Create2(r) | MultiOp::CreateContainer(r) => r.flags,
+            MultiOp::CreateTtl(r) => r.flags,
+            _ => return false,
+        };
+        crate::proto::CreateMode::from_code(flags).is_some_and(|m| m.is_ephemeral())
+    }
+
     /// The op's opcode, as written in its MultiHeader.
     pub fn opcode(&self) -> OpCode {
         match self {
@@ -161,6 +171,18 @@ pub enum Request {
 }
 
 impl Request {
+    /// Creates an ephemeral node (itself, or one of its multi's ops): a local session must
+    /// become global first (localSessionsUpgradingEnabled).
+    pub fn creates_ephemeral(&self) -> bool {
+        let flags = match self {
+            Request::Create(r) | Request::Create2(r) | Request::CreateContainer(r) => r.flags,
+            Request::CreateTtl(r) => r.flags,
+            Request::Multi(ops) => return ops.iter().any(MultiOp::creates_ephemeral),
+            _ => return false,
+        };
+        crate::proto::CreateMode::from_code(flags).is_some_and(|m| m.is_ephemeral())
+    }
+
     /// Decode the body that follows a RequestHeader with opcode `op`. A bare `check` (13),
     /// `notification` (0), and the internal txn types are refused as unknown opcodes.
     pub fn decode(op: i32, body: &[u8], max_len: usize) -> Result<Request, RequestError> {

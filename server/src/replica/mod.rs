@@ -62,6 +62,10 @@ pub struct ReplicaOptions {
     /// `Output::Command(Commit)`), for observers such as the simulator's checker; a server
     /// that only needs the committed txns leaves it off and saves two outputs per txn.
     pub report_appends_and_commits: bool,
+    /// localSessionsEnabled: a request for a session the leader does not know, created by
+    /// another server (the server id in its top byte), is that learner's local session, as
+    /// ZooKeeper's LeaderSessionTracker judges it.
+    pub local_sessions: bool,
 }
 
 /// Why the replica stopped: storage failed, so going on could lose or invent txns.
@@ -249,6 +253,8 @@ pub struct Replica {
     /// The snapshot trigger fired; the snapshot is taken at the next committed version.
     snapshot_due: bool,
     fatal: Option<Fatal>,
+    /// This server's local sessions ([`Replica::set_local_session`]).
+    local: std::collections::HashSet<i64>,
     /// The runtime's wall clock (ms since the Unix epoch): the timestamp of txns this
     /// replica makes on its own (forwarded requests, expiries).
     now_ms: i64,
@@ -346,6 +352,7 @@ impl Replica {
             spec: None,
             snapshot_due: false,
             fatal: None,
+            local: std::collections::HashSet::new(),
             now_ms: 0,
             cmds: Vec::new(),
         };
@@ -369,6 +376,16 @@ impl Replica {
     /// session moved to another server ([`Peer::claim_session`]).
     pub fn claim_session(&mut self, session_id: i64) -> bool {
         self.peer.claim_session(session_id)
+    }
+
+    /// Marks `session_id` as one of this server's local sessions (or no longer one): its
+    /// requests are prepared as a local session's when this replica leads.
+    pub fn set_local_session(&mut self, session_id: i64, local: bool) {
+        if local {
+            self.local.insert(session_id);
+        } else {
+            self.local.remove(&session_id);
+        }
     }
 
     /// The peer (role, epochs, next zxid).
@@ -832,6 +849,14 @@ impl Replica {
             op: txn.opcode().code(),
         };
         let known = |id: i64| spec.sessions.contains_key(&id);
+        let me = self.peer.id() as i64;
+        let local_sessions = self.opts.local_sessions;
+        let local = |id: i64| {
+            self.local.contains(&id)
+                || (local_sessions
+                    && !known(id)
+                    && crate::session::ids::server_id_of_session(id) != me)
+        };
         // The header, digest and framing, plus what the request carries that the txn repeats.
         let size_hint = 96
             + match &p {
@@ -876,6 +901,20 @@ impl Replica {
             Proposal::Failed { session_id, cxid, err } => {
                 let txn = Txn::error(err);
                 (header(session_id, cxid, &txn), txn, false)
+            }
+            Proposal::Client { session_id, cxid, req, auth } if local(session_id) => {
+                // A local session: it may do anything but own an ephemeral.
+                let ctx = SessionContext { session_id, auth, local_session: true };
+                let (h, t) = prepare_txn(
+                    &spec.tree,
+                    &ctx,
+                    &self.opts.prepare,
+                    req,
+                    cxid,
+                    zxid.to_wire(),
+                    time,
+                );
+                (h, t, false)
             }
             Proposal::Client { session_id, cxid, req, auth } => {
                 if !known(session_id) {

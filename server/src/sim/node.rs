@@ -62,6 +62,7 @@ pub fn open(
         txn_bytes_max: 128 << 10,
         boundary_every_txn: true,
         report_appends_and_commits: true,
+        local_sessions: false,
     };
     Replica::member(cfg, sid, db, state, opts, None).map_err(|e: Fatal| e.to_string())
 }
