@@ -971,6 +971,9 @@ pub struct Config {
     pub multi_address_enabled: bool,
     /// `cnxTimeout`: election connection timeout.
     pub cnx_timeout_ms: u32,
+    /// `electionPortBindRetry`: attempts to bind the election port, a second apart, before
+    /// the server gives up (0: without end), as ZooKeeper's election listener does.
+    pub election_port_bind_retry: u32,
     /// `leaderServes`: the leader accepts client connections.
     pub leader_serves: bool,
     /// `server.N` lines by id.
@@ -1143,6 +1146,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "DigestAuthenticationProvider.superDigest"
         | "maxCnxns"
         | "cnxTimeout"
+        | "electionPortBindRetry"
         | "leaderServes"
         | "digest.enabled"
         | "snapshot.compression.method"
@@ -1223,6 +1227,7 @@ impl Config {
             observer_master_port: None,
             multi_address_enabled: false,
             cnx_timeout_ms: DEFAULT_CNX_TIMEOUT_MS,
+            election_port_bind_retry: 3,
             leader_serves: true,
             servers: BTreeMap::new(),
             groups: BTreeMap::new(),
@@ -1505,6 +1510,9 @@ impl Config {
             }
             "maxCnxns" => self.max_cnxns = parse_u32(key, value, loc, Decode, 0)?,
             "cnxTimeout" => self.cnx_timeout_ms = parse_u32(key, value, loc, Decode, 1)?,
+            "electionPortBindRetry" => {
+                self.election_port_bind_retry = parse_u32(key, value, loc, Decode, 0)?
+            }
             "fsync.warningthresholdms" => {
                 self.fsync_warning_threshold_ms =
                     parse_int(key, value, loc, Decode, 0, i64::MAX)? as u64

@@ -79,6 +79,7 @@ impl EnsembleOptions {
             // A sync sends the history window and the outstanding proposals at once.
             send_queue_max: 4 * (peer.outstanding_max + peer.commit_log_count) + 64,
             listen_on_all_ips: config.quorum_listen_on_all_ips,
+            election_port_bind_retry: config.election_port_bind_retry,
         };
         Ok(EnsembleOptions { me, peer, net })
     }

@@ -330,3 +330,40 @@ fn local_sessions_upgrade_on_ephemeral() {
         }
     }
 }
+
+/// electionPortBindRetry: a member whose election port is taken tries again a second later;
+/// it starts once the port is free, and gives up (an error naming the setting) after that
+/// many attempts.
+#[test]
+fn election_port_bind_is_retried() {
+    let root = tempfile::tempdir().unwrap();
+    let ports = free_ports(9);
+    let servers: Vec<(u16, u16, u16)> =
+        (0..3).map(|i| (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])).collect();
+    let dir = root.path().join("s1");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("myid"), "1\n").unwrap();
+    let cfg = |retry: u32| {
+        config_text(&dir, servers[0].2, &servers, &format!("electionPortBindRetry={retry}\n"))
+    };
+    let options = || {
+        let config = Config::load(&dir.join("zoo.cfg")).expect("zoo.cfg");
+        ServerOptions::from_config(&config).expect("options")
+    };
+    let taken = TcpListener::bind(("127.0.0.1", servers[0].1)).unwrap();
+    // Two attempts, the port never free: an error after about a second.
+    std::fs::write(dir.join("zoo.cfg"), cfg(2)).unwrap();
+    let t = Instant::now();
+    let err = RunningServer::start(options()).expect_err("the election port is taken");
+    assert!(format!("{err:#}").contains("electionPortBindRetry"), "{err:#}");
+    assert!(t.elapsed() >= Duration::from_millis(900), "retried a second later: {:?}", t.elapsed());
+    // Freed during the retries: it starts.
+    std::fs::write(dir.join("zoo.cfg"), cfg(5)).unwrap();
+    let freer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(taken);
+    });
+    let s = RunningServer::start(options()).expect("starts once the port is free");
+    freer.join().unwrap();
+    s.shutdown().unwrap();
+}

@@ -78,6 +78,9 @@ pub struct QuorumNetConfig {
     pub send_queue_max: usize,
     /// Listen on every interface (quorumListenOnAllIPs) rather than the member's address.
     pub listen_on_all_ips: bool,
+    /// Attempts to bind the election port, a second apart (electionPortBindRetry; 0: no
+    /// end).
+    pub election_port_bind_retry: u32,
 }
 
 /// The running transports.
@@ -210,7 +213,38 @@ impl QuorumNet {
                 a
             }
         };
-        let el = TcpListener::bind(bind(me.election))?;
+        // electionPortBindRetry: the election port is tried again a second later (a previous
+        // process may still hold it), up to that many attempts (0: without end).
+        let mut attempt = 1u32;
+        let el = loop {
+            match TcpListener::bind(bind(me.election)) {
+                Ok(l) => break l,
+                Err(e)
+                    if cfg.election_port_bind_retry == 0
+                        || attempt < cfg.election_port_bind_retry =>
+                {
+                    tracing::warn!(
+                        addr = %bind(me.election),
+                        error = %e,
+                        attempt,
+                        of = cfg.election_port_bind_retry,
+                        "cannot bind the election port; retrying in 1 s"
+                    );
+                    attempt += 1;
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "binding the election port {} ({attempt} attempts, \
+                             electionPortBindRetry): {e}",
+                            bind(me.election)
+                        ),
+                    ))
+                }
+            }
+        };
         let ql = TcpListener::bind(bind(me.quorum))?;
         let inner = Arc::new(Inner {
             election_addr: el.local_addr()?,
