@@ -915,3 +915,26 @@ fn requests_from_a_session_s_old_server_are_session_moved() {
     // A session nobody owns is claimed by the first server to ask.
     assert!(l.claim_session(0x66));
 }
+
+// A follower that logged txns in the last epoch which the leader has too (the leader's sync
+// point is its last one) gets an empty DIFF: no PROPOSAL, no COMMIT. At UPTODATE it must still
+// commit everything up to the sync point, or a sync answered there would miss writes the
+// leader acknowledged.
+#[test]
+fn empty_diff_commits_up_to_the_sync_point_at_uptodate() {
+    let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[z(1, 1), z(1, 2)]), z(1, 2), 1);
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
+    let mut cmds = recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
+    cmds.extend(recv(&mut p, 1, pkt(PacketType::Diff, z(1, 2))));
+    cmds.extend(recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))));
+    cmds.extend(step(&mut p, Event::Durable { zxid: z(1, 2) }));
+    cmds.extend(recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX))));
+    assert!(p.is_serving());
+    let committed =
+        cmds.iter().filter_map(|c| if let Command::Commit(z) = c { Some(*z) } else { None }).max();
+    assert_eq!(committed, Some(z(1, 2)), "commits the sync point: {cmds:?}");
+}
