@@ -296,6 +296,9 @@ fn local_sessions_upgrade_on_ephemeral() {
             let c = connect(&follower).await;
             // A local session writes like any other.
             c.create("/local", b"x", &open()).await.unwrap();
+            let mntr = four(&follower, b"mntr");
+            assert!(mntr.contains("zk_local_sessions\t1\n"), "{mntr}");
+            assert!(mntr.contains("zk_global_sessions\t0\n"), "not logged: {mntr}");
             // Unknown to the leader: it cannot move to another server.
             let mut connector = zk::Client::connector();
             connector.session(c.session().clone()).session_timeout(Duration::from_secs(6));
@@ -306,6 +309,9 @@ fn local_sessions_upgrade_on_ephemeral() {
             let r = c.create("/local/eph", b"", &eph).await;
             if upgrading {
                 r.expect("upgraded to a global session, then the ephemeral");
+                let mntr = four(&follower, b"mntr");
+                assert!(mntr.contains("zk_local_sessions\t0\n"), "{mntr}");
+                assert!(mntr.contains("zk_global_sessions\t1\n"), "{mntr}");
                 let v = connect(&other).await;
                 v.sync("/local").await.unwrap();
                 let (_, stat) = v.get_data("/local/eph").await.unwrap();

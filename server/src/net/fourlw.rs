@@ -308,6 +308,10 @@ impl FourLetterSource for Source<'_> {
                 let voters = sh.config.participants().count() as i64;
                 m.extra.push(("quorum_size".into(), MetricValue::Int(voters)));
             }
+            // Every server's global sessions (ZooKeeper's learners report the whole
+            // ensemble's), and this server's own.
+            m.global_sessions = sh.global_sessions.load(Ordering::Relaxed) as i64;
+            m.local_sessions = sh.local_sessions.load(Ordering::Relaxed) as i64;
             if mode == crate::pipeline::MODE_OBSERVER {
                 m.observer_master_id = e.leader.map(|l| l as i64);
             }

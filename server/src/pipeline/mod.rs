@@ -480,6 +480,10 @@ pub struct Shared {
     pub mode: std::sync::atomic::AtomicU8,
     /// An ensemble member's state for `mntr` (refreshed every tick and at role changes).
     pub ensemble: Mutex<EnsembleReport>,
+    /// Global sessions in the committed state (every server's), for `mntr`.
+    pub global_sessions: std::sync::atomic::AtomicUsize,
+    /// Sessions this server keeps to itself (local and read-only sessions), for `mntr`.
+    pub local_sessions: std::sync::atomic::AtomicUsize,
 }
 
 /// What `mntr` reports of a member's part in its ensemble.
@@ -614,6 +618,8 @@ impl Shared {
             clock,
             mode: std::sync::atomic::AtomicU8::new(MODE_STANDALONE),
             ensemble: Mutex::new(EnsembleReport::default()),
+            global_sessions: std::sync::atomic::AtomicUsize::new(0),
+            local_sessions: std::sync::atomic::AtomicUsize::new(0),
         };
         shared.stats.reset();
         shared
@@ -1356,6 +1362,12 @@ impl Pipeline {
         let mut out = Vec::new();
         self.replica.apply_committed(&mut out);
         self.outputs(out);
+        if self.member {
+            let global = self.replica.committed().sessions.len();
+            self.shared.global_sessions.store(global, Ordering::Relaxed);
+            let local = self.local_sessions.len() + self.ro.local.len();
+            self.shared.local_sessions.store(local, Ordering::Relaxed);
+        }
     }
 
     fn handle(&mut self, ev: Input) {
