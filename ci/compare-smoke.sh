@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A short `corral-bench compare` against Apache ZooKeeper 3.8: proves the comparison tool still
+# A short `corral-bench compare` against Apache ZooKeeper 3.8 (one server each, then three each):
+# proves the comparison tool still
 # works end to end (both servers start on loopback, every workload runs against both, the
 # JSON holds both systems' figures and the ratios). The figures of so short a run mean nothing;
 # docs/performance.md has the real ones and the command that produced them.
@@ -31,4 +32,20 @@ for w in ["a", "b", "c"]:
         assert load[w]["systems"][system]["ops_per_sec"] > 0, (w, system)
 assert load["f"]["systems"]["corral"]["znodes"] >= 20000
 print(f"compare smoke: {len(rows)} workloads, both systems, figures and ratios present")
+PY
+
+# The same for three servers of each (`compare --ensemble`): every workload and the failover
+# measured for both systems.
+timeout 900 target/release/corral-bench compare --ensemble --seconds 1 --warmup 1 --port 22281 \
+    --dir "$dir/data" --jsonl "$dir/ensemble.jsonl" >"$dir/ensemble.txt"
+python3 - "$dir/ensemble.jsonl" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+fig = {(r["system"], r["workload"], r["figure"]): r["value"] for r in rows}
+for system in ["corral", "zookeeper"]:
+    for w in ["a", "b", "c"]:
+        assert fig.get((system, w, "ops_per_sec"), 0) > 0, (system, w)
+        assert fig.get((system, w, "errors")) == 0, (system, w, fig.get((system, w, "errors")))
+    assert fig.get((system, "failover", "ms"), 0) > 0, (system, "failover")
+print(f"ensemble compare smoke: {len(rows)} figures, both systems, failover measured")
 PY

@@ -86,6 +86,10 @@ pub struct CompareArgs {
     /// Keep the servers' data directories at the end.
     #[arg(long)]
     pub keep_data: bool,
+    /// Three servers of each system instead of one (`corral-bench ensemble`): workloads a, b,
+    /// c and `failover` (kill -9 of the leader to the first acknowledged write).
+    #[arg(long)]
+    pub ensemble: bool,
 }
 
 /// What a workload runs.
@@ -370,6 +374,28 @@ fn bar_verdict(ratio: f64, cmp: Cmp, target: f64) -> (String, bool) {
 
 /// `corral-bench compare`.
 pub fn run(a: CompareArgs) -> Result<()> {
+    if a.ensemble {
+        let all = ["a", "b", "c", "failover"];
+        let default = a.workloads.join(",") == "a,b,c,d,e,f,g";
+        let workloads =
+            if default { all.iter().map(|w| w.to_string()).collect() } else { a.workloads.clone() };
+        return crate::ensemble::run(crate::ensemble::EnsembleArgs {
+            workloads,
+            seconds: a.seconds,
+            warmup: a.warmup,
+            rounds: a.rounds,
+            dir: a.dir.clone(),
+            corral_bin: a.corral_bin.clone(),
+            zk_classpath: a.zk_classpath.clone(),
+            zk_jvm_opts: a.zk_jvm_opts.clone(),
+            skip_zookeeper: a.skip_zookeeper,
+            port: a.port.saturating_add(2000),
+            server_core: a.server_core,
+            client_core: a.client_core,
+            keyspace: a.keyspace,
+            jsonl: a.jsonl.clone(),
+        });
+    }
     let workloads = select(&a.workloads)?;
     if a.rounds == 0 || a.rounds > 20 {
         bail!("--rounds must be in 1..=20");
