@@ -52,6 +52,9 @@ const ELECTION_QUEUE: usize = 4;
 /// nothing holds at most this many threads.
 pub const HANDSHAKES_MAX: usize = 32;
 
+/// A SNAP payload being received is reported in the log every this many bytes.
+const SNAP_PROGRESS_BYTES: usize = 64 << 20;
+
 /// Where a member listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberAddr {
@@ -695,8 +698,19 @@ impl PacketReader {
     /// signature. Parsed again only when the buffer has doubled, so the work stays linear.
     fn snapshot(&mut self, max: usize) -> io::Result<Bytes> {
         let mut next_try = 0usize;
+        let started = std::time::Instant::now();
+        let mut next_report = SNAP_PROGRESS_BYTES;
         loop {
             let avail_len = self.buf.len() - self.pos;
+            if avail_len >= next_report {
+                tracing::info!(
+                    mib = avail_len >> 20,
+                    max_mib = max >> 20,
+                    secs = started.elapsed().as_secs(),
+                    "receiving the SNAP payload"
+                );
+                next_report += SNAP_PROGRESS_BYTES;
+            }
             if avail_len >= next_try {
                 let avail = &self.buf[self.pos..];
                 let r = &mut Reader::with_max_len(avail, max);
