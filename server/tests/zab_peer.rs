@@ -897,11 +897,11 @@ fn requests_from_a_session_s_old_server_are_session_moved() {
         body: Bytes::from_static(b"create"),
         auth: Vec::new(),
     };
+    step(&mut l, Event::SessionCreated { session_id: 0x55, timeout: 30_000 });
     let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, write(1).encode()));
     assert_eq!(cmds, vec![Command::Request { from: 2, request: write(1) }], "2 owns it now");
     assert!(!l.claim_session(0x55), "the leader's own client may not use it");
     // The session moves to the leader (its client reconnected there): REVALIDATE.
-    step(&mut l, Event::SessionCreated { session_id: 0x55, timeout: 30_000 });
     assert_eq!(
         step(&mut l, Event::Revalidate { session_id: 0x55, timeout: 30_000 }),
         vec![Command::Revalidated { session_id: 0x55, valid: true }]
@@ -912,8 +912,17 @@ fn requests_from_a_session_s_old_server_are_session_moved() {
     let close = ForwardedRequest { op: -11, ..write(3) };
     let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, close.encode()));
     assert_eq!(cmds, vec![Command::Request { from: 2, request: close }], "closing is not checked");
-    // A session nobody owns is claimed by the first server to ask.
+    // A global session nobody owns is claimed by the first server to ask.
+    step(&mut l, Event::SessionCreated { session_id: 0x66, timeout: 30_000 });
     assert!(l.claim_session(0x66));
+    let req = ForwardedRequest { session_id: 0x66, ..write(4) };
+    let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, req.encode()));
+    assert_eq!(cmds, vec![Command::SessionMoved { request: req }]);
+    // A session the tracker does not know (a learner's local session) has no owner.
+    let local = ForwardedRequest { session_id: 0x77, ..write(5) };
+    let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, local.encode()));
+    assert_eq!(cmds, vec![Command::Request { from: 2, request: local }]);
+    assert!(l.claim_session(0x77), "and no owner was recorded for it");
 }
 
 // A follower that logged txns in the last epoch which the leader has too (the leader's sync

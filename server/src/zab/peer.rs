@@ -355,6 +355,7 @@ impl Peer {
     pub fn claim_session(&mut self, session_id: i64) -> bool {
         let id = self.core.id;
         match &mut self.role {
+            RoleState::Leading(l) if !l.sessions.contains(session_id) => true,
             RoleState::Leading(l) => *l.owners.entry(session_id).or_insert(id) == id,
             _ => true,
         }
@@ -1102,9 +1103,10 @@ impl Leader {
     }
 
     /// ZooKeeper's session owner check (SessionTrackerImpl.checkSession): a request for a
-    /// session may come only from the server that owns it. createSession makes its sender
-    /// the owner; so does the first request for a session nobody owns yet (after a change
-    /// of leader); closeSession is not checked.
+    /// global session may come only from the server that owns it. createSession makes its
+    /// sender the owner; so does the first request for a session nobody owns yet (after a
+    /// change of leader); closeSession is not checked, nor are sessions the tracker does not
+    /// know (local ones, or already gone: the txn's preparation answers those).
     fn owner_ok(&mut self, request: &ForwardedRequest, from: Sid) -> bool {
         match request.op {
             OP_CREATE_SESSION => {
@@ -1112,6 +1114,9 @@ impl Leader {
                 true
             }
             OP_CLOSE_SESSION => true,
+            // Only global sessions have owners (a learner's local session is its own; not
+            // recording them keeps this map as small as the session tracker).
+            _ if !self.sessions.contains(request.session_id) => true,
             _ => *self.owners.entry(request.session_id).or_insert(from) == from,
         }
     }
