@@ -119,8 +119,10 @@ impl Ensemble {
                             self.deliver(to, Event::Packet { from, packet });
                         }
                     }
-                    NetOut::Snapshot { to, body } => {
+                    NetOut::Snapshot { to, state } => {
                         if self.conns.contains_key(&Self::key(from, to)) {
+                            let mut body = Vec::new();
+                            state.write_body(&mut body).expect("a SNAP body");
                             self.deliver(to, Event::Snapshot { from, body: body.into() });
                         }
                     }

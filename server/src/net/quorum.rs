@@ -52,6 +52,48 @@ const ELECTION_QUEUE: usize = 4;
 /// nothing holds at most this many threads.
 pub const HANDSHAKES_MAX: usize = 32;
 
+/// Writes a SNAP payload (the snapshot body of `state`, then the signature) onto `w` as it is
+/// serialized, through a buffer; reports its progress and size in the log.
+fn write_snapshot(w: &mut TcpStream, state: &crate::db::State) -> io::Result<()> {
+    struct Counting<'a> {
+        w: std::io::BufWriter<&'a mut TcpStream>,
+        n: usize,
+        next_report: usize,
+        started: std::time::Instant,
+    }
+    impl Write for Counting<'_> {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            let k = self.w.write(b)?;
+            self.n += k;
+            if self.n >= self.next_report {
+                tracing::info!(
+                    mib = self.n >> 20,
+                    secs = self.started.elapsed().as_secs(),
+                    "sending the SNAP payload"
+                );
+                self.next_report += SNAP_PROGRESS_BYTES;
+            }
+            Ok(k)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.w.flush()
+        }
+    }
+    let mut c = Counting {
+        w: std::io::BufWriter::with_capacity(256 << 10, w),
+        n: 0,
+        next_report: SNAP_PROGRESS_BYTES,
+        started: std::time::Instant::now(),
+    };
+    state.write_body(&mut c)?;
+    let mut sig = Vec::new();
+    crate::zab::wire::write_snap_payload(&mut sig, &[]);
+    c.write_all(&sig)?;
+    c.flush()?;
+    tracing::info!(bytes = c.n, ms = c.started.elapsed().as_millis() as u64, "SNAP payload sent");
+    Ok(())
+}
+
 /// A SNAP payload being received is reported in the log every this many bytes.
 const SNAP_PROGRESS_BYTES: usize = 64 << 20;
 
@@ -126,9 +168,16 @@ impl Drop for HandshakeSlot {
     }
 }
 
+/// What a connection's writer sends: bytes, or a SNAP payload written from the state as it
+/// goes (never the whole body in memory).
+enum OutItem {
+    Bytes(Bytes),
+    Snapshot(Box<crate::db::State>),
+}
+
 /// A connection's send queue, drained by its writer thread.
 struct Outbox {
-    q: Mutex<(VecDeque<Bytes>, bool)>,
+    q: Mutex<(VecDeque<OutItem>, bool)>,
     ready: Condvar,
     stream: TcpStream,
     cap: usize,
@@ -149,6 +198,10 @@ impl Outbox {
 
     /// Queues a message; false if the connection is closed (or was closed now, being full).
     fn push(&self, m: Bytes) -> bool {
+        self.push_item(OutItem::Bytes(m))
+    }
+
+    fn push_item(&self, m: OutItem) -> bool {
         let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
         if q.1 {
             return false;
@@ -195,7 +248,11 @@ impl Outbox {
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
                 }
             };
-            if w.write_all(&m).is_err() {
+            let sent = match m {
+                OutItem::Bytes(b) => w.write_all(&b),
+                OutItem::Snapshot(state) => write_snapshot(&mut w, &state),
+            };
+            if sent.is_err() {
                 return self.close();
             }
         }
@@ -334,11 +391,9 @@ impl QuorumNet {
                 NetOut::Command(Command::Send { to, packet }) => {
                     self.send_quorum(to, Bytes::from(packet.encode()));
                 }
-                NetOut::Snapshot { to, body } => {
-                    let mut b = Vec::with_capacity(body.len() + 16);
-                    crate::zab::wire::write_snap_payload(&mut b, &body);
-                    tracing::info!(peer = to, bytes = b.len(), "sending the SNAP payload");
-                    self.send_quorum(to, Bytes::from(b));
+                NetOut::Snapshot { to, state } => {
+                    tracing::info!(peer = to, "sending the SNAP payload");
+                    self.send_quorum_item(to, OutItem::Snapshot(state));
                 }
                 NetOut::Command(other) => {
                     tracing::error!(command = ?other, "not network traffic; ignored");
@@ -348,10 +403,14 @@ impl QuorumNet {
     }
 
     fn send_quorum(&self, to: Sid, m: Bytes) {
+        self.send_quorum_item(to, OutItem::Bytes(m))
+    }
+
+    fn send_quorum_item(&self, to: Sid, m: OutItem) {
         let q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
         // The newest connection with that peer.
         if let Some((_, (_, o))) = q.iter().rev().find(|(_, (p, _))| *p == to) {
-            if !o.push(m) {
+            if !o.push_item(m) {
                 tracing::warn!(peer = to, "quorum connection closed (or its send queue full)");
             }
         }

@@ -731,12 +731,13 @@ pub enum NetOut {
     /// An election notification, a quorum packet, or a quorum connection to open or close
     /// (`zab::Command::SendNotification`, `Send`, `Connect`, `Disconnect`).
     Command(Command),
-    /// The SNAP payload for `to`: a snapshot body in ZooKeeper's format (then "BenWasHere").
+    /// The SNAP payload for `to`: the state, to be written as a snapshot body in ZooKeeper's
+    /// format (then "BenWasHere") straight onto the learner's connection.
     Snapshot {
         /// The learner.
         to: Sid,
-        /// The body.
-        body: Vec<u8>,
+        /// The state at the sync point (a version of the tree: shared, not copied).
+        state: Box<State>,
     },
 }
 
@@ -1959,11 +1960,7 @@ impl Pipeline {
                     | Command::Disconnect { .. }),
                 ) => self.net.push(NetOut::Command(c)),
                 Output::Snapshot { to, state, .. } => {
-                    let mut body = Vec::new();
-                    match state.write_body(&mut body) {
-                        Ok(()) => self.net.push(NetOut::Snapshot { to, body }),
-                        Err(e) => tracing::error!(error = %e, "writing a SNAP payload"),
-                    }
+                    self.net.push(NetOut::Snapshot { to, state: Box::new(state) });
                 }
                 _ => {}
             }

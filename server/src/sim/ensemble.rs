@@ -826,8 +826,14 @@ impl World {
                 NetOut::Command(Command::Send { to, packet }) => {
                     self.send_quorum(from, to, Event::Packet { from, packet });
                 }
-                NetOut::Snapshot { to, body } => {
-                    self.send_quorum(from, to, Event::Snapshot { from, body: body.into() });
+                NetOut::Snapshot { to, state } => {
+                    let mut body = Vec::new();
+                    match state.write_body(&mut body) {
+                        Ok(()) => {
+                            self.send_quorum(from, to, Event::Snapshot { from, body: body.into() })
+                        }
+                        Err(e) => self.fail(format!("member {from}: writing a SNAP body: {e}")),
+                    }
                 }
                 NetOut::Command(other) => {
                     self.fail(format!("member {from} sent {other:?} as network traffic"));
