@@ -373,3 +373,60 @@ fn election_port_bind_is_retried() {
     freer.join().unwrap();
     s.shutdown().unwrap();
 }
+
+/// syncEnabled=false on an observer: it serves reads and forwards writes like any observer,
+/// but logs nothing (its data directory recovers no txn), while a voter logs every one.
+#[test]
+fn observer_without_sync_logs_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let ports = free_ports(12);
+    let mut lines = String::new();
+    for i in 0..4 {
+        let kind = if i < 3 { "participant" } else { "observer" };
+        lines.push_str(&format!(
+            "server.{}=127.0.0.1:{}:{}:{kind};127.0.0.1:{}\n",
+            i + 1,
+            ports[3 * i],
+            ports[3 * i + 1],
+            ports[3 * i + 2]
+        ));
+    }
+    let dirs: Vec<std::path::PathBuf> = (0..4)
+        .map(|i| {
+            let dir = root.path().join(format!("s{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let own = if i == 3 { "peerType=observer\nsyncEnabled=false\n" } else { "" };
+            let cfg = format!(
+                "tickTime=100\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={}\n\
+                 clientPortAddress=127.0.0.1\ncnxTimeout=1000\n{own}{lines}",
+                dir.display(),
+                ports[3 * i + 2]
+            );
+            std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+            dir
+        })
+        .collect();
+    let servers: Vec<RunningServer> = dirs.iter().map(|d| start(d)).collect();
+    let observer = servers[3].addr().to_string();
+    wait_mode(&observer, &["observer"], Duration::from_secs(20));
+    runtime().block_on(async {
+        let c = connect(&observer).await;
+        c.create("/obs", b"", &open()).await.unwrap();
+        for i in 0..20 {
+            c.create(&format!("/obs/n{i}"), b"x", &open()).await.unwrap();
+        }
+        let (kids, _) = c.get_children("/obs").await.unwrap();
+        assert_eq!(kids.len(), 20, "the observer applied what it did not log");
+    });
+    for s in servers {
+        s.shutdown().unwrap();
+    }
+    let recovered = |dir: &Path| {
+        let (_, _, report) =
+            corral_server::db::Database::open(corral_server::db::DbOptions::new(dir)).unwrap();
+        report.replayed
+    };
+    assert!(recovered(&dirs[0]) >= 21, "a voter logs every txn");
+    assert_eq!(recovered(&dirs[3]), 0, "the observer logged none");
+}

@@ -29,6 +29,7 @@ fn settings() -> Settings {
         read_only_mode: false,
         local_sessions: false,
         local_sessions_upgrading: false,
+        sync_enabled: true,
     }
 }
 

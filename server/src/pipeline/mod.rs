@@ -84,6 +84,8 @@ pub struct Settings {
     /// localSessionsUpgradingEnabled: a local session creating an ephemeral becomes global
     /// first (otherwise the create fails with EPHEMERALONLOCALSESSION).
     pub local_sessions_upgrading: bool,
+    /// syncEnabled: an observer logs the txns it learns (otherwise it only applies them).
+    pub sync_enabled: bool,
 }
 
 impl Settings {
@@ -110,6 +112,7 @@ impl Settings {
             read_only_mode: c.read_only_mode_enabled,
             local_sessions: c.local_sessions_enabled && c.is_distributed(),
             local_sessions_upgrading: c.local_sessions_upgrading_enabled,
+            sync_enabled: c.sync_enabled,
         }
     }
 
@@ -1117,6 +1120,9 @@ impl Pipeline {
             boundary_every_txn: false,
             report_appends_and_commits: false,
             local_sessions: settings.local_sessions,
+            // syncEnabled=false: an observer applies what it learns without logging it.
+            log_txns: settings.sync_enabled
+                || member.as_ref().is_none_or(|(cfg, id)| !cfg.observers.contains(id)),
         };
         let notify: DurableNotify = Arc::new(move |zxid, ok| {
             let _ = tx.send(Input::Durable { zxid, ok });

@@ -66,6 +66,10 @@ pub struct ReplicaOptions {
     /// another server (the server id in its top byte), is that learner's local session, as
     /// ZooKeeper's LeaderSessionTracker judges it.
     pub local_sessions: bool,
+    /// Write received txns to the log (ZooKeeper's `syncEnabled`, for observers): when off,
+    /// they are applied but never logged, and reported durable at once (an observer never
+    /// acknowledges; after a restart it syncs from the leader again).
+    pub log_txns: bool,
 }
 
 /// Why the replica stopped: storage failed, so going on could lose or invent txns.
@@ -515,7 +519,11 @@ impl Replica {
             }
             Command::AppendTxns(txns) => {
                 for (z, d) in &txns {
-                    self.append(*z, d)?;
+                    if self.opts.log_txns {
+                        self.append(*z, d)?;
+                    } else if let Some(n) = &self.notify {
+                        n(*z, true);
+                    }
                     if self.pending.back().is_none_or(|p| p.zxid < *z) {
                         // Received from a leader (a proposal of ours is already pending).
                         self.pending.push_back(Pending {

@@ -63,6 +63,7 @@ pub fn open(
         boundary_every_txn: true,
         report_appends_and_commits: true,
         local_sessions: false,
+        log_txns: true,
     };
     Replica::member(cfg, sid, db, state, opts, None).map_err(|e: Fatal| e.to_string())
 }
