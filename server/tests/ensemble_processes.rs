@@ -8,6 +8,8 @@
 //!   rejoins a leader elected without it;
 //! * an observer serves reads and forwards writes;
 //! * 5 servers lose the leader and another server and go on.
+//! * a server cut off from the other two (stopped with SIGSTOP: connections open, silent)
+//!   serves read-only clients, then rejoins read-write.
 //!
 //! Every wait is bounded; every process is started here and killed by its own handle.
 
@@ -645,6 +647,58 @@ fn five_servers_survive_losing_two() {
                 v.sync("/five").await.unwrap();
                 assert_eq!(v.get_data("/five").await.unwrap().0, b"2", "server {}", s.id);
             }
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+#[test]
+fn partitioned_server_serves_read_only_then_rejoins() {
+    let _g = serial();
+    let mut e = Ensemble::start(3, 0, "readonlymode.enabled=true\n");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let leader = e.wait_for_leader(Duration::from_secs(30));
+        let lone = (1..=3).find(|i| *i != leader).unwrap();
+        let addr = e.server(lone).addr();
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(20)).await;
+            c.create("/ro", b"before", &open()).await.unwrap();
+            let v = connect(&addr, Duration::from_secs(20)).await;
+            v.sync("/ro").await.unwrap();
+        });
+        // The other two stop answering (stopped, their connections open and silent: cut off
+        // as by a partition): the lone server loses its leader after syncLimit and, 2 s
+        // later, serves read-only.
+        for i in (1..=3).filter(|i| *i != lone) {
+            e.server(i).signal("-STOP");
+        }
+        wait_until("read-only mode", Duration::from_secs(30), || mode(&addr) == "read-only");
+        assert_eq!(four(&addr, b"isro"), "ro");
+        rt.block_on(async {
+            let mut connector = zk::Client::connector();
+            connector.readonly(true).session_timeout(Duration::from_secs(8));
+            let ro = tokio::time::timeout(Duration::from_secs(10), connector.connect(&addr))
+                .await
+                .expect("in time")
+                .expect("a read-only session");
+            assert_eq!(ro.get_data("/ro").await.unwrap().0, b"before");
+            assert_eq!(ro.set_data("/ro", b"x", None).await.unwrap_err(), zk::Error::NotReadOnly);
+        });
+        // The partition heals: read-write again, with the writes of the ensemble.
+        for i in (1..=3).filter(|i| *i != lone) {
+            e.server(i).signal("-CONT");
+        }
+        wait_until("back in the ensemble", Duration::from_secs(30), || {
+            ["leader", "follower"].contains(&mode(&addr).as_str())
+        });
+        assert_eq!(four(&addr, b"isro"), "rw");
+        rt.block_on(async {
+            let c = connect(&addr, Duration::from_secs(20)).await;
+            c.set_data("/ro", b"after", None).await.unwrap();
         });
     }));
     if let Err(p) = result {
