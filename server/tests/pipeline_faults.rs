@@ -66,3 +66,15 @@ fn a_clean_run_elects_and_serves() {
     assert_eq!(r.counters.leaders, 1, "one election, no leader change: {:?}", r.counters);
     assert!(r.counters.acked_writes > 100, "{:?}", r.counters);
 }
+
+/// Seeds that once found a bug, replayed every run.
+#[test]
+fn seeds_that_found_bugs() {
+    // A client's closeSession was forwarded and its server lost; the close committed while
+    // the client resumed the session on a server whose session map was stale (it had synced
+    // by SNAP): the resume was granted without asking the leader, and the session's
+    // ephemerals vanished under a client told it was alive. Members now revalidate every
+    // global session with the leader, and drop sessions a TRUNC or SNAP removed.
+    let r = run_ensemble_seed(570660383, &EnsembleOptions::default());
+    assert!(r.violations.is_empty(), "seed 570660383: {:?}", r.violations);
+}

@@ -1513,13 +1513,16 @@ impl Pipeline {
             self.resume(conn, session_id, timeout, read_only, done);
             return;
         }
-        if held.is_none() {
+        let local = self.local_sessions.contains(&session_id);
+        if held.is_none() || (self.member && !local) {
             if !self.member {
                 refuse_resume(&conn, read_only, done);
                 return;
             }
-            // A session of another server (or of this one before a restart): ask the leader,
-            // which tracks every global session, as ZooKeeper's learners do (REVALIDATE).
+            // A global session, held here or not: ask the leader, which tracks every global
+            // session, as ZooKeeper's learners do (REVALIDATE). What this server holds may be
+            // stale (a close it forwarded may have committed while it was away from the
+            // leader, or in the state a SNAP brought).
             let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
             let first = !self.revalidating.contains_key(&session_id);
             self.revalidating.entry(session_id).or_default().push(Resume {
@@ -1636,6 +1639,31 @@ impl Pipeline {
         self.shared.last_zxid.store(tree.last_processed_zxid().max(0), Ordering::Release);
         *self.shared.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tree.clone());
         self.before = tree;
+        // Sessions the new state no longer has (closed by txns the TRUNC or SNAP covered, or
+        // never committed) are no longer this server's: their connections end.
+        let committed = &self.replica.committed().sessions;
+        let gone: Vec<i64> = self
+            .sessions
+            .keys()
+            .copied()
+            .filter(|id| {
+                !committed.contains_key(id)
+                    && !self.local_sessions.contains(id)
+                    && !self.ro.local.contains(id)
+            })
+            .collect();
+        if !gone.is_empty() {
+            let conns = self.shared.conns.lock().unwrap_or_else(|p| p.into_inner());
+            for id in &gone {
+                if let Some(c) = self.sessions.remove(id).and_then(|s| s.conn) {
+                    if let Some(c) = conns.get(&c) {
+                        c.end_session();
+                    }
+                }
+            }
+            drop(conns);
+            self.publish_sessions();
+        }
     }
 
     fn publish_sessions(&self) {
