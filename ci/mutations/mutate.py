@@ -80,11 +80,6 @@ MUTS = {
                     self.republish();""",
    """                    self.commit_applied(std::mem::take(&mut applied));
                     let _ = Self::republish;"""),
- "pipeline-learner-no-commit-at-empty-diff": ("server/src/zab/peer.rs",
-   """                self.staged_commit = self.staged_commit.max(z);
-                self.base = Some(match p.kind {""",
-   """                let _ = z;
-                self.base = Some(match p.kind {"""),
 }
 if sys.argv[1:] == ["--list"]:
     print("\n".join(MUTS))
