@@ -754,9 +754,24 @@ impl PacketReader {
     }
 
     /// The SNAP payload that follows a SNAP packet: the snapshot body (returned) and its
-    /// signature. Parsed again only when the buffer has doubled, so the work stays linear.
+    /// signature. Parsed again when the buffer has doubled (so the work stays linear) or when
+    /// the stream pauses.
     fn snapshot(&mut self, max: usize) -> io::Result<Bytes> {
+        // While the payload arrives the socket is read with a short timeout: a pause in the
+        // stream (everything sent so far has arrived) is also a moment to try a parse, or a
+        // payload whose last bytes came in a small read would wait for bytes that never come.
+        self.s.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let r = self.snapshot_inner(max);
+        let restored = self.s.set_read_timeout(None);
+        let body = r?;
+        restored?;
+        Ok(body)
+    }
+
+    fn snapshot_inner(&mut self, max: usize) -> io::Result<Bytes> {
         let mut next_try = 0usize;
+        let mut parsed_at = None;
+        let mut idle = false;
         let started = std::time::Instant::now();
         let mut next_report = SNAP_PROGRESS_BYTES;
         loop {
@@ -770,7 +785,10 @@ impl PacketReader {
                 );
                 next_report += SNAP_PROGRESS_BYTES;
             }
-            if avail_len >= next_try {
+            // Parsed again when the buffer has doubled (the work stays linear), or when the
+            // stream pauses with bytes not yet parsed.
+            if avail_len >= next_try || (idle && parsed_at != Some(avail_len)) {
+                parsed_at = Some(avail_len);
                 let avail = &self.buf[self.pos..];
                 let r = &mut Reader::with_max_len(avail, max);
                 match read_snap_payload(r, avail) {
@@ -787,7 +805,15 @@ impl PacketReader {
             if avail_len > max {
                 return Err(bad(format!("SNAP payload over {max} bytes")));
             }
-            self.fill()?;
+            idle = match self.fill() {
+                Ok(()) => false,
+                Err(e)
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                {
+                    true
+                }
+                Err(e) => return Err(e),
+            };
         }
     }
 }
@@ -806,4 +832,39 @@ fn read_i32(s: &mut TcpStream) -> io::Result<i32> {
 
 fn bad(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A SNAP payload that arrives in two writes, the second small and the stream then
+    /// silent (the leader waits for the NEWLEADER ack): it is parsed when the stream pauses,
+    /// not only when the buffer doubles (CI once saw a learner wait out initLimit for it).
+    #[test]
+    fn a_snap_payload_in_two_small_writes_is_read() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut body = Vec::new();
+        crate::db::State::new(crate::tree::TreeOptions::default()).write_body(&mut body).unwrap();
+        let mut payload = Vec::new();
+        crate::zab::wire::write_snap_payload(&mut payload, &body);
+        let (first, rest) = payload.split_at(payload.len() / 2);
+        let (first, rest) = (first.to_vec(), rest.to_vec());
+        let writer = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&first).unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            s.write_all(&rest).unwrap();
+            // Stay open and silent, as a leader waiting for an ack.
+            std::thread::sleep(Duration::from_millis(1500));
+        });
+        let (s, _) = l.accept().unwrap();
+        let mut rd = PacketReader::new(s, 1 << 20);
+        let t = std::time::Instant::now();
+        let got = rd.snapshot(1 << 20).expect("the payload");
+        assert_eq!(&got[..], &body[..]);
+        assert!(t.elapsed() < Duration::from_millis(1000), "read in {:?}", t.elapsed());
+        writer.join().unwrap();
+    }
 }
