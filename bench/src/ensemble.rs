@@ -241,6 +241,9 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         }
     }
     fs::create_dir_all(&a.dir)?;
+    // Each server runs in its own directory: every path it is given must be absolute.
+    let mut a = a;
+    a.dir = fs::canonicalize(&a.dir).with_context(|| format!("--dir {}", a.dir.display()))?;
     let corral_bin = fs::canonicalize(&a.corral_bin)
         .with_context(|| format!("the corral binary {}", a.corral_bin.display()))?;
     let spec = ServerSpec {
