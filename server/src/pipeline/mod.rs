@@ -1727,15 +1727,7 @@ impl Pipeline {
                 // Behind this connection's writes.
                 self.wait_behind(WaitingRead { expired: false, conn, xid, req, auth, received });
             } else {
-                let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
-                answer_read(
-                    &self.shared,
-                    &self.replica.committed().tree,
-                    &mut w,
-                    &conn,
-                    ReadJob { xid, req: &req, auth: &auth, received },
-                );
-                drop(w);
+                self.answer_read_now(&conn, ReadJob { xid, req: &req, auth: &auth, received });
                 self.answered(&conn);
             }
             return;
@@ -2057,6 +2049,12 @@ impl Pipeline {
         *r = EnsembleReport { leading_since_ms: since, ..report };
     }
 
+    /// Answers a read now, from the committed state.
+    fn answer_read_now(&self, conn: &Conn, job: ReadJob<'_>) {
+        let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
+        answer_read(&self.shared, &self.replica.committed().tree, &mut w, conn, job);
+    }
+
     /// Enters read-only mode once the replica has looked for a leader for the grace period
     /// (`readonlymode.enabled`); in it, expires the read-only sessions not heard from.
     fn read_only_tick(&mut self, now: u64) {
@@ -2243,14 +2241,7 @@ impl Pipeline {
         let session_id = conn.session_id.load(Ordering::Relaxed);
         let zxid = self.shared.last_zxid.load(Ordering::Acquire);
         if reads::is_read(&req) && !matches!(req, Request::Sync(_)) {
-            let mut w = self.shared.watches.lock().unwrap_or_else(|p| p.into_inner());
-            answer_read(
-                &self.shared,
-                &self.replica.committed().tree,
-                &mut w,
-                &conn,
-                ReadJob { xid, req: &req, auth: &auth, received },
-            );
+            self.answer_read_now(&conn, ReadJob { xid, req: &req, auth: &auth, received });
         } else if matches!(req, Request::CloseSession) && self.ro.local.remove(&session_id) {
             self.sessions.remove(&session_id);
             self.publish_sessions();

@@ -910,27 +910,15 @@ impl Replica {
                 let txn = Txn::error(err);
                 (header(session_id, cxid, &txn), txn, false)
             }
-            Proposal::Client { session_id, cxid, req, auth } if local(session_id) => {
-                // A local session: it may do anything but own an ephemeral.
-                let ctx = SessionContext { session_id, auth, local_session: true };
-                let (h, t) = prepare_txn(
-                    &spec.tree,
-                    &ctx,
-                    &self.opts.prepare,
-                    req,
-                    cxid,
-                    zxid.to_wire(),
-                    time,
-                );
-                (h, t, false)
-            }
             Proposal::Client { session_id, cxid, req, auth } => {
-                if !known(session_id) {
-                    // PrepRequestProcessor's checkSession: an unknown or closing session.
+                // A local session may do anything but own an ephemeral; a global one must be
+                // known (PrepRequestProcessor's checkSession: an unknown or closing session).
+                let local_session = local(session_id);
+                if !local_session && !known(session_id) {
                     let txn = Txn::error(ErrorCode::SessionExpired);
                     (header(session_id, cxid, &txn), txn, false)
                 } else {
-                    let ctx = SessionContext { session_id, auth, local_session: false };
+                    let ctx = SessionContext { session_id, auth, local_session };
                     let (h, t) = prepare_txn(
                         &spec.tree,
                         &ctx,
