@@ -344,7 +344,7 @@ fn follower_discovery_and_diff_sync() {
         recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX))),
         vec![
             Command::Commit(z(1, 2)),
-            Command::UpToDate { epoch: 2 },
+            Command::UpToDate { epoch: 2, synced_by: "DIFF" },
             Command::RoleChanged(Role::Following { leader: 1, serving: true }),
             send(1, pkt(PacketType::Ack, z(2, 0))),
         ]

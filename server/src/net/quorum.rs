@@ -659,7 +659,7 @@ impl QuorumNet {
         if !matches!(p.kind, PacketType::FollowerInfo | PacketType::ObserverInfo) {
             return Err(bad(format!("a learner's first packet is {:?}", p.kind)));
         }
-        let info = LearnerInfo::decode(&p.data).map_err(|e| bad(e.to_string()))?;
+        let info = LearnerInfo::decode(p.payload()).map_err(|e| bad(e.to_string()))?;
         let sid = info.server_id as Sid;
         if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
             return Err(bad(format!("quorum connection from unknown server {sid}")));

@@ -1959,8 +1959,12 @@ impl Pipeline {
                 Output::Command(Command::Established { epoch }) => {
                     tracing::info!(epoch, "leading: a quorum acknowledged NEWLEADER");
                 }
-                Output::Command(Command::UpToDate { epoch }) => {
-                    tracing::info!(epoch, "synced with the leader (UPTODATE): serving clients");
+                Output::Command(Command::UpToDate { epoch, synced_by }) => {
+                    tracing::info!(
+                        epoch,
+                        synced_by,
+                        "synced with the leader (UPTODATE): serving clients"
+                    );
                 }
                 Output::Command(Command::SyncStarted { learner, plan }) => {
                     let last = self.replica.peer().last_zxid();

@@ -134,8 +134,9 @@ pub enum Command {
     RoleChanged(Role),
     /// Leader: a quorum acked NEWLEADER; the epoch is established.
     Established { epoch: u32 },
-    /// Learner: UPTODATE arrived; the peer may serve clients.
-    UpToDate { epoch: u32 },
+    /// Learner: UPTODATE arrived; the peer may serve clients. `synced_by` is how the leader
+    /// synced it: "DIFF", "TRUNC" or "SNAP" (for its log).
+    UpToDate { epoch: u32, synced_by: &'static str },
     /// Leader: how a learner is being synced (for metrics and the simulator's counters).
     SyncStarted { learner: Sid, plan: SyncPlan },
 }
@@ -983,7 +984,8 @@ impl Leader {
         let (phase, observer) = (h.phase, h.observer);
         match (p.kind, phase) {
             (PacketType::FollowerInfo | PacketType::ObserverInfo, HPhase::Connected) => {
-                let ok = LearnerInfo::decode(&p.data).is_ok_and(|li| li.server_id as u64 == from);
+                let ok =
+                    LearnerInfo::decode(p.payload()).is_ok_and(|li| li.server_id as u64 == from);
                 if !ok || (p.kind == PacketType::ObserverInfo) != observer {
                     self.drop_learner(from, out);
                     return Next::Stay;
@@ -1001,7 +1003,7 @@ impl Leader {
                 Next::Stay
             }
             (PacketType::AckEpoch, HPhase::Info { leaderinfo_sent: true }) => {
-                let Ok(ce) = decode_i32(&p.data) else {
+                let Ok(ce) = decode_i32(p.payload()) else {
                     self.drop_learner(from, out);
                     return Next::Stay;
                 };
@@ -1050,7 +1052,7 @@ impl Leader {
                 Next::Stay
             }
             (PacketType::Ping, _) => {
-                if let Ok(touches) = decode_touches(&p.data) {
+                if let Ok(touches) = decode_touches(p.payload()) {
                     for (id, _) in touches {
                         self.sessions.touch(id, core.now);
                     }
@@ -1075,7 +1077,7 @@ impl Leader {
                 Next::Stay
             }
             (PacketType::Revalidate, _) => {
-                if let Ok((session_id, _)) = decode_revalidate(&p.data) {
+                if let Ok((session_id, _)) = decode_revalidate(p.payload()) {
                     let valid = self.sessions.touch(session_id, core.now);
                     if valid {
                         // The session moved to that server: requests from its old one are
@@ -1500,7 +1502,7 @@ impl Learner {
                         // More than a leader's window and outstanding proposals can hold.
                         return Next::Looking;
                     }
-                    self.staged.push((z, p.data));
+                    self.staged.push((z, p.into_payload()));
                 }
                 Next::Stay
             }
@@ -1514,8 +1516,8 @@ impl Learner {
                 if self.observer || z <= core.last_zxid() {
                     return Next::Stay;
                 }
-                core.history.push(z, p.data.clone());
-                out.push(Command::AppendTxns(vec![(z, p.data)]));
+                core.history.push(z, p.payload().clone());
+                out.push(Command::AppendTxns(vec![(z, p.into_payload())]));
                 self.pending_acks.push_back(z);
                 Next::Stay
             }
@@ -1530,8 +1532,8 @@ impl Learner {
             (PacketType::Inform, LPhase::AfterNewLeader | LPhase::Active) if self.observer => {
                 let z = p.zxid();
                 if z > core.last_zxid() {
-                    core.history.push(z, p.data.clone());
-                    out.push(Command::AppendTxns(vec![(z, p.data)]));
+                    core.history.push(z, p.payload().clone());
+                    out.push(Command::AppendTxns(vec![(z, p.into_payload())]));
                 }
                 out.push(Command::Commit(z));
                 Next::Stay
@@ -1542,7 +1544,12 @@ impl Learner {
                 if commit > Zxid::ZERO {
                     out.push(Command::Commit(commit));
                 }
-                out.push(Command::UpToDate { epoch: self.new_epoch });
+                let synced_by = match self.base {
+                    Some(SyncBase::Trunc(_)) => "TRUNC",
+                    Some(SyncBase::Snap(_)) => "SNAP",
+                    _ => "DIFF",
+                };
+                out.push(Command::UpToDate { epoch: self.new_epoch, synced_by });
                 out.push(Command::RoleChanged(if self.observer {
                     Role::Observing { leader: self.leader, serving: true }
                 } else {
@@ -1569,7 +1576,7 @@ impl Learner {
                 Next::Stay
             }
             (PacketType::Revalidate, _) => {
-                if let Ok((session_id, valid)) = decode_revalidate_reply(&p.data) {
+                if let Ok((session_id, valid)) = decode_revalidate_reply(p.payload()) {
                     out.push(Command::Revalidated { session_id, valid });
                 }
                 Next::Stay

@@ -85,20 +85,33 @@ pub struct QuorumPacket {
     pub kind: PacketType,
     /// The zxid field as written (-1 where ZooKeeper writes -1).
     pub zxid: i64,
-    /// The data buffer; empty is written as null, as ZooKeeper does for packets without data.
-    pub data: Bytes,
+    /// The data buffer: `None` is jute's null buffer (length -1), which ZooKeeper writes for
+    /// packets without data; `Some` of an empty buffer is length 0 (a learner's PING reply
+    /// with no sessions, which ZooKeeper's leader reads as an array and must not find null).
+    pub data: Option<Bytes>,
     pub authinfo: Vec<Id>,
 }
 
 impl QuorumPacket {
     /// A packet without data.
     pub fn new(kind: PacketType, zxid: i64) -> Self {
-        QuorumPacket { kind, zxid, data: Bytes::new(), authinfo: Vec::new() }
+        QuorumPacket { kind, zxid, data: None, authinfo: Vec::new() }
     }
 
     /// A packet with data.
     pub fn with_data(kind: PacketType, zxid: i64, data: impl Into<Bytes>) -> Self {
-        QuorumPacket { kind, zxid, data: data.into(), authinfo: Vec::new() }
+        QuorumPacket { kind, zxid, data: Some(data.into()), authinfo: Vec::new() }
+    }
+
+    /// The data (empty when null).
+    pub fn payload(&self) -> &Bytes {
+        static EMPTY: Bytes = Bytes::new();
+        self.data.as_ref().unwrap_or(&EMPTY)
+    }
+
+    /// The data, owned (empty when null).
+    pub fn into_payload(self) -> Bytes {
+        self.data.unwrap_or_default()
     }
 
     /// The zxid as an unsigned zxid (packets whose zxid is -1 give `u64::MAX`).
@@ -110,13 +123,13 @@ impl QuorumPacket {
     pub fn write<B: BufMut>(&self, w: &mut B) {
         w.put_i32(self.kind.code());
         w.put_i64(self.zxid);
-        w.put_buffer(if self.data.is_empty() { None } else { Some(&self.data) });
+        w.put_buffer(self.data.as_deref());
         self.authinfo.write(w);
     }
 
     /// The jute encoding.
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(24 + self.data.len());
+        let mut out = Vec::with_capacity(24 + self.payload().len());
         self.write(&mut out);
         out
     }
@@ -131,7 +144,7 @@ impl QuorumPacket {
             offset: at,
         })?;
         let zxid = r.read_i64()?;
-        let data = r.read_buffer_ref()?.map(Bytes::copy_from_slice).unwrap_or_default();
+        let data = r.read_buffer_ref()?.map(Bytes::copy_from_slice);
         let authinfo = Vec::<Id>::read(r)?;
         Ok(QuorumPacket { kind, zxid, data, authinfo })
     }
@@ -221,14 +234,14 @@ impl ForwardedRequest {
         QuorumPacket {
             kind: PacketType::Request,
             zxid: -1,
-            data: self.encode(),
+            data: Some(self.encode()),
             authinfo: self.auth.clone(),
         }
     }
 
     /// Reads a REQUEST packet: the data, and the client's ids from its authinfo.
     pub fn from_packet(p: &QuorumPacket) -> Result<ForwardedRequest, JuteError> {
-        let mut r = ForwardedRequest::decode(&p.data)?;
+        let mut r = ForwardedRequest::decode(p.payload())?;
         r.auth = p.authinfo.clone();
         Ok(r)
     }

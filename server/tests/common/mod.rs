@@ -1,0 +1,511 @@
+//! Ensembles of server processes on loopback for the process-level tests: `corral` and Apache
+//! ZooKeeper 3.8 (Debian's `zookeeper` package) members, each started from its own zoo.cfg and
+//! myid as an operator would, killed with SIGKILL or stopped with SIGSTOP as machines fail.
+//! Every wait is bounded; every process is started here and killed by its own handle.
+
+#![allow(dead_code)] // each test file uses its own part of the harness
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use zookeeper_client as zk;
+
+/// Apache ZooKeeper's classpath (Debian's packages).
+pub const ZK_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
+
+/// Which server a member runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Corral,
+    ZooKeeper,
+}
+
+/// A member's role in the static configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Participant,
+    Observer,
+}
+
+/// The scenarios run one at a time (the machine has few cores; each is several processes).
+pub static SERIAL: Mutex<()> = Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Ports nothing listens on now (bound, read, released).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let ls: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    ls.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+pub struct Server {
+    pub id: usize,
+    pub kind: Kind,
+    pub dir: PathBuf,
+    pub client: u16,
+    pub child: Option<Child>,
+}
+
+impl Server {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.client)
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "server {} is running", self.id);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join("server.log"))
+            .unwrap();
+        let mut cmd = match self.kind {
+            Kind::Corral => {
+                let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+                c.arg(self.dir.join("zoo.cfg")).env("RUST_LOG", "info").env("NO_COLOR", "1");
+                c
+            }
+            Kind::ZooKeeper => {
+                let mut c = Command::new("java");
+                c.args(["-Xmx256m", "-cp", ZK_CLASSPATH])
+                    .arg(format!("-Dzookeeper.log.dir={}", self.dir.display()))
+                    .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
+                    .arg(self.dir.join("zoo.cfg"));
+                c
+            }
+        };
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{:?} server {} starts: {e}", self.kind, self.id));
+        self.child = Some(child);
+    }
+
+    /// Replaces the server by one of the other kind with the same myid, data directory
+    /// (emptied: the new server syncs from the leader) and config; it is not started.
+    pub fn replace_by(&mut self, kind: Kind) {
+        assert!(self.child.is_none(), "server {} is running", self.id);
+        self.wipe_data();
+        self.kind = kind;
+    }
+
+    /// SIGKILL: no shutdown of any kind.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id();
+        let ok = Command::new("kill").arg(sig).arg(pid.to_string()).status().unwrap().success();
+        assert!(ok, "kill {sig} {pid}");
+    }
+
+    pub fn log(&self) -> String {
+        // The subscriber colours its output only on a terminal; strip any escapes anyway.
+        let raw = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        let mut out = String::with_capacity(raw.len());
+        let mut chars = raw.chars();
+        while let Some(c) = chars.next() {
+            if c == '\u{1b}' {
+                for c in chars.by_ref() {
+                    if c.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Empties the data directory but for `myid`, the config and the log.
+    pub fn wipe_data(&self) {
+        for e in std::fs::read_dir(&self.dir).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            if ["myid", "zoo.cfg", "server.log"].contains(&name.as_str()) {
+                continue;
+            }
+            if p.is_dir() {
+                std::fs::remove_dir_all(&p).unwrap();
+            } else {
+                std::fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            // A stopped process must be continued to die promptly.
+            let _ = Command::new("kill").arg("-CONT").arg(c.id().to_string()).status();
+        }
+        self.kill();
+    }
+}
+
+pub struct Ensemble {
+    pub servers: Vec<Server>,
+    _root: tempfile::TempDir,
+}
+
+impl Ensemble {
+    /// `voters` participants and `observers` observers, all `corral`, started; `extra` is
+    /// added to every zoo.cfg.
+    pub fn start(voters: usize, observers: usize, extra: &str) -> Ensemble {
+        let mut members = vec![(Kind::Corral, Role::Participant); voters];
+        members.extend(std::iter::repeat_n((Kind::Corral, Role::Observer), observers));
+        Ensemble::start_mixed(&members, extra)
+    }
+
+    /// Members of the given kinds and roles (myid 1, 2, ... in order), started; `extra` is
+    /// added to every zoo.cfg.
+    pub fn start_mixed(members: &[(Kind, Role)], extra: &str) -> Ensemble {
+        let mut e = Ensemble::configure(members, extra);
+        for s in e.servers.iter_mut() {
+            s.start();
+        }
+        e
+    }
+
+    /// Members configured, not started.
+    pub fn configure(members: &[(Kind, Role)], extra: &str) -> Ensemble {
+        let root = tempfile::tempdir().unwrap();
+        let n = members.len();
+        let ports = free_ports(3 * n);
+        let mut lines = String::new();
+        for (i, (_, role)) in members.iter().enumerate() {
+            let role = match role {
+                Role::Participant => "participant",
+                Role::Observer => "observer",
+            };
+            lines.push_str(&format!(
+                "server.{}=127.0.0.1:{}:{}:{role};127.0.0.1:{}\n",
+                i + 1,
+                ports[3 * i],
+                ports[3 * i + 1],
+                ports[3 * i + 2]
+            ));
+        }
+        let mut servers = Vec::new();
+        for (i, (kind, role)) in members.iter().enumerate() {
+            let dir = root.path().join(format!("s{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
+            let peer_type = match role {
+                Role::Participant => "participant",
+                Role::Observer => "observer",
+            };
+            let cfg = format!(
+                "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
+                 clientPortAddress=127.0.0.1\ncnxTimeout=1000\nadmin.enableServer=false\n\
+                 peerType={peer_type}\n4lw.commands.whitelist=*\n{extra}{lines}",
+                dir.display(),
+                ports[3 * i + 2],
+            );
+            std::fs::write(dir.join("zoo.cfg"), cfg).unwrap();
+            servers.push(Server {
+                id: i + 1,
+                kind: *kind,
+                dir,
+                client: ports[3 * i + 2],
+                child: None,
+            });
+        }
+        Ensemble { servers, _root: root }
+    }
+
+    pub fn server(&mut self, id: usize) -> &mut Server {
+        &mut self.servers[id - 1]
+    }
+
+    /// Every server's client address, as a connection string.
+    pub fn hosts(&self) -> String {
+        self.servers.iter().map(Server::addr).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits (bounded) until the running servers agree: one leader, the others following or
+    /// observing. Returns the leader's id.
+    pub fn wait_for_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            let modes: Vec<(usize, String)> = self
+                .servers
+                .iter()
+                .filter(|s| s.child.is_some())
+                .map(|s| (s.id, mode(&s.addr())))
+                .collect();
+            let leaders: Vec<usize> =
+                modes.iter().filter(|(_, m)| m == "leader").map(|(i, _)| *i).collect();
+            if leaders.len() == 1
+                && modes
+                    .iter()
+                    .all(|(_, m)| ["leader", "follower", "observer"].contains(&m.as_str()))
+            {
+                return leaders[0];
+            }
+            assert!(Instant::now() < deadline, "no agreed leader within {within:?}: {modes:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn dump_logs(&self) {
+        for s in &self.servers {
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("---- server {} (last lines) ----", s.id);
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
+    }
+}
+
+/// A four-letter word's answer ("" if the server does not answer).
+pub fn four(addr: &str, word: &[u8; 4]) -> String {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return String::new() };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+    if s.write_all(word).is_err() {
+        return String::new();
+    }
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text
+}
+
+pub fn mode(addr: &str) -> String {
+    let text = four(addr, b"srvr");
+    text.lines().find_map(|l| l.strip_prefix("Mode: ")).map(str::to_owned).unwrap_or_default()
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+pub fn open() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// A session through `hosts` (any of them), retried until `within` passes.
+pub async fn connect(hosts: &str, within: Duration) -> zk::Client {
+    let deadline = Instant::now() + within;
+    loop {
+        let mut connector = zk::Client::connector();
+        connector
+            .session_timeout(Duration::from_secs(8))
+            .connection_timeout(Duration::from_millis(1000));
+        match tokio::time::timeout(Duration::from_secs(3), connector.connect(hosts)).await {
+            Ok(Ok(c)) => return c,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => {
+                panic!("no session from {hosts} within {within:?}: {:?}", other.map(|r| r.err()))
+            }
+        }
+    }
+}
+
+/// Children of `path` as server `addr` has them after a sync.
+pub async fn children_at(addr: &str, path: &str) -> Vec<String> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.sync(path).await.unwrap();
+    let (mut kids, _) = c.get_children(path).await.unwrap();
+    kids.sort();
+    kids
+}
+
+/// An acknowledged write: its path, when it was sent and when it was acknowledged.
+#[derive(Debug)]
+pub struct Acked {
+    pub path: String,
+    pub sent: Instant,
+    pub acked: Instant,
+}
+
+/// Writers creating distinct znodes under `/load` until `stop`; returns the acknowledged
+/// writes.
+pub struct Load {
+    acked: Arc<Mutex<Vec<Acked>>>,
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(rt: &tokio::runtime::Runtime, hosts: &str, writers: usize) -> Load {
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut tasks = Vec::new();
+        for w in 0..writers {
+            let (acked, stop, hosts) = (acked.clone(), stop.clone(), hosts.to_owned());
+            tasks.push(rt.spawn(async move {
+                let mut client = connect(&hosts, Duration::from_secs(30)).await;
+                // Bounded by count and by the stop flag (set by the test within seconds).
+                for k in 0..200_000u32 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let path = format!("/load/w{w}-{k:06}");
+                    let sent = Instant::now();
+                    let r = tokio::time::timeout(
+                        Duration::from_secs(10),
+                        client.create(&path, &[7u8; 100], &open()),
+                    )
+                    .await;
+                    match r {
+                        Ok(Ok(_)) => {
+                            acked.lock().unwrap().push(Acked { path, sent, acked: Instant::now() })
+                        }
+                        Ok(Err(zk::Error::SessionExpired | zk::Error::ClientClosed)) => {
+                            client = connect(&hosts, Duration::from_secs(30)).await;
+                        }
+                        // Connection loss and the like: unknown outcome, not acknowledged.
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+            }));
+        }
+        Load { acked, stop, tasks }
+    }
+
+    pub fn count(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    pub fn finish(self, rt: &tokio::runtime::Runtime) -> Vec<Acked> {
+        self.stop.store(true, Ordering::Relaxed);
+        rt.block_on(async {
+            for t in self.tasks {
+                tokio::time::timeout(Duration::from_secs(30), t)
+                    .await
+                    .expect("writers stop")
+                    .unwrap();
+            }
+        });
+        Arc::try_unwrap(self.acked).unwrap().into_inner().unwrap()
+    }
+}
+
+/// Waits (bounded) until `f` holds.
+pub fn wait_until(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines of `log` saying the leader synced `learner`, by kind.
+pub fn sync_kinds(log: &str, learner: usize) -> Vec<String> {
+    let key = format!("learner={learner} kind=\"");
+    log.lines()
+        .filter(|l| l.contains("syncing a learner"))
+        .filter_map(|l| l.split(&key).nth(1))
+        .filter_map(|rest| rest.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// How each time a learner was synced, from its own log: "DIFF", "TRUNC" or "SNAP" (a
+/// `corral` learner's "synced with the leader" lines, a ZooKeeper learner's "Getting a diff",
+/// "Truncating log" and "Getting a snapshot" lines).
+pub fn learner_syncs(s: &Server) -> Vec<String> {
+    let log = s.log();
+    let mut out = Vec::new();
+    for l in log.lines() {
+        let kind = match s.kind {
+            Kind::Corral => l
+                .contains("synced with the leader")
+                .then(|| l.split("synced_by=\"").nth(1).and_then(|r| r.split('"').next()))
+                .flatten(),
+            Kind::ZooKeeper if l.contains("Getting a diff from the leader") => Some("DIFF"),
+            Kind::ZooKeeper if l.contains("Truncating log to get in sync") => Some("TRUNC"),
+            Kind::ZooKeeper if l.contains("Getting a snapshot from leader") => Some("SNAP"),
+            Kind::ZooKeeper => None,
+        };
+        out.extend(kind.map(str::to_owned));
+    }
+    out
+}
+
+/// Every znode outside /zookeeper with its data and Stat, as server `addr` has it after a sync.
+pub async fn tree_at(addr: &str) -> std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.sync("/").await.unwrap();
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec!["/".to_owned()];
+    while let Some(p) = stack.pop() {
+        let (data, stat) = c.get_data(&p).await.unwrap();
+        let (children, _) = c.get_children(&p).await.unwrap();
+        for ch in children {
+            let child = if p == "/" { format!("/{ch}") } else { format!("{p}/{ch}") };
+            if child != "/zookeeper" {
+                stack.push(child);
+            }
+        }
+        out.insert(p, (data, stat));
+    }
+    out
+}
+
+/// Asserts that every running server holds the same tree (data and Stat of every znode outside
+/// /zookeeper) and every acknowledged write; returns the number of znodes.
+pub async fn assert_identical_trees(e: &Ensemble, acked: &[Acked]) -> usize {
+    let mut first: Option<(usize, std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)>)> = None;
+    for s in e.servers.iter().filter(|s| s.child.is_some()) {
+        let tree = tree_at(&s.addr()).await;
+        let lost: Vec<&str> =
+            acked.iter().map(|a| a.path.as_str()).filter(|p| !tree.contains_key(*p)).collect();
+        assert!(
+            lost.is_empty(),
+            "server {} ({:?}) lost {} acknowledged writes: {:?}",
+            s.id,
+            s.kind,
+            lost.len(),
+            &lost[..lost.len().min(5)]
+        );
+        match &first {
+            None => first = Some((s.id, tree)),
+            Some((id, want)) => {
+                let differ: Vec<&String> = want
+                    .keys()
+                    .chain(tree.keys())
+                    .filter(|k| want.get(*k) != tree.get(*k))
+                    .take(3)
+                    .collect();
+                assert!(
+                    differ.is_empty(),
+                    "servers {id} and {} ({:?}) differ at {:?}: {:?} vs {:?}",
+                    s.id,
+                    s.kind,
+                    differ,
+                    differ.first().map(|k| want.get(*k)),
+                    differ.first().map(|k| tree.get(*k))
+                );
+            }
+        }
+    }
+    first.map_or(0, |(_, t)| t.len())
+}
+
+/// Whether Apache ZooKeeper is installed (the mixed-ensemble tests skip, saying so, if not).
+pub fn zookeeper_installed() -> bool {
+    let jar = ZK_CLASSPATH.split(':').next().unwrap();
+    let ok = std::path::Path::new(jar).exists()
+        && Command::new("java").arg("-version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: Apache ZooKeeper 3.8 ({jar}) or java is not installed; ci/test.sh installs them");
+    }
+    ok
+}
