@@ -439,8 +439,11 @@ pub fn learner_syncs(s: &Server) -> Vec<String> {
     out
 }
 
+/// Znodes by path, with their data and Stat.
+pub type Tree = std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)>;
+
 /// Every znode outside /zookeeper with its data and Stat, as server `addr` has it after a sync.
-pub async fn tree_at(addr: &str) -> std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)> {
+pub async fn tree_at(addr: &str) -> Tree {
     let c = connect(addr, Duration::from_secs(20)).await;
     c.sync("/").await.unwrap();
     let mut out = std::collections::BTreeMap::new();
@@ -462,7 +465,7 @@ pub async fn tree_at(addr: &str) -> std::collections::BTreeMap<String, (Vec<u8>,
 /// Asserts that every running server holds the same tree (data and Stat of every znode outside
 /// /zookeeper) and every acknowledged write; returns the number of znodes.
 pub async fn assert_identical_trees(e: &Ensemble, acked: &[Acked]) -> usize {
-    let mut first: Option<(usize, std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)>)> = None;
+    let mut first: Option<(usize, Tree)> = None;
     for s in e.servers.iter().filter(|s| s.child.is_some()) {
         let tree = tree_at(&s.addr()).await;
         let lost: Vec<&str> =
