@@ -102,12 +102,14 @@ fn main() -> Result<()> {
                 let s =
                     corral_server::tools::import_zookeeper(&from, from_log.as_deref(), &to, true)?;
                 println!(
-                    "imported {} znodes and {} sessions up to zxid 0x{:x} ({} txns replayed after {})",
+                    "imported {} znodes and {} sessions up to zxid 0x{:x} ({} txns replayed after {}); acceptedEpoch {}, currentEpoch {}",
                     s.znodes,
                     s.sessions,
                     s.last_zxid,
                     s.replayed,
-                    s.snapshot.map(|p| p.display().to_string()).unwrap_or_else(|| "no snapshot".into())
+                    s.snapshot.map(|p| p.display().to_string()).unwrap_or_else(|| "no snapshot".into()),
+                    s.accepted_epoch,
+                    s.current_epoch
                 );
             }
         }

@@ -12,7 +12,7 @@ use corral_engine::snapshot::{
     parse_snapshot_file_name, SnapshotInfo, SnapshotStore, SNAPSHOT_MAGIC,
 };
 
-use crate::db::{DbOptions, State};
+use crate::db::{DbOptions, State, ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE};
 use crate::proto::{OpCode, Txn, TxnEntry, DEFAULT_MAX_LEN};
 use crate::tree::zk_snapshot::read_snapshot;
 use crate::tree::{DataTree, TreeOptions};
@@ -229,20 +229,29 @@ pub struct ImportSummary {
     pub snapshot: Option<std::path::PathBuf>,
     /// Txns replayed from ZooKeeper's logs.
     pub replayed: u64,
+    /// The acceptedEpoch written.
+    pub accepted_epoch: u32,
+    /// The currentEpoch written.
+    pub current_epoch: u32,
 }
 
 /// `corral import-zookeeper`: converts an Apache ZooKeeper data directory (newest valid
-/// snapshot + the logs after it) into a Corral data directory. Refuses a non-empty target.
+/// snapshot + the logs after it) into a Corral data directory, with ZooKeeper's acceptedEpoch
+/// and currentEpoch (so that the server can rejoin its ensemble where ZooKeeper left it). The
+/// target may be ZooKeeper's own dataDir (Corral's files go to its `corral-v1`, beside
+/// `version-2`); its `corral-v1` must not exist or be empty.
 pub fn import_zookeeper(
     from: &Path,
     from_log: Option<&Path>,
     to: &Path,
     progress: bool,
 ) -> Result<ImportSummary> {
-    if to.exists() && std::fs::read_dir(to)?.next().is_some() {
+    let opts = DbOptions::new(to);
+    let ours = opts.secret_dir();
+    if ours.exists() && std::fs::read_dir(&ours)?.next().is_some() {
         bail!(
-            "{} is not empty; import-zookeeper only writes into a new or empty directory",
-            to.display()
+            "{} is not empty; import-zookeeper only writes a new Corral data directory",
+            ours.display()
         );
     }
     let snap_dir = zkfiles::version2(from);
@@ -281,7 +290,6 @@ pub fn import_zookeeper(
     for (p, why) in &load.skipped {
         tracing::warn!(snapshot = %p.display(), reason = %why, "skipped an unusable ZooKeeper snapshot");
     }
-    let opts = DbOptions::new(to);
     std::fs::create_dir_all(opts.log_dir())?;
     let store = SnapshotStore::open(Arc::new(SyncVfs::new()), &opts.snap_dir(), 0)?;
     let state = load.state;
@@ -293,7 +301,30 @@ pub fn import_zookeeper(
     let mut secret = crate::session::secret::SessionSecret::generate();
     secret.keep_zookeeper_passwords(state.sessions.keys().copied());
     secret.store(&SyncVfs::new(), &opts.secret_dir()).context("writing the session secret")?;
+    // The epochs: ZooKeeper's files (in version-2), never older than the last zxid's epoch
+    // (ZooKeeper itself derives a missing currentEpoch from the last zxid).
+    let last_epoch = (load.last_zxid.max(0) as u64 >> 32) as u32;
+    let mut epochs = [0u32; 2];
+    for (i, name) in [ACCEPTED_EPOCH_FILE, CURRENT_EPOCH_FILE].into_iter().enumerate() {
+        let zk = match std::fs::read_to_string(snap_dir.join(name)) {
+            Ok(text) => text.trim().parse::<u32>().with_context(|| {
+                format!("{} does not hold an epoch", snap_dir.join(name).display())
+            })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).context(format!("reading {}", snap_dir.join(name).display())),
+        };
+        epochs[i] = zk.max(last_epoch);
+        corral_engine::io::write_file_atomic(
+            &SyncVfs::new(),
+            &opts.secret_dir(),
+            name,
+            epochs[i].to_string().as_bytes(),
+        )
+        .with_context(|| format!("writing {name}"))?;
+    }
     Ok(ImportSummary {
+        accepted_epoch: epochs[0],
+        current_epoch: epochs[1],
         znodes: state.tree.node_count(),
         sessions: state.sessions.len(),
         last_zxid: load.last_zxid,

@@ -88,6 +88,23 @@ impl Server {
         self.child = Some(child);
     }
 
+    /// Turns a stopped ZooKeeper server into a Corral server over the same data directory,
+    /// converted by `corral import-zookeeper` (Corral's files beside ZooKeeper's).
+    pub fn import_into_corral(&mut self) {
+        assert!(self.child.is_none() && self.kind == Kind::ZooKeeper);
+        let out = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .arg("import-zookeeper")
+            .arg("--from")
+            .arg(&self.dir)
+            .arg("--to")
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!("server {}: {}", self.id, String::from_utf8_lossy(&out.stdout).trim());
+        self.kind = Kind::Corral;
+    }
+
     /// Replaces the server by one of the other kind with the same myid, data directory
     /// (emptied: the new server syncs from the leader) and config; it is not started.
     pub fn replace_by(&mut self, kind: Kind) {
