@@ -182,10 +182,11 @@ fn three_servers_elect_replicate_and_catch_up() {
         let (_, stat) = moved.get_data("/moving").await.unwrap();
         assert_eq!(stat.ephemeral_owner, id.0, "its ephemeral is still its own");
         moved.create("/moving2", b"", &eph).await.unwrap();
-        // The old connection is still open: a write on it is answered SESSIONMOVED (the
-        // leader knows the session's owner is now server 3); reads are still served.
+        // The old connection is still open: a write on it is refused SESSIONMOVED (the
+        // leader knows the session's owner is now server 3), which, as in ZooKeeper, closes
+        // that connection instead of answering: its client sees the connection lost.
         let err = c.create("/moving3", b"", &eph).await.unwrap_err();
-        assert_eq!(err, zk::Error::SessionMoved, "a write from the session's old server");
+        assert_eq!(err, zk::Error::ConnectionLoss, "a write from the session's old server");
         assert!(moved.check_stat("/moving3").await.unwrap().is_none());
         drop(c);
     });

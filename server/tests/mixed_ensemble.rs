@@ -264,3 +264,134 @@ fn rolling_migration_zookeeper_to_corral_and_back_under_load() {
         eprintln!("{} writes acknowledged, {znodes} znodes identical on every server", acked.len());
     });
 }
+
+/// A session on `addr`, optionally authenticated as `user`.
+async fn session_on(addr: &str, user: Option<&str>) -> zookeeper_client::Client {
+    let c = connect(addr, Duration::from_secs(30)).await;
+    if let Some(user) = user {
+        c.auth("digest".into(), format!("{user}:secret").into_bytes()).await.unwrap();
+    }
+    c
+}
+
+/// Clients of members of both kinds, with a leader of `members[2]`'s kind: forwarded writes
+/// carry their client's auth (ACLs checked by the leader), watches fire for writes made
+/// through the other kind, ephemerals of an observer's session are everywhere and go when it
+/// closes, and a session moves between kinds (its old connection answered SESSIONMOVED).
+fn clients_across_kinds(members: &[(Kind, Role)]) {
+    use zookeeper_client as zk;
+    if !zookeeper_installed() {
+        return;
+    }
+    let _g = serial();
+    let mut e = Ensemble::configure(members, "");
+    let rt = runtime();
+    checked(&mut e, |e| {
+        start_in_order(e, &[3, 1, 2, 4, 5]);
+        let leader = e.wait_for_leader(Duration::from_secs(60));
+        assert_eq!(leader, 3);
+        for id in [4, 5] {
+            let addr = e.server(id).addr();
+            wait_until("the observer serves", Duration::from_secs(60), || {
+                mode(&addr) == "observer"
+            });
+        }
+        let of = |kind: Kind, role: Role| -> String {
+            let i = members.iter().position(|m| *m == (kind, role)).expect("such a member");
+            e.servers[i].addr()
+        };
+        let pairs = [
+            (of(Kind::ZooKeeper, Role::Participant), of(Kind::Corral, Role::Participant)),
+            (of(Kind::Corral, Role::Participant), of(Kind::ZooKeeper, Role::Participant)),
+            (of(Kind::ZooKeeper, Role::Observer), of(Kind::Corral, Role::Observer)),
+            (of(Kind::Corral, Role::Observer), of(Kind::ZooKeeper, Role::Participant)),
+        ];
+        rt.block_on(async {
+            for (n, (x, y)) in pairs.iter().enumerate() {
+                // Auth travels with a forwarded write: alice's node, written by alice through
+                // the other kind, refused to bob.
+                let alice = session_on(x, Some("alice")).await;
+                let path = format!("/acl{n}");
+                let creator = zk::CreateMode::Persistent.with_acls(zk::Acls::creator_all());
+                alice.create(&path, b"a", &creator).await.unwrap();
+                let alice_too = session_on(y, Some("alice")).await;
+                alice_too.sync(&path).await.unwrap();
+                alice_too.set_data(&path, b"b", None).await.unwrap();
+                let bob = session_on(y, Some("bob")).await;
+                bob.sync(&path).await.unwrap();
+                assert_eq!(bob.set_data(&path, b"c", None).await.unwrap_err(), zk::Error::NoAuth);
+                assert_eq!(bob.get_data(&path).await.unwrap_err(), zk::Error::NoAuth);
+                let (acl, _) = alice.get_acl(&path).await.unwrap();
+                assert_eq!(acl.len(), 1, "{acl:?}");
+
+                // A watch set through one kind fires for a write through the other.
+                let watched = format!("/watched{n}");
+                alice.create(&watched, b"0", &open()).await.unwrap();
+                bob.sync(&watched).await.unwrap();
+                let (_, _, w) = bob.get_and_watch_data(&watched).await.unwrap();
+                alice.set_data(&watched, b"1", None).await.unwrap();
+                let ev = tokio::time::timeout(Duration::from_secs(10), w.changed())
+                    .await
+                    .expect("the watch fires");
+                assert_eq!(ev.event_type, zk::EventType::NodeDataChanged);
+
+                // An ephemeral: everywhere while its session lives, gone when it closes.
+                let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+                let owner = session_on(x, None).await;
+                let ep = format!("/eph{n}");
+                owner.create(&ep, b"", &eph).await.unwrap();
+                bob.sync(&ep).await.unwrap();
+                let (_, st) = bob.get_data(&ep).await.unwrap();
+                assert_eq!(st.ephemeral_owner, owner.session_id().0);
+
+                // The session moves to the other kind: its ephemeral stays its own; a write on
+                // its old connection is refused SESSIONMOVED, which closes that connection
+                // (a connection-level error in ZooKeeper): the client sees it lost.
+                let mut connector = zk::Client::connector();
+                connector.session(owner.session().clone()).session_timeout(Duration::from_secs(8));
+                let moved = tokio::time::timeout(Duration::from_secs(10), connector.connect(y))
+                    .await
+                    .expect("resumed in time")
+                    .expect("the session resumes on the other kind");
+                assert_eq!(moved.session_id(), owner.session_id());
+                moved.sync(&ep).await.unwrap();
+                assert_eq!(
+                    moved.get_data(&ep).await.unwrap().1.ephemeral_owner,
+                    st.ephemeral_owner
+                );
+                let err = owner.create(&format!("{ep}-old"), b"", &eph).await.unwrap_err();
+                assert_eq!(err, zk::Error::ConnectionLoss, "pair {n}: a write from the old server");
+                alice.sync(&ep).await.unwrap();
+                assert!(alice.check_stat(&format!("{ep}-old")).await.unwrap().is_none());
+                // Dropped, the session closes (or, at worst, expires): the ephemeral goes.
+                drop(owner);
+                drop(moved);
+                let deadline = std::time::Instant::now() + Duration::from_secs(20);
+                loop {
+                    alice.sync(&ep).await.unwrap();
+                    if alice.check_stat(&ep).await.unwrap().is_none() {
+                        break;
+                    }
+                    assert!(std::time::Instant::now() < deadline, "{ep} outlived its session");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            let znodes = assert_identical_trees(e, &[]).await;
+            assert!(znodes >= 1 + 2 * pairs.len());
+        });
+    });
+}
+
+#[test]
+fn clients_across_kinds_with_a_corral_leader() {
+    // Corral leads ZooKeeper followers, a ZooKeeper observer and a Corral observer.
+    let obs = |k| (k, Role::Observer);
+    clients_across_kinds(&[Z, Z, C, obs(Kind::ZooKeeper), obs(Kind::Corral)]);
+}
+
+#[test]
+fn clients_across_kinds_with_a_zookeeper_leader() {
+    // ZooKeeper leads Corral followers, a Corral observer and a ZooKeeper observer.
+    let obs = |k| (k, Role::Observer);
+    clients_across_kinds(&[C, C, Z, obs(Kind::Corral), obs(Kind::ZooKeeper)]);
+}

@@ -1036,6 +1036,13 @@ fn finish_reply(
     op: OpCode,
     received: Instant,
 ) {
+    if err == ErrorCode::SessionMoved {
+        // ZooKeeper's FinalRequestProcessor: "session moved is a connection level error":
+        // no reply, the connection closes after what is queued (the session lives on, on the
+        // server it moved to; the client sees the connection lost).
+        conn.close();
+        return;
+    }
     conn.send_reply(xid, zxid, err, body);
     let ms = received.elapsed().as_millis() as u64;
     shared.stats.record_latency(ms);

@@ -459,9 +459,12 @@ pub fn learner_syncs(s: &Server) -> Vec<String> {
 /// Znodes by path, with their data and Stat.
 pub type Tree = std::collections::BTreeMap<String, (Vec<u8>, zk::Stat)>;
 
-/// Every znode outside /zookeeper with its data and Stat, as server `addr` has it after a sync.
+/// Every znode outside /zookeeper with its data and Stat, as server `addr` has it after a sync
+/// (read as digest user alice).
 pub async fn tree_at(addr: &str) -> Tree {
     let c = connect(addr, Duration::from_secs(20)).await;
+    // The user the tests' creator-only ACLs name, so that every znode can be read.
+    c.auth("digest".into(), b"alice:secret".to_vec()).await.unwrap();
     c.sync("/").await.unwrap();
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec!["/".to_owned()];
