@@ -395,3 +395,66 @@ fn clients_across_kinds_with_a_zookeeper_leader() {
     let obs = |k| (k, Role::Observer);
     clients_across_kinds(&[C, C, Z, obs(Kind::Corral), obs(Kind::ZooKeeper)]);
 }
+
+/// A leader of one kind logs a txn its followers (of the other kind) never receive; all die;
+/// the followers elect a leader of their kind, which truncates the old leader when it
+/// rejoins (before the new epoch has a txn: after that, both kinds would send a SNAP, as no
+/// TRUNC crosses an epoch): the unacknowledged txn is gone everywhere.
+fn truncated_by_other_kind(members: &[(Kind, Role)]) {
+    if !zookeeper_installed() {
+        return;
+    }
+    let _g = serial();
+    let mut e = Ensemble::configure(members, "");
+    let rt = runtime();
+    checked(&mut e, |e| {
+        start_in_order(e, &[3, 1, 2]);
+        let old = e.wait_for_leader(Duration::from_secs(60));
+        assert_eq!(old, 3);
+        let leader_addr = e.server(old).addr();
+        rt.block_on(async {
+            let c = connect(&leader_addr, Duration::from_secs(30)).await;
+            c.create("/t", b"", &open()).await.unwrap();
+            for f in [1, 2] {
+                e.server(f).signal("-STOP");
+            }
+            let lonely = tokio::time::timeout(
+                Duration::from_millis(1000),
+                c.create("/t/unacknowledged", b"", &open()),
+            )
+            .await;
+            assert!(!matches!(lonely, Ok(Ok(_))), "no quorum, no acknowledgement: {lonely:?}");
+        });
+        e.server(old).kill();
+        for f in [1, 2] {
+            e.server(f).kill();
+            e.server(f).start();
+        }
+        let new = e.wait_for_leader(Duration::from_secs(60));
+        assert_ne!(e.servers[new - 1].kind, e.servers[old - 1].kind);
+        // Back before the new epoch has a txn: ahead of the new leader, truncated.
+        e.server(old).start();
+        let addr = e.server(old).addr();
+        wait_until("the old leader follows", Duration::from_secs(60), || mode(&addr) == "follower");
+        rt.block_on(async {
+            let c = connect(&e.server(new).addr(), Duration::from_secs(30)).await;
+            c.create("/t/after", b"", &open()).await.unwrap();
+        });
+        let syncs = learner_syncs(e.server(old));
+        assert_eq!(syncs.last().map(String::as_str), Some("TRUNC"), "{syncs:?}");
+        rt.block_on(async {
+            assert_eq!(children_at(&addr, "/t").await, ["after"]);
+            assert_identical_trees(e, &[]).await;
+        });
+    });
+}
+
+#[test]
+fn zookeeper_leader_truncates_corral() {
+    truncated_by_other_kind(&[Z, Z, C]);
+}
+
+#[test]
+fn corral_leader_truncates_zookeeper() {
+    truncated_by_other_kind(&[C, C, Z]);
+}

@@ -252,8 +252,8 @@ fn repeated_epoch_ack_does_not_count() {
     assert!(recv(&mut p, 2, ack_epoch(Zxid::ZERO, -1)).is_empty());
 }
 
-// LeaderSyncFollower: TRUNC+DIFF for a learner with a txn the leader never had, SNAP for one
-// behind the window, TRUNC alone for one ahead of the leader.
+// LeaderSyncFollower: SNAP for a learner with a txn the leader never had in an older epoch,
+// SNAP for one behind the window, TRUNC alone for one ahead of the leader.
 #[test]
 fn leader_chooses_trunc_diff_snap_and_trunc() {
     // Window of 3: base 1.1, entries 1.2, 2.1, 2.2.
@@ -264,17 +264,17 @@ fn leader_chooses_trunc_diff_snap_and_trunc() {
     }
     step(&mut p, Event::Connected { peer: 4, conn: 4 });
     recv(&mut p, 4, observer_info(4, 2));
-    // Peer 2 has 1.3, which the leader never had: back to 1.2, then the rest.
+    // Peer 2 has 1.3, which the leader never had, and the leader's next txn is 2.1: a TRUNC
+    // would cross an epoch boundary, which ZooKeeper's LearnerHandler never sends ("Cannot send
+    // TRUNC to peer ... peer zxid is from different epoch"): SNAP. (TRUNC+DIFF within an epoch:
+    // zab::history's unit tests.)
     assert_eq!(
         recv(&mut p, 2, ack_epoch(z(1, 3), 1)),
         vec![
             Command::PersistCurrentEpoch(3),
-            Command::SyncStarted { learner: 2, plan: SyncPlan::TruncDiff { to: z(1, 2) } },
-            send(2, pkt(PacketType::Trunc, z(1, 2))),
-            send(2, pktd(PacketType::Proposal, (z(2, 1)).to_wire(), data(z(2, 1)))),
-            send(2, pkt(PacketType::Commit, z(2, 1))),
-            send(2, pktd(PacketType::Proposal, (z(2, 2)).to_wire(), data(z(2, 2)))),
-            send(2, pkt(PacketType::Commit, z(2, 2))),
+            Command::SyncStarted { learner: 2, plan: SyncPlan::Snap },
+            send(2, pkt(PacketType::Snap, z(2, 2))),
+            Command::SendSnapshot { to: 2, zxid: z(2, 2) },
             send(2, pkt(PacketType::NewLeader, z(3, 0))),
         ]
     );

@@ -135,7 +135,9 @@ impl SyncPlan {
 ///
 /// As ZooKeeper's LearnerHandler: equal → empty DIFF; learner ahead → TRUNC to the sync point;
 /// learner inside the window → DIFF if its last zxid is in the leader's history, otherwise TRUNC
-/// to the leader's previous zxid then DIFF; learner before the window → SNAP.
+/// to the leader's previous zxid then DIFF, unless the leader's next txn is of another epoch
+/// than the learner's last (ZooKeeper does not send a TRUNC across an epoch boundary: SNAP);
+/// learner before the window → SNAP.
 pub fn plan_sync(peer_last: Zxid, sync_point: Zxid, window: &HistoryWindow) -> SyncPlan {
     // The sync point may lie below the window when outstanding proposals filled it.
     assert!(sync_point <= window.last(), "sync point beyond the history");
@@ -153,6 +155,10 @@ pub fn plan_sync(peer_last: Zxid, sync_point: Zxid, window: &HistoryWindow) -> S
     }
     if window.contains_point(peer_last) {
         return SyncPlan::Diff { from: peer_last };
+    }
+    let next = window.entries().map(|e| e.0).find(|z| *z > peer_last);
+    if next.is_some_and(|n| super::epoch_of(n) != super::epoch_of(peer_last)) {
+        return SyncPlan::Snap;
     }
     let prev =
         window.entries().rev().map(|e| e.0).find(|z| *z < peer_last).unwrap_or(window.base());
@@ -223,10 +229,15 @@ mod tests {
             plan_sync(make_zxid(1, 1), make_zxid(3, 1), &w),
             SyncPlan::Diff { from: make_zxid(1, 1) }
         );
-        // The learner has 2.1, which the leader never had: back to 1.3, then DIFF.
+        // The learner has 2.1, which the leader never had, and the leader's next txn is of
+        // epoch 3: ZooKeeper sends no TRUNC across an epoch boundary, a SNAP.
+        assert_eq!(plan_sync(make_zxid(2, 1), make_zxid(3, 1), &w), SyncPlan::Snap);
+        // The learner has 3.2 (not the leader's) and the leader's next is 3.3: back to 3.1,
+        // then DIFF.
+        let w = window(make_zxid(1, 1), &[make_zxid(3, 1), make_zxid(3, 3)]);
         assert_eq!(
-            plan_sync(make_zxid(2, 1), make_zxid(3, 1), &w),
-            SyncPlan::TruncDiff { to: make_zxid(1, 3) }
+            plan_sync(make_zxid(3, 2), make_zxid(3, 3), &w),
+            SyncPlan::TruncDiff { to: make_zxid(3, 1) }
         );
     }
 

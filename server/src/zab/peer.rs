@@ -823,15 +823,12 @@ impl Leader {
                 );
             }
         }
-        Core::send(
-            out,
-            sid,
-            QuorumPacket::with_data(
-                PacketType::NewLeader,
-                make_zxid(epoch, 0).to_wire(),
-                core.cfg.config_text.clone(),
-            ),
-        );
+        // NEWLEADER carries the configuration text, as ZooKeeper's does (null without one).
+        let mut newleader = QuorumPacket::new(PacketType::NewLeader, make_zxid(epoch, 0).to_wire());
+        if !core.cfg.config_text.is_empty() {
+            newleader.data = Some(core.cfg.config_text.clone());
+        }
+        Core::send(out, sid, newleader);
         if let Some(h) = self.learners.get_mut(&sid) {
             h.phase = HPhase::Syncing;
         }
