@@ -578,7 +578,7 @@ fn requests_and_sync_are_forwarded() {
     // The client's ids travel as the packet's authinfo (ZooKeeper's Learner.request), and the
     // leader hands them on with the request, so ACLs are checked against the asking client.
     let mut forwarded = pktd(PacketType::Request, -1, req.encode());
-    forwarded.authinfo = req.auth.clone();
+    forwarded.authinfo = Some(req.auth.clone());
     assert_eq!(
         step(&mut f, Event::ClientRequest { request: req.clone() }),
         vec![send(1, forwarded.clone())]

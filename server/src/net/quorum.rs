@@ -34,15 +34,12 @@ use bytes::Bytes;
 
 use crate::pipeline::{Input, NetOut};
 use crate::proto::{JuteError, Reader};
-use crate::zab::wire::{read_snap_payload, LearnerInfo, Notification, PacketType, QuorumPacket};
+use crate::zab::wire::{
+    read_snap_payload, ElectionHello, LearnerInfo, Notification, PacketType, QuorumPacket,
+};
 use crate::zab::{Command, ConnId, Event, Sid};
 
-/// The election connection header's protocol version (QuorumCnxManager.PROTOCOL_VERSION_V1).
-pub const ELECTION_PROTOCOL_V1: i64 = -65536;
-/// The multi-address form of the header (3.6+), accepted on input.
-pub const ELECTION_PROTOCOL_V2: i64 = -65535;
-/// The longest address text a header may carry.
-pub const ELECTION_ADDRESS_MAX: usize = 2048;
+pub use crate::zab::wire::{ELECTION_ADDRESS_MAX, ELECTION_PROTOCOL_V1, ELECTION_PROTOCOL_V2};
 /// The largest election message (QuorumCnxManager's PACKETMAXSIZE).
 pub const ELECTION_MESSAGE_MAX: usize = 512 * 1024;
 /// Notifications queued for one peer at most (ZooKeeper keeps one; a few are harmless).
@@ -468,13 +465,12 @@ impl QuorumNet {
         s.set_nodelay(true)?;
         let me = self.inner.cfg.me;
         let my_addr = self.inner.cfg.members.get(&me).map(|m| m.election.to_string());
-        let text = my_addr.unwrap_or_default();
-        let mut h = Vec::with_capacity(20 + text.len());
-        h.extend_from_slice(&ELECTION_PROTOCOL_V1.to_be_bytes());
-        h.extend_from_slice(&(me as i64).to_be_bytes());
-        h.extend_from_slice(&(text.len() as i32).to_be_bytes());
-        h.extend_from_slice(text.as_bytes());
-        s.write_all(&h)?;
+        let hello = ElectionHello {
+            protocol: Some(ELECTION_PROTOCOL_V1),
+            sid: me as i64,
+            address: my_addr.unwrap_or_default(),
+        };
+        s.write_all(&hello.encode())?;
         if to > me {
             // The larger sid keeps connections: it will dial us.
             let _ = s.shutdown(Shutdown::Both);
@@ -524,22 +520,7 @@ impl QuorumNet {
     fn accept_election_one(&self, mut s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         s.set_nodelay(true)?;
-        let first = read_i64(&mut s)?;
-        let sid = if first >= 0 {
-            // A pre-3.5 peer sends its sid alone.
-            first
-        } else if first == ELECTION_PROTOCOL_V1 || first == ELECTION_PROTOCOL_V2 {
-            let sid = read_i64(&mut s)?;
-            let len = read_i32(&mut s)?;
-            if len < 0 || len as usize > ELECTION_ADDRESS_MAX {
-                return Err(bad(format!("election header address of {len} bytes")));
-            }
-            let mut a = vec![0u8; len as usize];
-            s.read_exact(&mut a)?;
-            sid
-        } else {
-            return Err(bad(format!("election header protocol version {first}")));
-        };
+        let sid = ElectionHello::read_from(&mut s)?.sid;
         let sid = sid as Sid;
         if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
             return Err(bad(format!("election connection from unknown server {sid}")));
@@ -816,12 +797,6 @@ impl PacketReader {
             };
         }
     }
-}
-
-fn read_i64(s: &mut TcpStream) -> io::Result<i64> {
-    let mut b = [0u8; 8];
-    s.read_exact(&mut b)?;
-    Ok(i64::from_be_bytes(b))
 }
 
 fn read_i32(s: &mut TcpStream) -> io::Result<i32> {

@@ -89,18 +89,20 @@ pub struct QuorumPacket {
     /// packets without data; `Some` of an empty buffer is length 0 (a learner's PING reply
     /// with no sessions, which ZooKeeper's leader reads as an array and must not find null).
     pub data: Option<Bytes>,
-    pub authinfo: Vec<Id>,
+    /// The authinfo vector: `None` is jute's null vector (ZooKeeper's packets but REQUEST),
+    /// `Some` a (possibly empty) list of the client's ids (REQUEST).
+    pub authinfo: Option<Vec<Id>>,
 }
 
 impl QuorumPacket {
     /// A packet without data.
     pub fn new(kind: PacketType, zxid: i64) -> Self {
-        QuorumPacket { kind, zxid, data: None, authinfo: Vec::new() }
+        QuorumPacket { kind, zxid, data: None, authinfo: None }
     }
 
     /// A packet with data.
     pub fn with_data(kind: PacketType, zxid: i64, data: impl Into<Bytes>) -> Self {
-        QuorumPacket { kind, zxid, data: Some(data.into()), authinfo: Vec::new() }
+        QuorumPacket { kind, zxid, data: Some(data.into()), authinfo: None }
     }
 
     /// The data (empty when null).
@@ -124,7 +126,10 @@ impl QuorumPacket {
         w.put_i32(self.kind.code());
         w.put_i64(self.zxid);
         w.put_buffer(self.data.as_deref());
-        self.authinfo.write(w);
+        match &self.authinfo {
+            Some(ids) => ids.write(w),
+            None => w.put_i32(-1),
+        }
     }
 
     /// The jute encoding.
@@ -145,7 +150,13 @@ impl QuorumPacket {
         })?;
         let zxid = r.read_i64()?;
         let data = r.read_buffer_ref()?.map(Bytes::copy_from_slice);
-        let authinfo = Vec::<Id>::read(r)?;
+        let mut probe = r.clone();
+        let authinfo = if probe.read_i32()? == -1 {
+            *r = probe;
+            None
+        } else {
+            Some(Vec::<Id>::read(r)?)
+        };
         Ok(QuorumPacket { kind, zxid, data, authinfo })
     }
 }
@@ -189,6 +200,9 @@ pub fn encode_i32(v: i32) -> Bytes {
 pub fn decode_i32(buf: &[u8]) -> Result<i32, JuteError> {
     Reader::new(buf).read_i32()
 }
+
+/// createSession's opcode.
+const CREATE_SESSION_OP: i32 = -10;
 
 /// REQUEST data: `long sessionId, int cxid, int type` followed by the raw request bytes; the
 /// client's authenticated ids travel in the packet's `authinfo` (ZooKeeper's `Learner.request`),
@@ -235,14 +249,16 @@ impl ForwardedRequest {
             kind: PacketType::Request,
             zxid: -1,
             data: Some(self.encode()),
-            authinfo: self.auth.clone(),
+            // ZooKeeper's createSession requests carry no ids (a null vector); every other
+            // request carries its connection's list, possibly empty.
+            authinfo: (self.op != CREATE_SESSION_OP).then(|| self.auth.clone()),
         }
     }
 
     /// Reads a REQUEST packet: the data, and the client's ids from its authinfo.
     pub fn from_packet(p: &QuorumPacket) -> Result<ForwardedRequest, JuteError> {
         let mut r = ForwardedRequest::decode(p.payload())?;
-        r.auth = p.authinfo.clone();
+        r.auth = p.authinfo.clone().unwrap_or_default();
         Ok(r)
     }
 }
@@ -326,6 +342,71 @@ pub fn read_snap_payload<'a>(r: &mut Reader<'a>, buf: &'a [u8]) -> Result<&'a [u
     }
     *r = probe;
     Ok(&buf[start..end])
+}
+
+/// The first message on an election connection, from the server that dialled
+/// (`QuorumCnxManager.initiateConnection`): `long protocolVersion, long sid, int length,
+/// address bytes` ("host:port"; several separated by '|' with protocol version 2), or, from a
+/// pre-3.5 server, the sid alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ElectionHello {
+    /// -65536 (version 1), -65535 (version 2, multi-address), or `None` for the bare sid.
+    pub protocol: Option<i64>,
+    pub sid: i64,
+    /// The sender's election address(es) as text.
+    pub address: String,
+}
+
+/// Protocol version 1 of the election handshake (ZooKeeper 3.5+).
+pub const ELECTION_PROTOCOL_V1: i64 = -65536;
+/// Protocol version 2 (multi-address, ZooKeeper 3.6+ with `multiAddress.enabled`).
+pub const ELECTION_PROTOCOL_V2: i64 = -65535;
+/// The longest address text accepted in an election handshake.
+pub const ELECTION_ADDRESS_MAX: usize = 2048;
+
+impl ElectionHello {
+    /// The encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut h = Vec::with_capacity(20 + self.address.len());
+        match self.protocol {
+            Some(v) => {
+                h.put_i64(v);
+                h.put_i64(self.sid);
+                h.put_i32(self.address.len() as i32);
+                h.put_slice(self.address.as_bytes());
+            }
+            None => h.put_i64(self.sid),
+        }
+        h
+    }
+
+    /// Reads one from a stream; an unknown protocol version or an oversized address is an
+    /// error (`InvalidData`) before anything more is read.
+    pub fn read_from(r: &mut impl std::io::Read) -> std::io::Result<ElectionHello> {
+        let bad = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        let mut b8 = [0u8; 8];
+        r.read_exact(&mut b8)?;
+        let first = i64::from_be_bytes(b8);
+        if first >= 0 {
+            return Ok(ElectionHello { protocol: None, sid: first, address: String::new() });
+        }
+        if first != ELECTION_PROTOCOL_V1 && first != ELECTION_PROTOCOL_V2 {
+            return Err(bad(format!("election header protocol version {first}")));
+        }
+        r.read_exact(&mut b8)?;
+        let sid = i64::from_be_bytes(b8);
+        let mut b4 = [0u8; 4];
+        r.read_exact(&mut b4)?;
+        let len = i32::from_be_bytes(b4);
+        if len < 0 || len as usize > ELECTION_ADDRESS_MAX {
+            return Err(bad(format!("election header address of {len} bytes")));
+        }
+        let mut a = vec![0u8; len as usize];
+        r.read_exact(&mut a)?;
+        let address =
+            String::from_utf8(a).map_err(|_| bad("election header address not UTF-8".into()))?;
+        Ok(ElectionHello { protocol: Some(first), sid, address })
+    }
 }
 
 /// A peer's state as election notifications carry it.
@@ -451,18 +532,25 @@ mod tests {
                 0, 0, 0, 2, // type
                 0, 0, 0, 1, 0, 0, 0, 2, // zxid
                 0, 0, 0, 2, 7, 8, // data
-                0, 0, 0, 0, // authinfo: empty vector
+                0xff, 0xff, 0xff,
+                0xff, // authinfo: null, as ZooKeeper's `new QuorumPacket(t, z, d, null)`
             ]
         );
         assert_eq!(QuorumPacket::read(&mut Reader::new(&b)).unwrap(), p);
         // No data is written as a null buffer, as ZooKeeper's `new QuorumPacket(t, z, null, null)`
-        // does; a null authinfo vector reads as empty.
-        let ping = QuorumPacket::new(PacketType::UpToDate, -1);
-        let b = ping.encode();
-        assert_eq!(&b[12..16], &[0xff; 4]);
-        let mut nulls = b.clone();
-        nulls[16..20].copy_from_slice(&[0xff; 4]);
-        assert_eq!(QuorumPacket::read(&mut Reader::new(&nulls)).unwrap(), ping);
+        // does; empty data and an empty authinfo vector stay apart from null ones.
+        let uptodate = QuorumPacket::new(PacketType::UpToDate, -1);
+        let b = uptodate.encode();
+        assert_eq!(&b[12..20], &[0xff; 8]);
+        assert_eq!(QuorumPacket::read(&mut Reader::new(&b)).unwrap(), uptodate);
+        let empty = QuorumPacket {
+            data: Some(Bytes::new()),
+            authinfo: Some(Vec::new()),
+            ..QuorumPacket::new(PacketType::Ping, 0)
+        };
+        let b = empty.encode();
+        assert_eq!(&b[12..20], &[0; 8]);
+        assert_eq!(QuorumPacket::read(&mut Reader::new(&b)).unwrap(), empty);
     }
 
     #[test]
@@ -494,7 +582,7 @@ mod tests {
             ForwardedRequest { auth: Vec::new(), ..req.clone() }
         );
         let packet = req.to_packet();
-        assert_eq!(packet.authinfo, req.auth);
+        assert_eq!(packet.authinfo.as_ref(), Some(&req.auth));
         let wire = packet.encode();
         let back = QuorumPacket::read(&mut Reader::new(&wire)).unwrap();
         assert_eq!(ForwardedRequest::from_packet(&back).unwrap(), req);
