@@ -519,7 +519,28 @@ pub async fn assert_identical_trees(e: &Ensemble, acked: &[Acked]) -> usize {
             }
         }
     }
+    assert_no_digest_mismatch(e);
     first.map_or(0, |(_, t)| t.len())
+}
+
+/// The log line each kind writes when a txn's tree digest differs from the one computed after
+/// applying it (ZooKeeper 3.8's DataTree: "Digests are not matching"; Corral's database).
+pub fn digest_mismatch_in(kind: Kind, log: &str) -> Option<String> {
+    let needles: &[&str] = match kind {
+        Kind::Corral => &["tree digest mismatch"],
+        Kind::ZooKeeper => &["Digests are not matching", "First digest mismatch"],
+    };
+    log.lines().find(|l| needles.iter().any(|n| l.contains(n))).map(str::to_owned)
+}
+
+/// Asserts that no server logged a digest mismatch: each checks the digest the leader sent
+/// with every txn against its own tree (ZooKeeper's `digest.enabled`, on by default).
+pub fn assert_no_digest_mismatch(e: &Ensemble) {
+    for s in &e.servers {
+        if let Some(line) = digest_mismatch_in(s.kind, &s.log()) {
+            panic!("server {} ({:?}) logged a digest mismatch: {line}", s.id, s.kind);
+        }
+    }
 }
 
 /// Whether Apache ZooKeeper is installed (the mixed-ensemble tests skip, saying so, if not).
