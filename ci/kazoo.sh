@@ -8,6 +8,9 @@
 #   ci/kazoo.sh --ensemble [...]      the same against a 3-server ensemble (kazoo's harness,
 #                                     ZOOKEEPER_CLUSTER_SIZE=3; the tests allowed to fail are
 #                                     in ci/kazoo/expected-failures-ensemble.txt)
+#   ci/kazoo.sh --mixed               against a mixed ensemble: kazoo's 3 servers, server 1
+#                                     corral and servers 2 and 3 Apache ZooKeeper 3.8
+#                                     (ci/kazoo/expected-failures-mixed.txt)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -21,7 +24,11 @@ for arg in "$@"; do
             export ZOOKEEPER_CLUSTER_SIZE=3
             expected="$root/ci/kazoo/expected-failures-ensemble.txt"
             out="$root/target/kazoo-run-ensemble" ;;
-        *) echo "usage: ci/kazoo.sh [--against-zookeeper] [--ensemble]" >&2; exit 2 ;;
+        --mixed)
+            export ZOOKEEPER_CLUSTER_SIZE=3 CORRAL_MYIDS=1
+            expected="$root/ci/kazoo/expected-failures-mixed.txt"
+            out="$root/target/kazoo-run-mixed" ;;
+        *) echo "usage: ci/kazoo.sh [--against-zookeeper] [--ensemble] [--mixed]" >&2; exit 2 ;;
     esac
 done
 venv="$root/target/kazoo-venv"
@@ -33,10 +40,13 @@ fi
 rm -rf "$out"
 mkdir -p "$out"
 export PYTHONPATH="$root/ci/kazoo"
+# The classpath of Apache ZooKeeper servers (all of them, or those of a mixed ensemble).
+zk_classpath=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/servlet-api.jar:$(ls /usr/share/java/netty-{all,buffer,codec,common,handler,resolver,transport,transport-native-unix-common,transport-native-epoll}.jar | tr '\n' ':')
 if [ -n "$against_zookeeper" ]; then
-    unset CORRAL_BIN
-    export ZOOKEEPER_CLASSPATH=/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:/usr/share/java/servlet-api.jar:$(ls /usr/share/java/netty-{all,buffer,codec,common,handler,resolver,transport,transport-native-unix-common,transport-native-epoll}.jar | tr '\n' ':')
+    unset CORRAL_BIN CORRAL_MYIDS
+    export ZOOKEEPER_CLASSPATH="$zk_classpath"
 else
+    [ -z "${CORRAL_MYIDS:-}" ] || export ZOOKEEPER_CLASSPATH="$zk_classpath"
     [ -x target/release/corral ] || cargo build --release --locked -p corral-server
     export CORRAL_BIN="$root/target/release/corral"
 fi

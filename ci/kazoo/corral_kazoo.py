@@ -12,7 +12,9 @@ zoo.cfg keys to system properties).
 
 Use: CORRAL_BIN=/path/to/corral pytest -p corral_kazoo --pyargs kazoo.tests
 (with this directory on PYTHONPATH). Without CORRAL_BIN the plugin does nothing, so the same
-command runs the suite against Apache ZooKeeper for comparison.
+command runs the suite against Apache ZooKeeper for comparison. With CORRAL_MYIDS (a comma-
+separated list of server ids, e.g. "1") only those servers of kazoo's ensemble run corral and
+the others Apache ZooKeeper itself: a mixed ensemble.
 """
 
 import os
@@ -31,6 +33,16 @@ def _corral_argv(args, corral):
     return argv
 
 
+def _myid(cfg_path):
+    """The myid of the server a zoo.cfg belongs to (kazoo writes it in the dataDir)."""
+    with open(cfg_path) as f:
+        for line in f:
+            if line.startswith("dataDir="):
+                with open(os.path.join(line.split("=", 1)[1].strip(), "myid")) as m:
+                    return m.read().strip()
+    return None
+
+
 def pytest_configure(config):
     # The harness needs a version to pick its 3.5+ settings, and a cluster size: standalone.
     os.environ.setdefault("ZOOKEEPER_VERSION", "3.8.0")
@@ -42,12 +54,25 @@ def pytest_configure(config):
     import kazoo.testing.common as common
 
     real_popen = subprocess.Popen
+    only = os.environ.get("CORRAL_MYIDS")
+    only = None if only is None else {x.strip() for x in only.split(",") if x.strip()}
 
     def popen(args=None, *a, **kw):
-        if isinstance(args, (list, tuple)) and args and args[0] == "java" and _MAIN in args:
+        if (
+            isinstance(args, (list, tuple))
+            and args
+            and args[0] == "java"
+            and _MAIN in args
+            and (only is None or _myid(args[-1]) in only)
+        ):
             argv = _corral_argv(list(args), corral)
             workdir = os.path.dirname(args[-1])
-            log = open(os.path.join(workdir, "corral.log"), "ab")
+            # CORRAL_LOG_DIR keeps every server's log after kazoo removes its directories.
+            logdir = os.environ.get("CORRAL_LOG_DIR") or workdir
+            name = "corral.log" if logdir == workdir else "corral-%s.log" % _myid(args[-1])
+            log = open(os.path.join(logdir, name), "ab")
+            log.write(b"==== started: %s\n" % " ".join(argv).encode())
+            log.flush()
             env = dict(os.environ)
             env.setdefault("RUST_LOG", "info")
             return real_popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)

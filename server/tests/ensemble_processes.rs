@@ -369,3 +369,67 @@ fn partitioned_server_serves_read_only_then_rejoins() {
         std::panic::resume_unwind(p);
     }
 }
+
+#[test]
+fn resuming_a_session_on_a_server_without_a_leader_is_not_expired() {
+    let _g = serial();
+    let mut e = Ensemble::start(3, 0, "");
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let leader = e.wait_for_leader(Duration::from_secs(30));
+        let lone = (1..=3).find(|i| *i != leader).unwrap();
+        let addr = e.server(lone).addr();
+        let session = rt.block_on(async {
+            let c = connect(&addr, Duration::from_secs(20)).await;
+            c.create("/kept", b"", &open()).await.unwrap();
+            let s = c.session().clone();
+            std::mem::forget(c); // the session stays open (no closeSession)
+            s
+        });
+        // The others stop: the lone server has no leader to revalidate with.
+        for i in (1..=3).filter(|i| *i != lone) {
+            e.server(i).signal("-STOP");
+        }
+        wait_until("no leader", Duration::from_secs(30), || mode(&addr).is_empty());
+        {
+            // A ConnectRequest resuming the session (a member's password is ZooKeeper's
+            // formula): sent away at once, as ZooKeeper does (the connection closes without a
+            // ConnectResponse); neither left waiting nor told that the session expired.
+            use std::io::{Read, Write};
+            let mut body = Vec::new();
+            body.extend_from_slice(&0i32.to_be_bytes()); // protocol version
+            body.extend_from_slice(&0i64.to_be_bytes()); // last zxid seen
+            body.extend_from_slice(&8000i32.to_be_bytes()); // timeout
+            body.extend_from_slice(&session.id().0.to_be_bytes());
+            let pw = corral_server::session::ids::session_password(session.id().0);
+            body.extend_from_slice(&(pw.len() as i32).to_be_bytes());
+            body.extend_from_slice(&pw);
+            body.push(0); // not read-only
+            let mut s = std::net::TcpStream::connect(&addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            s.write_all(&(body.len() as i32).to_be_bytes()).unwrap();
+            s.write_all(&body).unwrap();
+            let mut answer = Vec::new();
+            let r = s.read_to_end(&mut answer);
+            assert!(r.is_ok(), "the connection closes within 5 s: {r:?}");
+            assert!(answer.is_empty(), "no ConnectResponse (an expired one): {answer:?}");
+        }
+        for i in (1..=3).filter(|i| *i != lone) {
+            e.server(i).signal("-CONT");
+        }
+        wait_until("back with a leader", Duration::from_secs(30), || !mode(&addr).is_empty());
+        rt.block_on(async {
+            let mut connector = zk::Client::connector();
+            connector.session(session.clone()).session_timeout(Duration::from_secs(8));
+            let c = tokio::time::timeout(Duration::from_secs(10), connector.connect(&addr))
+                .await
+                .expect("in time")
+                .expect("the session resumes");
+            assert_eq!(c.session_id(), session.id());
+        });
+    }));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}

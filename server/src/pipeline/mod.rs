@@ -777,6 +777,15 @@ fn refuse_resume(
     let _ = done.send(None);
 }
 
+/// A resume that cannot be decided now (no leader to revalidate with): the connection closes
+/// without an answer, as ZooKeeper closes a connection it cannot serve ("ZooKeeperServer not
+/// running"), and the client tries again, here or elsewhere, with its session intact. (An
+/// answer with timeout 0 would tell it the session expired.)
+fn drop_resume(conn: &Conn, done: tokio::sync::oneshot::Sender<Option<Arc<AtomicU64>>>) {
+    conn.close();
+    let _ = done.send(None);
+}
+
 /// The reply to a learner's forwarded write, held in its connection's order.
 struct DoneWrite {
     conn: Arc<Conn>,
@@ -1529,7 +1538,12 @@ impl Pipeline {
             // A global session, held here or not: ask the leader, which tracks every global
             // session, as ZooKeeper's learners do (REVALIDATE). What this server holds may be
             // stale (a close it forwarded may have committed while it was away from the
-            // leader, or in the state a SNAP brought).
+            // leader, or in the state a SNAP brought). Without a leader to ask (not synced
+            // yet), the client is sent away to try again.
+            if !self.replica.peer().is_serving() {
+                drop_resume(&conn, done);
+                return;
+            }
             let timeout = self.shared.settings.negotiate_timeout(timeout_ms);
             let first = !self.revalidating.contains_key(&session_id);
             self.revalidating.entry(session_id).or_default().push(Resume {
@@ -2362,8 +2376,9 @@ impl Pipeline {
         self.syncs.clear();
         self.syncs_applying.clear();
         for (_, waiting) in std::mem::take(&mut self.revalidating) {
+            // The leader that was to answer is gone: not expired, undecided.
             for r in waiting {
-                refuse_resume(&r.conn, r.read_only, r.done);
+                drop_resume(&r.conn, r.done);
             }
         }
         self.pending.clear();
