@@ -18,6 +18,7 @@ step "bench compile" cargo bench --workspace --locked -- --test
 step "build release" cargo build --release --locked -p corral-server
 step "kazoo suite"   bash ci/kazoo.sh
 step "kazoo, ensemble" bash ci/kazoo.sh --ensemble
+step "kazoo, mixed"  bash ci/kazoo.sh --mixed
 step "real clients"  bash ci/clients.sh
 step "compare smoke" bash ci/compare-smoke.sh
 step "simulator"     bash ci/sim.sh

@@ -947,3 +947,21 @@ fn empty_diff_commits_up_to_the_sync_point_at_uptodate() {
         cmds.iter().filter_map(|c| if let Command::Commit(z) = c { Some(*z) } else { None }).max();
     assert_eq!(committed, Some(z(1, 2)), "commits the sync point: {cmds:?}");
 }
+
+// Dynamic reconfiguration is not implemented: a follower told to activate a new configuration
+// (COMMITANDACTIVATE, as a ZooKeeper leader sends after a reconfig) says so and leaves the
+// leader instead of following a membership it does not know.
+#[test]
+fn commit_and_activate_is_refused_loudly() {
+    for kind in [PacketType::CommitAndActivate, PacketType::InformAndActivate] {
+        let mut f = active_follower();
+        let mut leader_sid = Vec::new();
+        leader_sid.extend_from_slice(&1i64.to_be_bytes());
+        let cmds = recv(&mut f, 1, pktd(kind, z(2, 1).to_wire(), Bytes::from(leader_sid)));
+        assert!(
+            cmds.contains(&Command::ReconfigNotSupported { zxid: z(2, 1), leader: 1 }),
+            "{kind:?}: {cmds:?}"
+        );
+        assert!(!f.is_serving(), "{kind:?}: left the leader");
+    }
+}

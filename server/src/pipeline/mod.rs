@@ -1987,6 +1987,16 @@ impl Pipeline {
                         "synced with the leader (UPTODATE): serving clients"
                     );
                 }
+                Output::Command(Command::ReconfigNotSupported { zxid, leader }) => {
+                    tracing::error!(
+                        %zxid,
+                        leader,
+                        "the leader activated a configuration changed by reconfig \
+                         (COMMITANDACTIVATE): dynamic reconfiguration is not implemented; this \
+                         server keeps its zoo.cfg membership and leaves the leader to resync. Do \
+                         not use reconfig in an ensemble with Corral members (docs/compatibility.md)"
+                    );
+                }
                 Output::Command(Command::SyncStarted { learner, plan }) => {
                     let last = self.replica.peer().last_zxid();
                     match plan {

@@ -137,6 +137,11 @@ pub enum Command {
     /// Learner: UPTODATE arrived; the peer may serve clients. `synced_by` is how the leader
     /// synced it: "DIFF", "TRUNC" or "SNAP" (for its log).
     UpToDate { epoch: u32, synced_by: &'static str },
+    /// Learner: the leader activated a configuration changed by dynamic reconfiguration
+    /// (COMMITANDACTIVATE, INFORMANDACTIVATE of the reconfig txn `zxid`), which this server
+    /// does not implement; it leaves the leader (and resyncs) rather than follow a membership
+    /// it does not know (for the log).
+    ReconfigNotSupported { zxid: Zxid, leader: Sid },
     /// Leader: how a learner is being synced (for metrics and the simulator's counters).
     SyncStarted { learner: Sid, plan: SyncPlan },
 }
@@ -1577,6 +1582,10 @@ impl Learner {
                     out.push(Command::Revalidated { session_id, valid });
                 }
                 Next::Stay
+            }
+            (PacketType::CommitAndActivate | PacketType::InformAndActivate, _) => {
+                out.push(Command::ReconfigNotSupported { zxid: p.zxid(), leader: self.leader });
+                Next::Looking
             }
             _ => Next::Looking,
         }
