@@ -378,6 +378,19 @@ fn clients_across_kinds(members: &[(Kind, Role)]) {
             }
             let znodes = assert_identical_trees(e, &[]).await;
             assert!(znodes > 2 * pairs.len());
+            // /zookeeper/config: the membership, as every ZooKeeper 3.5+ member has it (the
+            // same text, mzxid the config version, data version -1; mtime its own start).
+            let mut texts = Vec::new();
+            for s in &e.servers {
+                let c = connect(&s.addr(), Duration::from_secs(20)).await;
+                let (data, stat) = c.get_data("/zookeeper/config").await.unwrap();
+                assert_eq!((stat.mzxid, stat.version), (0, -1), "server {} ({:?})", s.id, s.kind);
+                texts.push((s.kind, String::from_utf8(data).unwrap()));
+            }
+            assert!(texts[0].1.contains("server.1=") && texts[0].1.ends_with("version=0"));
+            for (kind, t) in &texts {
+                assert_eq!(t, &texts[0].1, "{kind:?}'s /zookeeper/config");
+            }
         });
     });
 }

@@ -1099,7 +1099,7 @@ impl Pipeline {
     fn build(
         shared: Arc<Shared>,
         db: Database,
-        state: State,
+        mut state: State,
         tx: Sender<Input>,
         member: Option<(PeerConfig, Sid)>,
     ) -> Result<Pipeline, Fatal> {
@@ -1124,6 +1124,13 @@ impl Pipeline {
         // Never reuse a restored id.
         while sessions.contains_key(&ids.peek()) {
             ids.next_id();
+        }
+        if let Some((cfg, _)) = &member {
+            // ZooKeeper's initConfigInZKDatabase at start (the replica does it after a sync).
+            if !cfg.config_text.is_empty() {
+                let (text, version) = (cfg.config_text.clone(), cfg.config_version as i64);
+                state.tree.set_config_node(&text, version, elapsed);
+            }
         }
         *shared.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(state.tree.clone());
         shared.last_zxid.store(last, Ordering::Release);

@@ -365,6 +365,18 @@ impl Replica {
         Ok((r, out))
     }
 
+    /// ZooKeeper's `initConfigInZKDatabase`: a member's `/zookeeper/config` holds its
+    /// membership text (nothing without one: standalone, and the simulators). Done when the
+    /// state is replaced (TRUNC, SNAP); the runtime does it at start.
+    pub fn init_config_node(&mut self) {
+        let cfg = self.peer.config();
+        if cfg.config_text.is_empty() {
+            return;
+        }
+        let (text, version) = (cfg.config_text.clone(), cfg.config_version as i64);
+        self.committed.tree.set_config_node(&text, version, self.now_ms);
+    }
+
     /// Sets the wall clock (ms since the Unix epoch) that timestamps the txns this replica
     /// makes on its own; the runtime calls it as its clock moves.
     pub fn set_clock(&mut self, wall_ms: i64) {
@@ -623,6 +635,7 @@ impl Replica {
         self.applied =
             Zxid::from_wire(state.tree.last_processed_zxid()).max(self.db.snapshot_zxid());
         self.committed = state;
+        self.init_config_node();
         self.commit_point = self.commit_point.min(self.applied);
         self.pending.clear();
         self.boundaries.clear();

@@ -379,6 +379,31 @@ impl DataTree {
         tree
     }
 
+    /// ZooKeeper's `initConfigInZKDatabase`: `/zookeeper/config` holds the ensemble's
+    /// membership text (`server.N=...` lines and `version=`), its mzxid the configuration's
+    /// version, its data version -1 and its mtime `time`. Not a txn: each member sets it when
+    /// it starts and when a sync replaces its state; it is outside the tree digest. A tree
+    /// without the node (written before it existed) gets it back.
+    pub fn set_config_node(&mut self, text: &[u8], version: i64, time: i64) {
+        if self.node(CONFIG_PATH).is_none() {
+            let n = Node::new(
+                CONFIG_PATH,
+                StatPersisted { aversion: -1, ..StatPersisted::default() },
+                &Data::empty(),
+                self.acls.convert(&Acl::read_unsafe()),
+            );
+            self.insert_node(n);
+            self.update_node(ZOOKEEPER_PATH, |n| n.num_children += 1);
+        }
+        let data = Data::from(text.to_vec());
+        self.update_node(CONFIG_PATH, |n| {
+            n.set_data(&data);
+            n.stat.mzxid = version;
+            n.stat.mtime = time;
+            n.stat.version = -1;
+        });
+    }
+
     /// A tree without even a root (the start of snapshot loading).
     pub(crate) fn empty(options: TreeOptions) -> DataTree {
         DataTree {

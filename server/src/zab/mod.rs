@@ -83,8 +83,11 @@ pub struct PeerConfig {
     /// (ZooKeeper's FastLeaderElection counts milliseconds, whatever tickTime is: finalizeWait
     /// 200 ms). A learner retries connecting to its leader on these ticks too.
     pub election_tick_ms: u32,
-    /// The dynamic-config text sent in notifications and NEWLEADER (may be empty).
+    /// The dynamic-config text sent in notifications and NEWLEADER (may be empty), and
+    /// held in `/zookeeper/config` by members.
     pub config_text: bytes::Bytes,
+    /// The configuration's version (`version=` of the text; 0 for a static zoo.cfg).
+    pub config_version: u64,
     /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
     pub tick_ms: u32,
     /// Proposals a leader keeps outstanding (proposed, not committed) at most:
@@ -116,6 +119,7 @@ impl PeerConfig {
             notification_timeout_max: 16,
             election_tick_ms: 0,
             config_text: bytes::Bytes::new(),
+            config_version: 0,
             tick_ms: 2000,
             outstanding_max: 1000,
             sync_txns_max: 500 + 1000 + 16,
