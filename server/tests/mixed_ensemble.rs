@@ -25,9 +25,25 @@ use common::*;
 const C: (Kind, Role) = (Kind::Corral, Role::Participant);
 const Z: (Kind, Role) = (Kind::ZooKeeper, Role::Participant);
 
-/// Runs `f` on the ensemble; on failure prints every server's last log lines first.
-fn checked(e: &mut Ensemble, f: impl FnOnce(&mut Ensemble)) {
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e)));
+/// A mixed-ensemble scenario: `members` configured (`extra` in every zoo.cfg) and started in
+/// `order` ([`start_in_order`]), then `f`; on failure every server's last log lines are
+/// printed first. Skipped, saying why, without Apache ZooKeeper; one scenario at a time.
+fn scenario(
+    members: &[(Kind, Role)],
+    extra: &str,
+    order: &[usize],
+    f: impl FnOnce(&mut Ensemble, &tokio::runtime::Runtime),
+) {
+    if !zookeeper_installed() {
+        return;
+    }
+    let _g = serial();
+    let mut e = Ensemble::configure(members, extra);
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        start_in_order(&mut e, order);
+        f(&mut e, &rt)
+    }));
     if let Err(p) = result {
         e.dump_logs();
         std::panic::resume_unwind(p);
@@ -92,14 +108,7 @@ fn kill_leader_under_load(
 /// see `start_in_order`), is killed under load, a leader of the other kind takes over, is
 /// killed in turn, and every server ends with the same tree and every acknowledged write.
 fn leaders_of_both_kinds_killed(members: &[(Kind, Role)], order: &[usize]) {
-    if !zookeeper_installed() {
-        return;
-    }
-    let _g = serial();
-    let mut e = Ensemble::configure(members, "");
-    let rt = runtime();
-    checked(&mut e, |e| {
-        start_in_order(e, order);
+    scenario(members, "", order, |e, rt| {
         let first = e.wait_for_leader(Duration::from_secs(60));
         let first_kind = e.server(first).kind;
         let other = match first_kind {
@@ -115,13 +124,13 @@ fn leaders_of_both_kinds_killed(members: &[(Kind, Role)], order: &[usize]) {
             let c = connect(&e.hosts(), Duration::from_secs(30)).await;
             c.create("/load", b"", &open()).await.unwrap();
         });
-        let load = Load::start(&rt, &e.hosts(), 3);
+        let load = Load::start(rt, &e.hosts(), 3);
         // The sole server of its kind leads and is killed: the two others are of one kind.
         let (_, second) = kill_leader_under_load(e, &load, Some(other));
         assert_eq!(e.server(second).kind, other);
         // The leader of the other kind is killed in turn (either kind may follow it).
         kill_leader_under_load(e, &load, None);
-        let acked = load.finish(&rt);
+        let acked = load.finish(rt);
         let znodes = rt.block_on(assert_identical_trees(e, &acked));
         eprintln!("{} writes acknowledged, {znodes} znodes identical on every server", acked.len());
     });
@@ -144,14 +153,7 @@ fn two_corral_one_zookeeper_leaders_of_both_kinds_killed_under_load() {
 /// with more txns than its window (commitLogCount=100; ZooKeeper's txn log sync is off with
 /// snapshotSizeFactor=-1): it is sent a SNAP and serves every znode.
 fn snap_from_other_kind(members: &[(Kind, Role)], order: &[usize]) {
-    if !zookeeper_installed() {
-        return;
-    }
-    let _g = serial();
-    let mut e = Ensemble::configure(members, "commitLogCount=100\nsnapshotSizeFactor=-1\n");
-    let rt = runtime();
-    checked(&mut e, |e| {
-        start_in_order(e, order);
+    scenario(members, "commitLogCount=100\nsnapshotSizeFactor=-1\n", order, |e, rt| {
         let leader = e.wait_for_leader(Duration::from_secs(60));
         let leader_kind = e.server(leader).kind;
         let victim = (1..=members.len())
@@ -209,20 +211,13 @@ fn rejoined(e: &mut Ensemble, load: &Load, id: usize) {
 
 #[test]
 fn rolling_migration_zookeeper_to_corral_and_back_under_load() {
-    if !zookeeper_installed() {
-        return;
-    }
-    let _g = serial();
-    let mut e = Ensemble::configure(&[Z, Z, Z], "");
-    let rt = runtime();
-    checked(&mut e, |e| {
-        start_in_order(e, &[1, 2, 3]);
+    scenario(&[Z, Z, Z], "", &[1, 2, 3], |e, rt| {
         e.wait_for_leader(Duration::from_secs(60));
         rt.block_on(async {
             let c = connect(&e.hosts(), Duration::from_secs(30)).await;
             c.create("/load", b"", &open()).await.unwrap();
         });
-        let load = Load::start(&rt, &e.hosts(), 3);
+        let load = Load::start(rt, &e.hosts(), 3);
         wait_until("writes", Duration::from_secs(60), || load.count() >= 200);
         // ZooKeeper → Corral, one server at a time: the first converts its own data
         // directory (and is synced by DIFF, or TRUNC if it logged a txn not committed), the
@@ -259,7 +254,7 @@ fn rolling_migration_zookeeper_to_corral_and_back_under_load() {
                 learner_syncs(e.server(id))
             );
         }
-        let acked = load.finish(&rt);
+        let acked = load.finish(rt);
         let znodes = rt.block_on(assert_identical_trees(e, &acked));
         eprintln!("{} writes acknowledged, {znodes} znodes identical on every server", acked.len());
     });
@@ -280,14 +275,7 @@ async fn session_on(addr: &str, user: Option<&str>) -> zookeeper_client::Client 
 /// closes, and a session moves between kinds (its old connection answered SESSIONMOVED).
 fn clients_across_kinds(members: &[(Kind, Role)]) {
     use zookeeper_client as zk;
-    if !zookeeper_installed() {
-        return;
-    }
-    let _g = serial();
-    let mut e = Ensemble::configure(members, "");
-    let rt = runtime();
-    checked(&mut e, |e| {
-        start_in_order(e, &[3, 1, 2, 4, 5]);
+    scenario(members, "", &[3, 1, 2, 4, 5], |e, rt| {
         let leader = e.wait_for_leader(Duration::from_secs(60));
         assert_eq!(leader, 3);
         for id in [4, 5] {
@@ -414,14 +402,7 @@ fn clients_across_kinds_with_a_zookeeper_leader() {
 /// rejoins (before the new epoch has a txn: after that, both kinds would send a SNAP, as no
 /// TRUNC crosses an epoch): the unacknowledged txn is gone everywhere.
 fn truncated_by_other_kind(members: &[(Kind, Role)]) {
-    if !zookeeper_installed() {
-        return;
-    }
-    let _g = serial();
-    let mut e = Ensemble::configure(members, "");
-    let rt = runtime();
-    checked(&mut e, |e| {
-        start_in_order(e, &[3, 1, 2]);
+    scenario(members, "", &[3, 1, 2], |e, rt| {
         let old = e.wait_for_leader(Duration::from_secs(60));
         assert_eq!(old, 3);
         let leader_addr = e.server(old).addr();

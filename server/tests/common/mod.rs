@@ -31,6 +31,16 @@ pub enum Role {
     Observer,
 }
 
+impl Role {
+    /// As zoo.cfg writes it (`server.N=...:participant`, `peerType=observer`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        }
+    }
+}
+
 /// The scenarios run one at a time (the machine has few cores; each is several processes).
 pub static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -204,10 +214,7 @@ impl Ensemble {
         let ports = free_ports(3 * n);
         let mut lines = String::new();
         for (i, (_, role)) in members.iter().enumerate() {
-            let role = match role {
-                Role::Participant => "participant",
-                Role::Observer => "observer",
-            };
+            let role = role.name();
             lines.push_str(&format!(
                 "server.{}=127.0.0.1:{}:{}:{role};127.0.0.1:{}\n",
                 i + 1,
@@ -221,10 +228,7 @@ impl Ensemble {
             let dir = root.path().join(format!("s{}", i + 1));
             std::fs::create_dir_all(&dir).unwrap();
             std::fs::write(dir.join("myid"), format!("{}\n", i + 1)).unwrap();
-            let peer_type = match role {
-                Role::Participant => "participant",
-                Role::Observer => "observer",
-            };
+            let peer_type = role.name();
             let cfg = format!(
                 "tickTime=200\ninitLimit=10\nsyncLimit=5\ndataDir={}\nclientPort={}\n\
                  clientPortAddress=127.0.0.1\ncnxTimeout=1000\nadmin.enableServer=false\n\
