@@ -1,7 +1,8 @@
 //! Bad input on the election and quorum ports: an ensemble member closes each bad connection
 //! promptly (a wrong header, an unknown server id, an impossible length, a first packet that
 //! is not FOLLOWERINFO, silence), holds at most `HANDSHAKES_MAX` connections in their
-//! handshake, and afterwards still forms an ensemble and serves writes.
+//! handshake, and afterwards still forms an ensemble and serves writes; its leader refuses a
+//! learner speaking the quorum protocol of ZooKeeper before 3.4.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -147,10 +148,11 @@ fn bad_peers_are_closed_and_the_ensemble_still_forms() {
     // Quorum port.
     let ping = QuorumPacket::new(PacketType::Ping, 0).encode();
     assert!(refused(quorum, &ping), "a first packet that is not FOLLOWERINFO");
-    let info = |sid: i64| {
-        let li = LearnerInfo { server_id: sid, protocol_version: 0x10000, config_version: 0 };
+    let info_v = |sid: i64, protocol_version: i32| {
+        let li = LearnerInfo { server_id: sid, protocol_version, config_version: 0 };
         QuorumPacket::with_data(PacketType::FollowerInfo, 0, li.encode()).encode()
     };
+    let info = |sid: i64| info_v(sid, 0x10000);
     assert!(refused(quorum, &info(99)), "FOLLOWERINFO from an unknown server");
     // A packet claiming 100 MB of data: refused by its length, not buffered.
     let mut huge = Vec::new();
@@ -176,7 +178,6 @@ fn bad_peers_are_closed_and_the_ensemble_still_forms() {
     // The server still works: with servers 2 and 3 it forms an ensemble and serves writes.
     std::thread::sleep(Duration::from_millis(1200));
     let s2 = start(&dirs[1]);
-    let s3 = start(&dirs[2]);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         let addr = s1.addr().to_string();
@@ -197,6 +198,24 @@ fn bad_peers_are_closed_and_the_ensemble_still_forms() {
         let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         c.create("/after-bad-peers", b"ok", &open).await.unwrap();
     });
+    // Servers 1 and 2 form the ensemble (2 leads: the same history, the higher id). A server 3
+    // speaking the quorum protocol of ZooKeeper before 3.4 is refused by the leader; the same
+    // FOLLOWERINFO with 3.4's version gets its LEADERINFO.
+    let leader_quorum: SocketAddr = format!("127.0.0.1:{}", ports[3]).parse().unwrap();
+    let mut old = TcpStream::connect(leader_quorum).unwrap();
+    old.write_all(&info_v(3, 0)).unwrap();
+    old.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut got = Vec::new();
+    let r = old.read_to_end(&mut got);
+    assert!(r.is_ok() && got.is_empty(), "a pre-3.4 learner is closed unanswered: {r:?} {got:?}");
+    let mut current = TcpStream::connect(leader_quorum).unwrap();
+    current.write_all(&info_v(3, 0x10000)).unwrap();
+    current.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let mut head = [0u8; 4];
+    current.read_exact(&mut head).expect("the leader answers a 3.4+ learner");
+    assert_eq!(i32::from_be_bytes(head), PacketType::LeaderInfo as i32);
+    drop(current);
+    let s3 = start(&dirs[2]);
     for s in [s1, s2, s3] {
         s.shutdown().unwrap();
     }

@@ -36,6 +36,7 @@ use crate::pipeline::{Input, NetOut};
 use crate::proto::{JuteError, Reader};
 use crate::zab::wire::{
     read_snap_payload, ElectionHello, LearnerInfo, Notification, PacketType, QuorumPacket,
+    PROTOCOL_VERSION,
 };
 use crate::zab::{Command, ConnId, Event, Sid};
 
@@ -511,7 +512,7 @@ impl QuorumNet {
             let _ =
                 std::thread::Builder::new().name("corral-election-in".into()).spawn(move || {
                     if let Err(e) = n.accept_election_one(s, slot) {
-                        tracing::debug!(error = %e, "election connection refused");
+                        ELECTION_REFUSALS.log("election", &e);
                     }
                 });
         }
@@ -626,7 +627,7 @@ impl QuorumNet {
             let n = self.clone();
             let _ = std::thread::Builder::new().name("corral-quorum-in".into()).spawn(move || {
                 if let Err(e) = n.accept_quorum_one(s, slot) {
-                    tracing::debug!(error = %e, "quorum connection refused");
+                    QUORUM_REFUSALS.log("quorum", &e);
                 }
             });
         }
@@ -642,6 +643,14 @@ impl QuorumNet {
         }
         let info = LearnerInfo::decode(p.payload()).map_err(|e| bad(e.to_string()))?;
         let sid = info.server_id as Sid;
+        if info.protocol_version < PROTOCOL_VERSION {
+            // Before ZooKeeper 3.4 (0x10000) NEWLEADER meant something else; not spoken here.
+            return Err(bad(format!(
+                "server {sid} speaks quorum protocol version {:#x}, older than ZooKeeper \
+                 3.4's {PROTOCOL_VERSION:#x}, which this server does not speak",
+                info.protocol_version
+            )));
+        }
         if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
             return Err(bad(format!("quorum connection from unknown server {sid}")));
         }
@@ -803,6 +812,45 @@ fn read_i32(s: &mut TcpStream) -> io::Result<i32> {
     let mut b = [0u8; 4];
     s.read_exact(&mut b)?;
     Ok(i32::from_be_bytes(b))
+}
+
+/// Why connections to a port were refused, logged without letting a peer flood the log.
+struct RefusalLog {
+    last_ms: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+static ELECTION_REFUSALS: RefusalLog =
+    RefusalLog { last_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) };
+static QUORUM_REFUSALS: RefusalLog =
+    RefusalLog { last_ms: AtomicU64::new(0), suppressed: AtomicU64::new(0) };
+
+impl RefusalLog {
+    /// What the peer sent was refused (a protocol version this server does not speak, an
+    /// unknown server id, a malformed header): a warning saying why, at most one every 10 s
+    /// per port (the ones in between are counted in the next). A connection that failed
+    /// (reset, timed out) is only logged at debug.
+    fn log(&self, port: &'static str, e: &io::Error) {
+        if e.kind() != io::ErrorKind::InvalidData {
+            tracing::debug!(port, error = %e, "connection refused");
+            return;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let last = self.last_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) < 10_000
+            || self
+                .last_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let also = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::warn!(port, reason = %e, also_refused_since = also, "refused a connection from a peer");
+    }
 }
 
 fn bad(msg: String) -> io::Error {
