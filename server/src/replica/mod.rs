@@ -22,6 +22,8 @@
 //! [`Replica::mark_boundary`]), so versions are kept only where someone needs one. A txn
 //! received from a leader is applied at commit.
 
+mod reconfig;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -929,6 +931,25 @@ impl Replica {
                 let local_session = local(session_id);
                 if !local_session && !known(session_id) {
                     let txn = Txn::error(ErrorCode::SessionExpired);
+                    (header(session_id, cxid, &txn), txn, false)
+                } else if let Request::Reconfig(r) = req {
+                    // Judged here, where the membership is known (ZooKeeper's order of checks).
+                    let enabled = self.opts.prepare.reconfig_enabled;
+                    let cfg = self.peer.config();
+                    let current = std::str::from_utf8(&cfg.config_text)
+                        .ok()
+                        .filter(|t| !t.is_empty())
+                        .and_then(reconfig::Membership::parse);
+                    let may_write = self.opts.prepare.skip_acl
+                        || spec.tree.node(crate::tree::CONFIG_PATH).is_some_and(|n| {
+                            crate::tree::acl::check_acl(
+                                &spec.tree.acl_of(n),
+                                crate::proto::perms::WRITE,
+                                auth,
+                                &self.opts.prepare.auth_schemes,
+                            )
+                        });
+                    let txn = Txn::error(reconfig::judge(r, enabled, current.as_ref(), may_write));
                     (header(session_id, cxid, &txn), txn, false)
                 } else {
                     let ctx = SessionContext { session_id, auth, local_session };
