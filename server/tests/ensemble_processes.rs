@@ -172,7 +172,7 @@ fn leader_with_unacknowledged_txn_is_truncated() {
             // The followers stop (their connections stay open, nothing is acknowledged); the
             // leader logs a txn that no quorum will have.
             for f in &followers {
-                e.servers[*f - 1].signal("-STOP");
+                e.servers[*f - 1].pause();
             }
             let lonely = tokio::time::timeout(
                 Duration::from_millis(500),
@@ -337,7 +337,7 @@ fn partitioned_server_serves_read_only_then_rejoins() {
         // as by a partition): the lone server loses its leader after syncLimit and, 2 s
         // later, serves read-only.
         for i in (1..=3).filter(|i| *i != lone) {
-            e.server(i).signal("-STOP");
+            e.server(i).pause();
         }
         wait_until("read-only mode", Duration::from_secs(30), || mode(&addr) == "read-only");
         assert_eq!(four(&addr, b"isro"), "ro");
@@ -353,7 +353,7 @@ fn partitioned_server_serves_read_only_then_rejoins() {
         });
         // The partition heals: read-write again, with the writes of the ensemble.
         for i in (1..=3).filter(|i| *i != lone) {
-            e.server(i).signal("-CONT");
+            e.server(i).resume();
         }
         wait_until("back in the ensemble", Duration::from_secs(30), || {
             ["leader", "follower"].contains(&mode(&addr).as_str())
@@ -388,7 +388,7 @@ fn resuming_a_session_on_a_server_without_a_leader_is_not_expired() {
         });
         // The others stop: the lone server has no leader to revalidate with.
         for i in (1..=3).filter(|i| *i != lone) {
-            e.server(i).signal("-STOP");
+            e.server(i).pause();
         }
         wait_until("no leader", Duration::from_secs(30), || mode(&addr).is_empty());
         {
@@ -415,7 +415,7 @@ fn resuming_a_session_on_a_server_without_a_leader_is_not_expired() {
             assert!(answer.is_empty(), "no ConnectResponse (an expired one): {answer:?}");
         }
         for i in (1..=3).filter(|i| *i != lone) {
-            e.server(i).signal("-CONT");
+            e.server(i).resume();
         }
         wait_until("back with a leader", Duration::from_secs(30), || !mode(&addr).is_empty());
         rt.block_on(async {

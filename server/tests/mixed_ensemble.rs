@@ -410,7 +410,7 @@ fn truncated_by_other_kind(members: &[(Kind, Role)]) {
             let c = connect(&leader_addr, Duration::from_secs(30)).await;
             c.create("/t", b"", &open()).await.unwrap();
             for f in [1, 2] {
-                e.server(f).signal("-STOP");
+                e.server(f).pause();
             }
             let lonely = tokio::time::timeout(
                 Duration::from_millis(1000),

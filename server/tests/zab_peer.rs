@@ -872,9 +872,18 @@ fn learner_retries_a_leader_not_leading_yet() {
     // Refused: retried again.
     assert!(step(&mut p, Event::Disconnected { peer: 1, conn: None }).is_empty());
     assert_eq!(step(&mut p, Event::ElectionTick), vec![Command::Connect { to: 1 }]);
+    // The session ticks do not dial as well (two attempts would race; found by a slow CI
+    // machine, where the second connection made the learner give up its leader).
+    assert!(step(&mut p, Event::Tick).is_empty(), "only the election clock retries");
     // Connected for real: FOLLOWERINFO again, then LEADERINFO is answered.
     let cmds = step(&mut p, Event::Connected { peer: 1, conn: 8 });
     assert!(matches!(&cmds[..], [Command::Send { to: 1, .. }]), "{cmds:?}");
+    // Another attempt that came up late, before LEADERINFO: that one is closed, ours stays.
+    assert_eq!(
+        step(&mut p, Event::Connected { peer: 1, conn: 9 }),
+        vec![Command::Disconnect { peer: 1, conn: Some(9) }]
+    );
+    assert!(matches!(p.role(), Role::Following { leader: 1, serving: false }));
     // Past initLimit while still connecting: LOOKING.
     step(&mut p, Event::Disconnected { peer: 1, conn: Some(8) });
     for _ in 0..=cfg().init_limit {

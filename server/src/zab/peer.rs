@@ -1373,6 +1373,11 @@ impl Learner {
                     Next::Stay
                 } else if Some(conn) == self.leader_conn {
                     Next::Stay
+                } else if self.phase == LPhase::WaitLeaderInfo {
+                    // A second attempt of ours came up after the first (retries raced): nothing
+                    // was synced yet; the first one stays, this one goes.
+                    out.push(Command::Disconnect { peer, conn: Some(conn) });
+                    Next::Stay
                 } else {
                     // Another connection with the leader replaced ours mid-session: what this
                     // session synced is tied to the old one, so start over.
@@ -1672,7 +1677,11 @@ impl Learner {
             if now - self.started > u64::from(core.cfg.init_limit) {
                 return Next::Looking;
             }
-            out.push(Command::Connect { to: self.leader });
+            // With an election clock, its ticks retry a failed attempt (on_election_tick);
+            // dialling here too would race a second connection against the first.
+            if core.cfg.election_tick_ms == 0 {
+                out.push(Command::Connect { to: self.leader });
+            }
             return Next::Stay;
         }
         let limit =

@@ -77,7 +77,10 @@ impl Server {
         let mut cmd = match self.kind {
             Kind::Corral => {
                 let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
-                c.arg(self.dir.join("zoo.cfg")).env("RUST_LOG", "info").env("NO_COLOR", "1");
+                // CORRAL_TEST_LOG: the servers' log filter (default info), e.g. debug to chase a
+                // failure.
+                let filter = std::env::var("CORRAL_TEST_LOG").unwrap_or_else(|_| "info".into());
+                c.arg(self.dir.join("zoo.cfg")).env("RUST_LOG", filter).env("NO_COLOR", "1");
                 c
             }
             Kind::ZooKeeper => {
@@ -129,6 +132,31 @@ impl Server {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// SIGSTOP, and waits (bounded) until every thread of the process is stopped: a signal
+    /// is delivered asynchronously, and a thread still running for a moment could read a
+    /// packet that the test means it never to see.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+        let pid = self.child.as_ref().expect("running").id();
+        let all_stopped = || {
+            let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return false };
+            tasks.filter_map(Result::ok).all(|t| {
+                std::fs::read_to_string(t.path().join("stat"))
+                    .ok()
+                    .and_then(|st| {
+                        st.rsplit_once(')').map(|(_, rest)| rest.trim_start().starts_with('T'))
+                    })
+                    .unwrap_or(false)
+            })
+        };
+        wait_until("the process stopped", Duration::from_secs(5), all_stopped);
+    }
+
+    /// SIGCONT.
+    pub fn resume(&self) {
+        self.signal("-CONT");
     }
 
     pub fn signal(&self, sig: &str) {
