@@ -115,6 +115,12 @@ impl Server {
             .unwrap();
         assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
         eprintln!("server {}: {}", self.id, String::from_utf8_lossy(&out.stdout).trim());
+        // An ensemble member's epochs come over with its data.
+        for name in ["acceptedEpoch", "currentEpoch"] {
+            let zk = std::fs::read_to_string(self.dir.join("version-2").join(name)).unwrap();
+            let ours = std::fs::read_to_string(self.dir.join("corral-v1").join(name)).unwrap();
+            assert_eq!(ours.trim(), zk.trim(), "{name}");
+        }
         self.kind = Kind::Corral;
     }
 
