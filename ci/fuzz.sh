@@ -19,9 +19,13 @@ cp -f server/tests/data/zk-3.8.0/snapshot.* server/tests/data/zk-3.8.0-multi/sna
 cd fuzz
 for target in $(cargo +nightly fuzz list); do
     echo "--- fuzzing $target for ${seconds}s"
+    # The target's own status, and its build errors shown (pipefail would stop the script
+    # before the message below).
+    set +e
     cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -rss_limit_mb=2048 -max_len=65536 \
-        -print_final_stats=1 2>&1 | grep -E "^(#|stat::number_of_executed_units|Done|==|SUMMARY|thread)" | tail -n 3
+        -print_final_stats=1 2>&1 | grep -E "^(#|stat::number_of_executed_units|Done|==|SUMMARY|thread|error)" | tail -n 12
     status=${PIPESTATUS[0]}
+    set -e
     if [ "$status" -ne 0 ]; then
         echo "fuzz target $target failed (exit $status); crash inputs are in fuzz/artifacts/$target"
         exit 1

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
         let again = p.encode();
         let back = QuorumPacket::read(&mut Reader::with_max_len(&again, 1 << 16)).expect("re-decode");
         assert_eq!(back, p, "a decoded packet re-encodes to itself");
-        let body: &[u8] = &p.data;
+        let body: &[u8] = p.payload();
         let _ = LearnerInfo::decode(body);
         let _ = decode_i32(body);
         let _ = ForwardedRequest::decode(body);
