@@ -201,9 +201,6 @@ pub fn decode_i32(buf: &[u8]) -> Result<i32, JuteError> {
     Reader::new(buf).read_i32()
 }
 
-/// createSession's opcode.
-const CREATE_SESSION_OP: i32 = -10;
-
 /// REQUEST data: `long sessionId, int cxid, int type` followed by the raw request bytes; the
 /// client's authenticated ids travel in the packet's `authinfo` (ZooKeeper's `Learner.request`),
 /// so the leader checks ACLs against the ids of the client that asked.
@@ -251,7 +248,8 @@ impl ForwardedRequest {
             data: Some(self.encode()),
             // ZooKeeper's createSession requests carry no ids (a null vector); every other
             // request carries its connection's list, possibly empty.
-            authinfo: (self.op != CREATE_SESSION_OP).then(|| self.auth.clone()),
+            authinfo: (self.op != crate::proto::OpCode::CreateSession.code())
+                .then(|| self.auth.clone()),
         }
     }
 
