@@ -2018,6 +2018,70 @@ impl Config {
     }
 }
 
+/// Writes an activated membership to disk as ZooKeeper 3.5+ does (QuorumPeer's
+/// setQuorumVerifier): the dynamic file `<static>.dynamic.<hex version>` (its `server.N`
+/// lines sorted, no version line), then the static file `static` rewritten without its
+/// membership (`server.*`, `group*`, `weight*`, `peerType`, an older `dynamicConfigFile`, and
+/// the client port keys if this server's line carries its client address) and pointing at
+/// the dynamic file. The first rewrite keeps the original as `<static>.bak`. Both files are
+/// replaced atomically. Returns the dynamic file's path.
+pub fn write_dynamic_config(
+    static_path: &Path,
+    my_id: u64,
+    text: &[u8],
+    version: u64,
+) -> std::io::Result<PathBuf> {
+    let text = String::from_utf8_lossy(text);
+    let mut lines: Vec<String> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("version"))
+        .map(str::to_owned)
+        .collect();
+    lines.sort();
+    let dynamic = PathBuf::from(format!("{}.dynamic.{version:x}", static_path.display()));
+    write_atomically(&dynamic, lines.join("\n").as_bytes())?;
+    let dynamic = dynamic.canonicalize()?;
+    let original = std::fs::read_to_string(static_path)?;
+    // This server's line carries a client address: clientPort/clientPortAddress go.
+    let mine = format!("server.{my_id}=");
+    let erase_client = lines.iter().any(|l| l.starts_with(&mine) && l.contains(';'));
+    let mut out = String::new();
+    for line in original.lines() {
+        let key = line.trim().split(['=', ':']).next().unwrap_or("").trim();
+        let drop = key.starts_with("server.")
+            || key.starts_with("group")
+            || key.starts_with("weight")
+            || key.starts_with("dynamicConfigFile")
+            || key.starts_with("peerType")
+            || (erase_client && key.starts_with("clientPort"));
+        if !drop {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&format!("dynamicConfigFile={}\n", dynamic.display()));
+    let backup = PathBuf::from(format!("{}.bak", static_path.display()));
+    if !backup.exists() {
+        std::fs::write(&backup, &original)?;
+    }
+    write_atomically(static_path, out.as_bytes())?;
+    Ok(dynamic)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = PathBuf::from(format!("{}.tmp", path.display()));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// ZooKeeper's `getVersionFromFilename`: `zoo.cfg.dynamic.100000000` → 0x100000000.
 fn version_from_file_name(path: &Path) -> Option<u64> {
     let name = path.to_str()?;

@@ -115,8 +115,9 @@ fn main() -> Result<()> {
         }
         return Ok(());
     }
-    let mut config = match cli.config.or(cli.config_flag) {
-        Some(path) => Config::load(&path).with_context(|| format!("reading {}", path.display()))?,
+    let config_path = cli.config.or(cli.config_flag);
+    let mut config = match &config_path {
+        Some(path) => Config::load(path).with_context(|| format!("reading {}", path.display()))?,
         None => Config::default_standalone(),
     };
     let mut container_check_ms = None;
@@ -131,6 +132,9 @@ fn main() -> Result<()> {
         config.apply_system_property(name, value)?;
     }
     let mut opts = ServerOptions::from_config(&config)?;
+    if config.reconfig_enabled && config.is_distributed() {
+        opts.settings.config_file = config_path;
+    }
     if let Some(ms) = container_check_ms {
         opts.settings.container_check_ms = ms.max(1);
     }

@@ -45,6 +45,7 @@ impl EnsembleOptions {
         peer.commit_log_count = (config.commit_log_count as usize).max(1);
         peer.config_text = bytes::Bytes::from(config.quorum_verifier_text());
         peer.config_version = config.config_version;
+        peer.reconfig_enabled = config.reconfig_enabled;
         // FastLeaderElection's clock is milliseconds whatever tickTime is: finalizeWait
         // 200 ms, notifications re-sent after 200 ms of silence, the interval doubling up to
         // maxNotificationInterval (60 s).

@@ -30,6 +30,7 @@ fn settings() -> Settings {
         local_sessions: false,
         local_sessions_upgrading: false,
         sync_enabled: true,
+        config_file: None,
     }
 }
 

@@ -957,20 +957,326 @@ fn empty_diff_commits_up_to_the_sync_point_at_uptodate() {
     assert_eq!(committed, Some(z(1, 2)), "commits the sync point: {cmds:?}");
 }
 
-// Dynamic reconfiguration is not implemented: a follower told to activate a new configuration
-// (COMMITANDACTIVATE, as a ZooKeeper leader sends after a reconfig) says so and leaves the
-// leader instead of following a membership it does not know.
-#[test]
-fn commit_and_activate_is_refused_loudly() {
-    for kind in [PacketType::CommitAndActivate, PacketType::InformAndActivate] {
-        let mut f = active_follower();
-        let mut leader_sid = Vec::new();
-        leader_sid.extend_from_slice(&1i64.to_be_bytes());
-        let cmds = recv(&mut f, 1, pktd(kind, z(2, 1).to_wire(), Bytes::from(leader_sid)));
-        assert!(
-            cmds.contains(&Command::ReconfigNotSupported { zxid: z(2, 1), leader: 1 }),
-            "{kind:?}: {cmds:?}"
-        );
-        assert!(!f.is_serving(), "{kind:?}: left the leader");
+// ---------------------------------------------------------------------------------------------
+// Dynamic reconfiguration
+
+/// A membership text: voters and observers on loopback ports, then the version.
+fn members(voters: &[Sid], observers: &[Sid], version: u64) -> String {
+    let mut ids: Vec<(Sid, &str)> = voters.iter().map(|v| (*v, "participant")).collect();
+    ids.extend(observers.iter().map(|o| (*o, "observer")));
+    ids.sort();
+    let mut t = String::new();
+    for (id, kind) in ids {
+        t.push_str(&format!("server.{id}=127.0.0.1:{}:{}:{kind}\n", 2000 + id, 3000 + id));
     }
+    t + &format!("version={version:x}")
+}
+
+/// A reconfig txn (type 16, a SetDataTxn of /zookeeper/config) carrying `text`.
+fn reconfig_txn(zxid: Zxid, text: &str) -> Bytes {
+    use corral_server::proto::{Jute, SetDataTxn, Txn, TxnHeader};
+    let hdr = TxnHeader { client_id: 9, cxid: 1, zxid: zxid.to_wire(), time: 0, op: 16 };
+    let txn = Txn::Reconfig(SetDataTxn {
+        path: "/zookeeper/config".into(),
+        data: text.as_bytes().to_vec().into(),
+        version: -1,
+    });
+    let mut b = Vec::new();
+    hdr.write(&mut b);
+    txn.write(&mut b);
+    Bytes::from(b)
+}
+
+fn reconfig_cfg() -> PeerConfig {
+    let mut c = cfg();
+    c.reconfig_enabled = true;
+    c.config_text = Bytes::from(members(&[1, 2, 3], &[4], 0));
+    c
+}
+
+fn activated(cmds: &[Command]) -> Vec<u64> {
+    cmds.iter()
+        .filter_map(
+            |c| if let Command::Activate { version, .. } = c { Some(*version) } else { None },
+        )
+        .collect()
+}
+
+/// Leader 1 of epoch 2 with followers 2 and 3 synced, reconfig enabled.
+fn reconfig_leader() -> Peer {
+    let mut p = elected_leader_with(reconfig_cfg(), state(1, 1, Zxid::ZERO, &[z(1, 1)]));
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
+    recv(&mut p, 2, follower_info(2, 1));
+    let cmds = recv(&mut p, 2, ack_epoch(z(1, 1), 1));
+    // ZOOKEEPER-1783: the initial membership (version 0) gets the new epoch's version, sent
+    // with NEWLEADER and active once the leader is established.
+    let epoch_text = members(&[1, 2, 3], &[4], z(2, 0).get());
+    assert!(
+        cmds.contains(&send(
+            2,
+            pktd(PacketType::NewLeader, z(2, 0).to_wire(), Bytes::from(epoch_text.clone()))
+        )),
+        "{cmds:?}"
+    );
+    let cmds = recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0)));
+    assert!(cmds.contains(&Command::Established { epoch: 2 }));
+    assert_eq!(activated(&cmds), vec![z(2, 0).get()]);
+    assert_eq!(p.config().config_text, Bytes::from(epoch_text));
+    step(&mut p, Event::Connected { peer: 3, conn: 3 });
+    recv(&mut p, 3, follower_info(3, 1));
+    recv(&mut p, 3, ack_epoch(z(1, 1), 1));
+    recv(&mut p, 3, pkt(PacketType::Ack, z(2, 0)));
+    assert!(p.is_quorum_synced(&[1, 2, 3].into()));
+    p
+}
+
+// Leader.processAck with two quorum verifiers: from a reconfig txn on, a proposal commits only
+// with a quorum of the old voters and one of the new; the reconfig goes out as
+// COMMITANDACTIVATE naming the leader, and its membership becomes the active one.
+#[test]
+fn a_reconfig_commits_with_both_quorums_and_activates() {
+    let mut p = reconfig_leader();
+    assert!(!p.reconfig_in_progress());
+    let z1 = z(2, 1);
+    let next = members(&[1, 3], &[4], z1.get());
+    let t1 = reconfig_txn(z1, &next);
+    step(&mut p, Event::Propose { zxid: z1, data: t1.clone() });
+    assert!(p.reconfig_in_progress(), "one reconfig at a time");
+    let z2 = z(2, 2);
+    step(&mut p, Event::Propose { zxid: z2, data: data(z2) });
+    step(&mut p, Event::Durable { zxid: z2 });
+    // 1 and 2: a quorum of {1,2,3}, not of {1,3}.
+    assert!(recv(&mut p, 2, pkt(PacketType::Ack, z1)).is_empty());
+    assert!(recv(&mut p, 2, pkt(PacketType::Ack, z2)).is_empty());
+    let cmds = recv(&mut p, 3, pkt(PacketType::Ack, z1));
+    let leader_1 = Bytes::copy_from_slice(&1i64.to_be_bytes());
+    assert_eq!(
+        cmds,
+        vec![
+            send(2, pktd(PacketType::CommitAndActivate, z1.to_wire(), leader_1.clone())),
+            send(3, pktd(PacketType::CommitAndActivate, z1.to_wire(), leader_1)),
+            Command::Commit(z1),
+            Command::Activate { text: Bytes::from(next.clone()), version: z1.get() },
+        ]
+    );
+    assert!(!p.reconfig_in_progress());
+    assert_eq!(p.config().voters, [1, 3].into());
+    assert!(matches!(p.role(), Role::Leading { established: true, .. }), "still the leader");
+    // 2.2 now needs a quorum of {1,3} only: 3's ack commits it, 2's is not counted.
+    let cmds = recv(&mut p, 3, pkt(PacketType::Ack, z2));
+    assert!(cmds.contains(&Command::Commit(z2)), "{cmds:?}");
+    // The leader refuses a learner whose activated membership is later than its own.
+    step(&mut p, Event::Connected { peer: 4, conn: 4 });
+    let li =
+        LearnerInfo { server_id: 4, protocol_version: PROTOCOL_VERSION, config_version: i64::MAX };
+    let cmds = recv(&mut p, 4, pktd(PacketType::ObserverInfo, z(1, 0).to_wire(), li.encode()));
+    assert_eq!(cmds, vec![Command::Disconnect { peer: 4, conn: Some(4) }]);
+}
+
+// Leader.getDesignatedLeader and allowedToCommit: a reconfig that leaves the leader out of
+// the voters names a new voter that acked it; the old leader commits nothing more and, at
+// its next tick, follows (here: observes) the designated leader without an election.
+#[test]
+fn a_leader_left_out_hands_over_to_the_designated_one() {
+    let mut p = reconfig_leader();
+    let z1 = z(2, 1);
+    let next = members(&[2, 3], &[1, 4], z1.get());
+    step(&mut p, Event::Propose { zxid: z1, data: reconfig_txn(z1, &next) });
+    step(&mut p, Event::Durable { zxid: z1 });
+    recv(&mut p, 3, pkt(PacketType::Ack, z1));
+    assert!(!recv(&mut p, 2, pkt(PacketType::Ack, z1)).is_empty(), "committed");
+    assert_eq!(p.next_zxid(), None, "no more proposals here");
+    let cmds = step(&mut p, Event::Tick);
+    assert!(
+        cmds.contains(&Command::RoleChanged(Role::Observing { leader: 2, serving: false })),
+        "{cmds:?}"
+    );
+    assert!(cmds.contains(&Command::Connect { to: 2 }), "{cmds:?}");
+}
+
+#[test]
+fn the_designated_leader_is_an_acker_of_the_reconfig() {
+    let mut p = reconfig_leader();
+    let z1 = z(2, 1);
+    step(
+        &mut p,
+        Event::Propose { zxid: z1, data: reconfig_txn(z1, &members(&[2, 3], &[4], z1.get())) },
+    );
+    step(&mut p, Event::Durable { zxid: z1 });
+    recv(&mut p, 3, pkt(PacketType::Ack, z1));
+    let cmds = recv(&mut p, 2, pkt(PacketType::Ack, z1));
+    // 3 acked first but 2 acked too: both are candidates; the lowest id is named.
+    let leader_2 = Bytes::copy_from_slice(&2i64.to_be_bytes());
+    assert!(
+        cmds.contains(&send(3, pktd(PacketType::CommitAndActivate, z1.to_wire(), leader_2))),
+        "{cmds:?}"
+    );
+    // Left out entirely, the old leader looks for a leader at its next tick.
+    let cmds = step(&mut p, Event::Tick);
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+/// Follower 2 (reconfig enabled) synced with leader 1 in epoch 2 and up to date.
+fn reconfig_follower(id: Sid) -> Peer {
+    let mut p =
+        elected_learner_with(reconfig_cfg(), id, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
+    recv(&mut p, 1, pkt(PacketType::Diff, z(1, 1)));
+    let text = members(&[1, 2, 3], &[4], z(2, 0).get());
+    recv(&mut p, 1, pktd(PacketType::NewLeader, z(2, 0).to_wire(), Bytes::from(text.clone())));
+    // NEWLEADER's membership is activated at UPTODATE.
+    let cmds = recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX)));
+    assert_eq!(activated(&cmds), vec![z(2, 0).get()], "{cmds:?}");
+    assert!(p.is_serving());
+    p
+}
+
+// Follower COMMITANDACTIVATE: the reconfig txn (received as a PROPOSAL) commits and its
+// membership is activated; the same leader stays; a different designated leader is followed
+// at once.
+#[test]
+fn a_follower_activates_and_follows_the_designated_leader() {
+    for designated in [1i64, 3] {
+        let mut f = reconfig_follower(2);
+        let z1 = z(2, 1);
+        let next = members(&[1, 2, 3], &[], z1.get());
+        recv(&mut f, 1, pktd(PacketType::Proposal, z1.to_wire(), reconfig_txn(z1, &next)));
+        step(&mut f, Event::Durable { zxid: z1 });
+        let cmds = recv(
+            &mut f,
+            1,
+            pktd(
+                PacketType::CommitAndActivate,
+                z1.to_wire(),
+                Bytes::copy_from_slice(&designated.to_be_bytes()),
+            ),
+        );
+        assert_eq!(cmds[0], Command::Commit(z1));
+        assert_eq!(cmds[1], Command::Activate { text: Bytes::from(next), version: z1.get() });
+        assert_eq!(f.config().observers.len(), 0);
+        if designated == 1 {
+            assert!(f.is_serving(), "{cmds:?}");
+        } else {
+            assert!(
+                cmds.contains(&Command::RoleChanged(Role::Following { leader: 3, serving: false })),
+                "{cmds:?}"
+            );
+            assert!(cmds.contains(&Command::Connect { to: 3 }), "{cmds:?}");
+        }
+    }
+}
+
+// A follower made an observer by the reconfig reconnects to the leader as an observer.
+#[test]
+fn a_follower_made_observer_reconnects_as_one() {
+    let mut f = reconfig_follower(2);
+    let z1 = z(2, 1);
+    let next = members(&[1, 3], &[2, 4], z1.get());
+    recv(&mut f, 1, pktd(PacketType::Proposal, z1.to_wire(), reconfig_txn(z1, &next)));
+    let cmds = recv(
+        &mut f,
+        1,
+        pktd(
+            PacketType::CommitAndActivate,
+            z1.to_wire(),
+            Bytes::copy_from_slice(&1i64.to_be_bytes()),
+        ),
+    );
+    assert!(
+        cmds.contains(&Command::RoleChanged(Role::Observing { leader: 1, serving: false })),
+        "{cmds:?}"
+    );
+}
+
+// Observer INFORMANDACTIVATE: the designated leader, then the txn itself.
+#[test]
+fn an_observer_activates_by_inform_and_activate() {
+    let mut o = reconfig_follower(4);
+    assert!(matches!(o.role(), Role::Observing { .. }));
+    let z1 = z(2, 1);
+    let next = members(&[1, 2, 3], &[4, 5], z1.get());
+    let txn = reconfig_txn(z1, &next);
+    let mut d = 1i64.to_be_bytes().to_vec();
+    d.extend_from_slice(&txn);
+    let cmds = recv(&mut o, 1, pktd(PacketType::InformAndActivate, z1.to_wire(), Bytes::from(d)));
+    assert_eq!(
+        cmds,
+        vec![
+            Command::AppendTxns(vec![(z1, txn)]),
+            Command::Commit(z1),
+            Command::Activate { text: Bytes::from(next), version: z1.get() },
+        ]
+    );
+    assert!(o.is_serving());
+    // A payload too short for a leader id is a protocol error.
+    let cmds = recv(
+        &mut o,
+        1,
+        pktd(PacketType::InformAndActivate, z(2, 2).to_wire(), Bytes::from_static(b"abc")),
+    );
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+// With reconfigEnabled off here, COMMITANDACTIVATE commits the txn and keeps the configured
+// membership, as ZooKeeper does, and says so.
+#[test]
+fn commit_and_activate_without_reconfig_enabled_only_commits() {
+    let mut f = active_follower();
+    let z1 = z(2, 1);
+    recv(
+        &mut f,
+        1,
+        pktd(
+            PacketType::Proposal,
+            z1.to_wire(),
+            reconfig_txn(z1, &members(&[1, 2], &[], z1.get())),
+        ),
+    );
+    let cmds = recv(
+        &mut f,
+        1,
+        pktd(
+            PacketType::CommitAndActivate,
+            z1.to_wire(),
+            Bytes::copy_from_slice(&1i64.to_be_bytes()),
+        ),
+    );
+    assert_eq!(cmds, vec![Command::Commit(z1), Command::ReconfigIgnored { zxid: z1, leader: 1 }]);
+    assert!(f.is_serving());
+    assert_eq!(f.config().voters, [1, 2, 3].into());
+}
+
+// FastLeaderElection's processReconfig: a LOOKING peer that hears of a newer membership takes
+// it and starts its election over with it.
+#[test]
+fn a_looking_peer_adopts_a_newer_membership_from_a_notification() {
+    let (mut p, _) = Peer::new(reconfig_cfg(), 2, state(1, 1, Zxid::ZERO, &[z(1, 1)]));
+    let newer = members(&[1, 2, 3, 5], &[], z(3, 1).get());
+    let mut n = vote(ServerState::Looking, 1, z(1, 1), 1, 1);
+    n.config = Bytes::from(newer.clone());
+    let cmds = step(&mut p, Event::Notification { from: 1, n });
+    assert_eq!(activated(&cmds), vec![z(3, 1).get()]);
+    assert_eq!(p.config().voters, [1, 2, 3, 5].into());
+    assert!(
+        cmds.contains(&Command::SendNotification { to: 5, n: p_vote_to(&cmds, 5) }),
+        "notifies the new voter: {cmds:?}"
+    );
+    // An older one changes nothing.
+    let mut n = vote(ServerState::Looking, 1, z(1, 1), 1, 1);
+    n.config = Bytes::from(members(&[1, 2, 3], &[], 7));
+    assert!(activated(&step(&mut p, Event::Notification { from: 1, n })).is_empty());
+}
+
+fn p_vote_to(cmds: &[Command], to: Sid) -> Notification {
+    cmds.iter()
+        .find_map(|c| match c {
+            Command::SendNotification { to: t, n } if *t == to => Some(n.clone()),
+            _ => None,
+        })
+        .expect("a notification")
 }

@@ -134,6 +134,9 @@ pub struct QuorumNet {
 
 struct Inner {
     cfg: QuorumNetConfig,
+    /// Where each member listens: `cfg.members`, then every member of each membership
+    /// activated since (a reconfig adds servers; removed ones stay, harmlessly).
+    members: Mutex<BTreeMap<Sid, MemberAddr>>,
     tx: Mutex<Sender<Input>>,
     /// Election connections by peer.
     election: Mutex<BTreeMap<Sid, Arc<Outbox>>>,
@@ -307,6 +310,7 @@ impl QuorumNet {
         let inner = Arc::new(Inner {
             election_addr: el.local_addr()?,
             quorum_addr: ql.local_addr()?,
+            members: Mutex::new(cfg.members.clone()),
             cfg,
             tx: Mutex::new(tx),
             election: Mutex::new(BTreeMap::new()),
@@ -362,6 +366,22 @@ impl QuorumNet {
         let _ = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).send(Input::Peer(ev));
     }
 
+    fn member(&self, sid: Sid) -> Option<MemberAddr> {
+        self.inner.members.lock().unwrap_or_else(|p| p.into_inner()).get(&sid).cloned()
+    }
+
+    /// Learns where the members of an activated membership listen (`server.N` lines whose
+    /// addresses resolve; a member already known keeps its entry if its line does not).
+    pub fn add_members(&self, members: BTreeMap<Sid, MemberAddr>) {
+        let mut m = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        for (sid, addr) in members {
+            if m.get(&sid) != Some(&addr) {
+                tracing::info!(peer = sid, quorum = %addr.quorum, election = %addr.election, "member address from the active membership");
+                m.insert(sid, addr);
+            }
+        }
+    }
+
     fn stopped(&self) -> bool {
         self.inner.stop.load(Ordering::Acquire)
     }
@@ -384,6 +404,11 @@ impl QuorumNet {
                         if let Some((_, o)) = q.remove(&id) {
                             o.close();
                         }
+                    }
+                }
+                NetOut::Command(Command::Activate { text, .. }) => {
+                    if let Some(m) = crate::zab::Membership::parse_bytes(&text) {
+                        self.add_members(member_addrs(&m));
                     }
                 }
                 NetOut::Command(Command::Send { to, packet }) => {
@@ -443,7 +468,7 @@ impl QuorumNet {
         if self.stopped() || to == self.inner.cfg.me {
             return;
         }
-        let Some(addr) = self.inner.cfg.members.get(&to).map(|m| m.election) else { return };
+        let Some(addr) = self.member(to).map(|m| m.election) else { return };
         if !self.inner.dialing.lock().unwrap_or_else(|p| p.into_inner()).insert(to) {
             return;
         }
@@ -465,7 +490,7 @@ impl QuorumNet {
         let mut s = TcpStream::connect_timeout(&addr, self.inner.cfg.connect_timeout)?;
         s.set_nodelay(true)?;
         let me = self.inner.cfg.me;
-        let my_addr = self.inner.cfg.members.get(&me).map(|m| m.election.to_string());
+        let my_addr = self.member(me).map(|m| m.election.to_string());
         let hello = ElectionHello {
             protocol: Some(ELECTION_PROTOCOL_V1),
             sid: me as i64,
@@ -523,7 +548,7 @@ impl QuorumNet {
         s.set_nodelay(true)?;
         let sid = ElectionHello::read_from(&mut s)?.sid;
         let sid = sid as Sid;
-        if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
+        if self.member(sid).is_none() || sid == self.inner.cfg.me {
             return Err(bad(format!("election connection from unknown server {sid}")));
         }
         drop(slot);
@@ -589,7 +614,7 @@ impl QuorumNet {
     }
 
     fn connect_quorum(&self, to: Sid) {
-        let Some(addr) = self.inner.cfg.members.get(&to).map(|m| m.quorum) else { return };
+        let Some(addr) = self.member(to).map(|m| m.quorum) else { return };
         let n = self.clone();
         let _ = std::thread::Builder::new().name("corral-quorum-dial".into()).spawn(move || {
             match TcpStream::connect_timeout(&addr, n.inner.cfg.connect_timeout) {
@@ -651,7 +676,7 @@ impl QuorumNet {
                 info.protocol_version
             )));
         }
-        if !self.inner.cfg.members.contains_key(&sid) || sid == self.inner.cfg.me {
+        if self.member(sid).is_none() || sid == self.inner.cfg.me {
             return Err(bad(format!("quorum connection from unknown server {sid}")));
         }
         drop(slot);
@@ -806,6 +831,21 @@ impl PacketReader {
             };
         }
     }
+}
+
+/// Where the servers of a membership listen (those whose addresses resolve).
+pub fn member_addrs(m: &crate::zab::Membership) -> BTreeMap<Sid, MemberAddr> {
+    use std::net::ToSocketAddrs;
+    let mut out = BTreeMap::new();
+    for s in m.servers.values() {
+        let Some(a) = s.addresses.first() else { continue };
+        let host = a.host.trim_start_matches('[').trim_end_matches(']');
+        let resolve = |port: u16| (host, port).to_socket_addrs().ok()?.next();
+        if let (Some(quorum), Some(election)) = (resolve(a.quorum_port), resolve(a.election_port)) {
+            out.insert(s.id, MemberAddr { quorum, election });
+        }
+    }
+    out
 }
 
 fn read_i32(s: &mut TcpStream) -> io::Result<i32> {

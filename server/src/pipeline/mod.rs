@@ -86,6 +86,10 @@ pub struct Settings {
     pub local_sessions_upgrading: bool,
     /// syncEnabled: an observer logs the txns it learns (otherwise it only applies them).
     pub sync_enabled: bool,
+    /// With reconfigEnabled, the zoo.cfg this server was started with: an activated
+    /// membership is written next to it (`zoo.cfg.dynamic.<version>`) and it is rewritten to
+    /// point there, as ZooKeeper does. `None`: nothing is written.
+    pub config_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -113,6 +117,7 @@ impl Settings {
             local_sessions: c.local_sessions_enabled && c.is_distributed(),
             local_sessions_upgrading: c.local_sessions_upgrading_enabled,
             sync_enabled: c.sync_enabled,
+            config_file: None,
         }
     }
 
@@ -1994,15 +1999,36 @@ impl Pipeline {
                         "synced with the leader (UPTODATE): serving clients"
                     );
                 }
-                Output::Command(Command::ReconfigNotSupported { zxid, leader }) => {
-                    tracing::error!(
+                Output::Command(Command::ReconfigIgnored { zxid, leader }) => {
+                    tracing::warn!(
                         %zxid,
                         leader,
-                        "the leader activated a configuration changed by reconfig \
-                         (COMMITANDACTIVATE): dynamic reconfiguration is not implemented; this \
-                         server keeps its zoo.cfg membership and leaves the leader to resync. Do \
-                         not use reconfig in an ensemble with Corral members (docs/compatibility.md)"
+                        "the leader activated a membership changed by reconfig \
+                         (COMMITANDACTIVATE) but reconfigEnabled is off here: this server keeps \
+                         its configured membership, as ZooKeeper does; set the same \
+                         reconfigEnabled on every member (docs/compatibility.md)"
                     );
+                }
+                Output::Command(Command::Activate { text, version }) => {
+                    tracing::info!(
+                        version = format_args!("{version:x}"),
+                        "a new membership is active: {}",
+                        String::from_utf8_lossy(&text).replace('\n', " ")
+                    );
+                    if let Some(path) = &self.shared.settings.config_file {
+                        if let Err(e) = crate::config::write_dynamic_config(
+                            path,
+                            self.replica.peer().id(),
+                            &text,
+                            version,
+                        ) {
+                            tracing::error!(
+                                file = %path.display(),
+                                "cannot write the dynamic config file: {e}"
+                            );
+                        }
+                    }
+                    self.net.push(NetOut::Command(Command::Activate { text, version }));
                 }
                 Output::Command(Command::SyncStarted { learner, plan }) => {
                     let last = self.replica.peer().last_zxid();
@@ -2627,7 +2653,14 @@ impl Pipeline {
                 }
                 None | Some(Origin::None) => {}
                 Some(Origin::Client { conn, xid, received }) => {
-                    let (err, body) = a.outcome.result.reply();
+                    let (err, mut body) = a.outcome.result.reply();
+                    if let (crate::proto::Txn::Reconfig(t), 0) = (&a.entry.txn, err) {
+                        // FinalRequestProcessor: the new membership and the node's stat.
+                        body = crate::proto::Response::GetData(crate::proto::GetDataResponse {
+                            data: t.data.clone(),
+                            stat: a.outcome.result.stat.clone().unwrap_or_default(),
+                        });
+                    }
                     let err = ErrorCode::from_code(err).unwrap_or(ErrorCode::SystemError);
                     let op = a.entry.txn.opcode();
                     // A learner answers in the connection's order: if a sync before this

@@ -608,6 +608,14 @@ impl Replica {
                     Err(Ok(f)) => return Err(f),
                 }
             }
+            Command::Activate { text, version } => {
+                // ZooKeeper's initConfigInZKDatabase at activation (a reconfig txn sets the
+                // same text again when it applies).
+                for s in [Some(&mut self.committed), self.spec.as_mut()].into_iter().flatten() {
+                    s.tree.set_config_node(&text, version as i64, self.now_ms);
+                }
+                out.push(Output::Command(Command::Activate { text, version }));
+            }
             Command::RoleChanged(role) => {
                 self.role_changed(role, out)?;
                 out.push(Output::Command(Command::RoleChanged(role)));
@@ -934,12 +942,8 @@ impl Replica {
                     (header(session_id, cxid, &txn), txn, false)
                 } else if let Request::Reconfig(r) = req {
                     // Judged here, where the membership is known (ZooKeeper's order of checks).
-                    let enabled = self.opts.prepare.reconfig_enabled;
                     let cfg = self.peer.config();
-                    let current = std::str::from_utf8(&cfg.config_text)
-                        .ok()
-                        .filter(|t| !t.is_empty())
-                        .and_then(reconfig::Membership::parse);
+                    let current = reconfig::Membership::parse_bytes(&cfg.config_text);
                     let may_write = self.opts.prepare.skip_acl
                         || spec.tree.node(crate::tree::CONFIG_PATH).is_some_and(|n| {
                             crate::tree::acl::check_acl(
@@ -949,7 +953,34 @@ impl Replica {
                                 &self.opts.prepare.auth_schemes,
                             )
                         });
-                    let txn = Txn::error(reconfig::judge(r, enabled, current.as_ref(), may_write));
+                    let judging = reconfig::Judging {
+                        enabled: self.opts.prepare.reconfig_enabled,
+                        current: current.as_ref(),
+                        in_progress: self.peer.reconfig_in_progress(),
+                        may_write_config: may_write,
+                    };
+                    let peer = &self.peer;
+                    let txn = match reconfig::judge(r, &judging, |m| {
+                        peer.is_quorum_synced(&m.voters())
+                    }) {
+                        // The new membership, its version this txn's zxid: a SetDataTxn of
+                        // /zookeeper/config, as ZooKeeper's reconfig txn.
+                        Ok(mut next) => {
+                            next.version = zxid.get();
+                            tracing::info!(
+                                zxid = format_args!("{zxid:#x}"),
+                                voters = ?next.voters(),
+                                observers = ?next.observers(),
+                                "reconfig: proposing a new membership"
+                            );
+                            Txn::Reconfig(crate::proto::SetDataTxn {
+                                path: crate::tree::CONFIG_PATH.to_string(),
+                                data: next.text().into_bytes().into(),
+                                version: -1,
+                            })
+                        }
+                        Err(e) => Txn::error(e),
+                    };
                     (header(session_id, cxid, &txn), txn, false)
                 } else {
                     let ctx = SessionContext { session_id, auth, local_session };

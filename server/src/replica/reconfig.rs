@@ -1,51 +1,18 @@
 //! The `reconfig` request (ZooKeeper 3.5+ dynamic membership) as a leader judges it, in the
 //! order of ZooKeeper 3.8's PrepRequestProcessor, so that a bad request gets ZooKeeper's error:
-//! RECONFIGDISABLED without `reconfigEnabled`, UNIMPLEMENTED standalone, BADVERSION for a
-//! stale `fromConfig`, BADARGUMENTS for a membership that does not parse or leaves too few
-//! voters, NOAUTH without WRITE on `/zookeeper/config` (only the super user has it).
-//!
-//! Activating a new membership (COMMITANDACTIVATE, INFORMANDACTIVATE, the dynamic config
-//! file) is not implemented yet: a request that passes every check is answered UNIMPLEMENTED
-//! and logged, and the membership stays the configured one.
+//! RECONFIGDISABLED without `reconfigEnabled`, UNIMPLEMENTED standalone, RECONFIGINPROGRESS
+//! while another reconfig is not committed yet, BADVERSION for a stale `fromConfig`,
+//! BADARGUMENTS for a membership that does not parse or leaves too few voters,
+//! NEWCONFIGNOQUORUM when a quorum of the new voters is not connected and synced, NOAUTH
+//! without WRITE on `/zookeeper/config` (only the super user has it). A request that passes
+//! gets the next membership; the leader proposes it as a reconfig txn (see [`crate::zab::peer`]
+//! for its activation).
 
 use std::collections::BTreeMap;
 
-use crate::config::{LearnerType, Location, QuorumServer};
+use crate::config::{Location, QuorumServer};
 use crate::proto::{ErrorCode, ReconfigRequest};
-
-/// A membership: servers by id, and the configuration version.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Membership {
-    pub servers: BTreeMap<u64, QuorumServer>,
-    pub version: u64,
-}
-
-impl Membership {
-    /// Parses the text of `/zookeeper/config` (`server.N=...` lines, then `version=<hex>`).
-    pub fn parse(text: &str) -> Option<Membership> {
-        let mut servers = BTreeMap::new();
-        let mut version = 0;
-        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
-            let (key, value) = line.split_once('=')?;
-            if key == "version" {
-                version = u64::from_str_radix(value.trim(), 16).ok()?;
-            } else {
-                let id = key.strip_prefix("server.")?.parse().ok()?;
-                servers.insert(id, QuorumServer::parse(id, value, Location::SystemProperty).ok()?);
-            }
-        }
-        Some(Membership { servers, version })
-    }
-
-    /// The voting members' ids.
-    pub fn voters(&self) -> Vec<u64> {
-        self.servers
-            .values()
-            .filter(|s| s.learner_type == LearnerType::Participant)
-            .map(|s| s.id)
-            .collect()
-    }
-}
+pub use crate::zab::Membership;
 
 /// ZooKeeper's `StringUtils.split`: split on `sep`, trim, drop empty pieces.
 fn split(s: &str, sep: char) -> Vec<&str> {
@@ -114,40 +81,49 @@ fn next_membership(req: &ReconfigRequest, current: &Membership) -> Result<Member
     Ok(Membership { servers, version: current.version })
 }
 
-/// Judges a reconfig request for a leader whose membership is `current` (`None`: a standalone
-/// server), after the session check. `may_write_config` says whether the client has WRITE on
-/// `/zookeeper/config` (or `skipACL`). Returns the error the client gets; a request that passes
-/// every check gets UNIMPLEMENTED (activation is not implemented yet).
+/// What the leader knows when it judges a reconfig request.
+pub struct Judging<'a> {
+    /// `reconfigEnabled`.
+    pub enabled: bool,
+    /// The active membership (`None`: a standalone server).
+    pub current: Option<&'a Membership>,
+    /// A reconfig is proposed and not committed yet.
+    pub in_progress: bool,
+    /// The client has WRITE on `/zookeeper/config` (or `skipACL`).
+    pub may_write_config: bool,
+}
+
+/// Judges a reconfig request for a leader, after the session check. `synced` says whether a
+/// quorum of a membership's voters is connected and synced with the leader. Returns the next
+/// membership (its version still the current one's: the txn's zxid becomes its version) or
+/// the error the client gets.
 pub fn judge(
     req: &ReconfigRequest,
-    enabled: bool,
-    current: Option<&Membership>,
-    may_write_config: bool,
-) -> ErrorCode {
-    if !enabled {
-        return ErrorCode::ReconfigDisabled;
+    j: &Judging<'_>,
+    synced: impl FnOnce(&Membership) -> bool,
+) -> Result<Membership, ErrorCode> {
+    if !j.enabled {
+        return Err(ErrorCode::ReconfigDisabled);
     }
-    let Some(current) = current else { return ErrorCode::Unimplemented };
+    let Some(current) = j.current else { return Err(ErrorCode::Unimplemented) };
+    if j.in_progress {
+        return Err(ErrorCode::ReconfigInProgress);
+    }
     if req.cur_config_id != -1 && req.cur_config_id as u64 != current.version {
-        return ErrorCode::BadVersion;
+        return Err(ErrorCode::BadVersion);
     }
-    let next = match next_membership(req, current) {
-        Ok(n) => n,
-        Err(e) => return e,
-    };
+    let next = next_membership(req, current)?;
     // standaloneEnabled (the default): at least two voters.
     if next.voters().len() < 2 {
-        return ErrorCode::BadArguments;
+        return Err(ErrorCode::BadArguments);
     }
-    if !may_write_config {
-        return ErrorCode::NoAuth;
+    if !synced(&next) {
+        return Err(ErrorCode::NewConfigNoQuorum);
     }
-    tracing::warn!(
-        voters = ?next.voters(),
-        servers = next.servers.len(),
-        "a valid reconfig request: dynamic reconfiguration is not implemented yet (UNIMPLEMENTED)"
-    );
-    ErrorCode::Unimplemented
+    if !j.may_write_config {
+        return Err(ErrorCode::NoAuth);
+    }
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -172,11 +148,18 @@ mod tests {
         }
     }
 
-    #[test]
-    fn parses_the_config_text() {
-        let m = current();
-        assert_eq!((m.servers.len(), m.version, m.voters()), (3, 0x1_0000_0000, vec![1, 2, 3]));
-        assert!(Membership::parse("server.x=1").is_none());
+    fn judged(
+        r: &ReconfigRequest,
+        enabled: bool,
+        current: Option<&Membership>,
+        may_write: bool,
+    ) -> Result<Membership, ErrorCode> {
+        let j = Judging { enabled, current, in_progress: false, may_write_config: may_write };
+        judge(r, &j, |_| true)
+    }
+
+    fn code(r: Result<Membership, ErrorCode>) -> ErrorCode {
+        r.err().unwrap_or(ErrorCode::Ok)
     }
 
     // kazoo's TestReconfig: test_bad_input, test_no_super_auth, and the order of the checks.
@@ -185,34 +168,49 @@ mod tests {
         let m = current();
         let observer = "server.999=0.0.0.0:1234:2345:observer;3456";
         let j = |s| req(Some(s), None, None);
-        assert_eq!(judge(&j(observer), false, Some(&m), true), ErrorCode::ReconfigDisabled);
-        assert_eq!(judge(&j(observer), true, None, true), ErrorCode::Unimplemented);
+        let c = |r: &ReconfigRequest, en, cur, w| code(judged(r, en, cur, w));
+        assert_eq!(c(&j(observer), false, Some(&m), true), ErrorCode::ReconfigDisabled);
+        assert_eq!(c(&j(observer), true, None, true), ErrorCode::Unimplemented);
+        let busy =
+            Judging { enabled: true, current: Some(&m), in_progress: true, may_write_config: true };
+        assert_eq!(code(judge(&j("some thing"), &busy, |_| true)), ErrorCode::ReconfigInProgress);
         let stale = ReconfigRequest { cur_config_id: 5, ..j(observer) };
-        assert_eq!(judge(&stale, true, Some(&m), true), ErrorCode::BadVersion);
-        assert_eq!(judge(&j("some thing"), true, Some(&m), false), ErrorCode::BadArguments);
-        assert_eq!(judge(&j("server.9=h:1:2"), true, Some(&m), true), ErrorCode::BadArguments);
+        assert_eq!(c(&stale, true, Some(&m), true), ErrorCode::BadVersion);
+        assert_eq!(c(&j("some thing"), true, Some(&m), false), ErrorCode::BadArguments);
+        assert_eq!(c(&j("server.9=h:1:2"), true, Some(&m), true), ErrorCode::BadArguments);
         let dup = "server.9=127.0.0.1:2888:4000:observer;5000";
-        assert_eq!(judge(&j(dup), true, Some(&m), true), ErrorCode::BadArguments);
+        assert_eq!(c(&j(dup), true, Some(&m), true), ErrorCode::BadArguments);
         assert_eq!(
-            judge(&req(None, Some("1,2"), None), true, Some(&m), true),
+            c(&req(None, Some("1,2"), None), true, Some(&m), true),
             ErrorCode::BadArguments,
             "one voter left"
         );
+        assert_eq!(c(&req(None, Some("x"), None), true, Some(&m), true), ErrorCode::BadArguments);
+        let open = Judging {
+            enabled: true,
+            current: Some(&m),
+            in_progress: false,
+            may_write_config: false,
+        };
         assert_eq!(
-            judge(&req(None, Some("x"), None), true, Some(&m), true),
-            ErrorCode::BadArguments
+            code(judge(&j(observer), &open, |_| false)),
+            ErrorCode::NewConfigNoQuorum,
+            "no quorum of the new voters synced comes before the ACL"
         );
-        assert_eq!(judge(&j(observer), true, Some(&m), false), ErrorCode::NoAuth);
-        assert_eq!(judge(&j(observer), true, Some(&m), true), ErrorCode::Unimplemented);
+        assert_eq!(c(&j(observer), true, Some(&m), false), ErrorCode::NoAuth);
+        let next = judged(&j(observer), true, Some(&m), true).unwrap();
+        assert_eq!(next.observers(), [999].into());
+        assert_eq!(next.voters(), [1, 2, 3].into());
+        assert_eq!(next.version, m.version, "the txn's zxid becomes the version");
         let fresh = ReconfigRequest { cur_config_id: 0x1_0000_0000, ..j(observer) };
-        assert_eq!(judge(&fresh, true, Some(&m), true), ErrorCode::Unimplemented);
+        assert!(judged(&fresh, true, Some(&m), true).is_ok());
         let members = "server.1=127.0.0.1:2888:3888;2181,server.2=127.0.0.1:2889:3889;2182";
+        let two = judged(&req(None, None, Some(members)), true, Some(&m), true).unwrap();
+        assert_eq!(two.voters(), [1, 2].into());
+        let leave = judged(&req(None, Some("3"), None), true, Some(&m), true).unwrap();
+        assert_eq!(leave.servers.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(
-            judge(&req(None, None, Some(members)), true, Some(&m), true),
-            ErrorCode::Unimplemented
-        );
-        assert_eq!(
-            judge(&req(None, None, Some("server.1=bad")), true, Some(&m), true),
+            c(&req(None, None, Some("server.1=bad")), true, Some(&m), true),
             ErrorCode::BadArguments
         );
     }

@@ -25,11 +25,13 @@
 
 pub mod election;
 pub mod history;
+pub mod membership;
 pub mod peer;
 pub mod wire;
 
 pub use election::{Election, Vote};
 pub use history::{plan_sync, HistoryWindow, SyncPlan};
+pub use membership::Membership;
 pub use peer::{Command, Event, LeaderReport, Peer, PeerState, Role};
 pub use wire::{LearnerInfo, Notification, PacketType, QuorumPacket, ServerState};
 
@@ -88,6 +90,9 @@ pub struct PeerConfig {
     pub config_text: bytes::Bytes,
     /// The configuration's version (`version=` of the text; 0 for a static zoo.cfg).
     pub config_version: u64,
+    /// `reconfigEnabled`: memberships change by reconfig txns (COMMITANDACTIVATE,
+    /// INFORMANDACTIVATE), by a leader's NEWLEADER and by newer configs in notifications.
+    pub reconfig_enabled: bool,
     /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
     pub tick_ms: u32,
     /// Proposals a leader keeps outstanding (proposed, not committed) at most:
@@ -120,6 +125,7 @@ impl PeerConfig {
             election_tick_ms: 0,
             config_text: bytes::Bytes::new(),
             config_version: 0,
+            reconfig_enabled: false,
             tick_ms: 2000,
             outstanding_max: 1000,
             sync_txns_max: 500 + 1000 + 16,
@@ -135,6 +141,14 @@ impl PeerConfig {
     /// True if `sid` is a member (voter or observer).
     pub fn is_member(&self, sid: Sid) -> bool {
         self.voters.contains(&sid) || self.observers.contains(&sid)
+    }
+
+    /// Takes `m` (whose text is `text`) as the membership.
+    pub fn adopt(&mut self, m: &Membership, text: bytes::Bytes) {
+        self.voters = m.voters();
+        self.observers = m.observers();
+        self.config_text = text;
+        self.config_version = m.version;
     }
 
     /// True if the voters among `set` are a majority of all voters.

@@ -26,6 +26,7 @@ use bytes::Bytes;
 
 use super::election::{Decision, Election, Vote};
 use super::history::{plan_sync, HistoryWindow, SyncPlan};
+use super::membership::{reconfig_text, with_version, Membership};
 use super::wire::{
     decode_i32, decode_revalidate, decode_revalidate_reply, decode_touches, encode_i32,
     encode_revalidate, encode_revalidate_reply, encode_touches, ForwardedRequest, LearnerInfo,
@@ -137,11 +138,15 @@ pub enum Command {
     /// Learner: UPTODATE arrived; the peer may serve clients. `synced_by` is how the leader
     /// synced it: "DIFF", "TRUNC" or "SNAP" (for its log).
     UpToDate { epoch: u32, synced_by: &'static str },
-    /// Learner: the leader activated a configuration changed by dynamic reconfiguration
-    /// (COMMITANDACTIVATE, INFORMANDACTIVATE of the reconfig txn `zxid`), which this server
-    /// does not implement; it leaves the leader (and resyncs) rather than follow a membership
-    /// it does not know (for the log).
-    ReconfigNotSupported { zxid: Zxid, leader: Sid },
+    /// A new membership is active (a reconfig txn committed, a leader's NEWLEADER, a newer
+    /// config in a notification): the runtime updates `/zookeeper/config` and the peers it
+    /// talks to, and writes the dynamic config file.
+    Activate { text: Bytes, version: u64 },
+    /// Learner: the leader activated a configuration changed by reconfig (COMMITANDACTIVATE,
+    /// INFORMANDACTIVATE of the reconfig txn `zxid`) but `reconfigEnabled` is off here: the
+    /// txn is committed and the membership stays the configured one, as ZooKeeper does (for
+    /// the log: the memberships now differ).
+    ReconfigIgnored { zxid: Zxid, leader: Sid },
     /// Leader: how a learner is being synced (for metrics and the simulator's counters).
     SyncStarted { learner: Sid, plan: SyncPlan },
 }
@@ -188,11 +193,79 @@ struct Core {
     /// from nothing. (It was tied to the asking leader's epoch once; when leadership kept
     /// changing, the peer never synced — a liveness failure the simulator found.)
     reset_pending: bool,
+    /// Leader: the membership a reconfig txn proposed and not yet activated (ZooKeeper's
+    /// last-seen quorum verifier). From its txn on, every proposal needs a quorum of both.
+    next: Option<NextConfig>,
+}
+
+/// A membership proposed and not yet active.
+#[derive(Debug, Clone)]
+struct NextConfig {
+    /// The reconfig txn (for the version a new leader gives the initial config: its epoch's
+    /// first zxid, no txn).
+    zxid: Zxid,
+    text: Bytes,
+    voters: BTreeSet<Sid>,
+}
+
+impl NextConfig {
+    fn parse(zxid: Zxid, text: Bytes) -> Option<NextConfig> {
+        let m = Membership::parse_bytes(&text)?;
+        Some(NextConfig { zxid, text, voters: m.voters() })
+    }
+}
+
+/// True if the voters in `set` are a majority of `voters`.
+fn majority<'a>(voters: &BTreeSet<Sid>, set: impl IntoIterator<Item = &'a Sid>) -> bool {
+    let n = set.into_iter().filter(|s| voters.contains(s)).count();
+    2 * n > voters.len()
 }
 
 impl Core {
     fn last_zxid(&self) -> Zxid {
         self.history.last()
+    }
+
+    /// True if `q` holds for the active voters and, for `zxid` (`None`: any) from a proposed
+    /// reconfig on, for its voters too (ZooKeeper's proposals with two quorum verifiers).
+    fn quorums(&self, zxid: Option<Zxid>, q: impl Fn(&BTreeSet<Sid>) -> bool) -> bool {
+        q(&self.cfg.voters)
+            && self.next.as_ref().is_none_or(|n| zxid.is_some_and(|z| z < n.zxid) || q(&n.voters))
+    }
+
+    /// Makes `text` the active membership if it is newer than the active one; returns the
+    /// voters before it, or `None` if nothing changed.
+    fn activate(&mut self, text: &Bytes, out: &mut Vec<Command>) -> Option<BTreeSet<Sid>> {
+        let m = Membership::parse_bytes(text)?;
+        if m.version <= self.cfg.config_version {
+            return None;
+        }
+        let before = self.cfg.voters.clone();
+        self.cfg.adopt(&m, text.clone());
+        if self.next.as_ref().is_some_and(|n| n.zxid.get() <= m.version) {
+            self.next = None;
+        }
+        out.push(Command::Activate { text: text.clone(), version: m.version });
+        Some(before)
+    }
+
+    /// Leader: the newest reconfig txn of the history newer than the active membership (its
+    /// whole history commits when it establishes), or with `reconfigEnabled` and the initial
+    /// configuration (version 0), that configuration with the version `zxid`
+    /// (ZOOKEEPER-1783): what NEWLEADER carries and the leader activates once established.
+    fn next_for_leader(&self, zxid: Zxid) -> Option<NextConfig> {
+        if !self.cfg.reconfig_enabled || self.cfg.config_text.is_empty() {
+            return None;
+        }
+        let logged = self.history.entries().rev().find_map(|(z, d)| {
+            let n = NextConfig::parse(*z, reconfig_text(d)?)?;
+            (z.get() > self.cfg.config_version).then_some(n)
+        });
+        logged.or_else(|| {
+            (self.cfg.config_version == 0)
+                .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
+                .flatten()
+        })
     }
 
     fn send(out: &mut Vec<Command>, to: Sid, packet: QuorumPacket) {
@@ -203,6 +276,9 @@ impl Core {
 enum Next {
     Stay,
     Looking,
+    /// A reconfig named this leader (or changed this peer's role): go straight to following
+    /// it, or leading (ZooKeeper's updateServerState after a reconfig), without an election.
+    HandOff(Sid),
 }
 
 /// One server.
@@ -240,6 +316,7 @@ impl Peer {
             last_durable: last,
             now: 0,
             reset_pending: false,
+            next: None,
         };
         let vote = Vote {
             leader: id as i64,
@@ -400,7 +477,7 @@ impl Peer {
     /// The zxid the next proposal must carry, if this peer is an established leader.
     pub fn next_zxid(&self) -> Option<Zxid> {
         match &self.role {
-            RoleState::Leading(l) if l.established => {
+            RoleState::Leading(l) if l.established && l.handoff.is_none() => {
                 let next = l.last_proposed.next();
                 (counter_of(next) != u32::MAX
                     && l.outstanding.len() < self.core.cfg.outstanding_max)
@@ -408,6 +485,25 @@ impl Peer {
             }
             _ => None,
         }
+    }
+
+    /// Leader: a reconfig is proposed and not yet active (another one must wait).
+    pub fn reconfig_in_progress(&self) -> bool {
+        matches!(self.role, RoleState::Leading(_)) && self.core.next.is_some()
+    }
+
+    /// Leader: a quorum of `voters` is connected and synced (this leader among them if it is
+    /// one): ZooKeeper's `isQuorumSynced`, which a reconfig's new membership must pass.
+    pub fn is_quorum_synced(&self, voters: &BTreeSet<Sid>) -> bool {
+        let RoleState::Leading(l) = &self.role else { return false };
+        let synced = l
+            .learners
+            .iter()
+            .filter(|(_, h)| {
+                !h.observer && matches!(h.phase, HPhase::Active | HPhase::NewLeaderAcked)
+            })
+            .map(|(s, _)| s);
+        majority(voters, synced.chain(std::iter::once(&self.core.id)))
     }
 
     /// The leader's last committed zxid (None unless leading).
@@ -439,7 +535,7 @@ impl Peer {
             Event::ElectionTick => match &mut self.role {
                 RoleState::Looking(_) => self.election_tick(out),
                 RoleState::Learning(l) => l.on_election_tick(&self.core, out),
-                RoleState::Leading(_) => Next::Stay,
+                RoleState::Leading(l) => l.handoff.map_or(Next::Stay, Next::HandOff),
             },
             Event::Notification { from, n } => self.on_notification(from, n, out),
             Event::Durable { zxid } => {
@@ -469,8 +565,10 @@ impl Peer {
                 }
             },
         };
-        if let Next::Looking = next {
-            self.become_looking(out);
+        match next {
+            Next::Stay => {}
+            Next::Looking => self.become_looking(out),
+            Next::HandOff(leader) => self.hand_off(leader, out),
         }
     }
 
@@ -505,6 +603,13 @@ impl Peer {
     }
 
     fn on_notification(&mut self, from: Sid, n: Notification, out: &mut Vec<Command>) -> Next {
+        if self.core.cfg.reconfig_enabled && matches!(self.role, RoleState::Looking(_)) {
+            // A newer membership than ours (a reconfig this peer missed): take it and start
+            // the election over with it (FastLeaderElection's processReconfig).
+            if self.core.activate(&n.config, out).is_some() {
+                self.restart_election(out);
+            }
+        }
         if !self.core.cfg.is_member(from) {
             return Next::Stay;
         }
@@ -549,7 +654,8 @@ impl Peer {
         }
     }
 
-    fn become_looking(&mut self, out: &mut Vec<Command>) {
+    /// Leaves the current role's connections.
+    fn leave_role(&mut self, out: &mut Vec<Command>) {
         match &self.role {
             RoleState::Leading(l) => {
                 for (sid, h) in &l.learners {
@@ -559,8 +665,41 @@ impl Peer {
             RoleState::Learning(l) => {
                 out.push(Command::Disconnect { peer: l.leader, conn: l.leader_conn })
             }
-            RoleState::Looking(_) => return,
+            RoleState::Looking(_) => {}
         }
+        self.core.next = None;
+    }
+
+    /// After a reconfig: follow (or lead, or observe) `leader` at once, as the reconfig
+    /// decided, without an election. A peer no longer in the membership looks for a leader.
+    fn hand_off(&mut self, leader: Sid, out: &mut Vec<Command>) {
+        if !self.core.cfg.is_member(self.core.id) || !self.core.cfg.is_voter(leader) {
+            self.become_looking(out);
+            return;
+        }
+        self.leave_role(out);
+        let vote = Vote {
+            leader: leader as i64,
+            zxid: self.core.last_zxid().to_wire(),
+            election_epoch: self.logical_clock,
+            peer_epoch: i64::from(self.core.current_epoch),
+        };
+        self.decided(Decision { leader, vote }, out);
+    }
+
+    fn become_looking(&mut self, out: &mut Vec<Command>) {
+        if let RoleState::Looking(_) = self.role {
+            return;
+        }
+        self.leave_role(out);
+        let mut sends = Vec::new();
+        self.restart_election(&mut sends);
+        out.push(Command::RoleChanged(Role::Looking));
+        out.extend(sends);
+    }
+
+    /// Starts an election (again, if the membership changed while looking).
+    fn restart_election(&mut self, out: &mut Vec<Command>) {
         let mut sends = Vec::new();
         let e = Election::start(
             &self.core.cfg,
@@ -573,7 +712,6 @@ impl Peer {
         self.logical_clock = e.logical_clock();
         self.current_vote = e.proposal();
         self.role = RoleState::Looking(e);
-        out.push(Command::RoleChanged(Role::Looking));
         out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
     }
 }
@@ -651,15 +789,23 @@ impl Acks {
         }
     }
 
-    /// True if the voters among them are a quorum.
-    fn is_quorum(&self, cfg: &PeerConfig) -> bool {
+    fn contains(&self, sid: Sid) -> bool {
+        if sid < 64 {
+            self.low & (1 << sid) != 0
+        } else {
+            self.high.contains(&sid)
+        }
+    }
+
+    /// True if they are a majority of `voters`.
+    fn is_quorum(&self, voters: &BTreeSet<Sid>) -> bool {
         let mut low = self.low;
-        let mut n = self.high.iter().filter(|s| cfg.is_voter(**s)).count();
+        let mut n = self.high.iter().filter(|s| voters.contains(s)).count();
         while low != 0 {
-            n += usize::from(cfg.is_voter(Sid::from(low.trailing_zeros())));
+            n += usize::from(voters.contains(&Sid::from(low.trailing_zeros())));
             low &= low - 1;
         }
-        2 * n > cfg.voters.len()
+        2 * n > voters.len()
     }
 }
 
@@ -689,6 +835,9 @@ struct Leader {
     /// Which server each session's requests must come from (ZooKeeper's session owner): the
     /// one that created it or last revalidated it, or the first to send a request for it.
     owners: BTreeMap<i64, Sid>,
+    /// A reconfig committed and named another leader: this one commits nothing more and
+    /// hands over at the next tick (ZooKeeper's `allowedToCommit = false`).
+    handoff: Option<Sid>,
 }
 
 impl Leader {
@@ -713,6 +862,7 @@ impl Leader {
             proposal_sizes: None,
             owners: BTreeMap::new(),
             sessions: SessionTracker::new(core.cfg.tick_ms),
+            handoff: None,
         }
     }
 
@@ -721,6 +871,7 @@ impl Leader {
         if self.epoch.is_none() && core.cfg.is_quorum(&self.connecting) {
             let epoch = self.proposed_epoch;
             self.epoch = Some(epoch);
+            core.next = core.next_for_leader(make_zxid(epoch, 0));
             core.accepted_epoch = epoch;
             out.push(Command::PersistAcceptedEpoch(epoch));
             let waiting: Vec<Sid> = self
@@ -741,7 +892,7 @@ impl Leader {
         }
         if !self.epoch_quorum
             && self.electing.contains(&core.id)
-            && core.cfg.is_quorum(&self.electing)
+            && core.quorums(None, |v| majority(v, &self.electing))
         {
             self.epoch_quorum = true;
             core.current_epoch = epoch;
@@ -759,7 +910,10 @@ impl Leader {
                 self.sync_learner(core, sid, last, out);
             }
         }
-        if self.epoch_quorum && !self.established && core.cfg.is_quorum(&self.newleader_acks) {
+        if self.epoch_quorum
+            && !self.established
+            && core.quorums(None, |v| majority(v, &self.newleader_acks))
+        {
             self.establish(core, epoch, out);
         }
         Next::Stay
@@ -828,10 +982,12 @@ impl Leader {
                 );
             }
         }
-        // NEWLEADER carries the configuration text, as ZooKeeper's does (null without one).
+        // NEWLEADER carries the configuration text, as ZooKeeper's does (null without one):
+        // the one this leader activates once established, if any.
         let mut newleader = QuorumPacket::new(PacketType::NewLeader, make_zxid(epoch, 0).to_wire());
-        if !core.cfg.config_text.is_empty() {
-            newleader.data = Some(core.cfg.config_text.clone());
+        let text = core.next.as_ref().map_or(&core.cfg.config_text, |n| &n.text);
+        if !text.is_empty() {
+            newleader.data = Some(text.clone());
         }
         Core::send(out, sid, newleader);
         if let Some(h) = self.learners.get_mut(&sid) {
@@ -845,6 +1001,19 @@ impl Leader {
         self.last_proposed = make_zxid(epoch, 0);
         out.push(Command::Established { epoch });
         out.push(Command::Commit(self.last_committed));
+        // The membership NEWLEADER carried is committed with the history: active now. A
+        // leader it leaves out hands over to a voter of it that acked NEWLEADER.
+        if let Some(next) = core.next.take() {
+            core.activate(&next.text, out);
+            if !core.cfg.is_voter(core.id) {
+                self.handoff = core
+                    .cfg
+                    .voters
+                    .iter()
+                    .find(|s| **s != core.id && self.newleader_acks.contains(s))
+                    .copied();
+            }
+        }
         out.push(Command::RoleChanged(Role::Leading { epoch: Some(epoch), established: true }));
         for (sid, h) in self.learners.iter_mut() {
             if h.phase == HPhase::NewLeaderAcked {
@@ -927,6 +1096,12 @@ impl Leader {
                     None => Some((size, size, size)),
                     Some((_, min, max)) => Some((size, min.min(size), max.max(size))),
                 };
+                if core.cfg.reconfig_enabled && core.next.is_none() {
+                    // A reconfig txn: from it on, proposals need a quorum of both memberships.
+                    if let Some(text) = reconfig_text(&data) {
+                        core.next = NextConfig::parse(zxid, text);
+                    }
+                }
                 self.outstanding.insert(zxid, Proposal { data, acks: Acks::default() });
                 Next::Stay
             }
@@ -986,8 +1161,12 @@ impl Leader {
         let (phase, observer) = (h.phase, h.observer);
         match (p.kind, phase) {
             (PacketType::FollowerInfo | PacketType::ObserverInfo, HPhase::Connected) => {
-                let ok =
-                    LearnerInfo::decode(p.payload()).is_ok_and(|li| li.server_id as u64 == from);
+                // A learner with a later activated membership than this leader's is refused
+                // ("Follower is ahead of the leader (has a later activated configuration)").
+                let ok = LearnerInfo::decode(p.payload()).is_ok_and(|li| {
+                    li.server_id as u64 == from
+                        && li.config_version as u64 <= core.cfg.config_version
+                });
                 if !ok || (p.kind == PacketType::ObserverInfo) != observer {
                     self.drop_learner(from, out);
                     return Next::Stay;
@@ -1138,35 +1317,73 @@ impl Leader {
 
     /// Commits every outstanding proposal, in order, that a quorum has acked: each is sent to
     /// the learners (COMMIT, or INFORM to observers), then one `Commit` of the last tells the
-    /// runtime, then the syncs that waited for them are answered.
+    /// runtime, then the syncs that waited for them are answered. A reconfig txn is sent as
+    /// COMMITANDACTIVATE (INFORMANDACTIVATE) with the leader it designates, and its membership
+    /// becomes the active one; if it designates another leader, nothing after it commits here.
     fn try_commit(&mut self, core: &mut Core, out: &mut Vec<Command>) {
-        let before = self.last_committed;
-        while let Some(entry) = self.outstanding.first_entry() {
-            if !entry.get().acks.is_quorum(&core.cfg) {
+        let mut before = self.last_committed;
+        while self.handoff.is_none() {
+            let Some(entry) = self.outstanding.first_entry() else { break };
+            let zxid = *entry.key();
+            if !core.quorums(Some(zxid), |v| entry.get().acks.is_quorum(v)) {
                 break;
             }
-            let zxid = *entry.key();
             let p = entry.remove();
             self.last_committed = zxid;
+            let next = core.next.as_ref().filter(|n| n.zxid == zxid).cloned();
+            let Some(next) = next else {
+                for (sid, h) in &self.learners {
+                    if !h.forwarding() {
+                        continue;
+                    }
+                    let packet = if h.observer {
+                        QuorumPacket::with_data(PacketType::Inform, zxid.to_wire(), p.data.clone())
+                    } else {
+                        QuorumPacket::new(PacketType::Commit, zxid.to_wire())
+                    };
+                    Core::send(out, *sid, packet);
+                }
+                continue;
+            };
+            let designated = self.designated_leader(core, &next, zxid, &p.acks);
+            let sid_bytes = (designated as i64).to_be_bytes();
             for (sid, h) in &self.learners {
                 if !h.forwarding() {
                     continue;
                 }
-                if h.observer {
-                    Core::send(
-                        out,
-                        *sid,
-                        QuorumPacket::with_data(PacketType::Inform, zxid.to_wire(), p.data.clone()),
-                    );
+                let packet = if h.observer {
+                    let mut data = Vec::with_capacity(8 + p.data.len());
+                    data.extend_from_slice(&sid_bytes);
+                    data.extend_from_slice(&p.data);
+                    QuorumPacket::with_data(
+                        PacketType::InformAndActivate,
+                        zxid.to_wire(),
+                        Bytes::from(data),
+                    )
                 } else {
-                    Core::send(out, *sid, QuorumPacket::new(PacketType::Commit, zxid.to_wire()));
-                }
+                    QuorumPacket::with_data(
+                        PacketType::CommitAndActivate,
+                        zxid.to_wire(),
+                        Bytes::copy_from_slice(&sid_bytes),
+                    )
+                };
+                Core::send(out, *sid, packet);
+            }
+            self.committed_to(zxid, out);
+            before = zxid;
+            core.activate(&next.text, out);
+            if designated != core.id {
+                self.handoff = Some(designated);
             }
         }
-        let zxid = self.last_committed;
-        if zxid == before {
-            return;
+        if self.last_committed != before {
+            self.committed_to(self.last_committed, out);
         }
+    }
+
+    /// Tells the runtime everything up to `zxid` is committed, and answers the syncs that
+    /// waited for it.
+    fn committed_to(&mut self, zxid: Zxid, out: &mut Vec<Command>) {
         out.push(Command::Commit(zxid));
         while self.pending_syncs.front().is_some_and(|(z, _)| *z <= zxid) {
             match self.pending_syncs.pop_front().expect("non-empty").1 {
@@ -1174,6 +1391,29 @@ impl Leader {
                 Some(sid) => Core::send(out, sid, QuorumPacket::new(PacketType::Sync, 0)),
             }
         }
+    }
+
+    /// The leader a committed reconfig designates (Leader.getDesignatedLeader): this one if it
+    /// votes in the new membership; otherwise, of the new voters that acked the reconfig, the
+    /// one that acked the most of the proposals after it (ties: the lowest id).
+    fn designated_leader(&self, core: &Core, next: &NextConfig, zxid: Zxid, acks: &Acks) -> Sid {
+        if next.voters.contains(&core.id) {
+            return core.id;
+        }
+        let mut candidates: Vec<Sid> =
+            next.voters.iter().copied().filter(|s| *s != core.id && acks.contains(*s)).collect();
+        let mut best = candidates.first().copied().unwrap_or(core.id);
+        for p in self.outstanding.range(zxid.next()..).map(|(_, p)| p) {
+            candidates.retain(|s| p.acks.contains(*s));
+            match candidates.first() {
+                None => break,
+                Some(s) => best = *s,
+            }
+            if candidates.len() == 1 {
+                break;
+            }
+        }
+        best
     }
 
     fn on_durable(&mut self, core: &mut Core, out: &mut Vec<Command>) -> Next {
@@ -1217,6 +1457,9 @@ impl Leader {
         for sid in stale {
             self.drop_learner(sid, out);
         }
+        if let Some(leader) = self.handoff {
+            return Next::HandOff(leader);
+        }
         let mut synced: BTreeSet<Sid> = self
             .learners
             .iter()
@@ -1224,7 +1467,7 @@ impl Leader {
             .map(|(s, _)| *s)
             .collect();
         synced.insert(core.id);
-        if !core.cfg.is_quorum(&synced) {
+        if !core.quorums(None, |v| majority(v, &synced)) {
             // "Not sufficient followers synced": give up leadership.
             return Next::Looking;
         }
@@ -1291,7 +1534,15 @@ struct Learner {
     /// The last attempt to connect to the leader failed: retried at the next election tick
     /// (with an election clock), as ZooKeeper's learner retries 100 ms later.
     retry_connect: bool,
+    /// The memberships of reconfig txns received and not yet activated, by zxid (at most
+    /// [`CONFIGS_MAX`]: one reconfig is outstanding at a time).
+    configs: BTreeMap<Zxid, Bytes>,
+    /// The membership NEWLEADER carried, activated at UPTODATE.
+    newleader_config: Option<Bytes>,
 }
+
+/// Reconfig txns a learner keeps waiting for their activation.
+const CONFIGS_MAX: usize = 8;
 
 impl Learner {
     fn start(core: &Core, leader: Sid, observer: bool, out: &mut Vec<Command>) -> Learner {
@@ -1314,6 +1565,52 @@ impl Learner {
             touches: Touches::default(),
             reset: false,
             retry_connect: false,
+            configs: BTreeMap::new(),
+            newleader_config: None,
+        }
+    }
+
+    /// Notes the membership of a reconfig txn the leader sent (activated at its
+    /// COMMITANDACTIVATE).
+    fn note_config(&mut self, core: &Core, zxid: Zxid, txn: &[u8]) {
+        if !core.cfg.reconfig_enabled {
+            return;
+        }
+        if let Some(text) = reconfig_text(txn) {
+            if self.configs.len() >= CONFIGS_MAX {
+                self.configs.pop_first();
+            }
+            self.configs.insert(zxid, text);
+        }
+    }
+
+    /// Activates the membership `text`. `designated`: the leader a COMMITANDACTIVATE named
+    /// (a change of leader or of this peer's role hands over to it at once); `None` (NEWLEADER's
+    /// membership): a change that leaves this learner's leader out, or its role changed, goes
+    /// back to an election. A follower left out of the membership stays (a non-voting
+    /// follower, as ZooKeeper's); an observer left out looks for a leader.
+    fn activate(
+        &mut self,
+        core: &mut Core,
+        text: &Bytes,
+        designated: Option<Sid>,
+        out: &mut Vec<Command>,
+    ) -> Next {
+        if core.activate(text, out).is_none() {
+            return Next::Stay;
+        }
+        let me = core.id;
+        let role_change = if core.cfg.is_voter(me) {
+            self.observer
+        } else if core.cfg.observers.contains(&me) {
+            !self.observer
+        } else {
+            self.observer
+        };
+        match designated {
+            Some(d) if role_change || d != self.leader => Next::HandOff(d),
+            None if role_change || !core.cfg.is_voter(self.leader) => Next::Looking,
+            _ => Next::Stay,
         }
     }
 
@@ -1354,7 +1651,7 @@ impl Learner {
                 let li = LearnerInfo {
                     server_id: core.id as i64,
                     protocol_version: PROTOCOL_VERSION,
-                    config_version: 0,
+                    config_version: core.cfg.config_version as i64,
                 };
                 Core::send(
                     out,
@@ -1509,6 +1806,7 @@ impl Learner {
                         // More than a leader's window and outstanding proposals can hold.
                         return Next::Looking;
                     }
+                    self.note_config(core, z, p.payload());
                     self.staged.push((z, p.into_payload()));
                 }
                 Next::Stay
@@ -1523,6 +1821,7 @@ impl Learner {
                 if self.observer || z <= core.last_zxid() {
                     return Next::Stay;
                 }
+                self.note_config(core, z, p.payload());
                 core.history.push(z, p.payload().clone());
                 out.push(Command::AppendTxns(vec![(z, p.into_payload())]));
                 self.pending_acks.push_back(z);
@@ -1546,6 +1845,11 @@ impl Learner {
                 Next::Stay
             }
             (PacketType::UpToDate, LPhase::AfterNewLeader) if self.newleader_wait.is_none() => {
+                if let Some(text) = self.newleader_config.take() {
+                    if let Next::Looking = self.activate(core, &text, None, out) {
+                        return Next::Looking;
+                    }
+                }
                 self.phase = LPhase::Active;
                 let commit = std::mem::take(&mut self.commit_at_uptodate);
                 if commit > Zxid::ZERO {
@@ -1588,9 +1892,42 @@ impl Learner {
                 }
                 Next::Stay
             }
-            (PacketType::CommitAndActivate | PacketType::InformAndActivate, _) => {
-                out.push(Command::ReconfigNotSupported { zxid: p.zxid(), leader: self.leader });
-                Next::Looking
+            (PacketType::CommitAndActivate, LPhase::AfterNewLeader | LPhase::Active)
+                if !self.observer =>
+            {
+                let z = p.zxid();
+                let Some(designated) = leader_of(p.payload()) else { return Next::Looking };
+                if z > core.last_zxid() {
+                    return Next::Looking;
+                }
+                out.push(Command::Commit(z));
+                if !core.cfg.reconfig_enabled {
+                    out.push(Command::ReconfigIgnored { zxid: z, leader: self.leader });
+                    return Next::Stay;
+                }
+                // Its txn came as a PROPOSAL (or in the sync); without it there is nothing to
+                // activate: start over with this leader's NEWLEADER.
+                let Some(text) = self.configs.remove(&z) else { return Next::Looking };
+                self.configs.retain(|k, _| *k > z);
+                self.activate(core, &text, Some(designated), out)
+            }
+            (PacketType::InformAndActivate, LPhase::AfterNewLeader | LPhase::Active)
+                if self.observer =>
+            {
+                let z = p.zxid();
+                let Some(designated) = leader_of(p.payload()) else { return Next::Looking };
+                let txn = p.payload().slice(8..);
+                if z > core.last_zxid() {
+                    core.history.push(z, txn.clone());
+                    out.push(Command::AppendTxns(vec![(z, txn.clone())]));
+                }
+                out.push(Command::Commit(z));
+                if !core.cfg.reconfig_enabled {
+                    out.push(Command::ReconfigIgnored { zxid: z, leader: self.leader });
+                    return Next::Stay;
+                }
+                let Some(text) = reconfig_text(&txn) else { return Next::Looking };
+                self.activate(core, &text, Some(designated), out)
             }
             _ => Next::Looking,
         }
@@ -1601,6 +1938,9 @@ impl Learner {
     fn on_newleader(&mut self, core: &mut Core, p: QuorumPacket, out: &mut Vec<Command>) -> Next {
         if epoch_of(p.zxid()) != self.new_epoch || counter_of(p.zxid()) != 0 {
             return Next::Looking;
+        }
+        if core.cfg.reconfig_enabled {
+            self.newleader_config = p.data.clone().filter(|d| !d.is_empty());
         }
         match self.base.clone() {
             Some(SyncBase::Diff) if self.reset => {
@@ -1693,6 +2033,12 @@ impl Learner {
     }
 }
 
+/// The leader id at the start of a COMMITANDACTIVATE / INFORMANDACTIVATE payload.
+fn leader_of(data: &[u8]) -> Option<Sid> {
+    let id = i64::from_be_bytes(data.get(..8)?.try_into().ok()?);
+    u64::try_from(id).ok()
+}
+
 #[cfg(test)]
 mod acks_tests {
     use super::*;
@@ -1705,14 +2051,14 @@ mod acks_tests {
         assert!(!a.insert(1), "a second ack of the same server is not new");
         assert!(a.insert(7), "an observer's id is recorded");
         assert!(a.insert(100));
-        assert!(!a.is_quorum(&cfg), "2 voters of 5 (the observer does not count)");
+        assert!(!a.is_quorum(&cfg.voters), "2 voters of 5 (the observer does not count)");
         assert!(a.insert(300));
-        assert!(a.is_quorum(&cfg), "3 voters of 5");
+        assert!(a.is_quorum(&cfg.voters), "3 voters of 5");
         a.remove(&300);
-        assert!(!a.is_quorum(&cfg));
+        assert!(!a.is_quorum(&cfg.voters));
         a.remove(&1);
         assert!(a.insert(1), "removed, so new again");
         assert!(a.insert(200));
-        assert!(a.is_quorum(&cfg));
+        assert!(a.is_quorum(&cfg.voters));
     }
 }
