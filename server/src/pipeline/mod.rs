@@ -2011,7 +2011,6 @@ impl Pipeline {
                 }
                 Output::Command(Command::Activate { text, version }) => {
                     tracing::info!(
-                        version = format_args!("{version:x}"),
                         "a new membership is active: {}",
                         String::from_utf8_lossy(&text).replace('\n', " ")
                     );

@@ -1748,6 +1748,11 @@ impl Learner {
     }
 
     fn on_packet(&mut self, core: &mut Core, p: QuorumPacket, out: &mut Vec<Command>) -> Next {
+        if self.phase == LPhase::Connecting {
+            // No connection of this session yet: the packet came on the one a hand-over
+            // (a reconfig) just left, still on its way. Nothing in it is for this session.
+            return Next::Stay;
+        }
         self.last_heard = core.now;
         match (p.kind, self.phase) {
             (PacketType::LeaderInfo, LPhase::WaitLeaderInfo) => {

@@ -1,0 +1,176 @@
+//! Dynamic reconfiguration (`reconfig`, reconfigEnabled=true) in an ensemble of `corral`
+//! processes on loopback, under a write load:
+//!
+//! * an observer made a voter, then the leader removed: the leader it designates takes over
+//!   without an election, writes go on, and nothing acknowledged is lost;
+//! * every member's `/zookeeper/config` is the membership the reconfig answered with;
+//! * `zoo.cfg.dynamic.<version>` is written and `zoo.cfg` rewritten to point at it, and a
+//!   member killed and restarted from the rewritten files rejoins with the new membership;
+//! * a second reconfig while one is in flight, a stale `fromConfig` and a new membership
+//!   without a synced quorum get ZooKeeper's errors.
+//!
+//! Mixed ensembles with Apache ZooKeeper are in mixed_ensemble.rs. Every wait is bounded;
+//! every process is started here and killed by its own handle.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use zookeeper_client as zk;
+
+/// A super user (`super:test`) may write /zookeeper/config.
+pub const RECONFIG_EXTRA: &str = "reconfigEnabled=true\n\
+    DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n";
+
+/// The `server.N=...` value of each server, as configured (before any reconfig).
+fn server_lines(e: &Ensemble) -> Vec<String> {
+    // Activating the first membership rewrote zoo.cfg; the original is kept.
+    let cfg = std::fs::read_to_string(e.servers[0].dir.join("zoo.cfg.bak")).unwrap();
+    e.servers
+        .iter()
+        .map(|s| {
+            let key = format!("server.{}=", s.id);
+            cfg.lines().find(|l| l.starts_with(&key)).expect("a server line").to_owned()
+        })
+        .collect()
+}
+
+/// Runs a reconfig through `addr` as the super user.
+async fn reconfig(
+    addr: &str,
+    joining: &[&str],
+    leaving: &[&str],
+    from: Option<i64>,
+) -> Result<(Vec<u8>, zk::Stat), zk::Error> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.auth("digest".into(), b"super:test".to_vec()).await.unwrap();
+    let update = zk::EnsembleUpdate::Incremental {
+        joinings: joining.iter().copied(),
+        leavings: leaving.iter().copied(),
+    };
+    c.update_ensemble(update, from).await
+}
+
+/// `/zookeeper/config` as server `addr` has it after a sync.
+async fn config_at(addr: &str) -> Vec<u8> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.sync("/zookeeper/config").await.unwrap();
+    c.get_data("/zookeeper/config").await.unwrap().0
+}
+
+/// The version at the end of a membership text.
+fn version_of(text: &[u8]) -> i64 {
+    let t = String::from_utf8_lossy(text);
+    let v = t.lines().last().and_then(|l| l.strip_prefix("version=")).expect("a version line");
+    i64::from_str_radix(v, 16).unwrap()
+}
+
+/// Waits (bounded) until every running server's `/zookeeper/config` is `want`.
+fn wait_for_config(e: &Ensemble, rt: &tokio::runtime::Runtime, want: &[u8]) {
+    for s in e.servers.iter().filter(|s| s.child.is_some()) {
+        wait_until(
+            &format!("server {} has the new membership", s.id),
+            Duration::from_secs(30),
+            || rt.block_on(config_at(&s.addr())) == want,
+        );
+    }
+}
+
+#[test]
+fn voters_added_and_the_leader_removed_under_load() {
+    let _g = serial();
+    let mut e = Ensemble::start(3, 1, RECONFIG_EXTRA);
+    let rt = runtime();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut e, &rt)));
+    if let Err(p) = result {
+        e.dump_logs();
+        std::panic::resume_unwind(p);
+    }
+}
+
+fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
+    let leader = e.wait_for_leader(Duration::from_secs(60));
+    let lines = server_lines(e);
+    let first = rt.block_on(config_at(&e.server(1).addr()));
+    assert!(String::from_utf8_lossy(&first).contains(":observer;"), "server 4 observes");
+    assert_ne!(version_of(&first), 0, "the initial membership gets the first epoch's version");
+    rt.block_on(async {
+        let c = connect(&e.hosts(), Duration::from_secs(20)).await;
+        c.create("/load", b"", &open()).await.unwrap();
+    });
+    let load = Load::start(rt, &e.hosts(), 3);
+    wait_until("writes are acknowledged", Duration::from_secs(30), || load.count() > 50);
+
+    // The observer becomes a voter.
+    let voter4 = lines[3].replace(":observer;", ":participant;");
+    let (data, stat) =
+        rt.block_on(reconfig(&e.server(1).addr(), &[&voter4], &[], None)).expect("reconfig");
+    let text = String::from_utf8_lossy(&data).to_string();
+    assert!(text.contains(&voter4), "{text}");
+    assert_eq!(stat.mzxid, version_of(&data), "the txn's zxid is the version");
+    wait_for_config(e, rt, &data);
+    wait_until("server 4 follows", Duration::from_secs(30), || {
+        mode(&e.server(4).addr()) == "follower"
+    });
+
+    // Errors, as ZooKeeper's: a stale fromConfig; a membership whose voters are not synced
+    let stale = rt.block_on(reconfig(&e.server(2).addr(), &[], &["4"], Some(1)));
+    assert!(matches!(stale, Err(zk::Error::BadVersion)), "{stale:?}");
+    // (four voters that do not exist: 4 of 8 synced, no majority).
+    let ghosts: Vec<String> = (6..10)
+        .map(|id| format!("server.{id}=127.0.0.1:{id}1:{id}2:participant;127.0.0.1:{id}3"))
+        .collect();
+    let ghosts: Vec<&str> = ghosts.iter().map(String::as_str).collect();
+    let unsynced = rt.block_on(reconfig(&e.server(2).addr(), &ghosts, &[], None));
+    assert!(matches!(unsynced, Err(zk::Error::UnexpectedErrorCode(-13))), "{unsynced:?}");
+
+    // The leader leaves: it designates a voter that acked the reconfig, which leads at once.
+    let before = load.count();
+    let other = if leader == 1 { 2 } else { 1 };
+    let leaving = leader.to_string();
+    let (data, _) =
+        rt.block_on(reconfig(&e.server(other).addr(), &[], &[&leaving], None)).expect("reconfig");
+    let text = String::from_utf8_lossy(&data).to_string();
+    assert!(!text.contains(&format!("server.{leader}=")), "{text}");
+    e.server(leader).kill();
+    let new_leader = e.wait_for_leader(Duration::from_secs(30));
+    assert_ne!(new_leader, leader);
+    wait_for_config(e, rt, &data);
+    wait_until("writes go on after the hand-over", Duration::from_secs(30), || {
+        load.count() > before + 100
+    });
+    // Handed over, not elected: nobody went LOOKING.
+    for s in e.servers.iter().filter(|s| s.child.is_some()) {
+        assert!(!s.log().contains(" LOOKING"), "server {} went LOOKING", s.id);
+        if s.id == new_leader {
+            assert!(s.log().contains("LEADING epoch=Some(2)"), "server {} leads epoch 2", s.id);
+        }
+    }
+
+    // The files: zoo.cfg.dynamic.<version> with the membership, zoo.cfg pointing at it.
+    let s = e.server(new_leader);
+    let cfg = std::fs::read_to_string(s.dir.join("zoo.cfg")).unwrap();
+    let version = format!("{:x}", version_of(&data));
+    assert!(cfg.contains(&format!("zoo.cfg.dynamic.{version}")), "{cfg}");
+    assert!(!cfg.lines().any(|l| l.starts_with("server.")), "{cfg}");
+    let dynamic =
+        std::fs::read_to_string(s.dir.join(format!("zoo.cfg.dynamic.{version}"))).unwrap();
+    let mut want: Vec<&str> = text.lines().filter(|l| !l.starts_with("version=")).collect();
+    want.sort();
+    assert_eq!(dynamic, want.join("\n"));
+    assert!(s.dir.join("zoo.cfg.bak").exists());
+
+    // A follower killed and restarted from the rewritten files rejoins.
+    let follower = [1, 2, 3, 4].into_iter().find(|i| *i != leader && *i != new_leader).unwrap();
+    e.server(follower).kill();
+    e.server(follower).start();
+    wait_until("the restarted follower rejoins", Duration::from_secs(60), || {
+        mode(&e.server(follower).addr()) == "follower"
+    });
+    assert_eq!(rt.block_on(config_at(&e.server(follower).addr())), data);
+
+    let acked = load.finish(rt);
+    let n = rt.block_on(assert_identical_trees(e, &acked));
+    eprintln!("{} acknowledged writes, {n} znodes on every remaining server", acked.len());
+}
