@@ -21,6 +21,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use zookeeper_client as zk;
 
 const C: (Kind, Role) = (Kind::Corral, Role::Participant);
 const Z: (Kind, Role) = (Kind::ZooKeeper, Role::Participant);
@@ -451,4 +452,81 @@ fn zookeeper_leader_truncates_corral() {
 #[test]
 fn corral_leader_truncates_zookeeper() {
     truncated_by_other_kind(&[C, C, Z]);
+}
+
+/// Dynamic reconfiguration across kinds: with a leader of one kind, an observer of the other
+/// kind is made a voter (a reconfig sent to a server of the other kind, forwarded), then the
+/// leader is removed and hands over to a voter it designates (one that acked), under a write
+/// load. Every server ends with
+/// the reply's membership in /zookeeper/config, an identical tree and every acknowledged
+/// write.
+fn reconfig_across_kinds(members: &[(Kind, Role)], order: &[usize]) {
+    scenario(members, RECONFIG_EXTRA, order, |e, rt| {
+        let leader = e.wait_for_leader(Duration::from_secs(60));
+        let leader_kind = e.server(leader).kind;
+        let lines = server_lines(e);
+        let observer = members.iter().position(|m| m.1 == Role::Observer).unwrap() + 1;
+        assert_ne!(e.server(observer).kind, leader_kind);
+        let via = (1..=members.len())
+            .find(|i| *i != leader && e.servers[*i - 1].kind != leader_kind)
+            .expect("a server of the other kind");
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+            c.create("/load", b"", &open()).await.unwrap();
+        });
+        let load = Load::start(rt, &e.hosts(), 3);
+        wait_until("writes", Duration::from_secs(60), || load.count() > 100);
+
+        let voter = lines[observer - 1].replace(":observer;", ":participant;");
+        let (data, _) = rt
+            .block_on(reconfig(&e.server(via).addr(), &[&voter], &[], None))
+            .expect("reconfig through a server of the other kind");
+        assert!(String::from_utf8_lossy(&data).contains(&voter));
+        wait_for_config(e, rt, &data);
+        let addr = e.server(observer).addr();
+        wait_until("the observer follows as a voter", Duration::from_secs(60), || {
+            mode(&addr) == "follower"
+        });
+
+        let n = load.count();
+        let removed =
+            rt.block_on(reconfig(&e.server(via).addr(), &[], &[&leader.to_string()], None));
+        // Out of the membership, the old leader serves no one: it goes.
+        e.server(leader).kill();
+        let new = e.wait_for_leader(Duration::from_secs(60));
+        assert_ne!(new, leader);
+        let data = match removed {
+            Ok((data, _)) => data,
+            // A ZooKeeper follower whose leader changes restarts its follower and drops its
+            // clients, perhaps before the reply: the membership is read back instead.
+            Err(zk::Error::ConnectionLoss) => rt.block_on(config_at(&e.server(new).addr())),
+            Err(err) => panic!("the leader removed: {err:?}"),
+        };
+        assert!(!String::from_utf8_lossy(&data).contains(&format!("server.{leader}=")));
+        eprintln!(
+            "reconfig: {leader} ({leader_kind:?}) removed, {new} ({:?}) leads",
+            e.server(new).kind
+        );
+        wait_for_config(e, rt, &data);
+        wait_until("writes after the hand-over", Duration::from_secs(60), || {
+            load.count() > n + 150
+        });
+        let acked = load.finish(rt);
+        let znodes = rt.block_on(assert_identical_trees(e, &acked));
+        eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
+    });
+}
+
+#[test]
+fn zookeeper_leader_reconfigures_corral_members() {
+    // ZooKeeper 3 leads; Corral 4 observes, then votes; 3 removed, Corral 1 takes over.
+    let obs = (Kind::Corral, Role::Observer);
+    reconfig_across_kinds(&[C, C, Z, obs], &[3, 1, 2, 4]);
+}
+
+#[test]
+fn corral_leader_reconfigures_zookeeper_members() {
+    // Corral 3 leads; ZooKeeper 4 observes, then votes; 3 removed, ZooKeeper 1 takes over.
+    let obs = (Kind::ZooKeeper, Role::Observer);
+    reconfig_across_kinds(&[Z, Z, C, obs], &[3, 1, 2, 4]);
 }

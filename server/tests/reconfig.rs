@@ -19,64 +19,6 @@ use std::time::Duration;
 use common::*;
 use zookeeper_client as zk;
 
-/// A super user (`super:test`) may write /zookeeper/config.
-pub const RECONFIG_EXTRA: &str = "reconfigEnabled=true\n\
-    DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n";
-
-/// The `server.N=...` value of each server, as configured (before any reconfig).
-fn server_lines(e: &Ensemble) -> Vec<String> {
-    // Activating the first membership rewrote zoo.cfg; the original is kept.
-    let cfg = std::fs::read_to_string(e.servers[0].dir.join("zoo.cfg.bak")).unwrap();
-    e.servers
-        .iter()
-        .map(|s| {
-            let key = format!("server.{}=", s.id);
-            cfg.lines().find(|l| l.starts_with(&key)).expect("a server line").to_owned()
-        })
-        .collect()
-}
-
-/// Runs a reconfig through `addr` as the super user.
-async fn reconfig(
-    addr: &str,
-    joining: &[&str],
-    leaving: &[&str],
-    from: Option<i64>,
-) -> Result<(Vec<u8>, zk::Stat), zk::Error> {
-    let c = connect(addr, Duration::from_secs(20)).await;
-    c.auth("digest".into(), b"super:test".to_vec()).await.unwrap();
-    let update = zk::EnsembleUpdate::Incremental {
-        joinings: joining.iter().copied(),
-        leavings: leaving.iter().copied(),
-    };
-    c.update_ensemble(update, from).await
-}
-
-/// `/zookeeper/config` as server `addr` has it after a sync.
-async fn config_at(addr: &str) -> Vec<u8> {
-    let c = connect(addr, Duration::from_secs(20)).await;
-    c.sync("/zookeeper/config").await.unwrap();
-    c.get_data("/zookeeper/config").await.unwrap().0
-}
-
-/// The version at the end of a membership text.
-fn version_of(text: &[u8]) -> i64 {
-    let t = String::from_utf8_lossy(text);
-    let v = t.lines().last().and_then(|l| l.strip_prefix("version=")).expect("a version line");
-    i64::from_str_radix(v, 16).unwrap()
-}
-
-/// Waits (bounded) until every running server's `/zookeeper/config` is `want`.
-fn wait_for_config(e: &Ensemble, rt: &tokio::runtime::Runtime, want: &[u8]) {
-    for s in e.servers.iter().filter(|s| s.child.is_some()) {
-        wait_until(
-            &format!("server {} has the new membership", s.id),
-            Duration::from_secs(30),
-            || rt.block_on(config_at(&s.addr())) == want,
-        );
-    }
-}
-
 #[test]
 fn voters_added_and_the_leader_removed_under_load() {
     let _g = serial();

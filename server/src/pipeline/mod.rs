@@ -2875,6 +2875,11 @@ impl Pipeline {
     /// Deletes empty containers that once had children, and TTL nodes past their time with no
     /// children, through deleteContainer txns as ZooKeeper's ContainerManager does.
     fn reap(&mut self, wall: i64) {
+        // Only a leader proposes; a learner must not build a speculative state either (it
+        // would then apply every txn it receives twice).
+        if !matches!(self.replica.peer().role(), Role::Leading { established: true, .. }) {
+            return;
+        }
         let tree = &self.replica.speculative().tree;
         let mut victims = Vec::new();
         for path in tree.containers() {
