@@ -22,7 +22,19 @@ use zookeeper_client as zk;
 #[test]
 fn voters_added_and_the_leader_removed_under_load() {
     let _g = serial();
-    let mut e = Ensemble::start(3, 1, RECONFIG_EXTRA);
+    // Servers 1-3 vote, 4 observes; 5 is not in their membership: it knows them and itself
+    // (as ZooKeeper's guide has a joining server configured), and starts later.
+    let c = (Kind::Corral, Role::Participant);
+    let mut e = Ensemble::configure(&[c, c, c, (Kind::Corral, Role::Observer), c], RECONFIG_EXTRA);
+    for s in &e.servers[..4] {
+        let cfg = std::fs::read_to_string(s.dir.join("zoo.cfg")).unwrap();
+        let cfg: String =
+            cfg.lines().filter(|l| !l.starts_with("server.5=")).map(|l| format!("{l}\n")).collect();
+        std::fs::write(s.dir.join("zoo.cfg"), cfg).unwrap();
+    }
+    for s in &mut e.servers[..4] {
+        s.start();
+    }
     let rt = runtime();
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(&mut e, &rt)));
     if let Err(p) = result {
@@ -41,13 +53,24 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
         let c = connect(&e.hosts(), Duration::from_secs(20)).await;
         c.create("/load", b"", &open()).await.unwrap();
     });
-    let load = Load::start(rt, &e.hosts(), 3);
+    let hosts: Vec<String> = e.servers[..4].iter().map(Server::addr).collect();
+    let load = Load::start(rt, &hosts.join(","), 3);
     wait_until("writes are acknowledged", Duration::from_secs(30), || load.count() > 50);
 
-    // The observer becomes a voter.
+    // The observer becomes a voter; a watch on /zookeeper/config fires.
+    let (watching, watch) = rt.block_on(async {
+        let c = connect(&e.server(2).addr(), Duration::from_secs(20)).await;
+        let (_, _, w) = c.get_and_watch_config().await.unwrap();
+        (c, w)
+    });
     let voter4 = lines[3].replace(":observer;", ":participant;");
     let (data, stat) =
         rt.block_on(reconfig(&e.server(1).addr(), &[&voter4], &[], None)).expect("reconfig");
+    let event = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(20), watch.changed()).await.expect("fired")
+    });
+    assert_eq!(event.event_type, zk::EventType::NodeDataChanged);
+    drop(watching);
     let text = String::from_utf8_lossy(&data).to_string();
     assert!(text.contains(&voter4), "{text}");
     assert_eq!(stat.mzxid, version_of(&data), "the txn's zxid is the version");
@@ -56,11 +79,22 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
         mode(&e.server(4).addr()) == "follower"
     });
 
+    // A new server: started first (the members do not know it yet), then added; it learns
+    // the membership from the members' notifications and follows.
+    e.server(5).start();
+    let (data, _) =
+        rt.block_on(reconfig(&e.server(3).addr(), &[&lines[4]], &[], None)).expect("reconfig");
+    assert!(String::from_utf8_lossy(&data).contains(&lines[4]));
+    wait_until("server 5 follows", Duration::from_secs(60), || {
+        mode(&e.server(5).addr()) == "follower"
+    });
+    wait_for_config(e, rt, &data);
+
     // Errors, as ZooKeeper's: a stale fromConfig; a membership whose voters are not synced
     let stale = rt.block_on(reconfig(&e.server(2).addr(), &[], &["4"], Some(1)));
     assert!(matches!(stale, Err(zk::Error::BadVersion)), "{stale:?}");
-    // (four voters that do not exist: 4 of 8 synced, no majority).
-    let ghosts: Vec<String> = (6..10)
+    // (five voters that do not exist: 5 of 10 synced, no majority).
+    let ghosts: Vec<String> = (6..11)
         .map(|id| format!("server.{id}=127.0.0.1:{id}1:{id}2:participant;127.0.0.1:{id}3"))
         .collect();
     let ghosts: Vec<&str> = ghosts.iter().map(String::as_str).collect();
@@ -83,7 +117,7 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
         load.count() > before + 100
     });
     // Handed over, not elected: nobody went LOOKING.
-    for s in e.servers.iter().filter(|s| s.child.is_some()) {
+    for s in e.servers[..4].iter().filter(|s| s.child.is_some()) {
         assert!(!s.log().contains(" LOOKING"), "server {} went LOOKING", s.id);
         if s.id == new_leader {
             assert!(s.log().contains("LEADING epoch=Some(2)"), "server {} leads epoch 2", s.id);
@@ -104,7 +138,7 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
     assert!(s.dir.join("zoo.cfg.bak").exists());
 
     // A follower killed and restarted from the rewritten files rejoins.
-    let follower = [1, 2, 3, 4].into_iter().find(|i| *i != leader && *i != new_leader).unwrap();
+    let follower = [1, 2, 3, 4, 5].into_iter().find(|i| *i != leader && *i != new_leader).unwrap();
     e.server(follower).kill();
     e.server(follower).start();
     wait_until("the restarted follower rejoins", Duration::from_secs(60), || {

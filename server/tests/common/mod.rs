@@ -599,13 +599,15 @@ pub fn zookeeper_installed() -> bool {
 pub const RECONFIG_EXTRA: &str = "reconfigEnabled=true\n\
     DigestAuthenticationProvider.superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=\n";
 
-/// The `server.N=...` value of each server, as configured (before any reconfig).
+/// The `server.N=...` line of each server, as it configured itself (before any reconfig).
 pub fn server_lines(e: &Ensemble) -> Vec<String> {
-    // Activating the first membership rewrote zoo.cfg; the original is kept.
-    let cfg = std::fs::read_to_string(e.servers[0].dir.join("zoo.cfg.bak")).unwrap();
     e.servers
         .iter()
         .map(|s| {
+            // Activating the first membership rewrote zoo.cfg; the original is kept.
+            let bak = s.dir.join("zoo.cfg.bak");
+            let file = if bak.exists() { bak } else { s.dir.join("zoo.cfg") };
+            let cfg = std::fs::read_to_string(file).unwrap();
             let key = format!("server.{}=", s.id);
             cfg.lines().find(|l| l.starts_with(&key)).expect("a server line").to_owned()
         })
