@@ -43,6 +43,10 @@ struct Args {
     /// Print a trace of roles, syncs, commits and faults (use with --seed).
     #[arg(long)]
     trace: bool,
+    /// Dynamic reconfiguration (replica simulator): clients' reconfig requests move servers
+    /// between voting and observing under the faults.
+    #[arg(long)]
+    reconfig: bool,
     /// Run client workloads against ensembles of production pipelines (the layer above the
     /// replica: connections, forwarding, watches, sessions) instead of the replica simulator.
     #[arg(long)]
@@ -60,6 +64,7 @@ fn main() {
         observers: args.observers,
         fault_ms: args.fault_ms,
         trace: args.trace,
+        reconfig: args.reconfig,
         ..SimOptions::default()
     };
     let (start, count) = match (args.seed, args.seeds) {
@@ -142,6 +147,7 @@ fn main() {
          TRUNC+DIFF {} ({}), SNAP {} ({}), steps: {}, \
                   sessions created: {}, expired: {}, revalidations: {} ({} refused), \
          left out on a higher accepted epoch: {}, acks checked on the disk's durable image: {}, \
+         reconfigs committed: {}, hand-overs: {}, \
          first seed: {start}, peers: {}, observers: {}, {:.1?}",
         c.elections,
         c.commits,
@@ -165,6 +171,8 @@ fn main() {
         c.revalidations_refused,
         c.stuck_on_accepted_epoch,
         c.durable_image_checks,
+        c.reconfigs,
+        c.hand_overs,
         opts.peers,
         opts.observers,
         began.elapsed()

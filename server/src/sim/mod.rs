@@ -31,7 +31,7 @@ use corral_engine::log::FlushStrategy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::proto::{Acl, CreateRequest, Data, Jute, SetDataRequest, Txn};
+use crate::proto::{Acl, CreateRequest, Data, Id, Jute, ReconfigRequest, SetDataRequest, Txn};
 use crate::replica::{Output, Replica, Stored, OP_CLOSE_SESSION, OP_CREATE_SESSION};
 use crate::zab::wire::{encode_i32, ForwardedRequest};
 use crate::zab::{
@@ -40,6 +40,12 @@ use crate::zab::{
 };
 
 use check::{hash_bytes, Checker};
+
+/// A server's line in the simulated membership (the addresses are never dialled).
+fn server_line(sid: Sid, observer: bool) -> String {
+    let role = if observer { "observer" } else { "participant" };
+    format!("server.{sid}=127.0.0.1:{}:{}:{role};127.0.0.1:{}", 2000 + sid, 3000 + sid, 4000 + sid)
+}
 
 /// Linux errno values the simulated disk fails with.
 const EIO: i32 = 5;
@@ -66,6 +72,9 @@ pub struct SimOptions {
     pub faults: bool,
     /// Print a trace of roles, syncs, commits and faults to stderr.
     pub trace: bool,
+    /// Dynamic reconfiguration: reconfigEnabled, and clients' reconfig requests that move
+    /// servers between voting and observing (at least two voters stay).
+    pub reconfig: bool,
 }
 
 impl Default for SimOptions {
@@ -79,6 +88,7 @@ impl Default for SimOptions {
             max_steps: 3_000_000,
             faults: true,
             trace: false,
+            reconfig: false,
         }
     }
 }
@@ -115,6 +125,10 @@ pub struct Counters {
     /// Acknowledgements (a follower's ACK, a leader's own ack counted in a commit) checked
     /// against the simulated disk's durable image: the txn must be on it.
     pub durable_image_checks: u64,
+    /// Reconfig txns committed (memberships a leader activated from a txn), and hand-overs
+    /// (a peer made leader by a reconfig without an election).
+    pub reconfigs: u64,
+    pub hand_overs: u64,
 }
 
 impl Counters {
@@ -142,6 +156,8 @@ impl Counters {
         self.revalidations_refused += o.revalidations_refused;
         self.stuck_on_accepted_epoch += o.stuck_on_accepted_epoch;
         self.durable_image_checks += o.durable_image_checks;
+        self.reconfigs += o.reconfigs;
+        self.hand_overs += o.hand_overs;
     }
 }
 
@@ -161,6 +177,9 @@ pub fn replay_command(seed: u64, opts: &SimOptions) -> String {
     );
     if opts.fault_ms != SimOptions::default().fault_ms {
         cmd.push_str(&format!(" --fault-ms {}", opts.fault_ms));
+    }
+    if opts.reconfig {
+        cmd.push_str(" --reconfig");
     }
     cmd
 }
@@ -308,6 +327,9 @@ struct Node {
     newleader_target: Option<Zxid>,
     /// The sync a leader started with this peer as learner, until the peer is up to date.
     sync_plan: Option<SyncPlan>,
+    /// Its configuration: the membership it activated last (kept across crashes, as the
+    /// dynamic config file is).
+    cfg: PeerConfig,
 }
 
 struct Sim {
@@ -318,7 +340,6 @@ struct Sim {
     seq: u64,
     queue: BinaryHeap<Reverse<Scheduled>>,
     nodes: Vec<Node>,
-    cfg: PeerConfig,
     strategy: FlushStrategy,
     conns: BTreeMap<(Sid, Sid), Conn>,
     next_conn: u64,
@@ -353,6 +374,13 @@ impl Sim {
         cfg.finalize_wait = 2;
         cfg.notification_timeout = 2;
         cfg.notification_timeout_max = 8;
+        if opts.reconfig {
+            cfg.reconfig_enabled = true;
+            let text: String = (1..=(opts.peers + opts.observers) as Sid)
+                .map(|sid| server_line(sid, sid > opts.peers as Sid) + "\n")
+                .collect();
+            cfg.config_text = Bytes::from(text + "version=0");
+        }
         let strategy =
             if rng.random_bool(0.5) { FlushStrategy::Group } else { FlushStrategy::Direct };
         let drop_p = if opts.faults { rng.random_range(0.0..0.1) } else { 0.0 };
@@ -376,6 +404,7 @@ impl Sim {
                 in_newleader: false,
                 newleader_target: None,
                 sync_plan: None,
+                cfg: cfg.clone(),
             })
             .collect();
         let quiet_at = if opts.faults { opts.fault_ms } else { 0 };
@@ -387,7 +416,6 @@ impl Sim {
             seq: 0,
             queue: BinaryHeap::new(),
             nodes,
-            cfg,
             strategy,
             conns: BTreeMap::new(),
             next_conn: 1,
@@ -472,7 +500,8 @@ impl Sim {
     fn start_node(&mut self, i: usize) {
         let disk = self.nodes[i].disk.clone();
         let sid = self.nodes[i].sid;
-        let (replica, out) = match node::open(&disk, self.strategy, self.cfg.clone(), sid) {
+        let (replica, out) = match node::open(&disk, self.strategy, self.nodes[i].cfg.clone(), sid)
+        {
             Ok(r) => r,
             Err(e) => {
                 self.checker.fail(self.now, format!("peer {} cannot recover: {e}", i + 1));
@@ -883,9 +912,16 @@ impl Sim {
         self.clients[client].cxid += 1;
         let cxid = self.clients[client].cxid;
         let data = Data::from_slice(&cxid.to_be_bytes());
+        // Reconfigs stop well before the writes do: a hand-over starts an epoch, and the final
+        // one must commit writes.
+        let reconfig = (self.opts.reconfig && cxid % 17 == 0 && self.now + 3_000 < self.end_ms())
+            .then(|| self.reconfig_request(i))
+            .flatten();
         let (op, body, waiting) = if cxid % 41 == 0 {
             self.clients[client].session = None;
             (OP_CLOSE_SESSION, Bytes::new(), Waiting::Other)
+        } else if let Some(r) = reconfig {
+            (16, Bytes::from(r.encode()), Waiting::Other)
         } else if cxid % 5 == 0 {
             // A setData on /: every peer's tree changes the same way.
             let r = SetDataRequest { path: "/".into(), data, version: -1 };
@@ -899,8 +935,36 @@ impl Sim {
             (1, Bytes::from(r.encode()), w)
         };
         self.nodes[i].waiting.insert((id, cxid), waiting);
-        let request = ForwardedRequest { session_id: id, cxid, op, body, auth: Vec::new() };
+        // The super user (reconfig needs WRITE on /zookeeper/config).
+        let auth = if op == 16 {
+            vec![Id { scheme: "super".into(), id: String::new() }]
+        } else {
+            Vec::new()
+        };
+        let request = ForwardedRequest { session_id: id, cxid, op, body, auth };
         self.step_peer(i, Event::ClientRequest { request });
+    }
+
+    /// A reconfig moving a random server between voting and observing, as judged by the
+    /// membership node `i` knows (at least two voters stay); `None` if it would not.
+    fn reconfig_request(&mut self, i: usize) -> Option<ReconfigRequest> {
+        let n = self.nodes.len() as Sid;
+        let target = self.rng.random_range(1..=n);
+        let cfg = &self.nodes[i].replica.as_ref()?.peer().config();
+        let observer = if cfg.is_voter(target) {
+            if cfg.voters.len() <= 2 {
+                return None;
+            }
+            true
+        } else {
+            false
+        };
+        Some(ReconfigRequest {
+            joining_servers: Some(server_line(target, observer)),
+            leaving_servers: None,
+            new_members: None,
+            cur_config_id: -1,
+        })
     }
 
     /// Carries out a replica's outputs in order.
@@ -977,6 +1041,19 @@ impl Sim {
 
     fn command(&mut self, i: usize, sid: Sid, c: Command) {
         match c {
+            Command::Activate { text, version } => {
+                let Some(m) = crate::zab::Membership::parse_bytes(&text) else {
+                    self.checker.fail(self.now, format!("peer {sid} activated {text:?}"));
+                    return;
+                };
+                self.trace(|| {
+                    format!("peer {sid} activates {version:#x}: voters {:?}", m.voters())
+                });
+                if self.leading(i) && counter_of(Zxid(version)) != 0 {
+                    self.counters.reconfigs += 1;
+                }
+                self.nodes[i].cfg.adopt(&m, text);
+            }
             Command::SendNotification { to, n } => self.send_election(sid, to, n),
             Command::Connect { to } => {
                 let key = Self::conn_key(sid, to);
@@ -1048,6 +1125,12 @@ impl Sim {
             Command::RoleChanged(role) => {
                 self.trace(|| format!("peer {sid} -> {role:?}"));
                 let n = &mut self.nodes[i];
+                if matches!(role, Role::Leading { epoch: None, .. })
+                    && matches!(n.role, Role::Following { .. } | Role::Observing { .. })
+                {
+                    // Straight from learning to leading: a reconfig's hand-over.
+                    self.counters.hand_overs += 1;
+                }
                 n.role = role;
                 if !matches!(
                     role,
@@ -1161,9 +1244,8 @@ impl Sim {
                 if authoritative {
                     // A commit needs the txn durable on a quorum of voters: those that acked
                     // it (or a later zxid), and the leader itself only if its own log holds it.
-                    let holders = self
-                        .cfg
-                        .voters
+                    let voters = &n.cfg.voters;
+                    let holders = voters
                         .iter()
                         .filter(|v| {
                             if **v == sid {
@@ -1177,7 +1259,7 @@ impl Sim {
                         // The leader counted its own ack: the txn must really be on its disk.
                         self_checks.push(*zxid);
                     }
-                    if 2 * holders <= self.cfg.voters.len() {
+                    if 2 * holders <= voters.len() {
                         self.checker.fail(
                             now,
                             format!(
@@ -1291,7 +1373,7 @@ impl Sim {
                 );
                 continue;
             }
-            if self.cfg.is_voter(n.sid) {
+            if self.nodes[l].cfg.is_voter(n.sid) {
                 serving_voters += 1;
             }
             let digest = r.committed().tree.digest();
@@ -1316,7 +1398,7 @@ impl Sim {
                 );
             }
         }
-        if 2 * serving_voters <= self.cfg.voters.len() {
+        if 2 * serving_voters <= self.nodes[l].cfg.voters.len() {
             self.checker
                 .fail(now, format!("liveness: only {serving_voters} voters serving at the end"));
         }

@@ -58,7 +58,10 @@ pub fn open(
     let (db, state, _): (Database, State, _) =
         Database::open(db_options(disk, strategy)).map_err(|e: DbError| e.to_string())?;
     let opts = ReplicaOptions {
-        prepare: PrepareConfig::default(),
+        prepare: PrepareConfig {
+            reconfig_enabled: cfg.reconfig_enabled,
+            ..PrepareConfig::default()
+        },
         txn_bytes_max: 128 << 10,
         boundary_every_txn: true,
         report_appends_and_commits: true,

@@ -535,7 +535,7 @@ impl Peer {
             Event::ElectionTick => match &mut self.role {
                 RoleState::Looking(_) => self.election_tick(out),
                 RoleState::Learning(l) => l.on_election_tick(&self.core, out),
-                RoleState::Leading(l) => l.handoff.map_or(Next::Stay, Next::HandOff),
+                RoleState::Leading(l) => l.hand_over_now(&self.core),
             },
             Event::Notification { from, n } => self.on_notification(from, n, out),
             Event::Durable { zxid } => {
@@ -835,9 +835,12 @@ struct Leader {
     /// Which server each session's requests must come from (ZooKeeper's session owner): the
     /// one that created it or last revalidated it, or the first to send a request for it.
     owners: BTreeMap<i64, Sid>,
-    /// A reconfig committed and named another leader: this one commits nothing more and
-    /// hands over at the next tick (ZooKeeper's `allowedToCommit = false`).
+    /// A reconfig committed and named another leader: this one commits nothing more
+    /// (ZooKeeper's `allowedToCommit = false`) and hands over once its learners have left it
+    /// for that leader (each does on the COMMITANDACTIVATE; closing their connections first
+    /// could lose it on the way), or after syncLimit ticks: (leader, since).
     handoff: Option<Sid>,
+    handoff_since: u64,
 }
 
 impl Leader {
@@ -863,6 +866,7 @@ impl Leader {
             owners: BTreeMap::new(),
             sessions: SessionTracker::new(core.cfg.tick_ms),
             handoff: None,
+            handoff_since: 0,
         }
     }
 
@@ -1012,6 +1016,7 @@ impl Leader {
                     .iter()
                     .find(|s| **s != core.id && self.newleader_acks.contains(s))
                     .copied();
+                self.handoff_since = core.now;
             }
         }
         out.push(Command::RoleChanged(Role::Leading { epoch: Some(epoch), established: true }));
@@ -1374,10 +1379,22 @@ impl Leader {
             core.activate(&next.text, out);
             if designated != core.id {
                 self.handoff = Some(designated);
+                self.handoff_since = core.now;
             }
         }
         if self.last_committed != before {
             self.committed_to(self.last_committed, out);
+        }
+    }
+
+    /// Hands over to the designated leader if the learners have left (or syncLimit passed).
+    fn hand_over_now(&self, core: &Core) -> Next {
+        let Some(leader) = self.handoff else { return Next::Stay };
+        let left = self.learners.values().all(|h| !h.forwarding());
+        if left || core.now - self.handoff_since > u64::from(core.cfg.sync_limit) {
+            Next::HandOff(leader)
+        } else {
+            Next::Stay
         }
     }
 
@@ -1457,8 +1474,8 @@ impl Leader {
         for sid in stale {
             self.drop_learner(sid, out);
         }
-        if let Some(leader) = self.handoff {
-            return Next::HandOff(leader);
+        if self.handoff.is_some() {
+            return self.hand_over_now(core);
         }
         let mut synced: BTreeSet<Sid> = self
             .learners
