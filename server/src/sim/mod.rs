@@ -945,10 +945,29 @@ impl Sim {
         self.step_peer(i, Event::ClientRequest { request });
     }
 
-    /// A reconfig moving a random server between voting and observing, as judged by the
-    /// membership node `i` knows (at least two voters stay); `None` if it would not.
+    /// A reconfig: half of them a new membership of random voters (at least two), the others
+    /// moving one random server between voting and observing, as judged by the membership
+    /// node `i` knows (at least two voters stay; `None` if it would not).
     fn reconfig_request(&mut self, i: usize) -> Option<ReconfigRequest> {
         let n = self.nodes.len() as Sid;
+        if self.rng.random_bool(0.5) {
+            // A new membership at once: any two or more servers vote (several change at once,
+            // where only quorums of both memberships keep commits safe).
+            let voters: Vec<Sid> = loop {
+                let v: Vec<Sid> = (1..=n).filter(|_| self.rng.random_bool(0.5)).collect();
+                if v.len() >= 2 {
+                    break v;
+                }
+            };
+            let members: Vec<String> =
+                (1..=n).map(|sid| server_line(sid, !voters.contains(&sid))).collect();
+            return Some(ReconfigRequest {
+                joining_servers: None,
+                leaving_servers: None,
+                new_members: Some(members.join(",")),
+                cur_config_id: -1,
+            });
+        }
         let target = self.rng.random_range(1..=n);
         let cfg = &self.nodes[i].replica.as_ref()?.peer().config();
         let observer = if cfg.is_voter(target) {

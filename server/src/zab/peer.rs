@@ -493,14 +493,18 @@ impl Peer {
     }
 
     /// Leader: a quorum of `voters` is connected and synced (this leader among them if it is
-    /// one): ZooKeeper's `isQuorumSynced`, which a reconfig's new membership must pass.
+    /// one): ZooKeeper's `isQuorumSynced`, which a reconfig's new membership must pass. Only
+    /// followers that vote now count: a follower the last reconfig made an observer (or
+    /// removed) may still be connected on its way out, and could never ack.
     pub fn is_quorum_synced(&self, voters: &BTreeSet<Sid>) -> bool {
         let RoleState::Leading(l) = &self.role else { return false };
         let synced = l
             .learners
             .iter()
-            .filter(|(_, h)| {
-                !h.observer && matches!(h.phase, HPhase::Active | HPhase::NewLeaderAcked)
+            .filter(|(s, h)| {
+                !h.observer
+                    && self.core.cfg.is_voter(**s)
+                    && matches!(h.phase, HPhase::Active | HPhase::NewLeaderAcked)
             })
             .map(|(s, _)| s);
         majority(voters, synced.chain(std::iter::once(&self.core.id)))
@@ -894,9 +898,11 @@ impl Leader {
         if !self.electing.contains(&core.id) && core.last_durable >= core.last_zxid() {
             self.electing.insert(core.id);
         }
+        // The epoch's quorum is of the active voters (Leader.waitForEpochAck); NEWLEADER's
+        // of both memberships.
         if !self.epoch_quorum
             && self.electing.contains(&core.id)
-            && core.quorums(None, |v| majority(v, &self.electing))
+            && core.cfg.is_quorum(&self.electing)
         {
             self.epoch_quorum = true;
             core.current_epoch = epoch;
@@ -1221,9 +1227,9 @@ impl Leader {
                     return Next::Stay;
                 }
                 self.set_phase(from, HPhase::NewLeaderAcked);
-                if !observer {
-                    self.newleader_acks.insert(from);
-                }
+                // An observer's ack counts where it votes: in the membership NEWLEADER carries
+                // (a proposed reconfig making it a voter), as in ZooKeeper's Leader.
+                self.newleader_acks.insert(from);
                 self.progress(core, out)
             }
             (PacketType::Ack, HPhase::Syncing | HPhase::NewLeaderAcked | HPhase::Active) => {
