@@ -145,6 +145,9 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
         mode(&e.server(follower).addr()) == "follower"
     });
     assert_eq!(rt.block_on(config_at(&e.server(follower).addr())), data);
+    // `conf` ends with the active membership (on a server that has not restarted).
+    let conf = four(&e.server(new_leader).addr(), b"conf");
+    assert!(conf.trim_end().ends_with(text.trim_end()), "{conf}");
 
     let acked = load.finish(rt);
     let n = rt.block_on(assert_identical_trees(e, &acked));

@@ -157,7 +157,13 @@ impl FourLetterSource for Source<'_> {
             data_log_size: d.log_dir_size,
             working_dir: std::env::current_dir().unwrap_or_default(),
         };
-        ConfData::from_config(&self.shared.config, &runtime)
+        let mut data = ConfData::from_config(&self.shared.config, &runtime);
+        let active =
+            self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()).membership.clone();
+        if let (Some(q), Some(m)) = (data.quorum.as_mut(), active) {
+            q.membership = m;
+        }
+        data
     }
 
     fn environment(&self) -> Environment {

@@ -506,6 +506,9 @@ pub struct EnsembleReport {
     pub leading: Option<crate::zab::LeaderReport>,
     /// Since when this server has led an established epoch (ms since the server started).
     pub leading_since_ms: Option<u64>,
+    /// The active membership's text once one was activated (`conf` shows it instead of the
+    /// configured one).
+    pub membership: Option<String>,
 }
 
 /// [`Shared::mode`]: a standalone server.
@@ -2027,6 +2030,8 @@ impl Pipeline {
                             );
                         }
                     }
+                    self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()).membership =
+                        Some(String::from_utf8_lossy(&text).into_owned());
                     self.net.push(NetOut::Command(Command::Activate { text, version }));
                 }
                 Output::Command(Command::SyncStarted { learner, plan }) => {
@@ -2105,6 +2110,7 @@ impl Pipeline {
             leader,
             leading: peer.leader_report(),
             leading_since_ms: None,
+            membership: None,
         };
         let mut r = self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner());
         let since = match role {
@@ -2113,7 +2119,8 @@ impl Pipeline {
             }
             _ => None,
         };
-        *r = EnsembleReport { leading_since_ms: since, ..report };
+        let membership = r.membership.take();
+        *r = EnsembleReport { leading_since_ms: since, membership, ..report };
     }
 
     /// Answers a read now, from the committed state.
