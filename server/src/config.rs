@@ -2009,12 +2009,9 @@ impl Config {
     /// `server.N=<value>` line per server by id, then `version=<hex>` without a newline. This
     /// is the data of `/zookeeper/config` and the end of `conf` in quorum mode.
     pub fn quorum_verifier_text(&self) -> String {
-        let mut out = String::new();
-        for server in self.servers.values() {
-            out.push_str(&format!("server.{}={}\n", server.id, server.config_value()));
-        }
-        out.push_str(&format!("version={:x}", self.config_version));
-        out
+        let m =
+            crate::zab::Membership { servers: self.servers.clone(), version: self.config_version };
+        m.text()
     }
 }
 

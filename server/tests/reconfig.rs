@@ -6,8 +6,10 @@
 //! * every member's `/zookeeper/config` is the membership the reconfig answered with;
 //! * `zoo.cfg.dynamic.<version>` is written and `zoo.cfg` rewritten to point at it, and a
 //!   member killed and restarted from the rewritten files rejoins with the new membership;
-//! * a second reconfig while one is in flight, a stale `fromConfig` and a new membership
-//!   without a synced quorum get ZooKeeper's errors.
+//! * a server outside the membership, started first, follows once added;
+//! * a whole new membership given at once (non-incremental) makes a voter an observer;
+//! * a stale `fromConfig` and a new membership without a synced quorum get ZooKeeper's
+//!   errors.
 //!
 //! Mixed ensembles with Apache ZooKeeper are in mixed_ensemble.rs. Every wait is bounded;
 //! every process is started here and killed by its own handle.
@@ -148,6 +150,31 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
     // `conf` ends with the active membership (on a server that has not restarted).
     let conf = four(&e.server(new_leader).addr(), b"conf");
     assert!(conf.trim_end().ends_with(text.trim_end()), "{conf}");
+
+    // A whole new membership at once (non-incremental): server 5 observes.
+    let current = String::from_utf8(rt.block_on(config_at(&e.server(new_leader).addr()))).unwrap();
+    let members: Vec<String> = current
+        .lines()
+        .filter(|l| l.starts_with("server."))
+        .map(|l| {
+            if l.starts_with("server.5=") {
+                l.replace(":participant;", ":observer;")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    let members: Vec<&str> = members.iter().map(String::as_str).collect();
+    let (data, _) =
+        rt.block_on(reconfig_members(&e.server(follower).addr(), &members)).expect("reconfig");
+    assert!(
+        String::from_utf8_lossy(&data).contains(&lines[4].replace(":participant;", ":observer;"))
+    );
+    wait_for_config(e, rt, &data);
+    wait_until("server 5 observes", Duration::from_secs(60), || {
+        mode(&e.server(5).addr()) == "observer"
+    });
+    e.wait_for_leader(Duration::from_secs(60));
 
     let acked = load.finish(rt);
     let n = rt.block_on(assert_identical_trees(e, &acked));

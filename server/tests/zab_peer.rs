@@ -1092,11 +1092,22 @@ fn a_leader_left_out_hands_over_to_the_designated_one() {
     step(&mut p, Event::Disconnected { peer: 2, conn: Some(2) });
     step(&mut p, Event::Disconnected { peer: 3, conn: Some(3) });
     let cmds = step(&mut p, Event::Tick);
-    assert!(
-        cmds.contains(&Command::RoleChanged(Role::Observing { leader: 2, serving: false })),
-        "{cmds:?}"
-    );
-    assert!(cmds.contains(&Command::Connect { to: 2 }), "{cmds:?}");
+    assert_joins(&cmds, Role::Observing { leader: 2, serving: false }, 2);
+}
+
+/// COMMITANDACTIVATE of `zxid` naming `leader`.
+fn commit_and_activate(zxid: Zxid, leader: i64) -> QuorumPacket {
+    pktd(
+        PacketType::CommitAndActivate,
+        zxid.to_wire(),
+        Bytes::copy_from_slice(&leader.to_be_bytes()),
+    )
+}
+
+/// The commands switch the peer to `role` and dial `leader`.
+fn assert_joins(cmds: &[Command], role: Role, leader: Sid) {
+    assert!(cmds.contains(&Command::RoleChanged(role)), "{cmds:?}");
+    assert!(cmds.contains(&Command::Connect { to: leader }), "{cmds:?}");
 }
 
 #[test]
@@ -1157,26 +1168,14 @@ fn a_follower_activates_and_follows_the_designated_leader() {
         let next = members(&[1, 2, 3], &[], z1.get());
         recv(&mut f, 1, pktd(PacketType::Proposal, z1.to_wire(), reconfig_txn(z1, &next)));
         step(&mut f, Event::Durable { zxid: z1 });
-        let cmds = recv(
-            &mut f,
-            1,
-            pktd(
-                PacketType::CommitAndActivate,
-                z1.to_wire(),
-                Bytes::copy_from_slice(&designated.to_be_bytes()),
-            ),
-        );
+        let cmds = recv(&mut f, 1, commit_and_activate(z1, designated));
         assert_eq!(cmds[0], Command::Commit(z1));
         assert_eq!(cmds[1], Command::Activate { text: Bytes::from(next), version: z1.get() });
         assert_eq!(f.config().observers.len(), 0);
         if designated == 1 {
             assert!(f.is_serving(), "{cmds:?}");
         } else {
-            assert!(
-                cmds.contains(&Command::RoleChanged(Role::Following { leader: 3, serving: false })),
-                "{cmds:?}"
-            );
-            assert!(cmds.contains(&Command::Connect { to: 3 }), "{cmds:?}");
+            assert_joins(&cmds, Role::Following { leader: 3, serving: false }, 3);
         }
     }
 }
@@ -1188,19 +1187,8 @@ fn a_follower_made_observer_reconnects_as_one() {
     let z1 = z(2, 1);
     let next = members(&[1, 3], &[2, 4], z1.get());
     recv(&mut f, 1, pktd(PacketType::Proposal, z1.to_wire(), reconfig_txn(z1, &next)));
-    let cmds = recv(
-        &mut f,
-        1,
-        pktd(
-            PacketType::CommitAndActivate,
-            z1.to_wire(),
-            Bytes::copy_from_slice(&1i64.to_be_bytes()),
-        ),
-    );
-    assert!(
-        cmds.contains(&Command::RoleChanged(Role::Observing { leader: 1, serving: false })),
-        "{cmds:?}"
-    );
+    let cmds = recv(&mut f, 1, commit_and_activate(z1, 1));
+    assert_joins(&cmds, Role::Observing { leader: 1, serving: false }, 1);
 }
 
 // Observer INFORMANDACTIVATE: the designated leader, then the txn itself.
@@ -1247,15 +1235,7 @@ fn commit_and_activate_without_reconfig_enabled_only_commits() {
             reconfig_txn(z1, &members(&[1, 2], &[], z1.get())),
         ),
     );
-    let cmds = recv(
-        &mut f,
-        1,
-        pktd(
-            PacketType::CommitAndActivate,
-            z1.to_wire(),
-            Bytes::copy_from_slice(&1i64.to_be_bytes()),
-        ),
-    );
+    let cmds = recv(&mut f, 1, commit_and_activate(z1, 1));
     assert_eq!(cmds, vec![Command::Commit(z1), Command::ReconfigIgnored { zxid: z1, leader: 1 }]);
     assert!(f.is_serving());
     assert_eq!(f.config().voters, [1, 2, 3].into());

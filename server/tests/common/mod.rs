@@ -630,6 +630,17 @@ pub async fn reconfig(
     c.update_ensemble(update, from).await
 }
 
+/// Runs a non-incremental reconfig (the whole new membership) through `addr` as the super
+/// user.
+pub async fn reconfig_members(
+    addr: &str,
+    members: &[&str],
+) -> Result<(Vec<u8>, zk::Stat), zk::Error> {
+    let c = connect(addr, Duration::from_secs(20)).await;
+    c.auth("digest".into(), b"super:test".to_vec()).await.unwrap();
+    c.update_ensemble(zk::EnsembleUpdate::New { ensemble: members.iter().copied() }, None).await
+}
+
 /// `/zookeeper/config` as server `addr` has it after a sync.
 pub async fn config_at(addr: &str) -> Vec<u8> {
     let c = connect(addr, Duration::from_secs(20)).await;
