@@ -1029,7 +1029,9 @@ impl Sim {
             // A crash in the middle of a TRUNC or SNAP install may leave the old history cut
             // after the kept zxid: acknowledgements above it were of uncommitted txns.
             Stored::Truncating(z) | Stored::Installing(z) => {
-                let kept = self.nodes[i].mirror.prev_of(z.next());
+                // (A SNAP may also go below the learner's own snapshot: a leader-to-be that
+                // never established had sent it one of txns the next leader never had.)
+                let kept = self.nodes[i].mirror.prev_of(z.next()).min(*z);
                 self.checker.history_cut(sid, kept);
             }
             _ => {}
@@ -1104,6 +1106,12 @@ impl Sim {
                     // reported it to the replica.
                     let durable = self.nodes[i].replica.as_ref().expect("up").durable();
                     let last = self.nodes[i].mirror.last_zxid();
+                    self.trace(|| {
+                        format!(
+                            "peer {sid} acks {:#x} to {to} (durable {durable:#x}, last {last:#x})",
+                            packet.zxid()
+                        )
+                    });
                     if counter_of(packet.zxid()) != 0 {
                         self.checker.ack(self.now, sid, packet.zxid(), durable);
                         self.check_on_disk(i, sid, packet.zxid(), "acked");

@@ -993,9 +993,15 @@ impl Leader {
             }
         }
         // NEWLEADER carries the configuration text, as ZooKeeper's does (null without one):
-        // the one this leader activates once established, if any.
+        // before establishment, the one this leader activates once established, if any; after
+        // it, the active one. (Not a reconfig proposed since: a learner activates NEWLEADER's
+        // membership at UPTODATE, and one not yet committed would spread from there through
+        // notifications and let an election count a quorum of voters that never agreed to it.
+        // The simulator found that; the learner gets the reconfig txn with the outstanding
+        // proposals and activates it at its COMMITANDACTIVATE.)
         let mut newleader = QuorumPacket::new(PacketType::NewLeader, make_zxid(epoch, 0).to_wire());
-        let text = core.next.as_ref().map_or(&core.cfg.config_text, |n| &n.text);
+        let pending = core.next.as_ref().filter(|_| !self.established);
+        let text = pending.map_or(&core.cfg.config_text, |n| &n.text);
         if !text.is_empty() {
             newleader.data = Some(text.clone());
         }
