@@ -1073,6 +1073,26 @@ fn a_reconfig_commits_with_both_quorums_and_activates() {
     assert_eq!(cmds, vec![Command::Disconnect { peer: 4, conn: Some(4) }]);
 }
 
+// A learner syncing while a reconfig is outstanding gets the active membership with NEWLEADER
+// (it activates that one at UPTODATE), and the reconfig txn among the outstanding proposals.
+#[test]
+fn newleader_of_an_established_leader_carries_the_active_membership() {
+    let mut p = reconfig_leader();
+    let active = p.config().config_text.clone();
+    let z1 = z(2, 1);
+    let t1 = reconfig_txn(z1, &members(&[1, 3], &[4], z1.get()));
+    step(&mut p, Event::Propose { zxid: z1, data: t1.clone() });
+    step(&mut p, Event::Disconnected { peer: 2, conn: Some(2) });
+    step(&mut p, Event::Connected { peer: 2, conn: 5 });
+    recv(&mut p, 2, follower_info(2, 2));
+    let cmds = recv(&mut p, 2, ack_epoch(z(1, 1), 2));
+    assert!(cmds.contains(&send(2, pktd(PacketType::Proposal, z1.to_wire(), t1))), "{cmds:?}");
+    assert!(
+        cmds.contains(&send(2, pktd(PacketType::NewLeader, z(2, 0).to_wire(), active))),
+        "{cmds:?}"
+    );
+}
+
 // Leader.getDesignatedLeader and allowedToCommit: a reconfig that leaves the leader out of
 // the voters names a new voter that acked it; the old leader commits nothing more and, at
 // its next tick, follows (here: observes) the designated leader without an election.
