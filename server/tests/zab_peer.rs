@@ -43,6 +43,7 @@ fn state(accepted: u32, current: u32, snapshot: Zxid, zxids: &[Zxid]) -> PeerSta
         current_epoch: current,
         history: h,
         snapshot_zxid: snapshot,
+        logged_config: None,
     }
 }
 
@@ -1091,6 +1092,31 @@ fn newleader_of_an_established_leader_carries_the_active_membership() {
         cmds.contains(&send(2, pktd(PacketType::NewLeader, z(2, 0).to_wire(), active))),
         "{cmds:?}"
     );
+}
+
+// A leader completes the newest reconfig of its history even when it is older than the
+// history window: the replica finds it in the recovered state (the simulator found a leader
+// that lost track of it and refused every learner that had activated it).
+#[test]
+fn a_leader_completes_a_reconfig_older_than_its_window() {
+    let text = members(&[1, 2, 3, 4], &[], z(1, 1).get());
+    let mut st = state(1, 1, Zxid::ZERO, &[z(1, 2), z(1, 3)]);
+    st.logged_config = Some((z(1, 1), Bytes::from(text.clone())));
+    let mut p = elected_leader_with(reconfig_cfg(), st);
+    step(&mut p, Event::Connected { peer: 2, conn: 2 });
+    recv(&mut p, 2, follower_info(2, 1));
+    let cmds = recv(&mut p, 2, ack_epoch(z(1, 3), 1));
+    let newleader = pktd(PacketType::NewLeader, z(2, 0).to_wire(), Bytes::from(text.clone()));
+    assert!(cmds.contains(&send(2, newleader)), "{cmds:?}");
+    // A quorum of both memberships: {1, 2} of {1, 2, 3} is not 3 of {1, 2, 3, 4}.
+    assert!(!recv(&mut p, 2, pkt(PacketType::Ack, z(2, 0)))
+        .contains(&Command::Established { epoch: 2 }));
+    step(&mut p, Event::Connected { peer: 4, conn: 4 });
+    recv(&mut p, 4, observer_info(4, 1));
+    recv(&mut p, 4, ack_epoch(z(1, 3), 1));
+    let cmds = recv(&mut p, 4, pkt(PacketType::Ack, z(2, 0)));
+    assert!(cmds.contains(&Command::Established { epoch: 2 }), "{cmds:?}");
+    assert_eq!(activated(&cmds), vec![z(1, 1).get()], "an observer's ack counts where it votes");
 }
 
 // Leader.getDesignatedLeader and allowedToCommit: a reconfig that leaves the leader out of

@@ -291,6 +291,7 @@ fn peer_state(db: &Database, window: usize) -> Result<PeerState, Fatal> {
         current_epoch: db.current_epoch(),
         history,
         snapshot_zxid: db.snapshot_zxid(),
+        logged_config: None,
     })
 }
 
@@ -306,7 +307,18 @@ impl Replica {
         opts: ReplicaOptions,
         notify: Option<DurableNotify>,
     ) -> Result<(Replica, Vec<Output>), Fatal> {
-        let ps = peer_state(&db, cfg.commit_log_count)?;
+        let mut ps = peer_state(&db, cfg.commit_log_count)?;
+        // Recovery applied every logged txn: a reconfig txn in the log, however old, left its
+        // membership in /zookeeper/config (the configured one is set there only after this).
+        ps.logged_config = state
+            .tree
+            .node(crate::tree::CONFIG_PATH)
+            .and_then(|n| n.data_bytes().map(Bytes::copy_from_slice))
+            .and_then(|text| {
+                let m = crate::zab::Membership::parse_bytes(&text)?;
+                (cfg.reconfig_enabled && m.version > cfg.config_version)
+                    .then_some((Zxid(m.version), text))
+            });
         let (peer, cmds) = Peer::new(cfg, id, ps);
         Replica::build(peer, cmds, db, state, opts, notify)
     }
@@ -329,6 +341,7 @@ impl Replica {
             current_epoch: db.current_epoch(),
             history: HistoryWindow::new(last, 1),
             snapshot_zxid: db.snapshot_zxid(),
+            logged_config: None,
         };
         let (peer, cmds) = Peer::standalone(cfg, id, ps);
         Replica::build(peer, cmds, db, state, opts, notify)

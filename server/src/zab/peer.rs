@@ -54,6 +54,10 @@ pub struct PeerState {
     pub history: HistoryWindow,
     /// The zxid of the snapshot the log continues: the log cannot be truncated below it.
     pub snapshot_zxid: Zxid,
+    /// The newest reconfig txn in the recovered state (its zxid and membership text), if it is
+    /// newer than the configured membership: a leader completes it (ZooKeeper keeps it in
+    /// its `.next` dynamic file). Possibly older than the history window.
+    pub logged_config: Option<(Zxid, Bytes)>,
 }
 
 /// An input.
@@ -196,6 +200,10 @@ struct Core {
     /// Leader: the membership a reconfig txn proposed and not yet activated (ZooKeeper's
     /// last-seen quorum verifier). From its txn on, every proposal needs a quorum of both.
     next: Option<NextConfig>,
+    /// The newest reconfig txn of the history (it may be older than the window), for a
+    /// leader to complete: kept as txns enter the history and dropped when a TRUNC or SNAP
+    /// takes it away.
+    logged: Option<NextConfig>,
 }
 
 /// A membership proposed and not yet active.
@@ -257,11 +265,16 @@ impl Core {
         if !self.cfg.reconfig_enabled || self.cfg.config_text.is_empty() {
             return None;
         }
-        let logged = self.history.entries().rev().find_map(|(z, d)| {
+        let in_window = self.history.entries().rev().find_map(|(z, d)| {
             let n = NextConfig::parse(*z, reconfig_text(d)?)?;
             (z.get() > self.cfg.config_version).then_some(n)
         });
-        logged.or_else(|| {
+        let logged = self.logged.clone().filter(|n| n.zxid.get() > self.cfg.config_version);
+        let newest = match (in_window, logged) {
+            (Some(a), Some(b)) => Some(if a.zxid >= b.zxid { a } else { b }),
+            (a, b) => a.or(b),
+        };
+        newest.or_else(|| {
             (self.cfg.config_version == 0)
                 .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
                 .flatten()
@@ -317,6 +330,7 @@ impl Peer {
             now: 0,
             reset_pending: false,
             next: None,
+            logged: state.logged_config.and_then(|(z, t)| NextConfig::parse(z, t)),
         };
         let vote = Vote {
             leader: id as i64,
@@ -1117,6 +1131,7 @@ impl Leader {
                     // A reconfig txn: from it on, proposals need a quorum of both memberships.
                     if let Some(text) = reconfig_text(&data) {
                         core.next = NextConfig::parse(zxid, text);
+                        core.logged.clone_from(&core.next);
                     }
                 }
                 self.outstanding.insert(zxid, Proposal { data, acks: Acks::default() });
@@ -1601,7 +1616,7 @@ impl Learner {
 
     /// Notes the membership of a reconfig txn the leader sent (activated at its
     /// COMMITANDACTIVATE).
-    fn note_config(&mut self, core: &Core, zxid: Zxid, txn: &[u8]) {
+    fn note_config(&mut self, core: &mut Core, zxid: Zxid, txn: &[u8]) {
         if !core.cfg.reconfig_enabled {
             return;
         }
@@ -1609,6 +1624,7 @@ impl Learner {
             if self.configs.len() >= CONFIGS_MAX {
                 self.configs.pop_first();
             }
+            core.logged = NextConfig::parse(zxid, text.clone());
             self.configs.insert(zxid, text);
         }
     }
@@ -1979,6 +1995,7 @@ impl Learner {
         match self.base.clone() {
             Some(SyncBase::Diff) if self.reset => {
                 out.push(Command::InstallSnapshot { zxid: Zxid::ZERO, body: None });
+                core.logged = None;
                 core.history.reset(Zxid::ZERO);
                 core.snapshot_zxid = Zxid::ZERO;
                 core.last_durable = Zxid::ZERO;
@@ -1987,11 +2004,15 @@ impl Learner {
             Some(SyncBase::Trunc(t)) => {
                 out.push(Command::TruncateLog(t));
                 core.history.truncate_after(t);
+                if core.logged.as_ref().is_some_and(|n| n.zxid > t) {
+                    core.logged = None;
+                }
                 core.last_durable = core.last_durable.min(core.last_zxid());
             }
             Some(SyncBase::Snap(s)) => {
                 let Some(body) = self.snap_body.take() else { return Next::Looking };
                 out.push(Command::InstallSnapshot { zxid: s, body: Some(body) });
+                core.logged = None;
                 core.history.reset(s);
                 core.snapshot_zxid = s;
                 core.last_durable = s;
@@ -2007,6 +2028,11 @@ impl Learner {
         if !staged.is_empty() {
             for (z, d) in &staged {
                 core.history.push(*z, d.clone());
+                if core.cfg.reconfig_enabled {
+                    if let Some(text) = reconfig_text(d) {
+                        core.logged = NextConfig::parse(*z, text);
+                    }
+                }
             }
             if !self.observer {
                 self.pending_acks
