@@ -958,6 +958,24 @@ fn empty_diff_commits_up_to_the_sync_point_at_uptodate() {
     assert_eq!(committed, Some(z(1, 2)), "commits the sync point: {cmds:?}");
 }
 
+// A LOOKING peer told a worse vote in its own round answers with its own: the sender has not
+// heard it (a lost notification), and would otherwise wait for it while this peer, hearing
+// from it, never re-sends (the simulator found two peers stuck so).
+#[test]
+fn a_worse_vote_in_the_same_round_is_answered() {
+    let (mut p, first) = Peer::new(cfg(), 3, state(1, 1, Zxid::ZERO, &[z(1, 1), z(1, 2)]));
+    let mine = match &first[0] {
+        Command::SendNotification { n, .. } => n.clone(),
+        c => panic!("{c:?}"),
+    };
+    let worse = vote(ServerState::Looking, 1, z(1, 1), mine.election_epoch, 1);
+    let cmds = step(&mut p, Event::Notification { from: 1, n: worse });
+    assert_eq!(cmds, vec![Command::SendNotification { to: 1, n: mine.clone() }]);
+    // The same vote as ours needs no answer.
+    let same = vote(ServerState::Looking, 3, z(1, 2), mine.election_epoch, 1);
+    assert!(step(&mut p, Event::Notification { from: 2, n: same }).is_empty());
+}
+
 // ---------------------------------------------------------------------------------------------
 // Dynamic reconfiguration
 

@@ -244,6 +244,16 @@ impl Election {
                     self.proposal = vote;
                     self.finalize_in = None;
                     self.send_notifications(cfg, out);
+                } else if vote != self.proposal() {
+                    // In this round but not voting as we do: it has not heard our better vote
+                    // (a lost notification), and hearing from it keeps us from re-sending. Tell
+                    // it. (ZooKeeper answers only older rounds; its connections lose nothing
+                    // until they break. The simulator, whose notifications may be lost, found
+                    // two peers waiting on each other this way for good.)
+                    out.push((
+                        from,
+                        self.proposal().notification(ServerState::Looking, &cfg.config_text),
+                    ));
                 }
                 self.recv.insert(from, rec);
                 let target = Received {
