@@ -384,7 +384,8 @@ impl Database {
     /// snapshot body format; `None`: the empty initial state), with nothing after it. Crash
     /// safe: the log is first cut after `zxid` (what it held beyond was never committed, or
     /// the leader would hold it), then the snapshot is written under its final name at once
-    /// (temporary name, fsync, rename); recovery starts from it and ignores the log below it.
+    /// (temporary name, fsync, rename), and only then are snapshots newer than it removed;
+    /// recovery starts from the newest and ignores the log below it.
     pub fn install_snapshot(&mut self, zxid: Zxid, body: Option<&[u8]>) -> Result<State, DbError> {
         let zxid = zxid.get();
         let state = match body {
@@ -392,12 +393,18 @@ impl Database {
             Some(b) => State::read_body(b, zxid, self.opts.tree.clone(), usize::MAX)
                 .map_err(|reason| DbError::BadSnapshot { zxid, reason })?,
         };
+        // Snapshots newer than `zxid` go only once the new one is durable: a crash at any point
+        // recovers at least everything up to `zxid`. (Removing them before the write, as this
+        // did, lost everything to a crash in between when the SNAP was below the learner's own
+        // snapshot; the simulator found it.) A crash before they are removed recovers from the
+        // newest, the old state without what the log held after `zxid`: the learner reports it
+        // at its next sync, as it would have without this SNAP.
         self.log.truncate_after(zxid)?;
-        self.store.remove_after(zxid)?;
         match body {
             Some(b) => self.store.write(zxid, |w| w.write_all(b))?,
             None => self.store.write(zxid, |w| state.write_body(w))?,
         };
+        self.store.remove_after(zxid)?;
         self.snapshot_zxid = zxid;
         Ok(state)
     }
