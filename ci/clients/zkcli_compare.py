@@ -12,8 +12,9 @@ Masked, and why:
   * ctime/mtime lines (wall-clock dates of two processes).
   * non-zero ephemeralOwner values (session ids, which each server draws from its clock).
   * WATCHER:: blocks are printed by zkCli's event thread while the main thread goes on with the
-    next command, so where they land among the command output is a race inside the client; they
-    are taken out of the stream and compared as their own list, in order. (Their position on
+    next command, so where they land among the command output is a race inside the client (a
+    line of command output may even land inside a block); their lines are taken out of the
+    stream and compared as their own list, in order. (Their position on
     the wire, relative to replies, is what differential.py compares.)
   * the list printed by getEphemerals, which ZooKeeper builds from a hash set: sorted.
 The script leaves one ephemeral node to be removed by the session's close, so that the events
@@ -56,14 +57,15 @@ def normalize(stdout, stderr):
     i = 0
     while i < len(lines):
         line = lines[i]
+        # A WATCHER block is "WATCHER::", a blank line, then "WatchedEvent state:... path:...",
+        # but the main thread's output may land inside it (each println is whole): only the
+        # block's own lines are taken out, whatever lies between them stays command output.
         if line == "WATCHER::":
-            # WATCHER::, a blank line, then "WatchedEvent state:... type:... path:..."
-            j = i + 1
-            while j < len(lines) and not lines[j].startswith("WatchedEvent"):
-                j += 1
-            if j < len(lines):
-                events.append(lines[j])
-            i = j + 1
+            i += 1
+            continue
+        if line.startswith("WatchedEvent "):
+            events.append(line)
+            i += 1
             continue
         line = re.sub(r"^Connecting to 127\.0\.0\.1:\d+$", "Connecting to 127.0.0.1:<port>", line)
         line = re.sub(r"^(ctime|mtime) = .*$", r"\1 = <time>", line)
