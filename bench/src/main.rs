@@ -5,7 +5,9 @@
 //! * `load`: a pipelined ZooKeeper-protocol load generator (docs/performance.md).
 //! * `compare`: corral and Apache ZooKeeper side by side, ratio table (docs/performance.md).
 //! * `ensemble`: three corral servers and three ZooKeeper servers side by side, with failover.
+//! * `chaos`: an ensemble under faults, its clients' histories checked (docs/reliability.md).
 
+mod chaos;
 mod compare;
 mod ensemble;
 mod load;
@@ -47,6 +49,9 @@ enum Cmd {
     /// Three corral servers and three Apache ZooKeeper 3.8 servers side by side: writes,
     /// reads spread over the servers, and the failover time after kill -9 of the leader.
     Ensemble(ensemble::EnsembleArgs),
+    /// An ensemble (corral, ZooKeeper or mixed) under kernel-made faults; the clients'
+    /// histories checked for linearizability, lost writes and convergence.
+    Chaos(chaos::ChaosArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,5 +69,6 @@ fn main() -> anyhow::Result<()> {
         Cmd::Snapshot(a) => tree_bench::run_snapshot(a),
         Cmd::Compare(a) => compare::run(a),
         Cmd::Ensemble(a) => ensemble::run(a),
+        Cmd::Chaos(a) => chaos::run(a),
     }
 }

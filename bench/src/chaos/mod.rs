@@ -1,0 +1,442 @@
+//! `corral-bench chaos`: an ensemble under faults, its clients' histories checked.
+//!
+//! Starts N servers (corral, Apache ZooKeeper 3.8, or both kinds mixed) each in a network
+//! namespace with its data on a filesystem of its own ([`lab`]), runs register and
+//! sequential-create clients ([`workload`]) while a seeded schedule injects faults one at a
+//! time ([`nemesis`]): kill -9, SIGSTOP beyond the session timeout, partitions (halves, the
+//! leader, a bridge, one-way), fsync stalls, disk full, a wiped data directory. Then it heals
+//! everything and checks:
+//!
+//! * every register's history is linearizable ([`linear`]), a final read of each register
+//!   included, so an acknowledged write that was lost is a violation;
+//! * every acknowledged sequential create survives, names are unique, counters have no gap;
+//! * all servers converge to one tree (under /chaos) within a bound.
+//!
+//! A failing run keeps the history (`history.json`), draws the operations around each
+//! anomaly (`timeline-*.html`), keeps the servers' logs, and prints the seed that replays its
+//! schedule.
+
+mod client;
+mod lab;
+pub mod linear;
+mod nemesis;
+mod render;
+mod workload;
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::servers::Kind;
+use lab::{Lab, LabSpec};
+use linear::{Call, Op, Reg, Ret, Verdict};
+use nemesis::{FaultKind, Timing};
+use workload::Shared;
+
+/// Which servers make the ensemble.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    /// corral servers only.
+    Corral,
+    /// Apache ZooKeeper 3.8 servers only.
+    Zookeeper,
+    /// Odd ids corral, even ids ZooKeeper.
+    Mixed,
+}
+
+/// Options of `corral-bench chaos`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChaosArgs {
+    /// The servers.
+    #[arg(long, value_enum, default_value = "corral")]
+    pub system: System,
+    /// Ensemble size.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: usize,
+    /// Seconds of load under faults.
+    #[arg(long, default_value_t = 120)]
+    pub seconds: u64,
+    /// Seed of the fault schedule and the clients' choices (default: from the clock).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fault kinds, comma-separated (default: all).
+    #[arg(long, value_enum, value_delimiter = ',')]
+    pub faults: Vec<FaultKind>,
+    /// Register clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: u32,
+    /// Sequential-create clients.
+    #[arg(long, default_value_t = 2)]
+    pub seq_clients: u32,
+    /// Registers per generation.
+    #[arg(long, default_value_t = 4)]
+    pub keys: u32,
+    /// Seconds per generation of registers.
+    #[arg(long, default_value_t = 5)]
+    pub gen_secs: u64,
+    /// Mean pause between a client's operations, ms.
+    #[arg(long, default_value_t = 10)]
+    pub think_ms: u64,
+    /// tickTime of every server, ms.
+    #[arg(long, default_value_t = 1000)]
+    pub tick_ms: u32,
+    /// Session timeout the clients ask for, ms.
+    #[arg(long, default_value_t = 6000)]
+    pub session_timeout_ms: i32,
+    /// Bound on each request, ms (then its outcome is unknown).
+    #[arg(long, default_value_t = 3000)]
+    pub op_timeout_ms: u64,
+    /// Quiet seconds between faults.
+    #[arg(long, default_value_t = 3)]
+    pub quiet_secs: u64,
+    /// Shortest hold of a fault, seconds.
+    #[arg(long, default_value_t = 3)]
+    pub hold_min_secs: u64,
+    /// Longest hold of a fault, seconds.
+    #[arg(long, default_value_t = 8)]
+    pub hold_max_secs: u64,
+    /// Size of each server's filesystem, MiB.
+    #[arg(long, default_value_t = 2048)]
+    pub disk_mib: u32,
+    /// Working directory (images, mounts, logs); removed and re-created.
+    #[arg(long, default_value = "./corral-chaos")]
+    pub dir: PathBuf,
+    /// Where the report goes (default: <dir>-report).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The corral binary.
+    #[arg(long, default_value = "target/release/corral")]
+    pub corral_bin: PathBuf,
+    /// Java class path of Apache ZooKeeper 3.8.
+    #[arg(long, default_value = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar")]
+    pub zk_classpath: String,
+    /// Extra zoo.cfg line(s) for the corral servers (repeatable), e.g. a test-only key.
+    #[arg(long)]
+    pub corral_cfg: Vec<String>,
+    /// Steps the linearizability search may take per register before giving up.
+    #[arg(long, default_value_t = 20_000_000)]
+    pub max_steps: u64,
+}
+
+fn log(t0: Instant, msg: &str) {
+    eprintln!("[{:8.3}] {msg}", t0.elapsed().as_secs_f64());
+}
+
+/// Runs one chaos campaign; fails when an anomaly is found.
+pub fn run(a: ChaosArgs) -> Result<()> {
+    if a.nodes == 0 || a.nodes > 9 {
+        bail!("--nodes must be 1..=9");
+    }
+    let seed = a.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            % 1_000_000_000
+    });
+    let kinds: Vec<Kind> = (1..=a.nodes)
+        .map(|id| match a.system {
+            System::Corral => Kind::Corral,
+            System::Zookeeper => Kind::ZooKeeper,
+            System::Mixed if id % 2 == 1 => Kind::Corral,
+            System::Mixed => Kind::ZooKeeper,
+        })
+        .collect();
+    let faults = if a.faults.is_empty() { FaultKind::ALL.to_vec() } else { a.faults.clone() };
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-report", a.dir.display())));
+    if out.exists() {
+        fs::remove_dir_all(&out)?;
+    }
+    fs::create_dir_all(&out)?;
+    let corral_bin = fs::canonicalize(&a.corral_bin).with_context(|| {
+        format!("the corral binary {} (build it: cargo build --release)", a.corral_bin.display())
+    })?;
+    let spec = LabSpec {
+        dir: a.dir.clone(),
+        corral_bin,
+        zk_classpath: a.zk_classpath.clone(),
+        kinds: kinds.clone(),
+        tick_ms: a.tick_ms,
+        disk_mib: a.disk_mib,
+        corral_extra: a.corral_cfg.iter().map(|l| format!("{l}\n")).collect(),
+    };
+    let t0 = Instant::now();
+    eprintln!(
+        "chaos: {:?}, {} servers, {} s, seed {seed}, faults {}",
+        a.system,
+        a.nodes,
+        a.seconds,
+        faults.iter().map(|f| f.name()).collect::<Vec<_>>().join(",")
+    );
+    let mut lab = Lab::create(spec)?;
+    for i in 0..a.nodes {
+        lab.start(i)?;
+    }
+    let formed = lab.wait_formed(Duration::from_secs(120));
+    if let Err(e) = formed {
+        lab.save_logs(&out.join("logs"))?;
+        return Err(e);
+    }
+    log(t0, "ensemble formed");
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let run_t0 = Instant::now();
+    let sh = Arc::new(Shared {
+        t0: run_t0,
+        nodes: lab.nodes.iter().map(|n| n.addr()).collect(),
+        session_timeout_ms: a.session_timeout_ms,
+        op_timeout: Duration::from_millis(a.op_timeout_ms),
+        until: run_t0 + Duration::from_secs(a.seconds),
+        keys: a.keys,
+        gen_secs: a.gen_secs.max(1),
+        think: Duration::from_millis(a.think_ms),
+        reg: Mutex::new(Vec::new()),
+        seq: Mutex::new(Default::default()),
+        errors: Mutex::new(BTreeMap::new()),
+    });
+    rt.block_on(workload::setup(&sh))?;
+    log(t0, "workload set up; faults start");
+
+    let timing = Timing {
+        quiet: Duration::from_secs(a.quiet_secs),
+        hold: (
+            Duration::from_secs(a.hold_min_secs),
+            Duration::from_secs(a.hold_max_secs.max(a.hold_min_secs)),
+        ),
+        session_timeout: Duration::from_millis(a.session_timeout_ms as u64),
+        reform_within: Duration::from_secs(120),
+    };
+    let until = sh.until;
+    let nemesis = std::thread::spawn(move || {
+        let r = nemesis::run(
+            &mut lab,
+            seed,
+            &faults,
+            &timing,
+            until,
+            || run_t0.elapsed().as_nanos() as u64,
+            &mut |m| log(t0, m),
+        );
+        (lab, r)
+    });
+    rt.block_on(async {
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..a.clients {
+            tasks.spawn(workload::register_worker(sh.clone(), w, seed));
+        }
+        for w in 0..a.seq_clients {
+            tasks.spawn(workload::seq_worker(sh.clone(), 1000 + w, seed));
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+    let (mut lab, faults_done) =
+        nemesis.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))?;
+    let mut anomalies: Vec<String> = Vec::new();
+    let faults_done = match faults_done {
+        Ok(f) => f,
+        Err(e) => {
+            anomalies.push(format!("fault injection failed: {e:#}"));
+            Vec::new()
+        }
+    };
+    for f in &faults_done {
+        if f.reformed_ms.is_none() {
+            anomalies.push(format!("no ensemble within 120 s of healing '{}'", f.what));
+        }
+    }
+    log(t0, "load done; healing everything");
+    lab.heal_all()?;
+    let final_reform = lab.wait_formed(Duration::from_secs(120));
+    if let Err(e) = &final_reform {
+        anomalies.push(format!("final heal: {e}"));
+    }
+
+    // Convergence: every server's /chaos equal, within a bound.
+    let healed_at = Instant::now();
+    let mut trees = Vec::new();
+    let mut converged = None;
+    while healed_at.elapsed() < Duration::from_secs(120) {
+        trees = rt.block_on(async {
+            let mut v = Vec::new();
+            for addr in &sh.nodes {
+                v.push(workload::read_tree(*addr, a.session_timeout_ms).await.ok());
+            }
+            v
+        });
+        if trees.iter().all(Option::is_some) && trees.windows(2).all(|w| w[0] == w[1]) {
+            converged = Some(healed_at.elapsed());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let tree = trees.first().cloned().flatten().unwrap_or_default();
+    match converged {
+        Some(d) => log(
+            t0,
+            &format!("all servers agree on /chaos ({} ms after the final heal)", d.as_millis()),
+        ),
+        None => {
+            let which: Vec<String> = trees
+                .iter()
+                .enumerate()
+                .map(|(i, t)| match t {
+                    None => format!("server {} did not answer", i + 1),
+                    Some(t) => format!(
+                        "server {}: {} registers, {} sequential",
+                        i + 1,
+                        t.registers.len(),
+                        t.seq.len()
+                    ),
+                })
+                .collect();
+            anomalies.push(format!("servers did not converge within 120 s: {}", which.join("; ")));
+        }
+    }
+
+    // Histories: every register's ops, then a final read of the converged state.
+    let end = sh.now() + 1;
+    let mut by_key: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+    for (path, op) in sh.reg.lock().expect("lock").iter() {
+        by_key.entry(path.clone()).or_default().push(op.clone());
+    }
+    for (path, ops) in by_key.iter_mut() {
+        if let Some(reg) = tree.registers.get(path) {
+            ops.push(Op {
+                process: u32::MAX,
+                call: Call::Read,
+                ret: Ret::Read(*reg),
+                invoke: end,
+                complete: Some(end + 1),
+            });
+        } else if converged.is_some() {
+            anomalies.push(format!("register {path} is missing"));
+        }
+    }
+    let t_check = Instant::now();
+    let verdicts = check_all(&by_key, a.max_steps);
+    log(
+        t0,
+        &format!("checked {} registers in {:.1} s", by_key.len(), t_check.elapsed().as_secs_f64()),
+    );
+    let mut gave_up = 0;
+    let mut timelines = 0;
+    for (path, v) in &verdicts {
+        match v {
+            Verdict::Linearizable => {}
+            Verdict::GaveUp(_) => gave_up += 1,
+            Verdict::NotLinearizable { stuck, prefix } => {
+                let ops = &by_key[path];
+                anomalies.push(format!(
+                    "register {path} is not linearizable: no place for {} (process {})",
+                    render::describe(&ops[*stuck]),
+                    ops[*stuck].process
+                ));
+                if timelines < 5 {
+                    timelines += 1;
+                    let html = render::timeline(path, ops, *stuck, prefix, &faults_done);
+                    fs::write(out.join(format!("timeline-{timelines}.html")), html)?;
+                }
+            }
+        }
+    }
+    let seq = sh.seq.lock().expect("lock").clone();
+    if converged.is_some() {
+        anomalies.extend(workload::check_seq(&seq, &tree.seq));
+    }
+
+    // The report.
+    let ops: Vec<&Op> = by_key.values().flatten().filter(|o| o.process != u32::MAX).collect();
+    let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
+    let reads = count(&|o| matches!(o.ret, Ret::Read(_)));
+    let writes = count(&|o| matches!((o.call, o.ret), (Call::Write(_), Ret::Written(_))));
+    let cas_ok = count(&|o| matches!((o.call, o.ret), (Call::Cas { .. }, Ret::Written(_))));
+    let cas_failed = count(&|o| o.ret == Ret::CasFailed);
+    let unknown = count(&|o| o.ret == Ret::Unknown);
+    let mut per_kind: BTreeMap<String, (u64, Vec<u64>, u64)> = BTreeMap::new();
+    for f in &faults_done {
+        let e = per_kind.entry(f.kind.name()).or_default();
+        e.0 += 1;
+        e.1.extend(f.reformed_ms);
+        e.2 += f.exits.len() as u64;
+    }
+    let kinds_json: serde_json::Map<String, serde_json::Value> = per_kind
+        .iter()
+        .map(|(k, (n, ms, exits))| {
+            let mut ms = ms.clone();
+            ms.sort_unstable();
+            let median = ms.get(ms.len() / 2).copied();
+            (k.clone(), json!({"count": n, "reformed_ms_median": median, "reformed_ms_max": ms.last(), "server_exits": exits}))
+        })
+        .collect();
+    let summary = json!({
+        "system": format!("{:?}", a.system).to_lowercase(),
+        "nodes": a.nodes,
+        "seconds": a.seconds,
+        "seed": seed,
+        "registers": by_key.len(),
+        "reads": reads,
+        "writes": writes,
+        "cas_ok": cas_ok,
+        "cas_failed": cas_failed,
+        "unknown": unknown,
+        "sequential_acked": seq.acked.len(),
+        "sequential_unknown": seq.unknown,
+        "sequential_failed": seq.failed,
+        "error_codes": sh.errors.lock().expect("lock").iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+        "faults": faults_done.len(),
+        "fault_kinds": kinds_json,
+        "converged_ms": converged.map(|d| d.as_millis() as u64),
+        "checker_gave_up": gave_up,
+        "anomalies": anomalies,
+    });
+    fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
+    let history =
+        json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq});
+    fs::write(out.join("history.json"), serde_json::to_string(&history)?)?;
+    println!("{}", serde_json::to_string_pretty(&summary)?);
+    if !anomalies.is_empty() {
+        lab.save_logs(&out.join("logs"))?;
+        for an in &anomalies {
+            eprintln!("ANOMALY: {an}");
+        }
+        bail!(
+            "{} anomalies; report in {} — replay the schedule with --seed {seed} --system {} --nodes {} --seconds {}",
+            anomalies.len(),
+            out.display(),
+            format!("{:?}", a.system).to_lowercase(),
+            a.nodes,
+            a.seconds
+        );
+    }
+    if gave_up > 0 {
+        eprintln!("note: the checker gave up on {gave_up} registers (raise --max-steps or lower the load)");
+    }
+    drop(lab);
+    let _ = fs::remove_dir_all(&a.dir);
+    Ok(())
+}
+
+/// Checks every register's history, on two threads.
+fn check_all(by_key: &BTreeMap<String, Vec<Op>>, max_steps: u64) -> Vec<(String, Verdict)> {
+    let keys: Vec<(&String, &Vec<Op>)> = by_key.iter().collect();
+    let init = Reg { value: 0, version: 0 };
+    std::thread::scope(|s| {
+        let halves: Vec<_> = keys
+            .chunks(keys.len().div_ceil(2).max(1))
+            .map(|chunk| {
+                s.spawn(move || {
+                    chunk
+                        .iter()
+                        .map(|(k, ops)| ((*k).clone(), linear::check(init, ops, max_steps)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        halves.into_iter().flat_map(|h| h.join().expect("checker thread")).collect()
+    })
+}

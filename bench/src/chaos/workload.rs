@@ -1,0 +1,381 @@
+//! The chaos workloads, each recording what its clients asked and were told:
+//!
+//! * registers: znodes `/chaos/r/g<gen>-k<k>` (a fresh set of keys every `gen_secs`, so each
+//!   register's history stays short enough to check), read through `sync` + getData,
+//!   written by setData, and compare-and-set by setData with the version last seen;
+//! * sequential creates: `/chaos/seq/s-` with PERSISTENT_SEQUENTIAL.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use corral_server::proto::{PathRequest, PathWatchRequest, Request, Response};
+use rand::{Rng, SeedableRng};
+
+use super::client::{Client, Outcome};
+use super::linear::{Call, Op, Reg, Ret};
+use crate::zk;
+
+/// BADVERSION.
+const BAD_VERSION: i32 = -103;
+/// NODEEXISTS.
+const NODE_EXISTS: i32 = -110;
+
+/// What every worker shares.
+pub struct Shared {
+    /// The run's clock.
+    pub t0: Instant,
+    /// The servers' client addresses.
+    pub nodes: Vec<SocketAddr>,
+    /// Session timeout asked for, ms.
+    pub session_timeout_ms: i32,
+    /// Bound on each request.
+    pub op_timeout: Duration,
+    /// Workers stop here.
+    pub until: Instant,
+    /// Registers per generation.
+    pub keys: u32,
+    /// Seconds per generation of registers.
+    pub gen_secs: u64,
+    /// Pause between a worker's operations.
+    pub think: Duration,
+    /// Register operations: (path, op).
+    pub reg: Mutex<Vec<(String, Op)>>,
+    /// Sequential creates.
+    pub seq: Mutex<SeqLog>,
+    /// Error codes answered, by code.
+    pub errors: Mutex<BTreeMap<i32, u64>>,
+}
+
+/// What the sequential-create clients saw.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SeqLog {
+    /// Names acknowledged, in acknowledgement order.
+    pub acked: Vec<String>,
+    /// Creates whose outcome is unknown.
+    pub unknown: u64,
+    /// Creates that failed with an error.
+    pub failed: u64,
+}
+
+impl Shared {
+    /// Nanoseconds since the run began.
+    pub fn now(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// Generations the run can reach.
+    pub fn generations(&self) -> u64 {
+        self.until.saturating_duration_since(self.t0).as_secs() / self.gen_secs + 1
+    }
+
+    fn count_error(&self, code: i32) {
+        *self.errors.lock().expect("lock").entry(code).or_default() += 1;
+    }
+}
+
+/// A register's path.
+pub fn key_path(gen: u64, k: u32) -> String {
+    format!("/chaos/r/g{gen:04}-k{k}")
+}
+
+/// Connects to some server, trying each in turn from `first`, until `within`.
+pub async fn connect_any(sh: &Shared, first: usize, within: Duration) -> Result<(Client, usize)> {
+    let deadline = Instant::now() + within;
+    let mut i = first;
+    loop {
+        let addr = sh.nodes[i % sh.nodes.len()];
+        if let Ok(c) = Client::connect(addr, sh.session_timeout_ms, Duration::from_secs(2)).await {
+            return Ok((c, i % sh.nodes.len()));
+        }
+        if Instant::now() > deadline {
+            bail!("no server gave a session within {within:?}");
+        }
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Creates the workloads' znodes: /chaos, /chaos/seq and every register of every generation.
+pub async fn setup(sh: &Shared) -> Result<()> {
+    let (mut c, _) = connect_any(sh, 0, Duration::from_secs(60)).await?;
+    let mut paths = vec!["/chaos".to_string(), "/chaos/r".to_string(), "/chaos/seq".to_string()];
+    for g in 0..sh.generations() {
+        for k in 0..sh.keys {
+            paths.push(key_path(g, k));
+        }
+    }
+    for p in paths {
+        let data: &[u8] = if p.starts_with("/chaos/r/") { b"0" } else { b"" };
+        match c.call(&zk::create(p.clone(), data, 0), Duration::from_secs(10)).await {
+            Outcome::Answered(0 | NODE_EXISTS, ..) => {}
+            other => bail!("setting up {p}: {other:?}"),
+        }
+    }
+    c.close().await;
+    Ok(())
+}
+
+fn parse_value(data: &[u8]) -> u64 {
+    std::str::from_utf8(data).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
+}
+
+/// One register client: runs until `sh.until`.
+pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(31).wrapping_add(u64::from(w)));
+    let n = sh.nodes.len();
+    let mut client: Option<Client> = None;
+    let mut node = w as usize % n;
+    let mut counter = 0u64;
+    let mut seen: HashMap<String, i32> = HashMap::new();
+    while Instant::now() < sh.until {
+        let Some(c) = client.as_mut() else {
+            match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
+                .await
+            {
+                Ok(c) => client = Some(c),
+                Err(_) => {
+                    node = rng.random_range(0..n);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            continue;
+        };
+        let gen = sh.t0.elapsed().as_secs() / sh.gen_secs;
+        let path = key_path(gen, rng.random_range(0..sh.keys));
+        let invoke = sh.now();
+        let dice = rng.random_range(0..10);
+        let mut dead = false;
+        let recorded: Option<(Call, Ret)> = if dice < 4 {
+            match c.call(&Request::Sync(PathRequest { path: path.clone() }), sh.op_timeout).await {
+                Outcome::Answered(0, ..) => {
+                    let get =
+                        Request::GetData(PathWatchRequest { path: path.clone(), watch: false });
+                    match c.call(&get, sh.op_timeout).await {
+                        Outcome::Answered(0, Some(Response::GetData(r))) => {
+                            seen.insert(path.clone(), r.stat.version);
+                            let reg = Reg {
+                                value: parse_value(r.data.as_slice()),
+                                version: r.stat.version,
+                            };
+                            Some((Call::Read, Ret::Read(reg)))
+                        }
+                        Outcome::Answered(err, ..) => {
+                            sh.count_error(err);
+                            None
+                        }
+                        Outcome::Unknown => {
+                            dead = true;
+                            None
+                        }
+                    }
+                }
+                Outcome::Answered(err, ..) => {
+                    sh.count_error(err);
+                    None
+                }
+                Outcome::Unknown => {
+                    dead = true;
+                    None
+                }
+            }
+        } else {
+            counter += 1;
+            let value = (u64::from(w) + 1) << 32 | counter;
+            let call = if dice < 7 {
+                Call::Write(value)
+            } else {
+                Call::Cas { expect: seen.get(&path).copied().unwrap_or(0), value }
+            };
+            let version = match call {
+                Call::Cas { expect, .. } => expect,
+                _ => -1,
+            };
+            let req = Request::SetData(corral_server::proto::SetDataRequest {
+                path: path.clone(),
+                data: value.to_string().into_bytes().into(),
+                version,
+            });
+            let ret = match c.call(&req, sh.op_timeout).await {
+                Outcome::Answered(0, Some(Response::Stat(s))) => {
+                    seen.insert(path.clone(), s.stat.version);
+                    Ret::Written(s.stat.version)
+                }
+                Outcome::Answered(BAD_VERSION, ..) if version >= 0 => {
+                    sh.count_error(BAD_VERSION);
+                    Ret::CasFailed
+                }
+                Outcome::Answered(err, ..) => {
+                    // Any other error: counted, and kept as an unknown outcome (sound whatever
+                    // the server did).
+                    sh.count_error(err);
+                    Ret::Unknown
+                }
+                Outcome::Unknown => {
+                    dead = true;
+                    Ret::Unknown
+                }
+            };
+            Some((call, ret))
+        };
+        if let Some((call, ret)) = recorded {
+            let complete = (ret != Ret::Unknown).then(|| sh.now());
+            sh.reg
+                .lock()
+                .expect("lock")
+                .push((path, Op { process: w, call, ret, invoke, complete }));
+        }
+        if dead {
+            // The connection is gone or hung: drop it (its session expires) and go elsewhere.
+            client = None;
+            node = rng.random_range(0..n);
+        }
+        tokio::time::sleep(sh.think.mul_f64(rng.random_range(0.5..1.5))).await;
+    }
+    if let Some(c) = client {
+        c.close().await;
+    }
+}
+
+/// One sequential-create client: runs until `sh.until`.
+pub async fn seq_worker(sh: Arc<Shared>, w: u32, seed: u64) {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(37).wrapping_add(u64::from(w)));
+    let n = sh.nodes.len();
+    let mut client: Option<Client> = None;
+    let mut node = w as usize % n;
+    while Instant::now() < sh.until {
+        let Some(c) = client.as_mut() else {
+            match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
+                .await
+            {
+                Ok(c) => client = Some(c),
+                Err(_) => {
+                    node = rng.random_range(0..n);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+            continue;
+        };
+        let req = zk::create("/chaos/seq/s-".into(), b"", 2);
+        match c.call(&req, sh.op_timeout).await {
+            Outcome::Answered(0, Some(Response::Create(r))) => {
+                sh.seq.lock().expect("lock").acked.push(r.path);
+            }
+            Outcome::Answered(err, ..) => {
+                sh.count_error(err);
+                sh.seq.lock().expect("lock").failed += 1;
+            }
+            Outcome::Unknown => {
+                sh.seq.lock().expect("lock").unknown += 1;
+                client = None;
+                node = rng.random_range(0..n);
+            }
+        }
+        tokio::time::sleep(sh.think.mul_f64(rng.random_range(0.5..1.5))).await;
+    }
+    if let Some(c) = client {
+        c.close().await;
+    }
+}
+
+/// What one server holds under /chaos: register path → (value, version), and the
+/// sequential children.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Tree {
+    /// Registers.
+    pub registers: BTreeMap<String, Reg>,
+    /// Children of /chaos/seq.
+    pub seq: Vec<String>,
+}
+
+/// Reads /chaos from one server (after a `sync`).
+pub async fn read_tree(addr: SocketAddr, session_timeout_ms: i32) -> Result<Tree> {
+    let t = Duration::from_secs(10);
+    let mut c = Client::connect(addr, session_timeout_ms, Duration::from_secs(3)).await?;
+    let r = async {
+        let sync = Request::Sync(PathRequest { path: "/chaos".into() });
+        let Outcome::Answered(0, ..) = c.call(&sync, t).await else { bail!("sync failed") };
+        let children =
+            |p: &str| Request::GetChildren(PathWatchRequest { path: p.into(), watch: false });
+        let Outcome::Answered(0, Some(Response::GetChildren(keys))) =
+            c.call(&children("/chaos/r"), t).await
+        else {
+            bail!("getChildren /chaos/r failed")
+        };
+        let mut tree = Tree::default();
+        for k in keys.children {
+            let path = format!("/chaos/r/{k}");
+            let get = Request::GetData(PathWatchRequest { path: path.clone(), watch: false });
+            let Outcome::Answered(0, Some(Response::GetData(d))) = c.call(&get, t).await else {
+                bail!("getData {path} failed")
+            };
+            tree.registers.insert(
+                path,
+                Reg { value: parse_value(d.data.as_slice()), version: d.stat.version },
+            );
+        }
+        let Outcome::Answered(0, Some(Response::GetChildren(seq))) =
+            c.call(&children("/chaos/seq"), t).await
+        else {
+            bail!("getChildren /chaos/seq failed")
+        };
+        tree.seq = seq.children;
+        tree.seq.sort();
+        Ok(tree)
+    }
+    .await;
+    c.close().await;
+    r
+}
+
+/// Checks the sequential creates against the final children: every acknowledged name is
+/// there, no name was acknowledged twice, and the counters run 0..n without a gap. Returns
+/// the anomalies found.
+pub fn check_seq(log: &SeqLog, children: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let present: std::collections::HashSet<&str> = children.iter().map(String::as_str).collect();
+    let mut acked_once = std::collections::HashSet::new();
+    for name in &log.acked {
+        let leaf = name.rsplit('/').next().unwrap_or(name);
+        if !acked_once.insert(leaf.to_string()) {
+            out.push(format!("sequential name {leaf} acknowledged to two creates"));
+        }
+        if !present.contains(leaf) {
+            out.push(format!("acknowledged sequential create {leaf} is missing"));
+        }
+    }
+    let mut counters: Vec<i64> =
+        children.iter().filter_map(|c| c.strip_prefix("s-").and_then(|d| d.parse().ok())).collect();
+    counters.sort_unstable();
+    for (i, c) in counters.iter().enumerate() {
+        if *c != i as i64 {
+            out.push(format!("sequential counters have a gap or repeat: position {i} holds {c}"));
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sequential_check_rejects_loss_duplicates_and_gaps() {
+        let names = |v: &[u32]| v.iter().map(|i| format!("s-{i:010}")).collect::<Vec<_>>();
+        let log = SeqLog {
+            acked: names(&[0, 1, 2]).iter().map(|n| format!("/chaos/seq/{n}")).collect(),
+            ..Default::default()
+        };
+        assert!(check_seq(&log, &names(&[0, 1, 2, 3])).is_empty());
+        assert!(check_seq(&log, &names(&[0, 1])).iter().any(|a| a.contains("missing")));
+        assert!(check_seq(&log, &names(&[0, 1, 2, 4])).iter().any(|a| a.contains("gap")));
+        let mut twice = log.clone();
+        twice.acked.push("/chaos/seq/s-0000000001".into());
+        assert!(check_seq(&twice, &names(&[0, 1, 2])).iter().any(|a| a.contains("two creates")));
+    }
+}
