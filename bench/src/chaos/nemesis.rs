@@ -106,7 +106,7 @@ pub fn run(
     now: impl Fn() -> u64,
     log: &mut dyn FnMut(&str),
 ) -> Result<Vec<FaultRecord>> {
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x6e65_6d65_7369_73);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ 0x006e_656d_6573_6973);
     let mut done = Vec::new();
     let n = lab.nodes.len();
     let mut round: Vec<FaultKind> = Vec::new();
