@@ -76,6 +76,8 @@ pub struct LabSpec {
     pub disk_mib: u32,
     /// Extra zoo.cfg lines for corral servers (e.g. test-only keys).
     pub corral_extra: String,
+    /// RUST_LOG of the corral servers.
+    pub corral_log: String,
 }
 
 /// One server of the lab.
@@ -251,7 +253,7 @@ impl Lab {
         cmd.args(["netns", "exec", &n.ns]);
         match n.kind {
             Kind::Corral => {
-                cmd.arg(&self.spec.corral_bin).arg(&cfg).env("RUST_LOG", "info");
+                cmd.arg(&self.spec.corral_bin).arg(&cfg).env("RUST_LOG", &self.spec.corral_log);
             }
             Kind::ZooKeeper => {
                 cmd.args(["java", "-Xmx512m", "-cp", &self.spec.zk_classpath])

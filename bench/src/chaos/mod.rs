@@ -82,8 +82,8 @@ pub struct ChaosArgs {
     /// Mean pause between a client's operations, ms.
     #[arg(long, default_value_t = 10)]
     pub think_ms: u64,
-    /// tickTime of every server, ms.
-    #[arg(long, default_value_t = 1000)]
+    /// tickTime of every server, ms (syncLimit is 5 ticks, initLimit 10).
+    #[arg(long, default_value_t = 500)]
     pub tick_ms: u32,
     /// Session timeout the clients ask for, ms.
     #[arg(long, default_value_t = 6000)]
@@ -95,10 +95,10 @@ pub struct ChaosArgs {
     #[arg(long, default_value_t = 3)]
     pub quiet_secs: u64,
     /// Shortest hold of a fault, seconds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 4)]
     pub hold_min_secs: u64,
     /// Longest hold of a fault, seconds.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 10)]
     pub hold_max_secs: u64,
     /// Size of each server's filesystem, MiB.
     #[arg(long, default_value_t = 2048)]
@@ -118,6 +118,9 @@ pub struct ChaosArgs {
     /// Extra zoo.cfg line(s) for the corral servers (repeatable), e.g. a test-only key.
     #[arg(long)]
     pub corral_cfg: Vec<String>,
+    /// The corral servers' log filter (RUST_LOG).
+    #[arg(long, default_value = "info")]
+    pub corral_log: String,
     /// Steps the linearizability search may take per register before giving up.
     #[arg(long, default_value_t = 20_000_000)]
     pub max_steps: u64,
@@ -164,6 +167,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         tick_ms: a.tick_ms,
         disk_mib: a.disk_mib,
         corral_extra: a.corral_cfg.iter().map(|l| format!("{l}\n")).collect(),
+        corral_log: a.corral_log.clone(),
     };
     let t0 = Instant::now();
     eprintln!(
@@ -399,8 +403,8 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq});
     fs::write(out.join("history.json"), serde_json::to_string(&history)?)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
+    lab.save_logs(&out.join("logs"))?;
     if !anomalies.is_empty() {
-        lab.save_logs(&out.join("logs"))?;
         for an in &anomalies {
             eprintln!("ANOMALY: {an}");
         }

@@ -192,6 +192,8 @@ pub fn run(
         };
         std::thread::sleep(hold);
         lab.reap();
+        let modes = lab.modes();
+        log(&format!("modes before healing: {}", show_modes(&modes)));
         let exits: Vec<String> = lab
             .nodes
             .iter()
@@ -212,6 +214,15 @@ pub fn run(
             return Ok(done);
         }
     }
+}
+
+fn show_modes(modes: &[String]) -> String {
+    modes
+        .iter()
+        .enumerate()
+        .map(|(i, m)| format!("{}={}", i + 1, if m.is_empty() { "-" } else { m }))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn exits_note(exits: &[String]) -> String {
