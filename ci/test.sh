@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 . ci/lib.sh
 
 # Apache ZooKeeper 3.8: the reference for comparisons, and real clients (zkCli, the Java client).
-CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless" install_deps
+# nftables, iproute2, e2fsprogs, util-linux: the chaos harness's partitions, namespaces and
+# filesystems.
+CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless nftables iproute2 e2fsprogs util-linux" install_deps
 
 step "format"        cargo fmt --all -- --check
 step "clippy"        cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -22,6 +24,7 @@ step "kazoo, mixed"  bash ci/kazoo.sh --mixed
 step "real clients"  bash ci/clients.sh
 step "compare smoke" bash ci/compare-smoke.sh
 step "simulator"     bash ci/sim.sh
+step "chaos"         bash ci/chaos.sh
 step "fuzz (short)"  bash ci/fuzz.sh
 
 summary

@@ -963,6 +963,11 @@ pub struct Config {
     pub standalone_enabled: bool,
     /// `reconfigEnabled`: the reconfig operation is allowed.
     pub reconfig_enabled: bool,
+    /// `corral.test.unsafeCommitWithoutQuorum` (a test-only key, Corral's own): a leader commits
+    /// a proposal once its own log holds it, without a quorum — a deliberately broken server
+    /// that loses acknowledged writes, for checking that fault tests catch it. Never set it
+    /// on a server that holds data anyone needs.
+    pub unsafe_commit_without_quorum: bool,
     /// `quorumListenOnAllIPs`.
     pub quorum_listen_on_all_ips: bool,
     /// `observerMasterPort`.
@@ -1113,7 +1118,8 @@ fn key_kind(key: &str) -> KeyKind {
         | "autopurge.purgeInterval"
         | "standaloneEnabled"
         | "reconfigEnabled"
-        | "multiAddress.enabled" => File,
+        | "multiAddress.enabled"
+        | "corral.test.unsafeCommitWithoutQuorum" => File,
         "secureClientPort" | "secureClientPortAddress" => IgnoredFile(NO_TLS),
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => IgnoredFile(NO_TLS),
         "multiAddress.reachabilityCheckTimeoutMs" | "multiAddress.reachabilityCheckEnabled" => {
@@ -1223,6 +1229,7 @@ impl Config {
             sync_enabled: true,
             standalone_enabled: true,
             reconfig_enabled: false,
+            unsafe_commit_without_quorum: false,
             quorum_listen_on_all_ips: false,
             observer_master_port: None,
             multi_address_enabled: false,
@@ -1452,6 +1459,9 @@ impl Config {
             "syncEnabled" => self.sync_enabled = parse_bool(key, value, loc)?,
             "standaloneEnabled" => self.standalone_enabled = parse_bool(key, value, loc)?,
             "reconfigEnabled" => self.reconfig_enabled = parse_bool(key, value, loc)?,
+            "corral.test.unsafeCommitWithoutQuorum" => {
+                self.unsafe_commit_without_quorum = parse_bool(key, value, loc)?
+            }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
             // Parsed by ZooKeeper, ignored by Corral: still reject what ZooKeeper rejects.
             "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => {

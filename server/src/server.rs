@@ -46,6 +46,13 @@ impl EnsembleOptions {
         peer.config_text = bytes::Bytes::from(config.quorum_verifier_text());
         peer.config_version = config.config_version;
         peer.reconfig_enabled = config.reconfig_enabled;
+        peer.unsafe_commit_without_quorum = config.unsafe_commit_without_quorum;
+        if config.unsafe_commit_without_quorum {
+            tracing::error!(
+                "corral.test.unsafeCommitWithoutQuorum=true: this server commits without a \
+                 quorum and WILL LOSE acknowledged writes (a test-only key for fault tests)"
+            );
+        }
         // FastLeaderElection's clock is milliseconds whatever tickTime is: finalizeWait
         // 200 ms, notifications re-sent after 200 ms of silence, the interval doubling up to
         // maxNotificationInterval (60 s).

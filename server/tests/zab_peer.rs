@@ -499,6 +499,24 @@ fn leader_broadcast_and_quorum_commit() {
     );
 }
 
+// The test-only broken mode (corral.test.unsafeCommitWithoutQuorum) that fault tests must
+// catch: the leader commits on its own durable log, no follower's ack needed.
+#[test]
+fn unsafe_commit_without_quorum_commits_on_the_leaders_own_ack() {
+    let mut p = established_leader_with(PeerConfig { unsafe_commit_without_quorum: true, ..cfg() });
+    let z1 = p.next_zxid().expect("established");
+    step(&mut p, Event::Propose { zxid: z1, data: data(z1) });
+    assert_eq!(
+        step(&mut p, Event::Durable { zxid: z1 }),
+        vec![send(2, pkt(PacketType::Commit, z1)), Command::Commit(z1)]
+    );
+    // Without the key the same proposal waits for a follower.
+    let mut q = established_leader();
+    let z1 = q.next_zxid().expect("established");
+    step(&mut q, Event::Propose { zxid: z1, data: data(z1) });
+    assert!(step(&mut q, Event::Durable { zxid: z1 }).is_empty());
+}
+
 // FollowerProcessPROPOSAL / FollowerProcessCOMMIT: a proposal is acked only once durable
 // (ZOOKEEPER-4646); a commit applies.
 #[test]

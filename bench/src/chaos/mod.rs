@@ -58,9 +58,12 @@ pub struct ChaosArgs {
     /// Ensemble size.
     #[arg(long, default_value_t = 3)]
     pub nodes: usize,
-    /// Seconds of load under faults.
+    /// Seconds of load under faults (with --rounds: the most it may take).
     #[arg(long, default_value_t = 120)]
     pub seconds: u64,
+    /// Run every fault kind this many times (in a seeded order), then stop.
+    #[arg(long)]
+    pub rounds: Option<usize>,
     /// Seed of the fault schedule and the clients' choices (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -196,6 +199,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         session_timeout_ms: a.session_timeout_ms,
         op_timeout: Duration::from_millis(a.op_timeout_ms),
         until: run_t0 + Duration::from_secs(a.seconds),
+        stop: std::sync::atomic::AtomicBool::new(false),
         keys: a.keys,
         gen_secs: a.gen_secs.max(1),
         think: Duration::from_millis(a.think_ms),
@@ -216,16 +220,19 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         reform_within: Duration::from_secs(120),
     };
     let until = sh.until;
+    let sh_stop = sh.clone();
     let nemesis = std::thread::spawn(move || {
         let r = nemesis::run(
             &mut lab,
             seed,
             &faults,
+            a.rounds,
             &timing,
             until,
             || run_t0.elapsed().as_nanos() as u64,
             &mut |m| log(t0, m),
         );
+        sh_stop.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         (lab, r)
     });
     rt.block_on(async {

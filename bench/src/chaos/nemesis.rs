@@ -96,11 +96,14 @@ pub struct Timing {
     pub reform_within: Duration,
 }
 
-/// Runs faults until `until`, returning what was done. `now` gives the run's clock (ns).
+/// Runs faults until `until` (or, with `rounds`, until every kind has run that many times),
+/// returning what was done. `now` gives the run's clock (ns).
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     lab: &mut Lab,
     seed: u64,
     kinds: &[FaultKind],
+    rounds: Option<usize>,
     timing: &Timing,
     until: Instant,
     now: impl Fn() -> u64,
@@ -110,12 +113,17 @@ pub fn run(
     let mut done = Vec::new();
     let n = lab.nodes.len();
     let mut round: Vec<FaultKind> = Vec::new();
+    let mut rounds_started = 0;
     loop {
         std::thread::sleep(timing.quiet);
         if Instant::now() >= until || kinds.is_empty() {
             return Ok(done);
         }
         if round.is_empty() {
+            if rounds.is_some_and(|r| rounds_started >= r) {
+                return Ok(done);
+            }
+            rounds_started += 1;
             round = kinds.to_vec();
             round.shuffle(&mut rng);
         }

@@ -47,10 +47,10 @@ pub fn timeline(
     faults: &[FaultRecord],
 ) -> String {
     let s = &ops[stuck];
-    // The window: two seconds either side of the stuck operation (its invocation to its
+    // The window: half a second either side of the stuck operation (its invocation to its
     // completion, or a second past invocation when unknown).
-    let from = s.invoke.saturating_sub(2_000_000_000);
-    let to = s.complete.unwrap_or(s.invoke + 1_000_000_000) + 2_000_000_000;
+    let from = s.invoke.saturating_sub(500_000_000);
+    let to = s.complete.unwrap_or(s.invoke + 500_000_000) + 500_000_000;
     let shown: Vec<usize> = (0..ops.len())
         .filter(|&i| ops[i].invoke <= to && ops[i].complete.is_none_or(|c| c >= from))
         .collect();

@@ -33,8 +33,10 @@ pub struct Shared {
     pub session_timeout_ms: i32,
     /// Bound on each request.
     pub op_timeout: Duration,
-    /// Workers stop here.
+    /// Workers stop here, or when `stop` is set.
     pub until: Instant,
+    /// Set when the faults are done (runs of a given number of rounds).
+    pub stop: std::sync::atomic::AtomicBool,
     /// Registers per generation.
     pub keys: u32,
     /// Seconds per generation of registers.
@@ -69,6 +71,16 @@ impl Shared {
     /// Generations the run can reach.
     pub fn generations(&self) -> u64 {
         self.until.saturating_duration_since(self.t0).as_secs() / self.gen_secs + 1
+    }
+
+    /// Whether workers go on.
+    pub fn running(&self) -> bool {
+        Instant::now() < self.until && !self.stop.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The register generation of this moment (the last one once the run overstays).
+    fn generation(&self) -> u64 {
+        (self.t0.elapsed().as_secs() / self.gen_secs).min(self.generations() - 1)
     }
 
     fn count_error(&self, code: i32) {
@@ -131,7 +143,7 @@ pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut node = w as usize % n;
     let mut counter = 0u64;
     let mut seen: HashMap<String, i32> = HashMap::new();
-    while Instant::now() < sh.until {
+    while sh.running() {
         let Some(c) = client.as_mut() else {
             match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
                 .await
@@ -144,7 +156,7 @@ pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
             }
             continue;
         };
-        let gen = sh.t0.elapsed().as_secs() / sh.gen_secs;
+        let gen = sh.generation();
         let path = key_path(gen, rng.random_range(0..sh.keys));
         let invoke = sh.now();
         let dice = rng.random_range(0..10);
@@ -247,7 +259,7 @@ pub async fn seq_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let n = sh.nodes.len();
     let mut client: Option<Client> = None;
     let mut node = w as usize % n;
-    while Instant::now() < sh.until {
+    while sh.running() {
         let Some(c) = client.as_mut() else {
             match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
                 .await
@@ -339,14 +351,36 @@ pub fn check_seq(log: &SeqLog, children: &[String]) -> Vec<String> {
     let mut out = Vec::new();
     let present: std::collections::HashSet<&str> = children.iter().map(String::as_str).collect();
     let mut acked_once = std::collections::HashSet::new();
+    let (mut twice, mut missing) = (Vec::new(), Vec::new());
     for name in &log.acked {
         let leaf = name.rsplit('/').next().unwrap_or(name);
         if !acked_once.insert(leaf.to_string()) {
-            out.push(format!("sequential name {leaf} acknowledged to two creates"));
+            twice.push(leaf.to_string());
         }
         if !present.contains(leaf) {
-            out.push(format!("acknowledged sequential create {leaf} is missing"));
+            missing.push(leaf.to_string());
         }
+    }
+    let some = |v: &[String]| {
+        let mut t = v.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+        if v.len() > 5 {
+            t.push_str(", ...");
+        }
+        t
+    };
+    if !twice.is_empty() {
+        out.push(format!(
+            "{} sequential names acknowledged to two creates: {}",
+            twice.len(),
+            some(&twice)
+        ));
+    }
+    if !missing.is_empty() {
+        out.push(format!(
+            "{} acknowledged sequential creates missing: {}",
+            missing.len(),
+            some(&missing)
+        ));
     }
     let mut counters: Vec<i64> =
         children.iter().filter_map(|c| c.strip_prefix("s-").and_then(|d| d.parse().ok())).collect();

@@ -93,6 +93,9 @@ pub struct PeerConfig {
     /// `reconfigEnabled`: memberships change by reconfig txns (COMMITANDACTIVATE,
     /// INFORMANDACTIVATE), by a leader's NEWLEADER and by newer configs in notifications.
     pub reconfig_enabled: bool,
+    /// Test only (`corral.test.unsafeCommitWithoutQuorum`): a leader commits a proposal once
+    /// its own log holds it — a broken server for checking that fault tests catch lost writes.
+    pub unsafe_commit_without_quorum: bool,
     /// tickTime in milliseconds: session timeouts are counted in ticks of this length.
     pub tick_ms: u32,
     /// Proposals a leader keeps outstanding (proposed, not committed) at most:
@@ -126,6 +129,7 @@ impl PeerConfig {
             config_text: bytes::Bytes::new(),
             config_version: 0,
             reconfig_enabled: false,
+            unsafe_commit_without_quorum: false,
             tick_ms: 2000,
             outstanding_max: 1000,
             sync_txns_max: 500 + 1000 + 16,
