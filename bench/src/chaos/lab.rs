@@ -219,7 +219,7 @@ impl Lab {
              dataDir={data}\nclientPort={CLIENT_PORT}\n\
              forceSync=yes\nmaxClientCnxns=0\n4lw.commands.whitelist=*\n\
              admin.enableServer=false\nautopurge.purgeInterval=0\n\
-             snapCount=1000\npreAllocSize=8192\n",
+             snapCount=2000\npreAllocSize=8192\n",
             tick = self.spec.tick_ms,
             data = n.data().display(),
         );

@@ -103,8 +103,10 @@ pub struct ChaosArgs {
     /// Longest hold of a fault, seconds.
     #[arg(long, default_value_t = 10)]
     pub hold_max_secs: u64,
-    /// Size of each server's filesystem, MiB.
-    #[arg(long, default_value_t = 2048)]
+    /// Size of each server's filesystem, MiB (a sparse image: only what is written takes
+    /// space). Nothing purges old snapshots within a run (autopurge counts hours): a run of
+    /// ten minutes writes a few GiB per server.
+    #[arg(long, default_value_t = 8192)]
     pub disk_mib: u32,
     /// Working directory (images, mounts, logs); removed and re-created.
     #[arg(long, default_value = "./corral-chaos")]

@@ -738,8 +738,8 @@ impl PacketReader {
         PacketReader { s, buf: Vec::with_capacity(64 * 1024), pos: 0, max }
     }
 
-    /// Reads more bytes; an error at the end of the stream.
-    fn fill(&mut self) -> io::Result<()> {
+    /// Reads more bytes (how many); an error at the end of the stream.
+    fn fill(&mut self) -> io::Result<usize> {
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -750,7 +750,7 @@ impl PacketReader {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
         }
         self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+        Ok(n)
     }
 
     fn packet(&mut self) -> io::Result<QuorumPacket> {
@@ -762,15 +762,18 @@ impl PacketReader {
                     self.pos += r.position();
                     return Ok(p);
                 }
-                Err(JuteError::Truncated { .. }) if avail.len() <= self.max + 64 => self.fill()?,
+                Err(JuteError::Truncated { .. }) if avail.len() <= self.max + 64 => {
+                    self.fill()?;
+                }
                 Err(e) => return Err(bad(format!("bad quorum packet: {e}"))),
             }
         }
     }
 
     /// The SNAP payload that follows a SNAP packet: the snapshot body (returned) and its
-    /// signature. Parsed again when the buffer has doubled (so the work stays linear) or when
-    /// the stream pauses.
+    /// signature. Parsed again when the buffer has doubled, when the stream pauses, or when a
+    /// read found no more bytes waiting (caught up with the sender) and the last parse is at
+    /// least four of its own durations old (so parsing takes at most a fifth of the time).
     fn snapshot(&mut self, max: usize) -> io::Result<Bytes> {
         // While the payload arrives the socket is read with a short timeout: a pause in the
         // stream (everything sent so far has arrived) is also a moment to try a parse, or a
@@ -787,8 +790,27 @@ impl PacketReader {
         let mut next_try = 0usize;
         let mut parsed_at = None;
         let mut idle = false;
+        // A read returned fewer bytes than it could take: everything sent so far has arrived.
+        // Under load a leader follows the payload with proposals for the learner, a small
+        // packet every millisecond or so: the stream never pauses, and waiting for the buffer
+        // to double took seconds, past initLimit (a learner restarted under load cycled
+        // between FOLLOWING and LOOKING for a minute).
+        let mut caught_up = false;
+        let mut last_parse: Option<(std::time::Instant, Duration)> = None;
         let started = std::time::Instant::now();
         let mut next_report = SNAP_PROGRESS_BYTES;
+        let (mut parses, mut parse_time, mut reads) = (0u32, Duration::ZERO, 0u32);
+        let stats = |parses: u32, parse_time: Duration, reads: u32, bytes: usize, ok: bool| {
+            tracing::debug!(
+                ok,
+                bytes,
+                parses,
+                parse_ms = parse_time.as_millis() as u64,
+                reads,
+                ms = started.elapsed().as_millis() as u64,
+                "SNAP payload reception"
+            );
+        };
         loop {
             let avail_len = self.buf.len() - self.pos;
             if avail_len >= next_report {
@@ -802,14 +824,24 @@ impl PacketReader {
             }
             // Parsed again when the buffer has doubled (the work stays linear), or when the
             // stream pauses with bytes not yet parsed.
-            if avail_len >= next_try || (idle && parsed_at != Some(avail_len)) {
+            let due = last_parse
+                .is_none_or(|(at, took)| at.elapsed() >= (took * 4).max(Duration::from_millis(2)));
+            if avail_len >= next_try
+                || ((idle || (caught_up && due)) && parsed_at != Some(avail_len))
+            {
                 parsed_at = Some(avail_len);
                 let avail = &self.buf[self.pos..];
                 let r = &mut Reader::with_max_len(avail, max);
-                match read_snap_payload(r, avail) {
+                let t = std::time::Instant::now();
+                let parsed = read_snap_payload(r, avail);
+                parses += 1;
+                parse_time += t.elapsed();
+                last_parse = Some((std::time::Instant::now(), t.elapsed()));
+                match parsed {
                     Ok(body) => {
                         let body = Bytes::copy_from_slice(body);
                         self.pos += r.position();
+                        stats(parses, parse_time, reads, avail_len, true);
                         return Ok(body);
                     }
                     Err(JuteError::Truncated { .. }) => {}
@@ -820,14 +852,18 @@ impl PacketReader {
             if avail_len > max {
                 return Err(bad(format!("SNAP payload over {max} bytes")));
             }
-            idle = match self.fill() {
-                Ok(()) => false,
+            reads += 1;
+            (idle, caught_up) = match self.fill() {
+                Ok(n) => (false, n < 64 * 1024),
                 Err(e)
                     if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
                 {
-                    true
+                    (true, true)
                 }
-                Err(e) => return Err(e),
+                Err(e) => {
+                    stats(parses, parse_time, reads, avail_len, false);
+                    return Err(e);
+                }
             };
         }
     }
@@ -928,6 +964,49 @@ mod tests {
         let got = rd.snapshot(1 << 20).expect("the payload");
         assert_eq!(&got[..], &body[..]);
         assert!(t.elapsed() < Duration::from_millis(1000), "read in {:?}", t.elapsed());
+        writer.join().unwrap();
+    }
+
+    /// A SNAP payload of about 1.2 MB in one write, then a PING every millisecond for three
+    /// seconds (a leader under load sends the learner's proposals after it): read as soon as it
+    /// has arrived. Waiting for the buffer to double or the stream to pause took until the
+    /// trickle ended.
+    #[test]
+    fn a_snap_payload_followed_by_a_trickle_of_packets_is_read_at_once() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let sessions: Vec<(i64, i32)> = (0..100_000).map(|i| (i, 3000)).collect();
+        let mut body = Vec::new();
+        crate::tree::zk_snapshot::write_body(
+            &mut body,
+            &crate::tree::DataTree::default(),
+            &sessions,
+        )
+        .unwrap();
+        let mut payload = Vec::new();
+        crate::zab::wire::write_snap_payload(&mut payload, &body);
+        let writer = std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(&payload).unwrap();
+            let ping = QuorumPacket::new(PacketType::Ping, 7).encode();
+            let t = std::time::Instant::now();
+            while t.elapsed() < Duration::from_secs(3) {
+                if s.write_all(&ping).is_err() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // Open and silent a while, so that a reader that waits for a pause still gets it.
+            std::thread::sleep(Duration::from_millis(500));
+        });
+        let (s, _) = l.accept().unwrap();
+        let mut rd = PacketReader::new(s, 1 << 20);
+        let t = std::time::Instant::now();
+        let got = rd.snapshot(16 << 20).expect("the payload");
+        let took = t.elapsed();
+        assert_eq!(got.len(), body.len());
+        assert!(took < Duration::from_millis(1000), "read in {took:?}");
+        assert_eq!(rd.packet().expect("the packets after it").kind, PacketType::Ping);
         writer.join().unwrap();
     }
 }
