@@ -37,6 +37,8 @@ pub struct Event {
 pub struct Client {
     stream: TcpStream,
     xid: i32,
+    /// The session's id.
+    pub session_id: i64,
     /// Notifications received so far, in arrival order.
     pub events: Vec<Event>,
 }
@@ -69,7 +71,7 @@ impl Client {
             if r.session_id == 0 {
                 bail!("{addr} refused the session");
             }
-            Ok(Client { stream, xid: 1, events: Vec::new() })
+            Ok(Client { stream, xid: 1, session_id: r.session_id, events: Vec::new() })
         })
         .await
         .with_context(|| format!("no session from {addr} within {within:?}"))?

@@ -76,6 +76,9 @@ pub struct ChaosArgs {
     /// Sequential-create clients.
     #[arg(long, default_value_t = 2)]
     pub seq_clients: u32,
+    /// Session clients (ephemerals, session ends and expiry).
+    #[arg(long, default_value_t = 2)]
+    pub session_clients: u32,
     /// Registers per generation.
     #[arg(long, default_value_t = 4)]
     pub keys: u32,
@@ -208,6 +211,8 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         reg: Mutex::new(Vec::new()),
         seq: Mutex::new(Default::default()),
         errors: Mutex::new(BTreeMap::new()),
+        sessions: Mutex::new(Default::default()),
+        anomalies: Mutex::new(Vec::new()),
     });
     rt.block_on(workload::setup(&sh))?;
     log(t0, "workload set up; faults start");
@@ -245,10 +250,14 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         for w in 0..a.seq_clients {
             tasks.spawn(workload::seq_worker(sh.clone(), 1000 + w, seed));
         }
+        for w in 0..a.session_clients {
+            tasks.spawn(workload::session_worker(sh.clone(), 2000 + w, seed));
+        }
         while tasks.join_next().await.is_some() {}
     });
     let (mut lab, faults_done) =
         nemesis.join().map_err(|_| anyhow::anyhow!("the fault thread panicked"))?;
+    let load_seconds = run_t0.elapsed().as_secs_f64();
     let mut anomalies: Vec<String> = Vec::new();
     let faults_done = match faults_done {
         Ok(f) => f,
@@ -362,6 +371,52 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         anomalies.extend(workload::check_seq(&seq, &tree.seq));
     }
 
+    // Sessions: once every session has ended and had time to expire, no ephemeral is left.
+    anomalies.extend(sh.anomalies.lock().expect("lock").iter().cloned());
+    let sessions = sh.sessions.lock().expect("lock").clone();
+    let last_end = sessions.ended.iter().map(|s| s.ended).max().unwrap_or(0);
+    let timeout_ns = a.session_timeout_ms as u64 * 1_000_000;
+    let mut ephemerals_gone_ms = None;
+    if converged.is_some() {
+        let give_up = last_end + 3 * timeout_ns + 60_000_000_000;
+        let mut left: Vec<String> = Vec::new();
+        loop {
+            let now = sh.now();
+            left.clear();
+            for (i, addr) in sh.nodes.iter().enumerate() {
+                match rt.block_on(workload::read_ephemerals(*addr, a.session_timeout_ms)) {
+                    Ok(v) => left.extend(
+                        v.iter().map(|(p, o)| format!("{p} (owner 0x{o:x}) on server {}", i + 1)),
+                    ),
+                    Err(e) => left.push(format!("server {} unreadable: {e}", i + 1)),
+                }
+            }
+            if left.is_empty() {
+                ephemerals_gone_ms = Some(now.saturating_sub(last_end) / 1_000_000);
+                break;
+            }
+            if now > give_up {
+                anomalies.push(format!(
+                    "{} ephemerals of ended sessions left {} s after the last session ended: {}",
+                    left.len(),
+                    (now - last_end) / 1_000_000_000,
+                    left.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
+                ));
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        if ephemerals_gone_ms.is_some() {
+            log(
+                t0,
+                &format!(
+                    "no ephemeral left ({} ms after the last session ended)",
+                    ephemerals_gone_ms.unwrap_or(0)
+                ),
+            );
+        }
+    }
+
     // The report.
     let ops: Vec<&Op> = by_key.values().flatten().filter(|o| o.process != u32::MAX).collect();
     let count = |f: &dyn Fn(&Op) -> bool| ops.iter().filter(|o| f(o)).count();
@@ -383,13 +438,13 @@ pub fn run(a: ChaosArgs) -> Result<()> {
             let mut ms = ms.clone();
             ms.sort_unstable();
             let median = ms.get(ms.len() / 2).copied();
-            (k.clone(), json!({"count": n, "reformed_ms_median": median, "reformed_ms_max": ms.last(), "server_exits": exits}))
+            (k.clone(), json!({"count": n, "reformed_ms": ms, "reformed_ms_median": median, "reformed_ms_max": ms.last(), "server_exits": exits}))
         })
         .collect();
     let summary = json!({
         "system": format!("{:?}", a.system).to_lowercase(),
         "nodes": a.nodes,
-        "seconds": a.seconds,
+        "load_seconds": (load_seconds * 10.0).round() / 10.0,
         "seed": seed,
         "registers": by_key.len(),
         "reads": reads,
@@ -400,6 +455,11 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         "sequential_acked": seq.acked.len(),
         "sequential_unknown": seq.unknown,
         "sequential_failed": seq.failed,
+        "sessions_ended": sessions.ended.len(),
+        "sessions_closed": sessions.ended.iter().filter(|s| s.closed).count(),
+        "ephemerals_created": sessions.created,
+        "ephemerals_checked_live": sessions.checked,
+        "ephemerals_gone_ms_after_last_session": ephemerals_gone_ms,
         "error_codes": sh.errors.lock().expect("lock").iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "faults": faults_done.len(),
         "fault_kinds": kinds_json,
@@ -408,8 +468,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         "anomalies": anomalies,
     });
     fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
-    let history =
-        json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq});
+    let history = json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq, "sessions": sessions});
     fs::write(out.join("history.json"), serde_json::to_string(&history)?)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     lab.save_logs(&out.join("logs"))?;

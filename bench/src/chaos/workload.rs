@@ -3,7 +3,10 @@
 //! * registers: znodes `/chaos/r/g<gen>-k<k>` (a fresh set of keys every `gen_secs`, so each
 //!   register's history stays short enough to check), read through `sync` + getData,
 //!   written by setData, and compare-and-set by setData with the version last seen;
-//! * sequential creates: `/chaos/seq/s-` with PERSISTENT_SEQUENTIAL.
+//! * sequential creates: `/chaos/seq/s-` with PERSISTENT_SEQUENTIAL;
+//! * sessions: each creates ephemerals under `/chaos/eph`, checks after a while that they are
+//!   still there (through the same live session), then closes or abandons the session; at the
+//!   end, once every session has ended and timed out, no ephemeral may be left on any server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -49,6 +52,34 @@ pub struct Shared {
     pub seq: Mutex<SeqLog>,
     /// Error codes answered, by code.
     pub errors: Mutex<BTreeMap<i32, u64>>,
+    /// Sessions the session clients ended.
+    pub sessions: Mutex<SessionLog>,
+    /// Anomalies the clients saw as they happened.
+    pub anomalies: Mutex<Vec<String>>,
+}
+
+/// What the session clients did.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct SessionLog {
+    /// Sessions ended, in order.
+    pub ended: Vec<EndedSession>,
+    /// Ephemerals acknowledged.
+    pub created: u64,
+    /// Ephemerals checked present through their live session.
+    pub checked: u64,
+}
+
+/// A session a session client ended.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EndedSession {
+    /// Its id.
+    pub session: i64,
+    /// Ephemerals it created, or may have (a create without an answer).
+    pub paths: Vec<String>,
+    /// When it ended (ns since the run began).
+    pub ended: u64,
+    /// Closed by closeSession (answered); otherwise abandoned to expire.
+    pub closed: bool,
 }
 
 /// What the sequential-create clients saw.
@@ -113,7 +144,12 @@ pub async fn connect_any(sh: &Shared, first: usize, within: Duration) -> Result<
 /// Creates the workloads' znodes: /chaos, /chaos/seq and every register of every generation.
 pub async fn setup(sh: &Shared) -> Result<()> {
     let (mut c, _) = connect_any(sh, 0, Duration::from_secs(60)).await?;
-    let mut paths = vec!["/chaos".to_string(), "/chaos/r".to_string(), "/chaos/seq".to_string()];
+    let mut paths = vec![
+        "/chaos".to_string(),
+        "/chaos/r".to_string(),
+        "/chaos/seq".to_string(),
+        "/chaos/eph".to_string(),
+    ];
     for g in 0..sh.generations() {
         for k in 0..sh.keys {
             paths.push(key_path(g, k));
@@ -292,6 +328,109 @@ pub async fn seq_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     if let Some(c) = client {
         c.close().await;
     }
+}
+
+/// One session client: sessions one after another, each creating ephemerals, checking them,
+/// then closing or abandoning the session. Runs until the run stops.
+pub async fn session_worker(sh: Arc<Shared>, w: u32, seed: u64) {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(41).wrapping_add(u64::from(w)));
+    let n = sh.nodes.len();
+    let mut counter = 0u64;
+    while sh.running() {
+        let node = rng.random_range(0..n);
+        let Ok(mut c) =
+            Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let (mut created, mut maybe) = (Vec::new(), Vec::new());
+        let mut dead = false;
+        for _ in 0..rng.random_range(1..=3) {
+            counter += 1;
+            let path = format!("/chaos/eph/w{w}-{counter}");
+            match c.call(&zk::create(path.clone(), b"", 1), sh.op_timeout).await {
+                Outcome::Answered(0, ..) => created.push(path),
+                Outcome::Answered(err, ..) => sh.count_error(err),
+                Outcome::Unknown => {
+                    maybe.push(path);
+                    dead = true;
+                    break;
+                }
+            }
+        }
+        sh.sessions.lock().expect("lock").created += created.len() as u64;
+        if !dead {
+            // Held well under a third of the session timeout: the session stays alive without
+            // pings.
+            let hold = (sh.session_timeout_ms as u64 / 4).min(1500);
+            tokio::time::sleep(Duration::from_millis(rng.random_range(100..=hold.max(101)))).await;
+            let sync = Request::Sync(PathRequest { path: "/chaos/eph".into() });
+            if let Outcome::Answered(0, ..) = c.call(&sync, sh.op_timeout).await {
+                for p in &created {
+                    let exists =
+                        Request::Exists(PathWatchRequest { path: p.clone(), watch: false });
+                    match c.call(&exists, sh.op_timeout).await {
+                        Outcome::Answered(0, ..) => sh.sessions.lock().expect("lock").checked += 1,
+                        Outcome::Answered(-101, ..) => {
+                            sh.anomalies.lock().expect("lock").push(format!(
+                                "ephemeral {p} of live session 0x{:x} is gone (server {})",
+                                c.session_id,
+                                node + 1
+                            ))
+                        }
+                        Outcome::Answered(..) => {}
+                        Outcome::Unknown => break,
+                    }
+                }
+            }
+        }
+        let session = c.session_id;
+        let closed = rng.random_bool(0.5)
+            && matches!(
+                c.call(&Request::CloseSession, sh.op_timeout).await,
+                Outcome::Answered(0, ..)
+            );
+        drop(c);
+        created.extend(maybe);
+        sh.sessions.lock().expect("lock").ended.push(EndedSession {
+            session,
+            paths: created,
+            ended: sh.now(),
+            closed,
+        });
+    }
+}
+
+/// The ephemerals under /chaos/eph on one server (after a `sync`), with their owners.
+pub async fn read_ephemerals(
+    addr: SocketAddr,
+    session_timeout_ms: i32,
+) -> Result<Vec<(String, i64)>> {
+    let t = Duration::from_secs(10);
+    let mut c = Client::connect(addr, session_timeout_ms, Duration::from_secs(3)).await?;
+    let r = async {
+        let sync = Request::Sync(PathRequest { path: "/chaos/eph".into() });
+        let Outcome::Answered(0, ..) = c.call(&sync, t).await else { bail!("sync failed") };
+        let list =
+            Request::GetChildren(PathWatchRequest { path: "/chaos/eph".into(), watch: false });
+        let Outcome::Answered(0, Some(Response::GetChildren(kids))) = c.call(&list, t).await else {
+            bail!("getChildren /chaos/eph failed")
+        };
+        let mut out = Vec::new();
+        for k in kids.children {
+            let path = format!("/chaos/eph/{k}");
+            let exists = Request::Exists(PathWatchRequest { path: path.clone(), watch: false });
+            if let Outcome::Answered(0, Some(Response::Stat(s))) = c.call(&exists, t).await {
+                out.push((path, s.stat.ephemeral_owner));
+            }
+        }
+        Ok(out)
+    }
+    .await;
+    c.close().await;
+    r
 }
 
 /// What one server holds under /chaos: register path → (value, version), and the
