@@ -79,6 +79,9 @@ pub struct ChaosArgs {
     /// Session clients (ephemerals, session ends and expiry).
     #[arg(long, default_value_t = 2)]
     pub session_clients: u32,
+    /// Watchers (persistent watches on a node written without pause).
+    #[arg(long, default_value_t = 2)]
+    pub watchers: u32,
     /// Registers per generation.
     #[arg(long, default_value_t = 4)]
     pub keys: u32,
@@ -213,6 +216,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         errors: Mutex::new(BTreeMap::new()),
         sessions: Mutex::new(Default::default()),
         anomalies: Mutex::new(Vec::new()),
+        watches: Mutex::new(Default::default()),
     });
     rt.block_on(workload::setup(&sh))?;
     log(t0, "workload set up; faults start");
@@ -252,6 +256,12 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         }
         for w in 0..a.session_clients {
             tasks.spawn(workload::session_worker(sh.clone(), 2000 + w, seed));
+        }
+        if a.watchers > 0 {
+            tasks.spawn(workload::watch_writer(sh.clone(), 3000, seed));
+        }
+        for w in 0..a.watchers {
+            tasks.spawn(workload::watcher(sh.clone(), 3001 + w, seed));
         }
         while tasks.join_next().await.is_some() {}
     });
@@ -374,6 +384,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
     // Sessions: once every session has ended and had time to expire, no ephemeral is left.
     anomalies.extend(sh.anomalies.lock().expect("lock").iter().cloned());
     let sessions = sh.sessions.lock().expect("lock").clone();
+    let watches = sh.watches.lock().expect("lock").clone();
     let last_end = sessions.ended.iter().map(|s| s.ended).max().unwrap_or(0);
     let timeout_ns = a.session_timeout_ms as u64 * 1_000_000;
     let mut ephemerals_gone_ms = None;
@@ -455,6 +466,9 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         "sequential_acked": seq.acked.len(),
         "sequential_unknown": seq.unknown,
         "sequential_failed": seq.failed,
+        "watch_windows": watches.windows,
+        "watch_events": watches.events,
+        "watch_windows_broken": watches.broken,
         "sessions_ended": sessions.ended.len(),
         "sessions_closed": sessions.ended.iter().filter(|s| s.closed).count(),
         "ephemerals_created": sessions.created,

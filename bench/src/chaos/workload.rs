@@ -6,7 +6,11 @@
 //! * sequential creates: `/chaos/seq/s-` with PERSISTENT_SEQUENTIAL;
 //! * sessions: each creates ephemerals under `/chaos/eph`, checks after a while that they are
 //!   still there (through the same live session), then closes or abandons the session; at the
-//!   end, once every session has ended and timed out, no ephemeral may be left on any server.
+//!   end, once every session has ended and timed out, no ephemeral may be left on any server;
+//! * watches: one client writes `/chaos/w` without pause; watchers each hold a persistent
+//!   watch on it through one session on one server and, between two reads of its version
+//!   (v0, then v1), must receive exactly v1 − v0 data-change events: none missed, none for a
+//!   change that did not commit.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -56,6 +60,19 @@ pub struct Shared {
     pub sessions: Mutex<SessionLog>,
     /// Anomalies the clients saw as they happened.
     pub anomalies: Mutex<Vec<String>>,
+    /// Watch windows checked, and the events they held.
+    pub watches: Mutex<WatchLog>,
+}
+
+/// What the watchers checked.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct WatchLog {
+    /// Windows (v0 to v1 through one live session) checked.
+    pub windows: u64,
+    /// Data-change events counted in them.
+    pub events: u64,
+    /// Windows given up (the session's connection broke or hung).
+    pub broken: u64,
 }
 
 /// What the session clients did.
@@ -149,6 +166,7 @@ pub async fn setup(sh: &Shared) -> Result<()> {
         "/chaos/r".to_string(),
         "/chaos/seq".to_string(),
         "/chaos/eph".to_string(),
+        "/chaos/w".to_string(),
     ];
     for g in 0..sh.generations() {
         for k in 0..sh.keys {
@@ -403,6 +421,118 @@ pub async fn session_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     }
 }
 
+/// Writes /chaos/w without pause (any version), until the run stops.
+pub async fn watch_writer(sh: Arc<Shared>, w: u32, seed: u64) {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(43).wrapping_add(u64::from(w)));
+    let n = sh.nodes.len();
+    let mut client: Option<Client> = None;
+    let mut counter = 0u64;
+    while sh.running() {
+        let Some(c) = client.as_mut() else {
+            match Client::connect(
+                sh.nodes[rng.random_range(0..n)],
+                sh.session_timeout_ms,
+                Duration::from_secs(2),
+            )
+            .await
+            {
+                Ok(c) => client = Some(c),
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+            continue;
+        };
+        counter += 1;
+        let req = Request::SetData(corral_server::proto::SetDataRequest {
+            path: "/chaos/w".into(),
+            data: counter.to_string().into_bytes().into(),
+            version: -1,
+        });
+        if let Outcome::Unknown = c.call(&req, sh.op_timeout).await {
+            client = None;
+        }
+        tokio::time::sleep(sh.think.mul_f64(rng.random_range(0.5..1.5))).await;
+    }
+}
+
+/// One watcher: windows one after another, each on a fresh session to a random server.
+pub async fn watcher(sh: Arc<Shared>, w: u32, seed: u64) {
+    let mut rng =
+        rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(47).wrapping_add(u64::from(w)));
+    let n = sh.nodes.len();
+    const DATA_CHANGED: i32 = 3;
+    while sh.running() {
+        let node = rng.random_range(0..n);
+        let Ok(mut c) =
+            Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await
+        else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let get = Request::GetData(PathWatchRequest { path: "/chaos/w".into(), watch: false });
+        let add = Request::AddWatch(corral_server::proto::AddWatchRequest {
+            path: "/chaos/w".into(),
+            mode: 0,
+        });
+        let version = |o: &Outcome| match o {
+            Outcome::Answered(0, Some(Response::GetData(d))) => Some(d.stat.version),
+            _ => None,
+        };
+        let window = async {
+            let Outcome::Answered(0, ..) = c.call(&add, sh.op_timeout).await else { return None };
+            // Events for changes up to v0 arrive before this reply; later ones after it.
+            let v0 = version(&c.call(&get, sh.op_timeout).await)?;
+            let from = c.events.len();
+            let until = Instant::now() + Duration::from_millis(rng.random_range(1000..4000));
+            while Instant::now() < until && sh.running() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Any request reads what has arrived and keeps the session alive (a ping's
+                // reply carries xid -2, not the request's).
+                let exists =
+                    Request::Exists(PathWatchRequest { path: "/chaos/w".into(), watch: false });
+                let Outcome::Answered(..) = c.call(&exists, sh.op_timeout).await else {
+                    return None;
+                };
+            }
+            let v1 = version(&c.call(&get, sh.op_timeout).await)?;
+            let seen = c.events[from..]
+                .iter()
+                .filter(|e| e.kind == DATA_CHANGED && e.path == "/chaos/w")
+                .count();
+            Some((v0, v1, seen, c.events[from..].len()))
+        }
+        .await;
+        match window {
+            Some((v0, v1, seen, all)) => {
+                let mut log = sh.watches.lock().expect("lock");
+                log.windows += 1;
+                log.events += seen as u64;
+                drop(log);
+                if let Some(a) = check_watch_window(v0, v1, seen, all) {
+                    sh.anomalies
+                        .lock()
+                        .expect("lock")
+                        .push(format!("watcher on server {}: {a}", node + 1));
+                }
+            }
+            None => sh.watches.lock().expect("lock").broken += 1,
+        }
+        c.close().await;
+    }
+}
+
+/// A watch window: between reading version `v0` and version `v1` of the watched node through
+/// one live session, `seen` data-change events arrived for it and `all` events in all. Every
+/// committed change fires exactly one event, and nothing else may.
+pub fn check_watch_window(v0: i32, v1: i32, seen: usize, all: usize) -> Option<String> {
+    let expected = i64::from(v1) - i64::from(v0);
+    (seen as i64 != expected || all != seen).then(|| {
+        format!(
+            "versions {v0} to {v1} of /chaos/w but {seen} data-change events ({all} events in all)"
+        )
+    })
+}
+
 /// The ephemerals under /chaos/eph on one server (after a `sync`), with their owners.
 pub async fn read_ephemerals(
     addr: SocketAddr,
@@ -536,6 +666,16 @@ pub fn check_seq(log: &SeqLog, children: &[String]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watch_check_rejects_missed_spurious_and_foreign_events() {
+        assert_eq!(check_watch_window(10, 15, 5, 5), None);
+        assert_eq!(check_watch_window(10, 10, 0, 0), None);
+        assert!(check_watch_window(10, 15, 4, 4).is_some(), "a change without its event");
+        assert!(check_watch_window(10, 15, 6, 6).is_some(), "an event for no committed change");
+        assert!(check_watch_window(10, 15, 5, 6).is_some(), "an event of another kind");
+        assert!(check_watch_window(15, 10, 0, 0).is_some(), "the version went back");
+    }
 
     #[test]
     fn sequential_check_rejects_loss_duplicates_and_gaps() {
