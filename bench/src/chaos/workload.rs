@@ -188,6 +188,28 @@ fn parse_value(data: &[u8]) -> u64 {
     std::str::from_utf8(data).ok().and_then(|s| s.parse().ok()).unwrap_or(u64::MAX)
 }
 
+/// The client's connection, or `None` after one attempt to open a session with `node` failed
+/// (then `node` is another random server and a short pause has passed).
+async fn connected<'a>(
+    sh: &Shared,
+    client: &'a mut Option<Client>,
+    node: &mut usize,
+    rng: &mut rand::rngs::StdRng,
+) -> Option<&'a mut Client> {
+    if client.is_none() {
+        match Client::connect(sh.nodes[*node], sh.session_timeout_ms, Duration::from_secs(2)).await
+        {
+            Ok(c) => *client = Some(c),
+            Err(_) => {
+                *node = rng.random_range(0..sh.nodes.len());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return None;
+            }
+        }
+    }
+    client.as_mut()
+}
+
 /// One register client: runs until `sh.until`.
 pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut rng =
@@ -198,18 +220,7 @@ pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut counter = 0u64;
     let mut seen: HashMap<String, i32> = HashMap::new();
     while sh.running() {
-        let Some(c) = client.as_mut() else {
-            match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
-                .await
-            {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    node = rng.random_range(0..n);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            continue;
-        };
+        let Some(c) = connected(&sh, &mut client, &mut node, &mut rng).await else { continue };
         let gen = sh.generation();
         let path = key_path(gen, rng.random_range(0..sh.keys));
         let invoke = sh.now();
@@ -314,18 +325,7 @@ pub async fn seq_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut client: Option<Client> = None;
     let mut node = w as usize % n;
     while sh.running() {
-        let Some(c) = client.as_mut() else {
-            match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2))
-                .await
-            {
-                Ok(c) => client = Some(c),
-                Err(_) => {
-                    node = rng.random_range(0..n);
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-            continue;
-        };
+        let Some(c) = connected(&sh, &mut client, &mut node, &mut rng).await else { continue };
         let req = zk::create("/chaos/seq/s-".into(), b"", 2);
         match c.call(&req, sh.op_timeout).await {
             Outcome::Answered(0, Some(Response::Create(r))) => {
@@ -427,21 +427,10 @@ pub async fn watch_writer(sh: Arc<Shared>, w: u32, seed: u64) {
         rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(43).wrapping_add(u64::from(w)));
     let n = sh.nodes.len();
     let mut client: Option<Client> = None;
+    let mut node = rng.random_range(0..n);
     let mut counter = 0u64;
     while sh.running() {
-        let Some(c) = client.as_mut() else {
-            match Client::connect(
-                sh.nodes[rng.random_range(0..n)],
-                sh.session_timeout_ms,
-                Duration::from_secs(2),
-            )
-            .await
-            {
-                Ok(c) => client = Some(c),
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-            continue;
-        };
+        let Some(c) = connected(&sh, &mut client, &mut node, &mut rng).await else { continue };
         counter += 1;
         let req = Request::SetData(corral_server::proto::SetDataRequest {
             path: "/chaos/w".into(),
@@ -450,6 +439,7 @@ pub async fn watch_writer(sh: Arc<Shared>, w: u32, seed: u64) {
         });
         if let Outcome::Unknown = c.call(&req, sh.op_timeout).await {
             client = None;
+            node = rng.random_range(0..n);
         }
         tokio::time::sleep(sh.think.mul_f64(rng.random_range(0.5..1.5))).await;
     }
