@@ -11,6 +11,10 @@
 # A long campaign: docs/reliability.md, "Running a campaign".
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "$(id -u)" -ne 0 ]; then
+    echo "chaos: SKIPPED — needs root (network namespaces, nftables rules, loop mounts); run as root"
+    exit 0
+fi
 cargo build --release --locked -p corral-server -p corral-bench
 rounds=${CHAOS_ROUNDS:-1}
 seed=${CHAOS_SEED:-$(( $(date +%s) % 1000000 ))}
