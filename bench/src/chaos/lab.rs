@@ -1,5 +1,5 @@
 //! The machine-level lab `corral-bench chaos` runs an ensemble in: every server in a network
-//! namespace of its own (address 10.77.0.<id>, a veth into a bridge), its data on a small ext4
+//! namespace of its own (address `10.77.0.<id>`, a veth into a bridge), its data on a small ext4
 //! filesystem of its own (a loop-mounted image), and the tool's clients in a hub namespace
 //! holding the bridge (10.77.0.254). Nothing touches the host's own network or disks beyond
 //! the directory given; everything is removed when the lab is dropped.

@@ -117,7 +117,7 @@ pub struct ChaosArgs {
     /// Working directory (images, mounts, logs); removed and re-created.
     #[arg(long, default_value = "./corral-chaos")]
     pub dir: PathBuf,
-    /// Where the report goes (default: <dir>-report).
+    /// Where the report goes (default: `<dir>-report`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// The corral binary.
