@@ -112,6 +112,30 @@ impl Client {
         }
     }
 
+    /// Waits (at most `within`) for a notification: `Ok(true)` when one arrived (it is added
+    /// to `events`), `Ok(false)` when none did, an error when the connection broke.
+    pub async fn wait_event(&mut self, within: Duration) -> Result<bool> {
+        let r = tokio::time::timeout(within, async {
+            loop {
+                let body = read_frame(&mut self.stream).await?;
+                let h =
+                    ReplyHeader::decode(&body[..16.min(body.len())]).context("bad reply header")?;
+                if h.xid == -1 {
+                    if let Ok(ev) = corral_server::proto::WatcherEvent::decode(&body[16..]) {
+                        self.events.push(Event { kind: ev.event_type, path: ev.path });
+                    }
+                    return anyhow::Ok(());
+                }
+            }
+        })
+        .await;
+        match r {
+            Ok(Ok(())) => Ok(true),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Ok(false),
+        }
+    }
+
     /// Closes the session (best effort, bounded).
     pub async fn close(mut self) {
         let _ = self.call(&Request::CloseSession, Duration::from_millis(500)).await;

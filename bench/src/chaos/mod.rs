@@ -1,8 +1,8 @@
 //! `corral-bench chaos`: an ensemble under faults, its clients' histories checked.
 //!
 //! Starts N servers (corral, Apache ZooKeeper 3.8, or both kinds mixed) each in a network
-//! namespace with its data on a filesystem of its own ([`lab`]), runs register and
-//! sequential-create clients ([`workload`]) while a seeded schedule injects faults one at a
+//! namespace with its data on a filesystem of its own ([`lab`]), runs register,
+//! sequential-create, session, watch and lock clients ([`workload`], [`lock`]) while a seeded schedule injects faults one at a
 //! time ([`nemesis`]): kill -9, SIGSTOP beyond the session timeout, partitions (halves, the
 //! leader, a bridge, one-way), fsync stalls, disk full, a wiped data directory. Then it heals
 //! everything and checks:
@@ -10,7 +10,9 @@
 //! * every register's history is linearizable ([`linear`]), a final read of each register
 //!   included, so an acknowledged write that was lost is a violation;
 //! * every acknowledged sequential create survives, names are unique, counters have no gap;
-//! * all servers converge to one tree (under /chaos) within a bound.
+//! * all servers converge to one tree (under /chaos) within a bound;
+//! * the lock ([`lock`]) is never held by two sessions at once, and every ephemeral (session
+//!   and lock nodes) is gone once its session has ended and expired.
 //!
 //! A failing run keeps the history (`history.json`), draws the operations around each
 //! anomaly (`timeline-*.html`), keeps the servers' logs, and prints the seed that replays its
@@ -19,6 +21,7 @@
 mod client;
 mod lab;
 pub mod linear;
+mod lock;
 mod nemesis;
 mod render;
 mod workload;
@@ -82,6 +85,10 @@ pub struct ChaosArgs {
     /// Watchers (persistent watches on a node written without pause).
     #[arg(long, default_value_t = 2)]
     pub watchers: u32,
+    /// Lock clients (Curator's mutex recipe: ephemeral sequential nodes, a watch on the
+    /// predecessor).
+    #[arg(long, default_value_t = 3)]
+    pub lock_clients: u32,
     /// Registers per generation.
     #[arg(long, default_value_t = 4)]
     pub keys: u32,
@@ -217,6 +224,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         sessions: Mutex::new(Default::default()),
         anomalies: Mutex::new(Vec::new()),
         watches: Mutex::new(Default::default()),
+        locks: Mutex::new(Default::default()),
     });
     rt.block_on(workload::setup(&sh))?;
     log(t0, "workload set up; faults start");
@@ -262,6 +270,9 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         }
         for w in 0..a.watchers {
             tasks.spawn(workload::watcher(sh.clone(), 3001 + w, seed));
+        }
+        for w in 0..a.lock_clients {
+            tasks.spawn(lock::lock_worker(sh.clone(), 4000 + w, seed));
         }
         while tasks.join_next().await.is_some() {}
     });
@@ -385,6 +396,8 @@ pub fn run(a: ChaosArgs) -> Result<()> {
     anomalies.extend(sh.anomalies.lock().expect("lock").iter().cloned());
     let sessions = sh.sessions.lock().expect("lock").clone();
     let watches = sh.watches.lock().expect("lock").clone();
+    let locks = sh.locks.lock().expect("lock").clone();
+    anomalies.extend(lock::check_locks(&locks));
     let last_end = sessions.ended.iter().map(|s| s.ended).max().unwrap_or(0);
     let timeout_ns = a.session_timeout_ms as u64 * 1_000_000;
     let mut ephemerals_gone_ms = None;
@@ -469,6 +482,11 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         "watch_windows": watches.windows,
         "watch_events": watches.events,
         "watch_windows_broken": watches.broken,
+        "lock_acquired": locks.acquires.len(),
+        "lock_holds_confirmed": locks.holds.len(),
+        "lock_holds_lost": locks.lost,
+        "lock_holds_unconfirmed": locks.unconfirmed,
+        "lock_watch_events": locks.watch_events,
         "sessions_ended": sessions.ended.len(),
         "sessions_closed": sessions.ended.iter().filter(|s| s.closed).count(),
         "ephemerals_created": sessions.created,
@@ -482,7 +500,7 @@ pub fn run(a: ChaosArgs) -> Result<()> {
         "anomalies": anomalies,
     });
     fs::write(out.join("summary.json"), serde_json::to_string_pretty(&summary)?)?;
-    let history = json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq, "sessions": sessions});
+    let history = json!({"seed": seed, "faults": faults_done, "registers": by_key, "sequential": seq, "sessions": sessions, "locks": locks});
     fs::write(out.join("history.json"), serde_json::to_string(&history)?)?;
     println!("{}", serde_json::to_string_pretty(&summary)?);
     lab.save_logs(&out.join("logs"))?;
@@ -491,12 +509,13 @@ pub fn run(a: ChaosArgs) -> Result<()> {
             eprintln!("ANOMALY: {an}");
         }
         bail!(
-            "{} anomalies; report in {} — replay the schedule with --seed {seed} --system {} --nodes {} --seconds {}",
+            "{} anomalies; report in {} — replay the schedule with --seed {seed} --system {} --nodes {} --seconds {}{}",
             anomalies.len(),
             out.display(),
             format!("{:?}", a.system).to_lowercase(),
             a.nodes,
-            a.seconds
+            a.seconds,
+            a.rounds.map(|r| format!(" --rounds {r}")).unwrap_or_default()
         );
     }
     if gave_up > 0 {

@@ -10,7 +10,8 @@
 //! * watches: one client writes `/chaos/w` without pause; watchers each hold a persistent
 //!   watch on it through one session on one server and, between two reads of its version
 //!   (v0, then v1), must receive exactly v1 − v0 data-change events: none missed, none for a
-//!   change that did not commit.
+//!   change that did not commit;
+//! * a lock as Curator builds it ([`super::lock`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -62,6 +63,8 @@ pub struct Shared {
     pub anomalies: Mutex<Vec<String>>,
     /// Watch windows checked, and the events they held.
     pub watches: Mutex<WatchLog>,
+    /// What the lock clients saw.
+    pub locks: Mutex<super::lock::LockLog>,
 }
 
 /// What the watchers checked.
@@ -131,7 +134,8 @@ impl Shared {
         (self.t0.elapsed().as_secs() / self.gen_secs).min(self.generations() - 1)
     }
 
-    fn count_error(&self, code: i32) {
+    /// Counts an error code answered.
+    pub fn count_error(&self, code: i32) {
         *self.errors.lock().expect("lock").entry(code).or_default() += 1;
     }
 }
@@ -167,6 +171,7 @@ pub async fn setup(sh: &Shared) -> Result<()> {
         "/chaos/seq".to_string(),
         "/chaos/eph".to_string(),
         "/chaos/w".to_string(),
+        super::lock::LOCK_DIR.to_string(),
     ];
     for g in 0..sh.generations() {
         for k in 0..sh.keys {
@@ -523,7 +528,8 @@ pub fn check_watch_window(v0: i32, v1: i32, seen: usize, all: usize) -> Option<S
     })
 }
 
-/// The ephemerals under /chaos/eph on one server (after a `sync`), with their owners.
+/// The ephemerals under /chaos/eph and /chaos/lock on one server (after a `sync`), with
+/// their owners.
 pub async fn read_ephemerals(
     addr: SocketAddr,
     session_timeout_ms: i32,
@@ -531,19 +537,21 @@ pub async fn read_ephemerals(
     let t = Duration::from_secs(10);
     let mut c = Client::connect(addr, session_timeout_ms, Duration::from_secs(3)).await?;
     let r = async {
-        let sync = Request::Sync(PathRequest { path: "/chaos/eph".into() });
+        let sync = Request::Sync(PathRequest { path: "/chaos".into() });
         let Outcome::Answered(0, ..) = c.call(&sync, t).await else { bail!("sync failed") };
-        let list =
-            Request::GetChildren(PathWatchRequest { path: "/chaos/eph".into(), watch: false });
-        let Outcome::Answered(0, Some(Response::GetChildren(kids))) = c.call(&list, t).await else {
-            bail!("getChildren /chaos/eph failed")
-        };
         let mut out = Vec::new();
-        for k in kids.children {
-            let path = format!("/chaos/eph/{k}");
-            let exists = Request::Exists(PathWatchRequest { path: path.clone(), watch: false });
-            if let Outcome::Answered(0, Some(Response::Stat(s))) = c.call(&exists, t).await {
-                out.push((path, s.stat.ephemeral_owner));
+        for dir in ["/chaos/eph", super::lock::LOCK_DIR] {
+            let list = Request::GetChildren(PathWatchRequest { path: dir.into(), watch: false });
+            let Outcome::Answered(0, Some(Response::GetChildren(kids))) = c.call(&list, t).await
+            else {
+                bail!("getChildren {dir} failed")
+            };
+            for k in kids.children {
+                let path = format!("{dir}/{k}");
+                let exists = Request::Exists(PathWatchRequest { path: path.clone(), watch: false });
+                if let Outcome::Answered(0, Some(Response::Stat(s))) = c.call(&exists, t).await {
+                    out.push((path, s.stat.ephemeral_owner));
+                }
             }
         }
         Ok(out)
