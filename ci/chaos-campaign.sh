@@ -5,10 +5,16 @@
 # zookeeper"), each run with the next seed from CHAOS_SEED (default: from the clock). Every
 # run's summary is appended to $CHAOS_OUT/summaries.jsonl (default /tmp/corral-chaos-campaign);
 # a run with an anomaly keeps its report (history, timelines, server logs) under $CHAOS_OUT.
-# Exits non-zero if any run found an anomaly. Needs root.
+# Exits non-zero if any run found an anomaly. Needs root. CHAOS_BIN_DIR names a directory
+# holding prebuilt corral-bench and corral binaries (so the tree can be rebuilt while a
+# campaign runs); by default they are built into target/release.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release --locked -p corral-server -p corral-bench
+bin=${CHAOS_BIN_DIR:-}
+if [ -z "$bin" ]; then
+    cargo build --release --locked -p corral-server -p corral-bench
+    bin=target/release
+fi
 minutes=${CHAOS_MINUTES:-60}
 rounds=${CHAOS_ROUNDS:-3}
 systems=${CHAOS_SYSTEMS:-corral mixed zookeeper}
@@ -25,8 +31,9 @@ while [ "$(date +%s)" -lt "$end" ]; do
         report="$out/run-$seed-$system"
         echo "== run $runs: $system, seed $seed"
         # shellcheck disable=SC2086
-        if target/release/corral-bench chaos --system "$system" --nodes 3 --rounds "$rounds" \
-            --seconds 1200 --seed "$seed" --dir "$out/lab" --out "$report" ${CHAOS_ARGS:-} \
+        if "$bin/corral-bench" chaos --system "$system" --nodes 3 --rounds "$rounds" \
+            --seconds 1200 --seed "$seed" --dir "$out/lab" --out "$report" \
+            --corral-bin "$bin/corral" ${CHAOS_ARGS:-} \
             > "$report.json" 2> "$report.err"; then
             rm -rf "$report" "$report.err"
         else
