@@ -12,6 +12,7 @@ pub mod replica;
 pub mod server;
 pub mod session;
 pub mod sim;
+pub mod tls;
 pub mod tools;
 pub mod tree;
 pub mod watch;
