@@ -367,30 +367,12 @@ mod jks {
     /// The JDK key protector's OID (1.3.6.1.4.1.42.2.17.1.1), DER content bytes.
     const KEY_PROTECTOR: [u8; 11] = [0x2B, 0x06, 0x01, 0x04, 0x01, 0x2A, 0x02, 0x11, 0x01, 0x01, 0];
 
-    /// One DER element at the start of `d`: (tag, content, rest).
-    fn der(d: &[u8]) -> Result<(u8, &[u8], &[u8]), Error> {
-        let bad = || Error::Malformed("bad DER in a JKS private key".into());
-        let (&tag, d) = d.split_first().ok_or_else(bad)?;
-        let (&l0, d) = d.split_first().ok_or_else(bad)?;
-        let (len, d) = if l0 < 0x80 {
-            (l0 as usize, d)
-        } else {
-            let n = (l0 & 0x7F) as usize;
-            if n == 0 || n > 4 || d.len() < n {
-                return Err(bad());
-            }
-            (d[..n].iter().fold(0usize, |a, b| (a << 8) | *b as usize), &d[n..])
-        };
-        if d.len() < len {
-            return Err(bad());
-        }
-        Ok((tag, &d[..len], &d[len..]))
-    }
-
     /// Decrypts a protected private key: an EncryptedPrivateKeyInfo whose data is
     /// salt(20) ‖ (key ⊕ keystream) ‖ check(20), keystream blocks SHA1(pw ‖ previous), the
     /// first previous being the salt; check = SHA1(pw ‖ key).
     pub fn decrypt_key(protected: &[u8], password: &str) -> Result<Vec<u8>, Error> {
+        let bad = || Error::Malformed("bad DER in a JKS private key".into());
+        let der = |d| super::super::der::element(d).map(|(t, c, _, r)| (t, c, r)).ok_or_else(bad);
         let (tag, info, _) = der(protected)?;
         if tag != 0x30 {
             return Err(Error::Malformed("JKS private key is not a SEQUENCE".into()));
