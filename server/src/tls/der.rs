@@ -1,9 +1,13 @@
 //! The few DER walks TLS needs beyond what the parsers give: an element's tag, content and
 //! the bytes after it.
 
-/// One DER element at the start of `d`: (tag, content, the whole element, rest). `None` if
-/// it is truncated or its length is not definite and at most 4 bytes long.
-pub fn element(d: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+/// A DER element: its tag, its content, the whole element (header and content), and the
+/// bytes after it.
+pub type Element<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+/// The DER element at the start of `d`. `None` if it is truncated or its length is not
+/// definite and at most 4 bytes long.
+pub fn element(d: &[u8]) -> Option<Element<'_>> {
     let (&tag, after_tag) = d.split_first()?;
     let (&l0, after_len0) = after_tag.split_first()?;
     let (len, body) = if l0 < 0x80 {
