@@ -1,6 +1,7 @@
 //! TLS as ZooKeeper 3.8 configures it: key and trust stores ([`store`]).
 
 pub mod der;
+pub mod settings;
 pub mod store;
 pub mod verify;
 
