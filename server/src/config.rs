@@ -925,7 +925,7 @@ pub struct Config {
     /// Where clients connect: from `clientPort`/`clientPortAddress`, or from this server's
     /// `server.N` line (which wins, as in ZooKeeper). `None`: no client port at all.
     pub client_address: Option<HostPort>,
-    /// `secureClientPort` (TLS; accepted, not served by Corral yet).
+    /// `secureClientPort` (TLS only; settings from `ssl.*`).
     pub secure_client_port: Option<u16>,
     /// `secureClientPortAddress`.
     pub secure_client_port_address: Option<String>,
@@ -1086,7 +1086,7 @@ enum KeyKind {
     Unknown,
 }
 
-const NO_TLS: &str = "TLS is not supported by Corral yet";
+const NO_QUORUM_TLS: &str = "TLS between servers is not supported by Corral yet";
 const NO_SASL: &str = "quorum SASL is not supported by Corral";
 const NO_JVM: &str = "Corral does not run on a JVM";
 const NOT_CONFIGURABLE: &str = "Corral has a single implementation of this";
@@ -1119,9 +1119,10 @@ fn key_kind(key: &str) -> KeyKind {
         | "standaloneEnabled"
         | "reconfigEnabled"
         | "multiAddress.enabled"
-        | "corral.test.unsafeCommitWithoutQuorum" => File,
-        "secureClientPort" | "secureClientPortAddress" => IgnoredFile(NO_TLS),
-        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => IgnoredFile(NO_TLS),
+        | "corral.test.unsafeCommitWithoutQuorum"
+        | "secureClientPort"
+        | "secureClientPortAddress" => File,
+        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => IgnoredFile(NO_QUORUM_TLS),
         "multiAddress.reachabilityCheckTimeoutMs" | "multiAddress.reachabilityCheckEnabled" => {
             IgnoredFile("Corral does not probe peer addresses")
         }
@@ -1173,7 +1174,29 @@ fn key_kind(key: &str) -> KeyKind {
         "maxResponseCacheSize" | "maxGetChildrenResponseCacheSize" => {
             IgnoredProperty(NOT_CONFIGURABLE)
         }
-        k if k.starts_with("ssl.") || k.starts_with("client.") => IgnoredProperty(NO_TLS),
+        k if k.starts_with("ssl.quorum.") => IgnoredProperty(NO_QUORUM_TLS),
+        "ssl.keyStore.location"
+        | "ssl.keyStore.password"
+        | "ssl.keyStore.passwordPath"
+        | "ssl.keyStore.type"
+        | "ssl.trustStore.location"
+        | "ssl.trustStore.password"
+        | "ssl.trustStore.passwordPath"
+        | "ssl.trustStore.type"
+        | "ssl.clientAuth"
+        | "ssl.protocol"
+        | "ssl.enabledProtocols"
+        | "ssl.ciphersuites"
+        | "ssl.hostnameVerification"
+        | "ssl.handshakeDetectionTimeoutMillis"
+        | "ssl.authProvider"
+        | "client.portUnification"
+        | "X509AuthenticationProvider.superUser" => SystemProperty,
+        "ssl.crl" | "ssl.ocsp" => {
+            IgnoredProperty("certificate revocation checking is not supported by Corral yet")
+        }
+        "ssl.context.supplier.class" => IgnoredProperty(NO_JVM),
+        k if k.starts_with("ssl.") || k.starts_with("client.") => IgnoredProperty(NOT_CONFIGURABLE),
         "sessionRequireClientSASLAuth" | "enforce.auth.enabled" | "enforce.auth.schemes" => {
             SystemProperty
         }
@@ -1572,6 +1595,11 @@ impl Config {
                 self.auth_providers
                     .insert(k["authProvider.".len()..].to_string(), value.to_string());
             }
+            // Read from the system properties when the TLS listeners are set up
+            // (crate::tls::ClientTls::from_config), where bad values are reported.
+            k if k.starts_with("ssl.")
+                || k == "client.portUnification"
+                || k == "X509AuthenticationProvider.superUser" => {}
             _ => unreachable!("every system property key has a case: {key}"),
         }
         Ok(())
@@ -1940,10 +1968,11 @@ impl Config {
     /// create (INVALIDACL) and match nobody, so ignoring it fails closed; and kazoo's test
     /// harness, like many deployments, lists it in every zoo.cfg.
     pub fn security_refusal(&self) -> Option<String> {
-        const BUILT_IN: [&str; 3] = [
+        const BUILT_IN: [&str; 4] = [
             "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
             "org.apache.zookeeper.server.auth.IPAuthenticationProvider",
             "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
+            "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
         ];
         if self.session_require_client_sasl_auth {
             return Some(
@@ -1954,6 +1983,14 @@ impl Config {
         if self.enforce_auth_enabled {
             return Some("enforce.auth.enabled=true is not supported by Corral yet".into());
         }
+        if let Some(scheme) = self.system_properties.get("zookeeper.ssl.authProvider") {
+            if scheme.trim() != "x509" {
+                return Some(format!(
+                    "ssl.authProvider={} is not supported by Corral (only x509)",
+                    scheme.trim()
+                ));
+            }
+        }
         for (n, class) in &self.auth_providers {
             if !BUILT_IN.contains(&class.as_str()) {
                 return Some(format!(
@@ -1962,6 +1999,25 @@ impl Config {
             }
         }
         None
+    }
+
+    /// Whether `secureClientPort` or `client.portUnification` serves TLS clients.
+    pub fn client_tls_enabled(&self) -> bool {
+        self.secure_client_port.is_some()
+            || self
+                .system_properties
+                .get("zookeeper.client.portUnification")
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+
+    /// Whether the `x509` scheme is known: ZooKeeper registers its provider whenever clients
+    /// may come over TLS, or when an `authProvider.N` names it.
+    pub fn x509_enabled(&self) -> bool {
+        self.client_tls_enabled()
+            || self
+                .auth_providers
+                .values()
+                .any(|c| c == "org.apache.zookeeper.server.auth.X509AuthenticationProvider")
     }
 
     /// Quorum mode (ZooKeeper's `isDistributed`): server lines with more than one participant,

@@ -17,6 +17,7 @@ use corral_engine::log::FlushStrategy;
 use crate::config::Config;
 use crate::db::{Database, DbOptions};
 use crate::net::quorum::{MemberAddr, QuorumNet, QuorumNetConfig};
+use crate::net::Listen;
 use crate::pipeline::{Fatal, Input, Pipeline, Settings, Shared, Stopped};
 use crate::tree::TreeOptions;
 use crate::zab::{PeerConfig, Sid};
@@ -107,6 +108,8 @@ pub struct ServerOptions {
     pub config: Config,
     /// The ensemble this server is a member of (`None`: standalone).
     pub ensemble: Option<EnsembleOptions>,
+    /// TLS for clients (`secureClientPort`, `client.portUnification`), if configured.
+    pub client_tls: Option<Arc<crate::tls::ClientTls>>,
 }
 
 impl ServerOptions {
@@ -148,12 +151,16 @@ impl ServerOptions {
         } else {
             None
         };
+        let client_tls = crate::tls::ClientTls::from_config(config)
+            .context("the TLS settings for clients (ssl.*)")?
+            .map(Arc::new);
         Ok(ServerOptions {
             bind,
             db,
             settings: Settings::from_config(config),
             config: config.clone(),
             ensemble,
+            client_tls,
         })
     }
 }
@@ -161,6 +168,7 @@ impl ServerOptions {
 /// A running server.
 pub struct RunningServer {
     addr: SocketAddr,
+    secure_addr: Option<SocketAddr>,
     runtime: Option<tokio::runtime::Runtime>,
     stop: tokio::sync::watch::Sender<bool>,
     core_tx: mpsc::Sender<Input>,
@@ -247,10 +255,41 @@ impl RunningServer {
             .with_context(|| format!("listening on {}", opts.bind))?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        runtime.spawn(crate::net::serve(listener, shared.clone(), core_tx.clone(), stop_rx));
-        tracing::info!(%addr, "serving clients");
+        let plain_mode = match &opts.client_tls {
+            Some(t) if t.port_unification => Listen::Unified(t.clone()),
+            _ => Listen::Plain,
+        };
+        let mut secure_addr = None;
+        if let Some(t) = &opts.client_tls {
+            if let Some(bind) = t.secure_bind {
+                let secure = runtime
+                    .block_on(tokio::net::TcpListener::bind(bind))
+                    .with_context(|| format!("listening on {bind} (secureClientPort)"))?;
+                let a = secure.local_addr()?;
+                secure_addr = Some(a);
+                let mode = Listen::Tls(t.clone());
+                runtime.spawn(crate::net::serve(
+                    secure,
+                    shared.clone(),
+                    core_tx.clone(),
+                    stop_rx.clone(),
+                    mode,
+                ));
+                tracing::info!(addr = %a, "serving TLS clients (secureClientPort)");
+            }
+        }
+        let unified = matches!(plain_mode, Listen::Unified(_));
+        runtime.spawn(crate::net::serve(
+            listener,
+            shared.clone(),
+            core_tx.clone(),
+            stop_rx,
+            plain_mode,
+        ));
+        tracing::info!(%addr, tls_too = unified, "serving clients");
         Ok(RunningServer {
             addr,
+            secure_addr,
             runtime: Some(runtime),
             stop,
             core_tx,
@@ -263,6 +302,11 @@ impl RunningServer {
     /// The address clients connect to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS-only address (`secureClientPort`), if there is one.
+    pub fn secure_addr(&self) -> Option<SocketAddr> {
+        self.secure_addr
     }
 
     /// State shared with the pipeline (for tests and reporting).

@@ -31,6 +31,7 @@ fn start(dir: &Path) -> RunningServer {
         settings,
         config,
         ensemble: None,
+        client_tls: None,
     };
     RunningServer::start(opts).expect("server starts")
 }

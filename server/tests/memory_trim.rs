@@ -49,6 +49,7 @@ fn memory_is_handed_back_after_recovery_and_after_work_only() {
         settings,
         config,
         ensemble: None,
+        client_tls: None,
     };
     let server = RunningServer::start(opts).expect("server starts");
     let after_start = TRIMS.load(Ordering::SeqCst);

@@ -42,6 +42,7 @@ fn start(dir: &Path, bind: SocketAddr) -> RunningServer {
         settings: settings(),
         config,
         ensemble: None,
+        client_tls: None,
     })
     .expect("server starts")
 }

@@ -31,6 +31,7 @@ fn start(dir: &Path, edit: impl FnOnce(&mut Config, &mut Settings)) -> RunningSe
         settings,
         config,
         ensemble: None,
+        client_tls: None,
     };
     RunningServer::start(opts).expect("server starts")
 }
@@ -268,6 +269,7 @@ fn snapshots_keep_pace_with_snap_count_under_pipelined_writes() {
         settings,
         config,
         ensemble: None,
+        client_tls: None,
     };
     let server = RunningServer::start(opts).expect("server starts");
     let addr = server.addr().to_string();

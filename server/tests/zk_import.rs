@@ -200,6 +200,7 @@ fn an_imported_zookeeper_directory_serves_what_zookeeper_served() {
         settings,
         config,
         ensemble: None,
+        client_tls: None,
     })
     .unwrap();
     let addr = server.addr().to_string();

@@ -16,8 +16,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -30,12 +29,26 @@ use crate::proto::{
 };
 use crate::tree::acl::digest_of_auth;
 
+/// How a listener takes its connections.
+#[derive(Debug, Clone)]
+pub enum Listen {
+    /// Plain TCP (clientPort).
+    Plain,
+    /// TLS only (secureClientPort).
+    Tls(Arc<crate::tls::ClientTls>),
+    /// Plain or TLS, told apart by the first byte: a TLS handshake record starts with 0x16,
+    /// a ZooKeeper frame's length with 0x00 and a four-letter word with a letter
+    /// (clientPort with client.portUnification).
+    Unified(Arc<crate::tls::ClientTls>),
+}
+
 /// Accepts connections until `stop` fires.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     core: Sender<Input>,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    mode: Listen,
 ) {
     let per_ip: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let total = Arc::new(AtomicUsize::new(0));
@@ -69,11 +82,17 @@ pub async fn serve(
             *n += 1;
         }
         total.fetch_add(1, Ordering::AcqRel);
-        let (shared, core, per_ip, stop, total) =
-            (shared.clone(), core.clone(), per_ip.clone(), stop.clone(), total.clone());
+        let (shared, core, per_ip, stop, total, mode) = (
+            shared.clone(),
+            core.clone(),
+            per_ip.clone(),
+            stop.clone(),
+            total.clone(),
+            mode.clone(),
+        );
         let id = next_id.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            connection(stream, remote, id, &shared, &core, stop).await;
+            accepted_connection(stream, remote, id, &shared, &core, stop, mode).await;
             total.fetch_sub(1, Ordering::AcqRel);
             let mut m = per_ip.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(n) = m.get_mut(&remote.ip()) {
@@ -136,8 +155,8 @@ const FRAME_BUFFER_KEPT_BYTES: usize = 64 << 10;
 /// Drains the connection's queue to its socket, every waiting item in one write, until told
 /// to close, the socket fails, or the connection is killed (which drops what is queued and
 /// abandons a write the client is not reading).
-async fn writer(
-    mut wr: OwnedWriteHalf,
+async fn writer<W: AsyncWrite + Unpin>(
+    mut wr: W,
     mut rx: UnboundedReceiver<Out>,
     conn: Arc<Conn>,
     reply_max: usize,
@@ -206,9 +225,9 @@ enum Opening {
 }
 
 /// Reads the handshake: a four-letter word (answered here) or a complete ConnectRequest.
-async fn opening(
-    rd: &mut BufReader<OwnedReadHalf>,
-    wr: &mut OwnedWriteHalf,
+async fn opening<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    rd: &mut BufReader<R>,
+    wr: &mut W,
     remote: SocketAddr,
     shared: &Arc<Shared>,
 ) -> Option<Opening> {
@@ -223,8 +242,7 @@ async fn opening(
         } else {
             None
         };
-        let peer = rd.get_ref().peer_addr().ok();
-        let answer = fourlw::answer(word, shared, peer, mask);
+        let answer = fourlw::answer(word, shared, Some(remote), mask);
         let _ = wr.write_all(&answer).await;
         let _ = wr.shutdown().await;
         return Some(Opening::Done);
@@ -241,16 +259,83 @@ async fn opening(
     Some(Opening::Connect(connect))
 }
 
-async fn connection(
+/// Takes an accepted connection through TLS if its listener asks for it, then serves it.
+async fn accepted_connection(
     stream: TcpStream,
     remote: SocketAddr,
     id: u64,
     shared: &Arc<Shared>,
     core: &Sender<Input>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
+    stop: tokio::sync::watch::Receiver<bool>,
+    mode: Listen,
 ) {
     let _ = stream.set_nodelay(true);
-    let (rd, mut wr) = stream.into_split();
+    let limits = &shared.settings.limits;
+    let handshake = std::time::Duration::from_millis(limits.handshake_ms);
+    let tls = match mode {
+        Listen::Plain => None,
+        Listen::Tls(t) => Some(t),
+        Listen::Unified(t) => {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(handshake, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if first[0] == crate::tls::HANDSHAKE_RECORD => Some(t),
+                Ok(Ok(1)) => None,
+                Ok(_) => return,
+                Err(_) => {
+                    tracing::info!(%remote, ms = limits.handshake_ms, "no handshake in time; closing");
+                    return;
+                }
+            }
+        }
+    };
+    let Some(tls) = tls else {
+        let (rd, wr) = stream.into_split();
+        connection(rd, wr, remote, id, shared, core, stop, Vec::new()).await;
+        return;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+    let stream = match tokio::time::timeout(handshake, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            shared.auth_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%remote, error = %e, "TLS handshake failed; closing");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%remote, ms = limits.handshake_ms, "no TLS handshake in time; closing");
+            return;
+        }
+    };
+    let ids = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|leaf| tls.ids_of(leaf))
+        .unwrap_or_default();
+    if let Some(x509) = ids.iter().find(|i| i.scheme == "x509") {
+        tracing::debug!(%remote, id = %x509.id, "TLS client authenticated");
+    }
+    let (rd, wr) = tokio::io::split(stream);
+    connection(rd, wr, remote, id, shared, core, stop, ids).await;
+}
+
+/// Serves one connection: its handshake, then its session. `ids` are what TLS
+/// authenticated (the x509 id, and super for the configured superuser).
+#[allow(clippy::too_many_arguments)]
+async fn connection<R, W>(
+    rd: R,
+    mut wr: W,
+    remote: SocketAddr,
+    id: u64,
+    shared: &Arc<Shared>,
+    core: &Sender<Input>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    ids: Vec<Id>,
+) where
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let mut rd = BufReader::with_capacity(64 << 10, rd);
     let limits = &shared.settings.limits;
 
@@ -310,7 +395,12 @@ async fn connection(
     };
 
     if let Some(touch) = touch {
-        serve_session(&mut rd, &conn, shared, core, &touch, &mut closed_rx, &mut stop).await;
+        let mut auth = vec![Id { scheme: "ip".into(), id: remote.ip().to_string() }];
+        auth.extend(ids);
+        let auth = Arc::new(auth);
+        *conn.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth.clone();
+        let io = SessionIo { rd: &mut rd, closed: &mut closed_rx, stop: &mut stop };
+        serve_session(io, &conn, shared, core, &touch, auth).await;
     }
     conn.gone.store(true, Ordering::Release);
     conn.close();
@@ -351,21 +441,27 @@ async fn wait_for_room(conn: &Conn, limits: &crate::limits::Limits) -> bool {
     }
 }
 
-/// The request loop of an established session.
+/// What a session's request loop reads from and watches.
+struct SessionIo<'a, R> {
+    rd: &'a mut BufReader<R>,
+    closed: &'a mut tokio::sync::oneshot::Receiver<()>,
+    stop: &'a mut tokio::sync::watch::Receiver<bool>,
+}
+
+/// The request loop of an established session; `auth` holds the ids the connection has
+/// (its address, and what TLS authenticated).
 #[allow(clippy::too_many_lines)]
-async fn serve_session(
-    rd: &mut BufReader<OwnedReadHalf>,
+async fn serve_session<R: AsyncRead + Unpin>(
+    io: SessionIo<'_, R>,
     conn: &Arc<Conn>,
     shared: &Arc<Shared>,
     core: &Sender<Input>,
     touch: &AtomicU64,
-    closed: &mut tokio::sync::oneshot::Receiver<()>,
-    stop: &mut tokio::sync::watch::Receiver<bool>,
+    mut auth: Arc<Vec<Id>>,
 ) {
+    let SessionIo { rd, closed, stop } = io;
     let limits = &shared.settings.limits;
     let max = limits.request_bytes_max;
-    let mut auth: Arc<Vec<Id>> =
-        Arc::new(vec![Id { scheme: "ip".into(), id: conn.remote.ip().to_string() }]);
     let mut buf = Vec::new();
     let limit = shared.settings.global_outstanding_limit.max(1);
     let mut kill = conn.kill.subscribe();

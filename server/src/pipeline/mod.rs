@@ -104,6 +104,7 @@ impl Settings {
                 skip_acl: c.skip_acl,
                 close_session_txn: c.close_session_txn_enabled,
                 reconfig_enabled: c.reconfig_enabled && c.is_distributed(),
+                auth_schemes: AuthSchemes { sasl: false, x509: c.x509_enabled() },
                 ..PrepareConfig::default()
             },
             skip_acl: c.skip_acl,
@@ -949,16 +950,16 @@ pub fn deliver_permitted(
     events: &[Notification],
     acl: &[crate::proto::Acl],
     skip_acl: bool,
+    schemes: &AuthSchemes,
 ) {
     let Some(first) = events.first() else { return };
     let frame: Arc<[u8]> = event_frame(first).into();
-    let schemes = AuthSchemes::default();
     for n in events {
         debug_assert!(n.path == first.path && n.event == first.event);
         if let Some(c) = conns.get(&n.watcher) {
             let allowed = skip_acl || {
                 let auth = c.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                crate::tree::acl::check_acl(acl, 1, &auth, &schemes)
+                crate::tree::acl::check_acl(acl, 1, &auth, schemes)
             };
             if allowed {
                 c.send_shared(&frame);
@@ -1020,12 +1021,11 @@ pub fn answer_read(
     job: ReadJob<'_>,
 ) {
     let ReadJob { xid, req, auth, received } = job;
-    let schemes = AuthSchemes::default();
     let who = Asker {
         session_id: conn.session_id.load(Ordering::Relaxed),
         watcher: conn.id,
         auth,
-        schemes: &schemes,
+        schemes: &shared.settings.prepare.auth_schemes,
         skip_acl: shared.settings.skip_acl,
     };
     let outcome = reads::answer(tree, &who, req, watches);
@@ -2638,7 +2638,13 @@ impl Pipeline {
                     .or_else(|| after.node(&t.path).map(|n| after.acl_of(n)))
                     .or_else(|| after.node(parent).map(|n| after.acl_of(n)));
                 match acl {
-                    Some(acl) => deliver_permitted(&conns, &events, &acl, shared.settings.skip_acl),
+                    Some(acl) => deliver_permitted(
+                        &conns,
+                        &events,
+                        &acl,
+                        shared.settings.skip_acl,
+                        &shared.settings.prepare.auth_schemes,
+                    ),
                     None if shared.settings.skip_acl => deliver(&conns, &events),
                     None => {}
                 }

@@ -49,6 +49,9 @@ keytool -importkeystore -srckeystore server-v1.p12 -srcstoretype PKCS12 -srcstor
     -destkeystore keystore-v1.jks -deststoretype JKS -deststorepass $pw -destkeypass $pw \
     -noprompt 2>/dev/null
 rm server-v1.p12
+# A self-signed client certificate no trusted CA vouches for.
+openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue-key.pem -out rogue-cert.pem \
+    -days $days -sha256 -subj "/CN=client" 2>/dev/null
 cat server-cert.pem ca.pem > server-chain.pem
 # PEM keystore: the PKCS#8 key and the chain in one file; and with the key encrypted.
 cat server-key.pem server-chain.pem > keystore.pem
