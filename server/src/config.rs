@@ -1033,11 +1033,14 @@ pub struct Config {
     /// `nio.sessionlessCnxnTimeout` (`-D zookeeper.nio.sessionlessCnxnTimeout`): ms a new
     /// connection has to complete its handshake (`None`: 10 000).
     pub sessionless_cnxn_timeout_ms: Option<u64>,
-    /// `sessionRequireClientSASLAuth` as set (Corral refuses to start when it is true: it has
-    /// no SASL yet, and ignoring the key would let unauthenticated clients in).
+    /// `sessionRequireClientSASLAuth`: every request but auth and SASL needs a `sasl` id
+    /// (as `enforce.auth.enabled=true` with `enforce.auth.schemes=sasl`).
     pub session_require_client_sasl_auth: bool,
-    /// `enforce.auth.enabled` as set (refused when true, like the key above).
+    /// `enforce.auth.enabled`: every request but auth and SASL needs an id of one of
+    /// `enforce.auth.schemes`.
     pub enforce_auth_enabled: bool,
+    /// `enforce.auth.schemes` (comma-separated, trimmed).
+    pub enforce_auth_schemes: Vec<String>,
     /// `extendedTypesEnabled`: TTL nodes (and server ids ≤ 254).
     pub extended_types_enabled: bool,
     /// `readonlymode.enabled`: serve read-only clients when cut off from the quorum.
@@ -1162,7 +1165,9 @@ fn key_kind(key: &str) -> KeyKind {
         | "admin.serverAddress"
         | "admin.serverPort" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
-        "jute.maxbuffer" | "readonlymode.enabled" => PlainProperty,
+        "jute.maxbuffer" | "readonlymode.enabled" | "java.security.auth.login.config" => {
+            PlainProperty
+        }
         "admin.idleTimeout" | "admin.commandURL" | "admin.portUnification" => {
             IgnoredProperty("Corral has no HTTP admin server yet")
         }
@@ -1200,9 +1205,14 @@ fn key_kind(key: &str) -> KeyKind {
         "sessionRequireClientSASLAuth" | "enforce.auth.enabled" | "enforce.auth.schemes" => {
             SystemProperty
         }
-        "sasl.enabled" | "allowSaslFailedClients" => {
-            IgnoredProperty("SASL is not supported by Corral")
-        }
+        "allowSaslFailedClients"
+        | "sasl.serverconfig"
+        | "superUser"
+        | "SASLAuthenticationProvider.superPassword"
+        | "kerberos.removeHostFromPrincipal"
+        | "kerberos.removeRealmFromPrincipal" => SystemProperty,
+        k if k.starts_with("superUser.") => SystemProperty,
+        "sasl.enabled" => IgnoredProperty("a client setting (zookeeper.sasl.client)"),
         _ => Unknown,
     }
 }
@@ -1283,6 +1293,7 @@ impl Config {
             sessionless_cnxn_timeout_ms: None,
             session_require_client_sasl_auth: false,
             enforce_auth_enabled: false,
+            enforce_auth_schemes: Vec::new(),
             extended_types_enabled: false,
             read_only_mode_enabled: false,
             skip_acl: false,
@@ -1581,7 +1592,13 @@ impl Config {
                 self.session_require_client_sasl_auth = parse_bool(key, value, loc)?
             }
             "enforce.auth.enabled" => self.enforce_auth_enabled = parse_bool(key, value, loc)?,
-            "enforce.auth.schemes" => {}
+            "enforce.auth.schemes" => {
+                self.enforce_auth_schemes = value
+                    .split(',')
+                    .map(|x| x.trim().to_string())
+                    .filter(|x| !x.is_empty())
+                    .collect()
+            }
             "DigestAuthenticationProvider.superDigest" => {
                 if !value.contains(':') {
                     return Err(invalid(key, value, loc, "expected super:<base64 sha1 digest>"));
@@ -1600,6 +1617,15 @@ impl Config {
             k if k.starts_with("ssl.")
                 || k == "client.portUnification"
                 || k == "X509AuthenticationProvider.superUser" => {}
+            // Read by crate::sasl::SaslConfig::from_config.
+            "java.security.auth.login.config"
+            | "allowSaslFailedClients"
+            | "sasl.serverconfig"
+            | "superUser"
+            | "SASLAuthenticationProvider.superPassword"
+            | "kerberos.removeHostFromPrincipal"
+            | "kerberos.removeRealmFromPrincipal" => {}
+            k if k.starts_with("superUser.") => {}
             _ => unreachable!("every system property key has a case: {key}"),
         }
         Ok(())
@@ -1919,7 +1945,7 @@ impl Config {
     ) -> Result<Option<ConfigWarning>, ConfigError> {
         let value = java_trim(value);
         let key = match name {
-            "jute.maxbuffer" | "readonlymode.enabled" => name,
+            "jute.maxbuffer" | "readonlymode.enabled" | "java.security.auth.login.config" => name,
             _ => name.strip_prefix("zookeeper.").unwrap_or(""),
         };
         let warning = match key_kind(key) {
@@ -1957,16 +1983,12 @@ impl Config {
         Ok(warning)
     }
 
-    /// Why this configuration must not run, if it asks for security Corral does not have
-    /// yet: `sessionRequireClientSASLAuth=true`, `enforce.auth.enabled=true`, or an
-    /// `authProvider.N` other than ZooKeeper's built-in digest and ip providers (which Corral
-    /// always has) and its SASL provider. Ignoring any of these with a warning could let in
-    /// clients the operator meant to keep out, so the server refuses to start instead.
-    ///
-    /// The SASL provider alone is accepted (with the warning that SASL is not supported):
-    /// without it no client can authenticate as a `sasl` id, ACLs naming one are refused at
-    /// create (INVALIDACL) and match nobody, so ignoring it fails closed; and kazoo's test
-    /// harness, like many deployments, lists it in every zoo.cfg.
+    /// Why this configuration must not run, if it asks for security Corral cannot give: an
+    /// `authProvider.N` other than ZooKeeper's built-in digest, ip, SASL and x509 providers,
+    /// an `ssl.authProvider` other than x509, or enforced authentication with no scheme or a
+    /// scheme no provider serves (ZooKeeper refuses the last two as well). Ignoring any of
+    /// these with a warning could let in clients the operator meant to keep out, so the
+    /// server refuses to start instead.
     pub fn security_refusal(&self) -> Option<String> {
         const BUILT_IN: [&str; 4] = [
             "org.apache.zookeeper.server.auth.DigestAuthenticationProvider",
@@ -1974,14 +1996,23 @@ impl Config {
             "org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
             "org.apache.zookeeper.server.auth.X509AuthenticationProvider",
         ];
-        if self.session_require_client_sasl_auth {
-            return Some(
-                "sessionRequireClientSASLAuth=true needs SASL, which Corral does not support yet"
-                    .into(),
-            );
-        }
-        if self.enforce_auth_enabled {
-            return Some("enforce.auth.enabled=true is not supported by Corral yet".into());
+        if let Some(schemes) = self.enforced_auth_schemes() {
+            if schemes.is_empty() {
+                return Some("enforce.auth.enabled=true needs enforce.auth.schemes".into());
+            }
+            for scheme in &schemes {
+                let known = match scheme.as_str() {
+                    "digest" | "ip" => true,
+                    "sasl" => self.sasl_enabled(),
+                    "x509" => self.x509_enabled(),
+                    _ => false,
+                };
+                if !known {
+                    return Some(format!(
+                        "enforce.auth.schemes names {scheme}, for which no authentication provider is registered"
+                    ));
+                }
+            }
         }
         if let Some(scheme) = self.system_properties.get("zookeeper.ssl.authProvider") {
             if scheme.trim() != "x509" {
@@ -1994,7 +2025,7 @@ impl Config {
         for (n, class) in &self.auth_providers {
             if !BUILT_IN.contains(&class.as_str()) {
                 return Some(format!(
-                    "authProvider.{n}={class} is not supported by Corral (only ZooKeeper's built-in digest, ip and SASL providers)"
+                    "authProvider.{n}={class} is not supported by Corral (only ZooKeeper's built-in digest, ip, SASL and x509 providers)"
                 ));
             }
         }
@@ -2018,6 +2049,26 @@ impl Config {
                 .auth_providers
                 .values()
                 .any(|c| c == "org.apache.zookeeper.server.auth.X509AuthenticationProvider")
+    }
+
+    /// The schemes a client must hold an id of before any request but auth and SASL, if
+    /// authentication is enforced (`sessionRequireClientSASLAuth` wins: sasl alone).
+    pub fn enforced_auth_schemes(&self) -> Option<Vec<String>> {
+        if self.session_require_client_sasl_auth {
+            Some(vec!["sasl".to_string()])
+        } else if self.enforce_auth_enabled {
+            Some(self.enforce_auth_schemes.clone())
+        } else {
+            None
+        }
+    }
+
+    /// Whether the `sasl` scheme is known (an `authProvider.N` names ZooKeeper's SASL
+    /// provider).
+    pub fn sasl_enabled(&self) -> bool {
+        self.auth_providers
+            .values()
+            .any(|c| c == "org.apache.zookeeper.server.auth.SASLAuthenticationProvider")
     }
 
     /// Quorum mode (ZooKeeper's `isDistributed`): server lines with more than one participant,

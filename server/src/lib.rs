@@ -9,6 +9,7 @@ pub mod net;
 pub mod pipeline;
 pub mod proto;
 pub mod replica;
+pub mod sasl;
 pub mod server;
 pub mod session;
 pub mod sim;

@@ -154,14 +154,11 @@ impl ServerOptions {
         let client_tls = crate::tls::ClientTls::from_config(config)
             .context("the TLS settings for clients (ssl.*)")?
             .map(Arc::new);
-        Ok(ServerOptions {
-            bind,
-            db,
-            settings: Settings::from_config(config),
-            config: config.clone(),
-            ensemble,
-            client_tls,
-        })
+        let mut settings = Settings::from_config(config);
+        settings.sasl = crate::sasl::SaslConfig::from_config(config)
+            .map_err(|e| anyhow::anyhow!("the SASL settings: {e}"))?
+            .map(Arc::new);
+        Ok(ServerOptions { bind, db, settings, config: config.clone(), ensemble, client_tls })
     }
 }
 

@@ -22,7 +22,7 @@
 //! 9. session passwords are not ZooKeeper's predictable `Random(id ^ 0xB3415C00)` ones, yet
 //!    reconnecting with the real password works (also after a restart);
 //! 10. `exists` checks READ permission;
-//! 11. security settings Corral cannot honour (SASL, enforce.auth, foreign auth providers)
+//! 11. security settings Corral cannot honour (enforce.auth without a provider, foreign auth providers)
 //!     refuse to start instead of being ignored;
 //! 12. a seeded random mix of valid-shaped hostile requests only ever gets error codes that
 //!     ZooKeeper defines, replies within jute.maxbuffer, and leaves a server that still serves
@@ -1286,20 +1286,24 @@ fn exists_checks_read_permission() {
 // ---------------------------------------------------------------------------------------------
 // 11. Security settings Corral cannot honour
 
-/// `sessionRequireClientSASLAuth=true`, `enforce.auth.enabled=true` and auth providers other
-/// than ZooKeeper's built-in digest, ip and SASL ones refuse to start, naming the key; those
-/// providers and the keys set to false start. (Without SASL support the SASL provider fails
-/// closed: nobody can hold a `sasl` id. kazoo's test harness lists it in every zoo.cfg.)
+/// Enforced authentication with no scheme, or a scheme no provider serves, and auth
+/// providers other than ZooKeeper's built-in digest, ip, SASL and x509 ones (or an
+/// `ssl.authProvider` other than x509) refuse to start, naming what is wrong; those
+/// providers, enforcement of served schemes and the keys set to false start.
 #[test]
 fn unsupported_security_settings_refuse_to_start() {
     const SASL: &str = "org.apache.zookeeper.server.auth.SASLAuthenticationProvider";
     const DIGEST: &str = "org.apache.zookeeper.server.auth.DigestAuthenticationProvider";
     const X509: &str = "org.apache.zookeeper.server.auth.X509AuthenticationProvider";
     let cases: Vec<(String, Option<&str>)> = vec![
-        ("sessionRequireClientSASLAuth=true".into(), Some("sessionRequireClientSASLAuth")),
-        ("enforce.auth.enabled=true".into(), Some("enforce.auth.enabled")),
-        (format!("authProvider.1={X509}"), Some("authProvider")),
-        (format!("authProvider.1={DIGEST}\nauthProvider.2={X509}"), Some("authProvider")),
+        ("sessionRequireClientSASLAuth=true".into(), Some("sasl")),
+        ("enforce.auth.enabled=true".into(), Some("enforce.auth.schemes")),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=kerberos".into(), Some("kerberos")),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=x509".into(), Some("x509")),
+        ("enforce.auth.enabled=true\nenforce.auth.schemes=digest, ip".into(), None),
+        (format!("authProvider.1={X509}"), None),
+        (format!("authProvider.1={DIGEST}\nauthProvider.2={X509}"), None),
+        ("ssl.authProvider=custom".into(), Some("ssl.authProvider")),
         ("authProvider.x509=com.example.CustomAuth".into(), Some("authProvider")),
         (format!("authProvider.1={SASL}"), None),
         (format!("authProvider.1={DIGEST}\nauthProvider.2={SASL}"), None),

@@ -30,6 +30,8 @@ fn settings() -> Settings {
         local_sessions: false,
         local_sessions_upgrading: false,
         sync_enabled: true,
+        sasl: None,
+        enforce_auth: None,
         config_file: None,
     }
 }

@@ -460,6 +460,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
     mut auth: Arc<Vec<Id>>,
 ) {
     let SessionIo { rd, closed, stop } = io;
+    let mut sasl: Option<SaslState> = None;
     let limits = &shared.settings.limits;
     let max = limits.request_bytes_max;
     let mut buf = Vec::new();
@@ -573,12 +574,63 @@ async fn serve_session<R: AsyncRead + Unpin>(
                 }
                 continue;
             }
-            Request::Sasl(_) => {
-                // SASL arrives with TLS in a later release; refuse it as an unknown scheme.
-                conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &Response::Empty));
-                return;
+            Request::Sasl(t) => {
+                match sasl_step(shared, conn, &mut sasl, t.token.as_slice()) {
+                    SaslAnswer::Token(token) => {
+                        let body = Response::Sasl(crate::proto::SaslToken { token });
+                        conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &body));
+                    }
+                    SaslAnswer::Authenticated(token, ids) => {
+                        let mut v = (*auth).clone();
+                        for id in ids {
+                            if !v.contains(&id) {
+                                v.push(id);
+                            }
+                        }
+                        if v.len() > limits.auth_ids_max {
+                            tracing::info!(remote = %conn.remote, max = limits.auth_ids_max, "too many authenticated ids on one connection; refusing");
+                            shared.auth_failed.fetch_add(1, Ordering::Relaxed);
+                            let body = Response::Sasl(crate::proto::SaslToken {
+                                token: crate::proto::Data::null(),
+                            });
+                            conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &body));
+                            conn.close();
+                            return;
+                        }
+                        auth = Arc::new(v);
+                        *conn.auth.lock().unwrap_or_else(|p| p.into_inner()) = auth.clone();
+                        let body = Response::Sasl(crate::proto::SaslToken { token });
+                        conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &body));
+                    }
+                    SaslAnswer::Failed => {
+                        shared.auth_failed.fetch_add(1, Ordering::Relaxed);
+                        let body = Response::Sasl(crate::proto::SaslToken {
+                            token: crate::proto::Data::null(),
+                        });
+                        conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &body));
+                        conn.close();
+                        return;
+                    }
+                }
+                continue;
             }
             _ => {}
+        }
+        if let Some(schemes) = &shared.settings.enforce_auth {
+            if !auth.iter().any(|id| schemes.contains(&id.scheme)) {
+                // ZooKeeper's AuthenticationHelper: no body, then the connection closes.
+                tracing::info!(
+                    remote = %conn.remote,
+                    op = hdr.op,
+                    schemes = %schemes.join(","),
+                    "a request before authentication with an enforced scheme; closing"
+                );
+                shared.auth_failed.fetch_add(1, Ordering::Relaxed);
+                let code = ErrorCode::SessionClosedRequireSaslAuth;
+                conn.send(reply_frame(hdr.xid, 0, code, &Response::Empty));
+                conn.close();
+                return;
+            }
         }
         let op = OpCode::from_code(hdr.op).unwrap_or(OpCode::Notification);
         if answer_locally(shared, conn, ReadJob { xid: hdr.xid, req: &req, auth: &auth, received })
@@ -605,6 +657,74 @@ async fn serve_session<R: AsyncRead + Unpin>(
             // The pipeline answers and closes; stop reading.
             let _ = (&mut *closed).await;
             return;
+        }
+    }
+}
+
+/// A connection's SASL exchange: the mechanism's state, and how many steps it has taken.
+struct SaslState {
+    nonce: Option<String>,
+    steps: u32,
+    done: bool,
+}
+
+/// What a SASL step answers.
+enum SaslAnswer {
+    /// A token, the exchange going on (or SASL off: ZooKeeper then answers OK with no token).
+    Token(crate::proto::Data),
+    /// The last token, and the ids the client now has.
+    Authenticated(crate::proto::Data, Vec<Id>),
+    /// AUTHFAILED, and the connection closes.
+    Failed,
+}
+
+/// One step of a client's SASL exchange (DIGEST-MD5).
+fn sasl_step(
+    shared: &Shared,
+    conn: &Conn,
+    state: &mut Option<SaslState>,
+    token: &[u8],
+) -> SaslAnswer {
+    use crate::sasl::digest::{DigestServer, Step};
+    let Some(cfg) = &shared.settings.sasl else {
+        // ZooKeeper without a JAAS server section answers OK with a null token.
+        tracing::info!(remote = %conn.remote, "a SASL request, but SASL is not configured (no JAAS server section)");
+        return SaslAnswer::Token(crate::proto::Data::null());
+    };
+    let st = state.get_or_insert(SaslState { nonce: None, steps: 0, done: false });
+    st.steps += 1;
+    let failed = |why: String| {
+        tracing::info!(remote = %conn.remote, reason = %why, "SASL authentication failed");
+        if cfg.allow_failed_clients {
+            SaslAnswer::Token(crate::proto::Data::null())
+        } else {
+            SaslAnswer::Failed
+        }
+    };
+    if st.done || st.steps > 2 {
+        return failed("the DIGEST-MD5 exchange is already over".into());
+    }
+    let mut server = DigestServer::new(crate::sasl::SERVICE, crate::sasl::DIGEST_REALM, &cfg.users);
+    // The exchange has two steps; the server's state between them is the nonce it sent.
+    if let Some(n) = &st.nonce {
+        server.resume(n.clone());
+    }
+    let mut nonce = [0u8; 24];
+    rand::Rng::fill(&mut rand::rng(), &mut nonce[..]);
+    match server.step(token, &nonce) {
+        Ok(Step::Challenge(c)) => {
+            st.nonce = server.nonce().map(str::to_owned);
+            SaslAnswer::Token(crate::proto::Data::from(c))
+        }
+        Ok(Step::Done { token, user }) => {
+            st.done = true;
+            let ids = cfg.ids_of(&user);
+            tracing::debug!(remote = %conn.remote, user = %user, "SASL (DIGEST-MD5) authenticated");
+            SaslAnswer::Authenticated(crate::proto::Data::from(token), ids)
+        }
+        Err(e) => {
+            st.done = true;
+            failed(e.to_string())
         }
     }
 }

@@ -86,6 +86,11 @@ pub struct Settings {
     pub local_sessions_upgrading: bool,
     /// syncEnabled: an observer logs the txns it learns (otherwise it only applies them).
     pub sync_enabled: bool,
+    /// SASL for clients (a JAAS server section), if configured.
+    pub sasl: Option<Arc<crate::sasl::SaslConfig>>,
+    /// With enforced authentication (`enforce.auth.*`, `sessionRequireClientSASLAuth`), the
+    /// schemes one of which a connection needs an id of before its requests are served.
+    pub enforce_auth: Option<Vec<String>>,
     /// With reconfigEnabled, the zoo.cfg this server was started with: an activated
     /// membership is written next to it (`zoo.cfg.dynamic.<version>`) and it is rewritten to
     /// point there, as ZooKeeper does. `None`: nothing is written.
@@ -104,7 +109,7 @@ impl Settings {
                 skip_acl: c.skip_acl,
                 close_session_txn: c.close_session_txn_enabled,
                 reconfig_enabled: c.reconfig_enabled && c.is_distributed(),
-                auth_schemes: AuthSchemes { sasl: false, x509: c.x509_enabled() },
+                auth_schemes: AuthSchemes { sasl: c.sasl_enabled(), x509: c.x509_enabled() },
                 ..PrepareConfig::default()
             },
             skip_acl: c.skip_acl,
@@ -118,6 +123,8 @@ impl Settings {
             local_sessions: c.local_sessions_enabled && c.is_distributed(),
             local_sessions_upgrading: c.local_sessions_upgrading_enabled,
             sync_enabled: c.sync_enabled,
+            sasl: None,
+            enforce_auth: c.enforced_auth_schemes(),
             config_file: None,
         }
     }
