@@ -6,9 +6,11 @@
 #   2. zkcli         ci/clients/zkcli_compare.py: one zkCli.sh session, both transcripts compared.
 #   3. java-client   ci/clients/java_client.py: the official Java client (async pipelining,
 #                    watches, multi, ...), compiled with javac, against both servers.
+#   4. java-secure   ci/clients/java_secure.py: the Java client over TLS (PKCS12 and PEM client
+#                    stores, x509 ACLs) and SASL DIGEST-MD5 (JAAS), good and bad credentials.
 # Known, reported differences are listed with their reasons in ci/clients/known-differences.txt.
 #
-#   ci/clients.sh                  all three (CORRAL_BIN overrides target/release/corral)
+#   ci/clients.sh                  all four (CORRAL_BIN overrides target/release/corral)
 #   CLIENTS_SEEDS="7 8" CLIENTS_STEPS=5000 ci/clients.sh    other seeds / lengths
 # Logs: target/clients-run/<test>/ (each server's log, transcripts, frames on a divergence).
 set -uo pipefail
@@ -67,6 +69,7 @@ for seed in $seeds; do
 done
 run zkcli "$py" ci/clients/zkcli_compare.py --run-dir "$out/zkcli"
 run java-client "$py" ci/clients/java_client.py --run-dir "$out/java"
+run java-secure "$py" ci/clients/java_secure.py --run-dir "$out/java-secure"
 
 echo "clients: $(($(date +%s) - t0))s in all; logs in $out"
 if [ ${#failed[@]} -gt 0 ]; then

@@ -59,7 +59,7 @@ def write_config(path, data_dir, port, extra=()):
 
 
 class Server:
-    def __init__(self, kind, root, corral_bin=None, extra_config=()):
+    def __init__(self, kind, root, corral_bin=None, extra_config=(), props=(), classpath=None):
         self.kind = kind
         self.dir = os.path.join(root, kind)
         os.makedirs(self.dir, exist_ok=True)
@@ -76,11 +76,16 @@ class Server:
         # servers; an hour keeps it out of the tests' deterministic sequences. It is a bare
         # system property in ZooKeeper, not a zoo.cfg key.
         reaper = f"znode.container.checkIntervalMs={REAPER_INTERVAL_MS}"
+        # props: more system properties (name=value), given to both kinds the same way.
         if kind == "zookeeper":
             argv = ["java", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
-                    "-D" + reaper, "-cp", ZK_CLASSPATH, ZK_MAIN, self.cfg]
+                    "-D" + reaper] + ["-D" + p for p in props] + [
+                    "-cp", classpath or ZK_CLASSPATH, ZK_MAIN, self.cfg]
         else:
-            argv = [corral_bin, "-D", reaper, self.cfg]
+            argv = [corral_bin, "-D", reaper]
+            for p in props:
+                argv += ["-D", p]
+            argv.append(self.cfg)
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=self.dir,

@@ -800,11 +800,12 @@ fn system_properties() {
         set(&mut c, "zookeeper.noSuchThing", "1"),
         Some(ConfigWarning::UnknownSystemProperty { name: "zookeeper.noSuchThing".into() })
     );
+    // The JAAS file is a JVM property ZooKeeper reads bare (SASL), kept as given.
+    assert_eq!(set(&mut c, "java.security.auth.login.config", "/jaas"), None);
+    assert_eq!(c.system_properties["java.security.auth.login.config"], "/jaas");
     assert_eq!(
-        set(&mut c, "java.security.auth.login.config", "/jaas"),
-        Some(ConfigWarning::UnknownSystemProperty {
-            name: "java.security.auth.login.config".into()
-        })
+        set(&mut c, "java.awt.headless", "true"),
+        Some(ConfigWarning::UnknownSystemProperty { name: "java.awt.headless".into() })
     );
     assert!(matches!(
         set(

@@ -590,10 +590,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
                         if v.len() > limits.auth_ids_max {
                             tracing::info!(remote = %conn.remote, max = limits.auth_ids_max, "too many authenticated ids on one connection; refusing");
                             shared.auth_failed.fetch_add(1, Ordering::Relaxed);
-                            let body = Response::Sasl(crate::proto::SaslToken {
-                                token: crate::proto::Data::null(),
-                            });
-                            conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &body));
+                            conn.send(sasl_failure_frame(hdr.xid));
                             conn.close();
                             return;
                         }
@@ -604,10 +601,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
                     }
                     SaslAnswer::Failed => {
                         shared.auth_failed.fetch_add(1, Ordering::Relaxed);
-                        let body = Response::Sasl(crate::proto::SaslToken {
-                            token: crate::proto::Data::null(),
-                        });
-                        conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &body));
+                        conn.send(sasl_failure_frame(hdr.xid));
                         conn.close();
                         return;
                     }
@@ -659,6 +653,19 @@ async fn serve_session<R: AsyncRead + Unpin>(
             return;
         }
     }
+}
+
+/// AUTHFAILED to a SASL request, as ZooKeeper writes it: the header, then a SetSASLResponse
+/// with a null token (its clients read that body even after an error; the Java client then
+/// reports the failure as AuthFailed).
+fn sasl_failure_frame(xid: i32) -> Vec<u8> {
+    let mut payload = Vec::new();
+    crate::proto::ReplyHeader { xid, zxid: 0, err: ErrorCode::AuthFailed.code() }
+        .write(&mut payload);
+    crate::proto::SaslToken { token: crate::proto::Data::null() }.write(&mut payload);
+    let mut f = (payload.len() as i32).to_be_bytes().to_vec();
+    f.extend_from_slice(&payload);
+    f
 }
 
 /// A connection's SASL exchange: the mechanism's state, and how many steps it has taken.

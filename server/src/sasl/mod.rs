@@ -110,11 +110,12 @@ impl SaslConfig {
         if let (Some(r), false) = (realm, self.remove_realm) {
             id = format!("{id}@{r}");
         }
-        let mut ids = Vec::new();
-        if self.super_users.contains(&id) {
+        // In ZooKeeper's order: the sasl id, then super.
+        let is_super = self.super_users.contains(&id);
+        let mut ids = vec![crate::proto::Id { scheme: "sasl".into(), id }];
+        if is_super {
             ids.push(crate::proto::Id { scheme: "super".into(), id: String::new() });
         }
-        ids.push(crate::proto::Id { scheme: "sasl".into(), id });
         ids
     }
 }

@@ -73,11 +73,11 @@ impl ClientTls {
     /// subject, and `super` when that subject is the configured superuser.
     pub fn ids_of(&self, leaf: &[u8]) -> Vec<crate::proto::Id> {
         let Some(subject) = verify::rfc2253_subject(leaf) else { return Vec::new() };
-        let mut ids = Vec::new();
+        // In ZooKeeper's order: the x509 id, then super.
+        let mut ids = vec![crate::proto::Id { scheme: "x509".into(), id: subject.clone() }];
         if self.super_user.as_deref() == Some(subject.as_str()) {
-            ids.push(crate::proto::Id { scheme: "super".into(), id: subject.clone() });
+            ids.push(crate::proto::Id { scheme: "super".into(), id: subject });
         }
-        ids.push(crate::proto::Id { scheme: "x509".into(), id: subject });
         ids
     }
 }

@@ -49,6 +49,10 @@ keytool -importkeystore -srckeystore server-v1.p12 -srcstoretype PKCS12 -srcstor
     -destkeystore keystore-v1.jks -deststoretype JKS -deststorepass $pw -destkeypass $pw \
     -noprompt 2>/dev/null
 rm server-v1.p12
+# The client's own stores, for the Java client: PKCS12 and PEM (key and certificate).
+openssl pkcs12 -export -in client-cert.pem -inkey client-key.pem -name client \
+    -passout pass:$pw -out client-keystore.p12
+cat client-key.pem client-cert.pem > client-keystore.pem
 # A self-signed client certificate no trusted CA vouches for.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue-key.pem -out rogue-cert.pem \
     -days $days -sha256 -subj "/CN=client" 2>/dev/null
