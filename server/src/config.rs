@@ -927,6 +927,10 @@ pub struct Config {
     pub client_address: Option<HostPort>,
     /// `secureClientPort` (TLS only; settings from `ssl.*`).
     pub secure_client_port: Option<u16>,
+    /// `sslQuorum`: TLS between servers (settings from `ssl.quorum.*`).
+    pub ssl_quorum: bool,
+    /// `portUnification`: the quorum ports take TLS and plaintext peers.
+    pub port_unification: bool,
     /// `secureClientPortAddress`.
     pub secure_client_port_address: Option<String>,
     /// `clientPortListenBacklog` (-1 = the OS default).
@@ -1089,7 +1093,6 @@ enum KeyKind {
     Unknown,
 }
 
-const NO_QUORUM_TLS: &str = "TLS between servers is not supported by Corral yet";
 const NO_SASL: &str = "quorum SASL is not supported by Corral";
 const NO_JVM: &str = "Corral does not run on a JVM";
 const NOT_CONFIGURABLE: &str = "Corral has a single implementation of this";
@@ -1125,7 +1128,10 @@ fn key_kind(key: &str) -> KeyKind {
         | "corral.test.unsafeCommitWithoutQuorum"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
-        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => IgnoredFile(NO_QUORUM_TLS),
+        "sslQuorum" | "portUnification" => File,
+        "sslQuorumReloadCertFiles" => {
+            IgnoredFile("certificate files are read at startup only (restart to change them)")
+        }
         "multiAddress.reachabilityCheckTimeoutMs" | "multiAddress.reachabilityCheckEnabled" => {
             IgnoredFile("Corral does not probe peer addresses")
         }
@@ -1179,7 +1185,7 @@ fn key_kind(key: &str) -> KeyKind {
         "maxResponseCacheSize" | "maxGetChildrenResponseCacheSize" => {
             IgnoredProperty(NOT_CONFIGURABLE)
         }
-        k if k.starts_with("ssl.quorum.") => IgnoredProperty(NO_QUORUM_TLS),
+        k if k.starts_with("ssl.quorum.") => SystemProperty,
         "ssl.keyStore.location"
         | "ssl.keyStore.password"
         | "ssl.keyStore.passwordPath"
@@ -1247,6 +1253,8 @@ impl Config {
             client_address: None,
             secure_client_port: None,
             secure_client_port_address: None,
+            ssl_quorum: false,
+            port_unification: false,
             client_port_listen_backlog: -1,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
@@ -1498,7 +1506,9 @@ impl Config {
             }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
             // Parsed by ZooKeeper, ignored by Corral: still reject what ZooKeeper rejects.
-            "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => {
+            "sslQuorum" => self.ssl_quorum = parse_bool(key, value, loc)?,
+            "portUnification" => self.port_unification = parse_bool(key, value, loc)?,
+            "sslQuorumReloadCertFiles" => {
                 parse_bool(key, value, loc)?;
             }
             _ => {}

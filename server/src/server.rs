@@ -90,6 +90,8 @@ impl EnsembleOptions {
             send_queue_max: 4 * (peer.outstanding_max + peer.commit_log_count) + 64,
             listen_on_all_ips: config.quorum_listen_on_all_ips,
             election_port_bind_retry: config.election_port_bind_retry,
+            tls: crate::net::quorum_tls::QuorumTls::from_config(config)
+                .context("the TLS settings between servers (ssl.quorum.*)")?,
         };
         Ok(EnsembleOptions { me, peer, net })
     }

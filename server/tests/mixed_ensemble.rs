@@ -108,8 +108,8 @@ fn kill_leader_under_load(
 /// The scenario of both kill tests: `first` leads at start (started after the others...
 /// see `start_in_order`), is killed under load, a leader of the other kind takes over, is
 /// killed in turn, and every server ends with the same tree and every acknowledged write.
-fn leaders_of_both_kinds_killed(members: &[(Kind, Role)], order: &[usize]) {
-    scenario(members, "", order, |e, rt| {
+fn leaders_of_both_kinds_killed(members: &[(Kind, Role)], order: &[usize], extra: &str) {
+    scenario(members, extra, order, |e, rt| {
         let first = e.wait_for_leader(Duration::from_secs(60));
         let first_kind = e.server(first).kind;
         let other = match first_kind {
@@ -141,13 +141,35 @@ fn leaders_of_both_kinds_killed(members: &[(Kind, Role)], order: &[usize]) {
 fn one_corral_two_zookeeper_leaders_of_both_kinds_killed_under_load() {
     // Corral (myid 3) wins the first election (the highest id, all histories empty); killed,
     // a ZooKeeper server leads the Corral server when it comes back.
-    leaders_of_both_kinds_killed(&[Z, Z, C], &[3, 1, 2]);
+    leaders_of_both_kinds_killed(&[Z, Z, C], &[3, 1, 2], "");
 }
 
 #[test]
 fn two_corral_one_zookeeper_leaders_of_both_kinds_killed_under_load() {
     // ZooKeeper (myid 3) is up first and wins; killed, a Corral server leads it back in.
-    leaders_of_both_kinds_killed(&[C, C, Z], &[3, 1, 2]);
+    leaders_of_both_kinds_killed(&[C, C, Z], &[3, 1, 2], "");
+}
+
+/// TLS between servers (sslQuorum=true, JKS stores whose certificate names 127.0.0.1): the
+/// same kills under load, every election and quorum connection encrypted and both ends'
+/// certificates checked, Corral and ZooKeeper dialling and accepting each other.
+fn quorum_tls_config() -> String {
+    let d = format!("{}/src/tls/testdata", env!("CARGO_MANIFEST_DIR"));
+    format!(
+        "sslQuorum=true\nssl.quorum.keyStore.location={d}/keystore.jks\n\
+         ssl.quorum.keyStore.password=apassword\nssl.quorum.trustStore.location={d}/truststore.jks\n\
+         ssl.quorum.trustStore.password=apassword\n"
+    )
+}
+
+#[test]
+fn quorum_tls_one_corral_two_zookeeper_leaders_of_both_kinds_killed_under_load() {
+    leaders_of_both_kinds_killed(&[Z, Z, C], &[3, 1, 2], &quorum_tls_config());
+}
+
+#[test]
+fn quorum_tls_two_corral_one_zookeeper_leaders_of_both_kinds_killed_under_load() {
+    leaders_of_both_kinds_killed(&[C, C, Z], &[3, 1, 2], &quorum_tls_config());
 }
 
 /// A server of `victim_kind` is emptied and restarted while a leader of the other kind leads

@@ -177,6 +177,42 @@ fn active_follower() -> Peer {
     p
 }
 
+/// A learner answers no PING before it is up to date: ZooKeeper's leader waits, after
+/// NEWLEADER, for the ACK and nothing else (a PING first: "Next packet was supposed to be an
+/// ACK", and the learner is dropped). Found with quorum TLS against a ZooKeeper leader.
+#[test]
+fn a_syncing_learner_answers_pings_only_once_up_to_date() {
+    let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
+    step(&mut p, Event::Connected { peer: 1, conn: 1 });
+    let ping = || pkt(PacketType::Ping, z(2, 0));
+    assert!(recv(&mut p, 1, ping()).is_empty(), "before LEADERINFO");
+    recv(
+        &mut p,
+        1,
+        pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
+    );
+    assert!(recv(&mut p, 1, ping()).is_empty(), "waiting for the sync");
+    recv(&mut p, 1, pkt(PacketType::Diff, z(1, 1)));
+    assert!(recv(&mut p, 1, ping()).is_empty(), "syncing");
+    recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0)));
+    let after = recv(&mut p, 1, ping());
+    assert!(
+        !after
+            .iter()
+            .any(|c| matches!(c, Command::Send { packet, .. } if packet.kind == PacketType::Ping)),
+        "after NEWLEADER, before UPTODATE: {after:?}"
+    );
+    recv(&mut p, 1, pkt(PacketType::UpToDate, Zxid(u64::MAX)));
+    assert!(p.is_serving());
+    let active = recv(&mut p, 1, ping());
+    assert!(
+        active
+            .iter()
+            .any(|c| matches!(c, Command::Send { packet, .. } if packet.kind == PacketType::Ping)),
+        "up to date: {active:?}"
+    );
+}
+
 // Discovery and synchronization, leader side: LeaderProcessFOLLOWERINFO (epoch = max accepted
 // + 1 once a quorum connected, persisted before LEADERINFO), LeaderProcessACKEPOCH (a quorum of
 // epoch acks: current epoch persisted), LeaderSyncFollower (DIFF with PROPOSAL/COMMIT pairs,

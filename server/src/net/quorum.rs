@@ -124,6 +124,8 @@ pub struct QuorumNetConfig {
     /// Attempts to bind the election port, a second apart (electionPortBindRetry; 0: no
     /// end).
     pub election_port_bind_retry: u32,
+    /// TLS on both ports (sslQuorum, portUnification), if configured.
+    pub tls: Option<Arc<super::quorum_tls::QuorumTls>>,
 }
 
 /// The running transports.
@@ -486,9 +488,30 @@ impl QuorumNet {
         }
     }
 
+    /// A dialled connection, through TLS when the quorum uses it.
+    fn secure_dialled(&self, s: TcpStream, addr: SocketAddr) -> io::Result<TcpStream> {
+        match &self.inner.cfg.tls {
+            None => Ok(s),
+            Some(t) => t.dial(s, addr, self.inner.cfg.connect_timeout),
+        }
+    }
+
+    /// An accepted connection, through TLS when it is one (or refused when it must be and is
+    /// not).
+    fn secure_accepted(&self, s: TcpStream) -> io::Result<TcpStream> {
+        match &self.inner.cfg.tls {
+            None => Ok(s),
+            Some(t) => {
+                let remote = s.peer_addr()?;
+                t.accept(s, remote, self.inner.cfg.connect_timeout)
+            }
+        }
+    }
+
     fn dial_election_now(&self, to: Sid, addr: SocketAddr) -> io::Result<()> {
-        let mut s = TcpStream::connect_timeout(&addr, self.inner.cfg.connect_timeout)?;
+        let s = TcpStream::connect_timeout(&addr, self.inner.cfg.connect_timeout)?;
         s.set_nodelay(true)?;
+        let mut s = self.secure_dialled(s, addr)?;
         let me = self.inner.cfg.me;
         let my_addr = self.member(me).map(|m| m.election.to_string());
         let hello = ElectionHello {
@@ -543,7 +566,8 @@ impl QuorumNet {
         }
     }
 
-    fn accept_election_one(&self, mut s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
+    fn accept_election_one(&self, s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
+        let mut s = self.secure_accepted(s)?;
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         s.set_nodelay(true)?;
         let sid = ElectionHello::read_from(&mut s)?.sid;
@@ -617,9 +641,13 @@ impl QuorumNet {
         let Some(addr) = self.member(to).map(|m| m.quorum) else { return };
         let n = self.clone();
         let _ = std::thread::Builder::new().name("corral-quorum-dial".into()).spawn(move || {
-            match TcpStream::connect_timeout(&addr, n.inner.cfg.connect_timeout) {
-                Ok(s) => {
+            let dialled = TcpStream::connect_timeout(&addr, n.inner.cfg.connect_timeout)
+                .and_then(|s| {
                     let _ = s.set_nodelay(true);
+                    n.secure_dialled(s, addr)
+                });
+            match dialled {
+                Ok(s) => {
                     match n.new_conn(to, &s) {
                         Ok((id, out)) => {
                             n.deliver(Event::Connected { peer: to, conn: id });
@@ -659,6 +687,7 @@ impl QuorumNet {
     }
 
     fn accept_quorum_one(&self, s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
+        let s = self.secure_accepted(s)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         let mut rd = PacketReader::new(s.try_clone()?, self.inner.cfg.packet_bytes_max);

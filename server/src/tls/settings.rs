@@ -290,6 +290,67 @@ impl TlsSettings {
     }
 }
 
+impl TlsSettings {
+    /// The dialling side (a quorum learner or election peer): this server's certificate as
+    /// its client certificate, the peer's checked against the trust store.
+    pub fn client_config(&self) -> Result<Arc<rustls::ClientConfig>, TlsError> {
+        let provider = Arc::new(self.provider()?);
+        let key_err = |message: String| TlsError::Setting {
+            key: format!("{}keyStore.location", self.prefix),
+            message,
+        };
+        let Some(ks) = &self.key_store else {
+            return Err(key_err("not set: TLS between servers needs this server's key".into()));
+        };
+        let Some(ts) = &self.trust_store else {
+            return Err(TlsError::Setting {
+                key: format!("{}trustStore.location", self.prefix),
+                message: "not set: the other servers' certificates cannot be checked".into(),
+            });
+        };
+        let material = load_key_store(&ks.location, ks.kind, &ks.password)?;
+        let key = provider.key_provider.load_private_key(material.key).map_err(|e| {
+            key_err(format!("{}: the private key cannot be used: {e}", ks.location))
+        })?;
+        let certified = Arc::new(CertifiedKey::new(material.chain, key));
+        let roots = load_trust_store(&ts.location, ts.kind, &ts.password)?;
+        let verifier =
+            super::verify::PeerVerifier::new(roots, self.hostname_verification, provider.clone())
+                .map_err(|message| TlsError::Setting {
+                key: format!("{}trustStore.location", self.prefix),
+                message,
+            })?;
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&self.versions()?)
+            .map_err(|e| TlsError::Setting {
+                key: format!("{}enabledProtocols", self.prefix),
+                message: format!("{e}"),
+            })?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_cert_resolver(Arc::new(OneClientCert(certified)));
+        Ok(Arc::new(config))
+    }
+}
+
+/// Always the same client certificate.
+#[derive(Debug)]
+struct OneClientCert(Arc<CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for OneClientCert {
+    fn resolve(
+        &self,
+        _hints: &[&[u8]],
+        _schemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// Always the same certificate.
 #[derive(Debug)]
 struct OneCert(Arc<CertifiedKey>);

@@ -61,7 +61,8 @@ impl ClientVerifier {
         })
     }
 
-    fn is_v3(cert: &[u8]) -> bool {
+    /// Whether `cert` is an X.509 v3 certificate.
+    pub fn is_v3(cert: &[u8]) -> bool {
         matches!(X509Certificate::from_der(cert), Ok((_, c)) if c.version() == X509Version::V3)
     }
 }
@@ -217,6 +218,112 @@ impl ClientCertVerifier for ClientVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algs.supported_schemes()
+    }
+}
+
+/// Verifies the certificate of a server this one connects to (a quorum peer) against the
+/// trust store: v3 chains through webpki (its name checked against the address dialled when
+/// `hostname_verification`), v1/v2 leaves by signatures up to a trust anchor.
+#[derive(Debug)]
+pub struct PeerVerifier {
+    webpki: Arc<rustls::client::WebPkiServerVerifier>,
+    roots: Vec<CertificateDer<'static>>,
+    algs: WebPkiSupportedAlgorithms,
+    hostname_verification: bool,
+}
+
+impl PeerVerifier {
+    /// A verifier trusting `roots`.
+    pub fn new(
+        roots: Vec<CertificateDer<'static>>,
+        hostname_verification: bool,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+    ) -> Result<PeerVerifier, String> {
+        let mut store = rustls::RootCertStore::empty();
+        for r in &roots {
+            store.add(r.clone()).map_err(|e| format!("a trusted certificate: {e}"))?;
+        }
+        let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(store),
+            provider.clone(),
+        )
+        .build()
+        .map_err(|e| format!("{e}"))?;
+        Ok(PeerVerifier {
+            webpki,
+            roots,
+            algs: provider.signature_verification_algorithms,
+            hostname_verification,
+        })
+    }
+}
+
+impl rustls::client::danger::ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, Error> {
+        if !ClientVerifier::is_v3(end_entity) {
+            return verify_legacy_chain(end_entity, intermediates, &self.roots, &self.algs, now)
+                .map(|_| rustls::client::danger::ServerCertVerified::assertion());
+        }
+        match self.webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now) {
+            Err(Error::InvalidCertificate(CertificateError::NotValidForName))
+            | Err(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. }))
+                if !self.hostname_verification =>
+            {
+                Ok(rustls::client::danger::ServerCertVerified::assertion())
+            }
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_with_cert(message, cert, dss, &self.algs)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_with_cert(message, cert, dss, &self.algs)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algs.supported_schemes()
+    }
+}
+
+/// Whether a certificate names `ip` (an IP address SAN, or, without SANs, its CN), as
+/// ZooKeeper's quorum hostname verification checks the peer that connected.
+pub fn names_address(cert: &[u8], ip: std::net::IpAddr) -> bool {
+    let Ok((_, c)) = X509Certificate::from_der(cert) else { return false };
+    match c.subject_alternative_name() {
+        Ok(Some(san)) => san.value.general_names.iter().any(|g| match g {
+            x509_parser::extensions::GeneralName::IPAddress(b) => match (b.len(), ip) {
+                (4, std::net::IpAddr::V4(v4)) => *b == v4.octets(),
+                (16, std::net::IpAddr::V6(v6)) => *b == v6.octets(),
+                _ => false,
+            },
+            x509_parser::extensions::GeneralName::DNSName(d) => {
+                ip.is_loopback() && d.eq_ignore_ascii_case("localhost")
+            }
+            _ => false,
+        }),
+        _ => c.subject().iter_common_name().any(|cn| {
+            cn.as_str().is_ok_and(|n| n == ip.to_string() || (ip.is_loopback() && n == "localhost"))
+        }),
     }
 }
 

@@ -1928,6 +1928,10 @@ impl Learner {
                 );
                 Next::Stay
             }
+            // As ZooKeeper's learner: PINGs are answered once in broadcast; during the sync a
+            // leader waits for the NEWLEADER ack and no other packet (ZooKeeper's
+            // LearnerHandler drops a learner whose next packet after NEWLEADER is not ACK).
+            (PacketType::Ping, phase) if phase != LPhase::Active => Next::Stay,
             (PacketType::Ping, _) => {
                 let touches = self.touches.take();
                 Core::send(

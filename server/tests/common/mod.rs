@@ -15,7 +15,13 @@ use std::time::{Duration, Instant};
 use zookeeper_client as zk;
 
 /// Apache ZooKeeper's classpath (Debian's packages).
-pub const ZK_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar";
+/// ZooKeeper's jar, a logger, and the Netty jars its TLS between servers needs (its quorum
+/// port detection and SSL contexts use Netty's classes).
+pub const ZK_CLASSPATH: &str = "/usr/share/java/zookeeper.jar:/usr/share/java/slf4j-simple.jar:\
+     /usr/share/java/netty-buffer.jar:/usr/share/java/netty-codec.jar:\
+     /usr/share/java/netty-common.jar:/usr/share/java/netty-handler.jar:\
+     /usr/share/java/netty-resolver.jar:/usr/share/java/netty-transport.jar:\
+     /usr/share/java/netty-transport-native-unix-common.jar";
 
 /// Which server a member runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
