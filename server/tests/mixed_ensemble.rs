@@ -11,7 +11,10 @@
 //! * an observer of each kind behind a leader of the other kind;
 //! * a rolling migration under a write load: a ZooKeeper ensemble turned into a Corral one a
 //!   server at a time (the first from `corral import-zookeeper` of its data directory, the
-//!   others from empty ones), then back to ZooKeeper the same way; nothing acknowledged lost.
+//!   others from empty ones), then back to ZooKeeper the same way; nothing acknowledged lost;
+//! * TLS between servers (sslQuorum): the leader kills above over TLS, ZooKeeper's rolling
+//!   enablement (portUnification, then sslQuorum, then TLS only) under load, and a plaintext
+//!   server refused by TLS-only peers.
 //!
 //! Every wait is bounded; every process is started here and killed by its own handle. The
 //! tests skip, saying why, where Apache ZooKeeper is not installed (ci/test.sh installs it).
@@ -170,6 +173,90 @@ fn quorum_tls_one_corral_two_zookeeper_leaders_of_both_kinds_killed_under_load()
 #[test]
 fn quorum_tls_two_corral_one_zookeeper_leaders_of_both_kinds_killed_under_load() {
     leaders_of_both_kinds_killed(&[C, C, Z], &[3, 1, 2], &quorum_tls_config());
+}
+
+/// Appends `lines` to server `id`'s zoo.cfg (a later key wins).
+fn reconfigure(e: &mut Ensemble, id: usize, lines: &str) {
+    let cfg = e.server(id).dir.join("zoo.cfg");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(lines);
+    std::fs::write(&cfg, text).unwrap();
+}
+
+/// Restarts server `id` and waits until it serves again (following or leading).
+fn restart(e: &mut Ensemble, id: usize) {
+    e.server(id).kill();
+    e.server(id).start();
+    let addr = e.server(id).addr();
+    wait_until("the restarted server serves", Duration::from_secs(60), || {
+        matches!(mode(&addr).as_str(), "follower" | "leader")
+    });
+}
+
+/// ZooKeeper's documented way to turn on quorum TLS without downtime, on a mixed ensemble
+/// under a write load: every server with portUnification=true (dialling plaintext, accepting
+/// both), then sslQuorum=true a server at a time (dialling TLS), then portUnification=false a
+/// server at a time (TLS only). Nothing acknowledged is lost and the trees end identical.
+#[test]
+fn rolling_quorum_tls_enablement_across_kinds_under_load() {
+    let members = [C, Z, C];
+    let extra = quorum_tls_config().replace("sslQuorum=true\n", "portUnification=true\n");
+    scenario(&members, &extra, &[3, 1, 2], |e, rt| {
+        e.wait_for_leader(Duration::from_secs(60));
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+            c.create("/load", b"", &open()).await.unwrap();
+        });
+        let load = Load::start(rt, &e.hosts(), 2);
+        for (step, lines) in
+            [("sslQuorum", "sslQuorum=true\n"), ("TLS only", "portUnification=false\n")]
+        {
+            for id in [1, 2, 3] {
+                reconfigure(e, id, lines);
+                let n = load.count();
+                restart(e, id);
+                wait_until("writes go on", Duration::from_secs(60), || load.count() >= n + 50);
+                eprintln!(
+                    "{step}: server {id} ({:?}) restarted; {} writes",
+                    e.server(id).kind,
+                    load.count()
+                );
+            }
+        }
+        e.wait_for_leader(Duration::from_secs(60));
+        let acked = load.finish(rt);
+        let znodes = rt.block_on(assert_identical_trees(e, &acked));
+        eprintln!("{} writes acknowledged, {znodes} znodes identical on every server", acked.len());
+    });
+}
+
+/// With sslQuorum=true and no portUnification a server refuses a plaintext peer, saying why;
+/// the two TLS servers form the quorum without it.
+#[test]
+fn a_plaintext_server_is_refused_by_tls_only_peers() {
+    let members = [C, C, C];
+    scenario(&members, "", &[], |e, _rt| {
+        for id in [2, 3] {
+            reconfigure(e, id, &quorum_tls_config());
+        }
+        for id in [3, 2, 1] {
+            e.server(id).start();
+        }
+        let (a2, a3) = (e.server(2).addr(), e.server(3).addr());
+        wait_until("the TLS servers form a quorum", Duration::from_secs(60), || {
+            let (m2, m3) = (mode(&a2), mode(&a3));
+            (m2 == "leader" && m3 == "follower") || (m2 == "follower" && m3 == "leader")
+        });
+        let leader = if mode(&a2) == "leader" { 2 } else { 3 };
+        std::thread::sleep(Duration::from_secs(3));
+        let plain = e.server(1).addr();
+        assert!(!matches!(mode(&plain).as_str(), "follower" | "leader"), "server 1 was let in");
+        let log = e.server(leader).log();
+        assert!(
+            log.contains("refused a connection from a peer") && log.contains("TLS from"),
+            "the TLS leader says why it refused the plaintext peer"
+        );
+    });
 }
 
 /// A server of `victim_kind` is emptied and restarted while a leader of the other kind leads

@@ -105,7 +105,7 @@ impl QuorumTls {
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time")),
             }
         });
-        let tls = tls.map_err(|e| io::Error::other(format!("TLS to {peer}: {e}")))?;
+        let tls = tls.map_err(|e| refused(format!("TLS to {peer}: {e}")))?;
         self.relay(tokio_rustls::TlsStream::Client(tls), relay)?;
         Ok(mine)
     }
@@ -152,7 +152,7 @@ impl QuorumTls {
                 Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "no TLS handshake in time")),
             }
         });
-        let stream = stream.map_err(|e| io::Error::other(format!("TLS from {remote}: {e}")))?;
+        let stream = stream.map_err(|e| refused(format!("TLS from {remote}: {e}")))?;
         if self.hostname_verification {
             let named = stream
                 .get_ref()
@@ -161,7 +161,7 @@ impl QuorumTls {
                 .and_then(|c| c.first())
                 .is_some_and(|leaf| crate::tls::verify::names_address(leaf, remote.ip()));
             if !named {
-                return Err(io::Error::other(format!(
+                return Err(refused(format!(
                     "TLS from {remote}: its certificate does not name {} (ssl.quorum.hostnameVerification)",
                     remote.ip()
                 )));
@@ -187,4 +187,9 @@ impl QuorumTls {
         });
         Ok(())
     }
+}
+
+/// A peer refused (logged as a warning by the transports' refusal log).
+fn refused(why: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, why)
 }
