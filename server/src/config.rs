@@ -929,6 +929,8 @@ pub struct Config {
     pub secure_client_port: Option<u16>,
     /// `sslQuorum`: TLS between servers (settings from `ssl.quorum.*`).
     pub ssl_quorum: bool,
+    /// `quorum.auth.*`: SASL between servers.
+    pub quorum_sasl: QuorumSaslKeys,
     /// `portUnification`: the quorum ports take TLS and plaintext peers.
     pub port_unification: bool,
     /// `secureClientPortAddress`.
@@ -1093,7 +1095,6 @@ enum KeyKind {
     Unknown,
 }
 
-const NO_SASL: &str = "quorum SASL is not supported by Corral";
 const NO_JVM: &str = "Corral does not run on a JVM";
 const NOT_CONFIGURABLE: &str = "Corral has a single implementation of this";
 
@@ -1135,7 +1136,9 @@ fn key_kind(key: &str) -> KeyKind {
         "multiAddress.reachabilityCheckTimeoutMs" | "multiAddress.reachabilityCheckEnabled" => {
             IgnoredFile("Corral does not probe peer addresses")
         }
-        "quorum.cnxn.threads.size" => IgnoredFile(NO_SASL),
+        "quorum.cnxn.threads.size" => {
+            IgnoredFile("Corral's quorum connections have no thread pool")
+        }
         "oraclePath" => IgnoredFile("the oracle quorum is not supported by Corral"),
         "jvm.pause.info-threshold.ms"
         | "jvm.pause.warn-threshold.ms"
@@ -1143,7 +1146,14 @@ fn key_kind(key: &str) -> KeyKind {
         | "jvm.pause.monitor" => IgnoredFile(NO_JVM),
         "metricsProvider.className" => IgnoredFile("Corral has its own metrics"),
         k if k.starts_with("metricsProvider.") => IgnoredFile("Corral has its own metrics"),
-        k if k.starts_with("quorum.auth.") => IgnoredFile(NO_SASL),
+        "quorum.auth.enableSasl"
+        | "quorum.auth.learnerRequireSasl"
+        | "quorum.auth.serverRequireSasl"
+        | "quorum.auth.learner.saslLoginContext"
+        | "quorum.auth.server.saslLoginContext" => File,
+        k if k.starts_with("quorum.auth.") => {
+            IgnoredFile("Kerberos between servers is not supported by Corral yet")
+        }
         k if k.starts_with("server.") || k.starts_with("group") || k.starts_with("weight") => {
             Membership
         }
@@ -1223,6 +1233,33 @@ fn key_kind(key: &str) -> KeyKind {
     }
 }
 
+/// The `quorum.auth.*` keys (SASL between servers).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumSaslKeys {
+    /// `quorum.auth.enableSasl`.
+    pub enable: bool,
+    /// `quorum.auth.learnerRequireSasl`: this server, dialling, authenticates.
+    pub learner_required: bool,
+    /// `quorum.auth.serverRequireSasl`: peers dialling this server must authenticate.
+    pub server_required: bool,
+    /// `quorum.auth.learner.saslLoginContext` (default QuorumLearner).
+    pub learner_context: String,
+    /// `quorum.auth.server.saslLoginContext` (default QuorumServer).
+    pub server_context: String,
+}
+
+impl Default for QuorumSaslKeys {
+    fn default() -> Self {
+        QuorumSaslKeys {
+            enable: false,
+            learner_required: false,
+            server_required: false,
+            learner_context: "QuorumLearner".into(),
+            server_context: "QuorumServer".into(),
+        }
+    }
+}
+
 /// Values `QuorumPeerConfig` derives after reading every key.
 #[derive(Default)]
 struct Pending {
@@ -1255,6 +1292,7 @@ impl Config {
             secure_client_port_address: None,
             ssl_quorum: false,
             port_unification: false,
+            quorum_sasl: QuorumSaslKeys::default(),
             client_port_listen_backlog: -1,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
             max_cnxns: 0,
@@ -1505,6 +1543,19 @@ impl Config {
                 self.unsafe_commit_without_quorum = parse_bool(key, value, loc)?
             }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
+            "quorum.auth.enableSasl" => self.quorum_sasl.enable = parse_bool(key, value, loc)?,
+            "quorum.auth.learnerRequireSasl" => {
+                self.quorum_sasl.learner_required = parse_bool(key, value, loc)?
+            }
+            "quorum.auth.serverRequireSasl" => {
+                self.quorum_sasl.server_required = parse_bool(key, value, loc)?
+            }
+            "quorum.auth.learner.saslLoginContext" => {
+                self.quorum_sasl.learner_context = value.to_string()
+            }
+            "quorum.auth.server.saslLoginContext" => {
+                self.quorum_sasl.server_context = value.to_string()
+            }
             // Parsed by ZooKeeper, ignored by Corral: still reject what ZooKeeper rejects.
             "sslQuorum" => self.ssl_quorum = parse_bool(key, value, loc)?,
             "portUnification" => self.port_unification = parse_bool(key, value, loc)?,

@@ -92,6 +92,9 @@ impl EnsembleOptions {
             election_port_bind_retry: config.election_port_bind_retry,
             tls: crate::net::quorum_tls::QuorumTls::from_config(config)
                 .context("the TLS settings between servers (ssl.quorum.*)")?,
+            sasl: crate::net::quorum_sasl::QuorumSasl::from_config(config).map_err(|e| {
+                anyhow::anyhow!("the SASL settings between servers (quorum.auth.*): {e}")
+            })?,
         };
         Ok(EnsembleOptions { me, peer, net })
     }

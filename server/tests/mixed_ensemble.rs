@@ -259,6 +259,73 @@ fn a_plaintext_server_is_refused_by_tls_only_peers() {
     });
 }
 
+/// Quorum SASL (DIGEST-MD5, learners and servers required to authenticate) for every
+/// member, the JAAS file given as `-Djava.security.auth.login.config` to both kinds; the
+/// learner login of `wrong` (if any) has a bad password.
+fn quorum_sasl_setup(e: &mut Ensemble, n: usize, wrong: Option<usize>) {
+    let root = e.server(1).dir.parent().unwrap().to_path_buf();
+    for (name, pw) in [("good", "secret"), ("bad", "guess")] {
+        std::fs::write(
+            root.join(format!("jaas-{name}.conf")),
+            format!(
+                "QuorumServer {{ org.apache.zookeeper.server.auth.DigestLoginModule required user_test=\"secret\"; }};\n\
+                 QuorumLearner {{ org.apache.zookeeper.server.auth.DigestLoginModule required username=\"test\" password=\"{pw}\"; }};\n"
+            ),
+        )
+        .unwrap();
+    }
+    for id in 1..=n {
+        let name = if Some(id) == wrong { "bad" } else { "good" };
+        let jaas = root.join(format!("jaas-{name}.conf"));
+        e.server(id).props.push(format!("java.security.auth.login.config={}", jaas.display()));
+    }
+}
+
+const QUORUM_SASL: &str = "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
+                           quorum.auth.serverRequireSasl=true\n";
+
+#[test]
+fn quorum_sasl_across_kinds_leader_killed_under_load() {
+    scenario(&[C, Z, C], QUORUM_SASL, &[], |e, rt| {
+        quorum_sasl_setup(e, 3, None);
+        start_in_order(e, &[3, 1, 2]);
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+            c.create("/load", b"", &open()).await.unwrap();
+        });
+        let load = Load::start(rt, &e.hosts(), 2);
+        kill_leader_under_load(e, &load, None);
+        let acked = load.finish(rt);
+        let znodes = rt.block_on(assert_identical_trees(e, &acked));
+        eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
+        // ZooKeeper (server 2) authenticated Corral learners and was authenticated by them.
+        let zk = e.server(2).log();
+        assert!(
+            zk.contains("Successfully completed the authentication using SASL. learner addr")
+                && zk.contains("Successfully completed the authentication using SASL. server addr"),
+            "ZooKeeper's log shows SASL both ways"
+        );
+    });
+}
+
+#[test]
+fn a_server_with_a_wrong_quorum_password_is_refused_by_both_kinds() {
+    scenario(&[C, Z, C], QUORUM_SASL, &[], |e, _rt| {
+        quorum_sasl_setup(e, 3, Some(1));
+        for id in [3, 2, 1] {
+            e.server(id).start();
+        }
+        let (a2, a3) = (e.server(2).addr(), e.server(3).addr());
+        wait_until("servers 2 and 3 form a quorum", Duration::from_secs(60), || {
+            let (m2, m3) = (mode(&a2), mode(&a3));
+            (m2 == "leader" && m3 == "follower") || (m2 == "follower" && m3 == "leader")
+        });
+        std::thread::sleep(Duration::from_secs(3));
+        let a1 = e.server(1).addr();
+        assert!(!matches!(mode(&a1).as_str(), "follower" | "leader"), "server 1 was let in");
+    });
+}
+
 /// A server of `victim_kind` is emptied and restarted while a leader of the other kind leads
 /// with more txns than its window (commitLogCount=100; ZooKeeper's txn log sync is off with
 /// snapshotSizeFactor=-1): it is sent a SNAP and serves every znode.

@@ -8,6 +8,7 @@
 
 pub mod fourlw;
 pub mod quorum;
+pub mod quorum_sasl;
 pub mod quorum_tls;
 
 use std::collections::HashMap;

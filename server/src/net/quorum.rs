@@ -126,6 +126,8 @@ pub struct QuorumNetConfig {
     pub election_port_bind_retry: u32,
     /// TLS on both ports (sslQuorum, portUnification), if configured.
     pub tls: Option<Arc<super::quorum_tls::QuorumTls>>,
+    /// SASL on both ports (quorum.auth.*), if configured.
+    pub sasl: Option<Arc<super::quorum_sasl::QuorumSasl>>,
 }
 
 /// The running transports.
@@ -520,6 +522,9 @@ impl QuorumNet {
             address: my_addr.unwrap_or_default(),
         };
         s.write_all(&hello.encode())?;
+        if let Some(q) = &self.inner.cfg.sasl {
+            q.learn(&mut s)?;
+        }
         if to > me {
             // The larger sid keeps connections: it will dial us.
             let _ = s.shutdown(Shutdown::Both);
@@ -571,6 +576,9 @@ impl QuorumNet {
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         s.set_nodelay(true)?;
         let sid = ElectionHello::read_from(&mut s)?.sid;
+        if let Some(q) = &self.inner.cfg.sasl {
+            q.serve(&mut s, self.inner.cfg.connect_timeout)?;
+        }
         let sid = sid as Sid;
         if self.member(sid).is_none() || sid == self.inner.cfg.me {
             return Err(bad(format!("election connection from unknown server {sid}")));
@@ -644,7 +652,11 @@ impl QuorumNet {
             let dialled = TcpStream::connect_timeout(&addr, n.inner.cfg.connect_timeout)
                 .and_then(|s| {
                     let _ = s.set_nodelay(true);
-                    n.secure_dialled(s, addr)
+                    let mut s = n.secure_dialled(s, addr)?;
+                    if let Some(q) = &n.inner.cfg.sasl {
+                        q.learn(&mut s)?;
+                    }
+                    Ok(s)
                 });
             match dialled {
                 Ok(s) => {
@@ -687,9 +699,12 @@ impl QuorumNet {
     }
 
     fn accept_quorum_one(&self, s: TcpStream, slot: HandshakeSlot) -> io::Result<()> {
-        let s = self.secure_accepted(s)?;
+        let mut s = self.secure_accepted(s)?;
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
+        if let Some(q) = &self.inner.cfg.sasl {
+            q.serve(&mut s, self.inner.cfg.connect_timeout)?;
+        }
         let mut rd = PacketReader::new(s.try_clone()?, self.inner.cfg.packet_bytes_max);
         let p = rd.packet()?;
         if !matches!(p.kind, PacketType::FollowerInfo | PacketType::ObserverInfo) {

@@ -64,6 +64,8 @@ pub struct Server {
     pub id: usize,
     pub kind: Kind,
     pub dir: PathBuf,
+    /// System properties (`name=value`) given at start: `-D` to both kinds.
+    pub props: Vec<String>,
     pub client: u16,
     pub child: Option<Child>,
 }
@@ -86,12 +88,16 @@ impl Server {
                 // CORRAL_TEST_LOG: the servers' log filter (default info), e.g. debug to chase a
                 // failure.
                 let filter = std::env::var("CORRAL_TEST_LOG").unwrap_or_else(|_| "info".into());
+                for p in &self.props {
+                    c.arg("-D").arg(p);
+                }
                 c.arg(self.dir.join("zoo.cfg")).env("RUST_LOG", filter).env("NO_COLOR", "1");
                 c
             }
             Kind::ZooKeeper => {
                 let mut c = Command::new("java");
                 c.args(["-Xmx256m", "-cp", ZK_CLASSPATH])
+                    .args(self.props.iter().map(|p| format!("-D{p}")))
                     .arg(format!("-Dzookeeper.log.dir={}", self.dir.display()))
                     .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                     .arg(self.dir.join("zoo.cfg"));
@@ -281,6 +287,7 @@ impl Ensemble {
                 id: i + 1,
                 kind: *kind,
                 dir,
+                props: Vec::new(),
                 client: ports[3 * i + 2],
                 child: None,
             });
