@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test file uses its own part of the harness
 
+pub mod raw;
+
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
