@@ -4,17 +4,13 @@
 //! connection closed, the server serving on. Without a JAAS server section a SASL request is
 //! answered OK with no token (ZooKeeper's answer).
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
+use std::path::Path;
+
+use common::raw::*;
 use corral_server::config::Config;
-use corral_server::proto::{
-    Acl, ConnectRequest, ConnectResponse, CreateRequest, Data, Id, Jute, PathWatchRequest,
-    ReplyHeader, Request, SaslToken,
-};
-use corral_server::sasl::digest::DigestClient;
+use corral_server::proto::Request;
 use corral_server::server::{RunningServer, ServerOptions};
 
 const SASL_PROVIDER: &str =
@@ -44,116 +40,30 @@ const JAAS: &str = r#"Server {
     user_jaasuser="jaas_password";
 };"#;
 
-struct Client {
-    s: TcpStream,
-    xid: i32,
+fn connect(server: &RunningServer) -> Session {
+    Session::open(plain(server.addr()))
 }
 
-impl Client {
-    fn connect(server: &RunningServer) -> Client {
-        let mut s = TcpStream::connect(server.addr()).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let req = ConnectRequest {
-            protocol_version: 0,
-            last_zxid_seen: 0,
-            time_out: 10_000,
-            session_id: 0,
-            passwd: Data::from(vec![0u8; 16]),
-            read_only: Some(false),
-        };
-        let body = req.encode();
-        let mut f = (body.len() as i32).to_be_bytes().to_vec();
-        f.extend_from_slice(&body);
-        s.write_all(&f).unwrap();
-        let mut c = Client { s, xid: 0 };
-        ConnectResponse::decode(&c.frame().unwrap()).unwrap();
-        c
-    }
-
-    fn frame(&mut self) -> Option<Vec<u8>> {
-        let mut len = [0u8; 4];
-        self.s.read_exact(&mut len).ok()?;
-        let mut b = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut b).ok()?;
-        Some(b)
-    }
-
-    /// One request: (error code, body after the header).
-    fn call(&mut self, req: &Request) -> (i32, Vec<u8>) {
-        self.xid += 1;
-        self.s.write_all(&req.encode_frame(self.xid)).unwrap();
-        loop {
-            let b = self.frame().expect("a reply");
-            let h = ReplyHeader::decode(&b[..16]).unwrap();
-            if h.xid == self.xid {
-                return (h.err, b[16..].to_vec());
-            }
-        }
-    }
-
-    fn sasl(&mut self, token: &[u8]) -> (i32, Option<Vec<u8>>) {
-        let (err, body) =
-            self.call(&Request::Sasl(SaslToken { token: Data::from(token.to_vec()) }));
-        let t = SaslToken::decode(&body)
-            .ok()
-            .filter(|t| !t.token.is_null())
-            .map(|t| t.token.as_slice().to_vec());
-        (err, t)
-    }
-
-    /// A full DIGEST-MD5 login; the server's last error code.
-    fn login(&mut self, user: &str, password: &str) -> i32 {
-        let mut dc = DigestClient::new(user, password, "zookeeper", "zk-sasl-md5");
-        let (err, challenge) = self.sasl(b"");
-        assert_eq!(err, 0);
-        let response = dc.respond(&challenge.expect("a challenge"), b"cnonce-bytes").unwrap();
-        let (err, last) = self.sasl(&response);
-        if err == 0 {
-            dc.finish(&last.expect("rspauth")).expect("the server proves it knows the password");
-        }
-        err
-    }
-
-    fn closed(&mut self) -> bool {
-        let mut buf = [0u8; 64];
-        loop {
-            match self.s.read(&mut buf) {
-                Ok(0) | Err(_) => return true,
-                Ok(_) => {}
-            }
-        }
-    }
-}
-
-fn create(path: &str, scheme: &str, id: &str) -> Request {
-    Request::Create(CreateRequest {
-        path: path.into(),
-        data: Data::from(b"v".to_vec()),
-        acl: vec![Acl { perms: 31, id: Id { scheme: scheme.into(), id: id.into() } }],
-        flags: 0,
-    })
-}
-
-fn get(path: &str) -> Request {
-    Request::GetData(PathWatchRequest { path: path.into(), watch: false })
+fn create_for(path: &str, scheme: &str, id: &str) -> Request {
+    create(path, vec![acl(31, scheme, id)])
 }
 
 #[test]
 fn a_digest_user_gets_its_sasl_id_and_others_do_not() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Some(JAAS), "");
-    let mut a = Client::connect(&server);
-    assert_eq!(a.login("jaasuser", "jaas_password"), 0);
-    assert_eq!(a.call(&create("/1", "sasl", "jaasuser")).0, 0);
+    let mut a = connect(&server);
+    assert_eq!(a.sasl_login("jaasuser", "jaas_password"), 0);
+    assert_eq!(a.call(&create_for("/1", "sasl", "jaasuser")).0, 0);
     assert_eq!(a.call(&get("/1")).0, 0);
-    let mut anon = Client::connect(&server);
+    let mut anon = connect(&server);
     assert_eq!(anon.call(&get("/1")).0, NO_AUTH);
-    let mut su = Client::connect(&server);
-    assert_eq!(su.login("super", "super_secret"), 0);
+    let mut su = connect(&server);
+    assert_eq!(su.sasl_login("super", "super_secret"), 0);
     // As ZooKeeper's SASL provider: the SASL user "super" matches every sasl entry, and
     // only those.
     assert_eq!(su.call(&get("/1")).0, 0, "the sasl user super");
-    assert_eq!(a.call(&create("/2", "digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).0, 0);
+    assert_eq!(a.call(&create_for("/2", "digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).0, 0);
     assert_eq!(su.call(&get("/2")).0, NO_AUTH);
 }
 
@@ -162,22 +72,22 @@ fn bad_logins_are_refused_and_closed_and_the_server_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Some(JAAS), "");
     for (user, pw) in [("jaasuser", "wrong"), ("baduser", "x")] {
-        let mut c = Client::connect(&server);
-        assert_eq!(c.login(user, pw), AUTH_FAILED, "{user}");
+        let mut c = connect(&server);
+        assert_eq!(c.sasl_login(user, pw), AUTH_FAILED, "{user}");
         assert!(c.closed());
     }
     // A garbled response.
-    let mut c = Client::connect(&server);
+    let mut c = connect(&server);
     assert_eq!(c.sasl(b"").0, 0);
     assert_eq!(c.sasl(&[0xff, 0x00, 0x13]).0, AUTH_FAILED);
     assert!(c.closed());
     // A step too many after a success.
-    let mut c = Client::connect(&server);
-    assert_eq!(c.login("jaasuser", "jaas_password"), 0);
+    let mut c = connect(&server);
+    assert_eq!(c.sasl_login("jaasuser", "jaas_password"), 0);
     assert_eq!(c.sasl(b"again").0, AUTH_FAILED);
     assert!(c.closed());
-    let mut ok = Client::connect(&server);
-    assert_eq!(ok.login("jaasuser", "jaas_password"), 0);
+    let mut ok = connect(&server);
+    assert_eq!(ok.sasl_login("jaasuser", "jaas_password"), 0);
     assert_eq!(ok.call(&get("/")).0, 0);
 }
 
@@ -185,13 +95,13 @@ fn bad_logins_are_refused_and_closed_and_the_server_serves_on() {
 fn super_user_and_allow_failed_clients() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Some(JAAS), "superUser=jaasuser\nallowSaslFailedClients=true\n");
-    let mut p = Client::connect(&server);
-    assert_eq!(p.call(&create("/d", "digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).0, 0);
-    let mut su = Client::connect(&server);
-    assert_eq!(su.login("jaasuser", "jaas_password"), 0);
+    let mut p = connect(&server);
+    assert_eq!(p.call(&create_for("/d", "digest", "u:AAAAAAAAAAAAAAAAAAAAAAAAAAA=")).0, 0);
+    let mut su = connect(&server);
+    assert_eq!(su.sasl_login("jaasuser", "jaas_password"), 0);
     assert_eq!(su.call(&get("/d")).0, 0, "superUser");
     // allowSaslFailedClients: a failed login is answered OK, no token, connection kept.
-    let mut f = Client::connect(&server);
+    let mut f = connect(&server);
     assert_eq!(f.sasl(b"").0, 0);
     assert_eq!(f.sasl(b"garbage"), (0, None));
     assert_eq!(f.call(&get("/d")).0, NO_AUTH);
@@ -202,11 +112,11 @@ fn without_a_jaas_server_section_sasl_is_answered_ok_with_no_token() {
     for jaas in [None, Some(""), Some("Client { org.apache.zookeeper.server.auth.DigestLoginModule required username=a password=b; };")] {
         let dir = tempfile::tempdir().unwrap();
         let server = start(dir.path(), jaas, "");
-        let mut c = Client::connect(&server);
+        let mut c = connect(&server);
         assert_eq!(c.sasl(b""), (0, None), "{jaas:?}");
         assert_eq!(c.call(&get("/")).0, 0);
         // The sasl scheme is still valid in ACLs (the provider is registered).
-        assert_eq!(c.call(&create("/s", "sasl", "nobody")).0, 0);
+        assert_eq!(c.call(&create_for("/s", "sasl", "nobody")).0, 0);
         assert_eq!(c.call(&get("/s")).0, NO_AUTH);
     }
 }
@@ -238,11 +148,11 @@ fn a_kerberos_section_or_a_broken_file_stops_the_server_saying_why() {
 fn session_require_client_sasl_auth_closes_unauthenticated_sessions() {
     let dir = tempfile::tempdir().unwrap();
     let server = start(dir.path(), Some(JAAS), "sessionRequireClientSASLAuth=true\n");
-    let mut anon = Client::connect(&server);
+    let mut anon = connect(&server);
     assert_eq!(anon.call(&get("/")).0, -124, "SESSIONCLOSEDREQUIRESASLAUTH");
     assert!(anon.closed());
-    let mut a = Client::connect(&server);
-    assert_eq!(a.login("jaasuser", "jaas_password"), 0);
+    let mut a = connect(&server);
+    assert_eq!(a.sasl_login("jaasuser", "jaas_password"), 0);
     assert_eq!(a.call(&get("/")).0, 0);
     assert_eq!(a.call(&Request::Ping).0, 0);
 }

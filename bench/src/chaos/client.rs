@@ -85,15 +85,7 @@ impl Client {
         let r = tokio::time::timeout(within, async {
             self.stream.write_all(&frame).await?;
             loop {
-                let body = read_frame(&mut self.stream).await?;
-                let h =
-                    ReplyHeader::decode(&body[..16.min(body.len())]).context("bad reply header")?;
-                if h.xid == -1 {
-                    if let Ok(ev) = corral_server::proto::WatcherEvent::decode(&body[16..]) {
-                        self.events.push(Event { kind: ev.event_type, path: ev.path });
-                    }
-                    continue;
-                }
+                let Some((h, body)) = self.next_reply().await? else { continue };
                 if h.xid != xid {
                     continue;
                 }
@@ -112,18 +104,26 @@ impl Client {
         }
     }
 
+    /// The next frame: a reply (header and body), or `None` for a notification (added to
+    /// `events`).
+    async fn next_reply(&mut self) -> Result<Option<(ReplyHeader, Vec<u8>)>> {
+        let body = read_frame(&mut self.stream).await?;
+        let h = ReplyHeader::decode(&body[..16.min(body.len())]).context("bad reply header")?;
+        if h.xid == -1 {
+            if let Ok(ev) = corral_server::proto::WatcherEvent::decode(&body[16..]) {
+                self.events.push(Event { kind: ev.event_type, path: ev.path });
+            }
+            return Ok(None);
+        }
+        Ok(Some((h, body)))
+    }
+
     /// Waits (at most `within`) for a notification: `Ok(true)` when one arrived (it is added
     /// to `events`), `Ok(false)` when none did, an error when the connection broke.
     pub async fn wait_event(&mut self, within: Duration) -> Result<bool> {
         let r = tokio::time::timeout(within, async {
             loop {
-                let body = read_frame(&mut self.stream).await?;
-                let h =
-                    ReplyHeader::decode(&body[..16.min(body.len())]).context("bad reply header")?;
-                if h.xid == -1 {
-                    if let Ok(ev) = corral_server::proto::WatcherEvent::decode(&body[16..]) {
-                        self.events.push(Event { kind: ev.event_type, path: ev.path });
-                    }
+                if self.next_reply().await?.is_none() {
                     return anyhow::Ok(());
                 }
             }

@@ -121,12 +121,7 @@ pub fn load_key_store(
             finish(location, chain, key)
         }
         StoreType::Pkcs12 => {
-            let store = p12_keystore::KeyStore::from_pkcs12(
-                &data,
-                password,
-                p12_keystore::Pkcs12ImportPolicy::Relaxed,
-            )
-            .map_err(|e| p12_error(location, e))?;
+            let store = open_p12(location, &data, password)?;
             let (_, chain) = store.private_key_chain().ok_or_else(|| {
                 StoreError::Missing(location.into(), "no private key entry".into())
             })?;
@@ -187,6 +182,16 @@ fn finish(location: &str, chain: Vec<Vec<u8>>, key: Vec<u8>) -> Result<KeyMateri
     })
 }
 
+/// A PKCS#12 store, every entry kept (a truststore's certificates have no key).
+fn open_p12(
+    location: &str,
+    data: &[u8],
+    password: &str,
+) -> Result<p12_keystore::KeyStore, StoreError> {
+    p12_keystore::KeyStore::from_pkcs12(data, password, p12_keystore::Pkcs12ImportPolicy::Relaxed)
+        .map_err(|e| p12_error(location, e))
+}
+
 fn p12_error(location: &str, e: p12_keystore::error::Error) -> StoreError {
     let text = e.to_string();
     if text.to_ascii_lowercase().contains("mac") {
@@ -212,12 +217,7 @@ pub fn load_trust_store(
             store.trusted
         }
         StoreType::Pkcs12 => {
-            let store = p12_keystore::KeyStore::from_pkcs12(
-                &data,
-                password,
-                p12_keystore::Pkcs12ImportPolicy::Relaxed,
-            )
-            .map_err(|e| p12_error(location, e))?;
+            let store = open_p12(location, &data, password)?;
             store
                 .entries()
                 .filter_map(|(_, e)| match e {

@@ -35,15 +35,12 @@ impl ClientVerifier {
         mandatory: bool,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<ClientVerifier, String> {
-        let mut store = rustls::RootCertStore::empty();
-        let mut subjects = Vec::new();
-        for r in &roots {
-            // A v1 trust anchor is fine for webpki too (only its subject and key are used).
-            store.add(r.clone()).map_err(|e| format!("a trusted certificate: {e}"))?;
-            if let Ok((_, c)) = X509Certificate::from_der(r) {
-                subjects.push(DistinguishedName::from(c.subject().as_raw().to_vec()));
-            }
-        }
+        let store = root_store(&roots)?;
+        let subjects = roots
+            .iter()
+            .filter_map(|r| X509Certificate::from_der(r).ok())
+            .map(|(_, c)| DistinguishedName::from(c.subject().as_raw().to_vec()))
+            .collect();
         let mut b = rustls::server::WebPkiClientVerifier::builder_with_provider(
             Arc::new(store),
             provider.clone(),
@@ -65,6 +62,16 @@ impl ClientVerifier {
     pub fn is_v3(cert: &[u8]) -> bool {
         matches!(X509Certificate::from_der(cert), Ok((_, c)) if c.version() == X509Version::V3)
     }
+}
+
+/// webpki's trust anchors from the trust store (a v1 anchor is fine for webpki too: only its
+/// subject and key are used).
+fn root_store(roots: &[CertificateDer<'static>]) -> Result<rustls::RootCertStore, String> {
+    let mut store = rustls::RootCertStore::empty();
+    for r in roots {
+        store.add(r.clone()).map_err(|e| format!("a trusted certificate: {e}"))?;
+    }
+    Ok(store)
 }
 
 fn bad(e: CertificateError) -> Error {
@@ -239,12 +246,8 @@ impl PeerVerifier {
         hostname_verification: bool,
         provider: Arc<rustls::crypto::CryptoProvider>,
     ) -> Result<PeerVerifier, String> {
-        let mut store = rustls::RootCertStore::empty();
-        for r in &roots {
-            store.add(r.clone()).map_err(|e| format!("a trusted certificate: {e}"))?;
-        }
         let webpki = rustls::client::WebPkiServerVerifier::builder_with_provider(
-            Arc::new(store),
+            Arc::new(root_store(&roots)?),
             provider.clone(),
         )
         .build()

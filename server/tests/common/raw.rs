@@ -127,6 +127,19 @@ pub fn session(s: &mut dyn Stream) -> std::io::Result<i64> {
     Ok(r.session_id)
 }
 
+/// One request with `xid`; its error code (notifications skipped).
+pub fn call(s: &mut dyn Stream, xid: i32, req: &Request) -> i32 {
+    s.write_all(&req.encode_frame(xid)).unwrap();
+    s.flush().unwrap();
+    loop {
+        let body = recv(s).unwrap();
+        let h = ReplyHeader::decode(&body[..16]).unwrap();
+        if h.xid == xid {
+            return h.err;
+        }
+    }
+}
+
 /// A session over one stream, numbering its requests.
 pub struct Session {
     pub s: Box<dyn Stream>,
@@ -157,6 +170,28 @@ impl Session {
     /// A request's error code.
     pub fn code(&mut self, req: &Request) -> i32 {
         self.call(req).0
+    }
+
+    /// One SASL request: (error code, the token answered, if any).
+    pub fn sasl(&mut self, token: &[u8]) -> (i32, Option<Vec<u8>>) {
+        let (err, body) =
+            self.call(&Request::Sasl(SaslToken { token: Data::from(token.to_vec()) }));
+        let t = SaslToken::decode(&body)
+            .ok()
+            .filter(|t| !t.token.is_null())
+            .map(|t| t.token.as_slice().to_vec());
+        (err, t)
+    }
+
+    /// True once the server has closed the connection (read until EOF or error).
+    pub fn closed(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        loop {
+            match self.s.read(&mut buf) {
+                Ok(0) | Err(_) => return true,
+                Ok(_) => {}
+            }
+        }
     }
 
     /// A DIGEST-MD5 SASL login (zookeeper / zk-sasl-md5); the server's last error code.
