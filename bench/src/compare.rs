@@ -86,6 +86,14 @@ pub struct CompareArgs {
     /// Keep the servers' data directories at the end.
     #[arg(long)]
     pub keep_data: bool,
+    /// Clients over TLS: both servers take TLS on their client port (ZooKeeper with Netty),
+    /// the load generator presents a client certificate (key material from --tls-dir).
+    #[arg(long)]
+    pub tls: bool,
+    /// Key material for --tls: keystore.jks, truststore.jks, ca.pem, client-cert.pem,
+    /// client-key.pem (password apassword), as server/src/tls/testdata/make.sh makes them.
+    #[arg(long, default_value = "server/src/tls/testdata")]
+    pub tls_dir: PathBuf,
     /// Three servers of each system instead of one (`corral-bench ensemble`): workloads a, b,
     /// c and `failover` (kill -9 of the leader to the first acknowledged write).
     #[arg(long)]
@@ -264,6 +272,7 @@ fn load_cell(
         no_setup: false,
         threads: 1,
         json: false,
+        tls_dir: None,
     };
     load::run_load(&warm).context("warm-up")?;
     let measured =
@@ -422,6 +431,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
     pin_this_thread(a.client_core)?;
     fs::create_dir_all(&a.dir)?;
     let dir = fs::canonicalize(&a.dir)?;
+    let tls_dir = if a.tls {
+        let d = fs::canonicalize(&a.tls_dir)
+            .with_context(|| format!("--tls-dir {}", a.tls_dir.display()))?;
+        crate::zk::use_tls(client_tls(&d)?);
+        Some(d)
+    } else {
+        None
+    };
     let spec = ServerSpec {
         corral_bin: fs::canonicalize(&a.corral_bin)?,
         zk_classpath: a.zk_classpath.clone(),
@@ -430,6 +447,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         core: a.server_core,
         dir,
         port: a.port,
+        tls_dir: tls_dir.clone(),
     };
     let systems: Vec<Kind> =
         if a.skip_zookeeper { vec![Kind::Corral] } else { vec![Kind::ZooKeeper, Kind::Corral] };
@@ -562,6 +580,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             "date": started,
             "command": command,
             "rounds": a.rounds,
+            "tls": a.tls,
             "seconds": a.seconds,
             "warmup": a.warmup,
             "snap_count": a.snap_count,
@@ -591,4 +610,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
 
 fn to_obj(m: &[Metric]) -> Value {
     Value::Object(m.iter().map(|x| (x.name.clone(), json!(x.value))).collect())
+}
+
+/// The load generator's TLS: trusts `dir`/ca.pem, presents `dir`/client-cert.pem.
+pub fn client_tls(dir: &std::path::Path) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+    let f = |n: &str| dir.join(n).display().to_string();
+    corral_server::tls::pem_client_config(
+        &f("ca.pem"),
+        Some((&f("client-cert.pem"), &f("client-key.pem"))),
+    )
+    .context("the load generator's TLS settings")
 }

@@ -254,6 +254,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         core: a.server_core,
         dir: a.dir.clone(),
         port: a.port,
+        tls_dir: None,
     };
     pin_this_thread(a.client_core)?;
     let kinds: Vec<Kind> =
@@ -293,6 +294,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
                     no_setup: false,
                     threads: 1,
                     json: false,
+                    tls_dir: None,
                 };
                 let cpu0 = e.cpu_seconds();
                 let r = load::run_load(&args)

@@ -60,6 +60,10 @@ pub struct LoadArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Connect over TLS, with the key material in this directory (ca.pem, client-cert.pem,
+    /// client-key.pem; e.g. server/src/tls/testdata).
+    #[arg(long)]
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 /// The result of a run.
@@ -331,6 +335,9 @@ pub fn print(r: &LoadResult, json: bool) -> Result<()> {
 
 /// `corral-bench load`.
 pub fn run(a: LoadArgs) -> Result<()> {
+    if let Some(d) = &a.tls_dir {
+        crate::zk::use_tls(crate::compare::client_tls(d)?);
+    }
     let r = run_load(&a)?;
     print(&r, a.json)
 }

@@ -52,6 +52,10 @@ pub struct ServerSpec {
     pub dir: PathBuf,
     /// Client port of ZooKeeper; corral's is this + 1.
     pub port: u16,
+    /// With TLS: the directory of the key material (server/src/tls/testdata): both servers
+    /// take TLS clients on their client port (`client.portUnification`, ZooKeeper on Netty,
+    /// JKS stores, client certificates required).
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl ServerSpec {
@@ -88,7 +92,43 @@ impl ServerSpec {
             data = home.join("data").display(),
             port = addr.port(),
             snap = self.snap_count,
+        ) + &self.tls_cfg()
+    }
+
+    /// The TLS lines of both zoo.cfg files, if TLS is on.
+    fn tls_cfg(&self) -> String {
+        let Some(d) = &self.tls_dir else { return String::new() };
+        format!(
+            "serverCnxnFactory=org.apache.zookeeper.server.NettyServerCnxnFactory\n\
+             client.portUnification=true\n\
+             authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n\
+             ssl.keyStore.location={ks}\n\
+             ssl.keyStore.password=apassword\n\
+             ssl.trustStore.location={ts}\n\
+             ssl.trustStore.password=apassword\n",
+            ks = d.join("keystore.jks").display(),
+            ts = d.join("truststore.jks").display(),
         )
+    }
+
+    /// ZooKeeper's class path: with TLS, the Netty jars its TLS needs are added.
+    fn zk_classpath(&self) -> String {
+        if self.tls_dir.is_none() {
+            return self.zk_classpath.clone();
+        }
+        let netty = [
+            "buffer",
+            "codec",
+            "common",
+            "handler",
+            "resolver",
+            "transport",
+            "transport-native-unix-common",
+            "transport-native-epoll",
+        ]
+        .map(|n| format!("/usr/share/java/netty-{n}.jar"))
+        .join(":");
+        format!("{}:{netty}", self.zk_classpath)
     }
 
     /// Removes a server's directory (only the one this tool names) and writes a fresh zoo.cfg.
@@ -139,7 +179,7 @@ impl ServerSpec {
                 cmd.arg("java");
                 cmd.args(self.zk_jvm_opts.split_whitespace());
                 cmd.arg("-cp")
-                    .arg(&self.zk_classpath)
+                    .arg(self.zk_classpath())
                     .arg("org.apache.zookeeper.server.quorum.QuorumPeerMain")
                     .arg(&cfg);
             }

@@ -2,6 +2,7 @@
 //! order, notifications set aside. Built on corral-server's jute codec; talks to any
 //! ZooKeeper-protocol server.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
@@ -9,8 +10,19 @@ use corral_server::proto::{
     Acl, ConnectRequest, ConnectResponse, CreateRequest, Data, Id, Jute, PathWatchRequest,
     ReplyHeader, Request, SetDataRequest,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+static TLS: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+
+/// Makes every session this process opens from now on a TLS one, with `config`.
+pub fn use_tls(config: Arc<rustls::ClientConfig>) {
+    let _ = TLS.set(config);
+}
+
+/// A session's byte stream: plain TCP or TLS over it.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// world:anyone with every permission.
 pub fn open_acl() -> Vec<Acl> {
@@ -39,7 +51,7 @@ pub fn get_data(path: String, watch: bool) -> Request {
 
 /// One established session.
 pub struct Session {
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     next_xid: i32,
     buf: Vec<u8>,
     filled: usize,
@@ -57,11 +69,26 @@ pub enum Incoming {
 impl Session {
     /// Connects and completes the handshake.
     pub async fn connect(addr: &str, timeout_ms: i32) -> Result<Session> {
-        let mut stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
+        let tcp = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr))
             .await
             .context("connect timed out")?
             .with_context(|| format!("connecting to {addr}"))?;
-        stream.set_nodelay(true)?;
+        tcp.set_nodelay(true)?;
+        let mut stream: Box<dyn Io> = match TLS.get() {
+            None => Box::new(tcp),
+            Some(config) => {
+                let ip = tcp.peer_addr()?.ip();
+                let name = rustls::pki_types::ServerName::IpAddress(ip.into());
+                let tls = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+                )
+                .await
+                .context("TLS handshake timed out")?
+                .with_context(|| format!("TLS with {addr}"))?;
+                Box::new(tls)
+            }
+        };
         let req = ConnectRequest {
             protocol_version: 0,
             last_zxid_seen: 0,

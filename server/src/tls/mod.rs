@@ -81,3 +81,49 @@ impl ClientTls {
         ids
     }
 }
+
+/// A client configuration (for tools and tests): trusts the CA certificates in `ca_pem`, and
+/// presents the certificate in `cert_pem` with the PKCS#8 key in `key_pem` if given (an X.509
+/// v1 certificate too: it is handed to rustls as it is).
+pub fn pem_client_config(
+    ca_pem: &str,
+    cert_and_key: Option<(&str, &str)>,
+) -> Result<std::sync::Arc<rustls::ClientConfig>, settings::TlsError> {
+    use std::sync::Arc;
+    let provider = Arc::new(provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for c in store::load_trust_store(ca_pem, store::StoreType::Pem, "")? {
+        roots.add(c).map_err(|e| settings::TlsError::Setting {
+            key: ca_pem.into(),
+            message: e.to_string(),
+        })?;
+    }
+    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| settings::TlsError::Setting {
+            key: "protocols".into(),
+            message: e.to_string(),
+        })?
+        .with_root_certificates(roots);
+    let Some((cert, key)) = cert_and_key else { return Ok(Arc::new(b.with_no_client_auth())) };
+    let chain = store::load_trust_store(cert, store::StoreType::Pem, "")?;
+    let key_der = std::fs::read_to_string(key)
+        .map_err(|e| store::StoreError::Io(key.into(), e))
+        .map(|text| {
+            text.split("-----BEGIN PRIVATE KEY-----")
+                .nth(1)
+                .and_then(|r| r.split("-----END PRIVATE KEY-----").next())
+                .map(|b64| b64.chars().filter(|c| !c.is_whitespace()).collect::<String>())
+        })?
+        .and_then(|b64| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.decode(b64).ok()
+        })
+        .ok_or_else(|| store::StoreError::Missing(key.into(), "no PKCS#8 private key".into()))?;
+    let key = provider
+        .key_provider
+        .load_private_key(rustls::pki_types::PrivateKeyDer::Pkcs8(key_der.into()))
+        .map_err(|e| settings::TlsError::Setting { key: key.into(), message: e.to_string() })?;
+    let certified = Arc::new(rustls::sign::CertifiedKey::new(chain, key));
+    Ok(Arc::new(b.with_client_cert_resolver(Arc::new(settings::FixedClientCert(certified)))))
+}

@@ -328,16 +328,16 @@ impl TlsSettings {
             })?
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_client_cert_resolver(Arc::new(OneClientCert(certified)));
+            .with_client_cert_resolver(Arc::new(FixedClientCert(certified)));
         Ok(Arc::new(config))
     }
 }
 
 /// Always the same client certificate.
 #[derive(Debug)]
-struct OneClientCert(Arc<CertifiedKey>);
+pub struct FixedClientCert(pub Arc<CertifiedKey>);
 
-impl rustls::client::ResolvesClientCert for OneClientCert {
+impl rustls::client::ResolvesClientCert for FixedClientCert {
     fn resolve(
         &self,
         _hints: &[&[u8]],

@@ -12,63 +12,22 @@ use corral_server::proto::{
     ReplyHeader, Request, SaslToken,
 };
 use corral_server::sasl::digest::DigestClient;
-use corral_server::tls::store::{load_key_store, load_trust_store, StoreType};
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::ServerName;
 
 /// A file of the test key material.
 pub fn testdata(name: &str) -> String {
     format!("{}/src/tls/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The client's key and certificate, given to rustls as they are (a v1 certificate too).
-#[derive(Debug)]
-struct ClientCert(Arc<rustls::sign::CertifiedKey>);
-
-impl rustls::client::ResolvesClientCert for ClientCert {
-    fn resolve(
-        &self,
-        _hints: &[&[u8]],
-        _schemes: &[rustls::SignatureScheme],
-    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
-        Some(self.0.clone())
-    }
-    fn has_certs(&self) -> bool {
-        true
-    }
-}
-
 /// A TLS client configuration trusting the test CA, presenting `cert` (PEM certificate and
 /// key files of the test data) or none.
 pub fn client_config(cert: Option<(&str, &str)>) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(corral_server::tls::provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for c in load_trust_store(&testdata("ca.pem"), StoreType::Pem, "").unwrap() {
-        roots.add(c).unwrap();
-    }
-    let b = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match cert {
-        None => b.with_no_client_auth(),
-        Some((cert, key)) => {
-            let chain: Vec<CertificateDer<'static>> =
-                load_trust_store(&testdata(cert), StoreType::Pem, "").unwrap();
-            let pem = format!(
-                "{}{}",
-                std::fs::read_to_string(testdata(key)).unwrap(),
-                std::fs::read_to_string(testdata(cert)).unwrap()
-            );
-            let dir = tempfile::tempdir().unwrap();
-            let f = dir.path().join("k.pem");
-            std::fs::write(&f, pem).unwrap();
-            let material = load_key_store(f.to_str().unwrap(), StoreType::Pem, "").unwrap();
-            let key = provider.key_provider.load_private_key(material.key).unwrap();
-            let ck = rustls::sign::CertifiedKey::new(chain, key);
-            b.with_client_cert_resolver(Arc::new(ClientCert(Arc::new(ck))))
-        }
-    };
-    Arc::new(config)
+    let files = cert.map(|(c, k)| (testdata(c), testdata(k)));
+    corral_server::tls::pem_client_config(
+        &testdata("ca.pem"),
+        files.as_ref().map(|(c, k)| (c.as_str(), k.as_str())),
+    )
+    .unwrap()
 }
 
 /// Anything a client can talk through.
