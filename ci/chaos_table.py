@@ -11,8 +11,9 @@ def main(path):
     runs = [json.loads(line) for line in open(path) if line.strip()]
     systems = sorted({r["system"] for r in runs}, key=["corral", "mixed", "zookeeper"].index)
     print("| system | runs | faults | load min | register ops (unknown) | sequential acked | "
-          "sessions (ephemerals checked) | watch windows (events) | anomalies |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "sessions (ephemerals checked) | watch windows (events) | lock acquisitions (confirmed) "
+          "| anomalies |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for s in systems:
         rs = [r for r in runs if r["system"] == s]
         ops = sum(r["reads"] + r["writes"] + r["cas_ok"] + r["cas_failed"] + r["unknown"] for r in rs)
@@ -23,9 +24,12 @@ def main(path):
         anomalies = sum(len(r["anomalies"]) for r in rs)
         windows = sum(r.get("watch_windows", 0) for r in rs)
         events = sum(r.get("watch_events", 0) for r in rs)
+        locks = sum(r.get("lock_acquired", 0) for r in rs)
+        held = sum(r.get("lock_holds_confirmed", 0) for r in rs)
+        lock_cell = f"{locks:,} ({held:,})" if any("lock_acquired" in r for r in rs) else "-"
         print(f"| {s} | {len(rs)} | {sum(r['faults'] for r in rs)} | {minutes:.0f} | "
               f"{ops:,} ({unknown:,}) | {sum(r['sequential_acked'] for r in rs):,} | "
-              f"{sessions:,} ({checked:,}) | {windows:,} ({events:,}) | {anomalies} |")
+              f"{sessions:,} ({checked:,}) | {windows:,} ({events:,}) | {lock_cell} | {anomalies} |")
     print()
     kinds = sorted({k for r in runs for k in r["fault_kinds"]})
     print("From the heal until the ensemble re-formed (every server serving, one leader), ms: "
