@@ -427,7 +427,7 @@ fn cross_key_errors() {
 #[test]
 fn unknown_keys_are_warnings() {
     let c =
-        parse("dataDir=/x\nfoo.bar=1\nnot_a_key yes\nsslQuorum=true\nssl.quorum.keyStore.location=/k\nssl.keyStore.location=/k\n");
+        parse("dataDir=/x\nfoo.bar=1\nnot_a_key yes\nsslQuorumReloadCertFiles=true\nssl.crl=true\nssl.keyStore.location=/k\nsslQuorum=true\nssl.quorum.keyStore.location=/q\n");
     assert_eq!(
         c.warnings[..2],
         [
@@ -437,16 +437,18 @@ fn unknown_keys_are_warnings() {
     );
     assert!(matches!(
         &c.warnings[2],
-        ConfigWarning::Ignored { key, location: Location::Line(4), .. } if key == "sslQuorum"
+        ConfigWarning::Ignored { key, location: Location::Line(4), .. }
+            if key == "sslQuorumReloadCertFiles"
     ));
     assert!(matches!(
         &c.warnings[3],
-        ConfigWarning::Ignored { key, location: Location::Line(5), .. }
-            if key == "ssl.quorum.keyStore.location"
+        ConfigWarning::Ignored { key, location: Location::Line(5), .. } if key == "ssl.crl"
     ));
-    // The client port's TLS keys are read (a system property each), not warned about.
+    // The TLS keys Corral serves are read (ssl.* as system properties), not warned about.
     assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
     assert_eq!(c.system_properties["zookeeper.ssl.keyStore.location"], "/k");
+    assert_eq!(c.system_properties["zookeeper.ssl.quorum.keyStore.location"], "/q");
+    assert!(c.ssl_quorum);
     assert_eq!(c.system_properties["zookeeper.foo.bar"], "1");
     // Warnings are readable.
     assert_eq!(c.warnings[0].to_string(), "line 2: unknown key foo.bar (ignored)");
