@@ -198,9 +198,8 @@ fn restart(e: &mut Ensemble, id: usize) {
 /// both), then sslQuorum=true a server at a time (dialling TLS), then portUnification=false a
 /// server at a time (TLS only). Nothing acknowledged is lost and the trees end identical.
 #[test]
-#[ignore = "found a bug not fixed yet: under load a ZooKeeper follower re-syncing from a Corral leader \
-            (DIFF) got a COMMIT it had no PROPOSAL for (ZooKeeper's Learner: NullPointerException on \
-            pif.hdr), then logged a digest mismatch; see docs/compatibility.md, 'Known bugs'. \
+#[ignore = "under load a ZooKeeper follower still logs a digest mismatch in some runs (1 of 3 \
+            after the sync fix), not analysed yet; see docs/compatibility.md, 'Known bugs'. \
             Run with --ignored to reproduce"]
 fn rolling_quorum_tls_enablement_across_kinds_under_load() {
     let members = [C, Z, C];

@@ -760,6 +760,13 @@ struct Handler {
     observer: bool,
     phase: HPhase,
     last_heard: u64,
+    /// COMMITs made while the learner syncs (after its NEWLEADER, before its UPTODATE): sent
+    /// right after UPTODATE, in order. ZooKeeper 3.8.0's learner logs the proposals it got
+    /// before NEWLEADER and forgets them, so a COMMIT of one before UPTODATE finds nothing and
+    /// throws (ZOOKEEPER-4394, fixed in 3.8.1; its own leader triggers it too), and a COMMIT
+    /// of a later proposal before UPTODATE is applied at UPTODATE ahead of the earlier ones'
+    /// (it exits: "Committing zxid … but next pending txn …").
+    held: Vec<QuorumPacket>,
 }
 
 impl Handler {
@@ -1022,6 +1029,7 @@ impl Leader {
         Core::send(out, sid, newleader);
         if let Some(h) = self.learners.get_mut(&sid) {
             h.phase = HPhase::Syncing;
+            h.held.clear();
         }
     }
 
@@ -1050,6 +1058,9 @@ impl Leader {
             if h.phase == HPhase::NewLeaderAcked {
                 h.phase = HPhase::Active;
                 Core::send(out, *sid, QuorumPacket::new(PacketType::UpToDate, -1));
+                for p in std::mem::take(&mut h.held) {
+                    Core::send(out, *sid, p);
+                }
             }
         }
     }
@@ -1059,8 +1070,13 @@ impl Leader {
             Event::Connected { peer, conn } => {
                 if core.cfg.is_member(peer) && peer != core.id {
                     let observer = !core.cfg.is_voter(peer);
-                    let h =
-                        Handler { conn, observer, phase: HPhase::Connected, last_heard: core.now };
+                    let h = Handler {
+                        conn,
+                        observer,
+                        phase: HPhase::Connected,
+                        last_heard: core.now,
+                        held: Vec::new(),
+                    };
                     // A learner that reconnects starts over on its new connection.
                     if let Some(old) = self.learners.insert(peer, h) {
                         if old.conn != conn {
@@ -1245,6 +1261,10 @@ impl Leader {
                 if self.established {
                     self.set_phase(from, HPhase::Active);
                     Core::send(out, from, QuorumPacket::new(PacketType::UpToDate, -1));
+                    let held = self.learners.get_mut(&from).map(|h| std::mem::take(&mut h.held));
+                    for p in held.unwrap_or_default() {
+                        Core::send(out, from, p);
+                    }
                     return Next::Stay;
                 }
                 self.set_phase(from, HPhase::NewLeaderAcked);
@@ -1369,7 +1389,7 @@ impl Leader {
             self.last_committed = zxid;
             let next = core.next.as_ref().filter(|n| n.zxid == zxid).cloned();
             let Some(next) = next else {
-                for (sid, h) in &self.learners {
+                for (sid, h) in self.learners.iter_mut() {
                     if !h.forwarding() {
                         continue;
                     }
@@ -1378,13 +1398,17 @@ impl Leader {
                     } else {
                         QuorumPacket::new(PacketType::Commit, zxid.to_wire())
                     };
-                    Core::send(out, *sid, packet);
+                    if !h.observer && h.phase != HPhase::Active {
+                        h.held.push(packet);
+                    } else {
+                        Core::send(out, *sid, packet);
+                    }
                 }
                 continue;
             };
             let designated = self.designated_leader(core, &next, zxid, &p.acks);
             let sid_bytes = (designated as i64).to_be_bytes();
-            for (sid, h) in &self.learners {
+            for (sid, h) in self.learners.iter_mut() {
                 if !h.forwarding() {
                     continue;
                 }
@@ -1404,7 +1428,11 @@ impl Leader {
                         Bytes::copy_from_slice(&sid_bytes),
                     )
                 };
-                Core::send(out, *sid, packet);
+                if !h.observer && h.phase != HPhase::Active {
+                    h.held.push(packet);
+                } else {
+                    Core::send(out, *sid, packet);
+                }
             }
             self.committed_to(zxid, out);
             before = zxid;
