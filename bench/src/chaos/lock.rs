@@ -123,13 +123,8 @@ fn seq_of(name: &str) -> Option<u64> {
 pub async fn lock_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(53).wrapping_add(u64::from(w)));
-    let n = sh.nodes.len();
     while sh.running() {
-        let node = rng.random_range(0..n);
-        let Ok(mut c) =
-            Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let Some((mut c, node)) = super::workload::fresh_session(&sh, &mut rng).await else {
             continue;
         };
         let session = c.session_id;

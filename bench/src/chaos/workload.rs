@@ -215,6 +215,18 @@ async fn connected<'a>(
     client.as_mut()
 }
 
+/// A new session on a random server, or `None` after a failed attempt and a short pause.
+pub async fn fresh_session(sh: &Shared, rng: &mut rand::rngs::StdRng) -> Option<(Client, usize)> {
+    let node = rng.random_range(0..sh.nodes.len());
+    match Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await {
+        Ok(c) => Some((c, node)),
+        Err(_) => {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            None
+        }
+    }
+}
+
 /// One register client: runs until `sh.until`.
 pub async fn register_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut rng =
@@ -358,16 +370,9 @@ pub async fn seq_worker(sh: Arc<Shared>, w: u32, seed: u64) {
 pub async fn session_worker(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(41).wrapping_add(u64::from(w)));
-    let n = sh.nodes.len();
     let mut counter = 0u64;
     while sh.running() {
-        let node = rng.random_range(0..n);
-        let Ok(mut c) =
-            Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
+        let Some((mut c, node)) = fresh_session(&sh, &mut rng).await else { continue };
         let (mut created, mut maybe) = (Vec::new(), Vec::new());
         let mut dead = false;
         for _ in 0..rng.random_range(1..=3) {
@@ -454,16 +459,9 @@ pub async fn watch_writer(sh: Arc<Shared>, w: u32, seed: u64) {
 pub async fn watcher(sh: Arc<Shared>, w: u32, seed: u64) {
     let mut rng =
         rand::rngs::StdRng::seed_from_u64(seed.wrapping_mul(47).wrapping_add(u64::from(w)));
-    let n = sh.nodes.len();
     const DATA_CHANGED: i32 = 3;
     while sh.running() {
-        let node = rng.random_range(0..n);
-        let Ok(mut c) =
-            Client::connect(sh.nodes[node], sh.session_timeout_ms, Duration::from_secs(2)).await
-        else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
+        let Some((mut c, node)) = fresh_session(&sh, &mut rng).await else { continue };
         let get = Request::GetData(PathWatchRequest { path: "/chaos/w".into(), watch: false });
         let add = Request::AddWatch(corral_server::proto::AddWatchRequest {
             path: "/chaos/w".into(),

@@ -107,18 +107,11 @@ pub fn pem_client_config(
         .with_root_certificates(roots);
     let Some((cert, key)) = cert_and_key else { return Ok(Arc::new(b.with_no_client_auth())) };
     let chain = store::load_trust_store(cert, store::StoreType::Pem, "")?;
-    let key_der = std::fs::read_to_string(key)
-        .map_err(|e| store::StoreError::Io(key.into(), e))
-        .map(|text| {
-            text.split("-----BEGIN PRIVATE KEY-----")
-                .nth(1)
-                .and_then(|r| r.split("-----END PRIVATE KEY-----").next())
-                .map(|b64| b64.chars().filter(|c| !c.is_whitespace()).collect::<String>())
-        })?
-        .and_then(|b64| {
-            use base64::Engine as _;
-            base64::engine::general_purpose::STANDARD.decode(b64).ok()
-        })
+    let text = std::fs::read_to_string(key).map_err(|e| store::StoreError::Io(key.into(), e))?;
+    let key_der = store::pem_blocks(&text)
+        .into_iter()
+        .find(|(label, _)| label == "PRIVATE KEY")
+        .map(|(_, der)| der)
         .ok_or_else(|| store::StoreError::Missing(key.into(), "no PKCS#8 private key".into()))?;
     let key = provider
         .key_provider

@@ -240,7 +240,7 @@ pub fn load_trust_store(
 
 /// The PEM blocks of `text`: (label, decoded bytes), in file order. Blocks that do not decode
 /// are skipped.
-fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn pem_blocks(text: &str) -> Vec<(String, Vec<u8>)> {
     use base64::Engine as _;
     let mut out = Vec::new();
     let mut rest = text;
