@@ -2,10 +2,10 @@
 # A short run of every cargo-fuzz target in fuzz/ (the pipeline fed hostile request streams,
 # zab::wire quorum decoders, and one per decoder: request frames, the
 # ConnectRequest, logged txns, snapshots, log segments, reply bodies). Nightly toolchain;
-# cargo-fuzz is installed if missing. FUZZ_SECONDS per target (default 20).
+# cargo-fuzz is installed if missing. FUZZ_SECONDS per target (default 15).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${FUZZ_SECONDS:-20}
+seconds=${FUZZ_SECONDS:-15}
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "SKIPPED fuzzing: cargo-fuzz needs the nightly toolchain, which this machine does not have"
     exit 0

@@ -50,6 +50,9 @@ else
     [ -x target/release/corral ] || cargo build --release --locked -p corral-server
     export CORRAL_BIN="$root/target/release/corral"
 fi
+# Every corral server's log is kept here, each test's start marked in it.
+export CORRAL_LOG_DIR="$out/logs"
+mkdir -p "$CORRAL_LOG_DIR"
 cd "$out"
 # Bounded: kazoo's harness restarts servers between tests; pytest-timeout stops any test that
 # hangs, and the whole run has an outer limit.
@@ -63,4 +66,4 @@ if [ ! -f "$out/junit.xml" ]; then
     echo "kazoo run produced no results (pytest exit $status); see $out/pytest.log"
     exit 1
 fi
-"$venv/bin/python" "$root/ci/kazoo/check_junit.py" "$out/junit.xml" "$expected" 450
+"$venv/bin/python" "$root/ci/kazoo/check_junit.py" "$out/junit.xml" "$expected" 450 "$CORRAL_LOG_DIR"

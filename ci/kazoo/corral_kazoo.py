@@ -78,6 +78,25 @@ def pytest_configure(config):
             return real_popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         return real_popen(args, *a, **kw)
 
+    # Each test's start is marked in every corral log kept in CORRAL_LOG_DIR, so that a failure
+    # can be matched with what the servers said meanwhile (ci/kazoo/check_junit.py prints it).
+    global _LOG_DIR
+    _LOG_DIR = os.environ.get("CORRAL_LOG_DIR")
+
     shim = types.SimpleNamespace(**{k: getattr(subprocess, k) for k in dir(subprocess) if not k.startswith("__")})
     shim.Popen = popen
     common.subprocess = shim
+
+
+_LOG_DIR = None
+
+
+def pytest_runtest_setup(item):
+    if not _LOG_DIR or not os.path.isdir(_LOG_DIR):
+        return
+    cls = getattr(item, "cls", None)
+    name = "%s::%s" % (cls.__name__ if cls else item.module.__name__, item.name)
+    for entry in sorted(os.listdir(_LOG_DIR)):
+        if entry.startswith("corral") and entry.endswith(".log"):
+            with open(os.path.join(_LOG_DIR, entry), "ab") as log:
+                log.write(b"==== test: %s\n" % name.encode())

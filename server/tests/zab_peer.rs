@@ -948,6 +948,29 @@ fn learner_retries_a_leader_not_leading_yet() {
     assert_eq!(p.role(), Role::Looking, "gives up after initLimit");
 }
 
+// A learner whose elected leader keeps refusing (the election raced: that peer went on to
+// follow another) goes back to an election after 5 attempts, as ZooKeeper's learner does,
+// not after initLimit ticks (found by kazoo's suite on a mixed ensemble: a Corral follower
+// of a ZooKeeper server that was not leading stayed unavailable for seconds).
+#[test]
+fn learner_elects_again_after_five_refused_attempts() {
+    let mut c = cfg();
+    c.election_tick_ms = 100;
+    let mut p = elected_learner_with(c, 2, state(1, 1, Zxid::ZERO, &[z(1, 1)]), z(1, 1), 1);
+    for attempt in 2..=5 {
+        assert!(step(&mut p, Event::Disconnected { peer: 1, conn: None }).is_empty());
+        assert_eq!(
+            step(&mut p, Event::ElectionTick),
+            vec![Command::Connect { to: 1 }],
+            "attempt {attempt}"
+        );
+        assert!(matches!(p.role(), Role::Following { leader: 1, serving: false }));
+    }
+    assert!(step(&mut p, Event::Disconnected { peer: 1, conn: None }).is_empty());
+    step(&mut p, Event::ElectionTick);
+    assert_eq!(p.role(), Role::Looking, "the fifth refusal ends it, well within initLimit");
+}
+
 // The leader knows which server owns each session (ZooKeeper's session owner): the first to
 // send a request for it, or the one that revalidated it last. A request from any other server
 // becomes a SESSIONMOVED error txn; closing is not checked.

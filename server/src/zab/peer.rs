@@ -1611,6 +1611,8 @@ struct Learner {
     /// The last attempt to connect to the leader failed: retried at the next election tick
     /// (with an election clock), as ZooKeeper's learner retries 100 ms later.
     retry_connect: bool,
+    /// Attempts so far to connect to the leader ([`CONNECT_TRIES`] at most).
+    connect_tries: u32,
     /// The memberships of reconfig txns received and not yet activated, by zxid (at most
     /// [`CONFIGS_MAX`]: one reconfig is outstanding at a time).
     configs: BTreeMap<Zxid, Bytes>,
@@ -1620,6 +1622,14 @@ struct Learner {
 
 /// Reconfig txns a learner keeps waiting for their activation.
 const CONFIGS_MAX: usize = 8;
+
+/// Attempts a learner makes to connect to the leader it elected before going back to an
+/// election, as ZooKeeper's `Learner.connectToLeader` (5 tries, 100 ms apart, within
+/// initLimit): a peer the election settled on that ended up following another (FLE's
+/// finalizeWait race) refuses the connection, and waiting out initLimit would leave this
+/// server unavailable for seconds (initLimit × tickTime) where ZooKeeper's is back in an
+/// election at once.
+const CONNECT_TRIES: u32 = 5;
 
 impl Learner {
     fn start(core: &Core, leader: Sid, observer: bool, out: &mut Vec<Command>) -> Learner {
@@ -1642,6 +1652,7 @@ impl Learner {
             touches: Touches::default(),
             reset: false,
             retry_connect: false,
+            connect_tries: 1,
             configs: BTreeMap::new(),
             newleader_config: None,
         }
@@ -1695,10 +1706,13 @@ impl Learner {
     /// A tick of the election clock: a failed connection attempt is retried.
     fn on_election_tick(&mut self, core: &Core, out: &mut Vec<Command>) -> Next {
         if self.phase == LPhase::Connecting && self.retry_connect {
-            if core.now - self.started > u64::from(core.cfg.init_limit) {
+            if core.now - self.started > u64::from(core.cfg.init_limit)
+                || self.connect_tries >= CONNECT_TRIES
+            {
                 return Next::Looking;
             }
             self.retry_connect = false;
+            self.connect_tries += 1;
             out.push(Command::Connect { to: self.leader });
         }
         Next::Stay
@@ -2117,6 +2131,10 @@ impl Learner {
             // With an election clock, its ticks retry a failed attempt (on_election_tick);
             // dialling here too would race a second connection against the first.
             if core.cfg.election_tick_ms == 0 {
+                if self.connect_tries >= CONNECT_TRIES {
+                    return Next::Looking;
+                }
+                self.connect_tries += 1;
                 out.push(Command::Connect { to: self.leader });
             }
             return Next::Stay;
