@@ -50,6 +50,16 @@ else
     [ -x target/release/corral ] || cargo build --release --locked -p corral-server
     export CORRAL_BIN="$root/target/release/corral"
 fi
+# kazoo's Kerberos tests (TestSASLGSSAPIAuthentication) run against a KDC started here, as
+# kazoo's own CI does: realm KAZOOTEST.ORG, principals client and zookeeper/127.0.0.1, their
+# keytabs in $KRB5_TEST_ENV, the harness handing the servers a Krb5LoginModule JAAS section.
+kdc="$out/kdc"
+if bash ci/kdc.sh "$kdc" KAZOOTEST.ORG client:client.keytab zookeeper/127.0.0.1:server.keytab; then
+    export KRB5_TEST_ENV="$kdc" KRB5_CONFIG="$kdc/krb5.conf" KRB5CCNAME="FILE:$kdc/ccache"
+    trap 'kill $(cat "$kdc/kdc.pid") 2> /dev/null || true' EXIT
+else
+    echo "no KDC: kazoo's Kerberos tests will be skipped"
+fi
 # Every corral server's log is kept here, each test's start marked in it.
 export CORRAL_LOG_DIR="$out/logs"
 mkdir -p "$CORRAL_LOG_DIR"

@@ -10,7 +10,12 @@ cd "$(dirname "$0")/.."
 # Apache ZooKeeper 3.8: the reference for comparisons, and real clients (zkCli, the Java client).
 # nftables, iproute2, e2fsprogs, util-linux: the chaos harness's partitions, namespaces and
 # filesystems.
-CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless nftables iproute2 e2fsprogs util-linux" install_deps
+# krb5-kdc, krb5-admin-server, krb5-user: the KDC the Kerberos tests start (ci/kdc.sh), and
+# kinit; libkrb5-dev: kazoo's kerberos module is built against it. The server itself needs only
+# the GSS-API library (libgssapi-krb5-2), loaded when Kerberos is configured.
+CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless nftables iproute2 e2fsprogs util-linux krb5-kdc krb5-admin-server krb5-user libkrb5-dev" install_deps
+# With the packages above, a test that needs Kerberos fails rather than skips without it.
+export CORRAL_REQUIRE_KERBEROS=1
 
 step "format"        cargo fmt --all -- --check
 step "clippy"        cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -14,6 +14,12 @@ by system properties as its users configure it, in each scenario:
   sasl-wrong    the same with a wrong password: must fail against both
   tls-untrusted a self-signed client certificate: no session against either
 
+and then, with a KDC started by ci/kdc.sh and both servers' JAAS Server section naming the
+JDK's Krb5LoginModule (a keytab for zookeeper/127.0.0.1@CORRAL.TEST):
+
+  sasl-kerberos                the client logs in from its keytab, ACL sasl:client@CORRAL.TEST
+  sasl-kerberos-other-service  a ticket for another service: must fail against both
+
 A scenario's transcript must be the same against both servers, and pass (or, for sasl-wrong
 and tls-untrusted, fail) against both. The key material is server/src/tls/testdata (made by its make.sh).
 """
@@ -31,6 +37,7 @@ import servers  # noqa: E402
 
 JAR = "/usr/share/java/zookeeper.jar"
 PW = "apassword"
+REALM = "CORRAL.TEST"
 
 
 def netty_classpath():
@@ -108,15 +115,51 @@ def main():
         f"ssl.trustStore.password={PW}",
         "authProvider.1=org.apache.zookeeper.server.auth.SASLAuthenticationProvider",
     ]
+    # Kerberos: a second pair of servers (a server offers one SASL mechanism, chosen by its JAAS
+    # Server section), with a KDC started here.
+    runs = [(server_jaas, [], scenarios)]
+    kdc = os.path.join(run_dir, "kdc")
+    subprocess.run(["bash", "-c", f"[ -f {kdc}/kdc.pid ] && kill $(cat {kdc}/kdc.pid); rm -rf {kdc}"])
+    k = subprocess.run(["bash", os.path.join(root, "ci", "kdc.sh"), kdc, REALM,
+                        "client:client.keytab", "zookeeper/127.0.0.1:server.keytab",
+                        "other/127.0.0.1:other.keytab"], capture_output=True, text=True, timeout=120)
+    if k.returncode == 3 and os.environ.get("CORRAL_REQUIRE_KERBEROS") != "1":
+        print("java-secure: SKIPPED Kerberos: " + k.stderr.strip())
+    elif k.returncode != 0:
+        print("java-secure: the KDC did not start:\n" + k.stdout + k.stderr)
+        sys.exit(1)
+    else:
+        krb5 = [f"java.security.krb5.conf={kdc}/krb5.conf"]
+        kerberos_jaas = os.path.join(run_dir, "server-jaas-kerberos.conf")
+        with open(kerberos_jaas, "w") as f:
+            f.write("Server {\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+                    f'  useKeyTab=true\n  keyTab="{kdc}/server.keytab"\n  storeKey=true\n'
+                    f'  useTicketCache=false\n  principal="zookeeper/127.0.0.1@{REALM}";\n}};\n')
+        client_jaas_krb = os.path.join(run_dir, "client-jaas-kerberos.conf")
+        with open(client_jaas_krb, "w") as f:
+            f.write("Client {\n  com.sun.security.auth.module.Krb5LoginModule required\n"
+                    f'  useKeyTab=true\n  keyTab="{kdc}/client.keytab"\n  storeKey=true\n'
+                    f'  useTicketCache=false\n  principal="client@{REALM}";\n}};\n')
+        krb_client = [f"-Djava.security.auth.login.config={client_jaas_krb}",
+                      f"-Djava.security.krb5.conf={kdc}/krb5.conf",
+                      # The client would ask for zookeeper/localhost (the address's reverse name).
+                      f"-Dzookeeper.server.principal=zookeeper/127.0.0.1@{REALM}"]
+        runs.append((kerberos_jaas, krb5, [
+            ("sasl-kerberos", False, "sasl", f"client@{REALM}", True, krb_client),
+            # A ticket for another service: the server cannot read it.
+            ("sasl-kerberos-other-service", False, "sasl", f"client@{REALM}", False,
+             krb_client[:-1] + [f"-Dzookeeper.server.principal=other/127.0.0.1@{REALM}"]),
+        ]))
+    scenarios = [sc for _, _, scs in runs for sc in scs]
     results = {}
     ok = True
-    for kind in ("zookeeper", "corral"):
+    for kind, (jaas, more_props, run_scenarios) in [(k, r) for r in runs for k in ("zookeeper", "corral")]:
         secure = servers.free_port()
         cfg = [e.replace("{secure}", str(secure)) for e in extra]
         with servers.Server(kind, run_dir, corral_bin=corral, extra_config=cfg,
-                            props=[f"java.security.auth.login.config={server_jaas}"],
+                            props=[f"java.security.auth.login.config={jaas}"] + more_props,
                             classpath=f"{servers.ZK_CLASSPATH}:{netty}") as srv:
-            for name, tls, scheme, ident, should_pass, props in scenarios:
+            for name, tls, scheme, ident, should_pass, props in run_scenarios:
                 port = secure if tls else srv.port
                 t = time.monotonic()
                 wait = "30" if should_pass else "8"
@@ -141,6 +184,8 @@ def main():
         if zk[1] != co[1]:
             ok = False
             print(f"java-secure: {name}: transcripts differ:\n  zookeeper {zk[1]}\n  corral    {co[1]}")
+    if os.path.exists(f"{kdc}/kdc.pid"):
+        subprocess.run(["bash", "-c", f"kill $(cat {kdc}/kdc.pid)"])
     print(f"java-secure: {'OK' if ok else 'FAILED'}; outputs in {run_dir}")
     sys.exit(0 if ok else 1)
 

@@ -1181,9 +1181,11 @@ fn key_kind(key: &str) -> KeyKind {
         | "admin.serverAddress"
         | "admin.serverPort" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
-        "jute.maxbuffer" | "readonlymode.enabled" | "java.security.auth.login.config" => {
-            PlainProperty
-        }
+        "jute.maxbuffer"
+        | "readonlymode.enabled"
+        | "java.security.auth.login.config"
+        | "java.security.krb5.conf" => PlainProperty,
+        "security.auth_to_local" => SystemProperty,
         "admin.idleTimeout" | "admin.commandURL" | "admin.portUnification" => {
             IgnoredProperty("Corral has no HTTP admin server yet")
         }
@@ -1678,8 +1680,11 @@ impl Config {
             k if k.starts_with("ssl.")
                 || k == "client.portUnification"
                 || k == "X509AuthenticationProvider.superUser" => {}
-            // Read by crate::sasl::SaslConfig::from_config.
+            // Read by crate::sasl::SaslConfig::from_config (and the Kerberos configuration's
+            // path by the binary's main, as KRB5_CONFIG).
             "java.security.auth.login.config"
+            | "java.security.krb5.conf"
+            | "security.auth_to_local"
             | "allowSaslFailedClients"
             | "sasl.serverconfig"
             | "superUser"
@@ -2006,7 +2011,10 @@ impl Config {
     ) -> Result<Option<ConfigWarning>, ConfigError> {
         let value = java_trim(value);
         let key = match name {
-            "jute.maxbuffer" | "readonlymode.enabled" | "java.security.auth.login.config" => name,
+            "jute.maxbuffer"
+            | "readonlymode.enabled"
+            | "java.security.auth.login.config"
+            | "java.security.krb5.conf" => name,
             _ => name.strip_prefix("zookeeper.").unwrap_or(""),
         };
         let warning = match key_kind(key) {

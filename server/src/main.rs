@@ -131,6 +131,11 @@ fn main() -> Result<()> {
         }
         config.apply_system_property(name, value)?;
     }
+    // The JDK's name for the Kerberos configuration file; the GSS-API library reads
+    // KRB5_CONFIG. Set here, while the process has one thread.
+    if let Some(path) = config.system_properties.get("java.security.krb5.conf") {
+        std::env::set_var("KRB5_CONFIG", path.trim());
+    }
     let mut opts = ServerOptions::from_config(&config)?;
     if config.reconfig_enabled && config.is_distributed() {
         opts.settings.config_file = config_path;

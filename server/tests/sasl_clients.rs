@@ -122,13 +122,17 @@ fn without_a_jaas_server_section_sasl_is_answered_ok_with_no_token() {
 }
 
 #[test]
-fn a_kerberos_section_or_a_broken_file_stops_the_server_saying_why() {
+fn a_kerberos_section_without_keys_another_module_or_a_broken_file_stops_the_server() {
     let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.keytab");
+    let kerberos = format!(
+        "Server {{ com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true keyTab=\"{}\" principal=\"zookeeper/h@EX.ORG\"; }};",
+        missing.display()
+    );
     for (jaas, says) in [
-        (
-            "Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true; };",
-            "Krb5LoginModule",
-        ),
+        // Kerberos without a keytab holding the principal's key (or without the library).
+        (kerberos.as_str(), "Kerberos"),
+        ("Server { com.example.LdapLoginModule required; };", "LdapLoginModule"),
         ("Server { broken", "line 1"),
     ] {
         let f = dir.path().join("jaas.conf");

@@ -675,7 +675,12 @@ struct SaslState {
     nonce: Option<String>,
     steps: u32,
     done: bool,
+    /// A Kerberos exchange under way.
+    gss: Option<crate::sasl::gssapi::Acceptor>,
 }
+
+/// The most messages a client's Kerberos exchange may take (it needs three or four).
+const GSSAPI_STEPS_MAX: u32 = 8;
 
 /// What a SASL step answers.
 enum SaslAnswer {
@@ -700,7 +705,7 @@ fn sasl_step(
         tracing::info!(remote = %conn.remote, "a SASL request, but SASL is not configured (no JAAS server section)");
         return SaslAnswer::Token(crate::proto::Data::null());
     };
-    let st = state.get_or_insert(SaslState { nonce: None, steps: 0, done: false });
+    let st = state.get_or_insert(SaslState { nonce: None, steps: 0, done: false, gss: None });
     st.steps += 1;
     let failed = |why: String| {
         tracing::info!(remote = %conn.remote, reason = %why, "SASL authentication failed");
@@ -710,6 +715,9 @@ fn sasl_step(
             SaslAnswer::Failed
         }
     };
+    if let Some(k) = &cfg.kerberos {
+        return gssapi_step(cfg, k, conn, st, token, failed);
+    }
     if st.done || st.steps > 2 {
         return failed("the DIGEST-MD5 exchange is already over".into());
     }
@@ -733,6 +741,47 @@ fn sasl_step(
         }
         Err(e) => {
             st.done = true;
+            failed(e.to_string())
+        }
+    }
+}
+
+/// One step of a client's Kerberos exchange.
+fn gssapi_step(
+    cfg: &crate::sasl::SaslConfig,
+    k: &crate::sasl::Kerberos,
+    conn: &Conn,
+    st: &mut SaslState,
+    token: &[u8],
+    failed: impl Fn(String) -> SaslAnswer,
+) -> SaslAnswer {
+    use crate::sasl::gssapi::{AcceptStep, Acceptor};
+    if st.done || st.steps > GSSAPI_STEPS_MAX {
+        st.gss = None;
+        return failed("the Kerberos exchange is already over".into());
+    }
+    if st.gss.is_none() {
+        match Acceptor::new(k.principal.as_deref(), k.keytab.as_deref()) {
+            Ok(a) => st.gss = Some(a),
+            Err(e) => {
+                st.done = true;
+                return failed(e.to_string());
+            }
+        }
+    }
+    let Some(acceptor) = st.gss.as_mut() else { return failed("no Kerberos exchange".into()) };
+    match acceptor.step(token) {
+        Ok(AcceptStep::Continue(t)) => SaslAnswer::Token(crate::proto::Data::from(t)),
+        Ok(AcceptStep::Done { principal }) => {
+            st.done = true;
+            st.gss = None;
+            let ids = cfg.ids_of(&principal);
+            tracing::info!(remote = %conn.remote, principal = %principal, id = %ids[0].id, "SASL (Kerberos) authenticated");
+            SaslAnswer::Authenticated(crate::proto::Data::null(), ids)
+        }
+        Err(e) => {
+            st.done = true;
+            st.gss = None;
             failed(e.to_string())
         }
     }

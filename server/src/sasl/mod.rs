@@ -1,11 +1,14 @@
 //! SASL for clients (opcode 102), as ZooKeeper 3.8 configures it: the JAAS file named by
 //! `java.security.auth.login.config` (a `-D`/`--system-property`, or a zoo.cfg key), its
-//! section `Server` (or `zookeeper.sasl.serverconfig`) with ZooKeeper's `DigestLoginModule`
-//! and `user_NAME="password"` options ([`jaas`]); the DIGEST-MD5 mechanism ([`digest`]).
+//! section `Server` (or `zookeeper.sasl.serverconfig`) ([`jaas`]). As in ZooKeeper the
+//! section's login module picks the one mechanism the server offers: ZooKeeper's
+//! `DigestLoginModule` with `user_NAME="password"` options, DIGEST-MD5 ([`digest`]); the
+//! JDK's `Krb5LoginModule` with a `keyTab` and a `principal`, Kerberos ([`gssapi`]).
 //! An authenticated client gets the id `sasl:<name>`, and `super` too when the name is
 //! `zookeeper.superUser` (or any `zookeeper.superUser.*`).
 
 pub mod digest;
+pub mod gssapi;
 pub mod jaas;
 
 use std::collections::BTreeMap;
@@ -16,12 +19,40 @@ pub const DIGEST_REALM: &str = "zk-sasl-md5";
 pub const SERVICE: &str = "zookeeper";
 /// ZooKeeper's login module for DIGEST-MD5 users.
 pub const DIGEST_LOGIN_MODULE: &str = "org.apache.zookeeper.server.auth.DigestLoginModule";
+/// The JDK's Kerberos login module.
+pub const KRB5_LOGIN_MODULE: &str = "com.sun.security.auth.module.Krb5LoginModule";
+
+/// A server's Kerberos identity (a JAAS `Krb5LoginModule` entry).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Kerberos {
+    /// `principal`: the service principal tickets are accepted for (`None`: any in the keytab).
+    pub principal: Option<String>,
+    /// `keyTab` (with `useKeyTab=true`; else the library's default keytab).
+    pub keytab: Option<String>,
+    /// The Kerberos configuration's default realm, for ZooKeeper's name rules.
+    pub default_realm: Option<String>,
+}
+
+impl Kerberos {
+    /// The identity a `Krb5LoginModule` entry's options name.
+    pub fn from_options(options: &BTreeMap<String, String>) -> Kerberos {
+        let get = |k: &str| options.get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let use_keytab = get("useKeyTab").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        Kerberos {
+            principal: get("principal"),
+            keytab: if use_keytab { get("keyTab") } else { None },
+            default_realm: None,
+        }
+    }
+}
 
 /// What the server needs to authenticate SASL clients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SaslConfig {
     /// DIGEST-MD5 users and passwords.
     pub users: BTreeMap<String, String>,
+    /// Kerberos instead of DIGEST-MD5 (the section's login module is `Krb5LoginModule`).
+    pub kerberos: Option<Kerberos>,
     /// Names that are also super (`zookeeper.superUser`, `zookeeper.superUser.*`).
     pub super_users: Vec<String>,
     /// `zookeeper.kerberos.removeHostFromPrincipal`.
@@ -60,10 +91,26 @@ impl SaslConfig {
             return Ok(None);
         };
         let mut users = BTreeMap::new();
+        let mut kerberos = None;
         for m in modules {
+            if m.class == KRB5_LOGIN_MODULE {
+                let mut k = Kerberos::from_options(&m.options);
+                gssapi::available().map_err(|e| {
+                    format!("the JAAS file {path}, section {name} asks for Kerberos: {e}")
+                })?;
+                k.default_realm = gssapi::default_realm()
+                    .map_err(|e| tracing::warn!(error = %e, "Kerberos names are kept whole"))
+                    .ok();
+                // Fail now, not at the first client, if the keytab has no key for the principal.
+                gssapi::Acceptor::new(k.principal.as_deref(), k.keytab.as_deref())
+                    .map_err(|e| format!("the JAAS file {path}, section {name}: {e}"))?;
+                tracing::info!(principal = ?k.principal, keytab = ?k.keytab, realm = ?k.default_realm, "SASL for clients: Kerberos (GSSAPI)");
+                kerberos = Some(k);
+                continue;
+            }
             if m.class != DIGEST_LOGIN_MODULE {
                 return Err(format!(
-                    "the JAAS file {path}, section {name}: login module {} is not supported by Corral (only {DIGEST_LOGIN_MODULE}, DIGEST-MD5)",
+                    "the JAAS file {path}, section {name}: login module {} is not supported by Corral (only {DIGEST_LOGIN_MODULE}, DIGEST-MD5, and {KRB5_LOGIN_MODULE}, Kerberos)",
                     m.class
                 ));
             }
@@ -71,6 +118,14 @@ impl SaslConfig {
                 if let Some(user) = k.strip_prefix("user_") {
                     users.insert(user.to_string(), v.clone());
                 }
+            }
+        }
+        if let Some(rules) = props.get("zookeeper.security.auth_to_local") {
+            if rules.trim() != "DEFAULT" {
+                return Err(format!(
+                    "zookeeper.security.auth_to_local={}: Corral has only the DEFAULT rule",
+                    rules.trim()
+                ));
             }
         }
         if let Some(pw) = props.get("zookeeper.SASLAuthenticationProvider.superPassword") {
@@ -84,6 +139,7 @@ impl SaslConfig {
             .collect();
         Ok(Some(SaslConfig {
             users,
+            kerberos,
             super_users,
             remove_host: flag("zookeeper.kerberos.removeHostFromPrincipal"),
             remove_realm: flag("zookeeper.kerberos.removeRealmFromPrincipal"),
@@ -93,22 +149,24 @@ impl SaslConfig {
 
     /// The ids an authenticated name gives: `sasl` with the name as ZooKeeper's callback
     /// handler shapes it (`user[/host][@REALM]`, host and realm dropped when asked), and
-    /// `super` when it is a superuser.
+    /// `super` when it is a superuser. A Kerberos principal of a realm other than the default
+    /// one matches no DEFAULT name rule and is kept whole, as in ZooKeeper.
     pub fn ids_of(&self, name: &str) -> Vec<crate::proto::Id> {
-        let (principal, realm) = match name.split_once('@') {
-            Some((p, r)) => (p, Some(r)),
-            None => (name, None),
+        let p = gssapi::Principal::parse(name);
+        let foreign = match (&self.kerberos, p.realm) {
+            (Some(k), Some(r)) => k.default_realm.as_deref() != Some(r),
+            _ => false,
         };
-        let (user, host) = match principal.split_once('/') {
-            Some((u, h)) => (u, Some(h)),
-            None => (principal, None),
-        };
-        let mut id = user.to_string();
-        if let (Some(h), false) = (host, self.remove_host) {
-            id = format!("{id}/{h}");
-        }
-        if let (Some(r), false) = (realm, self.remove_realm) {
-            id = format!("{id}@{r}");
+        let mut id = p.service.to_string();
+        if foreign {
+            id = name.to_string();
+        } else {
+            if let (Some(h), false) = (p.host, self.remove_host) {
+                id = format!("{id}/{h}");
+            }
+            if let (Some(r), false) = (p.realm, self.remove_realm) {
+                id = format!("{id}@{r}");
+            }
         }
         // In ZooKeeper's order: the sasl id, then super.
         let is_super = self.super_users.contains(&id);
@@ -176,13 +234,18 @@ mod tests {
             "Server { com.sun.security.auth.module.Krb5LoginModule required useKeyTab=true; };",
             "",
         );
-        assert!(SaslConfig::from_config(&c).unwrap_err().contains("Krb5LoginModule"));
+        // No keytab with a key for it (or no Kerberos library at all): refused, saying so.
+        assert!(SaslConfig::from_config(&c).unwrap_err().contains("Kerberos"));
+        let (_d, c) =
+            config("Server { com.sun.security.auth.module.LdapLoginModule required; };", "");
+        assert!(SaslConfig::from_config(&c).unwrap_err().contains("LdapLoginModule"));
     }
 
     #[test]
     fn principal_names_lose_host_and_realm_when_asked() {
         let mut s = SaslConfig {
             users: BTreeMap::new(),
+            kerberos: None,
             super_users: vec![],
             remove_host: false,
             remove_realm: false,
@@ -193,5 +256,14 @@ mod tests {
         assert_eq!(s.ids_of("zk/host1@EX.ORG")[0].id, "zk@EX.ORG");
         s.remove_realm = true;
         assert_eq!(s.ids_of("zk/host1@EX.ORG")[0].id, "zk");
+        // Kerberos: a principal of another realm than the default matches no DEFAULT rule
+        // and keeps its whole name; one of the default realm is shaped as above.
+        s.kerberos =
+            Some(Kerberos { principal: None, keytab: None, default_realm: Some("EX.ORG".into()) });
+        assert_eq!(s.ids_of("zk/host1@EX.ORG")[0].id, "zk");
+        assert_eq!(s.ids_of("zk/host1@OTHER.ORG")[0].id, "zk/host1@OTHER.ORG");
+        s.remove_realm = false;
+        s.remove_host = false;
+        assert_eq!(s.ids_of("client@EX.ORG")[0].id, "client@EX.ORG");
     }
 }
