@@ -1150,10 +1150,9 @@ fn key_kind(key: &str) -> KeyKind {
         | "quorum.auth.learnerRequireSasl"
         | "quorum.auth.serverRequireSasl"
         | "quorum.auth.learner.saslLoginContext"
-        | "quorum.auth.server.saslLoginContext" => File,
-        k if k.starts_with("quorum.auth.") => {
-            IgnoredFile("Kerberos between servers is not supported by Corral yet")
-        }
+        | "quorum.auth.server.saslLoginContext"
+        | "quorum.auth.kerberos.servicePrincipal" => File,
+        k if k.starts_with("quorum.auth.") => IgnoredFile("not a key ZooKeeper 3.8 reads"),
         k if k.starts_with("server.") || k.starts_with("group") || k.starts_with("weight") => {
             Membership
         }
@@ -1248,6 +1247,9 @@ pub struct QuorumSaslKeys {
     pub learner_context: String,
     /// `quorum.auth.server.saslLoginContext` (default QuorumServer).
     pub server_context: String,
+    /// `quorum.auth.kerberos.servicePrincipal` (default `zkquorum/localhost`; `_HOST` stands
+    /// for the host, lower-cased, of the server dialled as its `server.N` line names it).
+    pub service_principal: String,
 }
 
 impl Default for QuorumSaslKeys {
@@ -1258,6 +1260,7 @@ impl Default for QuorumSaslKeys {
             server_required: false,
             learner_context: "QuorumLearner".into(),
             server_context: "QuorumServer".into(),
+            service_principal: "zkquorum/localhost".into(),
         }
     }
 }
@@ -1557,6 +1560,9 @@ impl Config {
             }
             "quorum.auth.server.saslLoginContext" => {
                 self.quorum_sasl.server_context = value.to_string()
+            }
+            "quorum.auth.kerberos.servicePrincipal" => {
+                self.quorum_sasl.service_principal = value.to_string()
             }
             // Parsed by ZooKeeper, ignored by Corral: still reject what ZooKeeper rejects.
             "sslQuorum" => self.ssl_quorum = parse_bool(key, value, loc)?,

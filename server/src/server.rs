@@ -74,7 +74,11 @@ impl EnsembleOptions {
             };
             members.insert(
                 s.id,
-                MemberAddr { quorum: resolve(a.quorum_port)?, election: resolve(a.election_port)? },
+                MemberAddr {
+                    quorum: resolve(a.quorum_port)?,
+                    election: resolve(a.election_port)?,
+                    host: a.host.trim_start_matches('[').trim_end_matches(']').to_string(),
+                },
             );
         }
         let limits = crate::limits::Limits::from_config(config);

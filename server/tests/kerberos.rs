@@ -2,7 +2,7 @@
 //! the mechanism's two sides in process, then a server with a JAAS `Server` section naming
 //! `Krb5LoginModule`, a keytab and a service principal, as ZooKeeper is configured — the
 //! client's sasl id, ACLs on it, and the refusals (a garbled ticket, a principal the keytab
-//! lacks). Without the Kerberos programs the test is skipped saying so, unless
+//! lacks); and between servers, quorum.auth.* with Kerberos sections. Without the Kerberos programs the test is skipped saying so, unless
 //! CORRAL_REQUIRE_KERBEROS=1 (ci/test.sh sets it), when their absence fails it.
 //!
 //! One test function: the Kerberos library reads KRB5_CONFIG from the environment, which is
@@ -10,10 +10,15 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use common::kdc::Kdc;
 use common::raw::*;
+use std::sync::Arc;
+use std::time::Duration;
+
 use corral_server::config::Config;
+use corral_server::net::quorum_sasl::QuorumSasl;
 use corral_server::sasl::gssapi::{AcceptStep, Acceptor, Initiator};
 use corral_server::server::{RunningServer, ServerOptions};
 
@@ -21,57 +26,6 @@ const REALM: &str = "CORRAL.TEST";
 const SERVICE: &str = "zookeeper/127.0.0.1";
 const AUTH_FAILED: i32 = -115;
 const NO_AUTH: i32 = -102;
-
-struct Kdc {
-    dir: tempfile::TempDir,
-}
-
-impl Kdc {
-    fn path(&self, name: &str) -> String {
-        self.dir.path().join(name).display().to_string()
-    }
-}
-
-impl Drop for Kdc {
-    fn drop(&mut self) {
-        if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("kdc.pid")) {
-            if let Ok(pid) = pid.trim().parse::<i32>() {
-                // The KDC this test started, by its PID.
-                let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
-            }
-        }
-    }
-}
-
-/// Starts the KDC, or says why it cannot.
-fn start_kdc() -> Option<Kdc> {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../ci/kdc.sh");
-    let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(dir.path())
-        .arg(REALM)
-        .arg("client:client.keytab")
-        .arg(format!("{SERVICE}:server.keytab"))
-        .arg("other/127.0.0.1:other.keytab")
-        .output()
-        .expect("bash runs");
-    let required = std::env::var("CORRAL_REQUIRE_KERBEROS").is_ok_and(|v| v == "1");
-    if out.status.code() == Some(3) && !required {
-        eprintln!(
-            "SKIPPED: the Kerberos programs are not installed ({}); ci/test.sh installs them",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        return None;
-    }
-    assert!(
-        out.status.success(),
-        "ci/kdc.sh failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Some(Kdc { dir })
-}
 
 fn start_server(
     dir: &Path,
@@ -121,9 +75,75 @@ fn kerberos_login(s: &mut Session, kdc: &Kdc) -> i32 {
     panic!("the exchange did not end");
 }
 
+/// Quorum SASL settings with Kerberos sections: the server's `zkquorum/localhost` and a
+/// learner login of `learner` from `keytab`.
+fn quorum_sasl(dir: &Path, kdc: &Kdc, learner: &str, keytab: &str) -> Arc<QuorumSasl> {
+    let jaas = dir.join("quorum-jaas.conf");
+    let section = |name: &str, principal: &str, keytab: &str| {
+        format!(
+            "{name} {{\n  com.sun.security.auth.module.Krb5LoginModule required\n  useKeyTab=true\n  keyTab=\"{}\"\n  storeKey=true\n  useTicketCache=false\n  principal=\"{principal}\";\n}};\n",
+            kdc.path(keytab)
+        )
+    };
+    let text = section("QuorumServer", &format!("zkquorum/localhost@{REALM}"), "quorum.keytab")
+        + &section("QuorumLearner", &format!("{learner}@{REALM}"), keytab);
+    std::fs::write(&jaas, text).unwrap();
+    let config = Config::parse_str(&format!(
+        "tickTime=2000\ndataDir={}\nclientPort=2181\njava.security.auth.login.config={}\n\
+         quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
+         quorum.auth.serverRequireSasl=true\n",
+        dir.display(),
+        jaas.display()
+    ))
+    .expect("config");
+    QuorumSasl::from_config(&config).expect("quorum SASL settings").expect("on")
+}
+
+/// A learner's exchange against a server's over loopback; then the learner writes a few
+/// bytes, which the server must read next.
+fn quorum_exchange(
+    learner: Arc<QuorumSasl>,
+    server: Arc<QuorumSasl>,
+) -> (Result<(), String>, Result<(), String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let t = std::thread::spawn(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        let r = learner.learn(&mut s, "LOCALHOST").map_err(|e| e.to_string());
+        if r.is_ok() {
+            s.write_all(b"after").unwrap();
+        }
+        r
+    });
+    let (mut s, _) = listener.accept().unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let hosts = ["localhost".to_string()];
+    let r = server.serve(&mut s, Duration::from_secs(5), &hosts).map_err(|e| e.to_string());
+    let l = t.join().unwrap();
+    if r.is_ok() && l.is_ok() {
+        let mut b = [0u8; 5];
+        s.read_exact(&mut b).unwrap();
+        assert_eq!(&b, b"after", "the stream goes on where the exchange ended");
+    }
+    (l, r)
+}
+
 #[test]
 fn kerberos_for_clients() {
-    let Some(kdc) = start_kdc() else { return };
+    let Some(kdc) = Kdc::start(
+        REALM,
+        &[
+            "client:client.keytab",
+            "zookeeper/127.0.0.1:server.keytab",
+            "other/127.0.0.1:other.keytab",
+            "zkquorum/localhost:quorum.keytab",
+            "learner/localhost:learner.keytab",
+            "learner/elsewhere:elsewhere.keytab",
+        ],
+    ) else {
+        return;
+    };
     std::env::set_var("KRB5_CONFIG", kdc.path("krb5.conf"));
     let server_principal = format!("{SERVICE}@{REALM}");
 
@@ -201,6 +221,20 @@ fn kerberos_for_clients() {
     assert_eq!(a.call(&create("/r", vec![acl(31, "sasl", "client")])).0, 0);
     assert_eq!(a.call(&get("/r")).0, 0);
     drop(server);
+
+    // Between servers (quorum.auth.*, Kerberos sections): the learner gets a ticket for
+    // quorum.auth.kerberos.servicePrincipal (zkquorum/localhost) and is let in; a learner
+    // whose principal names a host that is not a member's is refused, as by ZooKeeper.
+    let dir = tempfile::tempdir().unwrap();
+    let good = quorum_sasl(dir.path(), &kdc, "learner/localhost", "learner.keytab");
+    let (l, r) = quorum_exchange(good.clone(), good.clone());
+    l.expect("the learner is let in");
+    r.expect("the server lets it in");
+    let elsewhere = quorum_sasl(dir.path(), &kdc, "learner/elsewhere", "elsewhere.keytab");
+    let (l, r) = quorum_exchange(elsewhere, good.clone());
+    let why = r.expect_err("a learner of another host is refused");
+    assert!(why.contains("not authorized"), "{why}");
+    assert!(l.is_err(), "and the learner is told so");
 
     // A service principal the keytab lacks: the server refuses to start, saying why.
     let dir = tempfile::tempdir().unwrap();

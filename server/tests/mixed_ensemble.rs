@@ -284,6 +284,73 @@ fn quorum_sasl_setup(e: &mut Ensemble, n: usize, wrong: Option<usize>) {
     }
 }
 
+/// Quorum SASL with Kerberos sections for every member, as ZooKeeper documents it: each
+/// server accepts tickets for `zkquorum/127.0.0.1` and logs in as `learner/127.0.0.1`; the
+/// JAAS file and the KDC's krb5.conf given to both kinds as `-D` properties.
+fn quorum_kerberos_setup(e: &mut Ensemble, kdc: &common::kdc::Kdc, n: usize) {
+    let root = e.server(1).dir.parent().unwrap().to_path_buf();
+    let section = |name: &str, principal: &str, keytab: &str| {
+        format!(
+            "{name} {{\n  com.sun.security.auth.module.Krb5LoginModule required\n  useKeyTab=true\n  keyTab=\"{}\"\n  storeKey=true\n  useTicketCache=false\n  principal=\"{principal}@{KRB_REALM}\";\n}};\n",
+            kdc.path(keytab)
+        )
+    };
+    let jaas = root.join("jaas-kerberos.conf");
+    std::fs::write(
+        &jaas,
+        section("QuorumServer", "zkquorum/127.0.0.1", "quorum.keytab")
+            + &section("QuorumLearner", "learner/127.0.0.1", "learner.keytab"),
+    )
+    .unwrap();
+    for id in 1..=n {
+        let s = e.server(id);
+        s.props.push(format!("java.security.auth.login.config={}", jaas.display()));
+        s.props.push(format!("java.security.krb5.conf={}", kdc.path("krb5.conf")));
+    }
+}
+
+const KRB_REALM: &str = "CORRAL.TEST";
+
+/// Quorum SASL with Kerberos between Corral and ZooKeeper servers (the service principal
+/// `zkquorum/_HOST`, each peer's host put in): the ensemble forms, a leader killed under load
+/// is replaced, nothing acknowledged is lost, and ZooKeeper's log shows Kerberos both ways.
+#[test]
+fn quorum_kerberos_across_kinds_leader_killed_under_load() {
+    let extra = format!("{QUORUM_SASL}quorum.auth.kerberos.servicePrincipal=zkquorum/_HOST\n");
+    if !zookeeper_installed() {
+        return;
+    }
+    let Some(kdc) = common::kdc::Kdc::start(
+        KRB_REALM,
+        &["zkquorum/127.0.0.1:quorum.keytab", "learner/127.0.0.1:learner.keytab"],
+    ) else {
+        return;
+    };
+    scenario(&[C, Z, C], &extra, &[], |e, rt| {
+        quorum_kerberos_setup(e, &kdc, 3);
+        start_in_order(e, &[3, 1, 2]);
+        rt.block_on(async {
+            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+            c.create("/load", b"", &open()).await.unwrap();
+        });
+        let load = Load::start(rt, &e.hosts(), 2);
+        kill_leader_under_load(e, &load, None);
+        let acked = load.finish(rt);
+        let znodes = rt.block_on(assert_identical_trees(e, &acked));
+        eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
+        let zk = e.server(2).log();
+        assert!(
+            zk.contains("Successfully completed the authentication using SASL. learner addr")
+                && zk.contains("Successfully completed the authentication using SASL. server addr"),
+            "ZooKeeper's log shows SASL both ways"
+        );
+        assert!(
+            zk.contains("learner/127.0.0.1@CORRAL.TEST"),
+            "ZooKeeper authenticated a Kerberos learner"
+        );
+    });
+}
+
 const QUORUM_SASL: &str = "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
                            quorum.auth.serverRequireSasl=true\n";
 

@@ -102,6 +102,8 @@ pub struct MemberAddr {
     pub quorum: SocketAddr,
     /// Its election port.
     pub election: SocketAddr,
+    /// Its host as its `server.N` line names it (quorum Kerberos principals name it).
+    pub host: String,
 }
 
 /// The transports' settings.
@@ -386,6 +388,13 @@ impl QuorumNet {
         }
     }
 
+    /// The hosts of the members, as their `server.N` lines name them (quorum Kerberos lets
+    /// in only principals of these hosts, as ZooKeeper's authzHosts).
+    fn member_hosts(&self) -> Vec<String> {
+        let m = self.inner.members.lock().unwrap_or_else(|p| p.into_inner());
+        m.values().map(|a| a.host.clone()).collect()
+    }
+
     fn stopped(&self) -> bool {
         self.inner.stop.load(Ordering::Acquire)
     }
@@ -523,7 +532,8 @@ impl QuorumNet {
         };
         s.write_all(&hello.encode())?;
         if let Some(q) = &self.inner.cfg.sasl {
-            q.learn(&mut s)?;
+            let host = self.member(to).map(|m| m.host).unwrap_or_default();
+            q.learn(&mut s, &host)?;
         }
         if to > me {
             // The larger sid keeps connections: it will dial us.
@@ -577,7 +587,7 @@ impl QuorumNet {
         s.set_nodelay(true)?;
         let sid = ElectionHello::read_from(&mut s)?.sid;
         if let Some(q) = &self.inner.cfg.sasl {
-            q.serve(&mut s, self.inner.cfg.connect_timeout)?;
+            q.serve(&mut s, self.inner.cfg.connect_timeout, &self.member_hosts())?;
         }
         let sid = sid as Sid;
         if self.member(sid).is_none() || sid == self.inner.cfg.me {
@@ -654,7 +664,8 @@ impl QuorumNet {
                     let _ = s.set_nodelay(true);
                     let mut s = n.secure_dialled(s, addr)?;
                     if let Some(q) = &n.inner.cfg.sasl {
-                        q.learn(&mut s)?;
+                        let host = n.member(to).map(|m| m.host).unwrap_or_default();
+                        q.learn(&mut s, &host)?;
                     }
                     Ok(s)
                 });
@@ -703,7 +714,7 @@ impl QuorumNet {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(self.inner.cfg.connect_timeout))?;
         if let Some(q) = &self.inner.cfg.sasl {
-            q.serve(&mut s, self.inner.cfg.connect_timeout)?;
+            q.serve(&mut s, self.inner.cfg.connect_timeout, &self.member_hosts())?;
         }
         let mut rd = PacketReader::new(s.try_clone()?, self.inner.cfg.packet_bytes_max);
         let p = rd.packet()?;
@@ -922,7 +933,7 @@ pub fn member_addrs(m: &crate::zab::Membership) -> BTreeMap<Sid, MemberAddr> {
         let host = a.host.trim_start_matches('[').trim_end_matches(']');
         let resolve = |port: u16| (host, port).to_socket_addrs().ok()?.next();
         if let (Some(quorum), Some(election)) = (resolve(a.quorum_port), resolve(a.election_port)) {
-            out.insert(s.id, MemberAddr { quorum, election });
+            out.insert(s.id, MemberAddr { quorum, election, host: host.to_string() });
         }
     }
     out

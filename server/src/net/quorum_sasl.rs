@@ -1,7 +1,10 @@
 //! SASL between servers (`quorum.auth.*`), as ZooKeeper 3.8 runs it: DIGEST-MD5 (service
 //! `zookeeper-quorum`, realm `zk-quorum-sasl-md5`), users from the JAAS section
 //! `QuorumServer` (`user_NAME="pw"`), this server's login from `QuorumLearner`
-//! (`username`, `password`).
+//! (`username`, `password`); or, when `QuorumServer` names `Krb5LoginModule`, Kerberos
+//! (GSSAPI, [`crate::sasl::gssapi`]): tickets for `quorum.auth.kerberos.servicePrincipal`
+//! (`_HOST`: the dialled server's host), keytabs from both sections, and a peer's principal
+//! with a host part let in only for a member's host.
 //!
 //! The exchange is a series of `QuorumAuthPacket {long magic; int status; buffer token}`
 //! records written bare (no length prefix), the dialling side first: on the election port
@@ -33,13 +36,29 @@ const TOKEN_MAX: usize = 64 << 10;
 /// Steps of an exchange at most (ZooKeeper's MAX_RETRIES).
 const ROUNDS_MAX: usize = 5;
 
+/// A JAAS section's login module and its options.
+type Section = (String, BTreeMap<String, String>);
+
 /// SASL between servers.
 #[derive(Debug)]
 pub struct QuorumSasl {
     learner_required: bool,
     server_required: bool,
-    users: BTreeMap<String, String>,
-    login: Option<(String, String)>,
+    mechanism: Mechanism,
+}
+
+/// The mechanism, chosen (as in ZooKeeper) by the `QuorumServer` section's login module.
+#[derive(Debug)]
+enum Mechanism {
+    /// `DigestLoginModule`: users, and this server's login as a learner.
+    Digest { users: BTreeMap<String, String>, login: Option<(String, String)> },
+    /// `Krb5LoginModule`: the keytab and principal of each section, and the principal of the
+    /// servers dialled (`quorum.auth.kerberos.servicePrincipal`).
+    Kerberos {
+        server: crate::sasl::Kerberos,
+        learner: Option<crate::sasl::Kerberos>,
+        service_principal: String,
+    },
 }
 
 impl QuorumSasl {
@@ -72,64 +91,106 @@ impl QuorumSasl {
         let lookup = |key: &str| props.get(key).cloned();
         let sections = crate::sasl::jaas::parse(&text, &lookup)
             .map_err(|e| format!("the JAAS file {path}: {e}"))?;
-        let module = |name: &str| -> Result<Option<BTreeMap<String, String>>, String> {
+        // A section's login module and its options.
+        let module = |name: &str| -> Result<Option<Section>, String> {
             let Some(mods) = sections.get(name) else { return Ok(None) };
+            let mut class = None;
             let mut options = BTreeMap::new();
             for m in mods {
-                if m.class != crate::sasl::DIGEST_LOGIN_MODULE {
+                if m.class != crate::sasl::DIGEST_LOGIN_MODULE
+                    && m.class != crate::sasl::KRB5_LOGIN_MODULE
+                {
                     return Err(format!(
-                        "the JAAS file {path}, section {name}: login module {} is not supported by Corral (only {})",
+                        "the JAAS file {path}, section {name}: login module {} is not supported by Corral (only {} and {})",
                         m.class,
-                        crate::sasl::DIGEST_LOGIN_MODULE
+                        crate::sasl::DIGEST_LOGIN_MODULE,
+                        crate::sasl::KRB5_LOGIN_MODULE
                     ));
                 }
+                class.get_or_insert_with(|| m.class.clone());
                 options.extend(m.options.clone());
             }
-            Ok(Some(options))
+            Ok(class.map(|c| (c, options)))
         };
-        let server = module(&k.server_context)?.ok_or_else(|| {
+        let (server_class, server) = module(&k.server_context)?.ok_or_else(|| {
             format!(
                 "the JAAS file {path} has no section {} (quorum.auth.server.saslLoginContext)",
                 k.server_context
             )
         })?;
-        let users = server
-            .iter()
-            .filter_map(|(o, v)| o.strip_prefix("user_").map(|u| (u.to_string(), v.clone())))
-            .collect();
-        let login = match module(&k.learner_context)? {
-            Some(o) => match (o.get("username"), o.get("password")) {
-                (Some(u), Some(p)) => Some((u.clone(), p.clone())),
-                _ => {
+        let learner = module(&k.learner_context)?;
+        if learner.is_none() && k.learner_required {
+            return Err(format!(
+                "the JAAS file {path} has no section {} (quorum.auth.learner.saslLoginContext)",
+                k.learner_context
+            ));
+        }
+        let mechanism = if server_class == crate::sasl::KRB5_LOGIN_MODULE {
+            crate::sasl::gssapi::available()
+                .map_err(|e| format!("the JAAS file {path} asks for Kerberos: {e}"))?;
+            let server = crate::sasl::Kerberos::from_options(&server);
+            // Fail now, not at the first peer, if the keytab has no key for the principal.
+            crate::sasl::gssapi::Acceptor::new(
+                server.principal.as_deref(),
+                server.keytab.as_deref(),
+            )
+            .map_err(|e| format!("the JAAS file {path}, section {}: {e}", k.server_context))?;
+            let learner = match learner {
+                Some((c, o)) if c == crate::sasl::KRB5_LOGIN_MODULE => {
+                    Some(crate::sasl::Kerberos::from_options(&o))
+                }
+                Some((c, _)) => {
                     return Err(format!(
-                        "the JAAS file {path}, section {}: username and password are needed",
-                        k.learner_context
+                        "the JAAS file {path}: section {} uses {c}, section {} Kerberos; a server has one mechanism",
+                        k.learner_context, k.server_context
                     ))
                 }
-            },
-            None if k.learner_required => {
-                return Err(format!(
-                    "the JAAS file {path} has no section {} (quorum.auth.learner.saslLoginContext)",
-                    k.learner_context
-                ))
-            }
-            None => None,
+                None => None,
+            };
+            tracing::info!(principal = ?server.principal, service = %k.service_principal, "SASL between servers: Kerberos (GSSAPI)");
+            Mechanism::Kerberos { server, learner, service_principal: k.service_principal.clone() }
+        } else {
+            let users = server
+                .iter()
+                .filter_map(|(o, v)| o.strip_prefix("user_").map(|u| (u.to_string(), v.clone())))
+                .collect();
+            let login = match learner {
+                Some((_, o)) => match (o.get("username"), o.get("password")) {
+                    (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+                    _ => {
+                        return Err(format!(
+                            "the JAAS file {path}, section {}: username and password are needed",
+                            k.learner_context
+                        ))
+                    }
+                },
+                None => None,
+            };
+            Mechanism::Digest { users, login }
         };
         Ok(Some(Arc::new(QuorumSasl {
             learner_required: k.learner_required,
             server_required: k.server_required,
-            users,
-            login,
+            mechanism,
         })))
     }
 
     /// The dialling side's exchange (nothing unless learnerRequireSasl).
-    pub fn learn(&self, s: &mut TcpStream) -> io::Result<()> {
+    /// `host`: the dialled server's host as its `server.N` line names it.
+    pub fn learn(&self, s: &mut TcpStream, host: &str) -> io::Result<()> {
         if !self.learner_required {
             return Ok(());
         }
-        let Some((user, password)) = &self.login else {
-            return Err(refused("no QuorumLearner login".into()));
+        let (user, password) = match &self.mechanism {
+            Mechanism::Digest { login: Some((u, p)), .. } => (u, p),
+            Mechanism::Digest { login: None, .. } => {
+                return Err(refused("no QuorumLearner login".into()))
+            }
+            Mechanism::Kerberos { learner, service_principal, .. } => {
+                let target = service_principal.replace("_HOST", &host.to_lowercase());
+                return learn_kerberos(s, &target, learner.as_ref())
+                    .map_err(|e| refused(format!("quorum SASL (Kerberos, {target}): {e}")));
+            }
         };
         let mut client = DigestClient::new(user, password, SERVICE, REALM);
         write_packet(s, IN_PROGRESS, Some(&[]))?;
@@ -154,7 +215,8 @@ impl QuorumSasl {
 
     /// The accepting side: an exchange if the peer starts one; `within` bounds the wait for
     /// its first bytes.
-    pub fn serve(&self, s: &mut TcpStream, within: Duration) -> io::Result<()> {
+    /// `hosts`: the members' hosts (a Kerberos peer's principal must name one of them).
+    pub fn serve(&self, s: &mut TcpStream, within: Duration, hosts: &[String]) -> io::Result<()> {
         if !next_is_auth(s, within)? {
             if self.server_required {
                 return Err(refused(
@@ -163,7 +225,7 @@ impl QuorumSasl {
             }
             return Ok(());
         }
-        match self.exchange(s) {
+        match self.exchange(s, hosts) {
             Ok(user) => {
                 tracing::debug!(user = %user, "quorum SASL: peer authenticated");
                 Ok(())
@@ -180,8 +242,12 @@ impl QuorumSasl {
         }
     }
 
-    fn exchange(&self, s: &mut TcpStream) -> Result<String, String> {
-        let mut server = DigestServer::new(SERVICE, REALM, &self.users);
+    fn exchange(&self, s: &mut TcpStream, hosts: &[String]) -> Result<String, String> {
+        let users = match &self.mechanism {
+            Mechanism::Digest { users, .. } => users,
+            Mechanism::Kerberos { server, .. } => return serve_kerberos(s, server, hosts),
+        };
+        let mut server = DigestServer::new(SERVICE, REALM, users);
         let (_, mut token) = read_packet(s).map_err(|e| e.to_string())?;
         for _ in 0..ROUNDS_MAX {
             let mut nonce = [0u8; 24];
@@ -202,6 +268,69 @@ impl QuorumSasl {
         }
         Err("too many rounds".into())
     }
+}
+
+/// A learner's Kerberos exchange with the server whose principal is `target`.
+fn learn_kerberos(
+    s: &mut TcpStream,
+    target: &str,
+    login: Option<&crate::sasl::Kerberos>,
+) -> Result<(), String> {
+    let mut init = crate::sasl::gssapi::Initiator::new(
+        target,
+        login.and_then(|l| l.principal.as_deref()),
+        login.and_then(|l| l.keytab.as_deref()),
+    )
+    .map_err(|e| e.to_string())?;
+    let first = init.start().map_err(|e| e.to_string())?;
+    write_packet(s, IN_PROGRESS, Some(&first)).map_err(|e| e.to_string())?;
+    for _ in 0..ROUNDS_MAX {
+        let (status, token) = read_packet(s).map_err(|e| e.to_string())?;
+        match status {
+            IN_PROGRESS => {
+                let next = init.step(&token.unwrap_or_default()).map_err(|e| e.to_string())?;
+                write_packet(s, IN_PROGRESS, Some(&next.unwrap_or_default()))
+                    .map_err(|e| e.to_string())?;
+            }
+            SUCCESS if init.is_done() => return Ok(()),
+            SUCCESS => return Err("the server ended the exchange early".into()),
+            _ => return Err("the peer refused our login".into()),
+        }
+    }
+    Err("too many rounds".into())
+}
+
+/// The accepting side's Kerberos exchange: the peer's principal, once authenticated and
+/// authorized as ZooKeeper's `SaslQuorumServerCallbackHandler` does (a principal with a host
+/// part must name one of the members' hosts).
+fn serve_kerberos(
+    s: &mut TcpStream,
+    server: &crate::sasl::Kerberos,
+    hosts: &[String],
+) -> Result<String, String> {
+    use crate::sasl::gssapi::{AcceptStep, Acceptor};
+    let mut acc = Acceptor::new(server.principal.as_deref(), server.keytab.as_deref())
+        .map_err(|e| e.to_string())?;
+    let (_, mut token) = read_packet(s).map_err(|e| e.to_string())?;
+    for _ in 0..ROUNDS_MAX {
+        match acc.step(&token.take().unwrap_or_default()).map_err(|e| e.to_string())? {
+            AcceptStep::Continue(c) => {
+                write_packet(s, IN_PROGRESS, Some(&c)).map_err(|e| e.to_string())?;
+                token = read_packet(s).map_err(|e| e.to_string())?.1;
+            }
+            AcceptStep::Done { principal } => {
+                let parts: Vec<&str> = principal.split(['/', '@']).collect();
+                if parts.len() == 3 && !hosts.iter().any(|h| h == parts[1]) {
+                    return Err(format!(
+                        "{principal} is not authorized: its host is not one of the members' ({hosts:?})"
+                    ));
+                }
+                write_packet(s, SUCCESS, None).map_err(|e| e.to_string())?;
+                return Ok(principal);
+            }
+        }
+    }
+    Err("too many rounds".into())
 }
 
 fn refused(why: String) -> io::Error {
@@ -272,8 +401,10 @@ mod tests {
         QuorumSasl {
             learner_required: learner,
             server_required: server,
-            users: [("test".to_string(), "pw".to_string())].into(),
-            login: Some((login.0.into(), login.1.into())),
+            mechanism: Mechanism::Digest {
+                users: [("test".to_string(), "pw".to_string())].into(),
+                login: Some((login.0.into(), login.1.into())),
+            },
         }
     }
 
@@ -284,7 +415,7 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let t = std::thread::spawn(move || {
             let mut s = TcpStream::connect(addr).unwrap();
-            let r = l.learn(&mut s);
+            let r = l.learn(&mut s, "localhost");
             if r.is_ok() {
                 s.write_all(b"after").unwrap();
             }
@@ -292,7 +423,7 @@ mod tests {
         });
         let (mut s, _) = listener.accept().unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let r = srv.serve(&mut s, Duration::from_secs(2));
+        let r = srv.serve(&mut s, Duration::from_secs(2), &["localhost".to_string()]);
         let lr = t.join().unwrap();
         if r.is_ok() && lr.is_ok() {
             let mut b = [0u8; 5];

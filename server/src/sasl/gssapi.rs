@@ -330,8 +330,13 @@ fn credentials(
             owned.push((c("keytab")?, c(k)?));
         } else {
             owned.push((c("client_keytab")?, c(k)?));
-            // Tickets got from the keytab stay in this process.
-            owned.push((c("ccache")?, c(&format!("MEMORY:corral-{}", std::process::id()))?));
+            // Tickets got from the keytab stay in this process, a cache per principal.
+            let who: String = principal
+                .unwrap_or("default")
+                .chars()
+                .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '_' })
+                .collect();
+            owned.push((c("ccache")?, c(&format!("MEMORY:corral-{}-{who}", std::process::id()))?));
         }
     }
     let elements: Vec<KeyValue> =
