@@ -109,6 +109,8 @@ fn bad_clients_are_refused_cleanly_and_the_server_keeps_serving() {
     // A self-signed certificate no trusted CA vouches for, and a CA certificate as a leaf.
     assert!(refused(tls(secure, Some(("rogue-cert.pem", "rogue-key.pem")))), "untrusted");
     assert!(refused(tls(secure, Some(("ca.pem", "ca-key.pem")))), "a CA certificate as a client");
+    // A certificate from the trusted CA that has expired (X.509 v1, as kazoo's are).
+    assert!(refused(tls(secure, Some(("expired-cert.pem", "expired-key.pem")))), "expired");
     // A plaintext ZooKeeper client on the TLS port.
     let mut p = plain(secure);
     assert!(session(&mut *p).is_err(), "plaintext on the TLS port");

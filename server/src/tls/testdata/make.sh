@@ -56,6 +56,28 @@ cat client-key.pem client-cert.pem > client-keystore.pem
 # A self-signed client certificate no trusted CA vouches for.
 openssl req -x509 -newkey rsa:2048 -nodes -keyout rogue-key.pem -out rogue-cert.pem \
     -days $days -sha256 -subj "/CN=client" 2>/dev/null
+# A client certificate from the trusted CA that expired in 2021 (openssl ca, which takes
+# explicit validity dates).
+mkdir -p expired-ca
+touch expired-ca/index.txt
+echo 1000 > expired-ca/serial
+cat > expired-ca.cnf <<CNF
+[ca]
+default_ca = ca
+[ca]
+database = expired-ca/index.txt
+new_certs_dir = expired-ca
+serial = expired-ca/serial
+default_md = sha256
+policy = any
+copy_extensions = none
+[any]
+commonName = supplied
+CNF
+openssl req -newkey rsa:2048 -nodes -keyout expired-key.pem -out expired.csr -subj "/CN=expired" 2>/dev/null
+openssl ca -batch -config expired-ca.cnf -cert ca.pem -keyfile ca-key.pem -in expired.csr \
+    -out expired-cert.pem -startdate 20200101000000Z -enddate 20210101000000Z -notext 2>/dev/null
+rm -rf expired-ca expired-ca.cnf expired.csr
 cat server-cert.pem ca.pem > server-chain.pem
 # PEM keystore: the PKCS#8 key and the chain in one file; and with the key encrypted.
 cat server-key.pem server-chain.pem > keystore.pem
