@@ -933,6 +933,9 @@ pub struct Config {
     pub quorum_sasl: QuorumSaslKeys,
     /// `portUnification`: the quorum ports take TLS and plaintext peers.
     pub port_unification: bool,
+    /// `sslQuorumReloadCertFiles`: the quorum key and trust stores are read again when their
+    /// files change.
+    pub ssl_quorum_reload_cert_files: bool,
     /// `secureClientPortAddress`.
     pub secure_client_port_address: Option<String>,
     /// `clientPortListenBacklog` (-1 = the OS default).
@@ -1129,10 +1132,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "corral.test.unsafeCommitWithoutQuorum"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
-        "sslQuorum" | "portUnification" => File,
-        "sslQuorumReloadCertFiles" => {
-            IgnoredFile("certificate files are read at startup only (restart to change them)")
-        }
+        "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
         "multiAddress.reachabilityCheckTimeoutMs" | "multiAddress.reachabilityCheckEnabled" => {
             IgnoredFile("Corral does not probe peer addresses")
         }
@@ -1297,6 +1297,7 @@ impl Config {
             secure_client_port_address: None,
             ssl_quorum: false,
             port_unification: false,
+            ssl_quorum_reload_cert_files: false,
             quorum_sasl: QuorumSaslKeys::default(),
             client_port_listen_backlog: -1,
             max_client_cnxns: DEFAULT_MAX_CLIENT_CNXNS,
@@ -1568,7 +1569,7 @@ impl Config {
             "sslQuorum" => self.ssl_quorum = parse_bool(key, value, loc)?,
             "portUnification" => self.port_unification = parse_bool(key, value, loc)?,
             "sslQuorumReloadCertFiles" => {
-                parse_bool(key, value, loc)?;
+                self.ssl_quorum_reload_cert_files = parse_bool(key, value, loc)?
             }
             _ => {}
         }

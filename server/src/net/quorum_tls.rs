@@ -15,6 +15,9 @@
 //!   else with `sslQuorum=true` TLS only ("insecure connection attempt" refused); the peer
 //!   must present a certificate the trust store vouches for, naming its address when hostname
 //!   verification is on.
+//! * `sslQuorumReloadCertFiles=true`: a new connection first checks the store files'
+//!   modification time and length, and when they changed the configurations are built again
+//!   from them (ZooKeeper watches the files and does the same for later connections).
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,8 +28,9 @@ use crate::tls::settings::TlsSettings;
 
 /// TLS for the quorum ports.
 pub struct QuorumTls {
-    acceptor: tokio_rustls::TlsAcceptor,
-    connector: tokio_rustls::TlsConnector,
+    configs: Mutex<Configs>,
+    /// With `sslQuorumReloadCertFiles`: the settings to build the configs again from.
+    reload: Option<TlsSettings>,
     /// Dial with TLS (sslQuorum).
     pub dial_tls: bool,
     /// Accept plaintext too (portUnification, or sslQuorum off).
@@ -35,6 +39,24 @@ pub struct QuorumTls {
     detect_timeout: Duration,
     rt: tokio::runtime::Runtime,
     pair: Mutex<TcpListener>,
+}
+
+/// The TLS configurations in use, and the state of the store files they were built from.
+struct Configs {
+    acceptor: tokio_rustls::TlsAcceptor,
+    connector: tokio_rustls::TlsConnector,
+    stamp: Vec<Option<(std::time::SystemTime, u64)>>,
+}
+
+/// The modification time and length of each store file of `settings`.
+fn stamp(settings: &TlsSettings) -> Vec<Option<(std::time::SystemTime, u64)>> {
+    [&settings.key_store, &settings.trust_store]
+        .into_iter()
+        .map(|s| {
+            let m = std::fs::metadata(&s.as_ref()?.location).ok()?;
+            Some((m.modified().ok()?, m.len()))
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for QuorumTls {
@@ -62,9 +84,14 @@ impl QuorumTls {
             .enable_all()
             .build()?;
         let pair = TcpListener::bind("127.0.0.1:0")?;
-        Ok(Some(Arc::new(QuorumTls {
+        let configs = Configs {
             acceptor: tokio_rustls::TlsAcceptor::from(settings.server_config()?),
             connector: tokio_rustls::TlsConnector::from(settings.client_config()?),
+            stamp: stamp(&settings),
+        };
+        Ok(Some(Arc::new(QuorumTls {
+            configs: Mutex::new(configs),
+            reload: config.ssl_quorum_reload_cert_files.then(|| settings.clone()),
             dial_tls: ssl,
             accept_plain: unified || !ssl,
             hostname_verification: settings.hostname_verification,
@@ -72,6 +99,30 @@ impl QuorumTls {
             rt,
             pair: Mutex::new(pair),
         })))
+    }
+
+    /// The configurations for a new connection: with `sslQuorumReloadCertFiles`, built again
+    /// first if a store file changed since (a file that cannot be read or used keeps the
+    /// previous ones, with a warning; connections already up are not touched).
+    fn current(&self) -> (tokio_rustls::TlsAcceptor, tokio_rustls::TlsConnector) {
+        let mut c = self.configs.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(settings) = &self.reload {
+            let now = stamp(settings);
+            if now != c.stamp {
+                c.stamp = now;
+                match (settings.server_config(), settings.client_config()) {
+                    (Ok(server), Ok(client)) => {
+                        c.acceptor = tokio_rustls::TlsAcceptor::from(server);
+                        c.connector = tokio_rustls::TlsConnector::from(client);
+                        tracing::info!("quorum TLS: key or trust store changed; new connections use it (sslQuorumReloadCertFiles)");
+                    }
+                    (Err(e), _) | (_, Err(e)) => {
+                        tracing::warn!(error = %e, "quorum TLS: a changed store cannot be used; keeping the previous one");
+                    }
+                }
+            }
+        }
+        (c.acceptor.clone(), c.connector.clone())
     }
 
     /// A loopback TCP pair: (the transport's end, the relay's end).
@@ -95,7 +146,7 @@ impl QuorumTls {
             return Ok(s);
         }
         let (mine, relay) = self.pair()?;
-        let connector = self.connector.clone();
+        let connector = self.current().1;
         let name = rustls::pki_types::ServerName::IpAddress(peer.ip().into());
         let tls = self.rt.block_on(async move {
             s.set_nonblocking(true)?;
@@ -143,7 +194,7 @@ impl QuorumTls {
             return Ok(s);
         }
         let (mine, relay) = self.pair()?;
-        let acceptor = self.acceptor.clone();
+        let acceptor = self.current().0;
         let stream = self.rt.block_on(async move {
             s.set_nonblocking(true)?;
             let tcp = tokio::net::TcpStream::from_std(s)?;
@@ -192,4 +243,61 @@ impl QuorumTls {
 /// A peer refused (logged as a warning by the transports' refusal log).
 fn refused(why: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, why)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> String {
+        format!("{}/src/tls/testdata/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn quorum_tls(dir: &std::path::Path, trust: &str, reload: bool) -> Arc<QuorumTls> {
+        let text = format!(
+            "dataDir={}\nclientPort=2181\nsslQuorum=true\nsslQuorumReloadCertFiles={reload}\n\
+             ssl.quorum.keyStore.location={}\nssl.quorum.keyStore.password=apassword\n\
+             ssl.quorum.trustStore.location={trust}\nssl.quorum.hostnameVerification=false\n",
+            dir.display(),
+            testdata("keystore.jks")
+        );
+        let config = crate::config::Config::parse_str(&text).unwrap();
+        QuorumTls::from_config(&config).unwrap().expect("quorum TLS on")
+    }
+
+    /// One connection from `dialer` to `server`: whether the server took it.
+    fn connect(dialer: &Arc<QuorumTls>, server: &Arc<QuorumTls>) -> bool {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let d = dialer.clone();
+        let t = std::thread::spawn(move || {
+            let s = TcpStream::connect(addr).unwrap();
+            let _ = d.dial(s, addr, Duration::from_secs(5));
+        });
+        let (s, remote) = listener.accept().unwrap();
+        let accepted = server.accept(s, remote, Duration::from_secs(5)).is_ok();
+        t.join().unwrap();
+        accepted
+    }
+
+    // sslQuorumReloadCertFiles: a trust store that changes is read again for the next
+    // connection (here it stops trusting the CA the peers' certificates come from); without
+    // the key the file is read once.
+    #[test]
+    fn a_changed_trust_store_is_read_again_only_with_reload() {
+        for reload in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let trust = dir.path().join("trust.pem");
+            std::fs::copy(testdata("ca.pem"), &trust).unwrap();
+            let trust = trust.display().to_string();
+            let dialer = quorum_tls(dir.path(), &testdata("ca.pem"), false);
+            let server = quorum_tls(dir.path(), &trust, reload);
+            assert!(connect(&dialer, &server), "the CA is trusted");
+            std::fs::copy(testdata("rogue-cert.pem"), &trust).unwrap();
+            assert_eq!(connect(&dialer, &server), !reload, "reload={reload}");
+            // And back: trusted again (with reload, read once more).
+            std::fs::copy(testdata("ca.pem"), &trust).unwrap();
+            assert!(connect(&dialer, &server), "reload={reload}");
+        }
+    }
 }
