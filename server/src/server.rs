@@ -124,12 +124,12 @@ pub struct ServerOptions {
 impl ServerOptions {
     /// Options for a standalone server running `config`.
     pub fn from_config(config: &Config) -> Result<ServerOptions> {
-        let port = config
-            .client_address
-            .as_ref()
-            .map(|a| a.port)
-            .or(config.client_port)
-            .context("no clientPort in the configuration")?;
+        let port = config.client_address.as_ref().map(|a| a.port).or(config.client_port);
+        // As ZooKeeper: a secureClientPort alone is enough (a TLS-only server).
+        if port.is_none() && config.secure_client_port.is_none() {
+            anyhow::bail!("no clientPort (or secureClientPort) in the configuration");
+        }
+        let port = port.unwrap_or(0);
         let host = config
             .client_address
             .as_ref()
@@ -256,10 +256,19 @@ impl RunningServer {
             .enable_all()
             .build()
             .context("starting the network runtime")?;
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind(opts.bind))
-            .with_context(|| format!("listening on {}", opts.bind))?;
-        let addr = listener.local_addr()?;
+        // No clientPort, only a secureClientPort: no plaintext listener at all.
+        let secure_only = opts.config.client_port.is_none()
+            && opts.config.client_address.is_none()
+            && opts.client_tls.as_ref().is_some_and(|t| t.secure_bind.is_some());
+        let listener = if secure_only {
+            None
+        } else {
+            Some(
+                runtime
+                    .block_on(tokio::net::TcpListener::bind(opts.bind))
+                    .with_context(|| format!("listening on {}", opts.bind))?,
+            )
+        };
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         let plain_mode = match &opts.client_tls {
             Some(t) if t.port_unification => Listen::Unified(t.clone()),
@@ -285,14 +294,24 @@ impl RunningServer {
             }
         }
         let unified = matches!(plain_mode, Listen::Unified(_));
-        runtime.spawn(crate::net::serve(
-            listener,
-            shared.clone(),
-            core_tx.clone(),
-            stop_rx,
-            plain_mode,
-        ));
-        tracing::info!(%addr, tls_too = unified, "serving clients");
+        let addr = match listener {
+            Some(listener) => {
+                let addr = listener.local_addr()?;
+                runtime.spawn(crate::net::serve(
+                    listener,
+                    shared.clone(),
+                    core_tx.clone(),
+                    stop_rx,
+                    plain_mode,
+                ));
+                tracing::info!(%addr, tls_too = unified, "serving clients");
+                addr
+            }
+            None => {
+                tracing::info!("no clientPort: serving TLS clients only");
+                secure_addr.context("a TLS-only server without its TLS listener")?
+            }
+        };
         Ok(RunningServer {
             addr,
             secure_addr,
@@ -306,6 +325,7 @@ impl RunningServer {
     }
 
     /// The address clients connect to.
+    /// (A TLS-only server, with a secureClientPort and no clientPort: the TLS address.)
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

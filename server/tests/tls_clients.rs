@@ -25,7 +25,11 @@ fn data(name: &str) -> String {
 /// A server with `extra` zoo.cfg lines, on free loopback ports (plain, and TLS when
 /// secureClientPort is asked for).
 fn start(dir: &Path, extra: &str) -> RunningServer {
-    let text = format!("tickTime=2000\ndataDir={}\nclientPort=2181\n{extra}", dir.display());
+    start_with(dir, &format!("clientPort=2181\n{extra}"))
+}
+
+fn start_with(dir: &Path, extra: &str) -> RunningServer {
+    let text = format!("tickTime=2000\ndataDir={}\n{extra}", dir.display());
     let config = Config::parse_str(&text).expect("config");
     let mut opts = ServerOptions::from_config(&config).expect("options");
     opts.bind = "127.0.0.1:0".parse().unwrap();
@@ -97,6 +101,23 @@ fn secure_client_port_serves_tls_clients_with_x509_ids_from_every_store_format()
         // An x509 ACL for an id nobody has is still valid (the scheme is registered).
         assert_eq!(call(&mut *p, 3, &create("/c", all_to("x509", "CN=nobody"))), 0);
     }
+}
+
+// A secureClientPort and no clientPort, which ZooKeeper accepts: a TLS-only server (its
+// address is the TLS one); neither port given is still an error.
+#[test]
+fn a_server_with_only_a_secure_client_port_serves_tls_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(dir.path(), &format!("secureClientPort=2281\n{}", stores("jks")));
+    let secure = server.secure_addr().unwrap();
+    assert_eq!(server.addr(), secure);
+    let mut c = tls(secure, Some(("client-cert.pem", "client-key.pem"))).unwrap();
+    session(&mut *c).unwrap();
+    assert_eq!(call(&mut *c, 1, &create("/t", all_to("world", "anyone"))), 0);
+    let config =
+        Config::parse_str(&format!("tickTime=2000\ndataDir={}\n", dir.path().display())).unwrap();
+    let e = format!("{:#}", ServerOptions::from_config(&config).unwrap_err());
+    assert!(e.contains("clientPort"), "{e}");
 }
 
 #[test]

@@ -332,7 +332,21 @@ impl Ensemble {
         }
     }
 
+    /// Prints the end of every server's log, and keeps the whole logs in the target
+    /// directory's test scratch space (the path is printed) for the analysis of a failure.
     pub fn dump_logs(&self) {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let keep = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "failed-ensemble-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        if std::fs::create_dir_all(&keep).is_ok() {
+            for s in &self.servers {
+                let _ = std::fs::write(keep.join(format!("server-{}.log", s.id)), s.log());
+            }
+            eprintln!("---- the servers' whole logs are kept in {}", keep.display());
+        }
         for s in &self.servers {
             let log = s.log();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
