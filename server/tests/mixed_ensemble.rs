@@ -198,9 +198,9 @@ fn restart(e: &mut Ensemble, id: usize) {
 /// both), then sslQuorum=true a server at a time (dialling TLS), then portUnification=false a
 /// server at a time (TLS only). Nothing acknowledged is lost and the trees end identical.
 #[test]
-#[ignore = "under load a ZooKeeper follower still logs a digest mismatch in some runs (1 of 3 \
-            after the sync fix), not analysed yet; see docs/compatibility.md, 'Known bugs'. \
-            Run with --ignored to reproduce"]
+#[ignore = "once in about 90 runs under load a Corral follower synced by TRUNC from a \
+            ZooKeeper leader lacked acknowledged writes; not analysed yet, see \
+            docs/compatibility.md 'Known bugs'. Run with --ignored (in a loop) to reproduce"]
 fn rolling_quorum_tls_enablement_across_kinds_under_load() {
     let members = [C, Z, C];
     let extra = quorum_tls_config().replace("sslQuorum=true\n", "portUnification=true\n");
@@ -282,6 +282,29 @@ fn quorum_sasl_setup(e: &mut Ensemble, n: usize, wrong: Option<usize>) {
         let jaas = root.join(format!("jaas-{name}.conf"));
         e.server(id).props.push(format!("java.security.auth.login.config={}", jaas.display()));
     }
+}
+
+// The digest-mismatch checker: a ZooKeeper mismatch while following (or leading) is
+// reported; one logged while the follower shuts down after losing its leader (its CommitProcessor
+// racing the reload of its database) is not; Corral's are always.
+#[test]
+fn the_digest_mismatch_checker_rejects_what_it_must() {
+    let zk_following = "x Learner - FOLLOWING - LEADER ELECTION TOOK - 3 MS\n\
+        [CommitProcessor:2] WARN DataTree - Message:Digests are not matching. Value is Zxid.\n";
+    assert!(common::digest_mismatch_in(Kind::ZooKeeper, zk_following).is_some());
+    let zk_shutdown = "x Learner - FOLLOWING - LEADER ELECTION TOOK - 3 MS\n\
+        x Learner - Disconnected from leader (with address: /127.0.0.1:1). Sync state: true\n\
+        x FileTxnSnapLog - 30 txns loaded in 2 ms\n\
+        [CommitProcessor:2] WARN DataTree - Message:Digests are not matching. Value is Zxid.\n\
+        [CommitProcessor:2] ERROR DataTree - First digest mismatch on txn: 1,2,3,4,15\n";
+    assert_eq!(common::digest_mismatch_in(Kind::ZooKeeper, zk_shutdown), None);
+    let zk_after = format!(
+        "{zk_shutdown}x Learner - FOLLOWING - LEADER ELECTION TOOK - 9 MS\n\
+         [CommitProcessor:2] WARN DataTree - Message:Digests are not matching. Value is Zxid.\n"
+    );
+    assert!(common::digest_mismatch_in(Kind::ZooKeeper, &zk_after).is_some(), "following again");
+    let corral = "Disconnected from leader\nWARN corral_server::db: tree digest mismatch after applying a txn\n";
+    assert!(common::digest_mismatch_in(Kind::Corral, corral).is_some());
 }
 
 /// Quorum SASL with Kerberos sections for every member, as ZooKeeper documents it: each
