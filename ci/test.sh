@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 # nftables, iproute2, e2fsprogs, util-linux: the chaos harness's partitions, namespaces and
 # filesystems.
 # krb5-kdc, krb5-admin-server, krb5-user: the KDC the Kerberos tests start (ci/kdc.sh), and
-# kinit; libkrb5-dev: kazoo's kerberos module is built against it. The server itself needs only
-# the GSS-API library (libgssapi-krb5-2), loaded when Kerberos is configured.
-CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless nftables iproute2 e2fsprogs util-linux krb5-kdc krb5-admin-server krb5-user libkrb5-dev" install_deps
+# kinit; libkrb5-dev and python3-dev: kazoo's kerberos module is built against them. The
+# server itself needs only the GSS-API library (libgssapi-krb5-2), loaded when Kerberos is
+# configured.
+CI_APT_PACKAGES="zookeeper openjdk-17-jdk-headless nftables iproute2 e2fsprogs util-linux krb5-kdc krb5-admin-server krb5-user libkrb5-dev python3-dev" install_deps
 # With the packages above, a test that needs Kerberos fails rather than skips without it.
 export CORRAL_REQUIRE_KERBEROS=1
 
