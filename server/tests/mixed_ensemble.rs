@@ -351,27 +351,38 @@ fn quorum_kerberos_across_kinds_leader_killed_under_load() {
     };
     scenario(&[C, Z, C], &extra, &[], |e, rt| {
         quorum_kerberos_setup(e, &kdc, 3);
-        start_in_order(e, &[3, 1, 2]);
-        rt.block_on(async {
-            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
-            c.create("/load", b"", &open()).await.unwrap();
-        });
-        let load = Load::start(rt, &e.hosts(), 2);
-        kill_leader_under_load(e, &load, None);
-        let acked = load.finish(rt);
-        let znodes = rt.block_on(assert_identical_trees(e, &acked));
-        eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
-        let zk = e.server(2).log();
-        assert!(
-            zk.contains("Successfully completed the authentication using SASL. learner addr")
-                && zk.contains("Successfully completed the authentication using SASL. server addr"),
-            "ZooKeeper's log shows SASL both ways"
-        );
+        let zk = authenticated_ensemble_survives_a_leader_kill(e, rt);
         assert!(
             zk.contains("learner/127.0.0.1@CORRAL.TEST"),
             "ZooKeeper authenticated a Kerberos learner"
         );
     });
+}
+
+/// Starts a [C, Z, C] ensemble whose members authenticate each other, kills its leader under
+/// load, checks the trees and every acknowledged write, and that ZooKeeper (server 2)
+/// authenticated Corral learners and was authenticated by them; returns ZooKeeper's log.
+fn authenticated_ensemble_survives_a_leader_kill(
+    e: &mut Ensemble,
+    rt: &tokio::runtime::Runtime,
+) -> String {
+    start_in_order(e, &[3, 1, 2]);
+    rt.block_on(async {
+        let c = connect(&e.hosts(), Duration::from_secs(30)).await;
+        c.create("/load", b"", &open()).await.unwrap();
+    });
+    let load = Load::start(rt, &e.hosts(), 2);
+    kill_leader_under_load(e, &load, None);
+    let acked = load.finish(rt);
+    let znodes = rt.block_on(assert_identical_trees(e, &acked));
+    eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
+    let zk = e.server(2).log();
+    assert!(
+        zk.contains("Successfully completed the authentication using SASL. learner addr")
+            && zk.contains("Successfully completed the authentication using SASL. server addr"),
+        "ZooKeeper's log shows SASL both ways"
+    );
+    zk
 }
 
 const QUORUM_SASL: &str = "quorum.auth.enableSasl=true\nquorum.auth.learnerRequireSasl=true\n\
@@ -381,23 +392,7 @@ const QUORUM_SASL: &str = "quorum.auth.enableSasl=true\nquorum.auth.learnerRequi
 fn quorum_sasl_across_kinds_leader_killed_under_load() {
     scenario(&[C, Z, C], QUORUM_SASL, &[], |e, rt| {
         quorum_sasl_setup(e, 3, None);
-        start_in_order(e, &[3, 1, 2]);
-        rt.block_on(async {
-            let c = connect(&e.hosts(), Duration::from_secs(30)).await;
-            c.create("/load", b"", &open()).await.unwrap();
-        });
-        let load = Load::start(rt, &e.hosts(), 2);
-        kill_leader_under_load(e, &load, None);
-        let acked = load.finish(rt);
-        let znodes = rt.block_on(assert_identical_trees(e, &acked));
-        eprintln!("{} writes acknowledged, {znodes} znodes identical", acked.len());
-        // ZooKeeper (server 2) authenticated Corral learners and was authenticated by them.
-        let zk = e.server(2).log();
-        assert!(
-            zk.contains("Successfully completed the authentication using SASL. learner addr")
-                && zk.contains("Successfully completed the authentication using SASL. server addr"),
-            "ZooKeeper's log shows SASL both ways"
-        );
+        authenticated_ensemble_survives_a_leader_kill(e, rt);
     });
 }
 
