@@ -427,7 +427,7 @@ fn cross_key_errors() {
 #[test]
 fn unknown_keys_are_warnings() {
     let c =
-        parse("dataDir=/x\nfoo.bar=1\nnot_a_key yes\nsslQuorumReloadCertFiles=true\nssl.crl=true\nssl.keyStore.location=/k\nsslQuorum=true\nssl.quorum.keyStore.location=/q\n");
+        parse("dataDir=/x\nfoo.bar=1\nnot_a_key yes\nmultiAddress.reachabilityCheckTimeoutMs=9\nssl.crl=true\nssl.keyStore.location=/k\nsslQuorum=true\nssl.quorum.keyStore.location=/q\nsslQuorumReloadCertFiles=true\n");
     assert_eq!(
         c.warnings[..2],
         [
@@ -438,7 +438,7 @@ fn unknown_keys_are_warnings() {
     assert!(matches!(
         &c.warnings[2],
         ConfigWarning::Ignored { key, location: Location::Line(4), .. }
-            if key == "sslQuorumReloadCertFiles"
+            if key == "multiAddress.reachabilityCheckTimeoutMs"
     ));
     assert!(matches!(
         &c.warnings[3],
@@ -448,6 +448,8 @@ fn unknown_keys_are_warnings() {
     assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
     assert_eq!(c.system_properties["zookeeper.ssl.keyStore.location"], "/k");
     assert_eq!(c.system_properties["zookeeper.ssl.quorum.keyStore.location"], "/q");
+    // sslQuorumReloadCertFiles is served (net::quorum_tls), not ignored.
+    assert!(c.ssl_quorum_reload_cert_files);
     assert!(c.ssl_quorum);
     assert_eq!(c.system_properties["zookeeper.foo.bar"], "1");
     // Warnings are readable.
