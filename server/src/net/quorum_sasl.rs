@@ -319,8 +319,8 @@ fn serve_kerberos(
                 token = read_packet(s).map_err(|e| e.to_string())?.1;
             }
             AcceptStep::Done { principal } => {
-                let parts: Vec<&str> = principal.split(['/', '@']).collect();
-                if parts.len() == 3 && !hosts.iter().any(|h| h == parts[1]) {
+                let host = crate::sasl::gssapi::Principal::parse(&principal).host;
+                if host.is_some_and(|h| !hosts.iter().any(|m| m == h)) {
                     return Err(format!(
                         "{principal} is not authorized: its host is not one of the members' ({hosts:?})"
                     ));

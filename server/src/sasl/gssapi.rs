@@ -257,11 +257,7 @@ fn status(l: &Lib, what: &str, major: Om, minor: Om) -> GssError {
             if is_error(rc) {
                 break;
             }
-            words.push(
-                take(l, &mut buf)
-                    .map(|b| String::from_utf8_lossy(&b).into_owned())
-                    .unwrap_or_default(),
-            );
+            words.push(String::from_utf8_lossy(&take(l, &mut buf)).into_owned());
             if more == 0 {
                 break;
             }
@@ -271,7 +267,7 @@ fn status(l: &Lib, what: &str, major: Om, minor: Om) -> GssError {
 }
 
 /// Copies out and releases a buffer the library allocated.
-fn take(l: &Lib, b: &mut Buffer) -> Option<Vec<u8>> {
+fn take(l: &Lib, b: &mut Buffer) -> Vec<u8> {
     let out = if b.value.is_null() || b.length == 0 {
         Vec::new()
     } else {
@@ -281,7 +277,7 @@ fn take(l: &Lib, b: &mut Buffer) -> Option<Vec<u8>> {
     let mut m: Om = 0;
     // SAFETY: a buffer from the library, released once.
     unsafe { (l.release_buffer)(&mut m, b) };
-    Some(out)
+    out
 }
 
 fn import_principal(l: &Lib, principal: &str) -> Result<Name, GssError> {
@@ -308,7 +304,7 @@ fn display(l: &Lib, name: Name) -> Result<String, GssError> {
     if is_error(major) {
         return Err(status(l, "the peer's name", major, minor));
     }
-    Ok(String::from_utf8_lossy(&take(l, &mut buf).unwrap_or_default()).into_owned())
+    Ok(String::from_utf8_lossy(&take(l, &mut buf)).into_owned())
 }
 
 /// Credentials for `principal` (or whichever the keytab holds first, for an acceptor) from
@@ -418,7 +414,7 @@ impl Context {
         if is_error(major) {
             return Err(status(l, "wrapping the security-layer message", major, minor));
         }
-        Ok(take(l, &mut out).unwrap_or_default())
+        Ok(take(l, &mut out))
     }
 
     fn unwrap(&self, data: &[u8]) -> Result<Vec<u8>, GssError> {
@@ -440,7 +436,7 @@ impl Context {
         if is_error(major) {
             return Err(status(l, "unwrapping the security-layer message", major, minor));
         }
-        Ok(take(l, &mut out).unwrap_or_default())
+        Ok(take(l, &mut out))
     }
 }
 
@@ -518,7 +514,7 @@ impl Acceptor {
                         std::ptr::null_mut(),
                     )
                 };
-                let reply = take(l, &mut out).unwrap_or_default();
+                let reply = take(l, &mut out);
                 if is_error(major) {
                     self.stage = Stage::Over;
                     if !src.is_null() {
@@ -646,7 +642,7 @@ impl Initiator {
                 &mut time,
             )
         };
-        let reply = take(l, &mut out).unwrap_or_default();
+        let reply = take(l, &mut out);
         if is_error(major) {
             self.stage = Stage::Over;
             return Err(status(l, "getting a ticket for the server", major, minor));
