@@ -73,7 +73,10 @@ fn bad_logins_are_refused_and_closed_and_the_server_serves_on() {
     let server = start(dir.path(), Some(JAAS), "");
     for (user, pw) in [("jaasuser", "wrong"), ("baduser", "x")] {
         let mut c = connect(&server);
+        let t = std::time::Instant::now();
         assert_eq!(c.sasl_login(user, pw), AUTH_FAILED, "{user}");
+        // A refusal waits out the failed-authentication delay (100 ms) before its answer.
+        assert!(t.elapsed() >= std::time::Duration::from_millis(100), "{:?}", t.elapsed());
         assert!(c.closed());
     }
     // A garbled response.

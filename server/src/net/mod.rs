@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -568,9 +568,9 @@ async fn serve_session<R: AsyncRead + Unpin>(
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &Response::Empty));
                     }
                     None => {
-                        shared.auth_failed.fetch_add(1, Ordering::Relaxed);
-                        conn.send(reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &Response::Empty));
-                        conn.close();
+                        let frame =
+                            reply_frame(hdr.xid, 0, ErrorCode::AuthFailed, &Response::Empty);
+                        refuse_authentication(shared, conn, frame).await;
                         return;
                     }
                 }
@@ -591,9 +591,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
                         }
                         if v.len() > limits.auth_ids_max {
                             tracing::info!(remote = %conn.remote, max = limits.auth_ids_max, "too many authenticated ids on one connection; refusing");
-                            shared.auth_failed.fetch_add(1, Ordering::Relaxed);
-                            conn.send(sasl_failure_frame(hdr.xid));
-                            conn.close();
+                            refuse_authentication(shared, conn, sasl_failure_frame(hdr.xid)).await;
                             return;
                         }
                         auth = Arc::new(v);
@@ -602,9 +600,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
                         conn.send(reply_frame(hdr.xid, 0, ErrorCode::Ok, &body));
                     }
                     SaslAnswer::Failed => {
-                        shared.auth_failed.fetch_add(1, Ordering::Relaxed);
-                        conn.send(sasl_failure_frame(hdr.xid));
-                        conn.close();
+                        refuse_authentication(shared, conn, sasl_failure_frame(hdr.xid)).await;
                         return;
                     }
                 }
@@ -655,6 +651,22 @@ async fn serve_session<R: AsyncRead + Unpin>(
             return;
         }
     }
+}
+
+/// How long a failed authentication waits before its answer. Guessing passwords over one
+/// connection gets no faster than this, and a client that reports itself connected before it
+/// authenticates (kazoo sets CONNECTED, then runs SASL) has time to see the connection up
+/// before it fails; answered at once, kazoo's `start()` can lose that race and report a
+/// connect time-out instead of the authentication failure.
+pub const AUTH_FAILURE_DELAY: Duration = Duration::from_millis(100);
+
+/// Answers a failed authentication with `frame` after [`AUTH_FAILURE_DELAY`], then closes
+/// the connection. Only this connection waits.
+async fn refuse_authentication(shared: &Shared, conn: &Conn, frame: Vec<u8>) {
+    shared.auth_failed.fetch_add(1, Ordering::Relaxed);
+    tokio::time::sleep(AUTH_FAILURE_DELAY).await;
+    conn.send(frame);
+    conn.close();
 }
 
 /// AUTHFAILED to a SASL request, as ZooKeeper writes it: the header, then a SetSASLResponse
