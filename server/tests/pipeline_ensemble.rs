@@ -115,15 +115,15 @@ impl Ensemble {
                         }
                     }
                     NetOut::Command(Command::Send { to, packet }) => {
-                        if self.conns.contains_key(&Self::key(from, to)) {
-                            self.deliver(to, Event::Packet { from, packet });
+                        if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
+                            self.deliver(to, Event::Packet { from, conn, packet });
                         }
                     }
                     NetOut::Snapshot { to, state } => {
-                        if self.conns.contains_key(&Self::key(from, to)) {
+                        if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
                             let mut body = Vec::new();
                             state.write_body(&mut body).expect("a SNAP body");
-                            self.deliver(to, Event::Snapshot { from, body: body.into() });
+                            self.deliver(to, Event::Snapshot { from, conn, body: body.into() });
                         }
                     }
                     NetOut::Command(other) => panic!("not network traffic: {other:?}"),

@@ -13,7 +13,7 @@ use bytes::Bytes;
 use corral_server::proto::Id;
 use corral_server::zab::wire::{encode_i32, encode_touches, ForwardedRequest, PROTOCOL_VERSION};
 use corral_server::zab::{
-    make_zxid, Command, Event, HistoryWindow, LearnerInfo, Notification, PacketType, Peer,
+    make_zxid, Command, ConnId, Event, HistoryWindow, LearnerInfo, Notification, PacketType, Peer,
     PeerConfig, PeerState, QuorumPacket, Role, ServerState, Sid, SyncPlan, Vote, Zxid,
 };
 
@@ -65,8 +65,14 @@ fn send(to: Sid, packet: QuorumPacket) -> Command {
     Command::Send { to, packet }
 }
 
+/// A packet from `from` on connection number `from` (the tests number a peer's first
+/// connection after it).
 fn recv(p: &mut Peer, from: Sid, packet: QuorumPacket) -> Vec<Command> {
-    step(p, Event::Packet { from, packet })
+    recv_on(p, from, from, packet)
+}
+
+fn recv_on(p: &mut Peer, from: Sid, conn: ConnId, packet: QuorumPacket) -> Vec<Command> {
+    step(p, Event::Packet { from, conn, packet })
 }
 
 fn vote(state: ServerState, leader: Sid, zxid: Zxid, ee: i64, pe: u32) -> Notification {
@@ -444,7 +450,7 @@ fn follower_snap() {
     );
     assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
     let body = Bytes::from_static(b"sessions and tree");
-    assert!(step(&mut p, Event::Snapshot { from: 1, body: body.clone() }).is_empty());
+    assert!(step(&mut p, Event::Snapshot { from: 1, conn: 1, body: body.clone() }).is_empty());
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
         vec![
@@ -801,15 +807,17 @@ fn a_late_disconnect_of_an_old_connection_is_ignored() {
     );
     // The old connection's close is reported late: nothing changes.
     assert!(step(&mut l, Event::Disconnected { peer: 2, conn: Some(2) }).is_empty());
+    // A packet still buffered from the old connection is stale: not answered.
+    assert!(recv_on(&mut l, 2, 2, follower_info(2, 2)).is_empty());
     // The new connection is served: FOLLOWERINFO is answered with LEADERINFO.
-    let cmds = recv(&mut l, 2, follower_info(2, 2));
+    let cmds = recv_on(&mut l, 2, 12, follower_info(2, 2));
     assert!(
         cmds.iter().any(|c| matches!(c, Command::Send { to: 2, packet } if packet.kind == PacketType::LeaderInfo)),
         "{cmds:?}"
     );
     // The current connection breaking removes the learner: its packets are no longer served.
     assert!(step(&mut l, Event::Disconnected { peer: 2, conn: Some(12) }).is_empty());
-    assert!(!recv(&mut l, 2, follower_info(2, 2)).iter().any(
+    assert!(!recv_on(&mut l, 2, 12, follower_info(2, 2)).iter().any(
         |c| matches!(c, Command::Send { packet, .. } if packet.kind == PacketType::LeaderInfo)
     ));
 
@@ -863,8 +871,46 @@ fn outstanding_proposals_and_syncs_are_bounded() {
         pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
     );
     recv(&mut f, 1, pkt(PacketType::Snap, z(1, 9)));
-    let cmds = step(&mut f, Event::Snapshot { from: 1, body: Bytes::from(vec![0u8; 9]) });
+    let cmds = step(&mut f, Event::Snapshot { from: 1, conn: 1, body: Bytes::from(vec![0u8; 9]) });
     assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+// A server's reader may go on delivering what a closed connection had buffered after a newer
+// connection with the same peer is up: such packets are stale and count for nothing. A leader
+// taking a stale ACK could commit what the learner's new sync truncates; a learner taking a
+// stale PROPOSAL stages it beside the new sync's and drops the leader's re-sent copy. (Found
+// by the simulator once it delivered closed connections' packets late: learners committed
+// txns no leader committed, their trees diverging.)
+#[test]
+fn packets_of_a_replaced_connection_are_stale() {
+    // Leader: an ACK on the current connection counts ...
+    let mut l = established_leader();
+    let z1 = z(2, 1);
+    step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
+    assert!(recv_on(&mut l, 2, 2, pkt(PacketType::Ack, z1)).is_empty(), "not durable here yet");
+    assert!(step(&mut l, Event::Durable { zxid: z1 }).contains(&Command::Commit(z1)));
+    // ... one of a connection the learner has replaced does not.
+    let mut l = established_leader();
+    step(&mut l, Event::Propose { zxid: z1, data: data(z1) });
+    step(&mut l, Event::Connected { peer: 2, conn: 22 });
+    assert!(recv_on(&mut l, 2, 2, pkt(PacketType::Ack, z1)).is_empty());
+    assert!(
+        step(&mut l, Event::Durable { zxid: z1 }).iter().all(|c| !matches!(c, Command::Commit(_))),
+        "committed on a stale ack"
+    );
+
+    // Learner: a PROPOSAL on the leader's current connection is logged ...
+    let z2 = z(2, 1);
+    let proposal = || pktd(PacketType::Proposal, z2.to_wire(), data(z2));
+    let mut f = active_follower();
+    assert_eq!(recv_on(&mut f, 1, 1, proposal()), vec![Command::AppendTxns(vec![(z2, data(z2))])]);
+    // ... one from another connection with the leader is not, nor is a COMMIT or a SNAP body.
+    let mut f = active_follower();
+    assert!(recv_on(&mut f, 1, 7, proposal()).is_empty());
+    assert!(recv_on(&mut f, 1, 7, pkt(PacketType::Commit, z2)).is_empty());
+    assert!(step(&mut f, Event::Snapshot { from: 1, conn: 7, body: Bytes::new() }).is_empty());
+    assert!(f.is_serving(), "stale packets change nothing");
+    assert_eq!(recv_on(&mut f, 1, 1, proposal()), vec![Command::AppendTxns(vec![(z2, data(z2))])]);
 }
 
 // A learner's acks do not outlive its connection: when it reconnects, the sync it goes through
@@ -1180,8 +1226,8 @@ fn newleader_of_an_established_leader_carries_the_active_membership() {
     step(&mut p, Event::Propose { zxid: z1, data: t1.clone() });
     step(&mut p, Event::Disconnected { peer: 2, conn: Some(2) });
     step(&mut p, Event::Connected { peer: 2, conn: 5 });
-    recv(&mut p, 2, follower_info(2, 2));
-    let cmds = recv(&mut p, 2, ack_epoch(z(1, 1), 2));
+    recv_on(&mut p, 2, 5, follower_info(2, 2));
+    let cmds = recv_on(&mut p, 2, 5, ack_epoch(z(1, 1), 2));
     assert!(cmds.contains(&send(2, pktd(PacketType::Proposal, z1.to_wire(), t1))), "{cmds:?}");
     assert!(
         cmds.contains(&send(2, pktd(PacketType::NewLeader, z(2, 0).to_wire(), active))),

@@ -738,7 +738,7 @@ impl QuorumNet {
         s.set_read_timeout(None)?;
         let (id, out) = self.new_conn(sid, &s)?;
         self.deliver(Event::Connected { peer: sid, conn: id });
-        self.deliver(Event::Packet { from: sid, packet: p });
+        self.deliver(Event::Packet { from: sid, conn: id, packet: p });
         self.run_quorum_reader(sid, id, out, s, Some(rd));
         Ok(())
     }
@@ -761,12 +761,12 @@ impl QuorumNet {
                 Err(e) => break e,
             };
             let snap = p.kind == PacketType::Snap;
-            self.deliver(Event::Packet { from: peer, packet: p });
+            self.deliver(Event::Packet { from: peer, conn: id, packet: p });
             if snap {
                 match rd.snapshot(self.inner.cfg.snapshot_bytes_max) {
                     Ok(body) => {
                         tracing::info!(peer, bytes = body.len(), "SNAP payload received");
-                        self.deliver(Event::Snapshot { from: peer, body });
+                        self.deliver(Event::Snapshot { from: peer, conn: id, body });
                     }
                     Err(e) => break e,
                 }

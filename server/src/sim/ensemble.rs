@@ -234,12 +234,29 @@ struct Client {
 type ResumeAnswer = tokio::sync::oneshot::Receiver<Option<Arc<AtomicU64>>>;
 
 enum Ev {
-    Net { to: Sid, inc: u64, conn: Option<u64>, ev: Event },
-    Flush { member: usize, inc: u64 },
-    Tick { member: usize, inc: u64 },
-    Client { c: usize },
+    /// `late`: held back, after its connection closed, until the connection's late moment.
+    Net {
+        to: Sid,
+        inc: u64,
+        conn: Option<u64>,
+        ev: Event,
+        late: bool,
+    },
+    Flush {
+        member: usize,
+        inc: u64,
+    },
+    Tick {
+        member: usize,
+        inc: u64,
+    },
+    Client {
+        c: usize,
+    },
     Fault,
-    Restart { member: usize },
+    Restart {
+        member: usize,
+    },
     Heal,
     Quiet,
 }
@@ -290,6 +307,13 @@ struct World {
     quiet_at: u64,
     clients: Vec<Client>,
     next_conn: u64,
+    /// Closed connections whose buffered packets stopped being delivered (see
+    /// [`World::deliver_late`]).
+    late_cut: std::collections::BTreeSet<u64>,
+    /// When the buffered packets of other closed connections come through.
+    late_at: BTreeMap<u64, u64>,
+    /// How many packets of each closed connection are held for their late moment.
+    late_held: BTreeMap<u64, usize>,
     made: u64,
     /// Acknowledged creates (persistent and multi halves) not deleted since.
     acked: BTreeSet<String>,
@@ -354,6 +378,9 @@ impl World {
             quiet_at,
             clients: (0..CLIENTS).map(|_| Client::default()).collect(),
             next_conn: 1,
+            late_cut: std::collections::BTreeSet::new(),
+            late_at: BTreeMap::new(),
+            late_held: BTreeMap::new(),
             made: 0,
             acked: BTreeSet::new(),
             deleted: BTreeSet::new(),
@@ -563,6 +590,7 @@ impl World {
                     inc,
                     conn: None,
                     ev: Event::Disconnected { peer, conn: Some(c.id) },
+                    late: false,
                 },
             );
         }
@@ -641,7 +669,8 @@ impl World {
         let i = Self::idx(to);
         let mut inputs = Vec::with_capacity(evs.len());
         for e in evs {
-            let Ev::Net { inc, conn, ev, .. } = e else { continue };
+            let Ev::Net { inc, conn, ev, late, .. } = e else { continue };
+            let net_to = to;
             if self.members[i].inc != inc || !self.members[i].up() {
                 continue;
             }
@@ -652,15 +681,31 @@ impl World {
                     _ => 0,
                 };
                 if self.conns.get(&Self::key(from, to)).map(|c| c.id) != Some(id) {
-                    continue;
+                    let data = matches!(ev, Event::Packet { .. } | Event::Snapshot { .. });
+                    let Some(at) = (if data { self.deliver_late(id) } else { None }) else {
+                        continue;
+                    };
+                    let held = self.late_held.entry(id).or_insert(0);
+                    if late && at <= self.now {
+                        *held -= 1;
+                    } else if at > self.now || *held > 0 {
+                        // Held, in order behind what is held already.
+                        *held += 1;
+                        self.seq += 1;
+                        let ev = Ev::Net { to: net_to, inc, conn, ev, late: true };
+                        let at = at.max(self.now);
+                        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
+                        continue;
+                    }
+                    self.trace(|| format!("member {to} still reads closed connection {id}"));
                 }
             }
             if self.opts.trace {
                 let what = match &ev {
-                    Event::Packet { from, packet } => {
+                    Event::Packet { from, packet, .. } => {
                         format!("{:?} {:#x} from {from}", packet.kind, packet.zxid)
                     }
-                    Event::Snapshot { from, body } => {
+                    Event::Snapshot { from, body, .. } => {
                         format!("snapshot of {} bytes from {from}", body.len())
                     }
                     Event::Notification { .. } => String::new(),
@@ -776,7 +821,13 @@ impl World {
                     *last = at;
                     let inc = self.members[Self::idx(to)].inc;
                     self.seq += 1;
-                    let ev = Ev::Net { to, inc, conn: None, ev: Event::Notification { from, n } };
+                    let ev = Ev::Net {
+                        to,
+                        inc,
+                        conn: None,
+                        ev: Event::Notification { from, n },
+                        late: false,
+                    };
                     self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
                 }
                 NetOut::Command(Command::Connect { to }) => {
@@ -797,6 +848,7 @@ impl World {
                             inc,
                             conn: Some(id),
                             ev: Event::Connected { peer, conn: id },
+                            late: false,
                         };
                         self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
                     }
@@ -819,18 +871,20 @@ impl World {
                                 inc,
                                 conn: None,
                                 ev: Event::Disconnected { peer: from, conn: Some(id) },
+                                late: false,
                             },
                         );
                     }
                 }
                 NetOut::Command(Command::Send { to, packet }) => {
-                    self.send_quorum(from, to, Event::Packet { from, packet });
+                    self.send_quorum(from, to, |conn| Event::Packet { from, conn, packet });
                 }
                 NetOut::Snapshot { to, state } => {
                     let mut body = Vec::new();
                     match state.write_body(&mut body) {
                         Ok(()) => {
-                            self.send_quorum(from, to, Event::Snapshot { from, body: body.into() })
+                            let body = body.into();
+                            self.send_quorum(from, to, |conn| Event::Snapshot { from, conn, body })
                         }
                         Err(e) => self.fail(format!("member {from}: writing a SNAP body: {e}")),
                     }
@@ -842,7 +896,29 @@ impl World {
         }
     }
 
-    fn send_quorum(&mut self, from: Sid, to: Sid, ev: Event) {
+    /// When a packet of connection `id`, closed since it was sent (to the same incarnation of
+    /// its receiver, which the caller checked), still arrives: a server's reader goes on
+    /// delivering what its socket had buffered after the connection closed, even once a
+    /// newer connection with the same peer is up (a reader thread descheduled for a while).
+    /// Each closed connection either delivers what was on its way at a moment up to 400 ms
+    /// later, or nothing more.
+    fn deliver_late(&mut self, id: u64) -> Option<u64> {
+        if self.late_cut.contains(&id) {
+            return None;
+        }
+        if let Some(at) = self.late_at.get(&id) {
+            return Some(*at);
+        }
+        if self.rng.random_bool(0.3) {
+            self.late_cut.insert(id);
+            return None;
+        }
+        let at = self.now + self.rng.random_range(0..400);
+        self.late_at.insert(id, at);
+        Some(at)
+    }
+
+    fn send_quorum(&mut self, from: Sid, to: Sid, ev: impl FnOnce(u64) -> Event) {
         let k = Self::key(from, to);
         let d = self.net_delay();
         let now = self.now;
@@ -853,7 +929,7 @@ impl World {
         let id = c.id;
         let inc = self.members[Self::idx(to)].inc;
         self.seq += 1;
-        let ev = Ev::Net { to, inc, conn: Some(id), ev };
+        let ev = Ev::Net { to, inc, conn: Some(id), ev: ev(id), late: false };
         self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
     }
 

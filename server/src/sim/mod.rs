@@ -252,17 +252,55 @@ enum Msg {
 
 #[derive(Debug, Clone)]
 enum Ev {
-    Tick { node: usize, inc: u64 },
-    Flush { node: usize, inc: u64 },
-    Election { from: Sid, to: Sid, n: Notification },
-    Quorum { from: Sid, to: Sid, conn: u64, msg: Msg },
-    Connected { from: Sid, to: Sid, conn: u64 },
-    ConnectFailed { from: Sid, to: Sid, inc: u64 },
-    Disconnected { at: Sid, peer: Sid, inc: u64, conn: u64 },
-    Restart { node: usize },
+    Tick {
+        node: usize,
+        inc: u64,
+    },
+    Flush {
+        node: usize,
+        inc: u64,
+    },
+    Election {
+        from: Sid,
+        to: Sid,
+        n: Notification,
+    },
+    /// A quorum message on connection `conn`, sent while `to` ran as incarnation `inc`;
+    /// `late`: held back, after its connection closed, until the connection's late moment.
+    Quorum {
+        from: Sid,
+        to: Sid,
+        inc: u64,
+        conn: u64,
+        msg: Msg,
+        late: bool,
+    },
+    Connected {
+        from: Sid,
+        to: Sid,
+        conn: u64,
+    },
+    ConnectFailed {
+        from: Sid,
+        to: Sid,
+        inc: u64,
+    },
+    Disconnected {
+        at: Sid,
+        peer: Sid,
+        inc: u64,
+        conn: u64,
+    },
+    Restart {
+        node: usize,
+    },
     Fault,
-    Client { client: usize },
-    ClientPing { client: usize },
+    Client {
+        client: usize,
+    },
+    ClientPing {
+        client: usize,
+    },
     Quiet,
 }
 
@@ -343,6 +381,13 @@ struct Sim {
     strategy: FlushStrategy,
     conns: BTreeMap<(Sid, Sid), Conn>,
     next_conn: u64,
+    /// Closed connections whose buffered messages stopped being delivered (see
+    /// [`Sim::deliver_late`]).
+    late_cut: std::collections::BTreeSet<u64>,
+    /// When the buffered messages of other closed connections come through.
+    late_at: BTreeMap<u64, u64>,
+    /// How many messages of each closed connection are held for their late moment.
+    late_held: BTreeMap<u64, usize>,
     election_last: BTreeMap<(Sid, Sid), u64>,
     /// Partition group of each node (equal = reachable), when partitioned.
     groups: Option<Vec<u8>>,
@@ -419,6 +464,9 @@ impl Sim {
             strategy,
             conns: BTreeMap::new(),
             next_conn: 1,
+            late_cut: std::collections::BTreeSet::new(),
+            late_at: BTreeMap::new(),
+            late_held: BTreeMap::new(),
             election_last: BTreeMap::new(),
             groups: None,
             drop_p,
@@ -593,6 +641,28 @@ impl Sim {
         (a.min(b), a.max(b))
     }
 
+    /// When a message of connection `conn`, closed since it was sent, still reaches node `i`:
+    /// a server's reader goes on delivering what its socket had buffered after the connection
+    /// closed, even once a newer connection with the same peer is up (a reader thread
+    /// descheduled for a while), unless the receiving process restarted. Each closed
+    /// connection either delivers what was on its way at a moment up to 400 ms later, or
+    /// nothing more.
+    fn deliver_late(&mut self, i: usize, inc: u64, conn: u64) -> Option<u64> {
+        if !self.nodes[i].up || self.nodes[i].inc != inc || self.late_cut.contains(&conn) {
+            return None;
+        }
+        if let Some(at) = self.late_at.get(&conn) {
+            return Some(*at);
+        }
+        if self.rng.random_bool(0.3) {
+            self.late_cut.insert(conn);
+            return None;
+        }
+        let at = self.now + self.rng.random_range(0..400);
+        self.late_at.insert(conn, at);
+        Some(at)
+    }
+
     fn send_quorum(&mut self, from: Sid, to: Sid, msg: Msg) {
         let key = Self::conn_key(from, to);
         let delay = self.net_delay();
@@ -602,11 +672,12 @@ impl Sim {
         let at = c.last_at[dir].max(now + delay);
         c.last_at[dir] = at;
         let conn = c.id;
+        let inc = self.nodes[Self::idx(to)].inc;
         self.seq += 1;
         self.queue.push(Reverse(Scheduled {
             at,
             seq: self.seq,
-            ev: Ev::Quorum { from, to, conn, msg },
+            ev: Ev::Quorum { from, to, inc, conn, msg, late: false },
         }));
     }
 
@@ -680,16 +751,34 @@ impl Sim {
                     self.step_peer(Self::idx(to), Event::Notification { from, n });
                 }
             }
-            Ev::Quorum { from, to, conn, msg } => {
+            Ev::Quorum { from, to, inc, conn, msg, late } => {
                 let key = Self::conn_key(from, to);
-                if self.conns.get(&key).map(|c| c.id) != Some(conn) {
-                    return;
-                }
                 let i = Self::idx(to);
-                let newleader = matches!(&msg, Msg::Packet(p) if p.kind == PacketType::NewLeader);
+                let current = self.conns.get(&key).map(|c| c.id) == Some(conn);
+                if !current {
+                    let Some(at) = self.deliver_late(i, inc, conn) else { return };
+                    let held = self.late_held.entry(conn).or_insert(0);
+                    if late && at <= self.now {
+                        *held -= 1;
+                    } else if at > self.now || *held > 0 {
+                        // Held, in order behind what is held already.
+                        *held += 1;
+                        self.seq += 1;
+                        let ev = Ev::Quorum { from, to, inc, conn, msg, late: true };
+                        let at = at.max(self.now);
+                        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
+                        return;
+                    }
+                }
+                if !current {
+                    self.trace(|| format!("{to} still reads closed connection {conn} from {from}"));
+                }
+                // (A stale NEWLEADER is nothing the receiver may ack.)
+                let newleader =
+                    current && matches!(&msg, Msg::Packet(p) if p.kind == PacketType::NewLeader);
                 let ev = match msg {
-                    Msg::Packet(packet) => Event::Packet { from, packet },
-                    Msg::Snapshot(body) => Event::Snapshot { from, body },
+                    Msg::Packet(packet) => Event::Packet { from, conn, packet },
+                    Msg::Snapshot(body) => Event::Snapshot { from, conn, body },
                 };
                 if newleader {
                     self.nodes[i].in_newleader = true;

@@ -74,10 +74,13 @@ pub enum Event {
     /// failed before any connection was up. News of a connection other than the current one
     /// with that peer (a late report of an earlier socket) changes nothing.
     Disconnected { peer: Sid, conn: Option<ConnId> },
-    /// A quorum packet arrived.
-    Packet { from: Sid, packet: QuorumPacket },
-    /// The snapshot body that follows a SNAP packet arrived.
-    Snapshot { from: Sid, body: Bytes },
+    /// A quorum packet arrived on connection `conn`. A runtime may still deliver what a
+    /// connection had buffered after the connection closed, even after a newer connection with
+    /// the same peer is up: a packet of a connection other than the current one is stale, and
+    /// dropped.
+    Packet { from: Sid, conn: ConnId, packet: QuorumPacket },
+    /// The snapshot body that follows a SNAP packet arrived on connection `conn`.
+    Snapshot { from: Sid, conn: ConnId, body: Bytes },
     /// Everything appended up to `zxid` is durable.
     Durable { zxid: Zxid },
     /// The leader's runtime prepared a txn for [`Peer::next_zxid`].
@@ -574,8 +577,8 @@ impl Peer {
                         Event::Connected { peer, conn } => {
                             out.push(Command::Disconnect { peer, conn: Some(conn) })
                         }
-                        Event::Packet { from, .. } => {
-                            out.push(Command::Disconnect { peer: from, conn: None })
+                        Event::Packet { from, conn, .. } => {
+                            out.push(Command::Disconnect { peer: from, conn: Some(conn) })
                         }
                         _ => {}
                     }
@@ -1102,7 +1105,16 @@ impl Leader {
                 }
                 Next::Stay
             }
-            Event::Packet { from, packet } => self.on_packet(core, from, packet, out),
+            // Only the packets of a learner's current connection count: one still buffered
+            // from a connection it replaced (an ACK of what the new sync may truncate, say)
+            // is stale.
+            Event::Packet { from, conn, packet } => {
+                if self.learners.get(&from).map(|h| h.conn) == Some(conn) {
+                    self.on_packet(core, from, packet, out)
+                } else {
+                    Next::Stay
+                }
+            }
             Event::Propose { zxid, data } => {
                 // A proposal prepared before this peer's role or epoch changed is stale: dropped.
                 if !self.established || Some(epoch_of(zxid)) != self.epoch {
@@ -1796,14 +1808,26 @@ impl Learner {
                     _ => Next::Stay,
                 }
             }
-            Event::Packet { from, packet } if from == self.leader => {
-                self.on_packet(core, packet, out)
+            Event::Packet { from, conn, packet } if from == self.leader => {
+                if Some(conn) == self.leader_conn {
+                    self.on_packet(core, packet, out)
+                } else {
+                    // Still buffered from an earlier connection with the leader: a PROPOSAL
+                    // of it taken now would be staged beside the new sync's, and the leader's
+                    // re-sent copy dropped as a duplicate.
+                    Next::Stay
+                }
             }
-            Event::Packet { from, .. } => {
-                out.push(Command::Disconnect { peer: from, conn: None });
+            Event::Packet { from, conn, .. } => {
+                out.push(Command::Disconnect { peer: from, conn: Some(conn) });
                 Next::Stay
             }
-            Event::Snapshot { from, body } if from == self.leader => {
+            Event::Snapshot { from, conn, .. }
+                if from == self.leader && Some(conn) != self.leader_conn =>
+            {
+                Next::Stay
+            }
+            Event::Snapshot { from, body, .. } if from == self.leader => {
                 if self.phase == LPhase::Syncing
                     && matches!(self.base, Some(SyncBase::Snap(_)))
                     && self.snap_body.is_none()
