@@ -1,7 +1,8 @@
 //! Kerberos (SASL GSSAPI) for clients, against a real MIT KDC the test starts (ci/kdc.sh):
 //! the mechanism's two sides in process, then a server with a JAAS `Server` section naming
 //! `Krb5LoginModule`, a keytab and a service principal, as ZooKeeper is configured — the
-//! client's sasl id, ACLs on it, and the refusals (a garbled ticket, a principal the keytab
+//! client's sasl id (shortened by `security.auth_to_local` name rules too), ACLs on it, and
+//! the refusals (a garbled ticket, a principal the keytab
 //! lacks); and between servers, quorum.auth.* with Kerberos sections. Without the Kerberos programs the test is skipped saying so, unless
 //! CORRAL_REQUIRE_KERBEROS=1 (ci/test.sh sets it), when their absence fails it.
 //!
@@ -271,6 +272,35 @@ fn kerberos_for_clients() {
     assert_eq!(a.call(&create("/r", vec![acl(31, "sasl", "client")])).0, 0);
     assert_eq!(a.call(&get("/r")).0, 0);
     drop(server);
+
+    // Name rules (security.auth_to_local, read as ZooKeeper 3.8 reads them): the client's
+    // principal is shortened by a RULE (zoo.cfg is a properties file: `\\` is one `\`),
+    // then its realm appended; a value that does not parse stops startup.
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_server(
+        dir.path(),
+        &kdc,
+        &server_principal,
+        "security.auth_to_local=RULE:[1:$1@$0](client@CORRAL\\\\.TEST)s/client@.*/mapped/ DEFAULT\n",
+    )
+    .expect("server options");
+    let mut a = Session::open(plain(server.addr()));
+    assert_eq!(kerberos_login(&mut a, &kdc), 0);
+    assert_eq!(a.call(&create("/m", vec![acl(31, "sasl", &format!("mapped@{REALM}"))])).0, 0);
+    assert_eq!(a.call(&get("/m")).0, 0, "the id is the mapped name");
+    assert_eq!(a.call(&create("/u", vec![acl(31, "sasl", &format!("client@{REALM}"))])).0, 0);
+    assert_eq!(a.call(&get("/u")).0, NO_AUTH, "not the principal");
+    drop(server);
+    let dir = tempfile::tempdir().unwrap();
+    let Err(err) = start_server(
+        dir.path(),
+        &kdc,
+        &server_principal,
+        "security.auth_to_local=RULE:[1:$1]s/a/b/L\n",
+    ) else {
+        panic!("a server with auth_to_local rules that do not parse started");
+    };
+    assert!(err.contains("zookeeper.security.auth_to_local") && err.contains("/L"), "{err}");
 
     // Between servers (quorum.auth.*, Kerberos sections): the learner gets a ticket for
     // quorum.auth.kerberos.servicePrincipal (zkquorum/localhost) and is let in; a learner

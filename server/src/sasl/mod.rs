@@ -5,11 +5,14 @@
 //! `DigestLoginModule` with `user_NAME="password"` options, DIGEST-MD5 ([`digest`]); the
 //! JDK's `Krb5LoginModule` with a `keyTab` and a `principal`, Kerberos ([`gssapi`]).
 //! An authenticated client gets the id `sasl:<name>`, and `super` too when the name is
-//! `zookeeper.superUser` (or any `zookeeper.superUser.*`).
+//! `zookeeper.superUser` (or any `zookeeper.superUser.*`). A Kerberos principal's name is
+//! first shortened by ZooKeeper's name rules, `zookeeper.security.auth_to_local`
+//! ([`name_rules`]).
 
 pub mod digest;
 pub mod gssapi;
 pub mod jaas;
+pub mod name_rules;
 
 use std::collections::BTreeMap;
 
@@ -62,6 +65,8 @@ pub struct SaslConfig {
     /// `zookeeper.allowSaslFailedClients`: a failed exchange is answered OK with no token and
     /// the connection kept (without a sasl id).
     pub allow_failed_clients: bool,
+    /// `zookeeper.security.auth_to_local`: the Kerberos name rules (default `DEFAULT`).
+    pub name_rules: name_rules::NameRules,
 }
 
 impl SaslConfig {
@@ -99,7 +104,9 @@ impl SaslConfig {
                     format!("the JAAS file {path}, section {name} asks for Kerberos: {e}")
                 })?;
                 k.default_realm = gssapi::default_realm()
-                    .map_err(|e| tracing::warn!(error = %e, "Kerberos names are kept whole"))
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "no default realm: the DEFAULT name rule applies to no principal")
+                    })
                     .ok();
                 // Fail now, not at the first client, if the keytab has no key for the principal.
                 gssapi::Acceptor::new(k.principal.as_deref(), k.keytab.as_deref())
@@ -120,13 +127,13 @@ impl SaslConfig {
                 }
             }
         }
-        if let Some(rules) = props.get("zookeeper.security.auth_to_local") {
-            if rules.trim() != "DEFAULT" {
-                return Err(format!(
-                    "zookeeper.security.auth_to_local={}: Corral has only the DEFAULT rule",
-                    rules.trim()
-                ));
-            }
+        let name_rules = match props.get("zookeeper.security.auth_to_local") {
+            Some(rules) => name_rules::NameRules::parse(rules)
+                .map_err(|e| format!("zookeeper.security.auth_to_local: {e}"))?,
+            None => name_rules::NameRules::default(),
+        };
+        for w in name_rules.warnings() {
+            tracing::warn!("zookeeper.security.auth_to_local: {w}");
         }
         if let Some(pw) = props.get("zookeeper.SASLAuthenticationProvider.superPassword") {
             users.insert("super".into(), pw.clone());
@@ -144,30 +151,31 @@ impl SaslConfig {
             remove_host: flag("zookeeper.kerberos.removeHostFromPrincipal"),
             remove_realm: flag("zookeeper.kerberos.removeRealmFromPrincipal"),
             allow_failed_clients: flag("zookeeper.allowSaslFailedClients"),
+            name_rules,
         }))
     }
 
     /// The ids an authenticated name gives: `sasl` with the name as ZooKeeper's callback
     /// handler shapes it (`user[/host][@REALM]`, host and realm dropped when asked), and
-    /// `super` when it is a superuser. A Kerberos principal of a realm other than the default
-    /// one matches no DEFAULT name rule and is kept whole, as in ZooKeeper.
+    /// `super` when it is a superuser. For Kerberos `user` is the principal's short name by
+    /// the name rules; a principal they give no name (none applies, or one fails) keeps its
+    /// whole name (ZooKeeper keeps the authorization id the client asked for, which a client
+    /// can choose).
     pub fn ids_of(&self, name: &str) -> Vec<crate::proto::Id> {
-        let p = gssapi::Principal::parse(name);
-        let foreign = match (&self.kerberos, p.realm) {
-            (Some(k), Some(r)) => k.default_realm.as_deref() != Some(r),
-            _ => false,
+        let id = match &self.kerberos {
+            Some(k) => self.kerberos_id(k, name),
+            None => {
+                let p = gssapi::Principal::parse(name);
+                let mut id = p.service.to_string();
+                if let (Some(h), false) = (p.host, self.remove_host) {
+                    id = format!("{id}/{h}");
+                }
+                if let (Some(r), false) = (p.realm, self.remove_realm) {
+                    id = format!("{id}@{r}");
+                }
+                id
+            }
         };
-        let mut id = p.service.to_string();
-        if foreign {
-            id = name.to_string();
-        } else {
-            if let (Some(h), false) = (p.host, self.remove_host) {
-                id = format!("{id}/{h}");
-            }
-            if let (Some(r), false) = (p.realm, self.remove_realm) {
-                id = format!("{id}@{r}");
-            }
-        }
         // In ZooKeeper's order: the sasl id, then super.
         let is_super = self.super_users.contains(&id);
         let mut ids = vec![crate::proto::Id { scheme: "sasl".into(), id }];
@@ -175,6 +183,35 @@ impl SaslConfig {
             ids.push(crate::proto::Id { scheme: "super".into(), id: String::new() });
         }
         ids
+    }
+
+    /// A Kerberos principal's id, as ZooKeeper 3.8's `SaslServerCallbackHandler` makes it:
+    /// the short name, then `/host` and `@REALM` unless removed; the whole principal when the
+    /// rules give it no name.
+    fn kerberos_id(&self, k: &Kerberos, name: &str) -> String {
+        use name_rules::{KerberosName, NameError};
+        let default_realm = k.default_realm.as_deref().unwrap_or("");
+        let shaped = KerberosName::parse(name).and_then(|n| {
+            let mut id = self.name_rules.short_name(&n, default_realm)?;
+            if let (Some(h), false) = (n.host(), self.remove_host) {
+                id = format!("{id}/{h}");
+            }
+            if let (Some(r), false) = (n.realm(), self.remove_realm) {
+                id = format!("{id}@{r}");
+            }
+            Ok(id)
+        });
+        match shaped {
+            Ok(id) => id,
+            Err(e @ NameError::NoRuleApplied(_)) => {
+                tracing::info!(principal = %name, "{e}: the id is the whole principal");
+                name.to_string()
+            }
+            Err(e) => {
+                tracing::warn!(principal = %name, "{e}: the id is the whole principal");
+                name.to_string()
+            }
+        }
     }
 }
 
@@ -250,6 +287,7 @@ mod tests {
             remove_host: false,
             remove_realm: false,
             allow_failed_clients: false,
+            name_rules: name_rules::NameRules::default(),
         };
         assert_eq!(s.ids_of("zk/host1@EX.ORG")[0].id, "zk/host1@EX.ORG");
         s.remove_host = true;
@@ -265,5 +303,70 @@ mod tests {
         s.remove_realm = false;
         s.remove_host = false;
         assert_eq!(s.ids_of("client@EX.ORG")[0].id, "client@EX.ORG");
+    }
+
+    #[test]
+    fn auth_to_local_rules_are_read_and_shape_kerberos_ids() {
+        const DIGEST: &str =
+            "Server { org.apache.zookeeper.server.auth.DigestLoginModule required user_bob=\"pw\"; };";
+        // Not read: startup stops, naming the property and the fault.
+        for bad in ["RULE:[1:$1", "RULE:[1:$1]s/a/b/L", "RULE:[1:$1](a[)", "default"] {
+            let (_d, c) = config(DIGEST, &format!("security.auth_to_local={bad}\n"));
+            let err = SaslConfig::from_config(&c).unwrap_err();
+            assert!(err.contains("zookeeper.security.auth_to_local"), "{bad}: {err}");
+            assert!(err.contains("rule"), "{bad}: {err}");
+        }
+        let (_d, c) = config(DIGEST, "");
+        assert_eq!(SaslConfig::from_config(&c).unwrap().unwrap().name_rules.text(), "DEFAULT");
+        // zoo.cfg is a Java properties file: `\\` is one backslash.
+        let (_d, c) = config(
+            DIGEST,
+            "security.auth_to_local=RULE:[1:$1@$0](.*@EX\\\\.ORG)s/(.*)@.*/$1-ex/ \\\n  RULE:[2:$1](zk) RULE:[1:$1@$0] DEFAULT\nsuperUser=alice-ex@EX.ORG\n",
+        );
+        let mut s = SaslConfig::from_config(&c).unwrap().unwrap();
+        assert_eq!(
+            s.name_rules.text(),
+            "RULE:[1:$1@$0](.*@EX\\.ORG)s/(.*)@.*/$1-ex/ RULE:[2:$1](zk) RULE:[1:$1@$0] DEFAULT"
+        );
+        // DIGEST-MD5 names are as they were.
+        assert_eq!(s.ids_of("bob")[0].id, "bob");
+        s.kerberos =
+            Some(Kerberos { principal: None, keytab: None, default_realm: Some("EX.ORG".into()) });
+        let id = |s: &SaslConfig, name: &str| s.ids_of(name)[0].id.clone();
+        let ids = s.ids_of("alice@EX.ORG");
+        assert_eq!(ids[0].id, "alice-ex@EX.ORG", "the short name, then the realm");
+        assert_eq!(ids.len(), 2, "a superuser by the shaped name: {ids:?}");
+        assert_eq!(id(&s, "zk/host1@OTHER.ORG"), "zk/host1@OTHER.ORG", "short name, host, realm");
+        assert_eq!(id(&s, "zk/host1@EX.ORG"), "zk/host1@EX.ORG");
+        assert_eq!(id(&s, "other/host1@EX.ORG"), "other/host1@EX.ORG", "DEFAULT");
+        // The third rule makes a non-simple name: the search ends and the name is kept whole,
+        // as is one no rule applies to.
+        assert_eq!(id(&s, "carol@OTHER.ORG"), "carol@OTHER.ORG");
+        assert_eq!(id(&s, "x/y@OTHER.ORG"), "x/y@OTHER.ORG");
+        // A name KerberosName cannot read is kept whole.
+        assert_eq!(id(&s, "a/b/c@EX.ORG"), "a/b/c@EX.ORG");
+        s.remove_realm = true;
+        assert_eq!(id(&s, "alice@EX.ORG"), "alice-ex");
+        assert_eq!(id(&s, "zk/host1@OTHER.ORG"), "zk/host1");
+        s.remove_host = true;
+        assert_eq!(id(&s, "zk/host1@OTHER.ORG"), "zk");
+        assert_eq!(id(&s, "carol@OTHER.ORG"), "carol@OTHER.ORG", "no short name: whole");
+        assert_eq!(id(&s, "other/host1@EX.ORG"), "other");
+        // Rules ZooKeeper reads but that fail when tried: read, and the name kept whole.
+        let (_d, c) = config(DIGEST, "security.auth_to_local=RULE:[1:$x] DEFAULT\n");
+        let mut s = SaslConfig::from_config(&c).unwrap().unwrap();
+        s.kerberos =
+            Some(Kerberos { principal: None, keytab: None, default_realm: Some("EX.ORG".into()) });
+        s.remove_realm = true;
+        assert_eq!(id(&s, "alice@EX.ORG"), "alice@EX.ORG");
+        assert_eq!(id(&s, "zk/h@EX.ORG"), "zk/h", "DEFAULT, for two components");
+        // No rules at all: every Kerberos name is kept whole.
+        let (_d, c) = config(DIGEST, "security.auth_to_local=\n");
+        let mut s = SaslConfig::from_config(&c).unwrap().unwrap();
+        s.kerberos =
+            Some(Kerberos { principal: None, keytab: None, default_realm: Some("EX.ORG".into()) });
+        s.remove_realm = true;
+        assert_eq!(id(&s, "alice@EX.ORG"), "alice@EX.ORG");
+        assert_eq!(id(&s, "bob"), "bob");
     }
 }
