@@ -198,9 +198,9 @@ fn restart(e: &mut Ensemble, id: usize) {
 /// both), then sslQuorum=true a server at a time (dialling TLS), then portUnification=false a
 /// server at a time (TLS only). Nothing acknowledged is lost and the trees end identical.
 #[test]
-#[ignore = "once in about 90 runs under load a Corral follower synced by TRUNC from a \
-            ZooKeeper leader lacked acknowledged writes; not analysed yet, see \
-            docs/compatibility.md 'Known bugs'. Run with --ignored (in a loop) to reproduce"]
+#[ignore = "ZooKeeper 3.8.0 itself loses acknowledged writes under this procedure (1 of 8 runs \
+            of a ZooKeeper-only ensemble), see docs/compatibility.md 'Known bugs'; run with \
+            --ignored (in a loop)"]
 fn rolling_quorum_tls_enablement_across_kinds_under_load() {
     let members = [C, Z, C];
     let extra = quorum_tls_config().replace("sslQuorum=true\n", "portUnification=true\n");
@@ -303,6 +303,20 @@ fn the_digest_mismatch_checker_rejects_what_it_must() {
          [CommitProcessor:2] WARN DataTree - Message:Digests are not matching. Value is Zxid.\n"
     );
     assert!(common::digest_mismatch_in(Kind::ZooKeeper, &zk_after).is_some(), "following again");
+    // Loading at startup: mismatches replaying a log that went backwards are not reported;
+    // one in a log that did not, or one after the load, is.
+    let zk_reload = "[main] INFO FileSnap - Reading snapshot /d/version-2/snapshot.100000000\n\
+        [main] ERROR FileTxnSnapLog - 8589934663(highestZxid) > 8589934593(next log) for type 15\n\
+        [main] WARN DataTree - Message:Digests are not matching. Value is Zxid. Value:8589934593\n\
+        [main] INFO ZKDatabase - Snapshot loaded in 88 ms, highest zxid is 0x200000047\n";
+    assert_eq!(common::digest_mismatch_in(Kind::ZooKeeper, zk_reload), None);
+    let zk_reload_clean_log = zk_reload.replace("(highestZxid) >", "(highestZxid) =");
+    assert!(common::digest_mismatch_in(Kind::ZooKeeper, &zk_reload_clean_log).is_some());
+    let zk_unfinished = "[main] INFO FileSnap - Reading snapshot /d/version-2/snapshot.1\n\
+        [main] WARN DataTree - Message:Digests are not matching. Value is Zxid. Value:1\n";
+    assert!(common::digest_mismatch_in(Kind::ZooKeeper, zk_unfinished).is_some());
+    let zk_reload_then = format!("{zk_reload}{}", zk_following.lines().nth(1).unwrap());
+    assert!(common::digest_mismatch_in(Kind::ZooKeeper, &zk_reload_then).is_some(), "after it");
     let corral = "Disconnected from leader\nWARN corral_server::db: tree digest mismatch after applying a txn\n";
     assert!(common::digest_mismatch_in(Kind::Corral, corral).is_some());
 }
