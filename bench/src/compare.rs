@@ -26,7 +26,8 @@ use crate::servers::{own_cpu_seconds, pin_this_thread, Kind, Server, ServerSpec}
 pub struct CompareArgs {
     /// Workloads to run, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData
     /// 1 KiB), d (= d90,d50: mixed reads/writes), e (1×1 latency of each op), f (1M znodes:
-    /// RSS, snapshot, restart), g (watch fan-out).
+    /// RSS, snapshot, restart), g (watch fan-out), t (the tail of sustained setData 1 KiB:
+    /// a's load judged by p99.9 and max; not in the default set).
     #[arg(long, default_value = "a,b,c,d,e,f,g", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Print one JSON object per workload instead of the table.
@@ -98,6 +99,10 @@ pub struct CompareArgs {
     /// c and `failover` (kill -9 of the leader to the first acknowledged write).
     #[arg(long)]
     pub ensemble: bool,
+    /// A zoo.cfg setting for both servers, KEY=VALUE, replacing the common one of that key
+    /// (e.g. --cfg forceSync=no --cfg preAllocSize=1048576); repeatable.
+    #[arg(long = "cfg")]
+    pub cfg: Vec<String>,
 }
 
 /// What a workload runs.
@@ -131,7 +136,7 @@ enum Cmp {
 const SESSIONS: usize = 8;
 const OUTSTANDING: usize = 64;
 
-const WORKLOADS: [Workload; 8] = [
+const WORKLOADS: [Workload; 9] = [
     Workload {
         key: "a",
         title: "setData 1 KiB, 8 sessions × 64 outstanding",
@@ -179,6 +184,12 @@ const WORKLOADS: [Workload; 8] = [
         bars: &[("rss_mib", Cmp::AtMost, 0.3), ("restart_to_first_read_s", Cmp::AtMost, 0.2)],
     },
     Workload {
+        key: "t",
+        title: "tail: sustained setData 1 KiB, 8 × 64 (run it with --seconds 15 or more)",
+        shape: Shape::Load { op: "set", read_pct: 0, value_bytes: 1024 },
+        bars: &[("p999_us", Cmp::AtMost, 0.5), ("max_us", Cmp::AtMost, 0.5)],
+    },
+    Workload {
         key: "g",
         title: "watch fan-out: 1,000 sessions watch one node, one setData",
         shape: Shape::FanOut,
@@ -192,10 +203,10 @@ fn select(names: &[String]) -> Result<Vec<Workload>> {
         let n = n.trim();
         let keys: &[&str] = match n {
             "d" => &["d90", "d50"],
-            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g"],
+            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t"],
             other => std::slice::from_ref(
                 WORKLOADS.iter().find(|w| w.key == other).map(|w| &w.key).with_context(|| {
-                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g)")
+                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t)")
                 })?,
             ),
         };
@@ -287,6 +298,9 @@ fn load_cell(
         metric("p50_us", r.p50_us as f64, Better::Lower),
         metric("p99_us", r.p99_us as f64, Better::Lower),
         metric("p999_us", r.p999_us as f64, Better::Lower),
+        metric("max_us", r.max_us as f64, Better::Lower),
+        // A tail that is queueing stays within a few times p99; a stall does not.
+        metric("p999_over_p99", r.p999_us as f64 / (r.p99_us.max(1) as f64), Better::Lower),
         metric("cpu_s_per_100k_ops", cpu / (r.ops.max(1) as f64) * 1e5, Better::Lower),
         metric("server_cpu_util", cpu / r.seconds, Better::Info),
         // Near 1.0 the load generator's core, not the server, sets the pace.
@@ -448,6 +462,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         dir,
         port: a.port,
         tls_dir: tls_dir.clone(),
+        extra_cfg: crate::servers::parse_cfg(&a.cfg)?,
     };
     let systems: Vec<Kind> =
         if a.skip_zookeeper { vec![Kind::Corral] } else { vec![Kind::ZooKeeper, Kind::Corral] };
@@ -584,6 +599,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             "seconds": a.seconds,
             "warmup": a.warmup,
             "snap_count": a.snap_count,
+            "cfg": a.cfg,
             "zk_jvm_opts": a.zk_jvm_opts,
             "server_core": a.server_core,
             "client_core": a.client_core,

@@ -255,6 +255,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         dir: a.dir.clone(),
         port: a.port,
         tls_dir: None,
+        extra_cfg: Vec::new(),
     };
     pin_this_thread(a.client_core)?;
     let kinds: Vec<Kind> =

@@ -56,6 +56,29 @@ pub struct ServerSpec {
     /// take TLS clients on their client port (`client.portUnification`, ZooKeeper on Netty,
     /// JKS stores, client certificates required).
     pub tls_dir: Option<PathBuf>,
+    /// zoo.cfg settings for both servers that replace (or add to) the common ones, e.g.
+    /// `forceSync=no`, `preAllocSize=1048576`.
+    pub extra_cfg: Vec<(String, String)>,
+}
+
+/// Parses `KEY=VALUE` settings given on the command line for [`ServerSpec::extra_cfg`].
+pub fn parse_cfg(settings: &[String]) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    for s in settings {
+        let Some((k, v)) = s.split_once('=') else { bail!("--cfg {s:?}: expected KEY=VALUE") };
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty()
+            || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '_')
+            || v.chars().any(|c| c.is_control())
+        {
+            bail!("--cfg {s:?}: a key of letters, digits, '.' and '_', a value on one line");
+        }
+        if ["dataDir", "dataLogDir", "clientPort", "clientPortAddress"].contains(&k) {
+            bail!("--cfg {k}: set by corral-bench itself");
+        }
+        out.push((k.to_string(), v.to_string()));
+    }
+    Ok(out)
 }
 
 impl ServerSpec {
@@ -77,7 +100,7 @@ impl ServerSpec {
     pub fn zoo_cfg(&self, kind: Kind) -> String {
         let home = self.home(kind);
         let addr = self.addr(kind);
-        format!(
+        let base = format!(
             "# written by corral-bench compare; the same settings for both servers\n\
              tickTime=2000\n\
              dataDir={data}\n\
@@ -92,7 +115,29 @@ impl ServerSpec {
             data = home.join("data").display(),
             port = addr.port(),
             snap = self.snap_count,
-        ) + &self.tls_cfg()
+        ) + &self.tls_cfg();
+        self.with_extra(base)
+    }
+
+    /// `cfg` with [`ServerSpec::extra_cfg`] applied: a key it names loses its line in `cfg`,
+    /// and every setting is appended.
+    fn with_extra(&self, cfg: String) -> String {
+        if self.extra_cfg.is_empty() {
+            return cfg;
+        }
+        let mut out: String = cfg
+            .lines()
+            .filter(|l| {
+                let key = l.split_once('=').map(|(k, _)| k.trim());
+                !self.extra_cfg.iter().any(|(k, _)| Some(k.as_str()) == key)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        out.push_str("# --cfg\n");
+        for (k, v) in &self.extra_cfg {
+            out.push_str(&format!("{k}={v}\n"));
+        }
+        out
     }
 
     /// The TLS lines of both zoo.cfg files, if TLS is on.

@@ -78,6 +78,8 @@ struct Active {
     allocated: u64,
     /// For `Direct`: the bytes of the partial block that ends at `write_pos`.
     tail: Vec<u8>,
+    /// For `None` (buffered, never fsynced): the write-back started so far.
+    writeback: crate::io::WriteBehind,
 }
 
 /// The transaction log without a writer thread: the caller supplies whole batches.
@@ -455,7 +457,10 @@ impl LogCore {
                     FlushStrategy::UringDsync => {
                         a.file.write_all_at_dsync(data, pos).map_err(io("write (RWF_DSYNC)"))?
                     }
-                    FlushStrategy::None => a.file.write_all_at(data, pos).map_err(io("write"))?,
+                    FlushStrategy::None => {
+                        a.file.write_all_at(data, pos).map_err(io("write"))?;
+                        a.writeback.advance(a.file.as_ref(), end);
+                    }
                     FlushStrategy::PerRecord | FlushStrategy::Direct => unreachable!(),
                 }
                 a.write_pos = end;
@@ -538,6 +543,7 @@ impl LogCore {
             write_pos: HEADER_LEN as u64,
             allocated: if direct { BLOCK } else { HEADER_LEN as u64 },
             tail: if direct { header.to_vec() } else { Vec::new() },
+            writeback: crate::io::WriteBehind::default(),
         };
         // With background preallocation only a little is reserved inline; the rest follows
         // while records are written.
@@ -758,6 +764,7 @@ fn open_active(
         write_pos,
         allocated: file_len,
         tail,
+        writeback: crate::io::WriteBehind::from(write_pos),
     })
 }
 

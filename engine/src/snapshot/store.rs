@@ -125,6 +125,7 @@ impl SnapshotStore {
             body_len: 0,
             crc: 0,
             buf: Vec::with_capacity(BUF_BYTES),
+            writeback: crate::io::WriteBehind::default(),
         })
     }
 
@@ -264,6 +265,8 @@ pub struct SnapshotWriter {
     body_len: u64,
     crc: u32,
     buf: Vec<u8>,
+    /// Writes back as it goes, so that `finish`'s fsync has little left to write.
+    writeback: crate::io::WriteBehind,
 }
 
 impl std::fmt::Debug for SnapshotWriter {
@@ -278,6 +281,7 @@ impl SnapshotWriter {
             self.file.write_all_at(&self.buf, self.pos)?;
             self.pos += self.buf.len() as u64;
             self.buf.clear();
+            self.writeback.advance(self.file.as_ref(), self.pos);
         }
         Ok(())
     }
@@ -317,6 +321,7 @@ impl Write for SnapshotWriter {
         if data.len() >= BUF_BYTES {
             self.file.write_all_at(data, self.pos)?;
             self.pos += data.len() as u64;
+            self.writeback.advance(self.file.as_ref(), self.pos);
         } else {
             self.buf.extend_from_slice(data);
         }

@@ -45,6 +45,9 @@ impl Snapshotter {
         let b = busy.clone();
         let thread =
             std::thread::Builder::new().name("corral-snapshot".into()).spawn(move || {
+                // A snapshot is background work: on a busy core the threads answering clients
+                // come first (measured: docs/performance.md, issue 17).
+                crate::io::lower_thread_priority();
                 for req in rx {
                     let started = std::time::Instant::now();
                     let r = store.write(req.zxid, req.job);
