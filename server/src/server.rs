@@ -214,6 +214,9 @@ impl RunningServer {
         crate::memory::trim();
         let shared =
             Arc::new(Shared::new(opts.settings.clone(), opts.config.clone(), opts.db.tree.clone()));
+        if let Some(h) = db.log().metrics_handle() {
+            let _ = shared.stats.log.set(h);
+        }
         let (core_tx, core_rx) = mpsc::channel();
         let (core_thread, net) = match &opts.ensemble {
             None => {

@@ -265,23 +265,32 @@ pub fn finish_writeback(file: &dyn VFile, offset: u64, len: u64) {
 /// done, as a rule). The file's dirty pages stay under about two steps, instead of growing
 /// until the kernel throttles the writer for as long as gigabytes take to write, or a final
 /// fsync writes them all in one go.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct WriteBehind {
     /// Write-back has been started below this offset...
     started: u64,
     /// ...and waited for below this one.
     waited: u64,
+    step: u64,
+}
+
+impl Default for WriteBehind {
+    fn default() -> Self {
+        Self::new(0, WRITEBACK_STEP)
+    }
 }
 
 impl WriteBehind {
-    /// Tracking a file whose bytes below `from` are not this writer's concern.
-    pub fn from(from: u64) -> Self {
-        Self { started: from, waited: from }
+    /// Tracking a file whose bytes below `from` are not this writer's concern, in steps of
+    /// `step` bytes: a smaller step keeps less of the disk's queue busy at a time (a snapshot
+    /// writer's, so that the log's flushes never wait long behind it).
+    pub fn new(from: u64, step: u64) -> Self {
+        Self { started: from, waited: from, step: step.max(4096) }
     }
 
     /// The file has been written up to `end`.
     pub fn advance(&mut self, file: &dyn VFile, end: u64) {
-        if end.saturating_sub(self.started) < WRITEBACK_STEP {
+        if end.saturating_sub(self.started) < self.step {
             return;
         }
         if self.started > self.waited {
@@ -364,6 +373,6 @@ mod tests {
         let sim = crate::io::SimVfs::new();
         let mut g = sim.open(&dir.path().join("g"), OpenOptions::create_new()).unwrap();
         g.write_all_at(&chunk, 0).unwrap();
-        WriteBehind::from(0).advance(g.as_ref(), WRITEBACK_STEP * 4);
+        WriteBehind::new(0, 1 << 20).advance(g.as_ref(), WRITEBACK_STEP * 4);
     }
 }

@@ -21,6 +21,8 @@ const BLOCK: u64 = DIRECT_ALIGN as u64;
 /// Background preallocation extends a segment this much at a time, keeping up to
 /// `prealloc_bytes` of reserved space ahead of the writer.
 const BG_CHUNK: u64 = 8 << 20;
+/// What the writer reserves itself, when it must, while a background thread does the rest.
+const INLINE_STEP: u64 = 1 << 20;
 
 /// One segment file of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,7 +78,7 @@ struct Active {
     write_pos: u64,
     /// Bytes reserved (the file's length).
     allocated: u64,
-    /// For `Direct`: the bytes of the partial block that ends at `write_pos`.
+    /// For `Direct` and `None`: the bytes of the partial block that ends at `write_pos`.
     tail: Vec<u8>,
     /// For `None` (buffered, never fsynced): the write-back started so far.
     writeback: crate::io::WriteBehind,
@@ -412,7 +414,7 @@ impl LogCore {
                     on_durable(done_before + i + 1);
                 }
             }
-            FlushStrategy::Direct => {
+            FlushStrategy::Direct | FlushStrategy::None => {
                 let pos = a.write_pos;
                 let block_start = pos - pos % BLOCK;
                 self.buf.clear();
@@ -426,15 +428,23 @@ impl LogCore {
                 self.buf.pad_to_alignment();
                 let write_end = block_start + self.buf.len() as u64;
                 make_room(a, self.bg.as_ref(), write_end, opts_prealloc, durable, true)?;
-                // The file is O_DIRECT | O_DSYNC: durable when the write returns.
+                // Direct: the file is O_DIRECT | O_DSYNC, durable when the write returns.
+                // None: whole pages through the page cache, so that the kernel never reads a
+                // partly written page back from the disk first (a synchronous read per batch
+                // into a preallocated file); its write-back is started as it goes.
                 a.file.write_all_at(self.buf.as_slice(), block_start).map_err(io("write"))?;
+                if !durable {
+                    a.writeback.advance(a.file.as_ref(), write_end);
+                }
                 let tail_from = (data_end - data_end % BLOCK - block_start) as usize;
                 a.tail.clear();
                 a.tail.extend_from_slice(
                     &self.buf.as_slice()[tail_from..(data_end - block_start) as usize],
                 );
                 a.write_pos = data_end;
-                stats.flushes += 1;
+                if durable {
+                    stats.flushes += 1;
+                }
             }
             _ => {
                 let pos = a.write_pos;
@@ -457,11 +467,9 @@ impl LogCore {
                     FlushStrategy::UringDsync => {
                         a.file.write_all_at_dsync(data, pos).map_err(io("write (RWF_DSYNC)"))?
                     }
-                    FlushStrategy::None => {
-                        a.file.write_all_at(data, pos).map_err(io("write"))?;
-                        a.writeback.advance(a.file.as_ref(), end);
+                    FlushStrategy::PerRecord | FlushStrategy::Direct | FlushStrategy::None => {
+                        unreachable!()
                     }
-                    FlushStrategy::PerRecord | FlushStrategy::Direct => unreachable!(),
                 }
                 a.write_pos = end;
                 if durable {
@@ -511,13 +519,18 @@ impl LogCore {
     }
 
     fn start_segment(&mut self, base: u64) -> Result<(), LogError> {
-        self.drain_bg()?;
+        // The segment being left is not waited for: background preallocation still running
+        // in it writes only beyond its last record (waiting here, for up to a whole chunk of
+        // zeros, stalled every roll — one per snapshot).
+        if let (Some(bg), Some(a)) = (&self.bg, &self.active) {
+            let _ = bg.collect(&a.path, false);
+        }
         self.active = None;
         self.roll_pending = false;
         let path = self.dir.join(segment_file_name(base));
-        let direct = self.opts.strategy == FlushStrategy::Direct;
-        let oo = OpenOptions { direct, dsync: direct, ..OpenOptions::create_new() };
-        let mut file = self.vfs.open(&path, oo).map_err(|e| LogError::io("create", &path, e))?;
+        let aligned = writes_whole_blocks(self.opts.strategy);
+        let mut file = open_segment(self.vfs.as_ref(), &path, self.opts.strategy, true)
+            .map_err(|e| LogError::io("create", &path, e))?;
         let header = SegmentHeader {
             version: format::FORMAT_VERSION,
             dbid: self.opts.dbid,
@@ -527,7 +540,7 @@ impl LogCore {
         .encode();
         let mut a = Active {
             file: {
-                if direct {
+                if aligned {
                     let mut block = AlignedBuf::with_capacity(DIRECT_ALIGN);
                     block.extend_from_slice(&header);
                     block.pad_to_alignment();
@@ -541,14 +554,14 @@ impl LogCore {
             path: path.clone(),
             base,
             write_pos: HEADER_LEN as u64,
-            allocated: if direct { BLOCK } else { HEADER_LEN as u64 },
-            tail: if direct { header.to_vec() } else { Vec::new() },
+            allocated: if aligned { BLOCK } else { HEADER_LEN as u64 },
+            tail: if aligned { header.to_vec() } else { Vec::new() },
             writeback: crate::io::WriteBehind::default(),
         };
         // With background preallocation only a little is reserved inline; the rest follows
         // while records are written.
         let first_step = if self.bg.is_some() {
-            self.opts.prealloc_bytes.min(self.opts.segment_bytes_max).min(1 << 20)
+            self.opts.prealloc_bytes.min(self.opts.segment_bytes_max).min(INLINE_STEP)
         } else {
             self.opts.prealloc_bytes.min(self.opts.segment_bytes_max)
         };
@@ -560,7 +573,7 @@ impl LogCore {
             first_step,
             (self.opts.prealloc, first_step, self.opts.segment_bytes_max),
             false,
-            direct,
+            aligned,
         )?;
         // The new file's header, size and directory entry are durable before any record is
         // acknowledged from it.
@@ -736,6 +749,40 @@ fn cut_file(file: &mut dyn VFile, path: &Path, len: u64) -> Result<(), LogError>
     file.sync_all().map_err(|e| LogError::io("fsync", path, e))
 }
 
+/// True for the strategies that write whole blocks from the start of the block holding the
+/// write position (the partial block's bytes kept in [`Active::tail`]): O_DIRECT needs it, and
+/// page-cache writes of whole pages spare the kernel reading a partial page back first.
+fn writes_whole_blocks(strategy: FlushStrategy) -> bool {
+    matches!(strategy, FlushStrategy::Direct | FlushStrategy::None)
+}
+
+/// Opens (or, with `create`, creates) a segment for writing as `strategy` writes: `Direct`
+/// `O_DIRECT | O_DSYNC`; `None` `O_DIRECT` where the filesystem takes it, else buffered.
+fn open_segment(
+    vfs: &dyn Vfs,
+    path: &Path,
+    strategy: FlushStrategy,
+    create: bool,
+) -> std::io::Result<Box<dyn VFile>> {
+    let base = if create { OpenOptions::create_new() } else { OpenOptions::read_write() };
+    match strategy {
+        FlushStrategy::Direct => vfs.open(path, OpenOptions { direct: true, dsync: true, ..base }),
+        FlushStrategy::None => {
+            match vfs.open(path, OpenOptions { direct: true, ..base }) {
+                Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                    if create {
+                        // The failed open may have created it.
+                        let _ = vfs.remove_file(path);
+                    }
+                    vfs.open(path, base)
+                }
+                r => r,
+            }
+        }
+        _ => vfs.open(path, base),
+    }
+}
+
 fn open_active(
     vfs: &dyn Vfs,
     opts: &LogOptions,
@@ -743,11 +790,10 @@ fn open_active(
     write_pos: u64,
     file_len: u64,
 ) -> Result<Active, LogError> {
-    let direct = opts.strategy == FlushStrategy::Direct;
-    let oo = OpenOptions { direct, dsync: direct, ..OpenOptions::read_write() };
-    let file = vfs.open(&seg.path, oo).map_err(|e| LogError::io("open", &seg.path, e))?;
+    let file = open_segment(vfs, &seg.path, opts.strategy, false)
+        .map_err(|e| LogError::io("open", &seg.path, e))?;
     let mut tail = Vec::new();
-    if direct {
+    if writes_whole_blocks(opts.strategy) {
         let from = write_pos - write_pos % BLOCK;
         tail.resize((write_pos - from) as usize, 0);
         // Reads of an O_DIRECT file need aligned buffers; read through a plain handle.
@@ -764,7 +810,7 @@ fn open_active(
         write_pos,
         allocated: file_len,
         tail,
-        writeback: crate::io::WriteBehind::from(write_pos),
+        writeback: crate::io::WriteBehind::new(write_pos, crate::io::WRITEBACK_STEP),
     })
 }
 
@@ -778,15 +824,19 @@ fn make_room(
     sync: bool,
     direct: bool,
 ) -> Result<(), LogError> {
+    let mut prealloc = prealloc;
     if let Some(bg) = bg {
         if let Some(to) = bg.collect(&a.path, false)? {
             a.allocated = a.allocated.max(to);
         }
-        if need > a.allocated && bg.pending() {
+        // Space on its way for this segment is waited for; the thread still busy with a
+        // segment the writer has left is not: a little is reserved inline instead.
+        if need > a.allocated && bg.busy_with(&a.path) {
             if let Some(to) = bg.collect(&a.path, true)? {
                 a.allocated = a.allocated.max(to);
             }
         }
+        prealloc.1 = prealloc.1.min(INLINE_STEP);
     }
     ensure_allocated(a, need, prealloc, sync, direct)
 }

@@ -184,6 +184,28 @@ impl Shared {
     }
 }
 
+/// Reads a [`Log`]'s measurements ([`Log::metrics_handle`]).
+#[derive(Clone)]
+pub struct MetricsHandle(Arc<Shared>);
+
+impl std::fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsHandle")
+    }
+}
+
+impl MetricsHandle {
+    /// A copy of the writer's measurements.
+    pub fn get(&self) -> LogMetrics {
+        self.0.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Clears them.
+    pub fn reset(&self) {
+        self.0.metrics.lock().unwrap_or_else(|p| p.into_inner()).reset();
+    }
+}
+
 /// The group-commit transaction log. Cheap to share across threads by reference (`&Log` is
 /// all an appender needs); closing happens on drop or with [`Log::close`].
 pub struct Log {
@@ -433,6 +455,12 @@ impl Log {
     /// A copy of the writer's measurements.
     pub fn metrics(&self) -> LogMetrics {
         self.shared.metrics.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// A handle that reads (and clears) the writer's measurements from anywhere, for as long
+    /// as it is kept (a monitoring endpoint's), without holding the log itself.
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle(self.shared.clone())
     }
 
     /// Clears the measurements.

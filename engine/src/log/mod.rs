@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 pub use self::core::{LogCore, RecoveryReport, SegmentInfo};
-pub use self::group::{AppendCallback, Log};
+pub use self::group::{AppendCallback, Log, MetricsHandle};
 pub use self::metrics::LogMetrics;
 pub use self::reader::{LogIter, Record};
 use crate::io::{BackendKind, Vfs};
@@ -43,8 +43,13 @@ pub enum FlushStrategy {
     UringLinked,
     /// io_uring: the batch written with `RWF_DSYNC` (durable on completion) in one submission.
     UringDsync,
-    /// Written, never synced (ZooKeeper's `forceSync=no`): fast, and loses the page cache's
-    /// contents on power loss.
+    /// Written, never synced (ZooKeeper's `forceSync=no`): whole 4 KiB blocks as in `Direct`,
+    /// through a file opened `O_DIRECT` without `O_DSYNC`: the device has a batch when its
+    /// write returns (a process crash loses nothing) but its cache is never flushed (power
+    /// loss may). Where `O_DIRECT` is refused (tmpfs) the page cache takes the writes and
+    /// their write-back is started every few MiB ([`crate::io::WriteBehind`]). `O_DIRECT`
+    /// spares the page-cache copy, which cost more CPU than `Direct`'s flushes (measured:
+    /// docs/performance.md, issue 17).
     None,
 }
 

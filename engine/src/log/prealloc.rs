@@ -103,6 +103,13 @@ impl Preallocator {
         s.request.is_some() || s.busy.is_some() || s.done.is_some()
     }
 
+    /// True if a request for `path` is queued or running: space for `path` is on its way.
+    pub(crate) fn busy_with(&self, path: &Path) -> bool {
+        let s = lock(&self.shared.0);
+        s.request.as_ref().is_some_and(|r| r.path == path)
+            || s.busy.as_ref().is_some_and(|(p, _)| p == path)
+    }
+
     /// Asks for `[from, to)` of `path` to be reserved. At most one request is outstanding.
     pub(crate) fn request(&self, path: &Path, from: u64, to: u64, mode: Prealloc, sync: bool) {
         let mut s = lock(&self.shared.0);
@@ -115,7 +122,9 @@ impl Preallocator {
     }
 
     /// The new end of `path`'s reserved space if a request for it has finished; `wait` blocks
-    /// until the outstanding request (if any) is done. A failure is returned once.
+    /// until the outstanding request (if any) is done. A failure for `path` is returned once;
+    /// a finished request for another file (a segment the writer has left) is only cleared:
+    /// its space lies beyond that segment's last record, and the thread logged any failure.
     pub(crate) fn collect(&self, path: &Path, wait: bool) -> Result<Option<u64>, LogError> {
         let mut s = lock(&self.shared.0);
         if wait {
@@ -125,7 +134,7 @@ impl Preallocator {
         }
         match s.done.take() {
             Some((p, to, Ok(()))) if p == path => Ok(Some(to)),
-            Some((_, _, Err(e))) => Err(e),
+            Some((p, _, Err(e))) if p == path => Err(e),
             _ => Ok(None),
         }
     }

@@ -125,7 +125,8 @@ impl SnapshotStore {
             body_len: 0,
             crc: 0,
             buf: Vec::with_capacity(BUF_BYTES),
-            writeback: crate::io::WriteBehind::default(),
+            // 1 MiB at a time, so that a log flush waits behind at most ~2 MiB of snapshot.
+            writeback: crate::io::WriteBehind::new(0, 1 << 20),
         })
     }
 
@@ -265,7 +266,8 @@ pub struct SnapshotWriter {
     body_len: u64,
     crc: u32,
     buf: Vec<u8>,
-    /// Writes back as it goes, so that `finish`'s fsync has little left to write.
+    /// Writes back as it goes, a little at a time, so that `finish`'s fsync has little left
+    /// to write and the disk's queue never fills with snapshot.
     writeback: crate::io::WriteBehind,
 }
 

@@ -301,9 +301,62 @@ pub fn summary_entries_with_percentiles(
     out
 }
 
+/// [`summary_entries_with_percentiles`] of a histogram's samples (its sum is its mean × its
+/// count, as exact as the histogram's 3 significant digits).
+pub fn histogram_entries(
+    name: &str,
+    h: &hdrhistogram::Histogram<u64>,
+) -> Vec<(String, MetricValue)> {
+    let count = h.len() as i64;
+    let s = if count == 0 {
+        Summary::default()
+    } else {
+        Summary {
+            count,
+            sum: (h.mean() * count as f64).round() as i64,
+            min: h.min() as i64,
+            max: h.max() as i64,
+        }
+    };
+    let q = |x: f64| if count == 0 { 0 } else { h.value_at_quantile(x) as i64 };
+    summary_entries_with_percentiles(name, &s, q(0.5), q(0.95), q(0.99), q(0.999))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn histograms_print_as_summaries_with_percentiles() {
+        let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+        let show = |h: &hdrhistogram::Histogram<u64>| {
+            histogram_entries("x_us", h)
+                .iter()
+                .map(|(k, v)| format!("{k}={}", v.render()))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(
+            show(&h),
+            "avg_x_us=0.0 min_x_us=0 max_x_us=0 cnt_x_us=0 sum_x_us=0 \
+             p50_x_us=0 p95_x_us=0 p99_x_us=0 p999_x_us=0"
+        );
+        for v in 1..=1000u64 {
+            h.record(v).unwrap();
+        }
+        h.record(50_000).unwrap();
+        let text = show(&h);
+        for want in [
+            "min_x_us=1 ",
+            "cnt_x_us=1001 ",
+            "p50_x_us=501 ",
+            "p99_x_us=991 ",
+            "p999_x_us=1000",
+            "max_x_us=50015 ",
+        ] {
+            assert!(text.contains(want), "{want} in {text}");
+        }
+    }
 
     #[test]
     fn values_format_like_java() {

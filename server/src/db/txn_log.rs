@@ -88,6 +88,14 @@ impl TxnLog {
         m.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The writer thread's measurements (none inline: that log is the simulator's).
+    pub fn metrics_handle(&self) -> Option<corral_engine::log::MetricsHandle> {
+        match self {
+            TxnLog::Group(l) => Some(l.metrics_handle()),
+            TxnLog::Inline(_) => None,
+        }
+    }
+
     /// Queues a record; `done` runs when it is durable or has failed.
     pub fn append_async(
         &self,

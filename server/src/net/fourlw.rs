@@ -340,6 +340,18 @@ impl FourLetterSource for Source<'_> {
             }
         }
         m.extra.push(("last_zxid".into(), MetricValue::Int(sh.last_zxid.load(Ordering::Relaxed))));
+        // Where a request's time goes: the reply latencies, and the log's part of an update's
+        // (an append waiting for its batch's write and flush; one write and flush).
+        use crate::admin::monitor::histogram_entries;
+        let times = sh.stats.times.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        m.extra.extend(histogram_entries("update_latency_us", &times.update_us));
+        m.extra.extend(histogram_entries("read_latency_us", &times.read_us));
+        if let Some(log) = sh.stats.log.get() {
+            let l = log.get();
+            m.extra.extend(histogram_entries("log_append_time_us", &l.append_latency_us));
+            m.extra.extend(histogram_entries("log_flush_time_us", &l.flush_latency_us));
+            m.extra.extend(histogram_entries("log_batch_records", &l.batch_records));
+        }
         m
     }
 

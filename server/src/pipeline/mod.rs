@@ -404,6 +404,46 @@ impl Conn {
     }
 }
 
+/// Reply latencies in microseconds, from a request's arrival to its reply being queued on
+/// its connection: updates (requests that become txns) and reads apart, as ZooKeeper's
+/// `updatelatency` and `readlatency` (mntr `*_update_latency_us`, `*_read_latency_us`).
+#[derive(Debug, Clone)]
+pub struct ReplyTimes {
+    /// Updates.
+    pub update_us: hdrhistogram::Histogram<u64>,
+    /// Everything else answered through the pipeline.
+    pub read_us: hdrhistogram::Histogram<u64>,
+}
+
+impl Default for ReplyTimes {
+    fn default() -> Self {
+        let h =
+            || hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds");
+        ReplyTimes { update_us: h(), read_us: h() }
+    }
+}
+
+/// True for the opcodes ZooKeeper counts as updates (its `Request.isQuorum`): those that
+/// become txns.
+pub fn is_update(op: OpCode) -> bool {
+    matches!(
+        op,
+        OpCode::Create
+            | OpCode::Create2
+            | OpCode::CreateContainer
+            | OpCode::CreateTtl
+            | OpCode::Delete
+            | OpCode::DeleteContainer
+            | OpCode::SetData
+            | OpCode::SetAcl
+            | OpCode::Multi
+            | OpCode::Reconfig
+            | OpCode::Check
+            | OpCode::CreateSession
+            | OpCode::CloseSession
+    )
+}
+
 /// Server-wide counters (srvr, stat, mntr).
 #[derive(Debug, Default)]
 pub struct Stats {
@@ -419,6 +459,10 @@ pub struct Stats {
     pub lat_min: AtomicU64,
     /// Maximum latency (ms).
     pub lat_max: AtomicU64,
+    /// Reply latency histograms.
+    pub times: Mutex<ReplyTimes>,
+    /// The transaction log's measurements (flush and append times), once the log is open.
+    pub log: std::sync::OnceLock<corral_engine::log::MetricsHandle>,
 }
 
 impl Stats {
@@ -430,12 +474,29 @@ impl Stats {
         self.lat_max.fetch_max(ms, Ordering::Relaxed);
     }
 
-    /// Clears them (srst).
+    /// Records a reply: its latency in ms (srvr, mntr's ZooKeeper keys) and in µs (the
+    /// update/read histograms).
+    pub fn record_reply(&self, elapsed: Duration, update: bool) {
+        self.record_latency(elapsed.as_millis() as u64);
+        let us = (elapsed.as_micros() as u64).max(1);
+        let mut t = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        if update {
+            t.update_us.saturating_record(us);
+        } else {
+            t.read_us.saturating_record(us);
+        }
+    }
+
+    /// Clears them (srst), the log's measurements too.
     pub fn reset(&self) {
         for a in [&self.received, &self.sent, &self.lat_sum, &self.lat_count, &self.lat_max] {
             a.store(0, Ordering::Relaxed);
         }
         self.lat_min.store(u64::MAX, Ordering::Relaxed);
+        *self.times.lock().unwrap_or_else(|p| p.into_inner()) = ReplyTimes::default();
+        if let Some(log) = self.log.get() {
+            log.reset();
+        }
     }
 }
 
@@ -1068,8 +1129,9 @@ fn finish_reply(
         return;
     }
     conn.send_reply(xid, zxid, err, body);
-    let ms = received.elapsed().as_millis() as u64;
-    shared.stats.record_latency(ms);
+    let elapsed = received.elapsed();
+    let ms = elapsed.as_millis() as u64;
+    shared.stats.record_reply(elapsed, is_update(op));
     shared.stats.sent.fetch_add(1, Ordering::Relaxed);
     let s = &conn.stats;
     s.last_zxid.store(zxid, Ordering::Relaxed);
