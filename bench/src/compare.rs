@@ -288,9 +288,13 @@ fn load_cell(
     load::run_load(&warm).context("warm-up")?;
     let measured =
         LoadArgs { seconds: a.seconds, root: "/bench".to_string(), no_setup: !create, ..warm };
+    // Both servers clear their latency figures on srst (ZooKeeper: its ServerStats; its
+    // fsynctime summary is not cleared, so ZooKeeper's log figure includes the warm-up).
+    let _ = server.four_letter("srst");
     let cpu0 = server.cpu_seconds()?;
     let own0 = own_cpu_seconds();
     let r = load::run_load(&measured)?;
+    let log_figures = log_figures(server);
     let cpu = server.cpu_seconds()? - cpu0;
     let own = own_cpu_seconds() - own0;
     let mut m = vec![
@@ -307,10 +311,39 @@ fn load_cell(
         metric("client_cpu_util", own / r.seconds, Better::Info),
         metric("peak_rss_mib", server.peak_rss_mib()?, Better::Lower),
     ];
+    m.extend(log_figures);
     if r.errors > 0 {
         m.push(metric("errors", r.errors as f64, Better::Lower));
     }
     Ok(m)
+}
+
+/// The server's own account of its log, from `mntr`: the longest log flush (corral's
+/// `log_flush_time_us`, ZooKeeper's `fsynctime`, in ms) and, for corral, the longest wait of
+/// a txn for its log append and the longest reply. Where a load's max latency comes from.
+fn log_figures(server: &Server) -> Vec<Metric> {
+    let Ok(text) = server.four_letter("mntr") else { return Vec::new() };
+    let get = |k: &str| {
+        text.lines().find_map(|l| {
+            let (key, v) = l.split_once('\t')?;
+            (key == k).then(|| v.trim().parse::<f64>().ok()).flatten()
+        })
+    };
+    let mut m = Vec::new();
+    if let Some(v) = get("zk_max_log_flush_time_us").or(get("zk_max_fsynctime").map(|ms| ms * 1e3))
+    {
+        m.push(metric("log_flush_max_us", v, Better::Lower));
+    }
+    if let Some(v) = get("zk_p999_log_flush_time_us") {
+        m.push(metric("log_flush_p999_us", v, Better::Info));
+    }
+    if let Some(v) = get("zk_max_log_append_time_us") {
+        m.push(metric("log_append_max_us", v, Better::Info));
+    }
+    if let Some(v) = get("zk_max_update_latency_us") {
+        m.push(metric("server_update_max_us", v, Better::Info));
+    }
+    m
 }
 
 /// The medians of several rounds' figures, in the first round's order.

@@ -181,6 +181,9 @@ impl ServerSpec {
         let home = self.home(kind);
         if home.exists() {
             fs::remove_dir_all(&home).with_context(|| format!("removing {}", home.display()))?;
+            // Freeing gigabytes (a filesystem mounted with `discard` trims them at its next
+            // journal commit) must not land in the next measurement: settle it first.
+            let _ = std::process::Command::new("sync").status();
         }
         fs::create_dir_all(home.join("data"))?;
         fs::write(home.join("zoo.cfg"), self.zoo_cfg(kind))?;
