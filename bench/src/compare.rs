@@ -27,7 +27,8 @@ pub struct CompareArgs {
     /// Workloads to run, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData
     /// 1 KiB), d (= d90,d50: mixed reads/writes), e (1×1 latency of each op), f (1M znodes:
     /// RSS, snapshot, restart), g (watch fan-out), t (the tail of sustained setData 1 KiB:
-    /// a's load judged by p99.9 and max; not in the default set).
+    /// a's load judged by p99.9 and max), x (session-expiry storm); t and x are not in the
+    /// default set.
     #[arg(long, default_value = "a,b,c,d,e,f,g", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Print one JSON object per workload instead of the table.
@@ -81,6 +82,9 @@ pub struct CompareArgs {
     /// Watching sessions in (g).
     #[arg(long, default_value_t = 1000)]
     pub watchers: usize,
+    /// Sessions that expire at once in (x).
+    #[arg(long, default_value_t = 1000)]
+    pub storm_sessions: usize,
     /// Measured repetitions of (g).
     #[arg(long, default_value_t = 5)]
     pub fanout_reps: usize,
@@ -116,6 +120,8 @@ enum Shape {
     Million,
     /// (g) watch fan-out.
     FanOut,
+    /// (x) a session-expiry storm.
+    ExpiryStorm,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,7 +142,7 @@ enum Cmp {
 const SESSIONS: usize = 8;
 const OUTSTANDING: usize = 64;
 
-const WORKLOADS: [Workload; 9] = [
+const WORKLOADS: [Workload; 10] = [
     Workload {
         key: "a",
         title: "setData 1 KiB, 8 sessions × 64 outstanding",
@@ -190,6 +196,12 @@ const WORKLOADS: [Workload; 9] = [
         bars: &[("p999_us", Cmp::AtMost, 0.5), ("max_us", Cmp::AtMost, 0.5)],
     },
     Workload {
+        key: "x",
+        title: "expiry storm: 1,000 sessions expire at once; another session's pings and writes",
+        shape: Shape::ExpiryStorm,
+        bars: &[],
+    },
+    Workload {
         key: "g",
         title: "watch fan-out: 1,000 sessions watch one node, one setData",
         shape: Shape::FanOut,
@@ -203,10 +215,10 @@ fn select(names: &[String]) -> Result<Vec<Workload>> {
         let n = n.trim();
         let keys: &[&str] = match n {
             "d" => &["d90", "d50"],
-            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t"],
+            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t", "x"],
             other => std::slice::from_ref(
                 WORKLOADS.iter().find(|w| w.key == other).map(|w| &w.key).with_context(|| {
-                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t)")
+                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t, x)")
                 })?,
             ),
         };
@@ -250,6 +262,9 @@ fn run_cell(spec: &ServerSpec, kind: Kind, w: &Workload, a: &CompareArgs) -> Res
         }
         Shape::FanOut => {
             scenarios::fan_out(&server, a.watchers, a.fanout_reps, Duration::from_secs(600))
+        }
+        Shape::ExpiryStorm => {
+            scenarios::expiry_storm(&server, a.storm_sessions, Duration::from_secs(300))
         }
     };
     let stopped = server.stop(Duration::from_secs(30));
@@ -461,6 +476,9 @@ pub fn run(a: CompareArgs) -> Result<()> {
     }
     if a.znodes == 0 || a.znodes > 20_000_000 || a.watchers == 0 || a.watchers > 10_000 {
         bail!("--znodes must be in 1..=20000000 and --watchers in 1..=10000");
+    }
+    if a.storm_sessions == 0 || a.storm_sessions > 10_000 {
+        bail!("--storm-sessions must be in 1..=10000");
     }
     if a.fanout_reps == 0 || a.fanout_reps > 100 {
         bail!("--fanout-reps must be in 1..=100");

@@ -496,3 +496,184 @@ pub fn fan_out(
         ])
     })
 }
+
+/// `word`'s answer, without blocking the runtime the probes run on.
+async fn four_letter_async(addr: &str, word: &str) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+        .await
+        .context("4lw connect timed out")??;
+    s.write_all(word.as_bytes()).await?;
+    let mut out = String::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_string(&mut out))
+        .await
+        .context("4lw answer timed out")??;
+    Ok(out)
+}
+
+/// One probe's samples: (when it started, since the probe began; how long it took).
+type Samples = Vec<(Duration, Duration)>;
+
+/// A probe: `op` one at a time on its own session until `stop` or the deadline, at most
+/// 2,000,000 times.
+async fn probe(
+    addr: String,
+    op: &'static str,
+    begin: Instant,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    deadline: Instant,
+) -> Result<Samples> {
+    let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+    let path = "/storm-probe".to_string();
+    if op == "set" {
+        let _ = s.call(&zk::create(path.clone(), b"p", 0)).await?;
+    }
+    let mut out = Vec::new();
+    for _ in 0..2_000_000 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) || Instant::now() > deadline {
+            break;
+        }
+        let t = Instant::now();
+        if op == "set" {
+            let h = s.call(&zk::set_data(path.clone(), b"q")).await?;
+            if h.err != 0 {
+                bail!("setData failed: {}", h.err);
+            }
+        } else {
+            s.ping().await?;
+        }
+        out.push((t - begin, t.elapsed()));
+    }
+    Ok(out)
+}
+
+/// (x) A session-expiry storm: `sessions` sessions (timeout 4 s, the least tickTime=2000
+/// allows), each holding an ephemeral znode, lose their connections at once and expire
+/// together, while one more session pings and another sets data, one request at a time.
+/// Figures: the probes' latency before the drop (2 s) and during the storm (from the drop to
+/// 0.5 s after the last ephemeral is gone, by `mntr`'s `zk_ephemerals_count`), and how long
+/// after the drop the last one went.
+pub fn expiry_storm(server: &Server, sessions: usize, time_limit: Duration) -> Result<Vec<Metric>> {
+    const TIMEOUT_MS: i32 = 4000;
+    let rt = runtime()?;
+    let addr = server.addr_string();
+    let deadline = Instant::now() + time_limit;
+    rt.block_on(async {
+        let mut setup = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        setup.call(&zk::create("/storm".into(), b"", 0)).await?;
+        let mut doomed = Vec::with_capacity(sessions);
+        while doomed.len() < sessions {
+            let wave = (sessions - doomed.len()).min(50);
+            let first = doomed.len();
+            let mut set = JoinSet::new();
+            for i in first..first + wave {
+                let addr = addr.clone();
+                set.spawn(async move {
+                    let mut s = Session::connect(&addr, TIMEOUT_MS).await?;
+                    let h = s.call(&zk::create(format!("/storm/e-{i}"), b"e", 1)).await?;
+                    if h.err != 0 {
+                        bail!("creating an ephemeral failed: {}", h.err);
+                    }
+                    Ok::<_, anyhow::Error>(s)
+                });
+            }
+            while let Some(s) = set.join_next().await {
+                doomed.push(s??);
+            }
+            if Instant::now() > deadline {
+                bail!("connecting {sessions} sessions took too long");
+            }
+        }
+        let ephemerals = |text: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("zk_ephemerals_count\t"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+        };
+        let before = ephemerals(&four_letter_async(&addr, "mntr").await?);
+        if before != Some(sessions) {
+            bail!("expected {sessions} ephemerals before the storm, mntr says {before:?}");
+        }
+        // The doomed sessions ping (as a client library does) until they are dropped, so that
+        // they expire from the drop, together, not one by one from their creation.
+        let drop_now = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let keepalive = {
+            let drop_now = drop_now.clone();
+            tokio::spawn(async move {
+                for _ in 0..10_000 {
+                    for s in doomed.iter_mut() {
+                        if drop_now.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        s.ping().await?;
+                    }
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        };
+        let begin = Instant::now();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let pinger = tokio::spawn(probe(addr.clone(), "ping", begin, stop.clone(), deadline));
+        let setter = tokio::spawn(probe(addr.clone(), "set", begin, stop.clone(), deadline));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        // Every doomed connection closes at once, without closeSession: the sessions expire.
+        drop_now.store(true, std::sync::atomic::Ordering::Relaxed);
+        keepalive.await??;
+        let dropped = begin.elapsed();
+        let mut gone = None;
+        for _ in 0..10_000 {
+            if Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            if ephemerals(&four_letter_async(&addr, "mntr").await?) == Some(0) {
+                gone = Some(begin.elapsed());
+                break;
+            }
+        }
+        let Some(gone) = gone else { bail!("the sessions did not expire before the deadline") };
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let pings = pinger.await??;
+        let sets = setter.await??;
+        let window = |samples: &Samples, from: Duration, to: Duration| {
+            let mut h = hist();
+            for (at, took) in samples {
+                // A request in flight at the window's start counts in it.
+                if *at + *took >= from && *at < to {
+                    let _ = h.record((took.as_micros() as u64).max(1));
+                }
+            }
+            h
+        };
+        let storm_end = gone + Duration::from_millis(500);
+        let quiet = Duration::from_millis(200);
+        let mut m = Vec::new();
+        for (name, samples) in [("ping", &pings), ("set", &sets)] {
+            let b = window(samples, quiet, dropped);
+            let s = window(samples, dropped, storm_end);
+            if b.is_empty() || s.is_empty() {
+                bail!("the {name} probe has no samples before or during the storm");
+            }
+            m.push(metric(
+                format!("{name}_p99_before_us"),
+                b.value_at_quantile(0.99) as f64,
+                Better::Info,
+            ));
+            m.push(metric(format!("{name}_max_before_us"), b.max() as f64, Better::Info));
+            m.push(metric(
+                format!("{name}_p99_storm_us"),
+                s.value_at_quantile(0.99) as f64,
+                Better::Lower,
+            ));
+            m.push(metric(format!("{name}_max_storm_us"), s.max() as f64, Better::Lower));
+            m.push(metric(format!("{name}s_in_storm"), s.len() as f64, Better::Info));
+        }
+        // Each session last pinged up to ~0.8 s before the drop; ZooKeeper rounds expiry up
+        // to its next tick.
+        m.push(metric("expired_s_after_drop", (gone - dropped).as_secs_f64(), Better::Info));
+        m.push(metric("sessions", sessions as f64, Better::Info));
+        setup.close().await;
+        Ok(m)
+    })
+}

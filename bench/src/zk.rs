@@ -185,6 +185,21 @@ impl Session {
         Ok(reply.expect("set"))
     }
 
+    /// Sends a ping (xid -2) and waits for its answer; watch events in between are skipped.
+    pub async fn ping(&mut self) -> Result<()> {
+        self.write(&Request::Ping.encode_frame(-2)).await?;
+        let mut done = false;
+        while !done {
+            self.read_some(|i| {
+                if let Incoming::Reply(h) = i {
+                    done |= h.xid == -2;
+                }
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Closes the session (closeSession, then the socket).
     pub async fn close(mut self) {
         let mut out = Vec::new();

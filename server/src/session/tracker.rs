@@ -1,8 +1,11 @@
 //! The session tracker: which global sessions exist, when each expires, in ticks — one table,
 //! kept by whichever server sequences (the ensemble's leader, or a standalone server, which
 //! leads an ensemble of one). ZooKeeper's `SessionTrackerImpl` without its expiry buckets:
-//! a session touched at tick `t` with a timeout of `n` ticks expires at the first tick at or
-//! after `t + n`, so it lives between its timeout and its timeout plus one tick.
+//! a session touched during tick `t` (at a time between ticks `t` and `t + 1`) with a timeout
+//! of `n` ticks expires at tick `t + n + 1`, the first tick after its timeout, so it lives
+//! longer than its timeout and at most one tick more — ZooKeeper's `roundToNextInterval`.
+//! (Expiring at tick `t + n` let a session touched late in tick `t` die up to a tick before
+//! its timeout: 2.1 s into a 4 s timeout, found by `corral-bench compare --workloads x`.)
 //!
 //! It learns of sessions from committed txns (createSession, closeSession), is touched by the
 //! server's own clients and, through PING replies, by the learners', answers REVALIDATE, and
@@ -42,7 +45,7 @@ impl SessionTracker {
     pub fn add(&mut self, session_id: i64, timeout_ms: i32, now: u64) {
         let t = self.ticks(timeout_ms);
         self.sessions
-            .insert(session_id, Tracked { timeout_ticks: t, expires: now + t, closing: false });
+            .insert(session_id, Tracked { timeout_ticks: t, expires: now + t + 1, closing: false });
     }
 
     /// The session closed (its closeSession committed).
@@ -54,7 +57,7 @@ impl SessionTracker {
     pub fn touch(&mut self, session_id: i64, now: u64) -> bool {
         match self.sessions.get_mut(&session_id) {
             Some(s) => {
-                s.expires = now + s.timeout_ticks;
+                s.expires = now + s.timeout_ticks + 1;
                 true
             }
             None => false,
@@ -118,10 +121,13 @@ mod tests {
         assert_eq!(t.ticks(4_000), 2);
         assert_eq!(t.ticks(4_001), 3, "rounded up");
         assert_eq!(t.ticks(0), 1, "at least a tick");
+        // Added during tick 10 (between 20 s and 22 s): alive at tick 12 (24 s, less than
+        // 4 s after an add at 21.9 s), gone at tick 13 (26 s: more than 4 s, less than 6 s).
         t.add(7, 4_000, 10);
         assert!(t.expire(11).is_empty());
-        assert_eq!(t.expire(12), vec![7]);
-        assert!(t.expire(13).is_empty(), "reported once");
+        assert!(t.expire(12).is_empty(), "never before its timeout");
+        assert_eq!(t.expire(13), vec![7]);
+        assert!(t.expire(14).is_empty(), "reported once");
         assert!(t.contains(7), "still there until its closeSession commits");
         t.remove(7);
         assert!(!t.contains(7) && t.is_empty());
@@ -134,9 +140,10 @@ mod tests {
         t.add(2, 3_000, 0);
         assert!(t.touch(1, 2));
         assert!(!t.touch(99, 2), "unknown");
-        assert_eq!(t.expire(3), vec![2]);
-        assert!(t.expire(4).is_empty());
-        assert_eq!(t.expire(5), vec![1]);
+        assert!(t.expire(3).is_empty());
+        assert_eq!(t.expire(4), vec![2]);
+        assert!(t.expire(5).is_empty());
+        assert_eq!(t.expire(6), vec![1]);
         assert_eq!(t.len(), 2);
     }
 
