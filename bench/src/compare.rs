@@ -27,8 +27,8 @@ pub struct CompareArgs {
     /// Workloads to run, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData
     /// 1 KiB), d (= d90,d50: mixed reads/writes), e (1×1 latency of each op), f (1M znodes:
     /// RSS, snapshot, restart), g (watch fan-out), t (the tail of sustained setData 1 KiB:
-    /// a's load judged by p99.9 and max), x (session-expiry storm); t and x are not in the
-    /// default set.
+    /// a's load judged by p99.9 and max), x (session-expiry storm), i (1M watches: memory);
+    /// t, x and i are not in the default set.
     #[arg(long, default_value = "a,b,c,d,e,f,g", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Print one JSON object per workload instead of the table.
@@ -82,6 +82,12 @@ pub struct CompareArgs {
     /// Watching sessions in (g).
     #[arg(long, default_value_t = 1000)]
     pub watchers: usize,
+    /// Sessions of (i).
+    #[arg(long, default_value_t = 10_000)]
+    pub watch_sessions: usize,
+    /// Data watches each (i) session sets.
+    #[arg(long, default_value_t = 100)]
+    pub watches_per_session: usize,
     /// Sessions that expire at once in (x).
     #[arg(long, default_value_t = 1000)]
     pub storm_sessions: usize,
@@ -122,6 +128,8 @@ enum Shape {
     FanOut,
     /// (x) a session-expiry storm.
     ExpiryStorm,
+    /// (i) a million watches.
+    Watches,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,7 +150,7 @@ enum Cmp {
 const SESSIONS: usize = 8;
 const OUTSTANDING: usize = 64;
 
-const WORKLOADS: [Workload; 10] = [
+const WORKLOADS: [Workload; 11] = [
     Workload {
         key: "a",
         title: "setData 1 KiB, 8 sessions × 64 outstanding",
@@ -196,6 +204,12 @@ const WORKLOADS: [Workload; 10] = [
         bars: &[("p999_us", Cmp::AtMost, 0.5), ("max_us", Cmp::AtMost, 0.5)],
     },
     Workload {
+        key: "i",
+        title: "1M watches: 10,000 sessions × 100 data watches over 10,000 znodes",
+        shape: Shape::Watches,
+        bars: &[("watch_mib", Cmp::AtMost, 0.25)],
+    },
+    Workload {
         key: "x",
         title: "expiry storm: 1,000 sessions expire at once; another session's pings and writes",
         shape: Shape::ExpiryStorm,
@@ -215,10 +229,10 @@ fn select(names: &[String]) -> Result<Vec<Workload>> {
         let n = n.trim();
         let keys: &[&str] = match n {
             "d" => &["d90", "d50"],
-            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t", "x"],
+            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t", "x", "i"],
             other => std::slice::from_ref(
                 WORKLOADS.iter().find(|w| w.key == other).map(|w| &w.key).with_context(|| {
-                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t, x)")
+                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t, x, i)")
                 })?,
             ),
         };
@@ -263,6 +277,13 @@ fn run_cell(spec: &ServerSpec, kind: Kind, w: &Workload, a: &CompareArgs) -> Res
         Shape::FanOut => {
             scenarios::fan_out(&server, a.watchers, a.fanout_reps, Duration::from_secs(600))
         }
+        Shape::Watches => scenarios::watches_memory(
+            &server,
+            a.watch_sessions,
+            a.watches_per_session,
+            10_000,
+            Duration::from_secs(900),
+        ),
         Shape::ExpiryStorm => {
             scenarios::expiry_storm(&server, a.storm_sessions, Duration::from_secs(300))
         }
@@ -476,6 +497,12 @@ pub fn run(a: CompareArgs) -> Result<()> {
     }
     if a.znodes == 0 || a.znodes > 20_000_000 || a.watchers == 0 || a.watchers > 10_000 {
         bail!("--znodes must be in 1..=20000000 and --watchers in 1..=10000");
+    }
+    if a.watch_sessions == 0 || a.watch_sessions > 15_000 || a.watches_per_session == 0 {
+        bail!("--watch-sessions must be in 1..=15000 and --watches-per-session above 0");
+    }
+    if a.watches_per_session > 10_000 {
+        bail!("--watches-per-session must be at most 10000 (the znodes watched)");
     }
     if a.storm_sessions == 0 || a.storm_sessions > 10_000 {
         bail!("--storm-sessions must be in 1..=10000");

@@ -677,3 +677,90 @@ pub fn expiry_storm(server: &Server, sessions: usize, time_limit: Duration) -> R
         Ok(m)
     })
 }
+
+/// (i) A million watches: `nodes` znodes of 100 B; `sessions` sessions each set a data watch
+/// (getData with watch) on `per_session` of them, spread so that every node has about the
+/// same number of watchers. Figures: the server's RSS with the sessions connected, after the
+/// same reads without watches (what reads leave behind: buffers), then with every watch
+/// registered — the last difference is the watches', also per watch; `mntr`'s
+/// `zk_watch_count` checks the total.
+pub fn watches_memory(
+    server: &Server,
+    sessions: usize,
+    per_session: usize,
+    nodes: usize,
+    time_limit: Duration,
+) -> Result<Vec<Metric>> {
+    let rt = runtime()?;
+    let addr = server.addr_string();
+    let deadline = Instant::now() + time_limit;
+    let path = |i: usize| format!("/watched/n-{i:07}");
+    rt.block_on(async {
+        let mut setup = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        setup.call(&zk::create("/watched".into(), b"", 0)).await?;
+        let mut creates = (0..nodes).map(|i| zk::create(path(i), &[b'w'; 100], 0));
+        let (_, errors) = pipelined(&mut setup, &mut creates, 256, deadline, &mut || false).await?;
+        if errors > 0 {
+            bail!("{errors} creates failed");
+        }
+        let mut all = Vec::with_capacity(sessions);
+        while all.len() < sessions {
+            let wave = (sessions - all.len()).min(50);
+            let mut set = JoinSet::new();
+            for _ in 0..wave {
+                let addr = addr.clone();
+                set.spawn(async move { Session::connect(&addr, SESSION_TIMEOUT_MS).await });
+            }
+            while let Some(s) = set.join_next().await {
+                all.push(s??);
+            }
+            if Instant::now() > deadline {
+                bail!("connecting {sessions} sessions took too long");
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let rss_sessions = server.rss_mib()?;
+        // The same reads twice: without watches (what the reads themselves leave behind:
+        // buffers, caches), then with them. The difference is the watches'.
+        let mut rss_reads = 0.0;
+        for watch in [false, true] {
+            for (k, s) in all.iter_mut().enumerate() {
+                let start = k * per_session;
+                let mut reqs =
+                    (0..per_session).map(|j| zk::get_data(path((start + j) % nodes), watch));
+                let (_, errors) = pipelined(s, &mut reqs, 100, deadline, &mut || false).await?;
+                if errors > 0 {
+                    bail!("{errors} reads failed");
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !watch {
+                rss_reads = server.rss_mib()?;
+            }
+        }
+        let mntr = four_letter_async(&addr, "mntr").await?;
+        let count = mntr
+            .lines()
+            .find_map(|l| l.strip_prefix("zk_watch_count\t"))
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let want = sessions * per_session;
+        if count != Some(want) {
+            bail!("expected {want} watches, mntr's zk_watch_count says {count:?}");
+        }
+        let rss_watches = server.rss_mib()?;
+        let per_watch = (rss_watches - rss_reads) * 1048576.0 / want as f64;
+        let m = vec![
+            metric("rss_mib", rss_watches, Better::Lower),
+            metric("rss_sessions_mib", rss_sessions, Better::Lower),
+            metric("reads_mib", rss_reads - rss_sessions, Better::Lower),
+            metric("watch_mib", rss_watches - rss_reads, Better::Lower),
+            metric("bytes_per_watch", per_watch, Better::Lower),
+            metric("watches", want as f64, Better::Info),
+        ];
+        for s in all {
+            drop(s);
+        }
+        setup.close().await;
+        Ok(m)
+    })
+}

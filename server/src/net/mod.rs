@@ -165,7 +165,10 @@ async fn writer<W: AsyncWrite + Unpin>(
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut kill = conn.kill.subscribe();
-    let mut buf: Vec<u8> = Vec::with_capacity(64 << 10);
+    // Allocated when there is something to write and given back once the queue is drained:
+    // an idle connection holds no write buffer (10,000 connections that once had 20 KiB of
+    // replies queued held 190 MB; issue 17's watch measurement).
+    let mut buf: Vec<u8> = Vec::new();
     'outer: loop {
         let first = tokio::select! {
             biased;
@@ -201,8 +204,8 @@ async fn writer<W: AsyncWrite + Unpin>(
                 break 'outer;
             }
             buf.clear();
-            if buf.capacity() > 4 << 20 {
-                buf = Vec::with_capacity(64 << 10);
+            if rx.is_empty() || buf.capacity() > 4 << 20 {
+                buf = Vec::new();
             }
         }
         conn.queued.fetch_sub(counted, Ordering::AcqRel);
