@@ -390,22 +390,7 @@ pub fn fan_out(
     rt.block_on(async {
         let mut setter = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
         setter.call(&zk::create(path.clone(), &[b'g'; 100], 0)).await?;
-        // Connect in small waves: a burst of 1,000 SYNs overflows a listen backlog of 50.
-        let mut sessions = Vec::with_capacity(watchers);
-        while sessions.len() < watchers {
-            let wave = (watchers - sessions.len()).min(50);
-            let mut set = JoinSet::new();
-            for _ in 0..wave {
-                let addr = addr.clone();
-                set.spawn(async move { Session::connect(&addr, SESSION_TIMEOUT_MS).await });
-            }
-            while let Some(s) = set.join_next().await {
-                sessions.push(s??);
-            }
-            if Instant::now() > deadline {
-                bail!("connecting {watchers} sessions took too long");
-            }
-        }
+        let mut sessions = connect_many(&addr, watchers, deadline).await?;
         let mut last_ms = Vec::new();
         let mut median_ms = Vec::new();
         for rep in 0..=reps {
@@ -495,6 +480,27 @@ pub fn fan_out(
             metric("median_watcher_p50_ms", median_ms[median_ms.len() / 2], Better::Lower),
         ])
     })
+}
+
+/// `n` sessions, connected in waves of 50 (a burst of 1,000 SYNs overflows a listen backlog of
+/// 50), before `deadline`.
+async fn connect_many(addr: &str, n: usize, deadline: Instant) -> Result<Vec<Session>> {
+    let mut sessions = Vec::with_capacity(n);
+    while sessions.len() < n {
+        let wave = (n - sessions.len()).min(50);
+        let mut set = JoinSet::new();
+        for _ in 0..wave {
+            let addr = addr.to_string();
+            set.spawn(async move { Session::connect(&addr, SESSION_TIMEOUT_MS).await });
+        }
+        while let Some(s) = set.join_next().await {
+            sessions.push(s??);
+        }
+        if Instant::now() > deadline {
+            bail!("connecting {n} sessions took too long");
+        }
+    }
+    Ok(sessions)
 }
 
 /// `word`'s answer, without blocking the runtime the probes run on.
@@ -703,21 +709,7 @@ pub fn watches_memory(
         if errors > 0 {
             bail!("{errors} creates failed");
         }
-        let mut all = Vec::with_capacity(sessions);
-        while all.len() < sessions {
-            let wave = (sessions - all.len()).min(50);
-            let mut set = JoinSet::new();
-            for _ in 0..wave {
-                let addr = addr.clone();
-                set.spawn(async move { Session::connect(&addr, SESSION_TIMEOUT_MS).await });
-            }
-            while let Some(s) = set.join_next().await {
-                all.push(s??);
-            }
-            if Instant::now() > deadline {
-                bail!("connecting {sessions} sessions took too long");
-            }
-        }
+        let mut all = connect_many(&addr, sessions, deadline).await?;
         tokio::time::sleep(Duration::from_secs(1)).await;
         let rss_sessions = server.rss_mib()?;
         // The same reads twice: without watches (what the reads themselves leave behind:
