@@ -234,30 +234,29 @@ pub fn lower_thread_priority() {
 /// writes them all at once, competing with the log's flushes).
 pub const WRITEBACK_STEP: u64 = 8 << 20;
 
-/// Starts write-back of `[offset, offset + len)` of a buffered file and returns without
-/// waiting for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`): it only spreads the disk's work
-/// out, it makes nothing durable. A no-op for files without a descriptor (the simulated disk)
-/// and where the call is refused.
-pub fn start_writeback(file: &dyn VFile, offset: u64, len: u64) {
+/// `sync_file_range` on `[offset, offset + len)` of a buffered file: it only moves write-back
+/// along, it makes nothing durable (no metadata, no cache flush). A no-op for files without a
+/// descriptor (the simulated disk) and where the call is refused.
+fn sync_range(file: &dyn VFile, offset: u64, len: u64, flags: libc::c_uint) {
     use std::os::fd::AsRawFd;
     let Some(fd) = file.as_fd() else { return };
     let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     // SAFETY: plain syscall on a descriptor borrowed for the duration of the call.
-    let _ = unsafe { libc::sync_file_range(fd.as_raw_fd(), off, n, libc::SYNC_FILE_RANGE_WRITE) };
+    let _ = unsafe { libc::sync_file_range(fd.as_raw_fd(), off, n, flags) };
 }
 
-/// Waits for write-back of `[offset, offset + len)` already under way, then starts and waits
-/// for whatever of it is still dirty: bounds how much of a buffered file is dirty at once.
-/// Like [`start_writeback`], durability is not its job (no metadata, no cache flush).
+/// Starts write-back of a range and returns without waiting for it.
+pub fn start_writeback(file: &dyn VFile, offset: u64, len: u64) {
+    sync_range(file, offset, len, libc::SYNC_FILE_RANGE_WRITE);
+}
+
+/// Waits for write-back of a range already under way, then starts and waits for whatever of
+/// it is still dirty: bounds how much of a buffered file is dirty at once.
 pub fn finish_writeback(file: &dyn VFile, offset: u64, len: u64) {
-    use std::os::fd::AsRawFd;
-    let Some(fd) = file.as_fd() else { return };
-    let (Ok(off), Ok(n)) = (i64::try_from(offset), i64::try_from(len)) else { return };
     let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
         | libc::SYNC_FILE_RANGE_WRITE
         | libc::SYNC_FILE_RANGE_WAIT_AFTER;
-    // SAFETY: as above.
-    let _ = unsafe { libc::sync_file_range(fd.as_raw_fd(), off, n, flags) };
+    sync_range(file, offset, len, flags);
 }
 
 /// Write-behind for a buffered file written front to back: once a [`WRITEBACK_STEP`] of new
