@@ -90,6 +90,9 @@ impl EnsembleOptions {
             )),
             packet_bytes_max: limits.txn_bytes_max + 4096,
             snapshot_bytes_max: peer.snapshot_bytes_max,
+            // Set when the database is open.
+            snapshot_spool: None,
+            tree: crate::tree::TreeOptions::default(),
             // A sync sends the history window and the outstanding proposals at once.
             send_queue_max: 4 * (peer.outstanding_max + peer.commit_log_count) + 64,
             listen_on_all_ips: config.quorum_listen_on_all_ips,
@@ -229,6 +232,9 @@ impl RunningServer {
                 (t, None)
             }
             Some(e) => {
+                let mut net_cfg = e.net.clone();
+                net_cfg.snapshot_spool = Some(db.snapshots().clone());
+                net_cfg.tree = opts.db.tree.clone();
                 let core = Pipeline::member(
                     shared.clone(),
                     db,
@@ -238,7 +244,7 @@ impl RunningServer {
                     e.me,
                 )
                 .context("starting the replica")?;
-                let net = QuorumNet::start(e.net.clone(), core_tx.clone())
+                let net = QuorumNet::start(net_cfg, core_tx.clone())
                     .context("listening for the ensemble")?;
                 let n = net.clone();
                 let t = std::thread::Builder::new()

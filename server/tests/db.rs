@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use corral_engine::io::sim::Faults;
 use corral_engine::io::{SimVfs, Vfs};
 use corral_engine::log::{FlushStrategy, LogOptions};
-use corral_server::db::{Database, DbOptions, State};
+use corral_server::db::{Database, DbOptions, ReceiveError, ReceivedSnapshot, SnapReceiver, State};
 use corral_server::proto::{
     Acl, CreateRequest, Data, DeleteRequest, Id, Request, SetDataRequest, TxnDigest, TxnEntry,
 };
@@ -266,11 +266,10 @@ fn storage_port_epochs_truncate_install() {
         let e = next_entry(&mut rng2, &mut other, (1i64 << 32) | counter);
         other_states.push(e);
     }
-    let mut body = Vec::new();
-    other.write_body(&mut body).unwrap();
     let mut db = db;
     let snap_zxid = (1u64 << 32) | 5;
-    let installed = db.install_snapshot(Zxid(snap_zxid), Some(&body)).unwrap();
+    let received = receive(&db, Zxid(snap_zxid), &other, true).unwrap();
+    let installed = db.install_snapshot(Zxid(snap_zxid), Some(&received)).unwrap();
     assert_eq!(installed.tree, other.tree);
     assert_eq!(db.snapshot_zxid(), Zxid(snap_zxid));
     assert_eq!(db.history(10).unwrap(), (Zxid(snap_zxid), vec![]));
@@ -288,9 +287,41 @@ fn storage_port_epochs_truncate_install() {
     // TRUNC below the snapshot is refused, not carried out.
     let mut db = db;
     assert!(db.truncate_after(Zxid(3)).is_err());
-    // An unreadable body is refused before anything is changed.
-    assert!(db.install_snapshot(Zxid(snap_zxid + 10), Some(b"garbage")).is_err());
+    // An unreadable payload is refused as it arrives; a snapshot of another zxid than the
+    // one to install, or one installed already, is refused before anything is changed.
+    let garbage = SnapReceiver::read_whole(Zxid(9), b"garbage", Default::default(), 1 << 20);
+    assert!(garbage.is_err());
+    let other_zxid = receive(&db, Zxid(snap_zxid + 9), &other, true).unwrap();
+    assert!(db.install_snapshot(Zxid(snap_zxid + 10), Some(&other_zxid)).is_err());
+    assert!(db.install_snapshot(Zxid(snap_zxid), Some(&received)).is_err(), "taken already");
     assert_eq!(db.snapshot_zxid(), Zxid(snap_zxid));
+    drop(other_zxid);
+    // Nothing left of the refused one's file.
+    assert_eq!(db.snapshots().list().unwrap().len(), 1);
+}
+
+/// `state` as a learner receives it at `zxid`: its SNAP payload read in pieces, spooled to
+/// the database's snapshot directory or not.
+fn receive(
+    db: &Database,
+    zxid: Zxid,
+    state: &State,
+    spool: bool,
+) -> Result<ReceivedSnapshot, ReceiveError> {
+    let mut body = Vec::new();
+    state.write_body(&mut body).unwrap();
+    let mut payload = Vec::new();
+    corral_server::zab::wire::write_snap_payload(&mut payload, &body);
+    let store = spool.then(|| db.snapshots());
+    let mut r = SnapReceiver::new(zxid, Default::default(), 1 << 20, usize::MAX, store)?;
+    let mut buf = Vec::new();
+    for piece in payload.chunks(1000) {
+        buf.extend_from_slice(piece);
+        let used = r.feed(&buf)?;
+        buf.drain(..used);
+    }
+    assert!(buf.is_empty() && r.is_complete());
+    r.finish()
 }
 
 /// SNAP is atomic: a crash at any disk operation of an install leaves, after the reboot,
@@ -301,7 +332,7 @@ fn storage_port_epochs_truncate_install() {
 fn a_crash_during_install_leaves_the_old_state_or_the_new() {
     let mut saw_old = 0;
     let mut saw_new = 0;
-    for k in 0..60u64 {
+    for k in 0..120u64 {
         let old_epoch = if k % 2 == 0 { 0 } else { 3 };
         let vfs = SimVfs::new();
         let (mut db, state, _) = Database::open(inline_opts(&vfs)).unwrap();
@@ -315,11 +346,14 @@ fn a_crash_during_install_leaves_the_old_state_or_the_new() {
         for counter in 1..=6i64 {
             let _ = next_entry(&mut rng2, &mut other, (2i64 << 32) | counter);
         }
-        let mut body = Vec::new();
-        other.write_body(&mut body).unwrap();
-        let crash_at = vfs.stats().mutations + k / 2;
+        // Spooled as it arrives (the crash may come while it does), or written when
+        // installed.
+        let spool = k % 4 < 2;
+        let crash_at = vfs.stats().mutations + k / 4;
         vfs.set_faults(Faults { crash_after_ops: Some(crash_at), ..Faults::default() });
-        let _ = db.install_snapshot(Zxid((2u64 << 32) | 6), Some(&body));
+        if let Ok(r) = receive(&db, Zxid((2u64 << 32) | 6), &other, spool) {
+            let _ = db.install_snapshot(Zxid((2u64 << 32) | 6), Some(&r));
+        }
         vfs.crash();
         drop(db);
         let img = vfs.crash_image(k);
@@ -331,7 +365,7 @@ fn a_crash_during_install_leaves_the_old_state_or_the_new() {
             saw_new += 1;
         } else {
             let is = |s: &State| recovered.tree == s.tree && recovered.sessions == s.sessions;
-            assert!(is(&old) || is(cut), "crash after {} operations: a mixed state", k / 2);
+            assert!(is(&old) || is(cut), "crash after {} operations: a mixed state", k / 4);
             saw_old += 1;
         }
     }

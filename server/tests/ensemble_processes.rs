@@ -177,6 +177,27 @@ fn empty_data_dir_catches_up_by_snap() {
             let kids = children_at(&e.server(victim).addr(), "/snap").await;
             assert_eq!(kids.len(), 300, "the emptied server has every znode");
         });
+        // The payload went to the snapshot directory as it arrived, and became the newest
+        // snapshot: no temporary file left, and a restart recovers from it.
+        let log = e.server(victim).log();
+        let received = log.lines().find(|l| l.contains("SNAP payload received")).unwrap_or("");
+        assert!(received.contains("spooled=true"), "{received}");
+        let snap_dir = e.server(victim).dir.join("corral-v1/snap");
+        let names: Vec<String> = std::fs::read_dir(&snap_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(names.iter().any(|n| n.starts_with("snapshot.")), "{names:?}");
+        assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+        e.server(victim).kill();
+        e.server(victim).start();
+        wait_until("the restarted server follows", Duration::from_secs(30), || {
+            mode(&e.server(victim).addr()) == "follower"
+        });
+        rt.block_on(async {
+            let kids = children_at(&e.server(victim).addr(), "/snap").await;
+            assert_eq!(kids.len(), 300, "every znode after the restart");
+        });
     }));
     if let Err(p) = result {
         e.dump_logs();

@@ -119,11 +119,11 @@ impl Ensemble {
                             self.deliver(to, Event::Packet { from, conn, packet });
                         }
                     }
-                    NetOut::Snapshot { to, state } => {
+                    NetOut::Snapshot { to, zxid, state } => {
                         if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
-                            let mut body = Vec::new();
-                            state.write_body(&mut body).expect("a SNAP body");
-                            self.deliver(to, Event::Snapshot { from, conn, body: body.into() });
+                            let body =
+                                corral_server::sim::snap_payload(zxid, &state).expect("a SNAP");
+                            self.deliver(to, Event::Snapshot { from, conn, body });
                         }
                     }
                     NetOut::Command(other) => panic!("not network traffic: {other:?}"),

@@ -437,10 +437,8 @@ fn follower_trunc() {
     assert_eq!(p.last_zxid(), z(1, 1));
 }
 
-// FollowerProcessSyncMessage (SNAP): the snapshot is installed at NEWLEADER, then the epoch,
-// then the ack.
-#[test]
-fn follower_snap() {
+/// A learner of leader 1 (epoch 2) that has just been told a SNAP at 1:5 follows.
+fn learner_told_snap() -> Peer {
     let mut p = elected_learner(2, state(1, 1, Zxid::ZERO, &[]), z(1, 5), 1);
     step(&mut p, Event::Connected { peer: 1, conn: 1 });
     recv(
@@ -449,7 +447,15 @@ fn follower_snap() {
         pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
     );
     assert!(recv(&mut p, 1, pkt(PacketType::Snap, z(1, 5))).is_empty());
-    let body = Bytes::from_static(b"sessions and tree");
+    p
+}
+
+// FollowerProcessSyncMessage (SNAP): the snapshot is installed at NEWLEADER, then the epoch,
+// then the ack.
+#[test]
+fn follower_snap() {
+    let mut p = learner_told_snap();
+    let body = received(z(1, 5));
     assert!(step(&mut p, Event::Snapshot { from: 1, conn: 1, body: body.clone() }).is_empty());
     assert_eq!(
         recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0))),
@@ -875,7 +881,19 @@ fn outstanding_proposals_and_syncs_are_bounded() {
         pktd(PacketType::LeaderInfo, (z(2, 0)).to_wire(), encode_i32(PROTOCOL_VERSION)),
     );
     recv(&mut f, 1, pkt(PacketType::Snap, z(1, 9)));
-    let cmds = step(&mut f, Event::Snapshot { from: 1, conn: 1, body: Bytes::from(vec![0u8; 9]) });
+    let body = received(z(1, 9));
+    assert!(body.bytes() > 8);
+    let cmds = step(&mut f, Event::Snapshot { from: 1, conn: 1, body });
+    assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
+}
+
+// A snapshot taken at another zxid than the SNAP said is not installed.
+#[test]
+fn follower_refuses_a_snapshot_of_another_zxid() {
+    let mut p = learner_told_snap();
+    assert!(step(&mut p, Event::Snapshot { from: 1, conn: 1, body: received(z(1, 4)) }).is_empty());
+    let cmds = recv(&mut p, 1, pkt(PacketType::NewLeader, z(2, 0)));
+    assert!(cmds.iter().all(|c| !matches!(c, Command::InstallSnapshot { .. })), "{cmds:?}");
     assert!(cmds.contains(&Command::RoleChanged(Role::Looking)), "{cmds:?}");
 }
 
@@ -912,7 +930,7 @@ fn packets_of_a_replaced_connection_are_stale() {
     let mut f = active_follower();
     assert!(recv_on(&mut f, 1, 7, proposal()).is_empty());
     assert!(recv_on(&mut f, 1, 7, pkt(PacketType::Commit, z2)).is_empty());
-    assert!(step(&mut f, Event::Snapshot { from: 1, conn: 7, body: Bytes::new() }).is_empty());
+    assert!(step(&mut f, Event::Snapshot { from: 1, conn: 7, body: received(z2) }).is_empty());
     assert!(f.is_serving(), "stale packets change nothing");
     assert_eq!(recv_on(&mut f, 1, 1, proposal()), vec![Command::AppendTxns(vec![(z2, data(z2))])]);
 }
@@ -1460,4 +1478,14 @@ fn p_vote_to(cmds: &[Command], to: Sid) -> Notification {
             _ => None,
         })
         .expect("a notification")
+}
+
+/// A SNAP payload of the empty state at `zxid`, received as a learner's reader receives one.
+fn received(zxid: Zxid) -> corral_server::db::ReceivedSnapshot {
+    let mut body = Vec::new();
+    corral_server::db::State::new(Default::default()).write_body(&mut body).unwrap();
+    let mut payload = Vec::new();
+    corral_server::zab::wire::write_snap_payload(&mut payload, &body);
+    corral_server::db::SnapReceiver::read_whole(zxid, &payload, Default::default(), 1 << 20)
+        .unwrap()
 }

@@ -178,10 +178,31 @@ fn check_quorum(c: &Capture, configs: &BTreeMap<usize, Config>, seen: &mut Seen)
                 assert_eq!(f.to_packet().encode(), raw, "REQUEST re-encodes exactly");
             }
             (PacketType::Snap, false) => {
+                let at = r.position();
                 let body = read_snap_payload(&mut r, buf).expect("the SNAP payload loads");
                 let mut br = Reader::new(body);
                 corral_server::tree::zk_snapshot::read_body(&mut br, Default::default())
                     .expect("the snapshot body loads");
+                // As a learner's reader takes it: in pieces, ending exactly where it ends.
+                let payload = &buf[at..r.position()];
+                let zxid = corral_server::zxid::Zxid::from_wire(p.zxid);
+                let mut rx = corral_server::db::SnapReceiver::new(
+                    zxid,
+                    Default::default(),
+                    1 << 20,
+                    usize::MAX,
+                    None,
+                )
+                .unwrap();
+                let mut pending = Vec::new();
+                for piece in payload.chunks(777) {
+                    pending.extend_from_slice(piece);
+                    let used = rx.feed(&pending).expect("the SNAP payload streams");
+                    pending.drain(..used);
+                }
+                assert!(rx.is_complete() && pending.is_empty());
+                let got = rx.finish().unwrap().take().unwrap();
+                assert_eq!(got.state.tree.last_processed_zxid(), p.zxid);
                 seen.snaps += 1;
             }
             _ => {}

@@ -101,10 +101,14 @@ impl SnapshotStore {
     }
 
     /// Starts writing the snapshot taken at `zxid`. Nothing is visible under the final name
-    /// until [`SnapshotWriter::finish`] returns.
+    /// until [`SnapshotWriter::finish`] returns. Each writer has a temporary file of its own
+    /// (`snapshot.<zxid>.<n>.tmp`), so two writers of one zxid (a snapshot taken while a
+    /// received one is written) never share one.
     pub fn create(&self, zxid: u64) -> Result<SnapshotWriter, SnapshotError> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let final_path = self.dir.join(snapshot_file_name(zxid));
-        let tmp = self.dir.join(format!("{}.tmp", snapshot_file_name(zxid)));
+        let tmp = self.dir.join(format!("{}.{n}.tmp", snapshot_file_name(zxid)));
         if self.vfs.exists(&tmp) {
             self.vfs.remove_file(&tmp).map_err(|e| SnapshotError::io("remove", &tmp, e))?;
         }
@@ -125,6 +129,7 @@ impl SnapshotStore {
             body_len: 0,
             crc: 0,
             buf: Vec::with_capacity(BUF_BYTES),
+            finished: false,
             // 1 MiB at a time, so that a log flush waits behind at most ~2 MiB of snapshot.
             writeback: crate::io::WriteBehind::new(0, 1 << 20),
         })
@@ -253,8 +258,8 @@ impl SnapshotStore {
 }
 
 /// Writes one snapshot's body (implements [`Write`]); [`SnapshotWriter::finish`] makes it
-/// durable and visible. Dropped unfinished, it leaves a temporary file that the next
-/// [`SnapshotStore::open`] removes.
+/// durable and visible. Dropped unfinished, it removes its temporary file (one left by a crash
+/// is removed by the next [`SnapshotStore::open`]).
 pub struct SnapshotWriter {
     vfs: Arc<dyn Vfs>,
     dir: PathBuf,
@@ -266,6 +271,8 @@ pub struct SnapshotWriter {
     body_len: u64,
     crc: u32,
     buf: Vec<u8>,
+    /// Renamed into place: nothing to remove when dropped.
+    finished: bool,
     /// Writes back as it goes, a little at a time, so that `finish`'s fsync has little left
     /// to write and the disk's queue never fills with snapshot.
     writeback: crate::io::WriteBehind,
@@ -293,6 +300,14 @@ impl SnapshotWriter {
         self.body_len
     }
 
+    /// Writes out what is buffered and makes it durable, so that [`SnapshotWriter::finish`]
+    /// has little left to wait for (a received snapshot is synced on the thread that received
+    /// it, and finished where it is installed).
+    pub fn sync(&mut self) -> io::Result<()> {
+        self.flush_buf()?;
+        self.file.sync_data()
+    }
+
     /// Writes the trailer, fsyncs, renames into place and fsyncs the directory.
     pub fn finish(mut self) -> Result<SnapshotInfo, SnapshotError> {
         let mut t = [0u8; SNAPSHOT_TRAILER_LEN];
@@ -306,10 +321,22 @@ impl SnapshotWriter {
         self.vfs
             .rename(&tmp, &self.final_path)
             .map_err(|e| SnapshotError::io("rename", &tmp, e))?;
+        self.finished = true;
         self.vfs
             .sync_dir(&self.dir)
             .map_err(|e| SnapshotError::io("fsync directory", &self.dir, e))?;
         Ok(SnapshotInfo { zxid: self.zxid, path: self.final_path.clone() })
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            if let Err(e) = self.vfs.remove_file(&self.tmp) {
+                tracing::warn!(file = %self.tmp.display(), error = %e,
+                    "could not remove an unfinished snapshot");
+            }
+        }
     }
 }
 

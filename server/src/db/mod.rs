@@ -17,8 +17,10 @@
 //! `session-secret`) and `<dataLogDir>/corral-v1/log`, apart from any Apache ZooKeeper files in
 //! `<dataDir>/version-2`. This module owns no sockets and no clocks.
 
+mod received;
 mod txn_log;
 
+pub use received::{ReceiveError, Received, ReceivedSnapshot, SnapReceiver};
 pub use txn_log::TxnLog;
 
 use crate::zxid::Zxid;
@@ -380,19 +382,37 @@ impl Database {
         Ok(recovered.state)
     }
 
-    /// SNAP: replaces the whole state by a received snapshot body taken at `zxid` (ZooKeeper's
-    /// snapshot body format; `None`: the empty initial state), with nothing after it. Crash
-    /// safe: the log is first cut after `zxid` (what it held beyond was never committed, or
-    /// the leader would hold it), then the snapshot is written under its final name at once
-    /// (temporary name, fsync, rename), and only then are snapshots newer than it removed;
-    /// recovery starts from the newest and ignores the log below it.
-    pub fn install_snapshot(&mut self, zxid: Zxid, body: Option<&[u8]>) -> Result<State, DbError> {
-        let zxid = zxid.get();
-        let state = match body {
-            None => State::new(self.opts.tree.clone()),
-            Some(b) => State::read_body(b, zxid, self.opts.tree.clone(), usize::MAX)
-                .map_err(|reason| DbError::BadSnapshot { zxid, reason })?,
+    /// SNAP: replaces the whole state by a received snapshot taken at `zxid` (`None`: the
+    /// empty initial state), with nothing after it. Crash safe: the log is first cut after
+    /// `zxid` (what it held beyond was never committed, or the leader would hold it), then the
+    /// snapshot is made visible under its final name at once (its body was written to a
+    /// temporary file as it arrived, or is written now: fsync, rename), and only then are
+    /// snapshots newer than it removed; recovery starts from the newest and ignores the log
+    /// below it.
+    pub fn install_snapshot(
+        &mut self,
+        zxid: Zxid,
+        received: Option<&ReceivedSnapshot>,
+    ) -> Result<State, DbError> {
+        let (state, spool) = match received {
+            None => (State::new(self.opts.tree.clone()), None),
+            Some(r) if r.zxid() != zxid => {
+                return Err(DbError::BadSnapshot {
+                    zxid: zxid.get(),
+                    reason: format!("the SNAP received was taken at {:#x}", r.zxid().get()),
+                })
+            }
+            Some(r) => match r.take() {
+                Some(Received { state, spool }) => (state, spool),
+                None => {
+                    return Err(DbError::BadSnapshot {
+                        zxid: zxid.get(),
+                        reason: "the SNAP received was installed already".into(),
+                    })
+                }
+            },
         };
+        let zxid = zxid.get();
         // Snapshots newer than `zxid` go only once the new one is durable: a crash at any point
         // recovers at least everything up to `zxid`. (Removing them before the write, as this
         // did, lost everything to a crash in between when the SNAP was below the learner's own
@@ -400,8 +420,8 @@ impl Database {
         // newest, the old state without what the log held after `zxid`: the learner reports it
         // at its next sync, as it would have without this SNAP.
         self.log.truncate_after(zxid)?;
-        match body {
-            Some(b) => self.store.write(zxid, |w| w.write_all(b))?,
+        match spool {
+            Some(w) => w.finish()?,
             None => self.store.write(zxid, |w| state.write_body(w))?,
         };
         self.store.remove_after(zxid)?;

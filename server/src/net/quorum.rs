@@ -22,6 +22,8 @@
 //! through [`QuorumNet::carry`]. Connections are numbered ([`ConnId`]) so that a late report
 //! of an old socket cannot be taken for its replacement.
 
+use crate::db::{ReceivedSnapshot, SnapReceiver};
+use crate::zxid::Zxid;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -35,8 +37,7 @@ use bytes::Bytes;
 use crate::pipeline::{Input, NetOut};
 use crate::proto::{JuteError, Reader};
 use crate::zab::wire::{
-    read_snap_payload, ElectionHello, LearnerInfo, Notification, PacketType, QuorumPacket,
-    PROTOCOL_VERSION,
+    ElectionHello, LearnerInfo, Notification, PacketType, QuorumPacket, PROTOCOL_VERSION,
 };
 use crate::zab::{Command, ConnId, Event, Sid};
 
@@ -119,6 +120,11 @@ pub struct QuorumNetConfig {
     pub packet_bytes_max: usize,
     /// The largest SNAP payload accepted.
     pub snapshot_bytes_max: usize,
+    /// Where a received SNAP payload is written as it arrives (the database's snapshot
+    /// store); `None`: written when installed.
+    pub snapshot_spool: Option<corral_engine::snapshot::SnapshotStore>,
+    /// How a received snapshot's tree is built (extended types).
+    pub tree: crate::tree::TreeOptions,
     /// Packets queued for one quorum connection at most; past it the connection is closed.
     pub send_queue_max: usize,
     /// Listen on every interface (quorumListenOnAllIPs) rather than the member's address.
@@ -427,7 +433,7 @@ impl QuorumNet {
                 NetOut::Command(Command::Send { to, packet }) => {
                     self.send_quorum(to, Bytes::from(packet.encode()));
                 }
-                NetOut::Snapshot { to, state } => {
+                NetOut::Snapshot { to, state, .. } => {
                     tracing::info!(peer = to, "sending the SNAP payload");
                     self.send_quorum_item(to, OutItem::Snapshot(state));
                 }
@@ -760,14 +766,13 @@ impl QuorumNet {
                 Ok(p) => p,
                 Err(e) => break e,
             };
-            let snap = p.kind == PacketType::Snap;
+            let snap = (p.kind == PacketType::Snap).then(|| p.zxid());
             self.deliver(Event::Packet { from: peer, conn: id, packet: p });
-            if snap {
-                match rd.snapshot(self.inner.cfg.snapshot_bytes_max) {
-                    Ok(body) => {
-                        tracing::info!(peer, bytes = body.len(), "SNAP payload received");
-                        self.deliver(Event::Snapshot { from: peer, conn: id, body });
-                    }
+            if let Some(zxid) = snap {
+                let cfg = &self.inner.cfg;
+                let spool = cfg.snapshot_spool.as_ref();
+                match rd.snapshot(zxid, cfg.tree.clone(), cfg.snapshot_bytes_max, spool) {
+                    Ok(body) => self.deliver(Event::Snapshot { from: peer, conn: id, body }),
                     Err(e) => break e,
                 }
             }
@@ -825,102 +830,50 @@ impl PacketReader {
         }
     }
 
-    /// The SNAP payload that follows a SNAP packet: the snapshot body (returned) and its
-    /// signature. Parsed again when the buffer has doubled, when the stream pauses, or when a
-    /// read found no more bytes waiting (caught up with the sender) and the last parse is at
-    /// least four of its own durations old (so parsing takes at most a fifth of the time).
-    fn snapshot(&mut self, max: usize) -> io::Result<Bytes> {
-        // While the payload arrives the socket is read with a short timeout: a pause in the
-        // stream (everything sent so far has arrived) is also a moment to try a parse, or a
-        // payload whose last bytes came in a small read would wait for bytes that never come.
-        self.s.set_read_timeout(Some(Duration::from_millis(20)))?;
-        let r = self.snapshot_inner(max);
-        let restored = self.s.set_read_timeout(None);
-        let body = r?;
-        restored?;
-        Ok(body)
-    }
-
-    fn snapshot_inner(&mut self, max: usize) -> io::Result<Bytes> {
-        let mut next_try = 0usize;
-        let mut parsed_at = None;
-        let mut idle = false;
-        // A read returned fewer bytes than it could take: everything sent so far has arrived.
-        // Under load a leader follows the payload with proposals for the learner, a small
-        // packet every millisecond or so: the stream never pauses, and waiting for the buffer
-        // to double took seconds, past initLimit (a learner restarted under load cycled
-        // between FOLLOWING and LOOKING for a minute).
-        let mut caught_up = false;
-        let mut last_parse: Option<(std::time::Instant, Duration)> = None;
+    /// The SNAP payload that follows a SNAP packet at `zxid`: the snapshot body and its
+    /// signature, read record by record as it arrives into the tree it holds (and, with a
+    /// spool, into a snapshot file), never whole in memory. An unfinished record is held at
+    /// most: one larger than a request could make (`max`, a path and data at most) is refused.
+    fn snapshot(
+        &mut self,
+        zxid: Zxid,
+        tree: crate::tree::TreeOptions,
+        bytes_max: usize,
+        spool: Option<&corral_engine::snapshot::SnapshotStore>,
+    ) -> io::Result<ReceivedSnapshot> {
+        let mut r = SnapReceiver::new(zxid, tree, self.max, bytes_max, spool)
+            .map_err(|e| bad(e.to_string()))?;
         let started = std::time::Instant::now();
-        let mut next_report = SNAP_PROGRESS_BYTES;
-        let (mut parses, mut parse_time, mut reads) = (0u32, Duration::ZERO, 0u32);
-        let stats = |parses: u32, parse_time: Duration, reads: u32, bytes: usize, ok: bool| {
-            tracing::debug!(
-                ok,
-                bytes,
-                parses,
-                parse_ms = parse_time.as_millis() as u64,
-                reads,
-                ms = started.elapsed().as_millis() as u64,
-                "SNAP payload reception"
-            );
-        };
+        let mut next_report = SNAP_PROGRESS_BYTES as u64;
+        let record_max = 2 * self.max + 4096;
         loop {
-            let avail_len = self.buf.len() - self.pos;
-            if avail_len >= next_report {
+            let used = r.feed(&self.buf[self.pos..]).map_err(|e| bad(e.to_string()))?;
+            self.pos += used;
+            if r.is_complete() {
+                break;
+            }
+            if self.buf.len() - self.pos > record_max {
+                return Err(bad(format!("a SNAP payload record over {record_max} bytes")));
+            }
+            if r.taken() >= next_report {
                 tracing::info!(
-                    mib = avail_len >> 20,
-                    max_mib = max >> 20,
+                    mib = r.taken() >> 20,
+                    max_mib = bytes_max >> 20,
                     secs = started.elapsed().as_secs(),
                     "receiving the SNAP payload"
                 );
-                next_report += SNAP_PROGRESS_BYTES;
+                next_report += SNAP_PROGRESS_BYTES as u64;
             }
-            // Parsed again when the buffer has doubled (the work stays linear), or when the
-            // stream pauses with bytes not yet parsed.
-            let due = last_parse
-                .is_none_or(|(at, took)| at.elapsed() >= (took * 4).max(Duration::from_millis(2)));
-            if avail_len >= next_try
-                || ((idle || (caught_up && due)) && parsed_at != Some(avail_len))
-            {
-                parsed_at = Some(avail_len);
-                let avail = &self.buf[self.pos..];
-                let r = &mut Reader::with_max_len(avail, max);
-                let t = std::time::Instant::now();
-                let parsed = read_snap_payload(r, avail);
-                parses += 1;
-                parse_time += t.elapsed();
-                last_parse = Some((std::time::Instant::now(), t.elapsed()));
-                match parsed {
-                    Ok(body) => {
-                        let body = Bytes::copy_from_slice(body);
-                        self.pos += r.position();
-                        stats(parses, parse_time, reads, avail_len, true);
-                        return Ok(body);
-                    }
-                    Err(JuteError::Truncated { .. }) => {}
-                    Err(e) => return Err(bad(format!("bad SNAP payload: {e}"))),
-                }
-                next_try = (avail_len * 2).max(64 * 1024);
-            }
-            if avail_len > max {
-                return Err(bad(format!("SNAP payload over {max} bytes")));
-            }
-            reads += 1;
-            (idle, caught_up) = match self.fill() {
-                Ok(n) => (false, n < 64 * 1024),
-                Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
-                {
-                    (true, true)
-                }
-                Err(e) => {
-                    stats(parses, parse_time, reads, avail_len, false);
-                    return Err(e);
-                }
-            };
+            self.fill()?;
         }
+        let received = r.finish().map_err(|e| bad(e.to_string()))?;
+        tracing::info!(
+            bytes = received.bytes(),
+            ms = started.elapsed().as_millis() as u64,
+            spooled = spool.is_some(),
+            "SNAP payload received"
+        );
+        Ok(received)
     }
 }
 
@@ -1016,8 +969,9 @@ mod tests {
         let (s, _) = l.accept().unwrap();
         let mut rd = PacketReader::new(s, 1 << 20);
         let t = std::time::Instant::now();
-        let got = rd.snapshot(1 << 20).expect("the payload");
-        assert_eq!(&got[..], &body[..]);
+        let got = rd.snapshot(Zxid::ZERO, Default::default(), 1 << 20, None).expect("the payload");
+        assert_eq!(got.bytes(), body.len() as u64);
+        assert_eq!(got.take().unwrap().state.tree, crate::tree::DataTree::default());
         assert!(t.elapsed() < Duration::from_millis(1000), "read in {:?}", t.elapsed());
         writer.join().unwrap();
     }
@@ -1031,6 +985,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap();
         let sessions: Vec<(i64, i32)> = (0..100_000).map(|i| (i, 3000)).collect();
+        let sessions_len = sessions.len();
         let mut body = Vec::new();
         crate::tree::zk_snapshot::write_body(
             &mut body,
@@ -1057,9 +1012,10 @@ mod tests {
         let (s, _) = l.accept().unwrap();
         let mut rd = PacketReader::new(s, 1 << 20);
         let t = std::time::Instant::now();
-        let got = rd.snapshot(16 << 20).expect("the payload");
+        let got = rd.snapshot(Zxid::ZERO, Default::default(), 16 << 20, None).expect("the payload");
         let took = t.elapsed();
-        assert_eq!(got.len(), body.len());
+        assert_eq!(got.bytes(), body.len() as u64);
+        assert_eq!(got.take().unwrap().state.sessions.len(), sessions_len);
         assert!(took < Duration::from_millis(1000), "read in {took:?}");
         assert_eq!(rd.packet().expect("the packets after it").kind, PacketType::Ping);
         writer.join().unwrap();

@@ -816,6 +816,8 @@ pub enum NetOut {
     Snapshot {
         /// The learner.
         to: Sid,
+        /// The sync point.
+        zxid: Zxid,
         /// The state at the sync point (a version of the tree: shared, not copied).
         state: Box<State>,
     },
@@ -2126,8 +2128,8 @@ impl Pipeline {
                     | Command::Connect { .. }
                     | Command::Disconnect { .. }),
                 ) => self.net.push(NetOut::Command(c)),
-                Output::Snapshot { to, state, .. } => {
-                    self.net.push(NetOut::Snapshot { to, state: Box::new(state) });
+                Output::Snapshot { to, zxid, state } => {
+                    self.net.push(NetOut::Snapshot { to, zxid, state: Box::new(state) });
                 }
                 _ => {}
             }

@@ -72,6 +72,16 @@ impl<'a> Reader<'a> {
         self.buf.len() - self.pos
     }
 
+    /// The bytes not yet consumed.
+    pub fn rest(&self) -> &'a [u8] {
+        &self.buf[self.pos..]
+    }
+
+    /// Consumes `n` bytes unread.
+    pub fn skip(&mut self, n: usize) -> Result<(), JuteError> {
+        self.take(n).map(|_| ())
+    }
+
     /// True when every byte has been consumed.
     pub fn is_empty(&self) -> bool {
         self.remaining() == 0

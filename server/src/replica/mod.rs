@@ -587,7 +587,7 @@ impl Replica {
             }
             Command::InstallSnapshot { zxid, body } => {
                 out.push(Output::Stored(Stored::Installing(zxid)));
-                let state = self.db.install_snapshot(zxid, body.as_deref()).map_err(|e| {
+                let state = self.db.install_snapshot(zxid, body.as_ref()).map_err(|e| {
                     Fatal::storage(format!("installing the snapshot at {zxid:#x}"), e)
                 })?;
                 self.reset_to(state);

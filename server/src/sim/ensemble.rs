@@ -706,7 +706,7 @@ impl World {
                         format!("{:?} {:#x} from {from}", packet.kind, packet.zxid)
                     }
                     Event::Snapshot { from, body, .. } => {
-                        format!("snapshot of {} bytes from {from}", body.len())
+                        format!("snapshot of {} bytes from {from}", body.bytes())
                     }
                     Event::Notification { .. } => String::new(),
                     other => format!("{other:?}"),
@@ -879,14 +879,13 @@ impl World {
                 NetOut::Command(Command::Send { to, packet }) => {
                     self.send_quorum(from, to, |conn| Event::Packet { from, conn, packet });
                 }
-                NetOut::Snapshot { to, state } => {
-                    let mut body = Vec::new();
-                    match state.write_body(&mut body) {
-                        Ok(()) => {
-                            let body = body.into();
+                NetOut::Snapshot { to, zxid, state } => {
+                    // Read back here as the learner's network reader reads it off its socket.
+                    match crate::sim::snap_payload(zxid, &state) {
+                        Ok(body) => {
                             self.send_quorum(from, to, |conn| Event::Snapshot { from, conn, body })
                         }
-                        Err(e) => self.fail(format!("member {from}: writing a SNAP body: {e}")),
+                        Err(e) => self.fail(format!("member {from}: a SNAP payload: {e}")),
                     }
                 }
                 NetOut::Command(other) => {

@@ -31,6 +31,7 @@ use corral_engine::log::FlushStrategy;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::db::{ReceivedSnapshot, SnapReceiver, State};
 use crate::proto::{Acl, CreateRequest, Data, Id, Jute, ReconfigRequest, SetDataRequest, Txn};
 use crate::replica::{Output, Replica, Stored, OP_CLOSE_SESSION, OP_CREATE_SESSION};
 use crate::zab::wire::{encode_i32, ForwardedRequest};
@@ -247,7 +248,35 @@ enum Waiting {
 #[derive(Debug, Clone)]
 enum Msg {
     Packet(QuorumPacket),
-    Snapshot(Bytes),
+    Snapshot(ReceivedSnapshot),
+}
+
+/// The SNAP payload of `state` at `zxid` as a learner's network reader takes it: written in
+/// ZooKeeper's format (body, then the signature) and read back in pieces of every size up to
+/// 64 KiB, as a socket delivers them.
+pub fn snap_payload(zxid: Zxid, state: &State) -> Result<ReceivedSnapshot, String> {
+    let mut body = Vec::new();
+    state.write_body(&mut body).map_err(|e| e.to_string())?;
+    let mut payload = bytes::BytesMut::new();
+    crate::zab::wire::write_snap_payload(&mut payload, &body);
+    let tree = crate::tree::TreeOptions::default();
+    let max = 2 * crate::proto::DEFAULT_MAX_LEN;
+    let mut r = SnapReceiver::new(zxid, tree, max, usize::MAX, None).map_err(|e| e.to_string())?;
+    // Pieces of a size fixed by the payload's length: deterministic, and different from one
+    // payload to the next.
+    let piece = 1 + payload.len() % 65_521;
+    let (mut buf, mut at) = (Vec::new(), 0);
+    while !r.is_complete() && at < payload.len() {
+        let n = piece.min(payload.len() - at);
+        buf.extend_from_slice(&payload[at..at + n]);
+        at += n;
+        let used = r.feed(&buf).map_err(|e| e.to_string())?;
+        buf.drain(..used);
+    }
+    if !r.is_complete() || !buf.is_empty() || at != payload.len() {
+        return Err("the payload was not taken exactly".into());
+    }
+    r.finish().map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Clone)]
@@ -1085,10 +1114,13 @@ impl Sim {
             match o {
                 Output::Command(c) => self.command(i, sid, c),
                 Output::Snapshot { to, zxid, state } => {
-                    let mut body = Vec::new();
-                    state.write_body(&mut body).expect("in-memory write");
                     self.trace(|| format!("peer {sid} sends SNAP at {zxid:#x} to {to}"));
-                    self.send_quorum(sid, to, Msg::Snapshot(Bytes::from(body)));
+                    match snap_payload(zxid, &state) {
+                        Ok(r) => self.send_quorum(sid, to, Msg::Snapshot(r)),
+                        Err(e) => {
+                            self.checker.fail(self.now, format!("peer {sid}: a SNAP payload: {e}"))
+                        }
+                    }
                 }
                 Output::Applied(a) => self.applied(i, a),
                 Output::Stored(s) => self.stored(i, sid, s),

@@ -158,33 +158,129 @@ pub fn read_body(
     r: &mut Reader<'_>,
     options: TreeOptions,
 ) -> Result<(Vec<SessionEntry>, TreeBuilder), SnapshotError> {
-    let count = r.read_i32()?;
-    let mut sessions = Vec::new();
-    for _ in 0..count.max(0) {
-        sessions.push((r.read_i64()?, r.read_i32()?));
+    let mut p = BodyParser::new(options, r.max_len());
+    let rest = r.rest();
+    let used = p.feed(rest)?;
+    if !p.is_done() {
+        // The body goes on past the input: fail as a read past its end does.
+        let at = r.position() + used;
+        return Err(JuteError::Truncated { offset: at, needed: 1, available: 0 }.into());
     }
-    let mut builder = TreeBuilder::new(options);
-    let acl_count = r.read_i32()?;
-    for _ in 0..acl_count.max(0) {
-        let id = r.read_i64()?;
-        let acl = Vec::<Acl>::read(r)?;
-        builder.add_acl(id, acl)?;
-    }
-    loop {
-        // Path and data are borrowed from the body: the node copies them into its own
-        // allocation, so nothing else is allocated per node.
-        let at = r.position();
-        let path = r.read_buffer_ref()?.unwrap_or_default();
-        let path = std::str::from_utf8(path).map_err(|_| JuteError::InvalidUtf8 { offset: at })?;
-        if path == "/" {
-            break;
+    r.skip(used)?;
+    Ok(p.into_parts())
+}
+
+/// Where a [`BodyParser`] is in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyStage {
+    SessionCount,
+    Sessions(u32),
+    AclCount,
+    Acls(u32),
+    Nodes,
+    Done,
+}
+
+/// Reads a snapshot body (sessions, ACL cache, nodes, end marker) as it arrives, in pieces of
+/// any size: each call to [`BodyParser::feed`] takes the whole records at the start of what it
+/// is given and says how many bytes they were; the caller keeps the rest and offers it again
+/// with more bytes after it. Nodes go into a [`TreeBuilder`] as they are read, so nothing but
+/// the tree being built and one unfinished record is held.
+#[derive(Debug)]
+pub struct BodyParser {
+    stage: BodyStage,
+    sessions: Vec<SessionEntry>,
+    builder: TreeBuilder,
+    max_len: usize,
+    /// Bytes taken so far.
+    taken: u64,
+}
+
+impl BodyParser {
+    /// A parser refusing any field longer than `max_len`.
+    pub fn new(options: TreeOptions, max_len: usize) -> BodyParser {
+        BodyParser {
+            stage: BodyStage::SessionCount,
+            sessions: Vec::new(),
+            builder: TreeBuilder::new(options),
+            max_len,
+            taken: 0,
         }
-        let data = r.read_buffer_ref()?;
-        let acl = r.read_i64()?;
-        let stat = StatPersisted::read(r)?;
-        builder.add_node(path, data, acl, stat)?;
     }
-    Ok((sessions, builder))
+
+    /// The end marker has been read.
+    pub fn is_done(&self) -> bool {
+        self.stage == BodyStage::Done
+    }
+
+    /// Body bytes taken so far.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Takes the whole records at the start of `buf` (none past the end marker) and returns
+    /// how many bytes they were. An error is a malformed body (offsets in it count from the
+    /// start of `buf`).
+    pub fn feed(&mut self, buf: &[u8]) -> Result<usize, SnapshotError> {
+        let mut r = Reader::with_max_len(buf, self.max_len);
+        let mut used = 0;
+        while self.stage != BodyStage::Done {
+            match self.record(&mut r) {
+                Ok(()) => used = r.position(),
+                Err(SnapshotError::Jute(JuteError::Truncated { .. })) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        self.taken += used as u64;
+        Ok(used)
+    }
+
+    /// Reads one record; on an error the stage is unchanged (a truncated record is read again
+    /// whole with more bytes).
+    fn record<'a>(&mut self, r: &mut Reader<'a>) -> Result<(), SnapshotError> {
+        match self.stage {
+            BodyStage::SessionCount => {
+                self.stage = BodyStage::Sessions(r.read_i32()?.max(0) as u32);
+            }
+            BodyStage::Sessions(0) => self.stage = BodyStage::AclCount,
+            BodyStage::Sessions(n) => {
+                let (id, timeout) = (r.read_i64()?, r.read_i32()?);
+                self.sessions.push((id, timeout));
+                self.stage = BodyStage::Sessions(n - 1);
+            }
+            BodyStage::AclCount => self.stage = BodyStage::Acls(r.read_i32()?.max(0) as u32),
+            BodyStage::Acls(0) => self.stage = BodyStage::Nodes,
+            BodyStage::Acls(n) => {
+                let id = r.read_i64()?;
+                let acl = Vec::<Acl>::read(r)?;
+                self.builder.add_acl(id, acl)?;
+                self.stage = BodyStage::Acls(n - 1);
+            }
+            BodyStage::Nodes => {
+                // Path and data are borrowed from the input: the node copies them into its
+                // own allocation, so nothing else is allocated per node.
+                let at = r.position();
+                let path = r.read_buffer_ref()?.unwrap_or_default();
+                let path =
+                    std::str::from_utf8(path).map_err(|_| JuteError::InvalidUtf8 { offset: at })?;
+                if path == "/" {
+                    self.stage = BodyStage::Done;
+                    return Ok(());
+                }
+                let data = r.read_buffer_ref()?;
+                let acl = r.read_i64()?;
+                let stat = StatPersisted::read(r)?;
+                self.builder.add_node(path, data, acl, stat)?;
+            }
+            BodyStage::Done => {}
+        }
+        Ok(())
+    }
+
+    /// The sessions and the tree read.
+    pub fn into_parts(self) -> (Vec<SessionEntry>, TreeBuilder) {
+        (self.sessions, self.builder)
+    }
 }
 
 fn check_seal(r: &mut Reader<'_>, bytes: &[u8]) -> Result<(), SnapshotError> {

@@ -33,6 +33,7 @@ use super::wire::{
     Notification, PacketType, QuorumPacket, ServerState, PROTOCOL_VERSION,
 };
 use super::{counter_of, epoch_of, make_zxid, ConnId, PeerConfig, Sid, Zxid};
+use crate::db::ReceivedSnapshot;
 use crate::session::tracker::{SessionTracker, Touches};
 
 /// The ZooKeeper opcode of a client sync request.
@@ -80,7 +81,7 @@ pub enum Event {
     /// dropped.
     Packet { from: Sid, conn: ConnId, packet: QuorumPacket },
     /// The snapshot body that follows a SNAP packet arrived on connection `conn`.
-    Snapshot { from: Sid, conn: ConnId, body: Bytes },
+    Snapshot { from: Sid, conn: ConnId, body: ReceivedSnapshot },
     /// Everything appended up to `zxid` is durable.
     Durable { zxid: Zxid },
     /// The leader's runtime prepared a txn for [`Peer::next_zxid`].
@@ -124,7 +125,7 @@ pub enum Command {
     TruncateLog(Zxid),
     /// Durably replace the whole state by a snapshot taken at `zxid` (`None`: the empty initial
     /// state), with an empty log after it.
-    InstallSnapshot { zxid: Zxid, body: Option<Bytes> },
+    InstallSnapshot { zxid: Zxid, body: Option<ReceivedSnapshot> },
     /// Every txn up to `zxid` is committed: apply them.
     Commit(Zxid),
     /// Leader: prepare this request as a txn and propose it ([`Event::Propose`]).
@@ -1608,7 +1609,7 @@ struct Learner {
     last_heard: u64,
     new_epoch: u32,
     base: Option<SyncBase>,
-    snap_body: Option<Bytes>,
+    snap_body: Option<ReceivedSnapshot>,
     staged: Vec<(Zxid, Bytes)>,
     staged_commit: Zxid,
     /// The synced history committed up to here, applied once UPTODATE arrives (the leader is
@@ -1831,7 +1832,7 @@ impl Learner {
                 if self.phase == LPhase::Syncing
                     && matches!(self.base, Some(SyncBase::Snap(_)))
                     && self.snap_body.is_none()
-                    && body.len() <= core.cfg.snapshot_bytes_max
+                    && body.bytes() <= core.cfg.snapshot_bytes_max as u64
                 {
                     self.snap_body = Some(body);
                     Next::Stay
@@ -2085,7 +2086,9 @@ impl Learner {
                 core.last_durable = core.last_durable.min(core.last_zxid());
             }
             Some(SyncBase::Snap(s)) => {
-                let Some(body) = self.snap_body.take() else { return Next::Looking };
+                let Some(body) = self.snap_body.take().filter(|b| b.zxid() == s) else {
+                    return Next::Looking;
+                };
                 out.push(Command::InstallSnapshot { zxid: s, body: Some(body) });
                 core.logged = None;
                 core.history.reset(s);
