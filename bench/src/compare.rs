@@ -27,8 +27,9 @@ pub struct CompareArgs {
     /// Workloads to run, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData
     /// 1 KiB), d (= d90,d50: mixed reads/writes), e (1×1 latency of each op), f (1M znodes:
     /// RSS, snapshot, restart), g (watch fan-out), t (the tail of sustained setData 1 KiB:
-    /// a's load judged by p99.9 and max), x (session-expiry storm), i (1M watches: memory);
-    /// t, x and i are not in the default set.
+    /// a's load judged by p99.9 and max), x (session-expiry storm), i (1M watches: memory),
+    /// h (10M znodes: RSS, snapshot, restart, writes during a snapshot; give ZooKeeper
+    /// --zk-jvm-opts=-Xmx8g); t, x, i and h are not in the default set.
     #[arg(long, default_value = "a,b,c,d,e,f,g", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Print one JSON object per workload instead of the table.
@@ -64,6 +65,12 @@ pub struct CompareArgs {
     /// Znodes loaded by (f).
     #[arg(long, default_value_t = 1_000_000)]
     pub znodes: usize,
+    /// Znodes loaded by (h).
+    #[arg(long, default_value_t = 10_000_000)]
+    pub h_znodes: usize,
+    /// setData 1 KiB a second in (h)'s probe of writes during a snapshot (8 sessions).
+    #[arg(long, default_value_t = 4000)]
+    pub probe_rate: u32,
     /// snapCount of both servers (ZooKeeper's default).
     #[arg(long, default_value_t = 100_000)]
     pub snap_count: u64,
@@ -106,7 +113,8 @@ pub struct CompareArgs {
     #[arg(long, default_value = "server/src/tls/testdata")]
     pub tls_dir: PathBuf,
     /// Three servers of each system instead of one (`corral-bench ensemble`): workloads a, b,
-    /// c and `failover` (kill -9 of the leader to the first acknowledged write).
+    /// c and `failover` (kill -9 of the leader to the first acknowledged write), and `snap`
+    /// (--h-znodes loaded, an emptied follower's SNAP catch-up under --probe-rate writes).
     #[arg(long)]
     pub ensemble: bool,
     /// A zoo.cfg setting for both servers, KEY=VALUE, replacing the common one of that key
@@ -124,6 +132,8 @@ enum Shape {
     Latency,
     /// (f) a million znodes.
     Million,
+    /// (h) ten million znodes, then writes while a snapshot is written.
+    TenMillion,
     /// (g) watch fan-out.
     FanOut,
     /// (x) a session-expiry storm.
@@ -150,7 +160,7 @@ enum Cmp {
 const SESSIONS: usize = 8;
 const OUTSTANDING: usize = 64;
 
-const WORKLOADS: [Workload; 11] = [
+const WORKLOADS: [Workload; 12] = [
     Workload {
         key: "a",
         title: "setData 1 KiB, 8 sessions × 64 outstanding",
@@ -195,7 +205,13 @@ const WORKLOADS: [Workload; 11] = [
         key: "f",
         title: "1M znodes of 100 B: memory, snapshot, restart-to-first-read",
         shape: Shape::Million,
-        bars: &[("rss_mib", Cmp::AtMost, 0.3), ("restart_to_first_read_s", Cmp::AtMost, 0.2)],
+        bars: &[("rss_mib", Cmp::AtMost, 0.2), ("restart_to_first_read_s", Cmp::AtMost, 0.05)],
+    },
+    Workload {
+        key: "h",
+        title: "10M znodes of 100 B: memory, snapshot, restart; writes during a snapshot",
+        shape: Shape::TenMillion,
+        bars: &[("rss_mib", Cmp::AtMost, 0.2), ("restart_to_first_read_s", Cmp::AtMost, 0.05)],
     },
     Workload {
         key: "t",
@@ -229,10 +245,12 @@ fn select(names: &[String]) -> Result<Vec<Workload>> {
         let n = n.trim();
         let keys: &[&str] = match n {
             "d" => &["d90", "d50"],
-            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t", "x", "i"],
+            "all" => &["a", "b", "c", "d90", "d50", "e", "f", "g", "t", "x", "i", "h"],
             other => std::slice::from_ref(
                 WORKLOADS.iter().find(|w| w.key == other).map(|w| &w.key).with_context(|| {
-                    format!("unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, t, x, i)")
+                    format!(
+                        "unknown workload {other:?} (a, b, c, d, d90, d50, e, f, g, h, t, x, i)"
+                    )
                 })?,
             ),
         };
@@ -272,6 +290,19 @@ fn run_cell(spec: &ServerSpec, kind: Kind, w: &Workload, a: &CompareArgs) -> Res
             let (m, restarted) =
                 scenarios::million(spec, server, a.znodes, 100, Duration::from_secs(3600))?;
             server = restarted;
+            Ok(m)
+        }
+        Shape::TenMillion => {
+            let (mut m, restarted) =
+                scenarios::million(spec, server, a.h_znodes, 100, Duration::from_secs(7200))?;
+            server = restarted;
+            let _ = server.four_letter("srst");
+            m.extend(scenarios::writes_during_snapshot(
+                &server,
+                a.probe_rate,
+                Duration::from_secs(600),
+            )?);
+            m.extend(log_figures(&server));
             Ok(m)
         }
         Shape::FanOut => {
@@ -485,6 +516,8 @@ pub fn run(a: CompareArgs) -> Result<()> {
             server_core: a.server_core,
             client_core: a.client_core,
             keyspace: a.keyspace,
+            znodes: a.h_znodes,
+            probe_rate: a.probe_rate,
             jsonl: a.jsonl.clone(),
         });
     }
@@ -497,6 +530,9 @@ pub fn run(a: CompareArgs) -> Result<()> {
     }
     if a.znodes == 0 || a.znodes > 20_000_000 || a.watchers == 0 || a.watchers > 10_000 {
         bail!("--znodes must be in 1..=20000000 and --watchers in 1..=10000");
+    }
+    if a.h_znodes == 0 || a.h_znodes > 20_000_000 || a.probe_rate == 0 || a.probe_rate > 100_000 {
+        bail!("--h-znodes must be in 1..=20000000 and --probe-rate in 1..=100000");
     }
     if a.watch_sessions == 0 || a.watch_sessions > 15_000 || a.watches_per_session == 0 {
         bail!("--watch-sessions must be in 1..=15000 and --watches-per-session above 0");

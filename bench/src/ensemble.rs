@@ -8,7 +8,12 @@
 //!
 //! * `a`: setData 1 KiB; `b`: create 100 B; `c`: getData 1 KiB;
 //! * `failover`: kill -9 of the leader, then the time until the first write (a create through
-//!   any surviving server, a fresh session each attempt) is acknowledged.
+//!   any surviving server, a fresh session each attempt) is acknowledged;
+//! * `snap` (not in the default set): `--znodes` znodes of 100 B loaded through the leader;
+//!   paced writes to the leader (`--probe-rate` setData 1 KiB a second) for 15 s, then a
+//!   follower is killed, its data directory emptied (but for myid) and started again: the
+//!   time until it serves as a follower with every znode (SNAP catch-up), and the leader's
+//!   write p99.9 during the catch-up against the 15 s before.
 //!
 //! Each round starts a fresh ensemble of each system (the order alternating), runs the
 //! workloads, then the failover; with `--rounds N` every figure is the median of N rounds.
@@ -32,7 +37,9 @@ use crate::zk::{self, Session};
 #[derive(Debug, Clone, clap::Args)]
 pub struct EnsembleArgs {
     /// Workloads, comma-separated: a (setData 1 KiB), b (create 100 B), c (getData 1 KiB),
-    /// failover (kill -9 of the leader to the first acknowledged write).
+    /// failover (kill -9 of the leader to the first acknowledged write), snap (an emptied
+    /// follower's SNAP catch-up under paced writes; give ZooKeeper --zk-jvm-opts=-Xmx6g at
+    /// 10M znodes).
     #[arg(long, default_value = "a,b,c,failover", value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Measured seconds per load workload per system.
@@ -72,6 +79,12 @@ pub struct EnsembleArgs {
     /// Distinct keys of a and c.
     #[arg(long, default_value_t = 10_000)]
     pub keyspace: usize,
+    /// Znodes loaded before `snap`.
+    #[arg(long, default_value_t = 10_000_000)]
+    pub znodes: usize,
+    /// setData 1 KiB a second to the leader during `snap` (8 sessions).
+    #[arg(long, default_value_t = 4000)]
+    pub probe_rate: u32,
     /// Also append one JSON object per figure to this file.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
@@ -222,6 +235,134 @@ fn failover(e: &mut Ensemble) -> Result<(Duration, usize)> {
     Ok((took, e.ids[leader]))
 }
 
+/// `srvr`'s "Mode:" and "Node count:" of a server (empty, 0 when it does not answer).
+fn mode_and_count(s: &Server) -> (String, u64) {
+    let t = s.four_letter("srvr").unwrap_or_default();
+    let mode = t.lines().find_map(|l| l.strip_prefix("Mode: ")).unwrap_or("").trim().to_owned();
+    let count = t
+        .lines()
+        .find_map(|l| l.strip_prefix("Node count: "))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0);
+    (mode, count)
+}
+
+/// Loads `--znodes` znodes through the leader; paced writes to the leader for 15 s; then a
+/// follower restarted with an empty data directory catches up (by SNAP: far more txns than
+/// any history window) while the paced writes go on, until it serves as a follower with every
+/// znode and 2 s more. Returns the catch-up time and the leader's write p99.9 before and
+/// during it.
+fn snap_catch_up(
+    e: &mut Ensemble,
+    a: &EnsembleArgs,
+    spec: &ServerSpec,
+) -> Result<Vec<(&'static str, f64)>> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+    let leader = e.wait_for_leader(Duration::from_secs(60))?;
+    let victim = (0..e.servers.len()).find(|i| *i != leader).expect("three servers");
+    let laddr = e.servers[leader].addr_string();
+    let deadline = Instant::now() + Duration::from_secs(7200);
+    let t = Instant::now();
+    let failed = crate::scenarios::load_znodes(&laddr, a.znodes, 100, deadline)?;
+    if failed > 0 {
+        bail!("{}: {failed} creates failed while loading", e.kind.name());
+    }
+    let load_s = t.elapsed().as_secs_f64();
+    let (_, leader_count) = mode_and_count(&e.servers[leader]);
+    // Before: 15 s of paced writes.
+    let t0 = Instant::now();
+    let idle_until = t0 + Duration::from_secs(15);
+    let idle = crate::scenarios::paced_writes(&laddr, a.probe_rate, t0, idle_until, move || {
+        Instant::now() >= idle_until
+    })?;
+    // The follower loses everything and comes back.
+    e.servers[victim].kill()?;
+    let vhome = home(a, e.kind, victim);
+    for entry in fs::read_dir(vhome.join("data"))? {
+        let p = entry?.path();
+        if p.file_name().is_some_and(|n| n == "myid") {
+            continue;
+        }
+        if p.is_dir() {
+            fs::remove_dir_all(&p)?;
+        } else {
+            fs::remove_file(&p)?;
+        }
+    }
+    let vaddr = client_addr(a, e.kind, victim);
+    let t1 = Instant::now();
+    e.servers[victim] = spec.spawn_in(e.kind, &vhome, vaddr, "info")?;
+    // Caught up: it answers as a follower holding at least the znodes loaded (µs after t1;
+    // 0: not yet). Watched from another thread while the writes go on.
+    let caught_up = Arc::new(AtomicU64::new(0));
+    let watcher = {
+        let caught_up = caught_up.clone();
+        let victim_pid_addr = vaddr;
+        std::thread::spawn(move || {
+            let limit = t1 + Duration::from_secs(1200);
+            while Instant::now() < limit {
+                let t = crate::servers::four_letter(victim_pid_addr, "srvr").unwrap_or_default();
+                let follower = t.lines().any(|l| l.trim() == "Mode: follower");
+                let count: u64 = t
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Node count: "))
+                    .and_then(|n| n.trim().parse().ok())
+                    .unwrap_or(0);
+                if follower && count >= leader_count {
+                    caught_up.store(t1.elapsed().as_micros().max(1) as u64, Ordering::Release);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+    let during = {
+        let caught_up = caught_up.clone();
+        crate::scenarios::paced_writes(
+            &laddr,
+            a.probe_rate,
+            t1,
+            t1 + Duration::from_secs(1200),
+            move || {
+                let c = caught_up.load(Ordering::Acquire);
+                c > 0 && t1.elapsed() > Duration::from_micros(c) + Duration::from_secs(2)
+            },
+        )?
+    };
+    let _ = watcher.join();
+    let c = caught_up.load(Ordering::Acquire);
+    if c == 0 {
+        bail!("{}: the emptied follower did not catch up within 1200 s", e.kind.name());
+    }
+    let catch_up_s = c as f64 / 1e6;
+    // Only the writes sent before it had caught up count as during.
+    let p999 = |ops: &[(u64, u64)], until: u64| {
+        let mut v: Vec<u64> =
+            ops.iter().filter(|(at, _)| *at <= until).map(|(_, us)| *us).collect();
+        v.sort_unstable();
+        v.get(((v.len() as f64) * 0.999) as usize).or(v.last()).copied().unwrap_or(0) as f64
+    };
+    let max = |ops: &[(u64, u64)], until: u64| {
+        ops.iter().filter(|(at, _)| *at <= until).map(|(_, us)| *us).max().unwrap_or(0) as f64
+    };
+    let before_p999 = p999(&idle, u64::MAX);
+    let during_p999 = p999(&during, c);
+    let victim_rss = e.servers[victim].rss_mib().unwrap_or(0.0);
+    Ok(vec![
+        ("znodes", leader_count as f64),
+        ("load_ops_per_sec", a.znodes as f64 / load_s),
+        ("catch_up_s", catch_up_s),
+        ("leader_write_p999_before_us", before_p999),
+        ("leader_write_p999_during_catch_up_us", during_p999),
+        ("leader_write_max_before_us", max(&idle, u64::MAX)),
+        ("leader_write_max_during_catch_up_us", max(&during, c)),
+        ("catch_up_p999_over_before", during_p999 / before_p999.max(1.0)),
+        ("writes_during_catch_up", during.iter().filter(|(at, _)| *at <= c).count() as f64),
+        ("follower_rss_after_catch_up_mib", victim_rss),
+    ])
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     if v.is_empty() {
@@ -236,7 +377,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         bail!("--rounds must be in 1..=50");
     }
     for w in &a.workloads {
-        if !["a", "b", "c", "failover"].contains(&w.as_str()) {
+        if !["a", "b", "c", "failover", "snap"].contains(&w.as_str()) {
             bail!("unknown workload {w}");
         }
     }
@@ -274,7 +415,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         for &kind in &order {
             eprintln!("round {}: starting three {} servers", round + 1, kind.name());
             let mut e = Ensemble::start(&a, &spec, kind)?;
-            for w in a.workloads.iter().filter(|w| *w != "failover") {
+            for w in a.workloads.iter().filter(|w| *w != "failover" && *w != "snap") {
                 let (op, value_bytes) = match w.as_str() {
                     "a" => ("set", 1024),
                     "b" => ("create", 100),
@@ -330,6 +471,20 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
                     r.p99_us,
                     r.errors
                 );
+            }
+            if a.workloads.iter().any(|w| w == "snap") {
+                for (f, v) in snap_catch_up(&mut e, &a, &spec)? {
+                    eprintln!("  {} snap: {f} {v:.1}", kind.name());
+                    figures.entry(("snap".into(), f.into(), kind.name())).or_default().push(v);
+                    if let Some(j) = jsonl.as_mut() {
+                        writeln!(
+                            j,
+                            "{}",
+                            json!({"bench": "ensemble", "round": round + 1, "system": kind.name(),
+                                   "workload": "snap", "figure": f, "value": v})
+                        )?;
+                    }
+                }
             }
             if a.workloads.iter().any(|w| w == "failover") {
                 let (took, leader) = failover(&mut e)?;

@@ -226,32 +226,7 @@ pub fn million(
     let deadline = Instant::now() + time_limit;
     let cpu0 = server.cpu_seconds()?;
     let t0 = Instant::now();
-    let errors = rt.block_on(async {
-        let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
-        let mut parents = std::iter::once(zk::create("/app".into(), b"", 0))
-            .chain((0..F_PARENTS).map(|p| zk::create(format!("/app/service-{p:03}"), b"", 0)));
-        let (_, perr) = pipelined(&mut s, &mut parents, F_WINDOW, deadline, &mut || false).await?;
-        s.close().await;
-        let mut tasks = JoinSet::new();
-        for sess in 0..F_SESSIONS {
-            let addr = addr.clone();
-            let value = vec![b'f'; value_bytes];
-            tasks.spawn(async move {
-                let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
-                let mut reqs = (sess..znodes)
-                    .step_by(F_SESSIONS)
-                    .map(move |i| zk::create(f_path(i), &value, 0));
-                let r = pipelined(&mut s, &mut reqs, F_WINDOW, deadline, &mut || false).await?;
-                s.close().await;
-                anyhow::Ok(r)
-            });
-        }
-        let mut errors = perr;
-        while let Some(r) = tasks.join_next().await {
-            errors += r??.1;
-        }
-        anyhow::Ok(errors)
-    })?;
+    let errors = load_znodes(&addr, znodes, value_bytes, deadline)?;
     let load_s = t0.elapsed().as_secs_f64();
     let load_cpu = server.cpu_seconds()? - cpu0;
     if errors > 0 {
@@ -265,7 +240,9 @@ pub fn million(
     let snap_dir = server.snap_dir();
     let before = newest_snapshot(&snap_dir, true).map(|s| s.0).unwrap_or(0);
     let zxid_after_load = server.last_zxid()?;
-    let extra_limit = spec.snap_count.saturating_mul(2).max(10_000);
+    // A trigger that comes while a snapshot is still being written is skipped (by both: "too
+    // busy"), and with millions of znodes one takes a while: keep writing until one starts.
+    let extra_limit = spec.snap_count.saturating_mul(100).max(10_000);
     let (extra, _) = rt.block_on(async {
         let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
         let mut reqs = (0..extra_limit).map(|_| zk::set_data("/app".into(), b"tick"));
@@ -284,7 +261,11 @@ pub fn million(
         s.close().await;
         anyhow::Ok(r)
     })?;
-    let (snap_zxid, snap_path) = wait_snapshot_complete(&server, before, deadline)?;
+    let snap_seen = Instant::now();
+    let (snap_zxid, snap_path, snap_done) = wait_snapshot_complete(&server, before, deadline)?;
+    // From when it was seen started (within 50 ms) to when it was last seen growing or renamed
+    // into place.
+    let snapshot_s = snap_done.saturating_duration_since(snap_seen).as_secs_f64();
     let last_zxid = server.last_zxid()?;
     let node_count = server
         .four_letter("srvr")?
@@ -313,6 +294,7 @@ pub fn million(
             metric("rss_mib", rss, Better::Lower),
             metric("peak_rss_mib", peak, Better::Lower),
             metric("snapshot_mib", mib(snap_bytes), Better::Lower),
+            metric("snapshot_s", snapshot_s, Better::Lower),
             metric("data_dir_mib", mib(data_bytes), Better::Lower),
             metric("txns_after_snapshot", last_zxid.saturating_sub(snap_zxid) as f64, Better::Info),
             metric("settxns_until_snapshot", extra as f64, Better::Info),
@@ -324,15 +306,54 @@ pub fn million(
     ))
 }
 
+/// Creates `/app`, its 250 parents, and `znodes` znodes of `value_bytes` under them through
+/// pipelined creates (8 sessions × 64 outstanding); returns how many failed.
+pub fn load_znodes(
+    addr: &str,
+    znodes: usize,
+    value_bytes: usize,
+    deadline: Instant,
+) -> Result<u64> {
+    let rt = runtime()?;
+    let addr = addr.to_string();
+    rt.block_on(async {
+        let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        let mut parents = std::iter::once(zk::create("/app".into(), b"", 0))
+            .chain((0..F_PARENTS).map(|p| zk::create(format!("/app/service-{p:03}"), b"", 0)));
+        let (_, perr) = pipelined(&mut s, &mut parents, F_WINDOW, deadline, &mut || false).await?;
+        s.close().await;
+        let mut tasks = JoinSet::new();
+        for sess in 0..F_SESSIONS {
+            let addr = addr.clone();
+            let value = vec![b'f'; value_bytes];
+            tasks.spawn(async move {
+                let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+                let mut reqs = (sess..znodes)
+                    .step_by(F_SESSIONS)
+                    .map(move |i| zk::create(f_path(i), &value, 0));
+                let r = pipelined(&mut s, &mut reqs, F_WINDOW, deadline, &mut || false).await?;
+                s.close().await;
+                anyhow::Ok(r)
+            });
+        }
+        let mut errors = perr;
+        while let Some(r) = tasks.join_next().await {
+            errors += r??.1;
+        }
+        anyhow::Ok(errors)
+    })
+}
+
 /// Waits until the newest snapshot is newer than `before` and completely written; returns
-/// its zxid and path. Corral renames a finished snapshot into place; ZooKeeper writes
-/// `snapshot.<zxid>` in place and ends it with a checksum and the path "/" (a 5-byte tail
-/// `00 00 00 01 2f`), so for it the file must end that way and stop growing for a second.
+/// its zxid, path, and when it was done. Corral renames a finished snapshot into place;
+/// ZooKeeper writes `snapshot.<zxid>` in place and ends it with a checksum and the path "/" (a
+/// 5-byte tail `00 00 00 01 2f`), so for it the file must end that way and stop growing for a
+/// second (done: when it last grew).
 fn wait_snapshot_complete(
     server: &Server,
     before: u64,
     deadline: Instant,
-) -> Result<(u64, std::path::PathBuf)> {
+) -> Result<(u64, std::path::PathBuf, Instant)> {
     let dir = server.snap_dir();
     let mut last_len = None;
     let mut stable_since = Instant::now();
@@ -342,14 +363,14 @@ fn wait_snapshot_complete(
         }
         if let Some((z, p)) = newest_snapshot(&dir, false).filter(|(z, _)| *z > before) {
             match server.kind {
-                Kind::Corral => return Ok((z, p)),
+                Kind::Corral => return Ok((z, p, Instant::now())),
                 Kind::ZooKeeper => {
                     let len = std::fs::metadata(&p)?.len();
                     if last_len != Some(len) {
                         last_len = Some(len);
                         stable_since = Instant::now();
                     } else if stable_since.elapsed() > Duration::from_secs(1) && ends_sealed(&p)? {
-                        return Ok((z, p));
+                        return Ok((z, p, stable_since));
                     }
                 }
             }
@@ -754,5 +775,220 @@ pub fn watches_memory(
         }
         setup.close().await;
         Ok(m)
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// (h) writes while a snapshot is written
+
+/// When a server is writing a snapshot, seen from its snapshot directory: corral writes one
+/// under a temporary name (`snapshot.<zxid>.<n>.tmp`) and renames it when done; ZooKeeper
+/// writes `snapshot.<zxid>` in place, done when it ends sealed and has stopped growing.
+struct SnapshotWatch {
+    kind: Kind,
+    dir: std::path::PathBuf,
+    zk_last: Option<(std::path::PathBuf, u64, Instant)>,
+}
+
+impl SnapshotWatch {
+    fn active(&mut self) -> bool {
+        match self.kind {
+            Kind::Corral => std::fs::read_dir(&self.dir).is_ok_and(|rd| {
+                rd.flatten().any(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            }),
+            Kind::ZooKeeper => {
+                let Some((_, p)) = newest_snapshot(&self.dir, false) else { return false };
+                let len = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+                let now = Instant::now();
+                let changed = match &self.zk_last {
+                    Some((lp, ll, _)) => lp != &p || *ll != len,
+                    None => false,
+                };
+                if changed || self.zk_last.is_none() {
+                    let at = if changed { now } else { now - Duration::from_secs(3600) };
+                    self.zk_last = Some((p.clone(), len, at));
+                }
+                let grew_lately = self
+                    .zk_last
+                    .as_ref()
+                    .is_some_and(|(_, _, at)| at.elapsed() < Duration::from_millis(200));
+                grew_lately || !ends_sealed(&p).unwrap_or(true)
+            }
+        }
+    }
+}
+
+/// Paced setData 1 KiB (`rate` a second over 8 sessions, each request timed from when it was
+/// sent) while the snapshot directory is watched every 5 ms; runs until at least one whole
+/// snapshot and 10 s without one have been seen (at most `time_limit`). Returns write p99.9
+/// and max while a snapshot was being written and while none was, and the snapshots' times.
+pub fn writes_during_snapshot(
+    server: &Server,
+    rate: u32,
+    time_limit: Duration,
+) -> Result<Vec<Metric>> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let addr = server.addr_string();
+    let t0 = Instant::now();
+    let deadline = t0 + time_limit;
+    // (start, end) offsets from t0; the last may still be open.
+    type Spans = Arc<Mutex<Vec<(Duration, Option<Duration>)>>>;
+    let intervals: Spans = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (intervals, stop) = (intervals.clone(), stop.clone());
+        let mut w = SnapshotWatch { kind: server.kind, dir: server.snap_dir(), zk_last: None };
+        std::thread::spawn(move || {
+            let mut was = false;
+            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let now = w.active();
+                let at = t0.elapsed();
+                let mut iv = intervals.lock().unwrap();
+                if now && !was {
+                    iv.push((at, None));
+                } else if !now && was {
+                    if let Some(last) = iv.last_mut() {
+                        last.1 = Some(at);
+                    }
+                }
+                drop(iv);
+                was = now;
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    // Enough seen: a finished snapshot, and 10 s outside any.
+    let enough = {
+        let intervals = intervals.clone();
+        move || {
+            let iv = intervals.lock().unwrap();
+            let done = iv.iter().filter(|(_, e)| e.is_some()).count();
+            let busy: Duration =
+                iv.iter().map(|(s, e)| e.unwrap_or_else(|| t0.elapsed()).saturating_sub(*s)).sum();
+            done >= 1
+                && iv.last().is_some_and(|l| l.1.is_some())
+                && t0.elapsed().saturating_sub(busy) >= Duration::from_secs(10)
+        }
+    };
+    let ops = paced_writes(&addr, rate, t0, deadline, enough)?;
+    stop.store(true, Ordering::Relaxed);
+    let _ = watcher.join();
+    let iv = intervals.lock().unwrap().clone();
+    let end = t0.elapsed();
+    let spans: Vec<(u64, u64)> = iv
+        .iter()
+        .map(|(s, e)| (s.as_micros() as u64, e.unwrap_or(end).as_micros() as u64))
+        .collect();
+    let (mut during, mut idle) = (hist(), hist());
+    for (at, us) in &ops {
+        let overlaps = spans.iter().any(|(s, e)| *at <= *e && at + us >= *s);
+        let h = if overlaps { &mut during } else { &mut idle };
+        h.record((*us).max(1))?;
+    }
+    if during.is_empty() || idle.is_empty() {
+        bail!(
+            "{}: no snapshot, or no time without one, in {:.0} s ({} writes, {} snapshots)",
+            server.kind.name(),
+            end.as_secs_f64(),
+            ops.len(),
+            spans.len()
+        );
+    }
+    let mut times: Vec<f64> =
+        iv.iter().filter_map(|(s, e)| e.map(|e| (e - *s).as_secs_f64())).collect();
+    times.sort_by(f64::total_cmp);
+    let p999 = |h: &Histogram<u64>| h.value_at_quantile(0.999) as f64;
+    Ok(vec![
+        metric("probe_writes", ops.len() as f64, Better::Info),
+        metric("probe_writes_during_snapshot", during.len() as f64, Better::Info),
+        metric("snapshots_during_probe", times.len() as f64, Better::Info),
+        metric(
+            "probe_snapshot_s",
+            times.get(times.len() / 2).copied().unwrap_or(0.0),
+            Better::Lower,
+        ),
+        metric("write_p999_idle_us", p999(&idle), Better::Lower),
+        metric("write_p999_during_snapshot_us", p999(&during), Better::Lower),
+        metric("write_max_idle_us", idle.max() as f64, Better::Lower),
+        metric("write_max_during_snapshot_us", during.max() as f64, Better::Lower),
+        metric("snapshot_p999_over_idle", p999(&during) / p999(&idle).max(1.0), Better::Lower),
+    ])
+}
+
+/// Paced setData 1 KiB to `addr`: `rate` a second over 8 sessions (under `/probe`), each
+/// request timed from when it was sent, until `enough()` (asked every 250 ms) or `deadline`.
+/// Returns each write's (sent at, µs after `t0`; latency, µs).
+pub fn paced_writes(
+    addr: &str,
+    rate: u32,
+    t0: Instant,
+    deadline: Instant,
+    enough: impl Fn() -> bool + Clone + Send + 'static,
+) -> Result<Vec<(u64, u64)>> {
+    const PROBE_SESSIONS: usize = 8;
+    let rt = runtime()?;
+    let addr = addr.to_string();
+    rt.block_on(async {
+        let mut setup = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+        let _ = setup.call(&zk::create("/probe".into(), b"", 0)).await?;
+        for k in 0..PROBE_SESSIONS {
+            let _ = setup.call(&zk::create(format!("/probe/k{k}"), b"", 0)).await?;
+        }
+        setup.close().await;
+        let mut tasks = JoinSet::new();
+        let every = Duration::from_secs_f64(PROBE_SESSIONS as f64 / f64::from(rate.max(1)));
+        for k in 0..PROBE_SESSIONS {
+            let addr = addr.clone();
+            let enough = enough.clone();
+            tasks.spawn(async move {
+                let mut s = Session::connect(&addr, SESSION_TIMEOUT_MS).await?;
+                let value = vec![b'h'; 1024];
+                let mut tick = tokio::time::interval(every);
+                let mut sent: VecDeque<(i32, Instant)> = VecDeque::new();
+                let mut ops = Vec::new();
+                let mut last_check = Instant::now();
+                let mut sending = true;
+                while sending || !sent.is_empty() {
+                    if Instant::now() > deadline + Duration::from_secs(30) {
+                        bail!("replies still missing past the deadline");
+                    }
+                    tokio::select! {
+                        _ = tick.tick(), if sending => {
+                            if last_check.elapsed() >= Duration::from_millis(250) {
+                                last_check = Instant::now();
+                                sending = Instant::now() < deadline && !enough();
+                            }
+                            if sending && sent.len() < 1000 {
+                                let mut out = Vec::new();
+                                let xid = s.encode(
+                                    &zk::set_data(format!("/probe/k{k}"), &value),
+                                    &mut out,
+                                );
+                                sent.push_back((xid, Instant::now()));
+                                s.write(&out).await?;
+                            }
+                        }
+                        r = s.read_some(|inc| {
+                            if let Incoming::Reply(h) = inc {
+                                if let Some(i) = sent.iter().position(|(x, _)| *x == h.xid) {
+                                    let (_, at) = sent.remove(i).expect("found");
+                                    let us = at.elapsed().as_micros() as u64;
+                                    ops.push(((at - t0).as_micros() as u64, us));
+                                }
+                            }
+                        }) => r?,
+                        _ = tokio::time::sleep(Duration::from_millis(250)), if !sending => {}
+                    }
+                }
+                s.close().await;
+                anyhow::Ok(ops)
+            });
+        }
+        let mut all = Vec::new();
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r??);
+        }
+        anyhow::Ok(all)
     })
 }

@@ -457,7 +457,8 @@ pub fn four_letter(addr: SocketAddr, word: &str) -> Result<String> {
 }
 
 /// The newest `snapshot.<hex zxid>` in a directory: zxid, path. With `started`, also a
-/// snapshot still being written under a temporary name (`snapshot.<hex>.tmp`).
+/// snapshot still being written under a temporary name (`snapshot.<hex>.tmp`, or corral's
+/// `snapshot.<hex>.<n>.tmp`).
 pub fn newest_snapshot(dir: &Path, started: bool) -> Option<(u64, PathBuf)> {
     let mut best: Option<(u64, PathBuf)> = None;
     for e in fs::read_dir(dir).ok()?.flatten() {
@@ -466,7 +467,9 @@ pub fn newest_snapshot(dir: &Path, started: bool) -> Option<(u64, PathBuf)> {
             continue;
         };
         if started {
-            hex = hex.strip_suffix(".tmp").unwrap_or(hex);
+            if let Some(t) = hex.strip_suffix(".tmp") {
+                hex = t.split('.').next().unwrap_or(t);
+            }
         }
         let Ok(zxid) = u64::from_str_radix(hex, 16) else { continue };
         if best.as_ref().is_none_or(|b| zxid > b.0) {

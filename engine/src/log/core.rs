@@ -23,6 +23,11 @@ const BLOCK: u64 = DIRECT_ALIGN as u64;
 const BG_CHUNK: u64 = 8 << 20;
 /// What the writer reserves itself, when it must, while a background thread does the rest.
 const INLINE_STEP: u64 = 1 << 20;
+/// The next segment, made ahead by the background thread (created, its first
+/// [`INLINE_STEP`] reserved, fsynced with its directory) so that a roll only writes a header
+/// and renames it. Recovery takes one with a valid header for the segment it names (the
+/// rename need not be durable) and removes any other.
+pub(crate) const SPARE_NAME: &str = "log.spare";
 
 /// One segment file of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +102,8 @@ pub struct LogCore {
     failed: Option<Arc<LogError>>,
     view: Arc<Mutex<ReadView>>,
     bg: Option<Preallocator>,
+    /// A spare segment ready (its reserved bytes).
+    spare: Option<u64>,
 }
 
 impl std::fmt::Debug for LogCore {
@@ -153,6 +160,7 @@ impl LogCore {
         }
         crate::io::create_dir_durable(vfs.as_ref(), dir)
             .map_err(|e| LogError::io("create directory", dir, e))?;
+        recover_spare(vfs.as_ref(), dir, &opts)?;
         let mut segments = list_segments(vfs.as_ref(), dir)?;
         let mut report = RecoveryReport::default();
         let mut last_zxid = 0;
@@ -245,6 +253,7 @@ impl LogCore {
             failed: None,
             view: Arc::new(Mutex::new(view)),
             bg: None,
+            spare: None,
         };
         if core.opts.prealloc_in_background {
             let bg = Preallocator::spawn(core.vfs.clone())
@@ -253,6 +262,18 @@ impl LogCore {
         }
         core.check_roll();
         Ok((core, report))
+    }
+
+    /// Waits until the background preallocation thread is idle, taking a spare it made:
+    /// with it the thread's work happens at known points (crash tests replay them).
+    #[doc(hidden)]
+    pub fn wait_background(&mut self) {
+        for _ in 0..2 {
+            if let Some(bg) = &self.bg {
+                bg.wait_idle();
+            }
+            self.prepare_spare();
+        }
     }
 
     /// The last zxid written (0 for an empty log).
@@ -487,6 +508,7 @@ impl LogCore {
         if strategy != FlushStrategy::PerRecord {
             on_durable(done_before + recs.len());
         }
+        self.prepare_spare();
         self.check_roll();
         Ok(())
     }
@@ -518,6 +540,71 @@ impl LogCore {
         Ok(())
     }
 
+    fn spare_path(&self) -> PathBuf {
+        self.dir.join(SPARE_NAME)
+    }
+
+    /// Takes a finished spare; when the background thread has nothing else to do and there is
+    /// no spare, asks it for one. A failure costs only the spare: the next roll creates its
+    /// segment itself.
+    fn prepare_spare(&mut self) {
+        let Some(bg) = &self.bg else { return };
+        let spare = self.dir.join(SPARE_NAME);
+        match bg.take_created(&spare) {
+            Some(Ok(to)) => self.spare = Some(to),
+            Some(Err(e)) => tracing::warn!(error = %e, "could not prepare the next log segment"),
+            None => {}
+        }
+        if self.spare.is_some() || bg.pending() || self.active.is_none() {
+            return;
+        }
+        let to = self.opts.prealloc_bytes.min(self.opts.segment_bytes_max).min(INLINE_STEP);
+        bg.request_create(&spare, to.max(BLOCK), self.opts.prealloc);
+    }
+
+    /// Starts segment `base` in the spare (header written, renamed into place); `Ok(None)`
+    /// when there is no spare ready.
+    fn start_from_spare(&mut self, base: u64, header: &[u8]) -> Result<Option<Active>, LogError> {
+        self.prepare_spare();
+        let Some(bg) = &self.bg else { return Ok(None) };
+        let spare = self.spare_path();
+        let Some(reserved) = self.spare else { return Ok(None) };
+        if bg.busy_with(&spare) {
+            return Ok(None);
+        }
+        self.spare = None;
+        let path = self.dir.join(segment_file_name(base));
+        let aligned = writes_whole_blocks(self.opts.strategy);
+        let mut file = open_segment(self.vfs.as_ref(), &spare, self.opts.strategy, false)
+            .map_err(|e| LogError::io("open", &spare, e))?;
+        if aligned {
+            let mut block = AlignedBuf::with_capacity(DIRECT_ALIGN);
+            block.extend_from_slice(header);
+            block.pad_to_alignment();
+            file.write_all_at(block.as_slice(), 0)
+        } else {
+            file.write_all_at(header, 0)
+        }
+        .map_err(|e| LogError::io("write header", &spare, e))?;
+        // Durable before any record of the segment is acknowledged: an O_DSYNC write already
+        // is; with fdatasync strategies a flush of a later range (RWF_DSYNC) would not cover it.
+        if self.opts.strategy.is_durable() && self.opts.strategy != FlushStrategy::Direct {
+            file.sync_data().map_err(|e| LogError::io("fdatasync", &spare, e))?;
+        }
+        // Not followed by a directory fsync: recovery takes a spare with a valid header for the
+        // segment it names, and the next spare's creation makes the new name durable.
+        self.vfs.rename(&spare, &path).map_err(|e| LogError::io("rename", &spare, e))?;
+        Ok(Some(Active {
+            file,
+            path,
+            base,
+            write_pos: HEADER_LEN as u64,
+            allocated: reserved.max(BLOCK),
+            tail: if aligned { header.to_vec() } else { Vec::new() },
+            writeback: crate::io::WriteBehind::default(),
+        }))
+    }
+
     fn start_segment(&mut self, base: u64) -> Result<(), LogError> {
         // The segment being left is not waited for: background preallocation still running
         // in it writes only beyond its last record (waiting here, for up to a whole chunk of
@@ -527,10 +614,6 @@ impl LogCore {
         }
         self.active = None;
         self.roll_pending = false;
-        let path = self.dir.join(segment_file_name(base));
-        let aligned = writes_whole_blocks(self.opts.strategy);
-        let mut file = open_segment(self.vfs.as_ref(), &path, self.opts.strategy, true)
-            .map_err(|e| LogError::io("create", &path, e))?;
         let header = SegmentHeader {
             version: format::FORMAT_VERSION,
             dbid: self.opts.dbid,
@@ -538,6 +621,13 @@ impl LogCore {
             prev_zxid: self.last_zxid,
         }
         .encode();
+        if let Some(a) = self.start_from_spare(base, &header)? {
+            return self.begin(a);
+        }
+        let path = self.dir.join(segment_file_name(base));
+        let aligned = writes_whole_blocks(self.opts.strategy);
+        let mut file = open_segment(self.vfs.as_ref(), &path, self.opts.strategy, true)
+            .map_err(|e| LogError::io("create", &path, e))?;
         let mut a = Active {
             file: {
                 if aligned {
@@ -579,11 +669,16 @@ impl LogCore {
         // acknowledged from it.
         a.file.sync_all().map_err(|e| LogError::io("fsync", &path, e))?;
         self.vfs.sync_dir(&self.dir).map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
-        self.segments.push(SegmentInfo { base_zxid: base, path });
+        self.begin(a)
+    }
+
+    /// Makes `a`, a new segment, the active one and the newest readers see.
+    fn begin(&mut self, mut a: Active) -> Result<(), LogError> {
+        self.segments.push(SegmentInfo { base_zxid: a.base, path: a.path.clone() });
         {
             let mut v = self.view.lock().unwrap_or_else(|p| p.into_inner());
             v.segments = self.segments.clone();
-            v.active = Some((base, a.write_pos));
+            v.active = Some((a.base, a.write_pos));
         }
         schedule_ahead(
             &mut a,
@@ -736,6 +831,36 @@ fn only_zeros_after_header(file: &dyn VFile) -> std::io::Result<bool> {
         pos += n as u64;
     }
     Ok(true)
+}
+
+/// At open: a spare segment whose header is valid was the newest segment when the writer
+/// stopped (its rename into place may not have reached the disk) and takes the name it
+/// gives; any other spare (never used, or its header not written whole) is removed.
+fn recover_spare(vfs: &dyn Vfs, dir: &Path, opts: &LogOptions) -> Result<(), LogError> {
+    let spare = dir.join(SPARE_NAME);
+    if !vfs.exists(&spare) {
+        return Ok(());
+    }
+    let file =
+        vfs.open(&spare, OpenOptions::read()).map_err(|e| LogError::io("open", &spare, e))?;
+    let mut h = [0u8; HEADER_LEN];
+    let n = read_up_to(file.as_ref(), &mut h, 0).map_err(|e| LogError::io("read", &spare, e))?;
+    drop(file);
+    match SegmentHeader::decode(&h[..n]) {
+        Ok(header) if header.dbid == opts.dbid => {
+            let to = dir.join(segment_file_name(header.base_zxid));
+            if vfs.exists(&to) {
+                return Err(LogError::BadHeader {
+                    segment: spare,
+                    reason: format!("it names segment {}, which exists", to.display()),
+                });
+            }
+            tracing::info!(segment = %to.display(), "the newest log segment was still named as the spare");
+            vfs.rename(&spare, &to).map_err(|e| LogError::io("rename", &spare, e))?;
+            vfs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))
+        }
+        _ => remove_durably(vfs, dir, &spare),
+    }
 }
 
 fn remove_durably(vfs: &dyn Vfs, dir: &Path, path: &Path) -> Result<(), LogError> {

@@ -56,6 +56,9 @@ struct Request {
     to: u64,
     mode: Prealloc,
     sync: bool,
+    /// Create the file first (replacing any), and make it and its directory entry durable
+    /// at the end: a spare segment.
+    create: bool,
 }
 
 #[derive(Default)]
@@ -63,8 +66,8 @@ struct State {
     request: Option<Request>,
     /// The request being worked on: (path, target).
     busy: Option<(PathBuf, u64)>,
-    /// The last finished request: (path, target, outcome).
-    done: Option<(PathBuf, u64, Result<(), LogError>)>,
+    /// The last finished request: (path, target, outcome, created).
+    done: Option<(PathBuf, u64, Result<(), LogError>, bool)>,
     shutdown: bool,
 }
 
@@ -103,6 +106,14 @@ impl Preallocator {
         s.request.is_some() || s.busy.is_some() || s.done.is_some()
     }
 
+    /// Waits until no request is queued or running (what finished stays to be collected).
+    pub(crate) fn wait_idle(&self) {
+        let mut s = lock(&self.shared.0);
+        while s.request.is_some() || s.busy.is_some() {
+            s = self.shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
     /// True if a request for `path` is queued or running: space for `path` is on its way.
     pub(crate) fn busy_with(&self, path: &Path) -> bool {
         let s = lock(&self.shared.0);
@@ -112,19 +123,48 @@ impl Preallocator {
 
     /// Asks for `[from, to)` of `path` to be reserved. At most one request is outstanding.
     pub(crate) fn request(&self, path: &Path, from: u64, to: u64, mode: Prealloc, sync: bool) {
+        self.submit(Request { path: path.to_path_buf(), from, to, mode, sync, create: false });
+    }
+
+    /// Asks for a new file at `path` (replacing any) with `[0, to)` reserved, the file and
+    /// its directory entry durable: a spare segment, taken with [`Preallocator::take_created`].
+    pub(crate) fn request_create(&self, path: &Path, to: u64, mode: Prealloc) {
+        self.submit(Request {
+            path: path.to_path_buf(),
+            from: 0,
+            to,
+            mode,
+            sync: true,
+            create: true,
+        });
+    }
+
+    fn submit(&self, r: Request) {
         let mut s = lock(&self.shared.0);
         assert!(
             s.request.is_none() && s.busy.is_none() && s.done.is_none(),
             "one background request at a time, collected before the next"
         );
-        s.request = Some(Request { path: path.to_path_buf(), from, to, mode, sync });
+        s.request = Some(r);
         self.shared.1.notify_all();
+    }
+
+    /// The outcome of a finished [`Preallocator::request_create`] for `path` (its reserved
+    /// size), if there is one; `None` leaves whatever else finished alone.
+    pub(crate) fn take_created(&self, path: &Path) -> Option<Result<u64, LogError>> {
+        let mut s = lock(&self.shared.0);
+        if !s.done.as_ref().is_some_and(|(p, _, _, created)| *created && p == path) {
+            return None;
+        }
+        let (_, to, r, _) = s.done.take().expect("checked");
+        Some(r.map(|()| to))
     }
 
     /// The new end of `path`'s reserved space if a request for it has finished; `wait` blocks
     /// until the outstanding request (if any) is done. A failure for `path` is returned once;
     /// a finished request for another file (a segment the writer has left) is only cleared:
-    /// its space lies beyond that segment's last record, and the thread logged any failure.
+    /// its space lies beyond that segment's last record, and the thread logged any failure. A
+    /// finished creation (a spare) is left for [`Preallocator::take_created`].
     pub(crate) fn collect(&self, path: &Path, wait: bool) -> Result<Option<u64>, LogError> {
         let mut s = lock(&self.shared.0);
         if wait {
@@ -132,9 +172,12 @@ impl Preallocator {
                 s = self.shared.1.wait(s).unwrap_or_else(|p| p.into_inner());
             }
         }
+        if s.done.as_ref().is_some_and(|(p, _, _, created)| *created && p != path) {
+            return Ok(None);
+        }
         match s.done.take() {
-            Some((p, to, Ok(()))) if p == path => Ok(Some(to)),
-            Some((p, _, Err(e))) if p == path => Err(e),
+            Some((p, to, Ok(()), _)) if p == path => Ok(Some(to)),
+            Some((p, _, Err(e), _)) if p == path => Err(e),
             _ => Ok(None),
         }
     }
@@ -170,7 +213,8 @@ fn run(vfs: &dyn Vfs, shared: &(Mutex<State>, Condvar)) {
         // competing with the log's flushes), then one fdatasync makes the new size durable.
         // Where O_DIRECT is refused (tmpfs), buffered writes do the same job.
         let direct = OpenOptions { direct: true, ..OpenOptions::read_write() };
-        let outcome = match vfs.open(&req.path, direct) {
+        let created = if req.create { create_file(vfs, &req.path) } else { Ok(()) };
+        let outcome = created.and_then(|()| match vfs.open(&req.path, direct) {
             Ok(mut f) => {
                 grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, true, req.sync)
             }
@@ -180,13 +224,35 @@ fn run(vfs: &dyn Vfs, shared: &(Mutex<State>, Condvar)) {
                 .and_then(|mut f| {
                     grow_file(f.as_mut(), &req.path, req.from, req.to, req.mode, false, req.sync)
                 }),
+        });
+        let outcome = match outcome {
+            Ok(()) if req.create => make_durable(vfs, &req.path),
+            other => other,
         };
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "background preallocation failed");
         }
         let mut s = lock(&shared.0);
         s.busy = None;
-        s.done = Some((req.path, req.to, outcome));
+        s.done = Some((req.path, req.to, outcome, req.create));
         shared.1.notify_all();
     }
+}
+
+/// Creates an empty `path`, replacing any file there.
+fn create_file(vfs: &dyn Vfs, path: &Path) -> Result<(), LogError> {
+    if vfs.exists(path) {
+        vfs.remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
+    }
+    vfs.open(path, OpenOptions::create_new()).map_err(|e| LogError::io("create", path, e))?;
+    Ok(())
+}
+
+/// fsyncs a new file, then its directory.
+fn make_durable(vfs: &dyn Vfs, path: &Path) -> Result<(), LogError> {
+    let mut f =
+        vfs.open(path, OpenOptions::read_write()).map_err(|e| LogError::io("open", path, e))?;
+    f.sync_all().map_err(|e| LogError::io("fsync", path, e))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    vfs.sync_dir(dir).map_err(|e| LogError::io("fsync directory", dir, e))
 }
