@@ -270,6 +270,26 @@ fn snap_catch_up(
     }
     let load_s = t.elapsed().as_secs_f64();
     let (_, leader_count) = mode_and_count(&e.servers[leader]);
+    // Let the snapshots the load triggered finish on every server (all share one core), so
+    // that "before" is a quiet ensemble: no snapshot file being written (bounded, 300 s).
+    let settle = Instant::now() + Duration::from_secs(300);
+    while Instant::now() < settle
+        && e.servers.iter().any(|s| {
+            fs::read_dir(s.snap_dir()).is_ok_and(|rd| {
+                rd.flatten().any(|f| {
+                    let n = f.file_name().to_string_lossy().into_owned();
+                    // corral: a temporary name; ZooKeeper: a snapshot written in the last 2 s.
+                    n.ends_with(".tmp")
+                        || (n.starts_with("snapshot.")
+                            && f.metadata().and_then(|m| m.modified()).is_ok_and(|m| {
+                                m.elapsed().unwrap_or_default() < Duration::from_secs(2)
+                            }))
+                })
+            })
+        })
+    {
+        std::thread::sleep(Duration::from_millis(200));
+    }
     // Before: 15 s of paced writes.
     let t0 = Instant::now();
     let idle_until = t0 + Duration::from_secs(15);

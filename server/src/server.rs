@@ -95,6 +95,9 @@ impl EnsembleOptions {
             tree: crate::tree::TreeOptions::default(),
             // A sync sends the history window and the outstanding proposals at once.
             send_queue_max: 4 * (peer.outstanding_max + peer.commit_log_count) + 64,
+            // Seconds of writes behind a multi-gigabyte SNAP payload (4,000 setData of 1 KiB a
+            // second for the ~10 s of a 2 GB payload: ~90 MB).
+            send_backlog_bytes_max: 256 << 20,
             listen_on_all_ips: config.quorum_listen_on_all_ips,
             election_port_bind_retry: config.election_port_bind_retry,
             tls: crate::net::quorum_tls::QuorumTls::from_config(config)

@@ -127,6 +127,10 @@ pub struct QuorumNetConfig {
     pub tree: crate::tree::TreeOptions,
     /// Packets queued for one quorum connection at most; past it the connection is closed.
     pub send_queue_max: usize,
+    /// Past `send_queue_max` packets, a connection's queue may still hold this many bytes
+    /// (bursts of small packets: the proposals made while a SNAP payload goes out, a
+    /// learner's acks for them); past both, the connection is closed.
+    pub send_backlog_bytes_max: usize,
     /// Listen on every interface (quorumListenOnAllIPs) rather than the member's address.
     pub listen_on_all_ips: bool,
     /// Attempts to bind the election port, a second apart (electionPortBindRetry; 0: no
@@ -188,23 +192,47 @@ enum OutItem {
     Snapshot(Box<crate::db::State>),
 }
 
+/// What an [`Outbox`] holds.
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<OutItem>,
+    closed: bool,
+    /// Bytes of the queued `Bytes` items.
+    bytes: usize,
+}
+
 /// A connection's send queue, drained by its writer thread.
 struct Outbox {
-    q: Mutex<(VecDeque<OutItem>, bool)>,
+    q: Mutex<Queue>,
     ready: Condvar,
     stream: TcpStream,
+    /// Messages queued at most, unless they hold no more than `backlog_bytes`: a burst of
+    /// small packets — the proposals made while a large SNAP payload goes out (at ten
+    /// million znodes, seconds of them), a learner's acks for them once it has the snapshot
+    /// — must not close the connection, or the learner starts over with a new SNAP, forever.
     cap: usize,
+    backlog_bytes: usize,
     /// Drop the oldest message when full (election) instead of closing (quorum).
     lossy: bool,
 }
 
 impl Outbox {
     fn new(stream: TcpStream, cap: usize, lossy: bool) -> Arc<Outbox> {
+        Self::with_backlog(stream, cap, 0, lossy)
+    }
+
+    fn with_backlog(
+        stream: TcpStream,
+        cap: usize,
+        backlog_bytes: usize,
+        lossy: bool,
+    ) -> Arc<Outbox> {
         Arc::new(Outbox {
-            q: Mutex::new((VecDeque::new(), false)),
+            q: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             stream,
             cap,
+            backlog_bytes,
             lossy,
         })
     }
@@ -216,28 +244,35 @@ impl Outbox {
 
     fn push_item(&self, m: OutItem) -> bool {
         let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
-        if q.1 {
+        if q.closed {
             return false;
         }
-        if q.0.len() >= self.cap {
+        let len = match &m {
+            OutItem::Bytes(b) => b.len(),
+            OutItem::Snapshot(_) => 0,
+        };
+        if q.items.len() >= self.cap && q.bytes + len > self.backlog_bytes {
             if self.lossy {
-                q.0.pop_front();
+                if let Some(OutItem::Bytes(b)) = q.items.pop_front() {
+                    q.bytes -= b.len();
+                }
             } else {
-                q.1 = true;
+                q.closed = true;
                 drop(q);
                 self.ready.notify_all();
                 let _ = self.stream.shutdown(Shutdown::Both);
                 return false;
             }
         }
-        q.0.push_back(m);
+        q.bytes += len;
+        q.items.push_back(m);
         drop(q);
         self.ready.notify_all();
         true
     }
 
     fn close(&self) {
-        self.q.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+        self.q.lock().unwrap_or_else(|p| p.into_inner()).closed = true;
         self.ready.notify_all();
         let _ = self.stream.shutdown(Shutdown::Both);
     }
@@ -252,10 +287,13 @@ impl Outbox {
             let m = {
                 let mut q = self.q.lock().unwrap_or_else(|p| p.into_inner());
                 loop {
-                    if q.1 {
+                    if q.closed {
                         return;
                     }
-                    if let Some(m) = q.0.pop_front() {
+                    if let Some(m) = q.items.pop_front() {
+                        if let OutItem::Bytes(b) = &m {
+                            q.bytes -= b.len();
+                        }
                         break m;
                     }
                     q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
@@ -654,7 +692,12 @@ impl QuorumNet {
 
     fn new_conn(&self, peer: Sid, s: &TcpStream) -> io::Result<(ConnId, Arc<Outbox>)> {
         let id = self.inner.next_conn.fetch_add(1, Ordering::Relaxed);
-        let out = Outbox::new(s.try_clone()?, self.inner.cfg.send_queue_max, false);
+        let out = Outbox::with_backlog(
+            s.try_clone()?,
+            self.inner.cfg.send_queue_max,
+            self.inner.cfg.send_backlog_bytes_max,
+            false,
+        );
         self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner()).insert(id, (peer, out.clone()));
         let w = out.clone();
         std::thread::Builder::new().name("corral-quorum-out".into()).spawn(move || w.run())?;
@@ -944,6 +987,31 @@ fn bad(msg: String) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Past its packet cap a quorum queue still takes small packets up to its byte budget (a
+    /// burst of proposals behind a SNAP payload, a learner's acks after one); past both it
+    /// closes the connection. Without the budget, an emptied follower catching up under
+    /// writes was dropped after every SNAP and started over.
+    #[test]
+    fn a_quorum_queue_takes_a_burst_within_its_byte_budget() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap();
+        let out = Outbox::with_backlog(s, 4, 100, false);
+        for _ in 0..10 {
+            assert!(out.push(Bytes::from_static(b"12345")), "within the budget");
+        }
+        assert!(!out.push(Bytes::from(vec![0u8; 60])), "past the cap and the budget");
+        assert!(!out.push(Bytes::from_static(b"1")), "closed");
+        // Without a budget the cap alone decides.
+        let s = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap();
+        let out = Outbox::with_backlog(s, 4, 0, false);
+        for _ in 0..4 {
+            assert!(out.push(Bytes::from_static(b"12345")));
+        }
+        assert!(!out.push(Bytes::from_static(b"12345")));
+    }
 
     /// A SNAP payload that arrives in two writes, the second small and the stream then
     /// silent (the leader waits for the NEWLEADER ack): it is parsed when the stream pauses,
