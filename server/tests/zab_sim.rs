@@ -125,3 +125,15 @@ fn a_stale_leader_establishing_late_is_safe() {
     let r = run_seed(257_070_165, &opts);
     check(&r, &opts);
 }
+
+/// A follower processes a NEWLEADER, its leader crashes before the ack, and the next leader
+/// truncates it to nothing: its ack of the next NEWLEADER is judged against the new (empty)
+/// history, not the abandoned one. Found by a 3-peer run; the replica was right, the
+/// simulator's bookkeeping kept the abandoned sync's target.
+#[test]
+fn an_abandoned_sync_leaves_no_ack_target_behind() {
+    let opts = SimOptions { peers: 3, observers: 0, ..SimOptions::default() };
+    let r = run_seed(7_341_162, &opts);
+    check(&r, &opts);
+    assert!(r.counters.synced_trunc > 0, "the seed no longer reaches the TRUNC");
+}

@@ -1280,6 +1280,11 @@ impl Sim {
                     self.counters.hand_overs += 1;
                 }
                 n.role = role;
+                if role == Role::Looking {
+                    // A sync abandoned before its NEWLEADER was acked: that ack never comes,
+                    // and the next leader's NEWLEADER sets its own target.
+                    n.newleader_target = None;
+                }
                 if !matches!(
                     role,
                     Role::Leading { established: true, .. }
