@@ -39,6 +39,10 @@ struct Ensemble {
 
 impl Ensemble {
     fn new(n: u64) -> Ensemble {
+        Ensemble::with_config(n, |_| {})
+    }
+
+    fn with_config(n: u64, adjust: impl Fn(&mut PeerConfig)) -> Ensemble {
         let clock = Arc::new(ManualClock::new(1_700_000_000_000));
         let mut nodes = BTreeMap::new();
         let mut dirs = Vec::new();
@@ -61,6 +65,7 @@ impl Ensemble {
             let (db, state, _) = Database::open(opts).unwrap();
             let mut cfg = PeerConfig::new(1..=n, []);
             cfg.tick_ms = TICK_MS as u32;
+            adjust(&mut cfg);
             let (tx, rx) = mpsc::channel();
             let mut pipeline = Pipeline::member(shared.clone(), db, state, tx, cfg, id).unwrap();
             pipeline.begin();
@@ -237,6 +242,7 @@ impl Client {
                 }
                 Out::Frame(f) if f.len() > 8 && f[4..8] == [0xff; 4] => events += 1,
                 Out::Shared(f) if f.len() > 8 && f[4..8] == [0xff; 4] => events += 1,
+                Out::Close => panic!("the server closed the connection"),
                 _ => {}
             }
         }
@@ -325,4 +331,70 @@ fn clients_of_a_follower_write_through_the_leader_and_read_their_writes() {
     }
     assert!(short.conn.session_ended.load(Ordering::Acquire), "expired by the leader, ended here");
     assert!(!c.conn.session_ended.load(Ordering::Acquire), "touched through the follower's pings");
+}
+
+/// A leader with `outstanding_max` proposals in flight (here 2, its log not yet flushed, so no
+/// acknowledgement comes) may propose no more: its own clients' requests and the learners'
+/// forwarded ones wait, in order, and are proposed as commits make room. None is refused, no
+/// connection is closed, and each client's replies come in its request order, a read behind
+/// its writes seeing them. (It closed its clients' connections and dropped learners' requests.)
+#[test]
+fn a_leader_at_its_bound_on_proposals_holds_requests_in_order() {
+    let mut e = Ensemble::with_config(3, |cfg| cfg.outstanding_max = 2);
+    let leader = e.elect();
+    let follower = (1..=3).find(|s| *s != leader).unwrap();
+    let mut l = Client::connect(&mut e, leader, 1, 30_000);
+    let mut f = Client::connect(&mut e, follower, 2, 30_000);
+
+    let mut sent_l = Vec::new();
+    let mut sent_f = Vec::new();
+    for i in 0..8 {
+        sent_l.push(l.send(&mut e, create(&format!("/l{i}"), b"x")));
+        sent_f.push(f.send(&mut e, create(&format!("/f{i}"), b"y")));
+    }
+    let read =
+        l.send(&mut e, Request::GetData(PathWatchRequest { path: "/l7".into(), watch: false }));
+    sent_l.push(read);
+    assert!(
+        e.node(leader).pipeline.stalled() >= 6,
+        "the leader holds its clients' requests past its two proposals in flight"
+    );
+    // The follower's writes reach the leader while it is still at its bound (its log is
+    // flushed only as the network settles: two proposals commit at a time).
+    let mut held_seen = 0;
+    for _ in 0..100 {
+        held_seen = held_seen.max(e.node(leader).pipeline.replica().held());
+        for o in e.node(follower).pipeline.take_network() {
+            if let NetOut::Command(Command::Send { to, packet }) = o {
+                let conn = e.conns[&Ensemble::key(follower, to)];
+                e.nodes.get_mut(&to).unwrap().pipeline.step(Input::Peer(Event::Packet {
+                    from: follower,
+                    conn,
+                    packet,
+                }));
+            }
+        }
+        held_seen = held_seen.max(e.node(leader).pipeline.replica().held());
+        if held_seen > 0 {
+            break;
+        }
+    }
+    assert!(held_seen > 0, "the leader holds the follower's forwarded writes");
+    e.settle();
+    let (got_l, _) = l.take();
+    let (got_f, _) = f.take();
+    assert_eq!(got_l.iter().map(|g| g.0).collect::<Vec<_>>(), sent_l, "{got_l:?}");
+    assert_eq!(got_f.iter().map(|g| g.0).collect::<Vec<_>>(), sent_f, "{got_f:?}");
+    assert!(got_l.iter().chain(&got_f).all(|g| g.1 == 0), "every request succeeded");
+    assert!(got_l.last().unwrap().2.contains("data: \"x\""), "the read sees its write: {got_l:?}");
+    assert_eq!(e.node(leader).pipeline.stalled(), 0);
+    assert_eq!(e.node(leader).pipeline.replica().held(), 0);
+    for n in e.nodes.values() {
+        let view = n.shared.view.read().unwrap();
+        for i in 0..8 {
+            assert!(
+                view.node(&format!("/l{i}")).is_some() && view.node(&format!("/f{i}")).is_some()
+            );
+        }
+    }
 }

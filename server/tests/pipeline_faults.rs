@@ -18,8 +18,8 @@ fn run(opts: &EnsembleOptions, seeds: u64) -> EnsembleCounters {
         let r = run_ensemble_seed(seed, opts);
         if !r.violations.is_empty() {
             failures.push(format!(
-                "seed {seed} (replay: corral-sim --pipelines --seed {seed} --peers {} --observers {} --fault-ms {}): {:?}",
-                opts.peers, opts.observers, opts.fault_ms, r.violations
+                "seed {seed} (replay: corral-sim --pipelines --seed {seed} --peers {} --observers {} --fault-ms {} --outstanding-max {}): {:?}",
+                opts.peers, opts.observers, opts.fault_ms, opts.outstanding_max, r.violations
             ));
         }
         total.add(&r.counters);
@@ -44,6 +44,26 @@ fn five_voters_and_two_observers_serve_clients_through_faults() {
     let t = run(&opts, seeds(4));
     eprintln!("{t:?}");
     assert!(t.acked_writes > 0 && t.sync_reads > 0, "{t:?}");
+}
+
+/// A leader with two proposals in flight may propose no more: it holds its clients' inputs,
+/// learners' forwarded requests and the tracker's expiries until commits make room. Before it
+/// did, it closed its clients' connections, dropped learners' requests (their clients waited
+/// for ever) and forgot expiries (ephemerals outlived their sessions): hundreds of violations.
+#[test]
+fn a_leader_at_its_bound_on_proposals_holds_requests() {
+    for peers_observers in [(3, 0), (3, 2)] {
+        let opts = EnsembleOptions {
+            peers: peers_observers.0,
+            observers: peers_observers.1,
+            outstanding_max: 2,
+            ..EnsembleOptions::default()
+        };
+        let t = run(&opts, seeds(6));
+        eprintln!("{t:?}");
+        assert!(t.held_steps > 100, "the leader was at its bound: {t:?}");
+        assert!(t.acked_writes > 0 && t.sync_reads > 0, "{t:?}");
+    }
 }
 
 #[test]

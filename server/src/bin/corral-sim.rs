@@ -51,6 +51,10 @@ struct Args {
     /// replica: connections, forwarding, watches, sessions) instead of the replica simulator.
     #[arg(long)]
     pipelines: bool,
+    /// With --pipelines: the leader's bound on proposals in flight (small values make it
+    /// hold clients' and learners' requests often).
+    #[arg(long, default_value_t = 1000)]
+    outstanding_max: usize,
 }
 
 fn main() {
@@ -89,6 +93,7 @@ fn main() {
             observers: args.observers,
             fault_ms: args.fault_ms,
             trace: args.trace,
+            outstanding_max: args.outstanding_max.max(1),
             ..EnsembleOptions::default()
         };
         let o = eopts.clone();
@@ -108,7 +113,7 @@ fn main() {
             "pipelines: seeds: {seeds}, violations: {violations}, leaders: {}, crashes: {}, partitions: {}, \
              sessions: {}, replies: {}, acknowledged writes: {}, reads after sync checked: {}, \
              watch events: {}, client connections lost: {}, sessions resumed elsewhere: {} \
-             ({} refused), steps: {}, first seed: {start}, peers: {}, observers: {}, {:.1?}",
+             ({} refused), steps with requests held at a busy leader: {}, steps: {}, first seed: {start}, peers: {}, observers: {}, {:.1?}",
             c.leaders,
             c.crashes,
             c.partitions,
@@ -120,6 +125,7 @@ fn main() {
             c.connections_lost,
             c.resumed,
             c.resume_refused,
+            c.held_steps,
             c.steps,
             args.peers,
             args.observers,
@@ -195,6 +201,9 @@ fn pipelines_replay(seed: u64, o: &EnsembleOptions) -> String {
     );
     if o.fault_ms != EnsembleOptions::default().fault_ms {
         cmd.push_str(&format!(" --fault-ms {}", o.fault_ms));
+    }
+    if o.outstanding_max != EnsembleOptions::default().outstanding_max {
+        cmd.push_str(&format!(" --outstanding-max {}", o.outstanding_max));
     }
     cmd
 }

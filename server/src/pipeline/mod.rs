@@ -920,6 +920,15 @@ pub struct Pipeline {
     /// A learner's per-connection order: its forwarded writes and syncs, and the reads
     /// queued behind them.
     learner_queue: HashMap<u64, VecDeque<Queued>>,
+    /// Clients' inputs that arrived while the leader could not propose (`outstanding_max`
+    /// proposals in flight, a hand-over), in arrival order: handled as commits make room.
+    /// Bounded by globalOutstandingLimit (the connections stop reading past it) and the
+    /// number of connections.
+    stalled: VecDeque<Input>,
+    /// Sessions the tracker expired while the leader could not propose: their closeSession
+    /// is proposed as commits make room (the tracker forgets a session it expired). At most
+    /// one per session.
+    held_expiries: VecDeque<i64>,
     /// Syncs the leader answered, waiting for the commits before them to be applied here:
     /// (commit point, connection), in commit-point order.
     syncs_applying: VecDeque<(Zxid, u64)>,
@@ -1264,6 +1273,8 @@ impl Pipeline {
             net: Vec::new(),
             forwarded: HashMap::new(),
             learner_queue: HashMap::new(),
+            stalled: VecDeque::new(),
+            held_expiries: VecDeque::new(),
             syncs_applying: VecDeque::new(),
             syncs: VecDeque::new(),
             fatal: None,
@@ -1467,6 +1478,10 @@ impl Pipeline {
                 return;
             }
         }
+        self.unstall();
+        if self.fatal.is_some() {
+            return;
+        }
         self.replica.mark_boundary();
         let mut out = Vec::new();
         self.replica.apply_committed(&mut out);
@@ -1479,7 +1494,56 @@ impl Pipeline {
         }
     }
 
+    /// Handles one input; a client's waits behind earlier ones while the leader may not
+    /// propose. ZooKeeper's leader has no bound on its proposals in flight and queues
+    /// without limit; this one holds what its clients sent (their connections stop reading
+    /// at globalOutstandingLimit) rather than refusing it.
     fn handle(&mut self, ev: Input) {
+        let client = matches!(
+            ev,
+            Input::Request { .. }
+                | Input::FailedWrite { .. }
+                | Input::CreateSession { .. }
+                | Input::Reconnect { .. }
+                | Input::ConnClosed { .. }
+        );
+        if client && (!self.stalled.is_empty() || self.must_stall()) {
+            self.stalled.push_back(ev);
+            return;
+        }
+        let peer = matches!(ev, Input::Peer(_));
+        self.dispatch(ev);
+        if peer {
+            self.unstall();
+        }
+    }
+
+    /// A leader without room for what one client input may propose (two txns: a local
+    /// session's upgrade, then its create) holds clients' inputs.
+    fn must_stall(&self) -> bool {
+        let max = self.replica.peer().config().outstanding_max;
+        self.replica.proposal_room().is_some_and(|room| room < max.min(2))
+    }
+
+    /// Handles held expiries and stalled inputs, in order, while the leader may propose.
+    fn unstall(&mut self) {
+        while self.fatal.is_none() && !self.must_stall() {
+            if let Some(id) = self.held_expiries.pop_front() {
+                self.propose_expiry(id);
+            } else if let Some(ev) = self.stalled.pop_front() {
+                self.dispatch(ev);
+            } else {
+                break;
+            }
+        }
+    }
+
+    /// Clients' inputs waiting for the leader to be able to propose.
+    pub fn stalled(&self) -> usize {
+        self.stalled.len() + self.held_expiries.len()
+    }
+
+    fn dispatch(&mut self, ev: Input) {
         match ev {
             Input::Request { conn, xid, op, req, auth, received } => {
                 self.on_request(conn, xid, op, req, auth, received)
@@ -1975,7 +2039,8 @@ impl Pipeline {
                 match origin {
                     Origin::Client { conn, .. } | Origin::Close { conn: Some(conn), .. } => {
                         // Cannot happen standalone (it always leads, with no bound on proposals
-                        // of its own); were it to, the client reconnects rather than wait.
+                        // of its own), nor for a leader (it holds clients' inputs while it has
+                        // no room, see `must_stall`); were it to, the client reconnects.
                         tracing::warn!(reason = %why, "a request could not be sequenced; closing its connection");
                         conn.close();
                     }
@@ -2422,6 +2487,14 @@ impl Pipeline {
             Role::Following { leader, serving } => tracing::info!(leader, serving, "FOLLOWING"),
             Role::Observing { leader, serving } => tracing::info!(leader, serving, "OBSERVING"),
         }
+        if !matches!(role, Role::Leading { established: true, .. }) {
+            // Expiries this leader could not propose: the next leader's tracker expires them.
+            for id in std::mem::take(&mut self.held_expiries) {
+                if let Some(s) = self.sessions.get_mut(&id) {
+                    s.closing = false;
+                }
+            }
+        }
         if role == Role::Looking {
             let now = self.shared.now_ms();
             self.ro.looking_since.get_or_insert(now);
@@ -2629,6 +2702,14 @@ impl Pipeline {
             None => {}
         }
         tracing::info!(session = format_args!("{id:#x}"), "session expired");
+        if self.replica.busy() {
+            self.held_expiries.push_back(id);
+            return;
+        }
+        self.propose_expiry(id);
+    }
+
+    fn propose_expiry(&mut self, id: i64) {
         let p = Proposal::CloseSession { session_id: id, cxid: 0 };
         if self.propose(p, Origin::Close { conn: None, xid: None }).is_none() {
             if let Some(s) = self.sessions.get_mut(&id) {

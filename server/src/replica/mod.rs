@@ -266,7 +266,25 @@ pub struct Replica {
     now_ms: i64,
     /// A reusable buffer for the peer's commands (steps nest: a step may find it taken).
     cmds: Vec<Command>,
+    /// Leader: learners' requests that arrived while `outstanding_max` proposals were in
+    /// flight, in arrival order; proposed as commits make room (see [`Replica::busy`]).
+    held: VecDeque<Held>,
 }
+
+/// A learner's request the leader holds until it may propose again.
+#[derive(Debug)]
+struct Held {
+    from: Sid,
+    request: ForwardedRequest,
+    /// Owned by a session on another server: answered SESSIONMOVED (an error txn).
+    moved: bool,
+}
+
+/// How many learners' requests a leader holds, per proposal it may have in flight, before it
+/// drops the connection of the learner that sends more. Each learner bounds what it forwards
+/// by its own globalOutstandingLimit, so only an ensemble of many saturated learners (or a
+/// misbehaving one) reaches it.
+const HELD_PER_OUTSTANDING: usize = 16;
 
 impl std::fmt::Debug for Replica {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -374,6 +392,7 @@ impl Replica {
             local: std::collections::HashSet::new(),
             now_ms: 0,
             cmds: Vec::new(),
+            held: VecDeque::new(),
         };
         let mut out = Vec::new();
         r.run(cmds, &mut out)?;
@@ -602,24 +621,17 @@ impl Replica {
                 if self.opts.report_appends_and_commits {
                     out.push(Output::Command(Command::Commit(z)));
                 }
+                self.propose_held(out)?;
             }
             Command::SendSnapshot { to, zxid } => {
                 let state = self.state_at(zxid);
                 out.push(Output::Snapshot { to, zxid, state });
             }
-            Command::Request { request, .. } => {
-                self.propose_forwarded(&request, out)?;
+            Command::Request { from, request } => {
+                self.forwarded(Held { from, request, moved: false }, out)?;
             }
-            Command::SessionMoved { request } => {
-                let p = Proposal::Failed {
-                    session_id: request.session_id,
-                    cxid: request.cxid,
-                    err: ErrorCode::SessionMoved,
-                };
-                match self.propose_into(p, self.now_ms, out) {
-                    Ok(_) | Err(Err(_)) => {}
-                    Err(Ok(f)) => return Err(f),
-                }
+            Command::SessionMoved { from, request } => {
+                self.forwarded(Held { from, request, moved: true }, out)?;
             }
             Command::Activate { text, version } => {
                 // ZooKeeper's initConfigInZKDatabase at activation (a reconfig txn sets the
@@ -667,8 +679,11 @@ impl Replica {
 
     fn role_changed(&mut self, role: Role, out: &mut Vec<Output>) -> Result<(), Fatal> {
         // What was proposed and not committed stays in the history as plain txns: the next
-        // leader commits or truncates them. The speculative state goes.
+        // leader commits or truncates them. The speculative state goes, and so do learners'
+        // requests held for it (their learners follow the next leader, and their clients
+        // reconnect or time out, as when a ZooKeeper leader goes).
         self.spec = None;
+        self.held.clear();
         for p in &mut self.pending {
             p.local = None;
         }
@@ -815,6 +830,70 @@ impl Replica {
         }
     }
 
+    /// Leader: true while it may not propose (`outstanding_max` proposals in flight, or a
+    /// hand-over under way): the runtime holds its clients' requests until a commit makes
+    /// room, as this replica holds learners'.
+    pub fn busy(&self) -> bool {
+        matches!(self.peer.role(), Role::Leading { established: true, .. })
+            && self.peer.next_zxid().is_none()
+    }
+
+    /// An established leader: how many more proposals it may make now
+    /// ([`Peer::proposal_room`]); `None` when not leading.
+    pub fn proposal_room(&self) -> Option<usize> {
+        self.peer.proposal_room()
+    }
+
+    /// Learners' requests held now.
+    pub fn held(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Leader: a learner's request, proposed now, or held behind earlier ones while
+    /// [`Replica::busy`]. Past the bound, the learner's connection is closed (it syncs
+    /// again; its clients see connection loss), never a request silently dropped.
+    fn forwarded(&mut self, h: Held, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        if self.held.is_empty() && !self.busy() {
+            return self.propose_held_one(&h, out);
+        }
+        let max = self.peer.config().outstanding_max.saturating_mul(HELD_PER_OUTSTANDING);
+        if self.held.len() >= max {
+            tracing::warn!(
+                learner = h.from,
+                held = self.held.len(),
+                "too many learners' requests wait for the proposals in flight; closing the connection of the learner that sent one more"
+            );
+            out.push(Output::Command(Command::Disconnect { peer: h.from, conn: None }));
+            return Ok(());
+        }
+        self.held.push_back(h);
+        Ok(())
+    }
+
+    /// Proposes held requests while there is room.
+    fn propose_held(&mut self, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        while !self.held.is_empty() && !self.busy() {
+            let h = self.held.pop_front().expect("not empty");
+            self.propose_held_one(&h, out)?;
+        }
+        Ok(())
+    }
+
+    fn propose_held_one(&mut self, h: &Held, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        if !h.moved {
+            return self.propose_forwarded(&h.request, out);
+        }
+        let p = Proposal::Failed {
+            session_id: h.request.session_id,
+            cxid: h.request.cxid,
+            err: ErrorCode::SessionMoved,
+        };
+        match self.propose_into(p, self.now_ms, out) {
+            Ok(_) | Err(Err(_)) => Ok(()),
+            Err(Ok(f)) => Err(f),
+        }
+    }
+
     /// Leader: sequences a forwarded request (from a learner, or this peer's own client
     /// through the peer).
     fn propose_forwarded(
@@ -847,8 +926,8 @@ impl Replica {
             },
         };
         match self.propose_into(p, self.now_ms, out) {
-            // Not proposed (too many in flight, or no longer leading): the learner's client
-            // gets no answer and times out, as with ZooKeeper.
+            // Not proposed (no longer leading; a busy leader held it before this): the
+            // learner's client gets no answer and reconnects when its leader goes.
             Ok(_) | Err(Err(_)) => Ok(()),
             Err(Ok(f)) => Err(f),
         }

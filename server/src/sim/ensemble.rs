@@ -71,6 +71,8 @@ pub struct EnsembleOptions {
     pub faults: bool,
     /// Print roles, faults and client events to stderr.
     pub trace: bool,
+    /// The leader's bound on proposals in flight (`PeerConfig::outstanding_max`).
+    pub outstanding_max: usize,
 }
 
 impl Default for EnsembleOptions {
@@ -82,6 +84,7 @@ impl Default for EnsembleOptions {
             quiet_ms: 6_000,
             faults: true,
             trace: false,
+            outstanding_max: PeerConfig::new([1], []).outstanding_max,
         }
     }
 }
@@ -113,6 +116,9 @@ pub struct EnsembleCounters {
     /// refused (the session had expired).
     pub resumed: u64,
     pub resume_refused: u64,
+    /// Steps after which a leader held clients' or learners' requests (it had
+    /// `outstanding_max` proposals in flight).
+    pub held_steps: u64,
 }
 
 impl EnsembleCounters {
@@ -131,6 +137,7 @@ impl EnsembleCounters {
         self.batches += o.batches;
         self.resumed += o.resumed;
         self.resume_refused += o.resume_refused;
+        self.held_steps += o.held_steps;
     }
 }
 
@@ -346,6 +353,7 @@ impl World {
         let observers = (opts.peers as Sid + 1)..=((opts.peers + opts.observers) as Sid);
         let mut cfg = PeerConfig::new(voters, observers);
         cfg.tick_ms = TICK_MS as u32;
+        cfg.outstanding_max = opts.outstanding_max;
         // A small history window, so that learners coming back are sent SNAPs too.
         cfg.commit_log_count = rng.random_range(20..200);
         let members = (1..=(opts.peers + opts.observers) as Sid)
@@ -791,6 +799,9 @@ impl World {
             self.fail(msg);
             self.crash(i);
             return;
+        }
+        if p.stalled() > 0 || p.replica().held() > 0 {
+            self.counters.held_steps += 1;
         }
         let role = p.role();
         if role != self.members[i].role {

@@ -132,7 +132,7 @@ pub enum Command {
     Request { from: Sid, request: ForwardedRequest },
     /// Leader: the request came from a server that no longer owns its session (the session
     /// moved to another server): propose an error txn SESSIONMOVED for it.
-    SessionMoved { request: ForwardedRequest },
+    SessionMoved { from: Sid, request: ForwardedRequest },
     /// A sync request of this peer's clients has passed every earlier write (FIFO).
     SyncDone,
     /// The leader's answer to a REVALIDATE.
@@ -500,6 +500,21 @@ impl Peer {
                 (counter_of(next) != u32::MAX
                     && l.outstanding.len() < self.core.cfg.outstanding_max)
                     .then_some(next)
+            }
+            _ => None,
+        }
+    }
+
+    /// An established leader: how many more proposals it may have in flight now (0 during a
+    /// hand-over, or with its epoch's counter spent); `None` otherwise.
+    pub fn proposal_room(&self) -> Option<usize> {
+        match &self.role {
+            RoleState::Leading(l) if l.established => {
+                Some(if l.handoff.is_some() || counter_of(l.last_proposed.next()) == u32::MAX {
+                    0
+                } else {
+                    self.core.cfg.outstanding_max.saturating_sub(l.outstanding.len())
+                })
             }
             _ => None,
         }
@@ -1179,7 +1194,7 @@ impl Leader {
                 } else if self.owner_ok(&request, core.id) {
                     out.push(Command::Request { from: core.id, request });
                 } else {
-                    out.push(Command::SessionMoved { request });
+                    out.push(Command::SessionMoved { from: core.id, request });
                 }
                 Next::Stay
             }
@@ -1318,7 +1333,7 @@ impl Leader {
                 } else if self.owner_ok(&request, from) {
                     out.push(Command::Request { from, request });
                 } else {
-                    out.push(Command::SessionMoved { request });
+                    out.push(Command::SessionMoved { from, request });
                 }
                 Next::Stay
             }
