@@ -296,6 +296,12 @@ fn snap_catch_up(
     let idle = crate::scenarios::paced_writes(&laddr, a.probe_rate, t0, idle_until, move || {
         Instant::now() >= idle_until
     })?;
+    // The others' latency figures start afresh: their maxima after the catch-up say where a
+    // stall of the leader's writes came from (its log, or the other follower's).
+    let other = (0..e.servers.len()).find(|i| *i != leader && *i != victim).expect("three");
+    for i in [leader, other] {
+        let _ = e.servers[i].four_letter("srst");
+    }
     // The follower loses everything and comes back.
     e.servers[victim].kill()?;
     let vhome = home(a, e.kind, victim);
@@ -369,7 +375,29 @@ fn snap_catch_up(
     let before_p999 = p999(&idle, u64::MAX);
     let during_p999 = p999(&during, c);
     let victim_rss = e.servers[victim].rss_mib().unwrap_or(0.0);
-    Ok(vec![
+    // Where a stall came from: the longest log flush and update of the leader and of the other
+    // follower (the quorum the leader's writes wait for) since the reset above.
+    let mut stalls: Vec<(&'static str, f64)> = Vec::new();
+    for (i, names) in [
+        (leader, ["leader_log_flush_max_us", "leader_update_max_us"]),
+        (other, ["other_follower_log_flush_max_us", "other_follower_update_max_us"]),
+    ] {
+        let text = e.servers[i].four_letter("mntr").unwrap_or_default();
+        let get = |k: &str| {
+            text.lines().find_map(|l| {
+                let (key, v) = l.split_once('\t')?;
+                (key == k).then(|| v.trim().parse::<f64>().ok()).flatten()
+            })
+        };
+        let flush = get("zk_max_log_flush_time_us").or(get("zk_max_fsynctime").map(|ms| ms * 1e3));
+        if let Some(v) = flush {
+            stalls.push((names[0], v));
+        }
+        if let Some(v) = get("zk_max_update_latency_us") {
+            stalls.push((names[1], v));
+        }
+    }
+    Ok([
         ("znodes", leader_count as f64),
         ("load_ops_per_sec", a.znodes as f64 / load_s),
         ("catch_up_s", catch_up_s),
@@ -380,7 +408,10 @@ fn snap_catch_up(
         ("catch_up_p999_over_before", during_p999 / before_p999.max(1.0)),
         ("writes_during_catch_up", during.iter().filter(|(at, _)| *at <= c).count() as f64),
         ("follower_rss_after_catch_up_mib", victim_rss),
-    ])
+    ]
+    .into_iter()
+    .chain(stalls)
+    .collect())
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

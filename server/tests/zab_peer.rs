@@ -1063,7 +1063,11 @@ fn requests_from_a_session_s_old_server_are_session_moved() {
     );
     assert!(l.claim_session(0x55), "the leader owns it now");
     let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, write(2).encode()));
-    assert_eq!(cmds, vec![Command::SessionMoved { from: 2, request: write(2) }], "2's request: moved");
+    assert_eq!(
+        cmds,
+        vec![Command::SessionMoved { from: 2, request: write(2) }],
+        "2's request: moved"
+    );
     let close = ForwardedRequest { op: -11, ..write(3) };
     let cmds = recv(&mut l, 2, pktd(PacketType::Request, -1, close.encode()));
     assert_eq!(cmds, vec![Command::Request { from: 2, request: close }], "closing is not checked");

@@ -93,6 +93,24 @@ fn write_snapshot(w: &mut TcpStream, state: &crate::db::State) -> io::Result<()>
     Ok(())
 }
 
+/// [`write_snapshot`] on a thread of its own at a lower priority (nice 10), while this writer
+/// waits: serialising a large tree takes a core for seconds, and on a busy host the leader's
+/// pipeline, log and the proposals to other learners go first. (The writer thread itself keeps
+/// its priority: an unprivileged process could not raise it back.)
+fn write_snapshot_at_low_priority(w: &TcpStream, state: &crate::db::State) -> io::Result<()> {
+    let mut s = w.try_clone()?;
+    std::thread::scope(|scope| {
+        let t = std::thread::Builder::new().name("corral-snap-send".into()).spawn_scoped(
+            scope,
+            move || {
+                corral_engine::io::lower_thread_priority();
+                write_snapshot(&mut s, state)
+            },
+        )?;
+        t.join().unwrap_or_else(|_| Err(io::Error::other("the SNAP payload's writer panicked")))
+    })
+}
+
 /// A SNAP payload being received is reported in the log every this many bytes.
 const SNAP_PROGRESS_BYTES: usize = 64 << 20;
 
@@ -301,7 +319,7 @@ impl Outbox {
             };
             let sent = match m {
                 OutItem::Bytes(b) => w.write_all(&b),
-                OutItem::Snapshot(state) => write_snapshot(&mut w, &state),
+                OutItem::Snapshot(state) => write_snapshot_at_low_priority(&w, &state),
             };
             if sent.is_err() {
                 return self.close();
@@ -814,7 +832,24 @@ impl QuorumNet {
             if let Some(zxid) = snap {
                 let cfg = &self.inner.cfg;
                 let spool = cfg.snapshot_spool.as_ref();
-                match rd.snapshot(zxid, cfg.tree.clone(), cfg.snapshot_bytes_max, spool) {
+                // On a thread of its own at a lower priority, as the leader sends it: building
+                // a large tree takes a core for seconds, and on a shared host the servers that
+                // are serving go first. This reader waits (it keeps its own priority).
+                let received = std::thread::scope(|scope| {
+                    std::thread::Builder::new()
+                        .name("corral-snap-recv".into())
+                        .spawn_scoped(scope, || {
+                            corral_engine::io::lower_thread_priority();
+                            rd.snapshot(zxid, cfg.tree.clone(), cfg.snapshot_bytes_max, spool)
+                        })
+                        .map_err(io::Error::other)
+                        .and_then(|t| {
+                            t.join().unwrap_or_else(|_| {
+                                Err(io::Error::other("the SNAP payload's reader panicked"))
+                            })
+                        })
+                });
+                match received {
                     Ok(body) => self.deliver(Event::Snapshot { from: peer, conn: id, body }),
                     Err(e) => break e,
                 }
