@@ -519,6 +519,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
             znodes: a.h_znodes,
             probe_rate: a.probe_rate,
             jsonl: a.jsonl.clone(),
+            cfg: a.cfg.clone(),
         });
     }
     let workloads = select(&a.workloads)?;

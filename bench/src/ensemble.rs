@@ -88,6 +88,10 @@ pub struct EnsembleArgs {
     /// Also append one JSON object per figure to this file.
     #[arg(long)]
     pub jsonl: Option<PathBuf>,
+    /// A zoo.cfg setting for every server of both systems, KEY=VALUE, replacing the common one
+    /// of that key (e.g. --cfg forceSync=no); repeatable.
+    #[arg(long = "cfg")]
+    pub cfg: Vec<String>,
 }
 
 const SERVERS: usize = 3;
@@ -144,7 +148,7 @@ impl Ensemble {
             }
             fs::create_dir_all(h.join("data"))?;
             fs::write(h.join("data").join("myid"), format!("{}\n", i + 1))?;
-            fs::write(h.join("zoo.cfg"), zoo_cfg(a, kind, i))?;
+            fs::write(h.join("zoo.cfg"), spec.with_extra(zoo_cfg(a, kind, i)))?;
         }
         for i in 0..SERVERS {
             servers.push(spec.spawn_in(
@@ -447,7 +451,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
         dir: a.dir.clone(),
         port: a.port,
         tls_dir: None,
-        extra_cfg: Vec::new(),
+        extra_cfg: crate::servers::parse_cfg(&a.cfg)?,
     };
     pin_this_thread(a.client_core)?;
     let kinds: Vec<Kind> =
@@ -501,6 +505,7 @@ pub fn run(a: EnsembleArgs) -> Result<()> {
                     ("p50_us", r.p50_us as f64),
                     ("p99_us", r.p99_us as f64),
                     ("p999_us", r.p999_us as f64),
+                    ("max_us", r.max_us as f64),
                     ("errors", r.errors as f64),
                     ("cpu_s_per_100k_ops", cpu / ops_total.max(1.0) * 100_000.0),
                 ];

@@ -121,7 +121,7 @@ impl ServerSpec {
 
     /// `cfg` with [`ServerSpec::extra_cfg`] applied: a key it names loses its line in `cfg`,
     /// and every setting is appended.
-    fn with_extra(&self, cfg: String) -> String {
+    pub fn with_extra(&self, cfg: String) -> String {
         if self.extra_cfg.is_empty() {
             return cfg;
         }
