@@ -24,14 +24,19 @@ struct Harness {
 }
 
 fn start(dir: &std::path::Path) -> Harness {
+    start_with(dir, |_, _| {})
+}
+
+fn start_with(dir: &std::path::Path, adjust: impl Fn(&mut Settings, &mut DbOptions)) -> Harness {
     let config = Config::default_standalone();
-    let settings = Settings::from_config(&config);
+    let mut settings = Settings::from_config(&config);
     assert_eq!(settings.tick_ms, TICK_MS);
+    let mut opts = DbOptions::new(dir);
+    opts.inline_log = true;
+    adjust(&mut settings, &mut opts);
     let clock = Arc::new(ManualClock::new(1_700_000_000_000));
     let shared =
         Arc::new(Shared::with_clock(settings, config, TreeOptions::default(), clock.clone()));
-    let mut opts = DbOptions::new(dir);
-    opts.inline_log = true;
     let (db, state, _) = Database::open(opts).expect("database");
     // The log's own durability reports are redundant here: the test flushes it and the
     // pipeline commits what the flush made durable.
@@ -204,4 +209,71 @@ fn a_request_of_an_expired_session_is_refused_and_never_runs() {
     );
     assert!(!h.exists("/behind"));
     assert!(h.pipeline.finish().fatal.is_none());
+}
+
+/// autopurge: when the interval has passed, the snapshots past snapRetainCount and the log
+/// segments none of the kept ones needs are removed — by a thread of the pipeline's own, not
+/// on its path — and what is left still recovers every write.
+#[test]
+fn autopurge_keeps_the_newest_snapshots_and_the_log_they_need() {
+    let tmp = tempfile::tempdir().unwrap();
+    let opts_of = |o: &mut DbOptions| {
+        o.inline_snapshots = true;
+        o.snap_count = 10;
+        o.snap_retain_count = 3;
+    };
+    let mut h = start_with(tmp.path(), |s, o| {
+        s.purge_interval_ms = 3_600_000;
+        opts_of(o);
+    });
+    let (conn, mut rx) = h.connection(1);
+    h.new_session(&conn, 30_000);
+    for i in 0..200 {
+        h.request(&conn, i + 1, create(&format!("/n{i}"), false));
+        h.pipeline.flush_log();
+    }
+    assert_eq!(replies(&mut rx).len(), 200);
+    let count = |d: std::path::PathBuf, prefix: &str| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(prefix))
+            .count()
+    };
+    let snap_dir = DbOptions::new(tmp.path()).snap_dir();
+    let log_dir = DbOptions::new(tmp.path()).log_dir();
+    let (snaps, logs) = (count(snap_dir.clone(), "snapshot."), count(log_dir.clone(), "log."));
+    assert!(snaps > 3 && logs > 3, "snapshots {snaps} and segments {logs} to purge");
+    // Not yet due: nothing goes.
+    h.half_tick();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(count(snap_dir.clone(), "snapshot."), snaps);
+    // Due: the purge thread removes them (bounded wait).
+    h.clock.advance(3_600_000);
+    h.half_tick();
+    let deadline = Instant::now() + std::time::Duration::from_secs(10);
+    while count(snap_dir.clone(), "snapshot.") > 3 && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(count(snap_dir.clone(), "snapshot."), 3, "the newest three are kept");
+    let logs_after = count(log_dir.clone(), "log.");
+    assert!(
+        logs_after < logs,
+        "segments below the oldest kept snapshot went: {logs} -> {logs_after}"
+    );
+    // Writes go on after it, and everything recovers from what is left.
+    h.request(&conn, 1000, create("/after", false));
+    h.pipeline.flush_log();
+    assert_eq!(replies(&mut rx).len(), 1);
+    let stopped = h.pipeline.finish();
+    assert!(stopped.fatal.is_none());
+    drop(stopped);
+    let mut o = DbOptions::new(tmp.path());
+    o.inline_log = true;
+    opts_of(&mut o);
+    let (_, state, _) = Database::open(o).expect("recovers after the purge");
+    for i in 0..200 {
+        assert!(state.tree.node(&format!("/n{i}")).is_some(), "/n{i} survived");
+    }
+    assert!(state.tree.node("/after").is_some());
 }

@@ -770,21 +770,33 @@ impl LogCore {
     /// Deletes whole segments all of whose records have zxids below `zxid` (so that the
     /// segment holding `zxid`, and everything after, stay). Returns the files removed.
     pub fn purge_before(&mut self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
-        self.check_usable()?;
-        let mut removed = Vec::new();
-        // Segment i holds [base_i, base_{i+1}); it may go if base_{i+1} <= zxid.
-        while self.segments.len() >= 2 && self.segments[1].base_zxid <= zxid {
-            let seg = self.segments.remove(0);
-            self.vfs.remove_file(&seg.path).map_err(|e| LogError::io("remove", &seg.path, e))?;
-            removed.push(seg.path);
+        let removed = self.detach_before(zxid)?;
+        for path in &removed {
+            self.vfs.remove_file(path).map_err(|e| LogError::io("remove", path, e))?;
         }
         if !removed.is_empty() {
             self.vfs
                 .sync_dir(&self.dir)
                 .map_err(|e| LogError::io("fsync directory", &self.dir, e))?;
-            self.view.lock().unwrap_or_else(|p| p.into_inner()).segments = self.segments.clone();
         }
         Ok(removed)
+    }
+
+    /// What [`purge_before`](Self::purge_before) removes, taken out of the log (its readers no
+    /// longer see those segments) but left on disk: the caller removes the files, off the
+    /// writer's path. Until then a restart finds them and keeps them (older segments below the
+    /// log's start are harmless; the next purge removes them).
+    pub fn detach_before(&mut self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
+        self.check_usable()?;
+        let mut detached = Vec::new();
+        // Segment i holds [base_i, base_{i+1}); it may go if base_{i+1} <= zxid.
+        while self.segments.len() >= 2 && self.segments[1].base_zxid <= zxid {
+            detached.push(self.segments.remove(0).path);
+        }
+        if !detached.is_empty() {
+            self.view.lock().unwrap_or_else(|p| p.into_inner()).segments = self.segments.clone();
+        }
+        Ok(detached)
     }
 
     /// Makes everything written durable (meaningful for [`FlushStrategy::None`]).

@@ -142,6 +142,7 @@ enum Control {
     Roll,
     TruncateAfter(u64),
     PurgeBefore(u64),
+    DetachBefore(u64),
     Sync,
 }
 
@@ -442,6 +443,12 @@ impl Log {
         self.control(Control::PurgeBefore(zxid))
     }
 
+    /// [`LogCore::detach_before`](super::core::LogCore::detach_before) on the writer thread:
+    /// the segments leave the log, the caller removes their files.
+    pub fn detach_before(&self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
+        self.control(Control::DetachBefore(zxid))
+    }
+
     /// Waits until everything queued is written and synced (matters for `FlushStrategy::None`).
     pub fn sync(&self) -> Result<(), LogError> {
         self.control(Control::Sync).map(|_| ())
@@ -608,6 +615,7 @@ fn writer_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
                     Control::Roll => core.roll().map(|_| Vec::new()),
                     Control::TruncateAfter(z) => core.truncate_after(z).map(|_| Vec::new()),
                     Control::PurgeBefore(z) => core.purge_before(z),
+                    Control::DetachBefore(z) => core.detach_before(z),
                     Control::Sync => core.sync().map(|_| Vec::new()),
                 };
                 if let Err(e) = &r {

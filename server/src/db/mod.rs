@@ -498,10 +498,60 @@ impl Database {
     /// Keeps the newest autopurge.snapRetainCount snapshots and removes the log segments none
     /// of them needs. Returns the files removed.
     pub fn purge(&self) -> Result<Vec<PathBuf>, DbError> {
+        self.purge_job()?.run()
+    }
+
+    /// What [`purge`](Self::purge) removes, decided now — the log segments are taken out of
+    /// the log, which no longer reads them — and left for [`PurgeJob::run`] to remove, on a
+    /// thread of the caller's choosing (the server's pipeline runs it on one of its own, so
+    /// that unlinking files and syncing directories is off the write path).
+    pub fn purge_job(&self) -> Result<PurgeJob, DbError> {
         let retain = self.opts.snap_retain_count.max(3);
-        let mut removed = self.store.purge(retain)?;
-        if let Some(oldest) = self.store.list()?.last() {
-            removed.extend(self.log.purge_before(oldest.zxid + 1)?);
+        let list = self.store.list()?;
+        let snapshots: Vec<PathBuf> = list.iter().skip(retain).map(|s| s.path.clone()).collect();
+        let segments = match list.iter().take(retain).next_back() {
+            Some(oldest) => self.log.detach_before(oldest.zxid + 1)?,
+            None => Vec::new(),
+        };
+        Ok(PurgeJob {
+            vfs: self.vfs.clone(),
+            snapshots,
+            snapshot_dir: self.store.dir().to_path_buf(),
+            segments,
+            log_dir: self.opts.log_dir(),
+        })
+    }
+}
+
+/// Files an autopurge removes ([`Database::purge_job`]).
+#[derive(Debug)]
+pub struct PurgeJob {
+    vfs: Arc<dyn Vfs>,
+    snapshots: Vec<PathBuf>,
+    snapshot_dir: PathBuf,
+    segments: Vec<PathBuf>,
+    log_dir: PathBuf,
+}
+
+impl PurgeJob {
+    /// Removes the files, then syncs each directory that lost one; returns the files removed.
+    pub fn run(self) -> Result<Vec<PathBuf>, DbError> {
+        let io = |op: &'static str, path: &Path, e: std::io::Error| {
+            DbError::Snapshot(SnapshotError::Io {
+                op,
+                path: path.to_path_buf(),
+                source: Arc::new(e),
+            })
+        };
+        let mut removed = Vec::new();
+        for (files, dir) in [(self.snapshots, self.snapshot_dir), (self.segments, self.log_dir)] {
+            for f in &files {
+                self.vfs.remove_file(f).map_err(|e| io("remove", f, e))?;
+            }
+            if !files.is_empty() {
+                self.vfs.sync_dir(&dir).map_err(|e| io("fsync directory", &dir, e))?;
+            }
+            removed.extend(files);
         }
         Ok(removed)
     }

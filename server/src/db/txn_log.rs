@@ -187,6 +187,19 @@ impl TxnLog {
         }
     }
 
+    /// Takes the segments all of whose records are below `zxid` out of the log, leaving their
+    /// files for the caller to remove (see `LogCore::detach_before`).
+    pub fn detach_before(&self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
+        match self {
+            TxnLog::Group(l) => l.detach_before(zxid),
+            TxnLog::Inline(m) => {
+                let mut l = Self::inline(m);
+                l.flush()?;
+                l.core.detach_before(zxid)
+            }
+        }
+    }
+
     /// Records with zxid ≥ `from`, up to what is durable.
     pub fn iter_from(&self, from: u64) -> LogIter {
         match self {

@@ -925,6 +925,8 @@ pub struct Pipeline {
     /// Bounded by globalOutstandingLimit (the connections stop reading past it) and the
     /// number of connections.
     stalled: VecDeque<Input>,
+    /// The autopurge thread last started.
+    purging: Option<std::thread::JoinHandle<()>>,
     /// Sessions the tracker expired while the leader could not propose: their closeSession
     /// is proposed as commits make room (the tracker forgets a session it expired). At most
     /// one per session.
@@ -1274,6 +1276,7 @@ impl Pipeline {
             forwarded: HashMap::new(),
             learner_queue: HashMap::new(),
             stalled: VecDeque::new(),
+            purging: None,
             held_expiries: VecDeque::new(),
             syncs_applying: VecDeque::new(),
             syncs: VecDeque::new(),
@@ -1434,6 +1437,38 @@ impl Pipeline {
             }
         }
         self.end_batch();
+    }
+
+    /// autopurge: which files go is decided here (the log lets go of its old segments), and
+    /// a thread of its own removes them and syncs their directories, off the write path. One
+    /// at a time: a purge still running when the next is due skips that one.
+    fn purge(&mut self) {
+        if self.purging.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let job = match self.replica.db().purge_job() {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::warn!(error = %e, "autopurge failed");
+                return;
+            }
+        };
+        let spawned = std::thread::Builder::new().name("corral-purge".into()).spawn(move || {
+            let started = Instant::now();
+            match job.run() {
+                Ok(removed) if !removed.is_empty() => tracing::info!(
+                    files = removed.len(),
+                    ms = started.elapsed().as_millis() as u64,
+                    "autopurge removed old snapshots and logs"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "autopurge failed"),
+            }
+        });
+        match spawned {
+            Ok(t) => self.purging = Some(t),
+            Err(e) => tracing::warn!(error = %e, "autopurge: cannot start its thread"),
+        }
     }
 
     /// Half a tickTime passed on the clock: session ticks, autopurge, the container reaper.
@@ -2994,16 +3029,7 @@ impl Pipeline {
         let every = self.shared.settings.purge_interval_ms;
         if every > 0 && now.saturating_sub(self.last_purge_ms) >= every {
             self.last_purge_ms = now;
-            match self.replica.db().purge() {
-                Ok(removed) if !removed.is_empty() => {
-                    tracing::info!(
-                        files = removed.len(),
-                        "autopurge removed old snapshots and logs"
-                    )
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "autopurge failed"),
-            }
+            self.purge();
         }
         // Container reaper and TTL expiry.
         if now.saturating_sub(self.last_reap_ms) >= self.shared.settings.container_check_ms {
