@@ -93,46 +93,7 @@ impl Ensemble {
                 return;
             }
             while let Some((from, o)) = queue.pop_front() {
-                match o {
-                    NetOut::Command(Command::SendNotification { to, n }) => {
-                        self.deliver(to, Event::Notification { from, n });
-                    }
-                    NetOut::Command(Command::Connect { to }) => {
-                        let k = Self::key(from, to);
-                        if !self.conns.contains_key(&k) {
-                            let conn = self.next_conn;
-                            self.next_conn += 1;
-                            self.conns.insert(k, conn);
-                            self.deliver(to, Event::Connected { peer: from, conn });
-                            self.deliver(from, Event::Connected { peer: to, conn });
-                        }
-                    }
-                    NetOut::Command(Command::Disconnect { peer, conn }) => {
-                        let k = Self::key(from, peer);
-                        if let Some(id) = self.conns.get(&k).copied() {
-                            if conn.is_none() || conn == Some(id) {
-                                self.conns.remove(&k);
-                                self.deliver(
-                                    peer,
-                                    Event::Disconnected { peer: from, conn: Some(id) },
-                                );
-                            }
-                        }
-                    }
-                    NetOut::Command(Command::Send { to, packet }) => {
-                        if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
-                            self.deliver(to, Event::Packet { from, conn, packet });
-                        }
-                    }
-                    NetOut::Snapshot { to, zxid, state } => {
-                        if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
-                            let body =
-                                corral_server::sim::snap_payload(zxid, &state).expect("a SNAP");
-                            self.deliver(to, Event::Snapshot { from, conn, body });
-                        }
-                    }
-                    NetOut::Command(other) => panic!("not network traffic: {other:?}"),
-                }
+                self.carry(from, o);
                 for (id, n) in self.nodes.iter_mut() {
                     for o in n.pipeline.take_network() {
                         queue.push_back((*id, o));
@@ -141,6 +102,46 @@ impl Ensemble {
             }
         }
         panic!("the network never went quiet");
+    }
+
+    /// Carries one message of `from`'s network traffic.
+    fn carry(&mut self, from: Sid, o: NetOut) {
+        match o {
+            NetOut::Command(Command::SendNotification { to, n }) => {
+                self.deliver(to, Event::Notification { from, n });
+            }
+            NetOut::Command(Command::Connect { to }) => {
+                let k = Self::key(from, to);
+                if !self.conns.contains_key(&k) {
+                    let conn = self.next_conn;
+                    self.next_conn += 1;
+                    self.conns.insert(k, conn);
+                    self.deliver(to, Event::Connected { peer: from, conn });
+                    self.deliver(from, Event::Connected { peer: to, conn });
+                }
+            }
+            NetOut::Command(Command::Disconnect { peer, conn }) => {
+                let k = Self::key(from, peer);
+                if let Some(id) = self.conns.get(&k).copied() {
+                    if conn.is_none() || conn == Some(id) {
+                        self.conns.remove(&k);
+                        self.deliver(peer, Event::Disconnected { peer: from, conn: Some(id) });
+                    }
+                }
+            }
+            NetOut::Command(Command::Send { to, packet }) => {
+                if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
+                    self.deliver(to, Event::Packet { from, conn, packet });
+                }
+            }
+            NetOut::Snapshot { to, zxid, state } => {
+                if let Some(conn) = self.conns.get(&Self::key(from, to)).copied() {
+                    let body = corral_server::sim::snap_payload(zxid, &state).expect("a SNAP");
+                    self.deliver(to, Event::Snapshot { from, conn, body });
+                }
+            }
+            NetOut::Command(other) => panic!("not network traffic: {other:?}"),
+        }
     }
 
     fn deliver(&mut self, to: Sid, ev: Event) {
@@ -397,4 +398,52 @@ fn a_leader_at_its_bound_on_proposals_holds_requests_in_order() {
             );
         }
     }
+}
+
+/// A learner that forwards more than the leader may hold (16 × outstanding_max requests
+/// waiting for room) has its connection closed; the leader's held queue stays at the bound,
+/// and the leader keeps serving: its own client's write is answered once the network settles.
+#[test]
+fn a_learner_past_the_leaders_held_bound_is_disconnected_and_the_leader_serves_on() {
+    let mut e = Ensemble::with_config(3, |cfg| cfg.outstanding_max = 1);
+    let leader = e.elect();
+    let follower = (1..=3).find(|s| *s != leader).unwrap();
+    let mut l = Client::connect(&mut e, leader, 1, 30_000);
+    let mut f = Client::connect(&mut e, follower, 2, 30_000);
+    // 40 writes through the follower, carried to the leader without flushing its log: one is
+    // proposed, 16 are held, the rest are over the bound.
+    for i in 0..40 {
+        f.send(&mut e, create(&format!("/f{i}"), b"y"));
+    }
+    let mut disconnected = false;
+    let mut held_max = 0;
+    for o in e.node(follower).pipeline.take_network() {
+        if let NetOut::Command(Command::Send { to, packet }) = o {
+            // Once disconnected, what the learner still sent is lost with its connection.
+            let Some(conn) = e.conns.get(&Ensemble::key(follower, to)).copied() else { continue };
+            let n = e.nodes.get_mut(&to).unwrap();
+            n.pipeline.step(Input::Peer(Event::Packet { from: follower, conn, packet }));
+            held_max = held_max.max(n.pipeline.replica().held());
+            for out in n.pipeline.take_network() {
+                disconnected |= matches!(
+                    out,
+                    NetOut::Command(Command::Disconnect { peer, .. }) if peer == follower
+                );
+                e.carry(to, out);
+            }
+        }
+    }
+    assert_eq!(held_max, 16, "held up to the bound, no further");
+    assert!(disconnected, "the learner that sent more was disconnected");
+    // The leader serves on: its own client's write is answered (the follower resyncs; its
+    // client's connection is closed, as when a leader goes).
+    let w = l.send(&mut e, create("/l", b"x"));
+    for _ in 0..20 {
+        e.half_tick();
+    }
+    let (got, _) = l.take();
+    assert!(got.iter().any(|g| g.0 == w && g.1 == 0), "{got:?}");
+    assert!(matches!(e.node(leader).pipeline.role(), Role::Leading { established: true, .. }));
+    assert!(e.node(leader).shared.view.read().unwrap().node("/l").is_some());
+    drop(f);
 }

@@ -175,18 +175,6 @@ impl TxnLog {
         }
     }
 
-    /// Deletes segments all of whose records are below `zxid`.
-    pub fn purge_before(&self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {
-        match self {
-            TxnLog::Group(l) => l.purge_before(zxid),
-            TxnLog::Inline(m) => {
-                let mut l = Self::inline(m);
-                l.flush()?;
-                l.core.purge_before(zxid)
-            }
-        }
-    }
-
     /// Takes the segments all of whose records are below `zxid` out of the log, leaving their
     /// files for the caller to remove (see `LogCore::detach_before`).
     pub fn detach_before(&self, zxid: u64) -> Result<Vec<PathBuf>, LogError> {

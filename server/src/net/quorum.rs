@@ -99,15 +99,18 @@ fn write_snapshot(w: &mut TcpStream, state: &crate::db::State) -> io::Result<()>
 /// its priority: an unprivileged process could not raise it back.)
 fn write_snapshot_at_low_priority(w: &TcpStream, state: &crate::db::State) -> io::Result<()> {
     let mut s = w.try_clone()?;
+    at_low_priority("corral-snap-send", move || write_snapshot(&mut s, state))
+}
+
+/// Runs `f` on a thread of its own named `name` at a lower priority (nice 10), waiting for it;
+/// a panic there is an error here.
+fn at_low_priority<T: Send>(name: &str, f: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
     std::thread::scope(|scope| {
-        let t = std::thread::Builder::new().name("corral-snap-send".into()).spawn_scoped(
-            scope,
-            move || {
-                corral_engine::io::lower_thread_priority();
-                write_snapshot(&mut s, state)
-            },
-        )?;
-        t.join().unwrap_or_else(|_| Err(io::Error::other("the SNAP payload's writer panicked")))
+        let t = std::thread::Builder::new().name(name.into()).spawn_scoped(scope, || {
+            corral_engine::io::lower_thread_priority();
+            f()
+        })?;
+        t.join().unwrap_or_else(|_| Err(io::Error::other(format!("thread {name} panicked"))))
     })
 }
 
@@ -835,19 +838,8 @@ impl QuorumNet {
                 // On a thread of its own at a lower priority, as the leader sends it: building
                 // a large tree takes a core for seconds, and on a shared host the servers that
                 // are serving go first. This reader waits (it keeps its own priority).
-                let received = std::thread::scope(|scope| {
-                    std::thread::Builder::new()
-                        .name("corral-snap-recv".into())
-                        .spawn_scoped(scope, || {
-                            corral_engine::io::lower_thread_priority();
-                            rd.snapshot(zxid, cfg.tree.clone(), cfg.snapshot_bytes_max, spool)
-                        })
-                        .map_err(io::Error::other)
-                        .and_then(|t| {
-                            t.join().unwrap_or_else(|_| {
-                                Err(io::Error::other("the SNAP payload's reader panicked"))
-                            })
-                        })
+                let received = at_low_priority("corral-snap-recv", || {
+                    rd.snapshot(zxid, cfg.tree.clone(), cfg.snapshot_bytes_max, spool)
                 });
                 match received {
                     Ok(body) => self.deliver(Event::Snapshot { from: peer, conn: id, body }),

@@ -834,8 +834,7 @@ impl Replica {
     /// hand-over under way): the runtime holds its clients' requests until a commit makes
     /// room, as this replica holds learners'.
     pub fn busy(&self) -> bool {
-        matches!(self.peer.role(), Role::Leading { established: true, .. })
-            && self.peer.next_zxid().is_none()
+        self.peer.proposal_room() == Some(0)
     }
 
     /// An established leader: how many more proposals it may make now
