@@ -97,4 +97,12 @@ fn seeds_that_found_bugs() {
     // global session with the leader, and drop sessions a TRUNC or SNAP removed.
     let r = run_ensemble_seed(570660383, &EnsembleOptions::default());
     assert!(r.violations.is_empty(), "seed 570660383: {:?}", r.violations);
+    // The leader expired a session and committed its closeSession, but applied it a little
+    // later; a REVALIDATE in between found the session in its tracker (closing) and granted
+    // the resume, so the client kept a connection whose writes all failed SESSIONEXPIRED and
+    // whose ephemerals were gone. A closing session is no longer touched or revalidated.
+    let opts = EnsembleOptions { peers: 5, observers: 2, ..EnsembleOptions::default() };
+    let r = run_ensemble_seed(699410017, &opts);
+    assert!(r.violations.is_empty(), "seed 699410017 (5 + 2): {:?}", r.violations);
+    assert!(r.counters.resume_refused > 0, "the seed no longer has a resume refused");
 }

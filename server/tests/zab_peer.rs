@@ -1269,7 +1269,23 @@ fn a_leader_completes_a_reconfig_older_than_its_window() {
     let text = members(&[1, 2, 3, 4], &[], z(1, 1).get());
     let mut st = state(1, 1, Zxid::ZERO, &[z(1, 2), z(1, 3)]);
     st.logged_config = Some((z(1, 1), Bytes::from(text.clone())));
-    let mut p = elected_leader_with(reconfig_cfg(), st);
+    // Its election needs a quorum of both memberships: 2's vote is not enough, 3's too is.
+    let (mut p, cmds) = Peer::new(reconfig_cfg(), 1, st);
+    let to: Vec<Sid> = cmds
+        .iter()
+        .filter_map(|c| match c {
+            Command::SendNotification { to, .. } => Some(*to),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to, vec![2, 3, 4], "the logged membership's voter 4 is notified too");
+    let mine = vote(ServerState::Looking, 1, z(1, 3), 1, 1);
+    for (from, decides) in [(2, false), (3, true)] {
+        step(&mut p, Event::Notification { from, n: mine.clone() });
+        let leading = step(&mut p, Event::Tick)
+            .contains(&Command::RoleChanged(Role::Leading { epoch: None, established: false }));
+        assert_eq!(leading, decides, "after {from}'s vote");
+    }
     step(&mut p, Event::Connected { peer: 2, conn: 2 });
     recv(&mut p, 2, follower_info(2, 1));
     let cmds = recv(&mut p, 2, ack_epoch(z(1, 3), 1));

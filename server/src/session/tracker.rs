@@ -53,14 +53,18 @@ impl SessionTracker {
         self.sessions.remove(&session_id);
     }
 
-    /// The session's client was heard from at tick `now`; false if it is unknown.
+    /// The session's client was heard from at tick `now`; false if it is unknown or closing
+    /// (SessionTrackerImpl.touchSession). A REVALIDATE answered true for a closing session let
+    /// a client resume a session whose closeSession was already proposed: it then kept a
+    /// connection whose every write failed SESSIONEXPIRED, its ephemerals gone — found by the
+    /// simulator with the leader applying the close a little after its commit.
     pub fn touch(&mut self, session_id: i64, now: u64) -> bool {
         match self.sessions.get_mut(&session_id) {
-            Some(s) => {
+            Some(s) if !s.closing => {
                 s.expires = now + s.timeout_ticks + 1;
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -129,6 +133,8 @@ mod tests {
         assert_eq!(t.expire(13), vec![7]);
         assert!(t.expire(14).is_empty(), "reported once");
         assert!(t.contains(7), "still there until its closeSession commits");
+        assert!(!t.touch(7, 14), "a closing session is not revived (nor revalidated)");
+        assert!(t.expire(40).is_empty(), "nor reported again");
         t.remove(7);
         assert!(!t.contains(7) && t.is_empty());
     }

@@ -269,20 +269,38 @@ impl Core {
         if !self.cfg.reconfig_enabled || self.cfg.config_text.is_empty() {
             return None;
         }
+        self.logged_next().or_else(|| {
+            (self.cfg.config_version == 0)
+                .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
+                .flatten()
+        })
+    }
+
+    /// The newest reconfig txn of the history whose membership is newer than the active one
+    /// (ZooKeeper's last-seen quorum verifier, which a peer takes when the proposal arrives).
+    fn logged_next(&self) -> Option<NextConfig> {
         let in_window = self.history.entries().rev().find_map(|(z, d)| {
             let n = NextConfig::parse(*z, reconfig_text(d)?)?;
             (z.get() > self.cfg.config_version).then_some(n)
         });
         let logged = self.logged.clone().filter(|n| n.zxid.get() > self.cfg.config_version);
-        let newest = match (in_window, logged) {
+        match (in_window, logged) {
             (Some(a), Some(b)) => Some(if a.zxid >= b.zxid { a } else { b }),
             (a, b) => a.or(b),
-        };
-        newest.or_else(|| {
-            (self.cfg.config_version == 0)
-                .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
-                .flatten()
-        })
+        }
+    }
+
+    /// The voters of [`Core::logged_next`] and its txn's epoch (none without one, or with
+    /// reconfig off): an
+    /// election decides only with a quorum of them as well (FastLeaderElection's vote tracker
+    /// holds both quorum verifiers). Without it, a peer holding a reconfig that committed
+    /// elsewhere could lead with a quorum of the old voters alone, none of whom acked what the
+    /// new voters committed since — the simulator found that losing committed txns.
+    fn next_voters(&self) -> (BTreeSet<Sid>, u32) {
+        if !self.cfg.reconfig_enabled {
+            return (BTreeSet::new(), 0);
+        }
+        self.logged_next().map(|n| (n.voters, n.zxid.epoch())).unwrap_or_default()
     }
 
     fn send(out: &mut Vec<Command>, to: Sid, packet: QuorumPacket) {
@@ -344,7 +362,8 @@ impl Peer {
         };
         let mut out = Vec::new();
         let mut sends = Vec::new();
-        let e = Election::start(&core.cfg, id, 0, last, core.current_epoch, &mut sends);
+        let next = core.next_voters();
+        let e = Election::start(&core.cfg, next, id, 0, last, core.current_epoch, &mut sends);
         out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
         let peer = Peer {
             logical_clock: e.logical_clock(),
@@ -647,7 +666,11 @@ impl Peer {
                 self.restart_election(out);
             }
         }
-        if !self.core.cfg.is_member(from) {
+        let heard = match &self.role {
+            RoleState::Looking(e) => e.hears(&self.core.cfg, from),
+            _ => false,
+        };
+        if !self.core.cfg.is_member(from) && !heard {
             return Next::Stay;
         }
         match &mut self.role {
@@ -740,6 +763,7 @@ impl Peer {
         let mut sends = Vec::new();
         let e = Election::start(
             &self.core.cfg,
+            self.core.next_voters(),
             self.core.id,
             self.logical_clock,
             self.core.last_zxid(),
@@ -1565,10 +1589,16 @@ impl Leader {
         if self.handoff.is_some() {
             return self.hand_over_now(core);
         }
+        // Observers do not count, even toward a proposed membership that makes them voters:
+        // they never ack a proposal. (ZooKeeper counts them there; a reconfig waiting on a
+        // voter that is gone then never commits, nothing after it does, and that voter, back
+        // and holding the proposal, never finds a quorum of its voters following this
+        // leader. The simulator found the ensemble stuck so; giving up leads to an election
+        // in which the voters holding the proposal complete it.)
         let mut synced: BTreeSet<Sid> = self
             .learners
             .iter()
-            .filter(|(_, h)| h.phase == HPhase::Active)
+            .filter(|(_, h)| h.phase == HPhase::Active && !h.observer)
             .map(|(s, _)| *s)
             .collect();
         synced.insert(core.id);
