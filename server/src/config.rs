@@ -977,6 +977,10 @@ pub struct Config {
     /// that loses acknowledged writes, for checking that fault tests catch it. Never set it
     /// on a server that holds data anyone needs.
     pub unsafe_commit_without_quorum: bool,
+    /// `corral.test.purgeIntervalMs` (a test-only key, Corral's own): autopurge every this many
+    /// milliseconds instead of every `autopurge.purgeInterval` hours, so that a benchmark can
+    /// measure purges under load. 0 (the default): off.
+    pub test_purge_interval_ms: u64,
     /// `quorumListenOnAllIPs`.
     pub quorum_listen_on_all_ips: bool,
     /// `observerMasterPort`.
@@ -1130,6 +1134,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "reconfigEnabled"
         | "multiAddress.enabled"
         | "corral.test.unsafeCommitWithoutQuorum"
+        | "corral.test.purgeIntervalMs"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
@@ -1315,6 +1320,7 @@ impl Config {
             standalone_enabled: true,
             reconfig_enabled: false,
             unsafe_commit_without_quorum: false,
+            test_purge_interval_ms: 0,
             quorum_listen_on_all_ips: false,
             observer_master_port: None,
             multi_address_enabled: false,
@@ -1547,6 +1553,10 @@ impl Config {
             "reconfigEnabled" => self.reconfig_enabled = parse_bool(key, value, loc)?,
             "corral.test.unsafeCommitWithoutQuorum" => {
                 self.unsafe_commit_without_quorum = parse_bool(key, value, loc)?
+            }
+            "corral.test.purgeIntervalMs" => {
+                let n = parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))?;
+                self.test_purge_interval_ms = n as u64;
             }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
             "quorum.auth.enableSasl" => self.quorum_sasl.enable = parse_bool(key, value, loc)?,

@@ -484,6 +484,18 @@ fn small_counts_are_raised_with_a_warning() {
         .warnings
         .contains(&ConfigWarning::SnapCountRaised { value: 1, location: Location::Line(3) }));
     assert_eq!(parse("dataDir=/x\nautopurge.purgeInterval=-3\n").autopurge_purge_interval_hours, 0);
+    // The test-only purge interval in milliseconds (benchmarks of purges under load).
+    assert_eq!(parse("dataDir=/x\n").test_purge_interval_ms, 0);
+    assert_eq!(
+        parse("dataDir=/x\ncorral.test.purgeIntervalMs=1500\n").test_purge_interval_ms,
+        1500
+    );
+    assert_invalid(
+        err("dataDir=/x\ncorral.test.purgeIntervalMs=-1\n"),
+        "corral.test.purgeIntervalMs",
+        "-1",
+        2,
+    );
 }
 
 #[test]

@@ -140,27 +140,25 @@ fn an_abandoned_sync_leaves_no_ack_target_behind() {
 
 /// Reconfig seeds that found bugs, each replayed clean.
 ///
-/// 718730123: a follower held a reconfig txn that had committed elsewhere (its leader was cut
-/// off before the COMMIT) and was elected by a quorum of the old voters alone; it never
-/// established, but its followers took its epoch, and one of them, behind on txns the new
-/// voters had committed, later won an election on that epoch and truncated them. An election
-/// now needs a quorum of a logged, not yet active membership too (ZooKeeper's two quorum
-/// verifiers in FastLeaderElection).
+/// 718730123: a follower holding a reconfig txn that had committed elsewhere (its leader was
+/// cut off before the COMMIT) was elected by the old voters and took an epoch quorum of them
+/// alone; it never established, but its followers took its epoch at NEWLEADER, and one of
+/// them, behind on txns the new voters had committed, later won an election on that epoch and
+/// truncated them. A leader with a proposal pending now needs its epoch quorum from both
+/// memberships (the replay fails without it).
 ///
-/// 41000929: a leader's reconfig proposal never committed (it was cut off); the others elected
-/// a leader of a later epoch without it, and the old leader, holding the proposal, stayed
-/// LOOKING for good. A leader already leading a later epoch than the proposal's is joined
-/// without a quorum of its voters.
-///
-/// 41001190: a reconfig waited on a voter that had crashed; back, holding the proposal, it
-/// never saw a quorum of the proposal's voters following (an observer it promoted counted as
-/// synced for the leader, never acking). The leader now counts followers only and gives up.
+/// 41000929, 41001190 (5 + 2) and 50001465 (3 + 1): seeds that hung (a server LOOKING for
+/// good, or no leader at all) when elections too required a quorum of a logged proposal's
+/// voters, as ZooKeeper's FastLeaderElection does; Corral's elections do not, and these stay
+/// here so that it is not brought back without its hangs being solved.
 #[test]
 fn reconfig_seeds_that_found_bugs() {
     let opts = SimOptions { peers: 5, observers: 2, reconfig: true, ..SimOptions::default() };
     for seed in [718_730_123, 41_000_929, 41_001_190] {
         let r = run_seed(seed, &opts);
         check(&r, &opts);
-        assert!(r.counters.reconfigs > 0, "seed {seed} no longer commits a reconfig");
     }
+    let opts = SimOptions { peers: 3, observers: 1, reconfig: true, ..SimOptions::default() };
+    let r = run_seed(50_001_465, &opts);
+    check(&r, &opts);
 }

@@ -117,7 +117,11 @@ impl Settings {
             server_id: c.session_server_id(),
             container_check_ms: 60_000,
             global_outstanding_limit: c.global_outstanding_limit as usize,
-            purge_interval_ms: u64::from(c.autopurge_purge_interval_hours) * 3_600_000,
+            purge_interval_ms: if c.test_purge_interval_ms > 0 {
+                c.test_purge_interval_ms
+            } else {
+                u64::from(c.autopurge_purge_interval_hours) * 3_600_000
+            },
             limits: crate::limits::Limits::from_config(c),
             read_only_mode: c.read_only_mode_enabled,
             local_sessions: c.local_sessions_enabled && c.is_distributed(),

@@ -11,7 +11,7 @@
 //!
 //! Answers to notifications while the peer is not LOOKING are the [`super::Peer`]'s job.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use bytes::Bytes;
 
@@ -95,24 +95,14 @@ pub struct Election {
     idle_ticks: u32,
     resend_interval: u32,
     finalize_in: Option<u32>,
-    /// The voters of a membership a reconfig txn in this peer's log proposed and it has not
-    /// activated (ZooKeeper's last-seen quorum verifier; empty if none). A decision then
-    /// needs a quorum of these as well as of the active voters (getVoteTracker), and they
-    /// are notified and heard as voters (getCurrentAndNextConfigVoters).
-    next_voters: BTreeSet<Sid>,
-    /// The epoch of the txn that proposed `next_voters`.
-    next_epoch: u32,
 }
 
 impl Election {
     /// Starts looking (lookForLeader): bumps the logical clock, proposes ourselves (a non-voter
     /// proposes nobody) and notifies every voter. `logical_clock` is the clock before this
-    /// election; the new value is [`Election::logical_clock`]. `next` holds the voters of a
-    /// proposed membership this peer has logged and not activated (empty if none) and the
-    /// epoch of the txn that proposed it.
+    /// election; the new value is [`Election::logical_clock`].
     pub fn start(
         cfg: &PeerConfig,
-        (next_voters, next_epoch): (BTreeSet<Sid>, u32),
         my_id: Sid,
         logical_clock: i64,
         last_zxid: Zxid,
@@ -141,8 +131,6 @@ impl Election {
             idle_ticks: 0,
             resend_interval: cfg.notification_timeout.max(1),
             finalize_in: None,
-            next_voters,
-            next_epoch,
         };
         e.send_notifications(cfg, out);
         // Our own vote alone may be a quorum (an ensemble of one): ZooKeeper sees it when its
@@ -152,7 +140,7 @@ impl Election {
             state: ServerState::Looking,
             version: NOTIFICATION_VERSION,
         };
-        if e.quorum_for(cfg, &e.recv, &own, false) {
+        if Self::quorum_for(cfg, &e.recv, &own) {
             e.finalize_in = Some(cfg.finalize_wait.max(1));
         }
         e
@@ -178,8 +166,7 @@ impl Election {
 
     fn send_notifications(&mut self, cfg: &PeerConfig, out: &mut Vec<(Sid, Notification)>) {
         let n = self.proposal().notification(ServerState::Looking, &cfg.config_text);
-        let to: BTreeSet<Sid> = cfg.voters.union(&self.next_voters).copied().collect();
-        for sid in to {
+        for &sid in &cfg.voters {
             if sid == self.my_id {
                 // Our own notification comes back through the loopback in ZooKeeper; record it.
                 self.recv.insert(
@@ -196,39 +183,8 @@ impl Election {
         }
     }
 
-    /// True if the votes agreeing with `target` are a quorum of the active voters and, with a
-    /// proposed membership logged, of its voters too — unless `past_next`: the named leader
-    /// already leads an epoch later than the proposal's (see [`Election::leads_past_next`]).
-    fn quorum_for(
-        &self,
-        cfg: &PeerConfig,
-        votes: &BTreeMap<Sid, Received>,
-        target: &Received,
-        past_next: bool,
-    ) -> bool {
-        let agree: BTreeSet<Sid> =
-            votes.iter().filter(|(_, v)| same_vote(v, target)).map(|(s, _)| *s).collect();
-        let next = &self.next_voters;
-        cfg.is_quorum(&agree)
-            && (past_next || next.is_empty() || 2 * agree.intersection(next).count() > next.len())
-    }
-
-    /// True if `leader` says it leads with a current epoch later than the epoch of the
-    /// proposed membership this peer holds. Such a leader's history holds that proposal if it
-    /// committed (a peer reaches an epoch later than a committed txn's only through a leader
-    /// elected with every peer holding the txn requiring both quorums), so joining it needs no
-    /// quorum of the proposal's voters. Without this, a leader's reconfig proposal that never
-    /// committed (it was cut off) kept the peer LOOKING for good once the others had elected
-    /// a leader without it: its voters never all follow one leader. ZooKeeper waits there.
-    fn leads_past_next(&self, votes: &BTreeMap<Sid, Received>, leader: i64) -> bool {
-        u64::try_from(leader).ok().and_then(|l| votes.get(&l)).is_some_and(|v| {
-            v.state == ServerState::Leading && v.vote.peer_epoch > i64::from(self.next_epoch)
-        })
-    }
-
-    /// True if `sid` votes in the active membership or the proposed one.
-    pub fn hears(&self, cfg: &PeerConfig, sid: Sid) -> bool {
-        cfg.is_voter(sid) || self.next_voters.contains(&sid)
+    fn quorum_for(cfg: &PeerConfig, votes: &BTreeMap<Sid, Received>, target: &Received) -> bool {
+        cfg.is_quorum(votes.iter().filter(|(_, v)| same_vote(v, target)).map(|(s, _)| s))
     }
 
     /// checkLeader: a quorum for another peer counts only if that peer says it leads; a quorum
@@ -257,7 +213,7 @@ impl Election {
         n: &Notification,
         out: &mut Vec<(Sid, Notification)>,
     ) -> Option<Decision> {
-        if !self.hears(cfg, from) {
+        if !cfg.is_voter(from) {
             // A non-voter's notification is only answered (WorkerReceiver).
             out.push((from, self.proposal().notification(ServerState::Looking, &cfg.config_text)));
             return None;
@@ -305,7 +261,7 @@ impl Election {
                     state: ServerState::Looking,
                     version: NOTIFICATION_VERSION,
                 };
-                if self.finalize_in.is_none() && self.quorum_for(cfg, &self.recv, &target, false) {
+                if self.finalize_in.is_none() && Self::quorum_for(cfg, &self.recv, &target) {
                     if cfg.finalize_wait == 0 {
                         return Some(self.decide_own());
                     }
@@ -317,16 +273,14 @@ impl Election {
             ServerState::Following | ServerState::Leading => {
                 if n.election_epoch == self.logical_clock {
                     self.recv.insert(from, rec);
-                    let past = self.leads_past_next(&self.recv, n.leader);
-                    if self.quorum_for(cfg, &self.recv, &rec, past)
+                    if Self::quorum_for(cfg, &self.recv, &rec)
                         && self.check_leader(&self.recv, n.leader, n.election_epoch)
                     {
                         return Some(Decision { leader: n.leader as Sid, vote });
                     }
                 }
                 self.out_of_election.insert(from, rec);
-                let past = self.leads_past_next(&self.out_of_election, n.leader);
-                if self.quorum_for(cfg, &self.out_of_election, &rec, past)
+                if Self::quorum_for(cfg, &self.out_of_election, &rec)
                     && self.check_leader(&self.out_of_election, n.leader, n.election_epoch)
                 {
                     self.logical_clock = n.election_epoch;
@@ -393,8 +347,7 @@ mod tests {
     #[test]
     fn start_votes_for_self() {
         let mut out = Vec::new();
-        let e =
-            Election::start(&cfg3(), (BTreeSet::new(), 0), 1, 4, Zxid(0x1_0000_0003), 1, &mut out);
+        let e = Election::start(&cfg3(), 1, 4, Zxid(0x1_0000_0003), 1, &mut out);
         assert_eq!(e.logical_clock(), 5);
         let n = looking(1, 0x1_0000_0003, 5, 1);
         assert_eq!(out, vec![(2, n.clone()), (3, n)]);
@@ -406,8 +359,7 @@ mod tests {
     fn better_vote_is_adopted_and_broadcast() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e =
-            Election::start(&cfg, (BTreeSet::new(), 0), 1, 0, Zxid(0x1_0000_0009), 1, &mut out);
+        let mut e = Election::start(&cfg, 1, 0, Zxid(0x1_0000_0009), 1, &mut out);
         out.clear();
         let d = e.on_notification(&cfg, 2, &looking(2, 0x2_0000_0001, 1, 2), &mut out);
         assert_eq!(d, None);
@@ -428,8 +380,7 @@ mod tests {
     fn later_round_resets() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e =
-            Election::start(&cfg, (BTreeSet::new(), 0), 3, 0, Zxid(0x1_0000_0005), 1, &mut out);
+        let mut e = Election::start(&cfg, 3, 0, Zxid(0x1_0000_0005), 1, &mut out);
         out.clear();
         // Worse vote in round 7: we move to round 7 but keep our own (better) vote.
         assert_eq!(e.on_notification(&cfg, 1, &looking(1, 0x1_0000_0001, 7, 1), &mut out), None);
@@ -444,7 +395,7 @@ mod tests {
     fn older_round_is_answered() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 1, 4, Zxid::ZERO, 0, &mut out);
+        let mut e = Election::start(&cfg, 1, 4, Zxid::ZERO, 0, &mut out);
         out.clear();
         assert_eq!(e.on_notification(&cfg, 2, &looking(3, 9, 2, 9), &mut out), None);
         assert_eq!(out, vec![(2, looking(1, 0, 5, 0))]);
@@ -456,7 +407,7 @@ mod tests {
     fn joins_established_leader() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 3, 0, Zxid::ZERO, 0, &mut out);
+        let mut e = Election::start(&cfg, 3, 0, Zxid::ZERO, 0, &mut out);
         out.clear();
         let v = Vote { leader: 2, zxid: 0x5_0000_0000, election_epoch: 9, peer_epoch: 5 };
         let f = v.notification(ServerState::Following, &Bytes::new());
@@ -472,7 +423,7 @@ mod tests {
     fn single_voter_elects_itself() {
         let cfg = PeerConfig::new([7], []);
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 7, 0, Zxid(5), 1, &mut out);
+        let mut e = Election::start(&cfg, 7, 0, Zxid(5), 1, &mut out);
         assert!(out.is_empty());
         assert_eq!(e.on_tick(&cfg, &mut out).map(|d| d.leader), Some(7));
     }
@@ -482,7 +433,7 @@ mod tests {
     fn observers_do_not_count() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 4, 0, Zxid::ZERO, 0, &mut out);
+        let mut e = Election::start(&cfg, 4, 0, Zxid::ZERO, 0, &mut out);
         assert!(!e.is_voter());
         out.clear();
         // A vote naming the observer is ignored.
@@ -501,7 +452,7 @@ mod tests {
     fn silence_resends_with_backoff() {
         let cfg = cfg3();
         let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 1, 0, Zxid::ZERO, 0, &mut out);
+        let mut e = Election::start(&cfg, 1, 0, Zxid::ZERO, 0, &mut out);
         out.clear();
         let mut sent_at = Vec::new();
         for t in 1..=14 {
@@ -512,53 +463,5 @@ mod tests {
             }
         }
         assert_eq!(sent_at, vec![2, 6, 14]);
-    }
-
-    fn informing(state: ServerState, leader: i64, ee: i64, pe: i64) -> Notification {
-        Vote { leader, zxid: 0x1_0000_0001, election_epoch: ee, peer_epoch: pe }
-            .notification(state, &Bytes::new())
-    }
-
-    // getVoteTracker with a last-seen quorum verifier: with a proposed membership {1, 4, 5}
-    // logged (its txn of epoch 2), the active voters 1, 2, 3 agreeing are no decision until a
-    // quorum of {1, 4, 5} agrees too; its voters are notified and heard.
-    #[test]
-    fn a_logged_proposal_needs_its_quorum_too() {
-        let mut cfg = PeerConfig::new([1, 2, 3], []);
-        cfg.finalize_wait = 1;
-        let next = BTreeSet::from([1, 4, 5]);
-        let mut out = Vec::new();
-        let mut e = Election::start(&cfg, (next, 2), 1, 0, Zxid(0x2_0000_0009), 2, &mut out);
-        let to: Vec<Sid> = out.iter().map(|(s, _)| *s).collect();
-        assert_eq!(to, vec![2, 3, 4, 5], "the proposal's voters are notified too");
-        out.clear();
-        let mine = looking(1, 0x2_0000_0009, 1, 2);
-        assert_eq!(e.on_notification(&cfg, 2, &mine, &mut out), None);
-        assert_eq!(e.on_notification(&cfg, 3, &mine, &mut out), None);
-        assert_eq!(e.on_tick(&cfg, &mut out), None, "no quorum of {{1, 4, 5}} yet");
-        assert_eq!(e.on_notification(&cfg, 4, &mine, &mut out), None);
-        assert_eq!(e.on_tick(&cfg, &mut out).map(|d| d.leader), Some(1), "1 and 4 of 1, 4, 5");
-        // Without the proposal, 1, 2 and 3 decide alone.
-        let mut e = Election::start(&cfg, (BTreeSet::new(), 0), 1, 0, Zxid(9), 2, &mut out);
-        e.on_notification(&cfg, 2, &looking(1, 9, 1, 2), &mut out);
-        assert_eq!(e.on_tick(&cfg, &mut out).map(|d| d.leader), Some(1));
-    }
-
-    // Joining a leader: with the proposal's voters not following it, a leader of the
-    // proposal's own epoch is not joined; one leading a later epoch is.
-    #[test]
-    fn a_leader_of_a_later_epoch_is_joined_without_the_proposals_quorum() {
-        let cfg = PeerConfig::new([1, 2, 3], []);
-        let next = BTreeSet::from([1, 4, 5]);
-        for (pe, joined) in [(2, false), (3, true)] {
-            let mut out = Vec::new();
-            let mut e =
-                Election::start(&cfg, (next.clone(), 2), 1, 0, Zxid(0x2_0000_0009), 2, &mut out);
-            let following = informing(ServerState::Following, 2, 7, pe);
-            let leading = informing(ServerState::Leading, 2, 7, pe);
-            assert_eq!(e.on_notification(&cfg, 3, &following, &mut out), None);
-            let d = e.on_notification(&cfg, 2, &leading, &mut out);
-            assert_eq!(d.map(|d| d.leader), joined.then_some(2), "leader at epoch {pe}");
-        }
     }
 }

@@ -269,38 +269,20 @@ impl Core {
         if !self.cfg.reconfig_enabled || self.cfg.config_text.is_empty() {
             return None;
         }
-        self.logged_next().or_else(|| {
-            (self.cfg.config_version == 0)
-                .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
-                .flatten()
-        })
-    }
-
-    /// The newest reconfig txn of the history whose membership is newer than the active one
-    /// (ZooKeeper's last-seen quorum verifier, which a peer takes when the proposal arrives).
-    fn logged_next(&self) -> Option<NextConfig> {
         let in_window = self.history.entries().rev().find_map(|(z, d)| {
             let n = NextConfig::parse(*z, reconfig_text(d)?)?;
             (z.get() > self.cfg.config_version).then_some(n)
         });
         let logged = self.logged.clone().filter(|n| n.zxid.get() > self.cfg.config_version);
-        match (in_window, logged) {
+        let newest = match (in_window, logged) {
             (Some(a), Some(b)) => Some(if a.zxid >= b.zxid { a } else { b }),
             (a, b) => a.or(b),
-        }
-    }
-
-    /// The voters of [`Core::logged_next`] and its txn's epoch (none without one, or with
-    /// reconfig off): an
-    /// election decides only with a quorum of them as well (FastLeaderElection's vote tracker
-    /// holds both quorum verifiers). Without it, a peer holding a reconfig that committed
-    /// elsewhere could lead with a quorum of the old voters alone, none of whom acked what the
-    /// new voters committed since — the simulator found that losing committed txns.
-    fn next_voters(&self) -> (BTreeSet<Sid>, u32) {
-        if !self.cfg.reconfig_enabled {
-            return (BTreeSet::new(), 0);
-        }
-        self.logged_next().map(|n| (n.voters, n.zxid.epoch())).unwrap_or_default()
+        };
+        newest.or_else(|| {
+            (self.cfg.config_version == 0)
+                .then(|| NextConfig::parse(zxid, with_version(&self.cfg.config_text, zxid.get())))
+                .flatten()
+        })
     }
 
     fn send(out: &mut Vec<Command>, to: Sid, packet: QuorumPacket) {
@@ -362,8 +344,7 @@ impl Peer {
         };
         let mut out = Vec::new();
         let mut sends = Vec::new();
-        let next = core.next_voters();
-        let e = Election::start(&core.cfg, next, id, 0, last, core.current_epoch, &mut sends);
+        let e = Election::start(&core.cfg, id, 0, last, core.current_epoch, &mut sends);
         out.extend(sends.into_iter().map(|(to, n)| Command::SendNotification { to, n }));
         let peer = Peer {
             logical_clock: e.logical_clock(),
@@ -666,13 +647,9 @@ impl Peer {
                 self.restart_election(out);
             }
         }
-        let heard = match &self.role {
-            RoleState::Looking(e) => e.hears(&self.core.cfg, from),
-            _ => false,
-        };
-        if !self.core.cfg.is_member(from) && !heard {
-            return Next::Stay;
-        }
+        // A server outside the membership is answered too, as ZooKeeper's WorkerReceiver
+        // answers any server id with its vote and membership (a server about to be added
+        // learns who leads); its vote counts nowhere.
         match &mut self.role {
             RoleState::Looking(e) => {
                 let mut sends = Vec::new();
@@ -763,7 +740,6 @@ impl Peer {
         let mut sends = Vec::new();
         let e = Election::start(
             &self.core.cfg,
-            self.core.next_voters(),
             self.core.id,
             self.logical_clock,
             self.core.last_zxid(),
@@ -962,11 +938,15 @@ impl Leader {
         if !self.electing.contains(&core.id) && core.last_durable >= core.last_zxid() {
             self.electing.insert(core.id);
         }
-        // The epoch's quorum is of the active voters (Leader.waitForEpochAck); NEWLEADER's
-        // of both memberships.
+        // The epoch's quorum, like NEWLEADER's, is of both memberships when a reconfig is
+        // pending (`next`). ZooKeeper's waitForEpochAck counts the active voters only; then a
+        // leader holding a proposal that committed elsewhere could take an epoch quorum of
+        // the old voters none of whom holds what the new ones committed after it, and the
+        // followers that took its epoch at NEWLEADER could later win an election on it and
+        // truncate those txns. Observers ack epochs too and count where they vote.
         if !self.epoch_quorum
             && self.electing.contains(&core.id)
-            && core.cfg.is_quorum(&self.electing)
+            && core.quorums(None, |v| majority(v, &self.electing))
         {
             self.epoch_quorum = true;
             core.current_epoch = epoch;
@@ -1289,7 +1269,7 @@ impl Leader {
                     return Next::Stay;
                 };
                 let last = p.zxid();
-                if ce != -1 && !observer {
+                if ce != -1 {
                     if (ce as u32, last) > self.summary && !self.epoch_quorum {
                         // "Follower is ahead of the leader": this leader must not lead it.
                         self.drop_learner(from, out);
@@ -1589,16 +1569,10 @@ impl Leader {
         if self.handoff.is_some() {
             return self.hand_over_now(core);
         }
-        // Observers do not count, even toward a proposed membership that makes them voters:
-        // they never ack a proposal. (ZooKeeper counts them there; a reconfig waiting on a
-        // voter that is gone then never commits, nothing after it does, and that voter, back
-        // and holding the proposal, never finds a quorum of its voters following this
-        // leader. The simulator found the ensemble stuck so; giving up leads to an election
-        // in which the voters holding the proposal complete it.)
         let mut synced: BTreeSet<Sid> = self
             .learners
             .iter()
-            .filter(|(_, h)| h.phase == HPhase::Active && !h.observer)
+            .filter(|(_, h)| h.phase == HPhase::Active)
             .map(|(s, _)| *s)
             .collect();
         synced.insert(core.id);
@@ -2162,6 +2136,21 @@ impl Learner {
                     .extend(staged.iter().map(|e| e.0).filter(|z| *z > self.staged_commit));
             }
             out.push(Command::AppendTxns(staged));
+        }
+        // NEWLEADER's membership, when the synced history holds its reconfig txn and it is not
+        // active here yet, is this peer's proposal from now on (ZooKeeper's Learner takes it
+        // as the last-seen quorum verifier): a SNAP forgets the txn itself, and a peer synced
+        // by a leader that never establishes, leading later, must still need both quorums.
+        if let Some(n) = self.newleader_config.as_ref().and_then(|t| {
+            let m = Membership::parse_bytes(t)?;
+            let z = Zxid(m.version);
+            (m.version > core.cfg.config_version && z <= core.last_zxid())
+                .then(|| NextConfig::parse(z, t.clone()))
+                .flatten()
+        }) {
+            if core.logged.as_ref().is_none_or(|l| l.zxid < n.zxid) {
+                core.logged = Some(n);
+            }
         }
         // Applied at UPTODATE, as ZooKeeper's Learner.syncWithLeader does: until a quorum has
         // acked NEWLEADER, the leader's history is not committed.
