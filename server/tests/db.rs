@@ -99,7 +99,7 @@ fn reopen_restores_tree_and_sessions() {
     }
     assert!(snapshots >= 3, "snapCount 50 over 300 txns: {snapshots} snapshots");
     drop(db);
-    let (db, recovered, report) = Database::open(o).unwrap();
+    let (db, recovered, report) = Database::open(o.clone()).unwrap();
     assert_eq!(report.last_zxid, 300);
     assert!(report.snapshot.is_some(), "recovery starts from a snapshot");
     assert!(report.replayed < 300, "and replays only what follows it ({})", report.replayed);
@@ -108,6 +108,24 @@ fn reopen_restores_tree_and_sessions() {
     assert_eq!(recovered.tree.digest(), state.tree.digest());
     // Purging keeps 3 snapshots and whatever log they need; recovery still works.
     db.purge().unwrap();
+    assert_eq!(db.snapshots().list().unwrap().len(), 3);
+    // Files an interrupted purge left aside (renamed `*.purge`, perhaps cut short) are not
+    // read as snapshots or segments, and the next purge removes them, piece by piece.
+    let (snap_dir, log_dir) = (o.snap_dir(), o.log_dir());
+    std::fs::write(snap_dir.join("snapshot.1.purge"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(log_dir.join("log.1.purge"), vec![7u8; 10_000]).unwrap();
+    drop(db);
+    let (db, again, _) = Database::open(o.clone()).unwrap();
+    assert_eq!(again.tree.digest(), state.tree.digest(), "the files aside are not read");
+    db.purge_job().unwrap().run_paced(4096, std::time::Duration::ZERO).unwrap();
+    let aside = |d: &Path| {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".purge"))
+            .count()
+    };
+    assert_eq!(aside(&snap_dir) + aside(&log_dir), 0, "nothing is left aside");
     assert_eq!(db.snapshots().list().unwrap().len(), 3);
 }
 

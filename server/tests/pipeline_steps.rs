@@ -251,8 +251,19 @@ fn autopurge_keeps_the_newest_snapshots_and_the_log_they_need() {
     // Due: the purge thread removes them (bounded wait).
     h.clock.advance(3_600_000);
     h.half_tick();
-    let deadline = Instant::now() + std::time::Duration::from_secs(10);
-    while count(snap_dir.clone(), "snapshot.") > 3 && Instant::now() < deadline {
+    // Done when the snapshots are down to three, segments went, and nothing is left aside
+    // (`*.purge`: renamed, being cut down piece by piece).
+    let deadline = Instant::now() + std::time::Duration::from_secs(20);
+    let done = || {
+        count(snap_dir.clone(), "snapshot.") == 3
+            && count(log_dir.clone(), "log.") < logs
+            && std::fs::read_dir(&snap_dir)
+                .unwrap()
+                .chain(std::fs::read_dir(&log_dir).unwrap())
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().ends_with(".purge"))
+    };
+    while !done() && Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
     assert_eq!(count(snap_dir.clone(), "snapshot."), 3, "the newest three are kept");

@@ -1398,6 +1398,26 @@ fn a_follower_activates_and_follows_the_designated_leader() {
     }
 }
 
+// A reconfig txn arriving while an older one is still logged and not active here (its
+// COMMITANDACTIVATE not received): the older one committed — a leader proposes a reconfig only
+// once the one before is active — so it is activated at once. Otherwise this follower, leading
+// later, would hold only the newer one as pending and need no quorum of the membership that
+// committed txns between the two.
+#[test]
+fn a_newer_reconfig_activates_the_older_one_still_pending() {
+    let mut f = reconfig_follower(2);
+    let (z1, z2) = (z(2, 1), z(2, 3));
+    let older = members(&[1, 2, 3, 4], &[], z1.get());
+    let newer = members(&[1, 2, 3], &[4], z2.get());
+    let cmds = recv(&mut f, 1, pktd(PacketType::Proposal, z1.to_wire(), reconfig_txn(z1, &older)));
+    assert!(activated(&cmds).is_empty(), "a proposal alone activates nothing");
+    let data = pktd(PacketType::Proposal, z(2, 2).to_wire(), Bytes::from_static(b"txn"));
+    assert!(activated(&recv(&mut f, 1, data)).is_empty());
+    let cmds = recv(&mut f, 1, pktd(PacketType::Proposal, z2.to_wire(), reconfig_txn(z2, &newer)));
+    assert_eq!(activated(&cmds), vec![z1.get()], "{cmds:?}");
+    assert_eq!(f.config().voters, [1, 2, 3, 4].into());
+}
+
 // A follower made an observer by the reconfig reconnects to the leader as an observer.
 #[test]
 fn a_follower_made_observer_reconnects_as_one() {

@@ -285,6 +285,20 @@ impl Core {
         })
     }
 
+    /// A reconfig txn `zxid` entered the history (or the staged sync): it is the newest logged
+    /// one. A reconfig still logged and not active below it is committed — a leader proposes
+    /// one only once the one before is active — and is activated now: otherwise this peer,
+    /// leading later, would hold only the newer one as pending and need no quorum of the
+    /// membership that committed txns between the two.
+    fn log_reconfig(&mut self, zxid: Zxid, text: Bytes, out: &mut Vec<Command>) {
+        if let Some(older) = self.logged.take() {
+            if older.zxid < zxid && older.zxid.get() > self.cfg.config_version {
+                self.activate(&older.text, out);
+            }
+        }
+        self.logged = NextConfig::parse(zxid, text);
+    }
+
     fn send(out: &mut Vec<Command>, to: Sid, packet: QuorumPacket) {
         out.push(Command::Send { to, packet });
     }
@@ -647,9 +661,9 @@ impl Peer {
                 self.restart_election(out);
             }
         }
-        // A server outside the membership is answered too, as ZooKeeper's WorkerReceiver
-        // answers any server id with its vote and membership (a server about to be added
-        // learns who leads); its vote counts nowhere.
+        if !self.core.cfg.is_member(from) {
+            return Next::Stay;
+        }
         match &mut self.role {
             RoleState::Looking(e) => {
                 let mut sends = Vec::new();
@@ -1254,9 +1268,11 @@ impl Leader {
                 self.set_phase(from, HPhase::Info { leaderinfo_sent: false });
                 let learner_accepted = epoch_of(p.zxid());
                 if self.epoch.is_none() {
+                    // Every learner's accepted epoch raises the one proposed (getEpochToPropose):
+                    // an observer that votes in a pending membership must be able to ack it.
+                    self.proposed_epoch = self.proposed_epoch.max(learner_accepted + 1);
                     if !observer {
                         self.connecting.insert(from);
-                        self.proposed_epoch = self.proposed_epoch.max(learner_accepted + 1);
                     }
                     return self.progress(core, out);
                 }
@@ -1692,7 +1708,7 @@ impl Learner {
 
     /// Notes the membership of a reconfig txn the leader sent (activated at its
     /// COMMITANDACTIVATE).
-    fn note_config(&mut self, core: &mut Core, zxid: Zxid, txn: &[u8]) {
+    fn note_config(&mut self, core: &mut Core, zxid: Zxid, txn: &[u8], out: &mut Vec<Command>) {
         if !core.cfg.reconfig_enabled {
             return;
         }
@@ -1700,7 +1716,7 @@ impl Learner {
             if self.configs.len() >= CONFIGS_MAX {
                 self.configs.pop_first();
             }
-            core.logged = NextConfig::parse(zxid, text.clone());
+            core.log_reconfig(zxid, text.clone(), out);
             self.configs.insert(zxid, text);
         }
     }
@@ -1947,7 +1963,7 @@ impl Learner {
                         // More than a leader's window and outstanding proposals can hold.
                         return Next::Looking;
                     }
-                    self.note_config(core, z, p.payload());
+                    self.note_config(core, z, p.payload(), out);
                     self.staged.push((z, p.into_payload()));
                 }
                 Next::Stay
@@ -1962,7 +1978,7 @@ impl Learner {
                 if self.observer || z <= core.last_zxid() {
                     return Next::Stay;
                 }
-                self.note_config(core, z, p.payload());
+                self.note_config(core, z, p.payload(), out);
                 core.history.push(z, p.payload().clone());
                 out.push(Command::AppendTxns(vec![(z, p.into_payload())]));
                 self.pending_acks.push_back(z);
@@ -2127,7 +2143,7 @@ impl Learner {
                 core.history.push(*z, d.clone());
                 if core.cfg.reconfig_enabled {
                     if let Some(text) = reconfig_text(d) {
-                        core.logged = NextConfig::parse(*z, text);
+                        core.log_reconfig(*z, text, out);
                     }
                 }
             }
