@@ -334,6 +334,17 @@ fn clients_of_a_follower_write_through_the_leader_and_read_their_writes() {
     assert!(!c.conn.session_ended.load(Ordering::Acquire), "touched through the follower's pings");
 }
 
+/// Three servers whose leader keeps at most `outstanding_max` proposals in flight, elected,
+/// with a client on the leader (session 1) and one on a follower (session 2).
+fn bounded_with_two_clients(outstanding_max: usize) -> (Ensemble, Sid, Sid, Client, Client) {
+    let mut e = Ensemble::with_config(3, |cfg| cfg.outstanding_max = outstanding_max);
+    let leader = e.elect();
+    let follower = (1..=3).find(|s| *s != leader).unwrap();
+    let l = Client::connect(&mut e, leader, 1, 30_000);
+    let f = Client::connect(&mut e, follower, 2, 30_000);
+    (e, leader, follower, l, f)
+}
+
 /// A leader with `outstanding_max` proposals in flight (here 2, its log not yet flushed, so no
 /// acknowledgement comes) may propose no more: its own clients' requests and the learners'
 /// forwarded ones wait, in order, and are proposed as commits make room. None is refused, no
@@ -341,11 +352,7 @@ fn clients_of_a_follower_write_through_the_leader_and_read_their_writes() {
 /// its writes seeing them. (It closed its clients' connections and dropped learners' requests.)
 #[test]
 fn a_leader_at_its_bound_on_proposals_holds_requests_in_order() {
-    let mut e = Ensemble::with_config(3, |cfg| cfg.outstanding_max = 2);
-    let leader = e.elect();
-    let follower = (1..=3).find(|s| *s != leader).unwrap();
-    let mut l = Client::connect(&mut e, leader, 1, 30_000);
-    let mut f = Client::connect(&mut e, follower, 2, 30_000);
+    let (mut e, leader, follower, mut l, mut f) = bounded_with_two_clients(2);
 
     let mut sent_l = Vec::new();
     let mut sent_f = Vec::new();
@@ -405,11 +412,7 @@ fn a_leader_at_its_bound_on_proposals_holds_requests_in_order() {
 /// and the leader keeps serving: its own client's write is answered once the network settles.
 #[test]
 fn a_learner_past_the_leaders_held_bound_is_disconnected_and_the_leader_serves_on() {
-    let mut e = Ensemble::with_config(3, |cfg| cfg.outstanding_max = 1);
-    let leader = e.elect();
-    let follower = (1..=3).find(|s| *s != leader).unwrap();
-    let mut l = Client::connect(&mut e, leader, 1, 30_000);
-    let mut f = Client::connect(&mut e, follower, 2, 30_000);
+    let (mut e, leader, follower, mut l, mut f) = bounded_with_two_clients(1);
     // 40 writes through the follower, carried to the leader without flushing its log: one is
     // proposed, 16 are held, the rest are over the bound.
     for i in 0..40 {
