@@ -2157,6 +2157,8 @@ impl Learner {
         // active here yet, is this peer's proposal from now on (ZooKeeper's Learner takes it
         // as the last-seen quorum verifier): a SNAP forgets the txn itself, and a peer synced
         // by a leader that never establishes, leading later, must still need both quorums.
+        // An older proposal still logged here committed (a leader proposes a reconfig only
+        // once the one before is active), so it is activated first, as a reconfig txn does.
         if let Some(n) = self.newleader_config.as_ref().and_then(|t| {
             let m = Membership::parse_bytes(t)?;
             let z = Zxid(m.version);
@@ -2165,7 +2167,7 @@ impl Learner {
                 .flatten()
         }) {
             if core.logged.as_ref().is_none_or(|l| l.zxid < n.zxid) {
-                core.logged = Some(n);
+                core.log_reconfig(n.zxid, n.text, out);
             }
         }
         // Applied at UPTODATE, as ZooKeeper's Learner.syncWithLeader does: until a quorum has
