@@ -257,10 +257,20 @@ fn torn_tail_is_cut_and_appends_continue() {
 fn corruption_followed_by_valid_records_refuses_to_open() {
     each(|b, s, env| {
         let ctx = format!("{b}/{s}");
+        // With writes in flight, later batches within the window (16 KiB here) of the damage
+        // may be writes that landed before it at a crash: two large records end beyond it.
+        let pipelined = s.is_pipelined();
+        let o = LogOptions { in_flight: 1, batch_bytes_max: 4 << 10, ..opts(env, s) };
+        let opts = |_: &Env, _| o.clone();
         let (log, _) = Log::open(&env.dir, opts(env, s)).unwrap();
         // Separate appends: separate batches.
         for z in 1..=6 {
             log.append(z, payload(z)).unwrap();
+        }
+        if pipelined {
+            for z in 7..=8 {
+                log.append(z, vec![z as u8; 18 << 10]).unwrap();
+            }
         }
         drop(log);
         let seg = segment_paths(env).pop().unwrap();
@@ -284,7 +294,11 @@ fn corruption_followed_by_valid_records_refuses_to_open() {
                 assert_eq!(segment, seg, "{ctx}");
                 assert_eq!(offset, m.offset, "{ctx}");
                 assert_eq!(last_good_zxid, 2, "{ctx}");
-                assert_eq!(next_zxid, Some(4), "{ctx}");
+                if pipelined {
+                    assert!(next_zxid > Some(3), "{ctx}: {next_zxid:?}");
+                } else {
+                    assert_eq!(next_zxid, Some(4), "{ctx}");
+                }
             }
             other => panic!("{ctx}: expected corruption, got {other:?}"),
         }

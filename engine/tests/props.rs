@@ -43,7 +43,7 @@ proptest! {
         let sim = SimVfs::new();
         let path = Path::new("/g/log.1");
         let mut f = sim.open(path, OpenOptions::create_new()).unwrap();
-        let h = SegmentHeader { version: FORMAT_VERSION, dbid: 0, base_zxid: 1, prev_zxid: 0 };
+        let h = SegmentHeader { version: FORMAT_VERSION, dbid: 0, base_zxid: 1, prev_zxid: 0, window_blocks: 0 };
         f.write_all_at(&h.encode(), 0).unwrap();
         f.write_all_at(&garbage, HEADER_LEN as u64).unwrap();
         let scan = scan_segment(f.as_ref(), |_, _| {}).unwrap().unwrap();

@@ -15,6 +15,7 @@
 //! records, zxids or segments.
 
 mod aligned;
+pub mod queue;
 pub mod sim;
 mod sync;
 mod uring;
@@ -24,6 +25,7 @@ use std::io;
 use std::path::Path;
 
 pub use aligned::AlignedBuf;
+pub use queue::{Completion, InlineQueue, WriteQueue};
 pub use sim::SimVfs;
 pub use sync::SyncVfs;
 pub use uring::UringVfs;
@@ -84,6 +86,12 @@ pub trait Vfs: Send + Sync + Debug {
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
     /// True if the path exists.
     fn exists(&self, path: &Path) -> bool;
+    /// A queue keeping up to `depth` writes in flight, where the backend has one (`None`:
+    /// the caller falls back to an [`InlineQueue`], one write at a time).
+    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+        let _ = depth;
+        None
+    }
 }
 
 /// One open file. Positional I/O only: there is no file cursor.

@@ -13,19 +13,26 @@
 //! file's unsynced writes are gone (the kernel marked their pages clean), and a retry succeeds
 //! without them.
 //!
+//! Writes through a [`super::WriteQueue`] (`SimVfs::write_queue`) are *in flight* until
+//! reaped: invisible to reads and to syncs, completed in a seeded random order (each
+//! completion a mutating operation, so a crash can fall between two), and at a crash each
+//! lands not at all, whole, torn at a byte or as any of its 512-byte sectors.
+//!
 //! Writes to files opened with `direct` must be aligned to [`DIRECT_ALIGN`] in buffer address,
 //! offset and length, as on a real device; misaligned ones fail with EINVAL so that alignment
 //! bugs show up in tests.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{OpenOptions, VFile, Vfs, DIRECT_ALIGN};
+use super::queue::{Completion, WriteQueue};
+use super::{AlignedBuf, OpenOptions, VFile, Vfs, DIRECT_ALIGN};
 
 /// A mutation made since the file's last full sync.
 #[derive(Debug, Clone)]
@@ -34,11 +41,20 @@ enum Mutation {
     SetLen { len: u64 },
 }
 
+/// A queued write not yet completed.
+#[derive(Debug, Clone)]
+struct InFlight {
+    id: u64,
+    offset: u64,
+    data: Vec<u8>,
+}
+
 #[derive(Debug, Clone, Default)]
 struct Inode {
     live: Vec<u8>,
     base: Vec<u8>,
     pending: Vec<Mutation>,
+    inflight: Vec<InFlight>,
 }
 
 impl Inode {
@@ -111,6 +127,8 @@ pub struct Faults {
     pub fail_write: Option<(u64, i32)>,
     /// Fail the Nth sync (1-based, counting file syncs and dsync writes) with this errno.
     pub fail_sync: Option<(u64, i32)>,
+    /// Seeds the order in which queued writes complete.
+    pub reorder_seed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,6 +143,9 @@ struct State {
     live_dirs: BTreeSet<PathBuf>,
     durable_dirs: BTreeSet<PathBuf>,
     faults: Faults,
+    /// Completion order of queued writes (from `faults.reorder_seed`).
+    reorder: Option<ChaCha8Rng>,
+    next_flight: u64,
     mutations: u64,
     writes: u64,
     syncs: u64,
@@ -167,7 +188,9 @@ impl SimVfs {
     /// Replaces the fault plan. Counters keep running; plan in absolute counts (see
     /// [`SimVfs::stats`]).
     pub fn set_faults(&self, faults: Faults) {
-        self.lock().faults = faults;
+        let mut s = self.lock();
+        s.faults = faults;
+        s.reorder = None;
     }
 
     /// What the disk has seen so far.
@@ -244,9 +267,40 @@ impl SimVfs {
                         seen += 1;
                     }
                 }
+                // Writes still in flight: each lands not at all, whole, torn at a byte, or as
+                // any of its 512-byte sectors.
+                for w in inode.inflight.iter().filter(|_| !durable_only) {
+                    let m =
+                        Mutation::Write { offset: w.offset, data: w.data.clone(), durable: false };
+                    match rng.random_range(0..4) {
+                        0 => {}
+                        1 => Inode::apply(&mut img, &m, None),
+                        2 => Inode::apply(&mut img, &m, Some(rng.random_range(0..=w.data.len()))),
+                        _ => {
+                            for (i, sector) in w.data.chunks(512).enumerate() {
+                                if rng.random_bool(0.5) {
+                                    let part = Mutation::Write {
+                                        offset: w.offset + (i * 512) as u64,
+                                        data: sector.to_vec(),
+                                        durable: false,
+                                    };
+                                    Inode::apply(&mut img, &part, None);
+                                }
+                            }
+                        }
+                    }
+                }
                 let id = out.next_inode;
                 out.next_inode += 1;
-                out.inodes.insert(id, Inode { live: img.clone(), base: img, pending: Vec::new() });
+                out.inodes.insert(
+                    id,
+                    Inode {
+                        live: img.clone(),
+                        base: img,
+                        pending: Vec::new(),
+                        inflight: Vec::new(),
+                    },
+                );
                 id
             });
             out.live.insert(path.clone(), new_ino);
@@ -442,6 +496,131 @@ impl Vfs for SimVfs {
     fn exists(&self, path: &Path) -> bool {
         let s = self.lock();
         s.live.contains_key(path) || s.live_dirs.contains(path)
+    }
+
+    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+        let _ = depth;
+        Some(Box::new(SimQueue {
+            vfs: self.clone(),
+            file: None,
+            mine: Vec::new(),
+            failed: Vec::new(),
+        }))
+    }
+}
+
+/// The simulated disk's [`WriteQueue`]: see the module's description.
+#[derive(Debug)]
+struct SimQueue {
+    vfs: SimVfs,
+    /// (inode, opened with O_DSYNC, opened with O_DIRECT).
+    file: Option<(u64, bool, bool)>,
+    /// In flight: (id, tag, buffer, length, dsync).
+    mine: Vec<(u64, u64, AlignedBuf, usize, bool)>,
+    /// Refused at submission (an injected write error), reported at the next reap.
+    failed: Vec<Completion>,
+}
+
+impl WriteQueue for SimQueue {
+    fn set_file(&mut self, path: &Path, opts: OpenOptions) -> io::Result<()> {
+        assert!(self.mine.is_empty(), "set_file with writes in flight");
+        if !opts.write {
+            return Err(io::Error::from_raw_os_error(libc::EBADF));
+        }
+        let s = self.vfs.lock();
+        s.check_alive()?;
+        let ino = *s.live.get(path).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?;
+        self.file = Some((ino, opts.dsync, opts.direct));
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        tag: u64,
+        buf: AlignedBuf,
+        range: Range<usize>,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()> {
+        let (ino, file_dsync, direct) = self.file.ok_or_else(|| io::Error::other("no file set"))?;
+        let data = &buf.as_slice()[range.clone()];
+        if direct
+            && (!(data.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
+                || !data.len().is_multiple_of(DIRECT_ALIGN)
+                || !offset.is_multiple_of(DIRECT_ALIGN as u64))
+        {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        let mut s = self.vfs.lock();
+        let end = offset + data.len() as u64;
+        for w in &s.inodes[&ino].inflight {
+            assert!(
+                end <= w.offset || w.offset + w.data.len() as u64 <= offset,
+                "overlapping writes in flight: [{offset}, {end}) and [{}, +{})",
+                w.offset,
+                w.data.len()
+            );
+        }
+        let dying = s.mutation()?;
+        if !dying {
+            if let Err(e) = s.count_write() {
+                self.failed.push(Completion { tag, buf, result: Err(e) });
+                return Ok(());
+            }
+        }
+        let id = s.next_flight;
+        s.next_flight += 1;
+        let w = InFlight { id, offset, data: data.to_vec() };
+        s.inodes.get_mut(&ino).expect("inode").inflight.push(w);
+        if dying {
+            // On its way when the machine died: it may land, or not, in the crash image.
+            return Err(eio());
+        }
+        self.mine.push((id, tag, buf, range.len(), dsync || file_dsync));
+        Ok(())
+    }
+
+    fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.append(&mut self.failed);
+        if self.mine.is_empty() {
+            return Ok(());
+        }
+        let Some((ino, ..)) = self.file else { return Ok(()) };
+        let mut s = self.vfs.lock();
+        let seed = s.faults.reorder_seed;
+        let n = self.mine.len();
+        let k = {
+            let rng = s.reorder.get_or_insert_with(|| ChaCha8Rng::seed_from_u64(seed));
+            rng.random_range(min.min(n)..=n)
+        };
+        for _ in 0..k {
+            let i = {
+                let rng = s.reorder.as_mut().expect("seeded above");
+                rng.random_range(0..self.mine.len())
+            };
+            if s.mutation()? {
+                // The machine died with this one (and the rest) still in flight.
+                return Err(eio());
+            }
+            let (id, tag, buf, len, dsync) = self.mine.swap_remove(i);
+            let synced = if dsync { s.count_sync() } else { Ok(()) };
+            let inode = s.inodes.get_mut(&ino).expect("inode");
+            let at = inode.inflight.iter().position(|w| w.id == id).expect("in flight");
+            let w = inode.inflight.remove(at);
+            let m = Mutation::Write {
+                offset: w.offset,
+                data: w.data,
+                durable: dsync && synced.is_ok(),
+            };
+            Inode::apply(&mut inode.live, &m, None);
+            inode.pending.push(m);
+            out.push(Completion { tag, buf, result: synced.map(|()| len) });
+        }
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.mine.len() + self.failed.len()
     }
 }
 

@@ -7,8 +7,10 @@
 //! The ring is created when the backend is, and is meant to be driven by the engine's own writer
 //! thread; the mutex around it is uncontended in that use and only keeps the type `Sync`.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io;
+use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -16,8 +18,9 @@ use std::sync::{Arc, Mutex};
 
 use io_uring::{opcode, squeue, types, IoUring};
 
+use super::queue::{Completion, WriteQueue};
 use super::sync::{fallocate_std, list_dir_std, open_std, sync_dir_std};
-use super::{OpenOptions, VFile, Vfs};
+use super::{AlignedBuf, OpenOptions, VFile, Vfs};
 
 /// Real files with writes and syncs submitted through io_uring.
 #[derive(Clone)]
@@ -83,6 +86,10 @@ impl Vfs for UringVfs {
 
     fn exists(&self, path: &Path) -> bool {
         path.exists()
+    }
+
+    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+        Some(Box::new(UringQueue::new(depth)))
     }
 }
 
@@ -236,5 +243,132 @@ impl VFile for UringFile {
 
     fn len(&self) -> io::Result<u64> {
         Ok(self.file.metadata()?.len())
+    }
+}
+
+/// Writes submitted to a ring of their own and reaped as they complete: the log's pipelined
+/// strategy keeps several batches in flight through it. The ring is set up at the first
+/// [`WriteQueue::set_file`] (on the thread that will use it).
+pub(crate) struct UringQueue {
+    depth: usize,
+    ring: Option<IoUring>,
+    file: Option<File>,
+    /// In flight: tag → buffer (kept alive until its completion is reaped).
+    bufs: HashMap<u64, AlignedBuf>,
+}
+
+impl std::fmt::Debug for UringQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UringQueue")
+            .field("depth", &self.depth)
+            .field("in_flight", &self.bufs.len())
+            .finish()
+    }
+}
+
+impl UringQueue {
+    pub(crate) fn new(depth: usize) -> Self {
+        Self { depth: depth.max(1), ring: None, file: None, bufs: HashMap::new() }
+    }
+
+    fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        let Some(ring) = self.ring.as_mut() else { return Ok(()) };
+        let mut got = 0;
+        loop {
+            for cqe in ring.completion() {
+                let tag = cqe.user_data();
+                let res = cqe.result();
+                let buf = self.bufs.remove(&tag).expect("completion of a write in flight");
+                let result = if res < 0 {
+                    Err(io::Error::from_raw_os_error(-res))
+                } else {
+                    Ok(res as usize)
+                };
+                out.push(Completion { tag, buf, result });
+                got += 1;
+            }
+            if got >= min.min(got + self.bufs.len()) {
+                return Ok(());
+            }
+            match ring.submit_and_wait(1) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl WriteQueue for UringQueue {
+    fn set_file(&mut self, path: &Path, opts: OpenOptions) -> io::Result<()> {
+        assert!(self.bufs.is_empty(), "set_file with writes in flight");
+        if self.ring.is_none() {
+            let entries = (2 * self.depth + 2).next_power_of_two() as u32;
+            self.ring = Some(IoUring::new(entries)?);
+        }
+        self.file = Some(open_std(path, opts)?);
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        tag: u64,
+        buf: AlignedBuf,
+        range: Range<usize>,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()> {
+        let (Some(ring), Some(file)) = (self.ring.as_mut(), self.file.as_ref()) else {
+            return Err(io::Error::other("no file set"));
+        };
+        let data = &buf.as_slice()[range];
+        let len = u32::try_from(data.len()).map_err(|_| io::Error::other("write too large"))?;
+        let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len)
+            .offset(offset)
+            .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
+            .build()
+            .user_data(tag);
+        if ring.submission().is_full() {
+            ring.submit()?;
+        }
+        // SAFETY: the buffer is kept in `bufs` (a heap allocation that does not move with the
+        // AlignedBuf value) until the completion with this tag is reaped; Drop waits for all.
+        unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
+        self.bufs.insert(tag, buf);
+        loop {
+            match ring.submit() {
+                Ok(_) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // The entry may still be queued; it completes (or not) at a later reap.
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        self.wait(min, out)
+    }
+
+    fn in_flight(&self) -> usize {
+        self.bufs.len()
+    }
+}
+
+impl Drop for UringQueue {
+    fn drop(&mut self) {
+        // The kernel may still write from the buffers: wait for every completion first.
+        let mut sink = Vec::new();
+        while !self.bufs.is_empty() {
+            let before = self.bufs.len();
+            if self.wait(before, &mut sink).is_err() && self.bufs.len() == before {
+                // Nothing can be reaped: leak the buffers rather than free memory in use.
+                for (_, b) in self.bufs.drain() {
+                    std::mem::forget(b);
+                }
+            }
+            sink.clear();
+        }
     }
 }

@@ -2,19 +2,21 @@
 //! each flush strategy, rolling and truncation. The group-commit [`super::Log`] drives one of
 //! these from its writer thread.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::format::{
-    self, encode_frame, parse_segment_file_name, scan_segment, segment_file_name, SegmentHeader,
-    TailState, FRAME_LEN, HEADER_LEN,
+    self, encode_frame, encode_pad, pad_len, parse_segment_file_name, scan_segment,
+    segment_file_name, SegmentHeader, TailState, FRAME_LEN, HEADER_LEN,
 };
 use super::prealloc::{grow_file, Preallocator};
 use super::reader::LogIter;
 use super::{FlushStrategy, LogError, LogOptions, Prealloc, RecoveryMode};
 use crate::io::{
-    open_backend, read_up_to, AlignedBuf, BackendKind, OpenOptions, VFile, Vfs, DIRECT_ALIGN,
+    open_backend, read_up_to, AlignedBuf, BackendKind, Completion, InlineQueue, OpenOptions, VFile,
+    Vfs, WriteQueue, DIRECT_ALIGN,
 };
 
 const BLOCK: u64 = DIRECT_ALIGN as u64;
@@ -28,6 +30,46 @@ const INLINE_STEP: u64 = 1 << 20;
 /// and renames it. Recovery takes one with a valid header for the segment it names (the
 /// rename need not be durable) and removes any other.
 pub(crate) const SPARE_NAME: &str = "log.spare";
+/// Pipelined strategies: the bytes of records one write carries at most (a larger record is
+/// written alone, with nothing else in flight).
+const PIPE_WRITE_BYTES: u64 = 1 << 20;
+
+/// The in-flight window of a pipelined log: every write not yet durable lies within this many
+/// bytes of the first of them (the segment header records it for recovery).
+fn pipe_window(opts: &LogOptions) -> u64 {
+    let per_write = (opts.batch_bytes_max as u64).min(PIPE_WRITE_BYTES) + 3 * BLOCK;
+    (opts.in_flight as u64 * per_write).next_multiple_of(BLOCK)
+}
+
+/// One write of a pipelined log.
+#[derive(Debug)]
+struct Flight {
+    tag: u64,
+    /// Where the write starts (a block boundary) and ends (after its pad, a block boundary).
+    write_start: u64,
+    /// End of its records.
+    data_end: u64,
+    write_end: u64,
+    last_zxid: u64,
+    /// What is left to write after a short write: buffer range and file offset.
+    left: (std::ops::Range<usize>, u64),
+    done: bool,
+}
+
+/// The writes in flight of a pipelined log.
+#[derive(Debug)]
+struct Pipe {
+    queue: Box<dyn WriteQueue>,
+    /// The file the queue writes.
+    file: Option<PathBuf>,
+    flights: VecDeque<Flight>,
+    free: Vec<AlignedBuf>,
+    next_tag: u64,
+    depth: usize,
+    window: u64,
+    completions: Vec<Completion>,
+    pad: Vec<u8>,
+}
 
 /// One segment file of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +127,8 @@ struct Active {
     allocated: u64,
     /// For `Direct` and `None`: the bytes of the partial block that ends at `write_pos`.
     tail: Vec<u8>,
+    /// Pipelined: the end of the last write submitted (after its pad).
+    submit_end: u64,
     /// For `None` (buffered, never fsynced): the write-back started so far.
     writeback: crate::io::WriteBehind,
 }
@@ -104,6 +148,10 @@ pub struct LogCore {
     bg: Option<Preallocator>,
     /// A spare segment ready (its reserved bytes).
     spare: Option<u64>,
+    /// Pipelined strategies: the writes in flight.
+    pipe: Option<Pipe>,
+    /// Pipelined strategies: the last zxid durable (others: the last written).
+    durable_zxid: u64,
 }
 
 impl std::fmt::Debug for LogCore {
@@ -165,6 +213,7 @@ impl LogCore {
         let mut report = RecoveryReport::default();
         let mut last_zxid = 0;
         let mut active = None;
+        let mut header_fits = true;
 
         while let Some(seg) = segments.last().cloned() {
             let mut file = vfs
@@ -191,6 +240,7 @@ impl LogCore {
                 }
             };
             check_header(&scan.header, &seg, &opts)?;
+            header_fits = header_fits_options(&scan.header, &opts);
             let mut end = scan.end;
             match &scan.tail {
                 TailState::Clean => {}
@@ -241,14 +291,31 @@ impl LogCore {
             segments: segments.clone(),
             active: active.as_ref().map(|a: &Active| (a.base, a.write_pos)),
         };
+        let pipe = opts.strategy.is_pipelined().then(|| Pipe {
+            queue: vfs
+                .write_queue(opts.in_flight)
+                .unwrap_or_else(|| Box::new(InlineQueue::new(vfs.clone()))),
+            file: None,
+            flights: VecDeque::new(),
+            free: Vec::new(),
+            next_tag: 1,
+            depth: opts.in_flight,
+            window: pipe_window(&opts),
+            completions: Vec::new(),
+            pad: Vec::new(),
+        });
         let mut core = LogCore {
             vfs,
             dir: dir.to_path_buf(),
             opts,
             segments,
+            // A segment written one batch at a time is not continued with several in flight,
+            // nor the other way round: its header says which rules recovery applies.
+            roll_pending: active.is_some() && !header_fits,
             active,
             last_zxid,
-            roll_pending: false,
+            pipe,
+            durable_zxid: last_zxid,
             buf: AlignedBuf::with_capacity(1 << 20),
             failed: None,
             view: Arc::new(Mutex::new(view)),
@@ -260,7 +327,9 @@ impl LogCore {
                 .map_err(|e| LogError::io("spawn preallocation thread", dir, e))?;
             core.bg = Some(bg);
         }
-        core.check_roll();
+        if !core.roll_pending {
+            core.check_roll();
+        }
         Ok((core, report))
     }
 
@@ -322,11 +391,33 @@ impl LogCore {
     }
 
     fn fail(&mut self, e: LogError) -> LogError {
+        if let LogError::Failed(inner) = &e {
+            return LogError::Failed(inner.clone());
+        }
         tracing::error!(error = %e, "log write failed; the log now refuses all writes");
         let e = Arc::new(e);
         self.failed = Some(e.clone());
         self.active = None;
+        if let Some(p) = &mut self.pipe {
+            // Writes still in flight finish inside the queue (it keeps their buffers);
+            // none of them is acknowledged.
+            p.flights.clear();
+        }
         LogError::Failed(e)
+    }
+
+    /// Writes submitted and not yet known to be durable (pipelined strategies).
+    pub fn in_flight(&self) -> usize {
+        self.pipe.as_ref().map_or(0, |p| p.flights.len())
+    }
+
+    /// The last zxid known durable.
+    pub fn durable_zxid(&self) -> u64 {
+        if self.pipe.is_some() {
+            self.durable_zxid
+        } else {
+            self.last_zxid
+        }
     }
 
     /// Checks a batch without writing it.
@@ -358,6 +449,19 @@ impl LogCore {
         mut on_durable: impl FnMut(usize),
     ) -> Result<BatchStats, LogError> {
         self.check_batch(records)?;
+        if self.pipe.is_some() {
+            let mut told = 0;
+            let mut cb = |z: u64| {
+                let n = records.partition_point(|r| r.0 <= z);
+                if n > told {
+                    told = n;
+                    on_durable(n);
+                }
+            };
+            let stats = self.submit_batch(records, &mut cb)?;
+            self.drain(&mut cb)?;
+            return Ok(stats);
+        }
         let mut stats = BatchStats::default();
         let mut done = 0;
         while done < records.len() {
@@ -385,6 +489,210 @@ impl LogCore {
             );
         }
         Ok(stats)
+    }
+
+    /// Pipelined strategies: submits `records` (zxids strictly increasing, above
+    /// [`LogCore::last_zxid`]) as one or more writes, waiting for earlier writes only while
+    /// the queue or the window is full. `on_durable(z)` is called whenever every record up to
+    /// zxid `z` has become durable (these records' or earlier ones'). Any I/O error stops the
+    /// log for good.
+    pub fn submit_batch(
+        &mut self,
+        records: &[(u64, &[u8])],
+        on_durable: &mut dyn FnMut(u64),
+    ) -> Result<BatchStats, LogError> {
+        assert!(self.pipe.is_some(), "submit_batch is for pipelined strategies");
+        self.check_batch(records)?;
+        let per_write = (self.opts.batch_bytes_max as u64).min(PIPE_WRITE_BYTES);
+        let mut stats = BatchStats::default();
+        let start = Instant::now();
+        let mut done = 0;
+        while done < records.len() {
+            let mut end = done;
+            let mut extent = 0u64;
+            while end < records.len() {
+                let more = (FRAME_LEN + records[end].1.len()) as u64;
+                if end > done && extent + more > per_write {
+                    break;
+                }
+                extent += more;
+                end += 1;
+            }
+            if let Err(e) = self.submit_write(&records[done..end], extent, on_durable) {
+                return Err(self.fail(e));
+            }
+            stats.records += end - done;
+            stats.bytes += extent as usize;
+            stats.flushes += 1;
+            done = end;
+        }
+        stats.flush_time = start.elapsed();
+        Ok(stats)
+    }
+
+    /// Pipelined strategies: takes the writes that have finished, waiting for one if `wait`
+    /// and any is in flight; calls `on_durable` as in [`LogCore::submit_batch`].
+    pub fn reap(&mut self, wait: bool, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
+        self.check_usable()?;
+        match self.reap_inner(wait, on_durable) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Pipelined strategies: waits until nothing is in flight.
+    pub fn drain(&mut self, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
+        while self.in_flight() > 0 {
+            self.reap(true, on_durable)?;
+        }
+        Ok(())
+    }
+
+    fn submit_write(
+        &mut self,
+        recs: &[(u64, &[u8])],
+        extent: u64,
+        on_durable: &mut dyn FnMut(u64),
+    ) -> Result<(), LogError> {
+        loop {
+            let needs_new = match &self.active {
+                None => true,
+                Some(a) => {
+                    self.roll_pending
+                        || a.submit_end.max(a.write_pos) + extent + 3 * BLOCK
+                            > self.opts.segment_bytes_max
+                }
+            };
+            if needs_new {
+                // No write is in flight across segments.
+                while self.in_flight() > 0 {
+                    self.reap_inner(true, on_durable)?;
+                }
+                self.start_segment(recs[0].0)?;
+            }
+            let p = self.pipe.as_ref().expect("pipelined");
+            let fits = match (p.flights.front(), p.flights.back()) {
+                (Some(first), Some(last)) => {
+                    let data_end = last.write_end + extent;
+                    let write_end = data_end + pad_len(data_end) as u64;
+                    p.flights.len() < p.depth && write_end - first.write_start <= p.window
+                }
+                _ => true,
+            };
+            if fits {
+                break;
+            }
+            self.reap_inner(true, on_durable)?;
+        }
+        let opts_prealloc =
+            (self.opts.prealloc, self.opts.prealloc_bytes, self.opts.segment_bytes_max);
+        let p = self.pipe.as_mut().expect("pipelined");
+        let a = self.active.as_mut().expect("active segment");
+        let mut buf = p.free.pop().unwrap_or_else(|| AlignedBuf::with_capacity(1 << 16));
+        buf.clear();
+        // Alone, a write rewrites the partial last block (its pad is not data); behind others
+        // it starts on the block after theirs.
+        let (write_start, rec_start) = match p.flights.back() {
+            None => {
+                let pos = a.write_pos;
+                buf.extend_from_slice(&a.tail);
+                (pos - pos % BLOCK, pos)
+            }
+            Some(last) => (last.write_end, last.write_end),
+        };
+        for (zxid, payload) in recs {
+            buf.extend_from_slice(&encode_frame(*zxid, rec_start as u32, payload));
+            buf.extend_from_slice(payload);
+        }
+        let data_end = write_start + buf.len() as u64;
+        let pad = pad_len(data_end);
+        if pad > 0 {
+            p.pad.clear();
+            encode_pad(&mut p.pad, rec_start as u32, pad);
+            buf.extend_from_slice(&p.pad);
+        }
+        let write_end = write_start + buf.len() as u64;
+        debug_assert!(write_end.is_multiple_of(BLOCK));
+        make_room(a, self.bg.as_ref(), write_end, opts_prealloc, true, true)?;
+        if p.file.as_deref() != Some(a.path.as_path()) {
+            debug_assert!(p.flights.is_empty());
+            let o = OpenOptions { direct: true, ..OpenOptions::read_write() };
+            p.queue.set_file(&a.path, o).map_err(|e| LogError::io("open", &a.path, e))?;
+            p.file = Some(a.path.clone());
+        }
+        let tail_from = (data_end - data_end % BLOCK - write_start) as usize;
+        a.tail.clear();
+        a.tail.extend_from_slice(&buf.as_slice()[tail_from..(data_end - write_start) as usize]);
+        let tag = p.next_tag;
+        p.next_tag += 1;
+        let len = buf.len();
+        p.queue
+            .submit(tag, buf, 0..len, write_start, true)
+            .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+        let last_zxid = recs.last().expect("non-empty").0;
+        p.flights.push_back(Flight {
+            tag,
+            write_start,
+            data_end,
+            write_end,
+            last_zxid,
+            left: (0..len, write_start),
+            done: false,
+        });
+        a.write_pos = data_end;
+        a.submit_end = write_end;
+        self.last_zxid = last_zxid;
+        schedule_ahead(a, self.bg.as_ref(), opts_prealloc, true)?;
+        self.prepare_spare();
+        self.check_roll();
+        self.reap_inner(false, on_durable)
+    }
+
+    fn reap_inner(&mut self, wait: bool, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
+        let Some(p) = self.pipe.as_mut() else { return Ok(()) };
+        if p.flights.is_empty() {
+            return Ok(());
+        }
+        let Some(a) = self.active.as_ref() else { return Ok(()) };
+        let mut comps = std::mem::take(&mut p.completions);
+        p.queue
+            .reap(usize::from(wait), &mut comps)
+            .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+        for c in comps.drain(..) {
+            let f = p
+                .flights
+                .iter_mut()
+                .find(|f| f.tag == c.tag)
+                .expect("a completion for a write in flight");
+            let n = c.result.map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+            let (range, offset) = f.left.clone();
+            if n >= range.len() {
+                f.done = true;
+                p.free.push(c.buf);
+            } else if n == 0 {
+                let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
+                return Err(LogError::io("write (RWF_DSYNC)", &a.path, e));
+            } else {
+                // A short write: the rest goes again, from where it stopped.
+                f.left = (range.start + n..range.end, offset + n as u64);
+                let (range, offset) = f.left.clone();
+                p.queue
+                    .submit(c.tag, c.buf, range, offset, true)
+                    .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+            }
+        }
+        p.completions = comps;
+        let mut durable_end = None;
+        while p.flights.front().is_some_and(|f| f.done) {
+            let f = p.flights.pop_front().expect("front");
+            self.durable_zxid = f.last_zxid;
+            durable_end = Some(f.data_end);
+        }
+        if let Some(end) = durable_end {
+            self.view.lock().unwrap_or_else(|p| p.into_inner()).active = Some((a.base, end));
+            on_durable(self.durable_zxid);
+        }
+        Ok(())
     }
 
     fn write_sub_batch(
@@ -488,7 +796,10 @@ impl LogCore {
                     FlushStrategy::UringDsync => {
                         a.file.write_all_at_dsync(data, pos).map_err(io("write (RWF_DSYNC)"))?
                     }
-                    FlushStrategy::PerRecord | FlushStrategy::Direct | FlushStrategy::None => {
+                    FlushStrategy::PerRecord
+                    | FlushStrategy::Direct
+                    | FlushStrategy::None
+                    | FlushStrategy::UringPipe => {
                         unreachable!()
                     }
                 }
@@ -601,6 +912,7 @@ impl LogCore {
             write_pos: HEADER_LEN as u64,
             allocated: reserved.max(BLOCK),
             tail: if aligned { header.to_vec() } else { Vec::new() },
+            submit_end: HEADER_LEN as u64,
             writeback: crate::io::WriteBehind::default(),
         }))
     }
@@ -614,11 +926,21 @@ impl LogCore {
         }
         self.active = None;
         self.roll_pending = false;
+        let pipelined = self.opts.strategy.is_pipelined();
         let header = SegmentHeader {
-            version: format::FORMAT_VERSION,
+            version: if pipelined {
+                format::FORMAT_VERSION_PIPELINED
+            } else {
+                format::FORMAT_VERSION
+            },
             dbid: self.opts.dbid,
             base_zxid: base,
             prev_zxid: self.last_zxid,
+            window_blocks: if pipelined {
+                u32::try_from(pipe_window(&self.opts) / BLOCK).unwrap_or(u32::MAX)
+            } else {
+                0
+            },
         }
         .encode();
         if let Some(a) = self.start_from_spare(base, &header)? {
@@ -646,6 +968,7 @@ impl LogCore {
             write_pos: HEADER_LEN as u64,
             allocated: if aligned { BLOCK } else { HEADER_LEN as u64 },
             tail: if aligned { header.to_vec() } else { Vec::new() },
+            submit_end: HEADER_LEN as u64,
             writeback: crate::io::WriteBehind::default(),
         };
         // With background preallocation only a little is reserved inline; the rest follows
@@ -705,6 +1028,9 @@ impl LogCore {
     }
 
     fn truncate_inner(&mut self, zxid: u64) -> Result<(), LogError> {
+        while self.in_flight() > 0 {
+            self.reap_inner(true, &mut |_| {})?;
+        }
         self.drain_bg()?;
         self.active = None;
         self.roll_pending = false;
@@ -758,6 +1084,8 @@ impl LogCore {
         let a = open_active(self.vfs.as_ref(), &self.opts, &seg, cut, cut)?;
         self.view.lock().unwrap_or_else(|p| p.into_inner()).active = Some((a.base, a.write_pos));
         self.active = Some(a);
+        self.durable_zxid = self.last_zxid;
+        self.roll_pending = !header_fits_options(&scan.header, &self.opts);
         self.check_roll();
         Ok(())
     }
@@ -802,6 +1130,7 @@ impl LogCore {
     /// Makes everything written durable (meaningful for [`FlushStrategy::None`]).
     pub fn sync(&mut self) -> Result<(), LogError> {
         self.check_usable()?;
+        self.drain(&mut |_| {})?;
         if let Some(a) = &mut self.active {
             if let Err(e) = a.file.sync_data() {
                 let path = a.path.clone();
@@ -826,6 +1155,16 @@ fn check_header(h: &SegmentHeader, seg: &SegmentInfo, opts: &LogOptions) -> Resu
         });
     }
     Ok(())
+}
+
+/// True if appends under `opts` may continue the segment with header `h`: a pipelined log
+/// needs its own window, any other one a version 1 segment.
+fn header_fits_options(h: &SegmentHeader, opts: &LogOptions) -> bool {
+    if opts.strategy.is_pipelined() {
+        h.has_pads() && h.window() == pipe_window(opts)
+    } else {
+        !h.has_pads()
+    }
 }
 
 fn only_zeros_after_header(file: &dyn VFile) -> std::io::Result<bool> {
@@ -890,7 +1229,7 @@ fn cut_file(file: &mut dyn VFile, path: &Path, len: u64) -> Result<(), LogError>
 /// write position (the partial block's bytes kept in [`Active::tail`]): O_DIRECT needs it, and
 /// page-cache writes of whole pages spare the kernel reading a partial page back first.
 fn writes_whole_blocks(strategy: FlushStrategy) -> bool {
-    matches!(strategy, FlushStrategy::Direct | FlushStrategy::None)
+    matches!(strategy, FlushStrategy::Direct | FlushStrategy::None | FlushStrategy::UringPipe)
 }
 
 /// Opens (or, with `create`, creates) a segment for writing as `strategy` writes: `Direct`
@@ -904,6 +1243,8 @@ fn open_segment(
     let base = if create { OpenOptions::create_new() } else { OpenOptions::read_write() };
     match strategy {
         FlushStrategy::Direct => vfs.open(path, OpenOptions { direct: true, dsync: true, ..base }),
+        // Each write carries RWF_DSYNC itself.
+        FlushStrategy::UringPipe => vfs.open(path, OpenOptions { direct: true, ..base }),
         FlushStrategy::None => {
             match vfs.open(path, OpenOptions { direct: true, ..base }) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -947,6 +1288,7 @@ fn open_active(
         write_pos,
         allocated: file_len,
         tail,
+        submit_end: write_pos,
         writeback: crate::io::WriteBehind::new(write_pos, crate::io::WRITEBACK_STEP),
     })
 }

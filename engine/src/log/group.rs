@@ -519,7 +519,8 @@ enum Work {
     Exit,
 }
 
-fn next_work(sh: &Shared) -> Work {
+/// The next thing to do; `None` (only when not `block`) if nothing is queued.
+fn next_work(sh: &Shared, block: bool) -> Option<Work> {
     let spin = Duration::from_micros(sh.opts.writer_spin_us);
     let mut q = sh.lock();
     loop {
@@ -527,7 +528,10 @@ fn next_work(sh: &Shared) -> Work {
             break;
         }
         if q.closed {
-            return Work::Exit;
+            return Some(Work::Exit);
+        }
+        if !block {
+            return None;
         }
         if !spin.is_zero() {
             // Poll briefly without the lock: back-to-back appends then skip a sleep/wake-up.
@@ -596,12 +600,27 @@ fn next_work(sh: &Shared) -> Work {
     if q.space_waiters > 0 {
         sh.space.notify_all();
     }
-    work
+    Some(work)
 }
 
-fn writer_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
+/// Runs a control operation on the writer thread.
+fn run_control(core: &mut LogCore, c: &Control) -> Result<Vec<PathBuf>, LogError> {
+    match *c {
+        Control::Roll => core.roll().map(|_| Vec::new()),
+        Control::TruncateAfter(z) => core.truncate_after(z).map(|_| Vec::new()),
+        Control::PurgeBefore(z) => core.purge_before(z),
+        Control::DetachBefore(z) => core.detach_before(z),
+        Control::Sync => core.sync().map(|_| Vec::new()),
+    }
+}
+
+fn writer_loop(core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
+    if core.options().strategy.is_pipelined() {
+        return pipelined_loop(core, sh, dispatch);
+    }
+    let mut core = core;
     loop {
-        match next_work(sh) {
+        match next_work(sh, true).expect("a blocking wait returns work") {
             Work::Exit => {
                 if !core.options().strategy.is_durable() && core.failure().is_none() {
                     if let Err(e) = core.sync() {
@@ -611,13 +630,7 @@ fn writer_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
                 return;
             }
             Work::Control(c, slot) => {
-                let r = match c {
-                    Control::Roll => core.roll().map(|_| Vec::new()),
-                    Control::TruncateAfter(z) => core.truncate_after(z).map(|_| Vec::new()),
-                    Control::PurgeBefore(z) => core.purge_before(z),
-                    Control::DetachBefore(z) => core.detach_before(z),
-                    Control::Sync => core.sync().map(|_| Vec::new()),
-                };
+                let r = run_control(&mut core, &c);
                 if let Err(e) = &r {
                     if core.failure().is_some() {
                         slot.put(r.clone());
@@ -641,6 +654,109 @@ fn writer_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
 }
 
 type Completions = Vec<(Done, Result<u64, LogError>)>;
+
+/// Appends written and waiting to become durable, in zxid order.
+struct Waiting<'a> {
+    sh: &'a Shared,
+    items: VecDeque<(u64, Instant, Done)>,
+    ready: Completions,
+    latencies: Vec<u64>,
+}
+
+impl Waiting<'_> {
+    /// Everything up to `zxid` is durable.
+    fn durable(&mut self, zxid: u64) {
+        self.sh.durable_zxid.store(zxid, Ordering::Release);
+        let now = Instant::now();
+        while self.items.front().is_some_and(|(z, ..)| *z <= zxid) {
+            let (z, queued_at, done) = self.items.pop_front().expect("front");
+            self.latencies.push(now.duration_since(queued_at).as_micros() as u64);
+            self.ready.push((done, Ok(z)));
+        }
+    }
+
+    fn deliver(&mut self, dispatch: &Dispatch<'_>) {
+        if !self.latencies.is_empty() {
+            let mut m = self.sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
+            for l in self.latencies.drain(..) {
+                m.append_latency_us.saturating_record(l.max(1));
+            }
+        }
+        dispatch.deliver(std::mem::take(&mut self.ready));
+    }
+
+    fn fail(&mut self, dispatch: &Dispatch<'_>, e: &LogError) {
+        for (_, _, done) in self.items.drain(..) {
+            self.ready.push((done, Err(e.clone())));
+        }
+        self.deliver(dispatch);
+    }
+}
+
+/// The writer of a pipelined strategy: submits each batch as soon as there is room in flight
+/// (a lone append goes out at once), reaps completions as they come, and tells appenders in
+/// zxid order once their records and everything before are durable. Controls wait until
+/// nothing is in flight.
+fn pipelined_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
+    let mut w = Waiting { sh, items: VecDeque::new(), ready: Vec::new(), latencies: Vec::new() };
+    loop {
+        let work = next_work(sh, core.in_flight() == 0);
+        let r = match work {
+            None => core.reap(true, &mut |z| w.durable(z)),
+            Some(Work::Batch(batch)) => {
+                let mut payloads = Vec::with_capacity(batch.len());
+                for p in batch {
+                    w.items.push_back((p.zxid, p.queued_at, p.done));
+                    payloads.push((p.zxid, p.payload));
+                }
+                let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, &p[..])).collect();
+                core.submit_batch(&recs, &mut |z| w.durable(z)).map(|stats| {
+                    let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
+                    m.record_batch(
+                        stats.records as u64,
+                        stats.bytes as u64,
+                        stats.flushes as u64,
+                        stats.flush_time.as_micros() as u64,
+                    );
+                })
+            }
+            Some(Work::Control(c, slot)) => match core.drain(&mut |z| w.durable(z)) {
+                Err(e) => {
+                    slot.put(Err(e.clone()));
+                    Err(e)
+                }
+                Ok(()) => {
+                    w.deliver(dispatch);
+                    let r = run_control(&mut core, &c);
+                    let failed = r.is_err() && core.failure().is_some();
+                    if let Control::TruncateAfter(_) = c {
+                        sh.durable_zxid.store(core.last_zxid(), Ordering::Release);
+                    }
+                    slot.put(r.clone());
+                    match r {
+                        Err(e) if failed => Err(e),
+                        _ => Ok(()),
+                    }
+                }
+            },
+            Some(Work::Exit) => {
+                let r = core.drain(&mut |z| w.durable(z));
+                w.deliver(dispatch);
+                if let Err(e) = r {
+                    w.fail(dispatch, &e);
+                    fail_all(sh, dispatch, &e);
+                }
+                return;
+            }
+        };
+        w.deliver(dispatch);
+        if let Err(e) = r {
+            w.fail(dispatch, &e);
+            fail_all(sh, dispatch, &e);
+            return;
+        }
+    }
+}
 
 /// Batches of at most this many completions run on the writer thread itself (a lone appender
 /// is not made to wait for a second thread); larger ones go to the completion thread, so that

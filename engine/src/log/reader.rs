@@ -27,6 +27,8 @@ struct SegReader {
     last_zxid: u64,
     buf: Vec<u8>,
     buf_start: u64,
+    /// A version 2 segment: pad frames are skipped.
+    pads: bool,
 }
 
 impl SegReader {
@@ -56,6 +58,17 @@ impl SegReader {
     }
 
     fn next_record(&mut self) -> Result<Option<Record>, LogError> {
+        loop {
+            match self.next_frame()? {
+                Some(Ok(rec)) => return Ok(Some(rec)),
+                Some(Err(pad_len)) => self.pos += (FRAME_LEN + pad_len) as u64,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// The next record, or `Err(payload length)` of a pad frame to skip.
+    fn next_frame(&mut self) -> Result<Option<Result<Record, usize>>, LogError> {
         if self.pos + FRAME_LEN as u64 > self.limit {
             return Ok(None);
         }
@@ -87,8 +100,10 @@ impl SegReader {
                 let rec = Record { zxid, payload: b[FRAME_LEN..].to_vec() };
                 self.last_zxid = zxid;
                 self.pos += (FRAME_LEN + len) as u64;
-                Ok(Some(rec))
+                Ok(Some(Ok(rec)))
             }
+            Frame::Pad { .. } if self.pads => Ok(Some(Err(len))),
+            Frame::Pad { .. } => Err(self.corrupt("zxid 0")),
             Frame::Invalid(why) => Err(self.corrupt(why)),
             Frame::Zero | Frame::Incomplete => Err(self.corrupt("incomplete record")),
         }
@@ -233,6 +248,7 @@ impl LogIter {
             last_zxid: h.prev_zxid,
             buf: Vec::new(),
             buf_start: 0,
+            pads: h.has_pads(),
         }))
     }
 }

@@ -1,0 +1,109 @@
+//! Writes with several in flight at once: [`WriteQueue`].
+//!
+//! A queue writes into one file at a time (set with [`WriteQueue::set_file`], which opens its
+//! own handle by path). Each submission hands a buffer over with a tag; the buffer comes back
+//! with the write's result when its completion is reaped, in whatever order the device
+//! finished them. Submissions must not overlap in the file while in flight.
+//!
+//! * [`InlineQueue`]: any [`Vfs`]; each write is done (and completed) inside `submit`, so
+//!   there is never more than one in flight. The fallback where there is no better queue.
+//! * the io_uring queue (`UringVfs`): writes submitted to a ring and reaped as they complete.
+//! * the simulated disk's queue (`SimVfs`): in-flight writes complete in a seeded random
+//!   order, and a crash lands each one not at all, whole or torn.
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::io;
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{AlignedBuf, OpenOptions, VFile, Vfs};
+
+/// A finished write.
+#[derive(Debug)]
+pub struct Completion {
+    /// The tag given at submission.
+    pub tag: u64,
+    /// The buffer, handed back.
+    pub buf: AlignedBuf,
+    /// Bytes written (possibly fewer than asked: the caller submits the rest), or the error.
+    pub result: io::Result<usize>,
+}
+
+/// Several writes in flight into one file.
+pub trait WriteQueue: Send + Debug {
+    /// Directs later submissions to the file at `path`, opened with `opts` (nothing may be in
+    /// flight).
+    fn set_file(&mut self, path: &Path, opts: OpenOptions) -> io::Result<()>;
+
+    /// Starts writing `buf[range]` at `offset`; with `dsync` the write is durable when it
+    /// completes (`RWF_DSYNC`). An error here means nothing was submitted.
+    fn submit(
+        &mut self,
+        tag: u64,
+        buf: AlignedBuf,
+        range: Range<usize>,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()>;
+
+    /// Moves finished writes to `out`, waiting until at least `min` have finished (fewer only
+    /// if fewer are in flight).
+    fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()>;
+
+    /// Writes submitted and not yet reaped.
+    fn in_flight(&self) -> usize;
+}
+
+/// Writes done at once, through an ordinary file handle: one in flight at most.
+#[derive(Debug)]
+pub struct InlineQueue {
+    vfs: Arc<dyn Vfs>,
+    file: Option<Box<dyn VFile>>,
+    done: VecDeque<Completion>,
+}
+
+impl InlineQueue {
+    /// A queue writing through `vfs`.
+    pub fn new(vfs: Arc<dyn Vfs>) -> Self {
+        Self { vfs, file: None, done: VecDeque::new() }
+    }
+}
+
+impl WriteQueue for InlineQueue {
+    fn set_file(&mut self, path: &Path, opts: OpenOptions) -> io::Result<()> {
+        assert!(self.done.is_empty(), "set_file with writes in flight");
+        self.file = Some(self.vfs.open(path, opts)?);
+        Ok(())
+    }
+
+    fn submit(
+        &mut self,
+        tag: u64,
+        buf: AlignedBuf,
+        range: Range<usize>,
+        offset: u64,
+        dsync: bool,
+    ) -> io::Result<()> {
+        let file = self.file.as_mut().ok_or_else(|| io::Error::other("no file set"))?;
+        let data = &buf.as_slice()[range.clone()];
+        let result = if dsync {
+            file.write_all_at_dsync(data, offset)
+        } else {
+            file.write_all_at(data, offset)
+        }
+        .map(|()| range.len());
+        self.done.push_back(Completion { tag, buf, result });
+        Ok(())
+    }
+
+    fn reap(&mut self, _min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
+        out.extend(self.done.drain(..));
+        Ok(())
+    }
+
+    fn in_flight(&self) -> usize {
+        self.done.len()
+    }
+}
