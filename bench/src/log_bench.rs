@@ -18,13 +18,17 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// Strategies to run (comma-separated): per-record, group, direct, uring-linked,
-    /// uring-dsync, none.
+    /// uring-dsync, uring-pipe, none.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "per-record,group,direct,uring-linked,uring-dsync,none"
+        default_value = "per-record,group,direct,uring-linked,uring-dsync,uring-pipe,none"
     )]
     pub strategies: Vec<String>,
+    /// Writes in flight for the pipelined strategies (comma-separated: one row per value;
+    /// shown as `uring-pipe/K`).
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub in_flight: Vec<usize>,
     /// Concurrent appending threads (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     pub writers: Vec<usize>,
@@ -102,6 +106,7 @@ fn run_log(
     prealloc: Prealloc,
     writers: usize,
     size: usize,
+    in_flight: usize,
 ) -> Result<Row> {
     let dir = fresh_dir(&a.dir, "log")?;
     let opts = LogOptions {
@@ -109,6 +114,7 @@ fn run_log(
         backend: BackendKind::Auto,
         prealloc,
         writer_spin_us: a.writer_spin_us,
+        in_flight,
         ..LogOptions::default()
     };
     let (log, _) = Log::open(&dir, opts)?;
@@ -197,7 +203,11 @@ fn run_log(
     let _ = fs::remove_dir_all(&dir);
     let secs = elapsed.as_secs_f64();
     Ok(Row {
-        strategy: strategy.name().into(),
+        strategy: if strategy.is_pipelined() {
+            format!("{}/{in_flight}", strategy.name())
+        } else {
+            strategy.name().into()
+        },
         rounds: 1,
         mode: mode.into(),
         backend,
@@ -372,6 +382,9 @@ pub fn run(a: LogArgs) -> Result<()> {
     if a.writers.iter().any(|&w| w == 0 || w > 4096) {
         bail!("--writers must be in 1..=4096");
     }
+    if a.in_flight.iter().any(|&k| !(1..=64).contains(&k)) {
+        bail!("--in-flight must be in 1..=64");
+    }
     if a.rounds == 0 || a.rounds > 50 {
         bail!("--rounds must be in 1..=50");
     }
@@ -388,7 +401,7 @@ pub fn run(a: LogArgs) -> Result<()> {
     #[derive(Clone, Copy)]
     enum Cfg<'a> {
         Baseline(usize, bool),
-        Log(&'a str, FlushStrategy, usize, usize),
+        Log(&'a str, FlushStrategy, usize, usize, usize),
     }
     let mut cfgs = Vec::new();
     for &size in &a.record_bytes {
@@ -398,15 +411,18 @@ pub fn run(a: LogArgs) -> Result<()> {
         }
         for mode in &a.modes {
             for &s in &strategies {
-                for &w in &a.writers {
-                    cfgs.push(Cfg::Log(mode.as_str(), s, w, size));
+                let ks = if s.is_pipelined() { a.in_flight.clone() } else { vec![1] };
+                for k in ks {
+                    for &w in &a.writers {
+                        cfgs.push(Cfg::Log(mode.as_str(), s, w, size, k));
+                    }
                 }
             }
         }
     }
     let run_one = |c: Cfg<'_>| match c {
         Cfg::Baseline(size, overwrite) => run_baseline(&a, size, overwrite),
-        Cfg::Log(mode, s, w, size) => run_log(&a, mode, s, prealloc, w, size),
+        Cfg::Log(mode, s, w, size, k) => run_log(&a, mode, s, prealloc, w, size, k),
     };
     if a.rounds == 1 {
         for c in cfgs {

@@ -25,7 +25,7 @@ use std::io;
 use std::path::Path;
 
 pub use aligned::AlignedBuf;
-pub use queue::{Completion, InlineQueue, WriteQueue};
+pub use queue::{wake_word, Completion, InlineQueue, WriteQueue};
 pub use sim::SimVfs;
 pub use sync::SyncVfs;
 pub use uring::UringVfs;

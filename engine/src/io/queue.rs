@@ -16,7 +16,9 @@ use std::fmt::Debug;
 use std::io;
 use std::ops::Range;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{AlignedBuf, OpenOptions, VFile, Vfs};
 
@@ -52,8 +54,43 @@ pub trait WriteQueue: Send + Debug {
     /// if fewer are in flight).
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()>;
 
+    /// Moves finished writes to `out`, waiting up to `timeout` for one if none has finished.
+    /// Queues that cannot wait with a timeout reap without waiting.
+    fn reap_timeout(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
+        let _ = timeout;
+        self.reap(0, out)
+    }
+
+    /// Moves finished writes to `out`, waiting (if none has finished) until one does or
+    /// `wake` no longer holds `seen` — another thread bumps it and calls [`wake_word`] to
+    /// interrupt the wait. Queues without such a wait reap at least one write in flight.
+    fn reap_or_wake(
+        &mut self,
+        wake: &Arc<AtomicU32>,
+        seen: u32,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<()> {
+        let _ = (wake, seen);
+        let min = usize::from(self.in_flight() > 0);
+        self.reap(min, out)
+    }
+
     /// Writes submitted and not yet reaped.
     fn in_flight(&self) -> usize;
+}
+
+/// Bumps `word` and wakes a thread waiting on it in [`WriteQueue::reap_or_wake`].
+pub fn wake_word(word: &AtomicU32) {
+    word.fetch_add(1, Ordering::Release);
+    // SAFETY: FUTEX_WAKE on the address of a live atomic; no memory is written.
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
+            i32::MAX,
+        );
+    }
 }
 
 /// Writes done at once, through an ordinary file handle: one in flight at most.

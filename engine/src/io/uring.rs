@@ -14,11 +14,13 @@ use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
-use super::queue::{Completion, WriteQueue};
+use super::queue::{wake_word, Completion, WriteQueue};
 use super::sync::{fallocate_std, list_dir_std, open_std, sync_dir_std};
 use super::{AlignedBuf, OpenOptions, VFile, Vfs};
 
@@ -37,6 +39,8 @@ impl std::fmt::Debug for UringVfs {
 const RING_ENTRIES: u32 = 8;
 const USER_WRITE: u64 = 1;
 const USER_SYNC: u64 = 2;
+/// The queue's futex wait (write tags count up from 1).
+const WAKE_TAG: u64 = u64::MAX;
 
 impl UringVfs {
     /// Sets up a ring and checks that it works by running a no-op through it. Fails where
@@ -255,6 +259,8 @@ pub(crate) struct UringQueue {
     file: Option<File>,
     /// In flight: tag → buffer (kept alive until its completion is reaped).
     bufs: HashMap<u64, AlignedBuf>,
+    /// The word a futex wait in the ring watches, while one is armed (kept alive by this).
+    armed: Option<Arc<AtomicU32>>,
 }
 
 impl std::fmt::Debug for UringQueue {
@@ -268,7 +274,7 @@ impl std::fmt::Debug for UringQueue {
 
 impl UringQueue {
     pub(crate) fn new(depth: usize) -> Self {
-        Self { depth: depth.max(1), ring: None, file: None, bufs: HashMap::new() }
+        Self { depth: depth.max(1), ring: None, file: None, bufs: HashMap::new(), armed: None }
     }
 
     fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
@@ -278,6 +284,10 @@ impl UringQueue {
             for cqe in ring.completion() {
                 let tag = cqe.user_data();
                 let res = cqe.result();
+                if tag == WAKE_TAG {
+                    self.armed = None;
+                    continue;
+                }
                 let buf = self.bufs.remove(&tag).expect("completion of a write in flight");
                 let result = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
@@ -325,7 +335,11 @@ impl WriteQueue for UringQueue {
         let len = u32::try_from(data.len()).map_err(|_| io::Error::other("write too large"))?;
         let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len)
             .offset(offset)
-            .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
+            .rw_flags(if dsync && std::env::var_os("PIPE_ODSYNC").is_none() {
+                libc::RWF_DSYNC
+            } else {
+                0
+            })
             .build()
             .user_data(tag);
         if ring.submission().is_full() {
@@ -351,6 +365,63 @@ impl WriteQueue for UringQueue {
         self.wait(min, out)
     }
 
+    fn reap_or_wake(
+        &mut self,
+        wake: &Arc<AtomicU32>,
+        seen: u32,
+        out: &mut Vec<Completion>,
+    ) -> io::Result<()> {
+        let before = out.len();
+        self.wait(0, out)?;
+        if out.len() > before || self.bufs.is_empty() || wake.load(Ordering::Acquire) != seen {
+            return Ok(());
+        }
+        let Some(ring) = self.ring.as_mut() else { return Ok(()) };
+        if self.armed.is_none() {
+            // FUTEX2_SIZE_U32 | FUTEX2_PRIVATE: matches FUTEX_WAKE_PRIVATE on the same word.
+            const FUTEX2_SIZE_U32: u32 = 0x02;
+            const FUTEX2_PRIVATE: u32 = 128;
+            let entry = opcode::FutexWait::new(
+                wake.as_ptr().cast_const(),
+                u64::from(seen),
+                u64::from(u32::MAX),
+                FUTEX2_SIZE_U32 | FUTEX2_PRIVATE,
+            )
+            .build()
+            .user_data(WAKE_TAG);
+            if ring.submission().is_full() {
+                ring.submit()?;
+            }
+            // SAFETY: the word is kept alive by the Arc held in `armed` until the wait's
+            // completion is reaped (Drop wakes and reaps it).
+            unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
+            self.armed = Some(wake.clone());
+        }
+        match ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        self.wait(0, out)
+    }
+
+    fn reap_timeout(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
+        let before = out.len();
+        self.wait(0, out)?;
+        if out.len() > before || self.bufs.is_empty() {
+            return Ok(());
+        }
+        let Some(ring) = self.ring.as_mut() else { return Ok(()) };
+        let ts = types::Timespec::from(timeout);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        match ring.submitter().submit_with_args(1, &args) {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
+            Err(e) => return Err(e),
+        }
+        self.wait(0, out)
+    }
+
     fn in_flight(&self) -> usize {
         self.bufs.len()
     }
@@ -358,6 +429,23 @@ impl WriteQueue for UringQueue {
 
 impl Drop for UringQueue {
     fn drop(&mut self) {
+        if let Some(word) = self.armed.clone() {
+            // End the futex wait in the ring before the word may go.
+            wake_word(&word);
+            let mut sink = Vec::new();
+            for _ in 0..1000 {
+                if self.armed.is_none() {
+                    break;
+                }
+                if let Some(ring) = self.ring.as_mut() {
+                    let _ = ring.submit_and_wait(1);
+                }
+                let _ = self.wait(0, &mut sink);
+            }
+            if let Some(w) = self.armed.take() {
+                std::mem::forget(w);
+            }
+        }
         // The kernel may still write from the buffers: wait for every completion first.
         let mut sink = Vec::new();
         while !self.bufs.is_empty() {

@@ -41,6 +41,15 @@ fn pipe_window(opts: &LogOptions) -> u64 {
     (opts.in_flight as u64 * per_write).next_multiple_of(BLOCK)
 }
 
+/// How long reaping waits for a write to finish.
+#[derive(Debug, Clone, Copy)]
+enum Wait<'a> {
+    No,
+    One,
+    For(Duration),
+    Wake(&'a Arc<std::sync::atomic::AtomicU32>, u32),
+}
+
 /// One write of a pipelined log.
 #[derive(Debug)]
 struct Flight {
@@ -406,6 +415,15 @@ impl LogCore {
         LogError::Failed(e)
     }
 
+    /// The active segment changes (or may be a new file under the same name, after a
+    /// truncation): the queue opens it again before its next write.
+    fn forget_queue_file(&mut self) {
+        if let Some(p) = &mut self.pipe {
+            debug_assert!(p.flights.is_empty());
+            p.file = None;
+        }
+    }
+
     /// Writes submitted and not yet known to be durable (pipelined strategies).
     pub fn in_flight(&self) -> usize {
         self.pipe.as_ref().map_or(0, |p| p.flights.len())
@@ -534,7 +552,37 @@ impl LogCore {
     /// and any is in flight; calls `on_durable` as in [`LogCore::submit_batch`].
     pub fn reap(&mut self, wait: bool, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
         self.check_usable()?;
+        let wait = if wait { Wait::One } else { Wait::No };
         match self.reap_inner(wait, on_durable) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Pipelined strategies: takes the writes that have finished, waiting up to `timeout` for
+    /// one if none has; calls `on_durable` as in [`LogCore::submit_batch`].
+    pub fn reap_for(
+        &mut self,
+        timeout: Duration,
+        on_durable: &mut dyn FnMut(u64),
+    ) -> Result<(), LogError> {
+        self.check_usable()?;
+        match self.reap_inner(Wait::For(timeout), on_durable) {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    /// Pipelined strategies: takes the writes that have finished, waiting (if none has) until
+    /// one does or `wake` no longer holds `seen` (see [`crate::io::wake_word`]).
+    pub fn reap_or_wake(
+        &mut self,
+        wake: &Arc<std::sync::atomic::AtomicU32>,
+        seen: u32,
+        on_durable: &mut dyn FnMut(u64),
+    ) -> Result<(), LogError> {
+        self.check_usable()?;
+        match self.reap_inner(Wait::Wake(wake, seen), on_durable) {
             Ok(()) => Ok(()),
             Err(e) => Err(self.fail(e)),
         }
@@ -566,14 +614,14 @@ impl LogCore {
             if needs_new {
                 // No write is in flight across segments.
                 while self.in_flight() > 0 {
-                    self.reap_inner(true, on_durable)?;
+                    self.reap_inner(Wait::One, on_durable)?;
                 }
                 self.start_segment(recs[0].0)?;
             }
             let p = self.pipe.as_ref().expect("pipelined");
             let fits = match (p.flights.front(), p.flights.back()) {
                 (Some(first), Some(last)) => {
-                    let data_end = last.write_end + extent;
+                    let data_end = last.write_end + (format::LINK_LEN as u64) + extent;
                     let write_end = data_end + pad_len(data_end) as u64;
                     p.flights.len() < p.depth && write_end - first.write_start <= p.window
                 }
@@ -582,7 +630,7 @@ impl LogCore {
             if fits {
                 break;
             }
-            self.reap_inner(true, on_durable)?;
+            self.reap_inner(Wait::One, on_durable)?;
         }
         let opts_prealloc =
             (self.opts.prealloc, self.opts.prealloc_bytes, self.opts.segment_bytes_max);
@@ -598,7 +646,14 @@ impl LogCore {
                 buf.extend_from_slice(&a.tail);
                 (pos - pos % BLOCK, pos)
             }
-            Some(last) => (last.write_end, last.write_end),
+            Some(last) => {
+                // Behind writes in flight: a link names the record before, so that recovery
+                // cannot join this write to an older one if those in between were lost.
+                p.pad.clear();
+                format::encode_link(&mut p.pad, last.write_end as u32, last.last_zxid);
+                buf.extend_from_slice(&p.pad);
+                (last.write_end, last.write_end)
+            }
         };
         for (zxid, payload) in recs {
             buf.extend_from_slice(&encode_frame(*zxid, rec_start as u32, payload));
@@ -616,7 +671,11 @@ impl LogCore {
         make_room(a, self.bg.as_ref(), write_end, opts_prealloc, true, true)?;
         if p.file.as_deref() != Some(a.path.as_path()) {
             debug_assert!(p.flights.is_empty());
-            let o = OpenOptions { direct: true, ..OpenOptions::read_write() };
+            let o = OpenOptions {
+                direct: true,
+                dsync: std::env::var_os("PIPE_ODSYNC").is_some(),
+                ..OpenOptions::read_write()
+            };
             p.queue.set_file(&a.path, o).map_err(|e| LogError::io("open", &a.path, e))?;
             p.file = Some(a.path.clone());
         }
@@ -645,19 +704,23 @@ impl LogCore {
         schedule_ahead(a, self.bg.as_ref(), opts_prealloc, true)?;
         self.prepare_spare();
         self.check_roll();
-        self.reap_inner(false, on_durable)
+        self.reap_inner(Wait::No, on_durable)
     }
 
-    fn reap_inner(&mut self, wait: bool, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
+    fn reap_inner(&mut self, wait: Wait, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
         let Some(p) = self.pipe.as_mut() else { return Ok(()) };
         if p.flights.is_empty() {
             return Ok(());
         }
         let Some(a) = self.active.as_ref() else { return Ok(()) };
         let mut comps = std::mem::take(&mut p.completions);
-        p.queue
-            .reap(usize::from(wait), &mut comps)
-            .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+        match wait {
+            Wait::No => p.queue.reap(0, &mut comps),
+            Wait::One => p.queue.reap(1, &mut comps),
+            Wait::For(t) => p.queue.reap_timeout(t, &mut comps),
+            Wait::Wake(word, seen) => p.queue.reap_or_wake(word, seen, &mut comps),
+        }
+        .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
         for c in comps.drain(..) {
             let f = p
                 .flights
@@ -926,6 +989,7 @@ impl LogCore {
         }
         self.active = None;
         self.roll_pending = false;
+        self.forget_queue_file();
         let pipelined = self.opts.strategy.is_pipelined();
         let header = SegmentHeader {
             version: if pipelined {
@@ -1029,11 +1093,12 @@ impl LogCore {
 
     fn truncate_inner(&mut self, zxid: u64) -> Result<(), LogError> {
         while self.in_flight() > 0 {
-            self.reap_inner(true, &mut |_| {})?;
+            self.reap_inner(Wait::One, &mut |_| {})?;
         }
         self.drain_bg()?;
         self.active = None;
         self.roll_pending = false;
+        self.forget_queue_file();
         while let Some(seg) = self.segments.last().cloned() {
             if seg.base_zxid <= zxid {
                 break;

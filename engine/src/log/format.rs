@@ -26,6 +26,11 @@
 //! Version 2 adds the *pad frame*: zxid 0, a valid checksum, a zero payload; it ends a batch's
 //! write on a 4 KiB boundary, so that the next batch can be written while this one is still in
 //! flight without touching its blocks. Scanning skips it; the next record must start a batch.
+//! And the *link frame*: zxid 0, a valid checksum, an 8-byte payload holding the zxid of the
+//! record before it. A write that goes out behind others still in flight starts with one, at
+//! its own offset; scanning accepts it only if that record is the last one read, so a write
+//! lost at a crash cannot be bridged by an older write's pad (a lone write that rewrote the
+//! partial block before it leaves that block's old pad in place if it never lands).
 //!
 //! Within a segment every record (and pad) either continues the batch of the record just
 //! before it (same batch start) or starts a new batch at its own offset; anything else is a
@@ -209,6 +214,24 @@ pub fn encode_pad(out: &mut impl Extend<u8>, batch_start: u32, total: usize) {
     }
 }
 
+/// Bytes of a link frame.
+pub const LINK_LEN: usize = FRAME_LEN + 8;
+
+/// Appends a link frame: it starts the batch at `batch_start` (its own offset) and names
+/// `prev_zxid`, the last record before it (version 2, written at the start of a write that
+/// goes out while earlier ones are in flight).
+pub fn encode_link(out: &mut impl Extend<u8>, batch_start: u32, prev_zxid: u64) {
+    assert!(prev_zxid > 0, "a link names a record");
+    let payload = prev_zxid.to_le_bytes();
+    let mut f = [0u8; FRAME_LEN];
+    f[0..4].copy_from_slice(&8u32.to_le_bytes());
+    f[16..20].copy_from_slice(&batch_start.to_le_bytes());
+    let crc = frame_crc(&f, &payload);
+    f[4..8].copy_from_slice(&crc.to_le_bytes());
+    out.extend(f);
+    out.extend(payload);
+}
+
 /// The 20-byte frame for a record.
 pub fn encode_frame(zxid: u64, batch_start: u32, payload: &[u8]) -> [u8; FRAME_LEN] {
     assert!(zxid > 0, "zxid 0 is reserved for the end-of-log marker");
@@ -234,7 +257,16 @@ pub enum Frame {
         /// Payload length.
         len: u32,
     },
-    /// A pad frame (zxid 0, valid checksum): only meaningful in version 2 segments.
+    /// A link frame (zxid 0, valid checksum, an 8-byte non-zero payload): only meaningful in
+    /// version 2 segments.
+    Link {
+        /// Offset of its batch's first record (its own).
+        batch_start: u32,
+        /// The zxid of the record before it.
+        prev_zxid: u64,
+    },
+    /// A pad frame (zxid 0, valid checksum, a zero payload): only meaningful in version 2
+    /// segments.
     Pad {
         /// Offset of its batch's first record.
         batch_start: u32,
@@ -273,7 +305,14 @@ pub fn parse_frame(b: &[u8]) -> Frame {
         return Frame::Invalid("checksum mismatch");
     }
     if zxid == 0 {
-        return Frame::Pad { batch_start: u32_at(f, 16), len };
+        let payload = &b[FRAME_LEN..end];
+        if payload.iter().all(|&x| x == 0) {
+            return Frame::Pad { batch_start: u32_at(f, 16), len };
+        }
+        if len == 8 {
+            return Frame::Link { batch_start: u32_at(f, 16), prev_zxid: u64_at(payload, 0) };
+        }
+        return Frame::Invalid("zxid 0");
     }
     Frame::Valid { zxid, batch_start: u32_at(f, 16), len }
 }
@@ -439,7 +478,19 @@ pub fn scan_segment(
                             continue;
                         }
                     }
-                    Frame::Pad { .. } => Some("zxid 0"),
+                    Frame::Link { batch_start, prev_zxid } if header.has_pads() => {
+                        if u64::from(batch_start) != pos {
+                            Some("batch start out of place")
+                        } else if prev_zxid != last_zxid {
+                            // The write before this one never landed whole.
+                            Some("link to a record that is not there")
+                        } else {
+                            pos += LINK_LEN as u64;
+                            batch = Some(batch_start);
+                            continue;
+                        }
+                    }
+                    Frame::Pad { .. } | Frame::Link { .. } => Some("zxid 0"),
                     Frame::Incomplete => Some("record runs past the end of the file"),
                     Frame::Invalid(why) => Some(why),
                     Frame::Zero => None,
@@ -702,6 +753,37 @@ mod tests {
         let scan = scan_bytes(&img);
         assert_eq!((scan.records, scan.last_zxid), (1, 1), "{:?}", scan.tail);
         assert!(matches!(scan.tail, TailState::Torn { offset: 4096, .. }), "{:?}", scan.tail);
+    }
+
+    #[test]
+    fn a_link_names_the_write_before() {
+        // P: record 1 and a pad to the block end. A rewrote that block (records 2, 3 after
+        // record 1) and B followed at 4096 with a link to record 3.
+        let p = pipelined_segment(4, &[&[(1, 100)]], true);
+        let mut a = pipelined_segment(4, &[&[(1, 100), (2, 100), (3, 100)]], true);
+        assert_eq!(a.len(), 4096);
+        let mut b = Vec::new();
+        encode_link(&mut b, 4096, 3);
+        encode_record(&mut b, 4, 4096, b"four");
+        encode_record(&mut b, 5, 4096, b"five");
+        let n = pad_len((4096 + b.len()) as u64);
+        encode_pad(&mut b, 4096, n);
+        a.extend_from_slice(&b);
+        let scan = scan_bytes(&a);
+        assert_eq!((scan.records, scan.last_zxid, &scan.tail), (5, 5, &TailState::Clean));
+        // A never landed: block 0 still holds P's old pad, which ends where B starts.
+        let mut lost = p.clone();
+        lost.extend_from_slice(&b);
+        let scan = scan_bytes(&lost);
+        assert_eq!((scan.records, scan.last_zxid), (1, 1));
+        assert!(
+            matches!(&scan.tail, TailState::Torn { offset: 4096, reason } if reason.contains("link")),
+            "{:?}",
+            scan.tail
+        );
+        let mut l = Vec::new();
+        encode_link(&mut l, 48, 9);
+        assert_eq!(parse_frame(&l), Frame::Link { batch_start: 48, prev_zxid: 9 });
     }
 
     #[test]

@@ -161,6 +161,8 @@ struct Queue {
     failed: Option<Arc<LogError>>,
     closed: bool,
     writer_sleeping: bool,
+    /// The pipelined writer waits in the ring for a write or a bump of [`Shared::wake`].
+    writer_in_ring: bool,
     space_waiters: usize,
 }
 
@@ -171,6 +173,8 @@ struct Shared {
     /// Bumped on every enqueue, so that the writer can poll without taking the lock.
     enqueued: AtomicU64,
     durable_zxid: AtomicU64,
+    /// Bumped (with a futex wake) to call the pipelined writer out of the ring.
+    wake: Arc<AtomicU32>,
     /// Completion batches handed to the completion thread and not yet run.
     handoffs: AtomicUsize,
     metrics: Mutex<LogMetrics>,
@@ -243,11 +247,13 @@ impl Log {
                 failed: None,
                 closed: false,
                 writer_sleeping: false,
+                writer_in_ring: false,
                 space_waiters: 0,
             }),
             work: Condvar::new(),
             space: Condvar::new(),
             enqueued: AtomicU64::new(0),
+            wake: Arc::new(AtomicU32::new(0)),
             durable_zxid: AtomicU64::new(core.last_zxid()),
             handoffs: AtomicUsize::new(0),
             metrics: Mutex::new(LogMetrics::default()),
@@ -401,6 +407,11 @@ impl Log {
         if q.writer_sleeping {
             sh.work.notify_one();
         }
+        let in_ring = std::mem::take(&mut q.writer_in_ring);
+        drop(q);
+        if in_ring {
+            crate::io::wake_word(&sh.wake);
+        }
         Ok((zxid, group))
     }
 
@@ -422,6 +433,9 @@ impl Log {
             sh.enqueued.fetch_add(1, Ordering::Release);
             if q.writer_sleeping {
                 sh.work.notify_one();
+            }
+            if std::mem::take(&mut q.writer_in_ring) {
+                crate::io::wake_word(&sh.wake);
             }
         }
         slot.take()
@@ -495,6 +509,9 @@ impl Log {
             q.closed = true;
             self.shared.work.notify_one();
             self.shared.space.notify_all();
+            if std::mem::take(&mut q.writer_in_ring) {
+                crate::io::wake_word(&self.shared.wake);
+            }
         }
         if let Some(w) = self.writer.take() {
             let _ = w.join();
@@ -523,6 +540,8 @@ enum Work {
 fn next_work(sh: &Shared, block: bool) -> Option<Work> {
     let spin = Duration::from_micros(sh.opts.writer_spin_us);
     let mut q = sh.lock();
+    // Back from the ring (if it was there): enqueuers need not wake it.
+    q.writer_in_ring = false;
     loop {
         if !q.items.is_empty() {
             break;
@@ -702,7 +721,20 @@ fn pipelined_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
     loop {
         let work = next_work(sh, core.in_flight() == 0);
         let r = match work {
-            None => core.reap(true, &mut |z| w.durable(z)),
+            // Writes in flight and nothing queued: wait in the ring for a write to finish or
+            // for an enqueuer's wake, so that appends arriving meanwhile go out at once in a
+            // write of their own.
+            None => {
+                let seen = {
+                    let mut q = sh.lock();
+                    if !q.items.is_empty() || q.closed {
+                        continue;
+                    }
+                    q.writer_in_ring = true;
+                    sh.wake.load(Ordering::Acquire)
+                };
+                core.reap_or_wake(&sh.wake, seen, &mut |z| w.durable(z))
+            }
             Some(Work::Batch(batch)) => {
                 let mut payloads = Vec::with_capacity(batch.len());
                 for p in batch {

@@ -102,8 +102,8 @@ impl SegReader {
                 self.pos += (FRAME_LEN + len) as u64;
                 Ok(Some(Ok(rec)))
             }
-            Frame::Pad { .. } if self.pads => Ok(Some(Err(len))),
-            Frame::Pad { .. } => Err(self.corrupt("zxid 0")),
+            Frame::Pad { .. } | Frame::Link { .. } if self.pads => Ok(Some(Err(len))),
+            Frame::Pad { .. } | Frame::Link { .. } => Err(self.corrupt("zxid 0")),
             Frame::Invalid(why) => Err(self.corrupt(why)),
             Frame::Zero | Frame::Incomplete => Err(self.corrupt("incomplete record")),
         }
