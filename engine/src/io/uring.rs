@@ -335,11 +335,7 @@ impl WriteQueue for UringQueue {
         let len = u32::try_from(data.len()).map_err(|_| io::Error::other("write too large"))?;
         let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len)
             .offset(offset)
-            .rw_flags(if dsync && std::env::var_os("PIPE_ODSYNC").is_none() {
-                libc::RWF_DSYNC
-            } else {
-                0
-            })
+            .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
             .build()
             .user_data(tag);
         if ring.submission().is_full() {

@@ -671,11 +671,7 @@ impl LogCore {
         make_room(a, self.bg.as_ref(), write_end, opts_prealloc, true, true)?;
         if p.file.as_deref() != Some(a.path.as_path()) {
             debug_assert!(p.flights.is_empty());
-            let o = OpenOptions {
-                direct: true,
-                dsync: std::env::var_os("PIPE_ODSYNC").is_some(),
-                ..OpenOptions::read_write()
-            };
+            let o = OpenOptions { direct: true, ..OpenOptions::read_write() };
             p.queue.set_file(&a.path, o).map_err(|e| LogError::io("open", &a.path, e))?;
             p.file = Some(a.path.clone());
         }
