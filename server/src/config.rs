@@ -981,6 +981,11 @@ pub struct Config {
     /// milliseconds instead of every `autopurge.purgeInterval` hours, so that a benchmark can
     /// measure purges under load. 0 (the default): off.
     pub test_purge_interval_ms: u64,
+    /// `corral.test.logStrategy` (a test-only key, Corral's own): the transaction log's flush
+    /// strategy by name (`direct`, `uring-pipe`, …; docs/fsync-strategies.md) and, after a
+    /// slash, the writes in flight of a pipelined one (`uring-pipe/8`), so that a benchmark can
+    /// compare them in the server. Unset: the default (`direct`; `none` with forceSync=no).
+    pub test_log_strategy: Option<(corral_engine::log::FlushStrategy, usize)>,
     /// `quorumListenOnAllIPs`.
     pub quorum_listen_on_all_ips: bool,
     /// `observerMasterPort`.
@@ -1135,6 +1140,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "multiAddress.enabled"
         | "corral.test.unsafeCommitWithoutQuorum"
         | "corral.test.purgeIntervalMs"
+        | "corral.test.logStrategy"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
@@ -1321,6 +1327,7 @@ impl Config {
             reconfig_enabled: false,
             unsafe_commit_without_quorum: false,
             test_purge_interval_ms: 0,
+            test_log_strategy: None,
             quorum_listen_on_all_ips: false,
             observer_master_port: None,
             multi_address_enabled: false,
@@ -1557,6 +1564,16 @@ impl Config {
             "corral.test.purgeIntervalMs" => {
                 let n = parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))?;
                 self.test_purge_interval_ms = n as u64;
+            }
+            "corral.test.logStrategy" => {
+                let (name, k) = value.split_once('/').unwrap_or((value, "4"));
+                let s = corral_engine::log::FlushStrategy::from_name(name.trim())
+                    .ok_or_else(|| invalid(key, value, loc, "not a log flush strategy"))?;
+                let k =
+                    k.trim().parse::<usize>().ok().filter(|k| (1..=64).contains(k)).ok_or_else(
+                        || invalid(key, value, loc, "writes in flight must be 1 to 64"),
+                    )?;
+                self.test_log_strategy = Some((s, k));
             }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
             "quorum.auth.enableSasl" => self.quorum_sasl.enable = parse_bool(key, value, loc)?,

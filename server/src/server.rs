@@ -161,6 +161,10 @@ impl ServerOptions {
         if !config.force_sync {
             db.log.strategy = FlushStrategy::None;
         }
+        if let Some((strategy, in_flight)) = config.test_log_strategy {
+            db.log.strategy = strategy;
+            db.log.in_flight = in_flight;
+        }
         let ensemble = if config.is_distributed() {
             Some(EnsembleOptions::from_config(config)?)
         } else {

@@ -496,6 +496,25 @@ fn small_counts_are_raised_with_a_warning() {
         "-1",
         2,
     );
+    // The test-only log strategy (benchmarks compare flush strategies in the server).
+    use corral_engine::log::FlushStrategy;
+    assert_eq!(parse("dataDir=/x\n").test_log_strategy, None);
+    assert_eq!(
+        parse("dataDir=/x\ncorral.test.logStrategy=uring-pipe/8\n").test_log_strategy,
+        Some((FlushStrategy::UringPipe, 8))
+    );
+    assert_eq!(
+        parse("dataDir=/x\ncorral.test.logStrategy=group\n").test_log_strategy,
+        Some((FlushStrategy::Group, 4))
+    );
+    for bad in ["fast", "uring-pipe/0", "uring-pipe/65", "direct/x"] {
+        assert_invalid(
+            err(&format!("dataDir=/x\ncorral.test.logStrategy={bad}\n")),
+            "corral.test.logStrategy",
+            bad,
+            2,
+        );
+    }
 }
 
 #[test]
