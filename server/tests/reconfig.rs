@@ -111,6 +111,15 @@ fn run(e: &mut Ensemble, rt: &tokio::runtime::Runtime) {
         rt.block_on(reconfig(&e.server(other).addr(), &[], &[&leaving], None)).expect("reconfig");
     let text = String::from_utf8_lossy(&data).to_string();
     assert!(!text.contains(&format!("server.{leader}=")), "{text}");
+    // The others have the new membership before the leader goes: one that had not yet seen
+    // the reconfig's COMMIT when its leader died would rightly go LOOKING (as in ZooKeeper).
+    for s in e.servers.iter().filter(|s| s.child.is_some() && s.id != leader) {
+        wait_until(
+            &format!("server {} has the new membership", s.id),
+            Duration::from_secs(30),
+            || rt.block_on(config_at(&s.addr())) == data,
+        );
+    }
     e.server(leader).kill();
     let new_leader = e.wait_for_leader(Duration::from_secs(30));
     assert_ne!(new_leader, leader);
