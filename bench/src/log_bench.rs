@@ -18,17 +18,22 @@ use serde::Serialize;
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
     /// Strategies to run (comma-separated): per-record, group, direct, uring-linked,
-    /// uring-dsync, uring-pipe, none.
+    /// uring-dsync, uring-pipe, uring-pipe-fsync, none.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "per-record,group,direct,uring-linked,uring-dsync,uring-pipe,none"
+        default_value = "per-record,group,direct,uring-linked,uring-dsync,uring-pipe,uring-pipe-fsync,none"
     )]
     pub strategies: Vec<String>,
     /// Writes in flight for the pipelined strategies (comma-separated: one row per value;
     /// shown as `uring-pipe/K`).
     #[arg(long, value_delimiter = ',', default_value = "4")]
     pub in_flight: Vec<usize>,
+    /// Storage backend: auto (io_uring for the uring-* strategies, syscalls for the others),
+    /// sync (plain syscalls for every strategy; `uring-pipe` then keeps its writes in flight
+    /// on helper threads) or uring.
+    #[arg(long, default_value = "auto")]
+    pub backend: String,
     /// Concurrent appending threads (comma-separated).
     #[arg(long, value_delimiter = ',', default_value = "1,8,64,256")]
     pub writers: Vec<usize>,
@@ -111,7 +116,11 @@ fn run_log(
     let dir = fresh_dir(&a.dir, "log")?;
     let opts = LogOptions {
         strategy,
-        backend: BackendKind::Auto,
+        backend: match a.backend.as_str() {
+            "sync" => BackendKind::Sync,
+            "uring" => BackendKind::Uring,
+            _ => BackendKind::Auto,
+        },
         prealloc,
         writer_spin_us: a.writer_spin_us,
         in_flight,
@@ -381,6 +390,9 @@ pub fn run(a: LogArgs) -> Result<()> {
     }
     if a.writers.iter().any(|&w| w == 0 || w > 4096) {
         bail!("--writers must be in 1..=4096");
+    }
+    if !matches!(a.backend.as_str(), "auto" | "sync" | "uring") {
+        bail!("unknown --backend {} (auto, sync or uring)", a.backend);
     }
     if a.in_flight.iter().any(|&k| !(1..=64).contains(&k)) {
         bail!("--in-flight must be in 1..=64");

@@ -14,13 +14,14 @@ use corral_engine::log::{FlushStrategy, Log, LogCore, LogError, LogOptions, Prea
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-const DURABLE: [FlushStrategy; 6] = [
+const DURABLE: [FlushStrategy; 7] = [
     FlushStrategy::PerRecord,
     FlushStrategy::Group,
     FlushStrategy::Direct,
     FlushStrategy::UringLinked,
     FlushStrategy::UringDsync,
     FlushStrategy::UringPipe,
+    FlushStrategy::UringPipeFsync,
 ];
 
 fn opts(vfs: &SimVfs, strategy: FlushStrategy, prealloc: Prealloc) -> LogOptions {
@@ -387,20 +388,25 @@ fn a_flipped_bit_in_the_middle_is_reported() {
 static WINDOW_CUTS: AtomicUsize = AtomicUsize::new(0);
 
 /// One crash point of the pipelined strategy driven through `LogCore`: batches submitted with
-/// up to K writes in flight, reaped sometimes, completing in a seeded random order; the crash
+/// up to K writes in flight (K = 1 to 8), reaped sometimes, completing in a seeded random order; the crash
 /// lands each write still in flight not at all, whole, torn or as random sectors. Everything
 /// acknowledged (reported durable) must be recovered, as a prefix of what was appended.
 fn pipelined_crash_case(seed: u64) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let k = [2usize, 4, 8][rng.random_range(0..3)];
+    let k = [1usize, 2, 4, 8][rng.random_range(0..4)];
     let prealloc = if rng.random_bool(0.5) { Prealloc::ZeroFill } else { Prealloc::Fallocate };
-    let ctx = format!("seed {seed} (uring-pipe, in flight {k}, {prealloc:?})");
+    // Small batches make the window (K × (batch + 12 KiB)) the limit as often as K is.
+    let batch = if rng.random_bool(0.5) { 4 << 10 } else { 16 << 10 };
+    let strategy =
+        if rng.random_bool(0.5) { FlushStrategy::UringPipe } else { FlushStrategy::UringPipeFsync };
+    let ctx = format!("seed {seed} ({strategy}, in flight {k}, batch {batch}, {prealloc:?})");
     let dir = Path::new("/db/log");
     let sim = SimVfs::new();
     let opts = |vfs: &SimVfs| LogOptions {
         in_flight: k,
         segment_bytes_max: 128 << 10,
-        ..opts(vfs, FlushStrategy::UringPipe, prealloc)
+        batch_bytes_max: batch,
+        ..opts(vfs, strategy, prealloc)
     };
     sim.set_faults(Faults { reorder_seed: seed, ..Faults::default() });
     let (mut core, _) = LogCore::open(dir, opts(&sim)).unwrap();

@@ -27,8 +27,8 @@ use super::{AlignedBuf, OpenOptions, VFile, Vfs};
 pub struct Completion {
     /// The tag given at submission.
     pub tag: u64,
-    /// The buffer, handed back.
-    pub buf: AlignedBuf,
+    /// The buffer, handed back (`None` for a sync).
+    pub buf: Option<AlignedBuf>,
     /// Bytes written (possibly fewer than asked: the caller submits the rest), or the error.
     pub result: io::Result<usize>,
 }
@@ -49,6 +49,10 @@ pub trait WriteQueue: Send + Debug {
         offset: u64,
         dsync: bool,
     ) -> io::Result<()>;
+
+    /// Starts an `fdatasync` of the file that covers every write completed (reaped or not)
+    /// before this call; its completion comes back with `tag` and no buffer.
+    fn submit_sync(&mut self, tag: u64) -> io::Result<()>;
 
     /// Moves finished writes to `out`, waiting until at least `min` have finished (fewer only
     /// if fewer are in flight).
@@ -131,7 +135,14 @@ impl WriteQueue for InlineQueue {
             file.write_all_at(data, offset)
         }
         .map(|()| range.len());
-        self.done.push_back(Completion { tag, buf, result });
+        self.done.push_back(Completion { tag, buf: Some(buf), result });
+        Ok(())
+    }
+
+    fn submit_sync(&mut self, tag: u64) -> io::Result<()> {
+        let file = self.file.as_mut().ok_or_else(|| io::Error::other("no file set"))?;
+        let result = file.sync_data().map(|()| 0);
+        self.done.push_back(Completion { tag, buf: None, result });
         Ok(())
     }
 

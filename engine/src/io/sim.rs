@@ -517,8 +517,29 @@ struct SimQueue {
     file: Option<(u64, bool, bool)>,
     /// In flight: (id, tag, buffer, length, dsync).
     mine: Vec<(u64, u64, AlignedBuf, usize, bool)>,
-    /// Refused at submission (an injected write error), reported at the next reap.
+    /// Refused at submission (an injected write error), or syncs (done at submission),
+    /// reported at the next reap.
     failed: Vec<Completion>,
+}
+
+impl Drop for SimQueue {
+    /// A real queue's writes finish within milliseconds of being abandoned (the log failed):
+    /// they complete here, in order, so that none lingers into a later crash image.
+    fn drop(&mut self) {
+        let Some((ino, ..)) = self.file else { return };
+        let mut s = self.vfs.lock();
+        if s.crashed {
+            return;
+        }
+        for (id, _, _, _, dsync) in self.mine.drain(..) {
+            let Some(inode) = s.inodes.get_mut(&ino) else { return };
+            let Some(at) = inode.inflight.iter().position(|w| w.id == id) else { continue };
+            let w = inode.inflight.remove(at);
+            let m = Mutation::Write { offset: w.offset, data: w.data, durable: dsync };
+            Inode::apply(&mut inode.live, &m, None);
+            inode.pending.push(m);
+        }
+    }
 }
 
 impl WriteQueue for SimQueue {
@@ -564,7 +585,7 @@ impl WriteQueue for SimQueue {
         let dying = s.mutation()?;
         if !dying {
             if let Err(e) = s.count_write() {
-                self.failed.push(Completion { tag, buf, result: Err(e) });
+                self.failed.push(Completion { tag, buf: Some(buf), result: Err(e) });
                 return Ok(());
             }
         }
@@ -577,6 +598,26 @@ impl WriteQueue for SimQueue {
             return Err(eio());
         }
         self.mine.push((id, tag, buf, range.len(), dsync || file_dsync));
+        Ok(())
+    }
+
+    fn submit_sync(&mut self, tag: u64) -> io::Result<()> {
+        let (ino, ..) = self.file.ok_or_else(|| io::Error::other("no file set"))?;
+        let mut s = self.vfs.lock();
+        // Done now, covering exactly the writes completed so far (in-flight ones are not in
+        // the live image); its completion is reported at the next reap.
+        s.plain_mutation()?;
+        let result = match s.count_sync() {
+            Ok(()) => {
+                s.inodes.get_mut(&ino).expect("inode").sync();
+                Ok(0)
+            }
+            Err(e) => {
+                s.inodes.get_mut(&ino).expect("inode").drop_unsynced();
+                Err(e)
+            }
+        };
+        self.failed.push(Completion { tag, buf: None, result });
         Ok(())
     }
 
@@ -614,7 +655,7 @@ impl WriteQueue for SimQueue {
             };
             Inode::apply(&mut inode.live, &m, None);
             inode.pending.push(m);
-            out.push(Completion { tag, buf, result: synced.map(|()| len) });
+            out.push(Completion { tag, buf: Some(buf), result: synced.map(|()| len) });
         }
         Ok(())
     }

@@ -257,10 +257,12 @@ pub(crate) struct UringQueue {
     depth: usize,
     ring: Option<IoUring>,
     file: Option<File>,
-    /// In flight: tag → buffer (kept alive until its completion is reaped).
-    bufs: HashMap<u64, AlignedBuf>,
+    /// In flight: tag → buffer (kept alive until its completion is reaped; `None`: a sync).
+    bufs: HashMap<u64, Option<AlignedBuf>>,
     /// The word a futex wait in the ring watches, while one is armed (kept alive by this).
     armed: Option<Arc<AtomicU32>>,
+    /// The kernel refused the futex wait (before 6.7, or restricted): wait for writes only.
+    no_futex: bool,
 }
 
 impl std::fmt::Debug for UringQueue {
@@ -274,7 +276,14 @@ impl std::fmt::Debug for UringQueue {
 
 impl UringQueue {
     pub(crate) fn new(depth: usize) -> Self {
-        Self { depth: depth.max(1), ring: None, file: None, bufs: HashMap::new(), armed: None }
+        Self {
+            depth: depth.max(1),
+            ring: None,
+            file: None,
+            bufs: HashMap::new(),
+            armed: None,
+            no_futex: false,
+        }
     }
 
     fn wait(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
@@ -286,6 +295,11 @@ impl UringQueue {
                 let res = cqe.result();
                 if tag == WAKE_TAG {
                     self.armed = None;
+                    // EAGAIN: the word had changed already; anything else: no futex wait
+                    // here, and arming it again would spin.
+                    if res < 0 && res != -libc::EAGAIN && res != -libc::EINTR {
+                        self.no_futex = true;
+                    }
                     continue;
                 }
                 let buf = self.bufs.remove(&tag).expect("completion of a write in flight");
@@ -344,17 +358,29 @@ impl WriteQueue for UringQueue {
         // SAFETY: the buffer is kept in `bufs` (a heap allocation that does not move with the
         // AlignedBuf value) until the completion with this tag is reaped; Drop waits for all.
         unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
-        self.bufs.insert(tag, buf);
-        loop {
-            match ring.submit() {
-                Ok(_) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // The entry may still be queued; it completes (or not) at a later reap.
-                    return Err(e);
-                }
-            }
+        self.bufs.insert(tag, Some(buf));
+        // The entry is queued: if entering the kernel fails now, the next reap enters it again
+        // (and reports an error that persists), so the write counts as submitted either way.
+        let _ = ring.submit();
+        Ok(())
+    }
+
+    fn submit_sync(&mut self, tag: u64) -> io::Result<()> {
+        let (Some(ring), Some(file)) = (self.ring.as_mut(), self.file.as_ref()) else {
+            return Err(io::Error::other("no file set"));
+        };
+        let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+            .flags(types::FsyncFlags::DATASYNC)
+            .build()
+            .user_data(tag);
+        if ring.submission().is_full() {
+            ring.submit()?;
         }
+        // SAFETY: the entry references no memory.
+        unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
+        self.bufs.insert(tag, None);
+        let _ = ring.submit();
+        Ok(())
     }
 
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()> {
@@ -371,6 +397,9 @@ impl WriteQueue for UringQueue {
         self.wait(0, out)?;
         if out.len() > before || self.bufs.is_empty() || wake.load(Ordering::Acquire) != seen {
             return Ok(());
+        }
+        if self.no_futex {
+            return self.wait(1, out);
         }
         let Some(ring) = self.ring.as_mut() else { return Ok(()) };
         if self.armed.is_none() {

@@ -37,6 +37,11 @@ const PIPE_WRITE_BYTES: u64 = 1 << 20;
 /// The in-flight window of a pipelined log: every write not yet durable lies within this many
 /// bytes of the first of them (the segment header records it for recovery).
 fn pipe_window(opts: &LogOptions) -> u64 {
+    // One write at a time: a later one can never land before an earlier one (W = 0, the
+    // version 1 rule, exactly).
+    if opts.in_flight <= 1 {
+        return 0;
+    }
     let per_write = (opts.batch_bytes_max as u64).min(PIPE_WRITE_BYTES) + 3 * BLOCK;
     (opts.in_flight as u64 * per_write).next_multiple_of(BLOCK)
 }
@@ -62,8 +67,17 @@ struct Flight {
     last_zxid: u64,
     /// What is left to write after a short write: buffer range and file offset.
     left: (std::ops::Range<usize>, u64),
+    /// The write has completed.
     done: bool,
+    /// `uring-pipe-fsync`: the sync submitted after it completed, which makes it durable.
+    covered_by: Option<u64>,
+    /// Durable: its RWF_DSYNC write completed, or a sync covering it did.
+    durable: bool,
 }
+
+/// Tags of syncs in the queue: this bit and the sync's sequence number (writes count up
+/// from 1 and never reach it).
+const SYNC_TAG: u64 = 1 << 62;
 
 /// The writes in flight of a pipelined log.
 #[derive(Debug)]
@@ -78,6 +92,11 @@ struct Pipe {
     window: u64,
     completions: Vec<Completion>,
     pad: Vec<u8>,
+    /// Writes carry RWF_DSYNC (`uring-pipe`); else syncs cover them (`uring-pipe-fsync`).
+    dsync: bool,
+    /// Syncs submitted so far, and the one in flight.
+    syncs: u64,
+    sync_in_flight: Option<u64>,
 }
 
 /// One segment file of the log.
@@ -312,6 +331,9 @@ impl LogCore {
             window: pipe_window(&opts),
             completions: Vec::new(),
             pad: Vec::new(),
+            dsync: opts.strategy == FlushStrategy::UringPipe,
+            syncs: 0,
+            sync_in_flight: None,
         });
         let mut core = LogCore {
             vfs,
@@ -588,7 +610,9 @@ impl LogCore {
         }
     }
 
-    /// Pipelined strategies: waits until nothing is in flight.
+    /// Pipelined strategies: waits until nothing is in flight. (`truncate_after`, `sync` and
+    /// rolls also wait, telling no one: a caller of [`LogCore::submit_batch`] drains with its
+    /// own callback first, as the group-commit writer does.)
     pub fn drain(&mut self, on_durable: &mut dyn FnMut(u64)) -> Result<(), LogError> {
         while self.in_flight() > 0 {
             self.reap(true, on_durable)?;
@@ -682,8 +706,8 @@ impl LogCore {
         p.next_tag += 1;
         let len = buf.len();
         p.queue
-            .submit(tag, buf, 0..len, write_start, true)
-            .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+            .submit(tag, buf, 0..len, write_start, p.dsync)
+            .map_err(|e| LogError::io("write", &a.path, e))?;
         let last_zxid = recs.last().expect("non-empty").0;
         p.flights.push_back(Flight {
             tag,
@@ -693,7 +717,15 @@ impl LogCore {
             last_zxid,
             left: (0..len, write_start),
             done: false,
+            covered_by: None,
+            durable: false,
         });
+        debug_assert!(
+            p.flights.len() == 1
+                || p.flights.back().map(|f| f.write_end)
+                    <= p.flights.front().map(|f| f.write_start + p.window),
+            "every write not yet durable lies within the window of the first"
+        );
         a.write_pos = data_end;
         a.submit_end = write_end;
         self.last_zxid = last_zxid;
@@ -718,31 +750,58 @@ impl LogCore {
         }
         .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
         for c in comps.drain(..) {
+            if c.tag & SYNC_TAG != 0 {
+                let seq = c.tag & !SYNC_TAG;
+                c.result.map_err(|e| LogError::io("fdatasync", &a.path, e))?;
+                p.sync_in_flight = None;
+                for f in p.flights.iter_mut().filter(|f| f.covered_by.is_some_and(|s| s <= seq)) {
+                    f.durable = true;
+                }
+                continue;
+            }
             let f = p
                 .flights
                 .iter_mut()
                 .find(|f| f.tag == c.tag)
                 .expect("a completion for a write in flight");
-            let n = c.result.map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+            let n = c.result.map_err(|e| LogError::io("write", &a.path, e))?;
             let (range, offset) = f.left.clone();
+            let buf = c.buf.expect("a write's buffer");
             if n >= range.len() {
                 f.done = true;
-                p.free.push(c.buf);
+                f.durable = p.dsync;
+                p.free.push(buf);
             } else if n == 0 {
                 let e = std::io::Error::from(std::io::ErrorKind::WriteZero);
-                return Err(LogError::io("write (RWF_DSYNC)", &a.path, e));
+                return Err(LogError::io("write", &a.path, e));
             } else {
                 // A short write: the rest goes again, from where it stopped.
                 f.left = (range.start + n..range.end, offset + n as u64);
                 let (range, offset) = f.left.clone();
                 p.queue
-                    .submit(c.tag, c.buf, range, offset, true)
-                    .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;
+                    .submit(c.tag, buf, range, offset, p.dsync)
+                    .map_err(|e| LogError::io("write", &a.path, e))?;
             }
         }
         p.completions = comps;
+        // Without RWF_DSYNC: one sync at a time, covering every write completed before it.
+        if !p.dsync && p.sync_in_flight.is_none() {
+            let seq = p.syncs + 1;
+            let mut any = false;
+            for f in p.flights.iter_mut().filter(|f| f.done && f.covered_by.is_none()) {
+                f.covered_by = Some(seq);
+                any = true;
+            }
+            if any {
+                p.syncs = seq;
+                p.sync_in_flight = Some(seq);
+                p.queue
+                    .submit_sync(SYNC_TAG | seq)
+                    .map_err(|e| LogError::io("fdatasync", &a.path, e))?;
+            }
+        }
         let mut durable_end = None;
-        while p.flights.front().is_some_and(|f| f.done) {
+        while p.flights.front().is_some_and(|f| f.durable) {
             let f = p.flights.pop_front().expect("front");
             self.durable_zxid = f.last_zxid;
             durable_end = Some(f.data_end);
@@ -858,7 +917,8 @@ impl LogCore {
                     FlushStrategy::PerRecord
                     | FlushStrategy::Direct
                     | FlushStrategy::None
-                    | FlushStrategy::UringPipe => {
+                    | FlushStrategy::UringPipe
+                    | FlushStrategy::UringPipeFsync => {
                         unreachable!()
                     }
                 }
@@ -1290,7 +1350,13 @@ fn cut_file(file: &mut dyn VFile, path: &Path, len: u64) -> Result<(), LogError>
 /// write position (the partial block's bytes kept in [`Active::tail`]): O_DIRECT needs it, and
 /// page-cache writes of whole pages spare the kernel reading a partial page back first.
 fn writes_whole_blocks(strategy: FlushStrategy) -> bool {
-    matches!(strategy, FlushStrategy::Direct | FlushStrategy::None | FlushStrategy::UringPipe)
+    matches!(
+        strategy,
+        FlushStrategy::Direct
+            | FlushStrategy::None
+            | FlushStrategy::UringPipe
+            | FlushStrategy::UringPipeFsync
+    )
 }
 
 /// Opens (or, with `create`, creates) a segment for writing as `strategy` writes: `Direct`
@@ -1305,7 +1371,9 @@ fn open_segment(
     match strategy {
         FlushStrategy::Direct => vfs.open(path, OpenOptions { direct: true, dsync: true, ..base }),
         // Each write carries RWF_DSYNC itself.
-        FlushStrategy::UringPipe => vfs.open(path, OpenOptions { direct: true, ..base }),
+        FlushStrategy::UringPipe | FlushStrategy::UringPipeFsync => {
+            vfs.open(path, OpenOptions { direct: true, ..base })
+        }
         FlushStrategy::None => {
             match vfs.open(path, OpenOptions { direct: true, ..base }) {
                 Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
@@ -1415,8 +1483,11 @@ fn ensure_allocated(
         return Ok(());
     }
     let target = end.next_multiple_of(step).min(max.max(end.next_multiple_of(BLOCK)));
-    // The new size must be durable before records that depend on it are acknowledged
-    // (O_DSYNC writes already carry it).
+    // The new size must be durable before records that depend on it are acknowledged. With
+    // zero-fill on a direct file it needs no sync of its own: `direct` opens the file O_DSYNC,
+    // and `uring-pipe` writes every record with RWF_DSYNC, which makes the data and the
+    // metadata needed to read it (the size, the written extent) durable on ext4 and XFS
+    // alike; a crash before then loses only zeros.
     let sync = sync_after && !(direct && mode == Prealloc::ZeroFill);
     grow_file(a.file.as_mut(), &a.path, a.allocated, target, mode, direct, sync)?;
     a.allocated = target;

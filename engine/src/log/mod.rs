@@ -49,6 +49,10 @@ pub enum FlushStrategy {
     /// and everything before them are durable. Segments are format version 2, whose header
     /// carries the window recovery allows for writes that landed out of order.
     UringPipe,
+    /// As `UringPipe`, but the writes carry no `RWF_DSYNC`: one `fdatasync` at a time is in
+    /// flight through the same ring, covering every write that had completed when it was
+    /// submitted; records are durable when a covering sync completes.
+    UringPipeFsync,
     /// Written, never synced (ZooKeeper's `forceSync=no`): whole 4 KiB blocks as in `Direct`,
     /// through a file opened `O_DIRECT` without `O_DSYNC`: the device has a batch when its
     /// write returns (a process crash loses nothing) but its cache is never flushed (power
@@ -61,13 +65,14 @@ pub enum FlushStrategy {
 
 impl FlushStrategy {
     /// Every strategy, in the order benchmarks list them.
-    pub const ALL: [FlushStrategy; 7] = [
+    pub const ALL: [FlushStrategy; 8] = [
         FlushStrategy::PerRecord,
         FlushStrategy::Group,
         FlushStrategy::Direct,
         FlushStrategy::UringLinked,
         FlushStrategy::UringDsync,
         FlushStrategy::UringPipe,
+        FlushStrategy::UringPipeFsync,
         FlushStrategy::None,
     ];
 
@@ -80,6 +85,7 @@ impl FlushStrategy {
             FlushStrategy::UringLinked => "uring-linked",
             FlushStrategy::UringDsync => "uring-dsync",
             FlushStrategy::UringPipe => "uring-pipe",
+            FlushStrategy::UringPipeFsync => "uring-pipe-fsync",
             FlushStrategy::None => "none",
         }
     }
@@ -93,13 +99,16 @@ impl FlushStrategy {
     pub fn wants_uring(self) -> bool {
         matches!(
             self,
-            FlushStrategy::UringLinked | FlushStrategy::UringDsync | FlushStrategy::UringPipe
+            FlushStrategy::UringLinked
+                | FlushStrategy::UringDsync
+                | FlushStrategy::UringPipe
+                | FlushStrategy::UringPipeFsync
         )
     }
 
     /// True for the strategies that keep several writes in flight.
     pub fn is_pipelined(self) -> bool {
-        self == FlushStrategy::UringPipe
+        matches!(self, FlushStrategy::UringPipe | FlushStrategy::UringPipeFsync)
     }
 
     /// True if records are durable when a batch completes.
