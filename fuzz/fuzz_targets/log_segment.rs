@@ -4,7 +4,9 @@ use std::path::Path;
 use std::sync::Arc;
 
 use corral_engine::io::{OpenOptions, SimVfs, Vfs};
-use corral_engine::log::format::{scan_segment, SegmentHeader, FORMAT_VERSION};
+use corral_engine::log::format::{
+    scan_segment, SegmentHeader, FORMAT_VERSION, FORMAT_VERSION_PIPELINED,
+};
 use corral_engine::log::{FlushStrategy, LogCore, LogOptions, RecoveryMode};
 use libfuzzer_sys::fuzz_target;
 
@@ -12,9 +14,18 @@ fuzz_target!(|data: &[u8]| {
     let vfs = SimVfs::new();
     let path = Path::new("/f/log.1");
     let mut f = vfs.open(path, OpenOptions::create_new()).expect("create");
-    // Half the inputs get a valid header, so the record scanner is reached often.
-    let body = if data.first().is_some_and(|b| b & 1 == 1) {
-        let h = SegmentHeader { version: FORMAT_VERSION, dbid: 0, base_zxid: 1, prev_zxid: 0 };
+    // Half the inputs get a valid header, so the record scanner is reached often; half of
+    // those a version 2 header (pads, links, an in-flight window of up to 63 blocks).
+    let first = data.first().copied().unwrap_or(0);
+    let v2 = first & 2 == 2;
+    let body = if first & 1 == 1 {
+        let h = SegmentHeader {
+            version: if v2 { FORMAT_VERSION_PIPELINED } else { FORMAT_VERSION },
+            dbid: 0,
+            base_zxid: 1,
+            prev_zxid: 0,
+            window_blocks: if v2 { u32::from(first >> 2) } else { 0 },
+        };
         let mut v = h.encode().to_vec();
         v.extend_from_slice(&data[1..]);
         v
@@ -28,7 +39,7 @@ fuzz_target!(|data: &[u8]| {
     for recovery in [RecoveryMode::Strict, RecoveryMode::TruncateCorrupt] {
         let img = vfs.crash_image(0);
         let opts = LogOptions {
-            strategy: FlushStrategy::Group,
+            strategy: if v2 { FlushStrategy::UringPipe } else { FlushStrategy::Group },
             vfs: Some(Arc::new(img)),
             prealloc_in_background: false,
             prealloc_bytes: 64 << 10,
