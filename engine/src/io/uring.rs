@@ -328,6 +328,8 @@ impl WriteQueue for UringQueue {
         assert!(self.bufs.is_empty(), "set_file with writes in flight");
         if self.ring.is_none() {
             let entries = (2 * self.depth + 2).next_power_of_two() as u32;
+            // No SQPOLL: measured, its polling thread takes one of this machine's two cores
+            // and costs more than it saves (docs/fsync-strategies.md).
             self.ring = Some(IoUring::new(entries)?);
         }
         self.file = Some(open_std(path, opts)?);

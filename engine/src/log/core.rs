@@ -227,7 +227,12 @@ impl LogCore {
     pub fn open(dir: &Path, opts: LogOptions) -> Result<(Self, RecoveryReport), LogError> {
         opts.validate()?;
         let vfs = backend_for(&opts);
-        if opts.strategy.wants_uring() && vfs.name() != "uring" && opts.vfs.is_none() {
+        // (Asked for explicitly, the syscall backend is no fallback: no warning.)
+        if opts.strategy.wants_uring()
+            && vfs.name() != "uring"
+            && opts.vfs.is_none()
+            && opts.backend != BackendKind::Sync
+        {
             tracing::warn!(
                 strategy = %opts.strategy,
                 backend = vfs.name(),
