@@ -18,7 +18,6 @@ use std::ops::Range;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::{AlignedBuf, OpenOptions, VFile, Vfs};
 
@@ -57,13 +56,6 @@ pub trait WriteQueue: Send + Debug {
     /// Moves finished writes to `out`, waiting until at least `min` have finished (fewer only
     /// if fewer are in flight).
     fn reap(&mut self, min: usize, out: &mut Vec<Completion>) -> io::Result<()>;
-
-    /// Moves finished writes to `out`, waiting up to `timeout` for one if none has finished.
-    /// Queues that cannot wait with a timeout reap without waiting.
-    fn reap_timeout(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
-        let _ = timeout;
-        self.reap(0, out)
-    }
 
     /// Moves finished writes to `out`, waiting (if none has finished) until one does or
     /// `wake` no longer holds `seen` — another thread bumps it and calls [`wake_word`] to

@@ -7,7 +7,6 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::{mpsc, Arc, Mutex};
-use std::time::Duration;
 
 use super::queue::{Completion, WriteQueue};
 use super::{AlignedBuf, OpenOptions, VFile, Vfs};
@@ -321,18 +320,6 @@ impl WriteQueue for ThreadQueue {
             }
         }
         self.in_flight -= got;
-        Ok(())
-    }
-
-    fn reap_timeout(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
-        let before = out.len();
-        self.reap(0, out)?;
-        if out.len() == before && self.in_flight > 0 {
-            if let Ok(c) = self.done.recv_timeout(timeout) {
-                out.push(c);
-                self.in_flight -= 1;
-            }
-        }
         Ok(())
     }
 

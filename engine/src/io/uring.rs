@@ -16,7 +16,6 @@ use std::os::unix::io::AsRawFd;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use io_uring::{opcode, squeue, types, IoUring};
 
@@ -427,23 +426,6 @@ impl WriteQueue for UringQueue {
         match ring.submit_and_wait(1) {
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        self.wait(0, out)
-    }
-
-    fn reap_timeout(&mut self, timeout: Duration, out: &mut Vec<Completion>) -> io::Result<()> {
-        let before = out.len();
-        self.wait(0, out)?;
-        if out.len() > before || self.bufs.is_empty() {
-            return Ok(());
-        }
-        let Some(ring) = self.ring.as_mut() else { return Ok(()) };
-        let ts = types::Timespec::from(timeout);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        match ring.submitter().submit_with_args(1, &args) {
-            Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ETIME) | Some(libc::EINTR)) => {}
             Err(e) => return Err(e),
         }
         self.wait(0, out)

@@ -51,7 +51,6 @@ fn pipe_window(opts: &LogOptions) -> u64 {
 enum Wait<'a> {
     No,
     One,
-    For(Duration),
     Wake(&'a Arc<std::sync::atomic::AtomicU32>, u32),
 }
 
@@ -586,20 +585,6 @@ impl LogCore {
         }
     }
 
-    /// Pipelined strategies: takes the writes that have finished, waiting up to `timeout` for
-    /// one if none has; calls `on_durable` as in [`LogCore::submit_batch`].
-    pub fn reap_for(
-        &mut self,
-        timeout: Duration,
-        on_durable: &mut dyn FnMut(u64),
-    ) -> Result<(), LogError> {
-        self.check_usable()?;
-        match self.reap_inner(Wait::For(timeout), on_durable) {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.fail(e)),
-        }
-    }
-
     /// Pipelined strategies: takes the writes that have finished, waiting (if none has) until
     /// one does or `wake` no longer holds `seen` (see [`crate::io::wake_word`]).
     pub fn reap_or_wake(
@@ -750,7 +735,6 @@ impl LogCore {
         match wait {
             Wait::No => p.queue.reap(0, &mut comps),
             Wait::One => p.queue.reap(1, &mut comps),
-            Wait::For(t) => p.queue.reap_timeout(t, &mut comps),
             Wait::Wake(word, seen) => p.queue.reap_or_wake(word, seen, &mut comps),
         }
         .map_err(|e| LogError::io("write (RWF_DSYNC)", &a.path, e))?;

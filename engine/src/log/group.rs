@@ -743,13 +743,7 @@ fn pipelined_loop(mut core: LogCore, sh: &Shared, dispatch: &Dispatch<'_>) {
                 }
                 let recs: Vec<(u64, &[u8])> = payloads.iter().map(|(z, p)| (*z, &p[..])).collect();
                 core.submit_batch(&recs, &mut |z| w.durable(z)).map(|stats| {
-                    let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
-                    m.record_batch(
-                        stats.records as u64,
-                        stats.bytes as u64,
-                        stats.flushes as u64,
-                        stats.flush_time.as_micros() as u64,
-                    );
+                    sh.metrics.lock().unwrap_or_else(|p| p.into_inner()).record_stats(&stats)
                 })
             }
             Some(Work::Control(c, slot)) => match core.drain(&mut |z| w.durable(z)) {
@@ -870,12 +864,7 @@ fn write_batch(
     };
     {
         let mut m = sh.metrics.lock().unwrap_or_else(|p| p.into_inner());
-        m.record_batch(
-            stats.records as u64,
-            stats.bytes as u64,
-            stats.flushes as u64,
-            stats.flush_time.as_micros() as u64,
-        );
+        m.record_stats(&stats);
         for l in latencies {
             m.append_latency_us.saturating_record(l.max(1));
         }

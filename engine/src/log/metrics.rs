@@ -48,6 +48,12 @@ impl LogMetrics {
         *self = Self::default();
     }
 
+    /// Counts one [`super::core::BatchStats`] (a batch written, or submitted when pipelined).
+    pub(crate) fn record_stats(&mut self, s: &super::core::BatchStats) {
+        let (records, bytes, flushes) = (s.records as u64, s.bytes as u64, s.flushes as u64);
+        self.record_batch(records, bytes, flushes, s.flush_time.as_micros() as u64);
+    }
+
     pub(crate) fn record_batch(&mut self, records: u64, bytes: u64, flushes: u64, flush_us: u64) {
         self.batches += 1;
         self.appends += records;
