@@ -29,6 +29,10 @@ pub struct LogArgs {
     /// shown as `uring-pipe/K`).
     #[arg(long, value_delimiter = ',', default_value = "4")]
     pub in_flight: Vec<usize>,
+    /// Pipelined strategies on io_uring: register the file and buffers with the ring
+    /// (comma-separated `true,false` for both; `false` rows are shown as `uring-pipe/K-plain`).
+    #[arg(long, value_delimiter = ',', default_value = "true")]
+    pub register: Vec<bool>,
     /// Storage backend: auto (io_uring for the uring-* strategies, syscalls for the others),
     /// sync (plain syscalls for every strategy; `uring-pipe` then keeps its writes in flight
     /// on helper threads) or uring.
@@ -104,6 +108,13 @@ fn fresh_dir(base: &Path, name: &str) -> Result<PathBuf> {
     Ok(d)
 }
 
+/// A pipelined strategy's settings (ignored by the others).
+#[derive(Debug, Clone, Copy)]
+struct PipeCfg {
+    in_flight: usize,
+    register: bool,
+}
+
 fn run_log(
     a: &LogArgs,
     mode: &str,
@@ -111,8 +122,9 @@ fn run_log(
     prealloc: Prealloc,
     writers: usize,
     size: usize,
-    in_flight: usize,
+    pipe: PipeCfg,
 ) -> Result<Row> {
+    let PipeCfg { in_flight, register } = pipe;
     let dir = fresh_dir(&a.dir, "log")?;
     let opts = LogOptions {
         strategy,
@@ -124,6 +136,7 @@ fn run_log(
         prealloc,
         writer_spin_us: a.writer_spin_us,
         in_flight,
+        uring_register: register,
         ..LogOptions::default()
     };
     let (log, _) = Log::open(&dir, opts)?;
@@ -213,7 +226,7 @@ fn run_log(
     let secs = elapsed.as_secs_f64();
     Ok(Row {
         strategy: if strategy.is_pipelined() {
-            format!("{}/{in_flight}", strategy.name())
+            format!("{}/{in_flight}{}", strategy.name(), if register { "" } else { "-plain" })
         } else {
             strategy.name().into()
         },
@@ -413,7 +426,7 @@ pub fn run(a: LogArgs) -> Result<()> {
     #[derive(Clone, Copy)]
     enum Cfg<'a> {
         Baseline(usize, bool),
-        Log(&'a str, FlushStrategy, usize, usize, usize),
+        Log(&'a str, FlushStrategy, usize, usize, PipeCfg),
     }
     let mut cfgs = Vec::new();
     for &size in &a.record_bytes {
@@ -424,9 +437,18 @@ pub fn run(a: LogArgs) -> Result<()> {
         for mode in &a.modes {
             for &s in &strategies {
                 let ks = if s.is_pipelined() { a.in_flight.clone() } else { vec![1] };
+                let regs = if s.is_pipelined() { a.register.clone() } else { vec![true] };
                 for k in ks {
-                    for &w in &a.writers {
-                        cfgs.push(Cfg::Log(mode.as_str(), s, w, size, k));
+                    for &r in &regs {
+                        for &w in &a.writers {
+                            cfgs.push(Cfg::Log(
+                                mode.as_str(),
+                                s,
+                                w,
+                                size,
+                                PipeCfg { in_flight: k, register: r },
+                            ));
+                        }
                     }
                 }
             }
@@ -434,7 +456,7 @@ pub fn run(a: LogArgs) -> Result<()> {
     }
     let run_one = |c: Cfg<'_>| match c {
         Cfg::Baseline(size, overwrite) => run_baseline(&a, size, overwrite),
-        Cfg::Log(mode, s, w, size, k) => run_log(&a, mode, s, prealloc, w, size, k),
+        Cfg::Log(mode, s, w, size, p) => run_log(&a, mode, s, prealloc, w, size, p),
     };
     if a.rounds == 1 {
         for c in cfgs {

@@ -2,6 +2,7 @@
 
 use std::alloc::{self, Layout};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::DIRECT_ALIGN;
 
@@ -11,7 +12,12 @@ pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
     cap: usize,
+    /// Names the current allocation: a new one on every (re)allocation, never reused.
+    alloc_id: u64,
 }
+
+/// Allocation ids (0: no allocation yet).
+static NEXT_ALLOC_ID: AtomicU64 = AtomicU64::new(1);
 
 // SAFETY: AlignedBuf owns its allocation exclusively, like Vec<u8>.
 unsafe impl Send for AlignedBuf {}
@@ -21,9 +27,23 @@ unsafe impl Sync for AlignedBuf {}
 impl AlignedBuf {
     /// An empty buffer with room for at least `cap` bytes.
     pub fn with_capacity(cap: usize) -> Self {
-        let mut b = Self { ptr: NonNull::dangling(), len: 0, cap: 0 };
+        let mut b = Self { ptr: NonNull::dangling(), len: 0, cap: 0, alloc_id: 0 };
         b.reserve(cap.max(DIRECT_ALIGN));
         b
+    }
+
+    /// An id of the current allocation, unique in the process: it changes whenever the
+    /// buffer moves to new memory. Memory registered with the kernel (an io_uring fixed
+    /// buffer pins the pages of its range) stays valid for this buffer only while the id is
+    /// the one seen at registration; an address can be reused by a later allocation, an id
+    /// cannot.
+    pub fn alloc_id(&self) -> u64 {
+        self.alloc_id
+    }
+
+    /// The allocation's start and size (the whole capacity, not just `len`).
+    pub fn allocation(&self) -> (*const u8, usize) {
+        (self.ptr.as_ptr().cast_const(), self.cap)
     }
 
     /// Bytes in the buffer.
@@ -62,6 +82,7 @@ impl AlignedBuf {
         }
         self.ptr = new_ptr;
         self.cap = new_cap;
+        self.alloc_id = NEXT_ALLOC_ID.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Appends bytes.
@@ -151,5 +172,22 @@ mod tests {
         b.truncate(10);
         b.clear();
         assert!(b.is_empty());
+    }
+
+    #[test]
+    fn every_allocation_has_its_own_id() {
+        let mut b = AlignedBuf::with_capacity(DIRECT_ALIGN);
+        let first = b.alloc_id();
+        assert_ne!(first, 0);
+        b.extend_from_slice(&[1; 100]);
+        assert_eq!(b.alloc_id(), first, "no new allocation, same id");
+        b.extend_zeros(3 * DIRECT_ALIGN);
+        assert_ne!(b.alloc_id(), first, "moved to new memory");
+        let (ptr, cap) = b.allocation();
+        assert_eq!(ptr, b.as_slice().as_ptr());
+        assert!(cap >= b.len());
+        drop(b);
+        let c = AlignedBuf::with_capacity(DIRECT_ALIGN);
+        assert!(c.alloc_id() > first);
     }
 }

@@ -87,8 +87,9 @@ pub trait Vfs: Send + Sync + Debug {
     /// True if the path exists.
     fn exists(&self, path: &Path) -> bool;
     /// A queue keeping up to `depth` writes in flight, where the backend has one (`None`:
-    /// the caller falls back to an [`InlineQueue`], one write at a time).
-    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+    /// the caller falls back to an [`InlineQueue`], one write at a time). `register`: an
+    /// io_uring queue registers its file and buffers with the ring (others ignore it).
+    fn write_queue(&self, depth: usize, _register: bool) -> Option<Box<dyn WriteQueue>> {
         let _ = depth;
         None
     }

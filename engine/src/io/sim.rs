@@ -498,7 +498,7 @@ impl Vfs for SimVfs {
         s.live.contains_key(path) || s.live_dirs.contains(path)
     }
 
-    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+    fn write_queue(&self, depth: usize, _register: bool) -> Option<Box<dyn WriteQueue>> {
         let _ = depth;
         Some(Box::new(SimQueue {
             vfs: self.clone(),

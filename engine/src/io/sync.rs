@@ -76,7 +76,7 @@ impl Vfs for SyncVfs {
         path.exists()
     }
 
-    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
+    fn write_queue(&self, depth: usize, _register: bool) -> Option<Box<dyn WriteQueue>> {
         Some(Box::new(ThreadQueue::new(depth)))
     }
 }

@@ -91,8 +91,8 @@ impl Vfs for UringVfs {
         path.exists()
     }
 
-    fn write_queue(&self, depth: usize) -> Option<Box<dyn WriteQueue>> {
-        Some(Box::new(UringQueue::new(depth)))
+    fn write_queue(&self, depth: usize, register: bool) -> Option<Box<dyn WriteQueue>> {
+        Some(Box::new(UringQueue::new(depth, register)))
     }
 }
 
@@ -252,16 +252,45 @@ impl VFile for UringFile {
 /// Writes submitted to a ring of their own and reaped as they complete: the log's pipelined
 /// strategy keeps several batches in flight through it. The ring is set up at the first
 /// [`WriteQueue::set_file`] (on the thread that will use it).
+/// Fixed-buffer slots for a queue of `depth` writes: every write in flight, the buffers the
+/// log keeps for reuse, and room for a few that grew to new memory.
+fn buffer_slots(depth: usize) -> u32 {
+    (2 * depth + 2).min(64) as u32
+}
+
 pub(crate) struct UringQueue {
     depth: usize,
     ring: Option<IoUring>,
     file: Option<File>,
-    /// In flight: tag → buffer (kept alive until its completion is reaped; `None`: a sync).
-    bufs: HashMap<u64, Option<AlignedBuf>>,
+    /// In flight: tag → (buffer kept alive until its completion is reaped, `None` for a sync;
+    /// the fixed-buffer slot the write used).
+    bufs: HashMap<u64, (Option<AlignedBuf>, Option<usize>)>,
     /// The word a futex wait in the ring watches, while one is armed (kept alive by this).
     armed: Option<Arc<AtomicU32>>,
     /// The kernel refused the futex wait (before 6.7, or restricted): wait for writes only.
     no_futex: bool,
+    /// Register the file and the buffers with the ring (asked for; each falls back to plain
+    /// descriptors and addresses where the kernel refuses).
+    register: bool,
+    /// A sparse table of one file was registered: the current file goes in slot 0.
+    file_table: bool,
+    /// The current file is registered (writes and syncs name `Fixed(0)`).
+    fixed_file: bool,
+    /// The fixed-buffer table, when it could be registered: which allocation each slot holds.
+    slots: Option<Vec<BufSlot>>,
+    /// Counts submissions, to find the least recently used slot.
+    clock: u64,
+}
+
+/// One slot of the ring's fixed-buffer table.
+#[derive(Debug, Clone, Copy, Default)]
+struct BufSlot {
+    /// [`AlignedBuf::alloc_id`] of the allocation registered here (0: none).
+    alloc_id: u64,
+    /// Writes in flight from this slot (it is not replaced while any are).
+    busy: u32,
+    /// `clock` at its last use.
+    used: u64,
 }
 
 impl std::fmt::Debug for UringQueue {
@@ -269,12 +298,14 @@ impl std::fmt::Debug for UringQueue {
         f.debug_struct("UringQueue")
             .field("depth", &self.depth)
             .field("in_flight", &self.bufs.len())
+            .field("fixed_file", &self.fixed_file)
+            .field("fixed_buffers", &self.slots.is_some())
             .finish()
     }
 }
 
 impl UringQueue {
-    pub(crate) fn new(depth: usize) -> Self {
+    pub(crate) fn new(depth: usize, register: bool) -> Self {
         Self {
             depth: depth.max(1),
             ring: None,
@@ -282,6 +313,53 @@ impl UringQueue {
             bufs: HashMap::new(),
             armed: None,
             no_futex: false,
+            register,
+            file_table: false,
+            fixed_file: false,
+            slots: None,
+            clock: 0,
+        }
+    }
+
+    /// Whether the current file and buffers go to the kernel as registered ones.
+    #[cfg(test)]
+    pub(crate) fn registered(&self) -> (bool, bool) {
+        (self.fixed_file, self.slots.is_some())
+    }
+
+    /// The fixed-buffer slot holding `buf`'s allocation, registering it in the least recently
+    /// used idle slot if none does. `None`: no table, no idle slot, or the kernel refused
+    /// (the memory-lock limit, for one) — the write then goes out as a plain one.
+    fn slot_for(&mut self, buf: &AlignedBuf) -> Option<usize> {
+        let ring = self.ring.as_ref()?;
+        let slots = self.slots.as_mut()?;
+        self.clock += 1;
+        let id = buf.alloc_id();
+        if let Some(i) = slots.iter().position(|s| s.alloc_id == id) {
+            slots[i].used = self.clock;
+            return Some(i);
+        }
+        let (victim, _) =
+            slots.iter().enumerate().filter(|(_, s)| s.busy == 0).min_by_key(|(_, s)| s.used)?;
+        let (base, cap) = buf.allocation();
+        let iov = libc::iovec { iov_base: base.cast_mut().cast(), iov_len: cap };
+        // SAFETY: the kernel pins the pages of the range and keeps its own references to
+        // them for as long as the slot holds them, so nothing it does can touch memory that
+        // this process frees or reuses. A submission names this slot only for a write from
+        // the allocation registered here (same alloc_id, which no later allocation shares),
+        // while that buffer is alive in `bufs`; a slot whose allocation has since been freed
+        // is never named again and is replaced when it is the least recently used.
+        let res = unsafe { ring.submitter().register_buffers_update(victim as u32, &[iov], None) };
+        match res {
+            Ok(()) => {
+                slots[victim] = BufSlot { alloc_id: id, busy: 0, used: self.clock };
+                Some(victim)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "io_uring buffer registration refused; plain writes");
+                self.slots = None;
+                None
+            }
         }
     }
 
@@ -301,7 +379,10 @@ impl UringQueue {
                     }
                     continue;
                 }
-                let buf = self.bufs.remove(&tag).expect("completion of a write in flight");
+                let (buf, slot) = self.bufs.remove(&tag).expect("completion of a write in flight");
+                if let (Some(i), Some(slots)) = (slot, self.slots.as_mut()) {
+                    slots[i].busy -= 1;
+                }
                 let result = if res < 0 {
                     Err(io::Error::from_raw_os_error(-res))
                 } else {
@@ -329,9 +410,26 @@ impl WriteQueue for UringQueue {
             let entries = (2 * self.depth + 2).next_power_of_two() as u32;
             // No SQPOLL: measured, its polling thread takes one of this machine's two cores
             // and costs more than it saves (docs/fsync-strategies.md).
-            self.ring = Some(IoUring::new(entries)?);
+            let ring = IoUring::new(entries)?;
+            if self.register {
+                // Sparse tables (Linux 5.19): filled as files and buffers arrive.
+                self.file_table = ring.submitter().register_files_sparse(1).is_ok();
+                if ring.submitter().register_buffers_sparse(buffer_slots(self.depth)).is_ok() {
+                    self.slots = Some(vec![BufSlot::default(); buffer_slots(self.depth) as usize]);
+                }
+            }
+            self.ring = Some(ring);
         }
-        self.file = Some(open_std(path, opts)?);
+        let file = open_std(path, opts)?;
+        self.fixed_file = false;
+        if self.file_table {
+            if let Some(ring) = self.ring.as_ref() {
+                // Replaces the previous file in the slot (the table holds its own reference).
+                self.fixed_file =
+                    ring.submitter().register_files_update(0, &[file.as_raw_fd()]).is_ok();
+            }
+        }
+        self.file = Some(file);
         Ok(())
     }
 
@@ -343,23 +441,50 @@ impl WriteQueue for UringQueue {
         offset: u64,
         dsync: bool,
     ) -> io::Result<()> {
+        if self.ring.is_none() || self.file.is_none() {
+            return Err(io::Error::other("no file set"));
+        }
+        let slot = self.slot_for(&buf);
         let (Some(ring), Some(file)) = (self.ring.as_mut(), self.file.as_ref()) else {
             return Err(io::Error::other("no file set"));
         };
         let data = &buf.as_slice()[range];
         let len = u32::try_from(data.len()).map_err(|_| io::Error::other("write too large"))?;
-        let entry = opcode::Write::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len)
-            .offset(offset)
-            .rw_flags(if dsync { libc::RWF_DSYNC } else { 0 })
-            .build()
-            .user_data(tag);
+        let flags = if dsync { libc::RWF_DSYNC } else { 0 };
+        let entry = match (self.fixed_file, slot) {
+            (true, Some(i)) => {
+                opcode::WriteFixed::new(types::Fixed(0), data.as_ptr(), len, i as u16)
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build()
+            }
+            (false, Some(i)) => {
+                opcode::WriteFixed::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len, i as u16)
+                    .offset(offset)
+                    .rw_flags(flags)
+                    .build()
+            }
+            (true, None) => opcode::Write::new(types::Fixed(0), data.as_ptr(), len)
+                .offset(offset)
+                .rw_flags(flags)
+                .build(),
+            (false, None) => opcode::Write::new(types::Fd(file.as_raw_fd()), data.as_ptr(), len)
+                .offset(offset)
+                .rw_flags(flags)
+                .build(),
+        }
+        .user_data(tag);
         if ring.submission().is_full() {
             ring.submit()?;
         }
         // SAFETY: the buffer is kept in `bufs` (a heap allocation that does not move with the
         // AlignedBuf value) until the completion with this tag is reaped; Drop waits for all.
+        // A fixed write names the slot holding this very allocation (see `slot_for`).
         unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
-        self.bufs.insert(tag, Some(buf));
+        if let (Some(i), Some(slots)) = (slot, self.slots.as_mut()) {
+            slots[i].busy += 1;
+        }
+        self.bufs.insert(tag, (Some(buf), slot));
         // The entry is queued: if entering the kernel fails now, the next reap enters it again
         // (and reports an error that persists), so the write counts as submitted either way.
         let _ = ring.submit();
@@ -370,16 +495,20 @@ impl WriteQueue for UringQueue {
         let (Some(ring), Some(file)) = (self.ring.as_mut(), self.file.as_ref()) else {
             return Err(io::Error::other("no file set"));
         };
-        let entry = opcode::Fsync::new(types::Fd(file.as_raw_fd()))
-            .flags(types::FsyncFlags::DATASYNC)
-            .build()
-            .user_data(tag);
+        let entry = if self.fixed_file {
+            opcode::Fsync::new(types::Fixed(0))
+        } else {
+            opcode::Fsync::new(types::Fd(file.as_raw_fd()))
+        }
+        .flags(types::FsyncFlags::DATASYNC)
+        .build()
+        .user_data(tag);
         if ring.submission().is_full() {
             ring.submit()?;
         }
         // SAFETY: the entry references no memory.
         unsafe { ring.submission().push(&entry) }.map_err(|_| io::Error::other("sq full"))?;
-        self.bufs.insert(tag, None);
+        self.bufs.insert(tag, (None, None));
         let _ = ring.submit();
         Ok(())
     }
@@ -461,11 +590,122 @@ impl Drop for UringQueue {
             let before = self.bufs.len();
             if self.wait(before, &mut sink).is_err() && self.bufs.len() == before {
                 // Nothing can be reaped: leak the buffers rather than free memory in use.
-                for (_, b) in self.bufs.drain() {
+                for (_, (b, _)) in self.bufs.drain() {
                     std::mem::forget(b);
                 }
             }
             sink.clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::DIRECT_ALIGN;
+
+    fn filled(fill: u8, blocks: usize) -> AlignedBuf {
+        let mut b = AlignedBuf::with_capacity(blocks * DIRECT_ALIGN);
+        b.extend_from_slice(&vec![fill; blocks * DIRECT_ALIGN]);
+        b
+    }
+
+    /// Writes through registered and plain queues land where they were aimed, including from
+    /// buffers that grew to new memory, more buffers than the table has slots, and buffers
+    /// freed and allocated again (whose address may be reused, but never their id).
+    #[test]
+    fn registered_writes_land_from_every_buffer() {
+        if UringVfs::new().is_err() {
+            eprintln!("skipped: io_uring is unavailable here");
+            return;
+        }
+        for register in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let path = dir.path().join("f");
+            std::fs::write(&path, vec![0u8; 64 * DIRECT_ALIGN]).expect("create");
+            let mut q = UringQueue::new(2, register);
+            let opts = OpenOptions { write: true, direct: true, ..OpenOptions::default() };
+            q.set_file(&path, opts).expect("set_file");
+            // Root may lock memory without limit; elsewhere the kernel may refuse buffers.
+            // SAFETY: geteuid has no preconditions.
+            if register && unsafe { libc::geteuid() } == 0 {
+                assert_eq!(q.registered(), (true, true), "registration on this kernel");
+            }
+            if !register {
+                assert_eq!(q.registered(), (false, false));
+            }
+            let mut expect = vec![0u8; 64 * DIRECT_ALIGN];
+            let mut done = Vec::new();
+            let mut keep: Vec<AlignedBuf> = Vec::new();
+            for i in 0..40usize {
+                // Reuse a kept buffer (a slot hit), grow one (a new allocation), or make one.
+                let fill = (i + 1) as u8;
+                let mut buf = match (i % 3, keep.pop()) {
+                    (0, Some(mut b)) => {
+                        b.clear();
+                        b.extend_from_slice(&vec![fill; DIRECT_ALIGN]);
+                        b
+                    }
+                    (1, Some(mut b)) => {
+                        b.clear();
+                        b.extend_from_slice(&vec![fill; 3 * DIRECT_ALIGN]);
+                        b
+                    }
+                    _ => filled(fill, 1),
+                };
+                let blocks = buf.len() / DIRECT_ALIGN;
+                let at = (i * 5) % 60;
+                let blocks = blocks.min(64 - at);
+                buf.truncate(blocks * DIRECT_ALIGN);
+                expect[at * DIRECT_ALIGN..(at + blocks) * DIRECT_ALIGN].fill(fill);
+                q.submit(
+                    i as u64 + 1,
+                    buf,
+                    0..blocks * DIRECT_ALIGN,
+                    (at * DIRECT_ALIGN) as u64,
+                    true,
+                )
+                .expect("submit");
+                // Wait for each write before the next (overlapping ranges must land in order).
+                q.reap(1, &mut done).expect("reap");
+                for c in done.drain(..) {
+                    assert_eq!(c.result.expect("write"), blocks * DIRECT_ALIGN);
+                    if i % 4 != 3 {
+                        keep.push(c.buf.expect("a write's buffer comes back"));
+                    }
+                }
+            }
+            q.submit_sync(1000).expect("sync");
+            q.reap(1, &mut done).expect("reap sync");
+            assert!(done.pop().expect("sync done").result.is_ok());
+            drop(q);
+            assert_eq!(std::fs::read(&path).expect("read back"), expect, "register={register}");
+        }
+    }
+
+    /// A second file takes the first one's registered slot; writes then go to the new file.
+    #[test]
+    fn set_file_moves_the_registered_file() {
+        if UringVfs::new().is_err() {
+            eprintln!("skipped: io_uring is unavailable here");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        for p in [&a, &b] {
+            std::fs::write(p, vec![0u8; DIRECT_ALIGN]).expect("create");
+        }
+        let mut q = UringQueue::new(1, true);
+        let opts = OpenOptions { write: true, direct: true, ..OpenOptions::default() };
+        let mut done = Vec::new();
+        for (n, p) in [&a, &b].into_iter().enumerate() {
+            q.set_file(p, opts).expect("set_file");
+            q.submit(n as u64 + 1, filled(7 + n as u8, 1), 0..DIRECT_ALIGN, 0, true)
+                .expect("submit");
+            q.reap(1, &mut done).expect("reap");
+            assert!(done.pop().expect("done").result.is_ok());
+        }
+        assert_eq!(std::fs::read(&a).expect("a"), vec![7u8; DIRECT_ALIGN]);
+        assert_eq!(std::fs::read(&b).expect("b"), vec![8u8; DIRECT_ALIGN]);
     }
 }

@@ -325,7 +325,7 @@ impl LogCore {
         };
         let pipe = opts.strategy.is_pipelined().then(|| Pipe {
             queue: vfs
-                .write_queue(opts.in_flight)
+                .write_queue(opts.in_flight, opts.uring_register)
                 .unwrap_or_else(|| Box::new(InlineQueue::new(vfs.clone()))),
             file: None,
             flights: VecDeque::new(),

@@ -185,6 +185,11 @@ pub struct LogOptions {
     pub writer_spin_us: u64,
     /// Pipelined strategies: how many writes may be in flight at once (1 to 64).
     pub in_flight: usize,
+    /// Pipelined strategies on io_uring: register the segment file and the batch buffers with
+    /// the ring (fixed file, fixed buffers), sparing the kernel a descriptor lookup and a page
+    /// pinning per write. Each falls back to the plain form where the kernel refuses (before
+    /// Linux 5.19, or the memory-lock limit of an unprivileged user for buffers).
+    pub uring_register: bool,
 }
 
 impl Default for LogOptions {
@@ -206,6 +211,7 @@ impl Default for LogOptions {
             fsync_warning_threshold_ms: 1000,
             writer_spin_us: 50,
             in_flight: 4,
+            uring_register: true,
         }
     }
 }
