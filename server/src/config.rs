@@ -85,6 +85,8 @@ clientPort=2181
 clientPortAddress=127.0.0.1
 # Every four-letter word: a loopback-only developer server (ZooKeeper's default is srvr only).
 4lw.commands.whitelist=*
+# The AdminServer (HTTP commands) on ZooKeeper's port, loopback only like the rest.
+admin.serverAddress=127.0.0.1
 ";
 
 // ---------------------------------------------------------------------------------------------
@@ -1079,6 +1081,12 @@ pub struct Config {
     pub admin_server_address: String,
     /// `admin.serverPort`.
     pub admin_server_port: u16,
+    /// `admin.commandURL` (default `/commands`).
+    pub admin_command_url: String,
+    /// `admin.idleTimeout` in ms (default 30000).
+    pub admin_idle_timeout_ms: u64,
+    /// The configuration file's text, when it was read from a file (`initial_configuration`).
+    pub initial_text: Option<String>,
 
     // Bookkeeping.
     /// What ZooKeeper would have as system properties after reading this configuration
@@ -1189,15 +1197,17 @@ fn key_kind(key: &str) -> KeyKind {
         | "closeSessionTxn.enabled"
         | "admin.enableServer"
         | "admin.serverAddress"
-        | "admin.serverPort" => SystemProperty,
+        | "admin.serverPort"
+        | "admin.commandURL"
+        | "admin.idleTimeout" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
         "jute.maxbuffer"
         | "readonlymode.enabled"
         | "java.security.auth.login.config"
         | "java.security.krb5.conf" => PlainProperty,
         "security.auth_to_local" => SystemProperty,
-        "admin.idleTimeout" | "admin.commandURL" | "admin.portUnification" => {
-            IgnoredProperty("Corral has no HTTP admin server yet")
+        "admin.portUnification" | "admin.forceHttps" | "admin.needClientAuth" => {
+            IgnoredProperty("Corral's AdminServer serves plain HTTP only")
         }
         "serverCnxnFactory" => IgnoredProperty(NOT_CONFIGURABLE),
         "DigestAuthenticationProvider.digestAlg" => {
@@ -1368,6 +1378,9 @@ impl Config {
             admin_enable_server: true,
             admin_server_address: WILDCARD_HOST.to_string(),
             admin_server_port: DEFAULT_ADMIN_SERVER_PORT,
+            admin_command_url: "/commands".to_string(),
+            admin_idle_timeout_ms: 30_000,
+            initial_text: None,
             system_properties: BTreeMap::new(),
             warnings: Vec::new(),
         }
@@ -1382,7 +1395,9 @@ impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text =
             read_text(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
-        Config::parse_with(&text, &RealFiles)
+        let mut config = Config::parse_with(&text, &RealFiles)?;
+        config.initial_text = Some(text);
+        Ok(config)
     }
 
     /// Parses zoo.cfg text without reading any other file (no `myid`: quorum mode fails).
@@ -1705,6 +1720,16 @@ impl Config {
             "admin.enableServer" => self.admin_enable_server = parse_bool(key, value, loc)?,
             "admin.serverAddress" => self.admin_server_address = value.to_string(),
             "admin.serverPort" => self.admin_server_port = parse_port(key, value, loc)?,
+            "admin.commandURL" => {
+                if !value.starts_with('/') {
+                    return Err(invalid(key, value, loc, "a URL path starting with /"));
+                }
+                self.admin_command_url = value.to_string();
+            }
+            "admin.idleTimeout" => {
+                self.admin_idle_timeout_ms =
+                    parse_int(key, value, loc, Decode, 1, i64::from(i32::MAX))? as u64
+            }
             k if k.starts_with("authProvider.") => {
                 self.auth_providers
                     .insert(k["authProvider.".len()..].to_string(), value.to_string());

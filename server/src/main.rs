@@ -1,10 +1,12 @@
 //! The `corral` binary: a ZooKeeper-compatible server, and offline tools.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use corral_server::config::Config;
+use corral_server::net::admin_http::AdminHttpOptions;
 use corral_server::server::{RunningServer, ServerOptions};
 
 /// mimalloc: the request path allocates and frees small buffers on different threads (a reply
@@ -83,7 +85,11 @@ enum Inspect {
 }
 
 fn main() -> Result<()> {
+    // Colours only on a terminal (and never with NO_COLOR set): a log file or journal gets
+    // plain text.
+    let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
+        .with_ansi(colour)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
@@ -143,7 +149,15 @@ fn main() -> Result<()> {
     if let Some(ms) = container_check_ms {
         opts.settings.container_check_ms = ms.max(1);
     }
+    let admin = AdminHttpOptions::from_config(&config)?;
     let server = RunningServer::start(opts)?;
+    if let Some(admin) = admin {
+        // As a ZooKeeper ensemble member does (a standalone ZooKeeper exits instead): the
+        // server runs on without its AdminServer, and says why.
+        if let Err(e) = server.start_admin_server(admin) {
+            tracing::warn!("{e:#}");
+        }
+    }
     if let Some(fatal) = server.wait_for_signal() {
         // Only storage failure stops the server on its own: it says why and exits 70.
         let _ = server.shutdown();

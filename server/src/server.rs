@@ -351,6 +351,38 @@ impl RunningServer {
         self.secure_addr
     }
 
+    /// Starts the AdminServer (ZooKeeper's HTTP commands) on this server's network runtime;
+    /// it stops with the server. Returns the address it listens on.
+    pub fn start_admin_server(
+        &self,
+        opts: crate::net::admin_http::AdminHttpOptions,
+    ) -> Result<SocketAddr> {
+        let rt = self.runtime.as_ref().context("the server is stopping")?;
+        let listener =
+            rt.block_on(tokio::net::TcpListener::bind(opts.bind)).with_context(|| {
+                format!(
+                    "Problem starting AdminServer on address {}, port {} and command URL {}",
+                    opts.bind.ip(),
+                    opts.bind.port(),
+                    opts.command_url
+                )
+            })?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            "Started AdminServer on address {}, port {} and command URL {}",
+            addr.ip(),
+            addr.port(),
+            opts.command_url
+        );
+        rt.spawn(crate::net::admin_http::serve(
+            listener,
+            self.shared.clone(),
+            Arc::new(opts),
+            self.stop.subscribe(),
+        ));
+        Ok(addr)
+    }
+
     /// State shared with the pipeline (for tests and reporting).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

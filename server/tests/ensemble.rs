@@ -58,6 +58,30 @@ fn ensemble(n: usize, root: &Path, extra: &str) -> Vec<Member> {
         .collect()
 }
 
+/// `GET /commands/<name>` on an AdminServer, as JSON.
+fn admin_get(addr: std::net::SocketAddr, name: &str) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET /commands/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let body = &text[text.find("\r\n\r\n").expect("a whole response") + 4..];
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+}
+
+/// ZooKeeper 3.8.0's answer in `role` (tests/data/zk-3.8.0-admin).
+fn admin_fixture(role: &str, name: &str) -> serde_json::Value {
+    let path =
+        format!("{}/tests/data/zk-3.8.0-admin/{role}/{name}.txt", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(path).unwrap();
+    serde_json::from_str(&text[text.find("\r\n\r\n").unwrap() + 4..]).unwrap()
+}
+
+fn json_keys(v: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    v.as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default()
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
 }
@@ -146,6 +170,53 @@ fn three_servers_elect_replicate_and_catch_up() {
     let mut modes: Vec<String> = addrs.iter().map(|a| mode(a)).collect();
     modes.sort();
     assert_eq!(modes, ["follower", "follower", "leader"], "srvr modes");
+    // The AdminServer's quorum commands answer with ZooKeeper's keys in each role.
+    for (i, m) in members.iter().enumerate() {
+        let server = m.server.as_ref().unwrap();
+        let admin = server
+            .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
+                bind: "127.0.0.1:0".parse().unwrap(),
+                command_url: "/commands".into(),
+                idle_timeout: Duration::from_secs(5),
+            })
+            .unwrap();
+        let role = mode(&addrs[i]);
+        let leads = role == "leader";
+        for name in ["leader", "zabstate", "voting_view", "server_stats", "observers"] {
+            let ours = admin_get(admin, name);
+            let zk = admin_fixture(&role, name);
+            assert_eq!(json_keys(&ours), json_keys(&zk), "{role} {name}: {ours}");
+            assert_eq!(ours["error"], serde_json::Value::Null, "{role} {name}");
+        }
+        let lead = admin_get(admin, "leader");
+        assert_eq!(lead["is_leader"], leads);
+        assert_eq!(lead["leader_ip"], "127.0.0.1");
+        let zab = admin_get(admin, "zabstate");
+        assert_eq!(zab["myid"], i as u64 + 1);
+        assert_eq!(zab["zabstate"], "broadcast", "{zab}");
+        assert_eq!(
+            json_keys(&zab["quorum_address"]),
+            json_keys(&admin_fixture(&role, "zabstate")["quorum_address"])
+        );
+        let view = admin_get(admin, "voting_view");
+        assert_eq!(view["current_config"].as_object().unwrap().len(), 3);
+        assert_eq!(
+            json_keys(&view["current_config"]["1"]),
+            json_keys(&admin_fixture(&role, "voting_view")["current_config"]["1"])
+        );
+        let srvr = admin_get(admin, "server_stats");
+        assert_eq!(srvr["server_stats"]["server_state"], role.as_str());
+        assert_eq!(
+            json_keys(&srvr["server_stats"]),
+            json_keys(&admin_fixture(&role, "server_stats")["server_stats"])
+        );
+        let mntr = admin_get(admin, "monitor");
+        assert_eq!(
+            mntr["peer_state"],
+            format!("{} - broadcast", if leads { "leading" } else { "following" })
+        );
+    }
+    phase("admin commands checked");
     // Server 2 stops; the other two (a quorum) go on; it comes back and catches up.
     members[1].server.take().unwrap().shutdown().unwrap();
     phase("server 2 stopped");

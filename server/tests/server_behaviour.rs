@@ -195,15 +195,17 @@ fn global_outstanding_limit_bounds_the_pipeline() {
 #[test]
 fn sigterm_exits_cleanly_and_data_survives() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = {
+    let free = || {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
+    let (port, admin_port) = (free(), free());
     let cfg = tmp.path().join("zoo.cfg");
     std::fs::write(
         &cfg,
         format!(
-            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n",
+            "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+             admin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n",
             tmp.path().join("data").display()
         ),
     )
@@ -235,6 +237,20 @@ fn sigterm_exits_cleanly_and_data_survives() {
         let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         c.create("/survives", b"yes", &open).await.unwrap();
     });
+    // The binary starts the AdminServer its zoo.cfg asks for (and answers like ZooKeeper's).
+    let mut http = TcpStream::connect(("127.0.0.1", admin_port)).expect("the AdminServer listens");
+    http.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    http.write_all(
+        b"GET /commands/initial_configuration HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut answer = String::new();
+    http.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&format!("admin.serverPort={admin_port}")),
+        "the zoo.cfg text: {answer}"
+    );
     let pid = child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -142,6 +142,9 @@ pub struct BatchStats {
     pub flushes: usize,
     /// Time spent in write + flush calls.
     pub flush_time: Duration,
+    /// The flush took longer than [`LogOptions::fsync_warning_threshold_ms`] (and was
+    /// logged as ZooKeeper logs a slow fsync).
+    pub slow: bool,
 }
 
 struct Active {
@@ -525,11 +528,19 @@ impl LogCore {
             done = end;
         }
         if stats.flush_time.as_millis() as u64 > self.opts.fsync_warning_threshold_ms {
+            stats.slow = true;
+            // ZooKeeper's FileTxnLog text (its missing space after "latency." included), which
+            // operators' log alerts match.
+            let thread = std::thread::current();
+            let file_bytes = self.active.as_ref().map_or(0, |a| a.allocated);
             tracing::warn!(
-                flush_ms = stats.flush_time.as_millis() as u64,
                 threshold_ms = self.opts.fsync_warning_threshold_ms,
                 records = stats.records,
-                "fsync-ing the transaction log took longer than fsync.warningthresholdms"
+                "fsync-ing the write ahead log in {} took {}ms which will adversely effect \
+                 operation latency.File size is {} bytes. See the ZooKeeper troubleshooting guide",
+                thread.name().unwrap_or("corral-log"),
+                stats.flush_time.as_millis(),
+                file_bytes
             );
         }
         Ok(stats)

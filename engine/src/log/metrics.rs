@@ -21,6 +21,9 @@ pub struct LogMetrics {
     pub flushes: u64,
     /// Bytes written for records.
     pub bytes: u64,
+    /// Batches whose flush took longer than the warning threshold (ZooKeeper's
+    /// `fsync_threshold_exceed_count`).
+    pub slow_flushes: u64,
 }
 
 fn hist(max: u64) -> Histogram<u64> {
@@ -38,6 +41,7 @@ impl Default for LogMetrics {
             batches: 0,
             flushes: 0,
             bytes: 0,
+            slow_flushes: 0,
         }
     }
 }
@@ -51,6 +55,7 @@ impl LogMetrics {
     /// Counts one [`super::core::BatchStats`] (a batch written, or submitted when pipelined).
     pub(crate) fn record_stats(&mut self, s: &super::core::BatchStats) {
         let (records, bytes, flushes) = (s.records as u64, s.bytes as u64, s.flushes as u64);
+        self.slow_flushes += u64::from(s.slow);
         self.record_batch(records, bytes, flushes, s.flush_time.as_micros() as u64);
     }
 

@@ -15,8 +15,10 @@
 //! `shared/zk-3.8.0-4lw-samples.txt` (live output of ZooKeeper 3.8.0) and compares bytes; the
 //! Java number, date and address formats are checked against the JDK in [`javafmt`].
 
+pub mod commands;
 pub mod fourlw;
 pub mod javafmt;
+pub mod json;
 pub mod monitor;
 pub mod report;
 

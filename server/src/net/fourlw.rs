@@ -37,9 +37,10 @@ pub fn wants_mask(word: FourLetterWord, shared: &Shared) -> bool {
     word == FourLetterWord::Stmk && shared.config.four_letter_whitelist().allows(word)
 }
 
-struct Source<'a> {
-    shared: &'a Shared,
-    local: Option<SocketAddr>,
+/// The live server, as the four-letter words and the AdminServer's commands see it.
+pub(crate) struct Source<'a> {
+    pub(crate) shared: &'a Shared,
+    pub(crate) local: Option<SocketAddr>,
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -63,7 +64,7 @@ impl Source<'_> {
         (min, avg, s.lat_max.load(Ordering::Relaxed) as i64)
     }
 
-    fn dirs(&self) -> DirSizes {
+    pub(crate) fn dirs(&self) -> DirSizes {
         let db = crate::db::DbOptions::new(&self.shared.config.data_dir);
         let mut log = crate::db::DbOptions::new(&self.shared.config.data_log_dir);
         log.data_log_dir = self.shared.config.data_log_dir.clone();
@@ -72,8 +73,46 @@ impl Source<'_> {
 }
 
 impl Source<'_> {
+    /// Every client connection (without the asking connection).
+    pub(crate) fn client_connections(&self) -> Vec<ConnectionInfo> {
+        let sh = self.shared;
+        let conns = sh.conns.lock().unwrap_or_else(|p| p.into_inner());
+        conns
+            .values()
+            .map(|c| {
+                let s = &c.stats;
+                let count = s.lat_count.load(Ordering::Relaxed) as i64;
+                let min = s.lat_min.load(Ordering::Relaxed);
+                let mut info =
+                    ConnectionInfo::new(Some(c.remote), sh.start_wall_ms + c.established_ms as i64);
+                info.outstanding_requests = c.pending.load(Ordering::Relaxed) as i64;
+                info.packets_received = s.received.load(Ordering::Relaxed) as i64;
+                info.packets_sent = s.sent.load(Ordering::Relaxed) as i64;
+                info.session_id = c.session_id.load(Ordering::Relaxed);
+                let op = s.last_op.load(Ordering::Relaxed);
+                if count > 0 {
+                    info.last_operation = last_operation_name(op as i32).to_string();
+                }
+                info.session_timeout_ms = c.timeout_ms.load(Ordering::Relaxed) as i32;
+                info.last_cxid = s.last_cxid.load(Ordering::Relaxed);
+                info.last_zxid = s.last_zxid.load(Ordering::Relaxed);
+                info.last_response_ms = s.last_response_ms.load(Ordering::Relaxed) as i64;
+                info.last_latency_ms = s.last_latency.load(Ordering::Relaxed) as i64;
+                info.min_latency_ms = if min == u64::MAX { 0 } else { min as i64 };
+                info.avg_latency_ms =
+                    if count > 0 { s.lat_sum.load(Ordering::Relaxed) as i64 / count } else { 0 };
+                info.max_latency_ms = s.lat_max.load(Ordering::Relaxed) as i64;
+                info
+            })
+            .collect()
+    }
+
     /// The mode the four-letter words report.
-    fn mode(&self) -> ServerMode {
+    pub(crate) fn mode(&self) -> ServerMode {
+        // A standalone server runs as an ensemble of one, which leads.
+        if !self.shared.config.is_distributed() {
+            return ServerMode::Standalone;
+        }
         match self.shared.mode.load(Ordering::Acquire) {
             crate::pipeline::MODE_LEADER => ServerMode::Leader,
             crate::pipeline::MODE_FOLLOWER => ServerMode::Follower,
@@ -109,42 +148,23 @@ impl FourLetterSource for Source<'_> {
             last_processed_zxid: sh.last_zxid.load(Ordering::Relaxed),
             mode: self.mode(),
             node_count: sh.view.read().map(|v| v.node_count()).unwrap_or(0) as i64,
-            proposal_sizes: Default::default(),
+            proposal_sizes: {
+                let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner());
+                match e.leading.as_ref().and_then(|l| l.proposal_sizes) {
+                    Some((last, min, max)) => crate::admin::report::BufferStats { last, min, max },
+                    None => Default::default(),
+                }
+            },
         }
     }
 
     fn connections(&self) -> Vec<ConnectionInfo> {
-        let sh = self.shared;
-        let conns = sh.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let mut out: Vec<ConnectionInfo> = conns
-            .values()
-            .map(|c| {
-                let s = &c.stats;
-                let count = s.lat_count.load(Ordering::Relaxed) as i64;
-                let min = s.lat_min.load(Ordering::Relaxed);
-                let mut info =
-                    ConnectionInfo::new(Some(c.remote), sh.start_wall_ms + c.established_ms as i64);
-                info.outstanding_requests = c.pending.load(Ordering::Relaxed) as i64;
-                info.packets_received = s.received.load(Ordering::Relaxed) as i64;
-                info.packets_sent = s.sent.load(Ordering::Relaxed) as i64;
-                info.session_id = c.session_id.load(Ordering::Relaxed);
-                let op = s.last_op.load(Ordering::Relaxed);
-                if count > 0 {
-                    info.last_operation = last_operation_name(op as i32).to_string();
-                }
-                info.session_timeout_ms = c.timeout_ms.load(Ordering::Relaxed) as i32;
-                info.last_cxid = s.last_cxid.load(Ordering::Relaxed);
-                info.last_zxid = s.last_zxid.load(Ordering::Relaxed);
-                info.last_response_ms = s.last_response_ms.load(Ordering::Relaxed) as i64;
-                info.last_latency_ms = s.last_latency.load(Ordering::Relaxed) as i64;
-                info.min_latency_ms = if min == u64::MAX { 0 } else { min as i64 };
-                info.avg_latency_ms =
-                    if count > 0 { s.lat_sum.load(Ordering::Relaxed) as i64 / count } else { 0 };
-                info.max_latency_ms = s.lat_max.load(Ordering::Relaxed) as i64;
-                info
-            })
-            .collect();
-        out.push(ConnectionInfo::new(self.local, sh.start_wall_ms + sh.now_ms() as i64));
+        let mut out = self.client_connections();
+        // The four-letter word's own connection is listed too, as ZooKeeper does.
+        out.push(ConnectionInfo::new(
+            self.local,
+            self.shared.start_wall_ms + self.shared.now_ms() as i64,
+        ));
         out
     }
 
@@ -294,6 +314,10 @@ impl FourLetterSource for Source<'_> {
         m.packets_received = sh.stats.received.load(Ordering::Relaxed) as i64;
         m.watch_count = w.total_watches as i64;
         m.auth_failed_count = sh.auth_failed.load(Ordering::Relaxed) as i64;
+        let responses = sh.stats.responses.get();
+        m.last_client_response_size = responses.last;
+        m.min_client_response_size = responses.min;
+        m.max_client_response_size = responses.max;
         m.approximate_data_size = tree.as_ref().map(|t| t.approximate_data_size()).unwrap_or(0);
         m.uptime_ms = sh.now_ms() as i64;
         let fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).ok();
@@ -306,7 +330,7 @@ impl FourLetterSource for Source<'_> {
                     .and_then(|v| v.parse().ok())
             });
         let mode = sh.mode.load(Ordering::Acquire);
-        if mode != crate::pipeline::MODE_STANDALONE {
+        if sh.config.is_distributed() {
             // An ensemble member: ZooKeeper's quorum keys (none in read-only mode).
             let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
             if mode != crate::pipeline::MODE_READ_ONLY {

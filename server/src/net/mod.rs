@@ -6,6 +6,7 @@
 //! connection's outbound queue, coalescing every frame that is waiting into one write.
 //! Four-letter words are recognised in the first four bytes of a fresh connection.
 
+pub mod admin_http;
 pub mod fourlw;
 pub mod quorum;
 pub mod quorum_sasl;
@@ -162,6 +163,7 @@ async fn writer<W: AsyncWrite + Unpin>(
     mut rx: UnboundedReceiver<Out>,
     conn: Arc<Conn>,
     reply_max: usize,
+    responses: Arc<crate::pipeline::ResponseSizes>,
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
     let mut kill = conn.kill.subscribe();
@@ -182,7 +184,12 @@ async fn writer<W: AsyncWrite + Unpin>(
             match item {
                 Out::Frame(f) => buf.extend_from_slice(&f),
                 Out::Shared(f) => buf.extend_from_slice(&f),
-                Out::Reply { reply, .. } => reply.encode_into(buf, reply_max),
+                Out::Reply { reply, .. } => {
+                    let start = buf.len();
+                    reply.encode_into(buf, reply_max);
+                    // ZooKeeper's client response size: the reply without its length prefix.
+                    responses.record(buf.len().saturating_sub(start + 4) as i64);
+                }
                 Out::Close => *close = true,
             }
         };
@@ -371,8 +378,14 @@ async fn connection<R, W>(
     let (closed_tx, mut closed_rx) = tokio::sync::oneshot::channel();
     let conn =
         Arc::new(Conn::new(id, remote, out_tx, shared.now_ms(), limits.client_queue_bytes_hard()));
-    let writer_task =
-        tokio::spawn(writer(wr, out_rx, conn.clone(), limits.reply_bytes_max, closed_tx));
+    let writer_task = tokio::spawn(writer(
+        wr,
+        out_rx,
+        conn.clone(),
+        limits.reply_bytes_max,
+        shared.stats.responses.clone(),
+        closed_tx,
+    ));
     conn.stats.received.fetch_add(1, Ordering::Relaxed);
     shared.stats.received.fetch_add(1, Ordering::Relaxed);
     shared.conns.lock().unwrap_or_else(|p| p.into_inner()).insert(id, conn.clone());

@@ -467,6 +467,50 @@ pub struct Stats {
     pub times: Mutex<ReplyTimes>,
     /// The transaction log's measurements (flush and append times), once the log is open.
     pub log: std::sync::OnceLock<corral_engine::log::MetricsHandle>,
+    /// Sizes of the replies written to clients.
+    pub responses: Arc<ResponseSizes>,
+}
+
+/// Last, smallest and largest reply size in bytes (ZooKeeper's client response
+/// `BufferStats`): -1 before the first reply.
+#[derive(Debug)]
+pub struct ResponseSizes {
+    last: AtomicI64,
+    min: AtomicI64,
+    max: AtomicI64,
+}
+
+impl Default for ResponseSizes {
+    fn default() -> Self {
+        Self { last: AtomicI64::new(-1), min: AtomicI64::new(-1), max: AtomicI64::new(-1) }
+    }
+}
+
+impl ResponseSizes {
+    /// Records one reply of `bytes`.
+    pub fn record(&self, bytes: i64) {
+        self.last.store(bytes, Ordering::Relaxed);
+        self.max.fetch_max(bytes, Ordering::Relaxed);
+        let _ = self.min.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |m| {
+            (m < 0 || bytes < m).then_some(bytes)
+        });
+    }
+
+    /// The figures.
+    pub fn get(&self) -> crate::admin::report::BufferStats {
+        crate::admin::report::BufferStats {
+            last: self.last.load(Ordering::Relaxed),
+            min: self.min.load(Ordering::Relaxed),
+            max: self.max.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Back to no samples (srst).
+    pub fn reset(&self) {
+        for a in [&self.last, &self.min, &self.max] {
+            a.store(-1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Stats {
@@ -497,6 +541,7 @@ impl Stats {
             a.store(0, Ordering::Relaxed);
         }
         self.lat_min.store(u64::MAX, Ordering::Relaxed);
+        self.responses.reset();
         *self.times.lock().unwrap_or_else(|p| p.into_inner()) = ReplyTimes::default();
         if let Some(log) = self.log.get() {
             log.reset();

@@ -1,0 +1,611 @@
+//! The AdminServer's commands: ZooKeeper's `/commands/<name>` over HTTP, answered with the
+//! JSON keys (and Jackson's layout, [`super::json`]) of ZooKeeper 3.9.
+//!
+//! Owns: the command table (primary names, aliases, method, whether the server must be
+//! serving), dispatch and the early errors (`Unknown command: …`, not serving), the command
+//! listing, and every answer's keys, built from plain data the server fills in through
+//! [`AdminSource`] (the four-letter words' [`FourLetterSource`] plus what only the HTTP
+//! commands report).
+//!
+//! Must never touch: sockets, clocks, files. `net::admin_http` parses HTTP, calls
+//! [`handle`] and writes the [`Response`].
+//!
+//! Fidelity: `server/tests/admin_http.rs` compares every command's keys with live answers of
+//! ZooKeeper 3.8.0 in `server/tests/data/zk-3.8.0-admin/`.
+
+use std::net::SocketAddr;
+
+use serde_json::{json, Map, Value};
+
+use super::fourlw::FourLetterSource;
+use super::javafmt::hex;
+use super::json::to_jackson_string;
+use super::monitor::MetricValue;
+use super::report::{BufferStats, ConnectionInfo, ServerMode};
+use crate::config::LearnerType;
+
+/// ZooKeeper's answer when a command needs a serving server.
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests";
+
+/// HTTP method of a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    /// GET (and HEAD, answered without a body by the HTTP layer).
+    Get,
+    /// POST.
+    Post,
+    /// Anything else.
+    Other,
+}
+
+/// One HTTP request for the AdminServer, already parsed.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    /// The method.
+    pub method: Method,
+    /// The URL path (no query).
+    pub path: &'a str,
+    /// Query parameters in order (ZooKeeper keeps the first value of each).
+    pub query: Vec<(String, String)>,
+}
+
+/// What the HTTP layer writes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Status code.
+    pub status: u16,
+    /// `Content-Type`, if any (ZooKeeper sets none on the listing).
+    pub content_type: Option<&'static str>,
+    /// The body.
+    pub body: String,
+}
+
+impl Response {
+    fn json(status: u16, body: String) -> Response {
+        Response { status, content_type: Some("application/json"), body }
+    }
+
+    fn not_found() -> Response {
+        Response { status: 404, content_type: Some("text/plain"), body: "Not Found\n".into() }
+    }
+}
+
+/// One command of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandDef {
+    /// Its primary name (the `command` key of its answers).
+    pub primary: &'static str,
+    /// Other names it answers to.
+    pub aliases: &'static [&'static str],
+    /// Answered only while the server serves requests.
+    pub server_required: bool,
+}
+
+const fn cmd(
+    primary: &'static str,
+    aliases: &'static [&'static str],
+    server_required: bool,
+) -> CommandDef {
+    CommandDef { primary, aliases, server_required }
+}
+
+/// Every command, sorted by primary name (the listing's order). All are GET commands.
+pub const COMMANDS: &[CommandDef] = &[
+    cmd("configuration", &["conf", "config"], true),
+    cmd("connection_stat_reset", &["crst"], true),
+    cmd("connections", &["cons"], true),
+    cmd("dirs", &[], true),
+    cmd("dump", &[], true),
+    cmd("environment", &["env", "envi"], false),
+    cmd("get_trace_mask", &["gtmk"], false),
+    cmd("hash", &[], true),
+    cmd("initial_configuration", &["icfg"], true),
+    cmd("is_read_only", &["isro"], true),
+    cmd("last_snapshot", &["lsnp"], true),
+    cmd("leader", &["lead"], true),
+    cmd("monitor", &["mntr"], false),
+    cmd("observer_connection_stat_reset", &["orst"], true),
+    cmd("observers", &["obsr"], true),
+    cmd("ruok", &[], true),
+    cmd("server_stats", &["srvr"], true),
+    cmd("set_trace_mask", &["stmk"], false),
+    cmd("stat_reset", &["srst"], true),
+    cmd("stats", &["stat"], true),
+    cmd("system_properties", &["sysp"], false),
+    cmd("voting_view", &[], true),
+    cmd("watch_summary", &["wchs"], true),
+    cmd("watches", &["wchc"], true),
+    cmd("watches_by_path", &["wchp"], true),
+    cmd("zabstate", &[], false),
+];
+
+/// The command a name (primary or alias) stands for.
+pub fn lookup(name: &str) -> Option<&'static CommandDef> {
+    COMMANDS.iter().find(|c| c.primary == name || c.aliases.contains(&name))
+}
+
+/// Who leads, for `leader` (quorum mode only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderView {
+    /// This server leads.
+    pub is_leader: bool,
+    /// The leader's id (-1 while none is known).
+    pub leader_id: i64,
+    /// The leader's quorum host (`""` while unknown).
+    pub leader_ip: String,
+}
+
+/// One member of the current configuration, for `voting_view`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VotingMember {
+    /// Its id.
+    pub sid: u64,
+    /// Quorum addresses, `host:port`.
+    pub server_addresses: Vec<String>,
+    /// Election addresses, `host:port`.
+    pub election_addresses: Vec<String>,
+    /// Client address, `host:port`, or `""`.
+    pub client_address: String,
+    /// Participant or observer.
+    pub learner_type: LearnerType,
+}
+
+/// Addresses of one of this server's ports, for `zabstate` (ZooKeeper serialises its
+/// `MultipleAddresses` bean).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressSet {
+    /// `host:port` for each address.
+    pub addresses: Vec<SocketAddr>,
+}
+
+/// This server's ZAB state, for `zabstate` (quorum mode only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZabView {
+    /// `myid`.
+    pub myid: u64,
+    /// This server leads.
+    pub is_leader: bool,
+    /// Its quorum addresses.
+    pub quorum_address: AddressSet,
+    /// Its election addresses.
+    pub election_address: AddressSet,
+    /// Its client address, `host:port` (`""` when none).
+    pub client_address: String,
+    /// It votes.
+    pub voting: bool,
+    /// Last zxid logged.
+    pub last_zxid: i64,
+    /// `election`, `discovery`, `synchronization` or `broadcast`.
+    pub zabstate: String,
+}
+
+/// One connected learner, for `observers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LearnerView {
+    /// The learner's address.
+    pub remote: Option<SocketAddr>,
+    /// Its id.
+    pub sid: u64,
+    /// When it connected, ms since the epoch.
+    pub established_ms: i64,
+    /// Packets queued for it.
+    pub queued_packets: i64,
+    /// Bytes queued for it.
+    pub queued_packets_size: i64,
+    /// Packets received from it.
+    pub packets_received: i64,
+    /// Packets sent to it.
+    pub packets_sent: i64,
+    /// Requests it forwarded.
+    pub requests: i64,
+    /// Last zxid sent to it.
+    pub last_zxid: i64,
+}
+
+/// What only the HTTP commands report, beyond the four-letter words' data.
+pub trait AdminSource: FourLetterSource {
+    /// Every client connection (the AdminServer's own HTTP connection is not one).
+    fn client_connections(&self) -> Vec<ConnectionInfo>;
+    /// Client response sizes (`client_response`, and inside `server_stats`).
+    fn client_response_sizes(&self) -> BufferStats;
+    /// Flushes slower than `fsync.warningthresholdms` so far.
+    fn fsync_threshold_exceed_count(&self) -> i64;
+    /// Milliseconds since the server started.
+    fn uptime_ms(&self) -> i64;
+    /// Session expiry buckets: (expiry time in ms, session ids), sorted by time.
+    fn session_expiry(&self) -> Vec<(i64, Vec<i64>)>;
+    /// The configuration file's text as read at start (`""` without one; `None`, printed as
+    /// null, in quorum mode, where ZooKeeper does not keep it).
+    fn initial_configuration(&self) -> Option<String>;
+    /// The newest snapshot: (zxid, file modification time in seconds), if any.
+    fn last_snapshot(&self) -> Option<(i64, i64)>;
+    /// Who leads (`None`: standalone).
+    fn leader(&self) -> Option<LeaderView>;
+    /// The current configuration's members (empty: standalone).
+    fn voting_view(&self) -> Vec<VotingMember>;
+    /// ZAB state (`None`: standalone).
+    fn zab(&self) -> Option<ZabView>;
+    /// Synced observers and the observers connected to this server.
+    fn observers(&self) -> (i64, Vec<LearnerView>);
+    /// `system_properties`: name, value, sorted by name.
+    fn system_properties(&self) -> Vec<(String, String)>;
+    /// `observer_connection_stat_reset`.
+    fn reset_observer_stats(&mut self);
+}
+
+/// Answers `req`. `command_url` is `admin.commandURL` (default `/commands`).
+pub fn handle(req: &Request<'_>, command_url: &str, source: &mut dyn AdminSource) -> Response {
+    let base = command_url.trim_end_matches('/');
+    let Some(rest) = req.path.strip_prefix(base) else { return Response::not_found() };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        return Response::not_found();
+    }
+    let name = rest.trim_start_matches('/');
+    if name.is_empty() {
+        return match req.method {
+            Method::Get | Method::Post => listing(command_url),
+            Method::Other => method_not_allowed(),
+        };
+    }
+    if req.method != Method::Get {
+        // Every command here is a GET command; Jetty's servlet refuses other methods.
+        return method_not_allowed();
+    }
+    let Some(def) = lookup(name) else {
+        return error_response(name, &format!("Unknown command: {name}"));
+    };
+    if def.server_required && !source.is_serving() {
+        return error_response(name, NOT_SERVING);
+    }
+    let param = |k: &str| req.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let data = match run(def.primary, source, param) {
+        Ok(data) => data,
+        Err(error) => return error_response_keyed(def.primary, &error),
+    };
+    Response::json(200, finish(def.primary, data))
+}
+
+/// ZooKeeper's listing of `GET /commands`: a link per primary name, each followed by `<br/>`.
+fn listing(command_url: &str) -> Response {
+    let base = command_url.trim_end_matches('/');
+    let mut body = String::new();
+    for c in COMMANDS {
+        body.push_str(&format!("<a href=\"{base}/{0}\">{0}</a>\n<br/>\n", c.primary));
+    }
+    Response { status: 200, content_type: None, body }
+}
+
+fn method_not_allowed() -> Response {
+    Response {
+        status: 405,
+        content_type: Some("text/plain"),
+        body: "HTTP method not supported by this URL\n".into(),
+    }
+}
+
+/// The JSON envelope: the command's keys, then `command`, then `error` (null).
+fn finish(command: &str, mut data: Map<String, Value>) -> String {
+    data.insert("command".into(), json!(command));
+    data.insert("error".into(), Value::Null);
+    to_jackson_string(&data)
+}
+
+/// An early error (unknown command, not serving): `command` as requested, then `error`.
+fn error_response(name: &str, error: &str) -> Response {
+    let mut m = Map::new();
+    m.insert("command".into(), json!(name));
+    m.insert("error".into(), json!(error));
+    Response::json(200, to_jackson_string(&m))
+}
+
+/// An error a command puts in its own answer: `error` first, then `command`.
+fn error_response_keyed(command: &str, error: &str) -> Response {
+    let mut m = Map::new();
+    m.insert("error".into(), json!(error));
+    m.insert("command".into(), json!(command));
+    Response::json(200, to_jackson_string(&m))
+}
+
+fn buffer_stats(b: BufferStats) -> Value {
+    json!({ "last_buffer_size": b.last, "min_buffer_size": b.min, "max_buffer_size": b.max })
+}
+
+fn remote(addr: Option<SocketAddr>) -> Value {
+    match addr {
+        Some(a) => json!(a.to_string()),
+        None => Value::Null,
+    }
+}
+
+/// `connections` entries: brief (`stats`) or full (`connections`).
+fn connection(c: &ConnectionInfo, brief: bool) -> Value {
+    let mut m = Map::new();
+    m.insert("remote_socket_address".into(), remote(c.remote));
+    m.insert("interest_ops".into(), json!(c.interest_ops));
+    m.insert("outstanding_requests".into(), json!(c.outstanding_requests));
+    m.insert("packets_received".into(), json!(c.packets_received));
+    m.insert("packets_sent".into(), json!(c.packets_sent));
+    if !brief && c.session_id != 0 {
+        m.insert("session_id".into(), json!(c.session_id));
+        m.insert("last_operation".into(), json!(c.last_operation));
+        m.insert("established".into(), json!(c.established_ms));
+        m.insert("session_timeout".into(), json!(c.session_timeout_ms));
+        m.insert("last_cxid".into(), json!(c.last_cxid));
+        m.insert("last_zxid".into(), json!(c.last_zxid));
+        m.insert("last_response_time".into(), json!(c.last_response_ms));
+        m.insert("last_latency".into(), json!(c.last_latency_ms));
+        m.insert("min_latency".into(), json!(c.min_latency_ms));
+        m.insert("avg_latency".into(), json!(c.avg_latency_ms));
+        m.insert("max_latency".into(), json!(c.max_latency_ms));
+    }
+    Value::Object(m)
+}
+
+/// `server_stats` and `stats` keys.
+fn server_stats_keys(source: &dyn AdminSource, m: &mut Map<String, Value>) {
+    let s = source.server_stats();
+    let dirs = source.dir_sizes();
+    let responses = source.client_response_sizes();
+    let alive = source.client_connections().len();
+    m.insert("version".into(), json!(s.version));
+    m.insert("read_only".into(), json!(s.mode == ServerMode::ReadOnly));
+    m.insert(
+        "server_stats".into(),
+        json!({
+            "packets_sent": s.packets_sent,
+            "packets_received": s.packets_received,
+            "fsync_threshold_exceed_count": source.fsync_threshold_exceed_count(),
+            "client_response_stats": buffer_stats(responses),
+            "data_dir_size": dirs.data_dir_size,
+            "log_dir_size": dirs.log_dir_size,
+            "provider_null": false,
+            "server_state": s.mode.as_str(),
+            "last_processed_zxid": s.last_processed_zxid,
+            "outstanding_requests": s.outstanding_requests,
+            "avg_latency": s.avg_latency_ms,
+            "max_latency": s.max_latency_ms,
+            "min_latency": s.min_latency_ms,
+            "num_alive_client_connections": alive,
+            "uptime": source.uptime_ms(),
+            "auth_failed_count": source.monitor().auth_failed_count,
+            "non_mtlsremote_conn_count": 0,
+            "non_mtlslocal_conn_count": 0,
+        }),
+    );
+    m.insert("client_response".into(), buffer_stats(responses));
+    if s.mode == ServerMode::Leader {
+        m.insert("proposal_stats".into(), buffer_stats(s.proposal_sizes));
+    }
+    m.insert("node_count".into(), json!(s.node_count));
+}
+
+fn metric(v: &MetricValue) -> Value {
+    match v {
+        MetricValue::Int(n) => json!(n),
+        MetricValue::Double(d) => json!(d),
+        MetricValue::Text(s) => json!(s),
+        MetricValue::Null => Value::Null,
+    }
+}
+
+/// ZooKeeper's `MultipleAddresses` bean, as Jackson writes it.
+fn address_set(a: &AddressSet) -> Value {
+    let strs: Vec<String> = a.addresses.iter().map(|x| x.to_string()).collect();
+    let wildcard: Vec<String> = a
+        .addresses
+        .iter()
+        .map(|x| {
+            if x.is_ipv4() {
+                format!("0.0.0.0:{}", x.port())
+            } else {
+                format!("[::]:{}", x.port())
+            }
+        })
+        .collect();
+    let ports: Vec<u16> = a.addresses.iter().map(|x| x.port()).collect();
+    let hosts: Vec<String> = a.addresses.iter().map(|x| x.ip().to_string()).collect();
+    let one = strs.first().cloned().map_or(Value::Null, Value::String);
+    json!({
+        "empty": a.addresses.is_empty(),
+        "all_addresses": strs,
+        "all_reachable_addresses": strs,
+        "one": one,
+        "reachable_address": one,
+        "wildcard_addresses": wildcard,
+        "all_ports": ports,
+        "all_host_strings": hosts,
+        "all_reachable_addresses_or_all": strs,
+        "reachable_or_one": one,
+    })
+}
+
+/// A command's own keys (or the error it reports in its answer).
+fn run<'p>(
+    primary: &str,
+    source: &mut dyn AdminSource,
+    param: impl Fn(&str) -> Option<&'p str>,
+) -> Result<Map<String, Value>, String> {
+    let mut m = Map::new();
+    match primary {
+        "configuration" => {
+            let c = source.conf();
+            m.insert("client_port".into(), json!(c.client_port));
+            m.insert("data_dir".into(), json!(c.data_dir));
+            m.insert("data_log_dir".into(), json!(c.data_log_dir));
+            m.insert("tick_time".into(), json!(c.tick_time_ms));
+            m.insert("max_client_cnxns".into(), json!(c.max_client_cnxns));
+            m.insert("min_session_timeout".into(), json!(c.min_session_timeout_ms));
+            m.insert("max_session_timeout".into(), json!(c.max_session_timeout_ms));
+            m.insert("server_id".into(), json!(c.server_id));
+            m.insert("client_port_listen_backlog".into(), json!(c.client_port_listen_backlog));
+        }
+        "connection_stat_reset" => source.reset_connection_stats(),
+        "connections" => {
+            let list: Vec<Value> =
+                source.client_connections().iter().map(|c| connection(c, false)).collect();
+            m.insert("connections".into(), json!(list));
+            m.insert("secure_connections".into(), json!([]));
+        }
+        "dirs" => {
+            let d = source.dir_sizes();
+            m.insert("datadir_size".into(), json!(d.data_dir_size));
+            m.insert("logdir_size".into(), json!(d.log_dir_size));
+        }
+        "dump" => {
+            let mut expiry = Map::new();
+            for (at, ids) in source.session_expiry() {
+                expiry.insert(at.to_string(), json!(ids));
+            }
+            let mut eph = Map::new();
+            for (sid, paths) in source.dump().ephemerals {
+                eph.insert(sid.to_string(), json!(paths));
+            }
+            m.insert("expiry_time_to_session_ids".into(), Value::Object(expiry));
+            m.insert("session_id_to_ephemeral_paths".into(), Value::Object(eph));
+        }
+        "environment" => {
+            for (k, v) in source.environment().entries {
+                m.insert(k, json!(v));
+            }
+        }
+        "get_trace_mask" => {
+            m.insert("tracemask".into(), json!(source.trace_mask()));
+        }
+        "hash" => {
+            let digests: Vec<Value> = source
+                .digest_log()
+                .into_iter()
+                .map(
+                    |(zxid, digest)| json!({ "zxid": zxid, "digest_version": 2, "digest": digest }),
+                )
+                .collect();
+            m.insert("digests".into(), json!(digests));
+        }
+        "initial_configuration" => {
+            m.insert("initial_configuration".into(), json!(source.initial_configuration()));
+        }
+        "is_read_only" => {
+            m.insert("read_only".into(), json!(source.is_read_only()));
+        }
+        "last_snapshot" => {
+            let (zxid, ts) = source.last_snapshot().unwrap_or((-1, -1));
+            m.insert("zxid".into(), json!(hex(zxid)));
+            m.insert("timestamp".into(), json!(ts));
+        }
+        "leader" => {
+            let Some(l) = source.leader() else {
+                return Err("server is not initialized".into());
+            };
+            m.insert("is_leader".into(), json!(l.is_leader));
+            m.insert("leader_id".into(), json!(l.leader_id));
+            m.insert("leader_ip".into(), json!(l.leader_ip));
+        }
+        "monitor" => {
+            for (k, v) in source.monitor().entries() {
+                m.insert(k, metric(&v));
+            }
+        }
+        "observer_connection_stat_reset" => source.reset_observer_stats(),
+        "observers" => {
+            let (synced, list) = source.observers();
+            let list: Vec<Value> = list
+                .iter()
+                .map(|o| {
+                    json!({
+                        "remote_socket_address": o.remote.map(|a| format!("/{a}")),
+                        "sid": o.sid,
+                        "established": o.established_ms,
+                        "queued_packets": o.queued_packets,
+                        "queued_packets_size": o.queued_packets_size,
+                        "packets_received": o.packets_received,
+                        "packets_sent": o.packets_sent,
+                        "requests": o.requests,
+                        "last_zxid": o.last_zxid,
+                    })
+                })
+                .collect();
+            m.insert("synced_observers".into(), json!(synced));
+            m.insert("observers".into(), json!(list));
+        }
+        "ruok" => {}
+        "server_stats" => server_stats_keys(source, &mut m),
+        "set_trace_mask" => {
+            let Some(arg) = param("traceMask") else {
+                return Err("setTraceMask requires long traceMask argument".into());
+            };
+            let Ok(mask) = arg.parse::<i64>() else {
+                return Err(format!("setTraceMask requires long traceMask argument, got {arg}"));
+            };
+            source.set_trace_mask(mask);
+            m.insert("tracemask".into(), json!(mask));
+        }
+        "stat_reset" => source.reset_server_stats(),
+        "stats" => {
+            server_stats_keys(source, &mut m);
+            let list: Vec<Value> =
+                source.client_connections().iter().map(|c| connection(c, true)).collect();
+            m.insert("connections".into(), json!(list));
+            m.insert("secure_connections".into(), json!([]));
+        }
+        "system_properties" => {
+            for (k, v) in source.system_properties() {
+                m.insert(k, json!(v));
+            }
+        }
+        "voting_view" => {
+            let mut view = Map::new();
+            for v in source.voting_view() {
+                view.insert(
+                    v.sid.to_string(),
+                    json!({
+                        "server_addresses": v.server_addresses,
+                        "election_addresses": v.election_addresses,
+                        "client_address": v.client_address,
+                        "learner_type": v.learner_type.as_str(),
+                    }),
+                );
+            }
+            m.insert("current_config".into(), Value::Object(view));
+        }
+        "watch_summary" => {
+            let w = source.watch_summary();
+            m.insert("num_connections".into(), json!(w.connections));
+            m.insert("num_paths".into(), json!(w.paths));
+            m.insert("num_total_watches".into(), json!(w.total_watches));
+        }
+        "watches" => {
+            let mut by = Map::new();
+            for (sid, paths) in source.watches_by_session() {
+                by.insert(sid.to_string(), json!(paths));
+            }
+            m.insert("session_id_to_watched_paths".into(), Value::Object(by));
+        }
+        "watches_by_path" => {
+            let mut by = Map::new();
+            for (path, sids) in source.watches_by_path() {
+                by.insert(path, json!(sids));
+            }
+            m.insert("path_to_session_ids".into(), Value::Object(by));
+        }
+        "zabstate" => match source.zab() {
+            Some(z) => {
+                m.insert("myid".into(), json!(z.myid));
+                m.insert("is_leader".into(), json!(z.is_leader));
+                m.insert("quorum_address".into(), address_set(&z.quorum_address));
+                m.insert("election_address".into(), address_set(&z.election_address));
+                m.insert("client_address".into(), json!(z.client_address));
+                m.insert("voting".into(), json!(z.voting));
+                m.insert("last_zxid".into(), json!(format!("0x{}", hex(z.last_zxid))));
+                m.insert("zab_epoch".into(), json!(z.last_zxid >> 32));
+                m.insert("zab_counter".into(), json!(z.last_zxid & 0xffff_ffff));
+                m.insert("zabstate".into(), json!(z.zabstate));
+            }
+            None => {
+                m.insert("voting".into(), json!(false));
+                m.insert("zabstate".into(), json!(""));
+            }
+        },
+        other => return Err(format!("Unknown command: {other}")),
+    }
+    Ok(m)
+}

@@ -1,0 +1,377 @@
+//! The AdminServer: ZooKeeper's HTTP commands (`admin.serverAddress`:`admin.serverPort`,
+//! `admin.commandURL`), served with hyper on the server's network runtime. What each command
+//! answers is `crate::admin::commands`'; the figures come from the same live-server source as
+//! the four-letter words (`super::fourlw::Source`), plus what only the HTTP commands report.
+//!
+//! Limits: at most [`MAX_CONNECTIONS`] connections at once (more are closed at accept), a
+//! request's headers must arrive within `admin.idleTimeout`, a connection lives at most
+//! [`MAX_CONNECTION_LIFE`], and request bodies are never read (every command is a GET).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::fourlw::Source;
+use crate::admin::commands::{
+    self, AddressSet, AdminSource, LeaderView, LearnerView, Method, VotingMember, ZabView,
+};
+use crate::admin::report::{BufferStats, ConnectionInfo};
+use crate::config::{Config, LearnerType};
+use crate::pipeline::Shared;
+
+/// Connections served at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// The longest a connection is kept, however busy.
+pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(600);
+
+/// How the AdminServer listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminHttpOptions {
+    /// `admin.serverAddress`:`admin.serverPort`.
+    pub bind: SocketAddr,
+    /// `admin.commandURL`.
+    pub command_url: String,
+    /// `admin.idleTimeout`.
+    pub idle_timeout: Duration,
+}
+
+impl AdminHttpOptions {
+    /// The options `config` asks for, or `None` when `admin.enableServer` is false.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<AdminHttpOptions>> {
+        if !config.admin_enable_server {
+            return Ok(None);
+        }
+        let host = config.admin_server_address.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host
+            .parse()
+            .map_err(|_| anyhow::anyhow!("admin.serverAddress {host:?} is not an IP address"))?;
+        Ok(Some(AdminHttpOptions {
+            bind: SocketAddr::new(ip, config.admin_server_port),
+            command_url: config.admin_command_url.clone(),
+            idle_timeout: Duration::from_millis(config.admin_idle_timeout_ms.max(1)),
+        }))
+    }
+}
+
+/// Serves `listener` until `stop` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    opts: Arc<AdminHttpOptions>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => return,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::debug!(error = %e, "AdminServer accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::info!(%peer, max = MAX_CONNECTIONS, "AdminServer connection refused: too many open");
+            continue;
+        };
+        let (shared, opts, mut stop) = (shared.clone(), opts.clone(), stop.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let idle = opts.idle_timeout;
+            let service = service_fn(move |req| respond(req, shared.clone(), opts.clone()));
+            let conn = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(idle)
+                .serve_connection(TokioIo::new(stream), service);
+            tokio::select! {
+                _ = conn => {}
+                _ = stop.wait_for(|s| *s) => {}
+                _ = tokio::time::sleep(MAX_CONNECTION_LIFE) => {}
+            }
+        });
+    }
+}
+
+/// Percent-decodes a query component (`+` is a space).
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h << 4 | l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Query parameters in order.
+fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+async fn respond(
+    req: hyper::Request<Incoming>,
+    shared: Arc<Shared>,
+    opts: Arc<AdminHttpOptions>,
+) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
+    let method = match *req.method() {
+        hyper::Method::GET | hyper::Method::HEAD => Method::Get,
+        hyper::Method::POST => Method::Post,
+        _ => Method::Other,
+    };
+    let out = if *req.method() == hyper::Method::TRACE {
+        // Blocked, as ZooKeeper's AdminServer blocks it.
+        commands::Response { status: 403, content_type: Some("text/plain"), body: String::new() }
+    } else {
+        let path = req.uri().path().to_string();
+        let query = query_pairs(req.uri().query());
+        // Some commands walk the data directories: off the network threads.
+        tokio::task::spawn_blocking(move || {
+            let request = commands::Request { method, path: &path, query };
+            let mut source = Source { shared: &shared, local: None };
+            commands::handle(&request, &opts.command_url, &mut source)
+        })
+        .await
+        .unwrap_or_else(|_| commands::Response {
+            status: 500,
+            content_type: Some("text/plain"),
+            body: "internal error\n".into(),
+        })
+    };
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(out.body)));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(out.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Some(ct) = out.content_type {
+        resp.headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ct));
+    }
+    Ok(resp)
+}
+
+/// `host:port` with brackets around an IPv6 host.
+fn host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl AdminSource for Source<'_> {
+    fn client_connections(&self) -> Vec<ConnectionInfo> {
+        Source::client_connections(self)
+    }
+
+    fn client_response_sizes(&self) -> BufferStats {
+        self.shared.stats.responses.get()
+    }
+
+    fn fsync_threshold_exceed_count(&self) -> i64 {
+        self.shared.stats.log.get().map_or(0, |l| l.get().slow_flushes as i64)
+    }
+
+    fn uptime_ms(&self) -> i64 {
+        self.shared.now_ms() as i64
+    }
+
+    fn session_expiry(&self) -> Vec<(i64, Vec<i64>)> {
+        let sh = self.shared;
+        let sessions = sh.sessions.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tick = sh.settings.tick_ms.max(1) as i64;
+        let mut buckets: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
+        for (id, s) in &sessions {
+            // ZooKeeper's buckets are on its monotonic clock, in ms.
+            let last = s.last_touch.load(Ordering::Relaxed) as i64;
+            let expire = (last + i64::from(s.timeout_ms)).div_euclid(tick) * tick + tick;
+            buckets.entry(expire).or_default().push(*id);
+        }
+        buckets.into_iter().collect()
+    }
+
+    fn initial_configuration(&self) -> Option<String> {
+        // ZooKeeper keeps the file's text for a standalone server only.
+        let c = &self.shared.config;
+        if c.is_distributed() {
+            return None;
+        }
+        Some(c.initial_text.clone().unwrap_or_default())
+    }
+
+    fn last_snapshot(&self) -> Option<(i64, i64)> {
+        let dir = self.shared.config.snap_dir();
+        let mut best: Option<(i64, i64)> = None;
+        for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+            let name = e.file_name();
+            let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
+                continue;
+            };
+            let Ok(zxid) = u64::from_str_radix(hex, 16) else { continue };
+            let mtime = e
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs() as i64);
+            if best.is_none_or(|(z, _)| zxid as i64 > z) {
+                best = Some((zxid as i64, mtime));
+            }
+        }
+        best
+    }
+
+    fn leader(&self) -> Option<LeaderView> {
+        let sh = self.shared;
+        // A standalone server runs as an ensemble of one; ZooKeeper's has no leader.
+        if !sh.config.is_distributed() {
+            return None;
+        }
+        let mode = sh.mode.load(Ordering::Acquire);
+        let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let me = sh.config.my_id;
+        let leader = if mode == crate::pipeline::MODE_LEADER { me } else { e.leader };
+        let ip = leader
+            .and_then(|id| sh.config.servers.get(&id))
+            .and_then(|s| s.addresses.first())
+            .map(|a| a.host.clone())
+            .unwrap_or_default();
+        Some(LeaderView {
+            is_leader: mode == crate::pipeline::MODE_LEADER,
+            leader_id: leader.map_or(-1, |l| l as i64),
+            leader_ip: ip,
+        })
+    }
+
+    fn voting_view(&self) -> Vec<VotingMember> {
+        let c = &self.shared.config;
+        if !c.is_distributed() {
+            return Vec::new();
+        }
+        c.participants()
+            .map(|s| VotingMember {
+                sid: s.id,
+                server_addresses: s
+                    .addresses
+                    .iter()
+                    .map(|a| host_port(&a.host, a.quorum_port))
+                    .collect(),
+                election_addresses: s
+                    .addresses
+                    .iter()
+                    .map(|a| host_port(&a.host, a.election_port))
+                    .collect(),
+                client_address: s
+                    .client_address
+                    .as_ref()
+                    .map(|h| host_port(&h.host, h.port))
+                    .unwrap_or_default(),
+                learner_type: s.learner_type,
+            })
+            .collect()
+    }
+
+    fn zab(&self) -> Option<ZabView> {
+        let sh = self.shared;
+        let c = &sh.config;
+        if !c.is_distributed() {
+            return None;
+        }
+        let mine = c.my_server()?;
+        let resolve = |host: &str, port: u16| -> Option<SocketAddr> {
+            use std::net::ToSocketAddrs;
+            (host.trim_start_matches('[').trim_end_matches(']'), port)
+                .to_socket_addrs()
+                .ok()?
+                .next()
+        };
+        let quorum =
+            mine.addresses.iter().filter_map(|a| resolve(&a.host, a.quorum_port)).collect();
+        let election =
+            mine.addresses.iter().filter_map(|a| resolve(&a.host, a.election_port)).collect();
+        let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // `following - broadcast` → `broadcast`; while looking, ZooKeeper's phase is election.
+        let phase = e.peer_state.split(" - ").nth(1).unwrap_or("election").to_string();
+        Some(ZabView {
+            myid: c.my_id.unwrap_or(0),
+            is_leader: sh.mode.load(Ordering::Acquire) == crate::pipeline::MODE_LEADER,
+            quorum_address: AddressSet { addresses: quorum },
+            election_address: AddressSet { addresses: election },
+            client_address: mine
+                .client_address
+                .as_ref()
+                .map(|h| host_port(&h.host, h.port))
+                .unwrap_or_default(),
+            voting: mine.learner_type == LearnerType::Participant,
+            last_zxid: sh.last_zxid.load(Ordering::Relaxed),
+            zabstate: phase,
+        })
+    }
+
+    fn observers(&self) -> (i64, Vec<LearnerView>) {
+        let e = self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let synced = e.leading.map_or(0, |l| l.synced_observers as i64);
+        (synced, Vec::new())
+    }
+
+    fn system_properties(&self) -> Vec<(String, String)> {
+        let mut props = self.shared.config.system_properties.clone();
+        props.insert("zookeeper.version".into(), crate::admin::full_version());
+        props.into_iter().collect()
+    }
+
+    fn reset_observer_stats(&mut self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_decoding() {
+        assert_eq!(
+            query_pairs(Some("traceMask=5&a=b%20c+d&flag&x=%zz%4")),
+            vec![
+                ("traceMask".to_string(), "5".to_string()),
+                ("a".to_string(), "b c d".to_string()),
+                ("flag".to_string(), String::new()),
+                ("x".to_string(), "%zz%4".to_string()),
+            ]
+        );
+        assert!(query_pairs(None).is_empty());
+    }
+}
