@@ -63,6 +63,35 @@ pub const DEFAULT_COMMIT_LOG_COUNT: u32 = 500;
 pub const DEFAULT_CNX_TIMEOUT_MS: u32 = 5000;
 /// Default `admin.serverPort`.
 pub const DEFAULT_ADMIN_SERVER_PORT: u16 = 8080;
+
+/// ZooKeeper's default `metricsProvider.className` (no HTTP endpoint).
+pub const DEFAULT_METRICS_PROVIDER: &str =
+    "org.apache.zookeeper.metrics.impl.DefaultMetricsProvider";
+
+/// `metricsProvider.*`: which metrics provider, and where ZooKeeper's Prometheus provider
+/// serves (`crate::net::metrics_http`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsProviderConfig {
+    /// `metricsProvider.className`.
+    pub class_name: String,
+    /// `metricsProvider.httpHost` (default `0.0.0.0`).
+    pub http_host: String,
+    /// `metricsProvider.httpPort` (default 7000).
+    pub http_port: u16,
+    /// `metricsProvider.exportJvmInfo` (default true; Corral's are the `process_*` metrics).
+    pub export_jvm_info: bool,
+}
+
+impl Default for MetricsProviderConfig {
+    fn default() -> Self {
+        Self {
+            class_name: DEFAULT_METRICS_PROVIDER.to_string(),
+            http_host: "0.0.0.0".to_string(),
+            http_port: 7000,
+            export_jvm_info: true,
+        }
+    }
+}
 /// The only election algorithm ZooKeeper has had since 3.6 (FastLeaderElection).
 pub const ELECTION_ALG_FAST_LEADER_ELECTION: u32 = 3;
 /// Highest server id allowed when `extendedTypesEnabled` (TTL nodes) is on.
@@ -1074,6 +1103,9 @@ pub struct Config {
     /// `4lw.commands.whitelist` as written (`None`: not set, ZooKeeper's default `srvr`).
     pub four_letter_word_whitelist: Option<String>,
 
+    /// `metricsProvider.*`.
+    pub metrics_provider: MetricsProviderConfig,
+
     // Admin server.
     /// `admin.enableServer`.
     pub admin_enable_server: bool,
@@ -1163,8 +1195,13 @@ fn key_kind(key: &str) -> KeyKind {
         | "jvm.pause.warn-threshold.ms"
         | "jvm.pause.sleep.time.ms"
         | "jvm.pause.monitor" => IgnoredFile(NO_JVM),
-        "metricsProvider.className" => IgnoredFile("Corral has its own metrics"),
-        k if k.starts_with("metricsProvider.") => IgnoredFile("Corral has its own metrics"),
+        "metricsProvider.className"
+        | "metricsProvider.httpHost"
+        | "metricsProvider.httpPort"
+        | "metricsProvider.exportJvmInfo" => File,
+        k if k.starts_with("metricsProvider.") => {
+            IgnoredFile("not read by Corral's Prometheus endpoint")
+        }
         "quorum.auth.enableSasl"
         | "quorum.auth.learnerRequireSasl"
         | "quorum.auth.serverRequireSasl"
@@ -1379,6 +1416,7 @@ impl Config {
             admin_server_address: WILDCARD_HOST.to_string(),
             admin_server_port: DEFAULT_ADMIN_SERVER_PORT,
             admin_command_url: "/commands".to_string(),
+            metrics_provider: MetricsProviderConfig::default(),
             admin_idle_timeout_ms: 30_000,
             initial_text: None,
             system_properties: BTreeMap::new(),
@@ -1591,6 +1629,22 @@ impl Config {
                 self.test_log_strategy = Some((s, k));
             }
             "multiAddress.enabled" => self.multi_address_enabled = parse_bool(key, value, loc)?,
+            "metricsProvider.className" => {
+                let known = value.ends_with("PrometheusMetricsProvider")
+                    || value == DEFAULT_METRICS_PROVIDER
+                    || value == "org.apache.zookeeper.metrics.impl.NullMetricsProvider";
+                if !known {
+                    return Err(invalid(key, value, loc, "not a metrics provider Corral has"));
+                }
+                self.metrics_provider.class_name = value.to_string();
+            }
+            "metricsProvider.httpHost" => self.metrics_provider.http_host = value.to_string(),
+            "metricsProvider.httpPort" => {
+                self.metrics_provider.http_port = parse_port(key, value, loc)?
+            }
+            "metricsProvider.exportJvmInfo" => {
+                self.metrics_provider.export_jvm_info = parse_bool(key, value, loc)?
+            }
             "quorum.auth.enableSasl" => self.quorum_sasl.enable = parse_bool(key, value, loc)?,
             "quorum.auth.learnerRequireSasl" => {
                 self.quorum_sasl.learner_required = parse_bool(key, value, loc)?

@@ -7,6 +7,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use corral_server::config::Config;
 use corral_server::net::admin_http::AdminHttpOptions;
+use corral_server::net::metrics_http::MetricsHttpOptions;
 use corral_server::server::{RunningServer, ServerOptions};
 
 /// mimalloc: the request path allocates and frees small buffers on different threads (a reply
@@ -150,6 +151,7 @@ fn main() -> Result<()> {
         opts.settings.container_check_ms = ms.max(1);
     }
     let admin = AdminHttpOptions::from_config(&config)?;
+    let metrics = MetricsHttpOptions::from_config(&config)?;
     let server = RunningServer::start(opts)?;
     if let Some(admin) = admin {
         // As a ZooKeeper ensemble member does (a standalone ZooKeeper exits instead): the
@@ -157,6 +159,10 @@ fn main() -> Result<()> {
         if let Err(e) = server.start_admin_server(admin) {
             tracing::warn!("{e:#}");
         }
+    }
+    if let Some(metrics) = metrics {
+        // ZooKeeper stops when its metrics provider cannot start; so does Corral.
+        server.start_metrics_server(metrics)?;
     }
     if let Some(fatal) = server.wait_for_signal() {
         // Only storage failure stops the server on its own: it says why and exits 70.

@@ -383,6 +383,27 @@ impl RunningServer {
         Ok(addr)
     }
 
+    /// Starts the Prometheus endpoint (`GET /metrics`) on this server's network runtime; it
+    /// stops with the server. Returns the address it listens on.
+    pub fn start_metrics_server(
+        &self,
+        opts: crate::net::metrics_http::MetricsHttpOptions,
+    ) -> Result<SocketAddr> {
+        let rt = self.runtime.as_ref().context("the server is stopping")?;
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind(opts.bind))
+            .with_context(|| format!("starting the Prometheus endpoint on {}", opts.bind))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "Prometheus metrics served at /metrics");
+        rt.spawn(crate::net::metrics_http::serve(
+            listener,
+            self.shared.clone(),
+            opts,
+            self.stop.subscribe(),
+        ));
+        Ok(addr)
+    }
+
     /// State shared with the pipeline (for tests and reporting).
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared

@@ -20,6 +20,7 @@ pub mod fourlw;
 pub mod javafmt;
 pub mod json;
 pub mod monitor;
+pub mod prometheus;
 pub mod report;
 
 /// The ZooKeeper release whose behaviour Corral reproduces.

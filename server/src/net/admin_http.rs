@@ -65,11 +65,47 @@ impl AdminHttpOptions {
     }
 }
 
-/// Serves `listener` until `stop` turns true.
+/// Answers one request: (method, path, query) to what to write back. Runs on a blocking
+/// thread (some commands walk the data directories).
+pub type Responder =
+    Arc<dyn Fn(&hyper::Method, &str, Option<&str>) -> commands::Response + Send + Sync>;
+
+/// Serves the AdminServer's commands on `listener` until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,
     shared: Arc<Shared>,
     opts: Arc<AdminHttpOptions>,
+    stop: watch::Receiver<bool>,
+) {
+    let url = opts.command_url.clone();
+    let responder: Responder = Arc::new(move |method, path, query| {
+        if *method == hyper::Method::TRACE {
+            // Blocked, as ZooKeeper's AdminServer blocks it.
+            return commands::Response {
+                status: 403,
+                content_type: Some("text/plain"),
+                body: String::new(),
+            };
+        }
+        let method = match *method {
+            hyper::Method::GET | hyper::Method::HEAD => Method::Get,
+            hyper::Method::POST => Method::Post,
+            _ => Method::Other,
+        };
+        let request = commands::Request { method, path, query: query_pairs(query) };
+        let mut source = Source { shared: &shared, local: None };
+        commands::handle(&request, &url, &mut source)
+    });
+    serve_http(listener, opts.idle_timeout, responder, stop).await
+}
+
+/// Serves HTTP/1.1 on `listener` with `responder` until `stop` turns true: at most
+/// [`MAX_CONNECTIONS`] at once, headers within `idle`, a connection at most
+/// [`MAX_CONNECTION_LIFE`]; request bodies are not read.
+pub async fn serve_http(
+    listener: TcpListener,
+    idle: Duration,
+    responder: Responder,
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
@@ -82,20 +118,19 @@ pub async fn serve(
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                tracing::debug!(error = %e, "AdminServer accept failed");
+                tracing::debug!(error = %e, "HTTP accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::info!(%peer, max = MAX_CONNECTIONS, "AdminServer connection refused: too many open");
+            tracing::info!(%peer, max = MAX_CONNECTIONS, "HTTP connection refused: too many open");
             continue;
         };
-        let (shared, opts, mut stop) = (shared.clone(), opts.clone(), stop.clone());
+        let (responder, mut stop) = (responder.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let idle = opts.idle_timeout;
-            let service = service_fn(move |req| respond(req, shared.clone(), opts.clone()));
+            let service = service_fn(move |req| respond(req, responder.clone()));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(idle)
@@ -147,33 +182,18 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 
 async fn respond(
     req: hyper::Request<Incoming>,
-    shared: Arc<Shared>,
-    opts: Arc<AdminHttpOptions>,
+    responder: Responder,
 ) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-    let method = match *req.method() {
-        hyper::Method::GET | hyper::Method::HEAD => Method::Get,
-        hyper::Method::POST => Method::Post,
-        _ => Method::Other,
-    };
-    let out = if *req.method() == hyper::Method::TRACE {
-        // Blocked, as ZooKeeper's AdminServer blocks it.
-        commands::Response { status: 403, content_type: Some("text/plain"), body: String::new() }
-    } else {
-        let path = req.uri().path().to_string();
-        let query = query_pairs(req.uri().query());
-        // Some commands walk the data directories: off the network threads.
-        tokio::task::spawn_blocking(move || {
-            let request = commands::Request { method, path: &path, query };
-            let mut source = Source { shared: &shared, local: None };
-            commands::handle(&request, &opts.command_url, &mut source)
-        })
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().map(str::to_string);
+    let out = tokio::task::spawn_blocking(move || responder(&method, &path, query.as_deref()))
         .await
         .unwrap_or_else(|_| commands::Response {
             status: 500,
             content_type: Some("text/plain"),
             body: "internal error\n".into(),
-        })
-    };
+        });
     let mut resp = hyper::Response::new(Full::new(Bytes::from(out.body)));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(out.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);

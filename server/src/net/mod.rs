@@ -8,6 +8,7 @@
 
 pub mod admin_http;
 pub mod fourlw;
+pub mod metrics_http;
 pub mod quorum;
 pub mod quorum_sasl;
 pub mod quorum_tls;
