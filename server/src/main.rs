@@ -66,6 +66,85 @@ enum Cmd {
         #[arg(long)]
         to: PathBuf,
     },
+    /// Asks a server whether it runs: prints `imok` and exits 0, or says why not and exits 1.
+    Ruok(FourArgs),
+    /// A server's statistics and clients (the `stat` four-letter word).
+    Stat(FourArgs),
+    /// A server's statistics (`srvr`).
+    Srvr(FourArgs),
+    /// A server's monitoring keys (`mntr`), one `zk_<key>\t<value>` per line.
+    Mntr(FourArgs),
+    /// A server's configuration (`conf`).
+    Conf(FourArgs),
+    /// A server's client connections (`cons`).
+    Cons(FourArgs),
+    /// A server's environment (`envi`).
+    Envi(FourArgs),
+    /// Whether a server serves read-only (`isro`: `ro` or `rw`).
+    Isro(FourArgs),
+    /// A server's watch summary (`wchs`).
+    Wchs(FourArgs),
+}
+
+/// Where a four-letter word goes.
+#[derive(clap::Args)]
+struct FourArgs {
+    /// `host[:port]` (default 127.0.0.1:2181; the port defaults to 2181).
+    #[arg(default_value = "127.0.0.1:2181")]
+    server: String,
+    /// Seconds to wait for the answer.
+    #[arg(long, default_value_t = 5.0)]
+    timeout: f64,
+}
+
+/// Sends `word` to a server's client port and returns its answer.
+fn four_letter_word(word: &str, args: &FourArgs) -> Result<String> {
+    use std::io::{Read, Write};
+    use std::net::ToSocketAddrs;
+    let target = if args
+        .server
+        .rsplit_once(':')
+        .is_some_and(|(h, p)| !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok())
+    {
+        args.server.clone()
+    } else {
+        format!("{}:2181", args.server)
+    };
+    let timeout = std::time::Duration::from_secs_f64(args.timeout.clamp(0.1, 600.0));
+    let addr = target
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {target}"))?
+        .next()
+        .with_context(|| format!("no address for {target}"))?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.write_all(word.as_bytes())?;
+    let mut answer = Vec::new();
+    // At most 64 MiB: a dump of a large server is long, but not endless.
+    s.take(64 << 20)
+        .read_to_end(&mut answer)
+        .with_context(|| format!("reading {word} from {addr}"))?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// Prints a four-letter word's answer; an error when the server refused or said nothing.
+fn run_four(word: &str, args: &FourArgs) -> Result<()> {
+    let answer = four_letter_word(word, args)?;
+    print!("{answer}");
+    if !answer.ends_with('\n') && !answer.is_empty() {
+        println!();
+    }
+    if answer.is_empty() {
+        anyhow::bail!("{} answered nothing to {word}", args.server);
+    }
+    if answer.contains("is not executed because it is not in the whitelist") {
+        anyhow::bail!("{word} is not in the server's 4lw.commands.whitelist");
+    }
+    if word == "ruok" && answer != "imok" {
+        anyhow::bail!("{} is not ok", args.server);
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -105,6 +184,15 @@ fn main() -> Result<()> {
             Cmd::Inspect { what: Inspect::Snapshot { file, nodes } } => {
                 print!("{}", corral_server::tools::inspect_snapshot(&file, nodes)?)
             }
+            Cmd::Ruok(a) => run_four("ruok", &a)?,
+            Cmd::Stat(a) => run_four("stat", &a)?,
+            Cmd::Srvr(a) => run_four("srvr", &a)?,
+            Cmd::Mntr(a) => run_four("mntr", &a)?,
+            Cmd::Conf(a) => run_four("conf", &a)?,
+            Cmd::Cons(a) => run_four("cons", &a)?,
+            Cmd::Envi(a) => run_four("envi", &a)?,
+            Cmd::Isro(a) => run_four("isro", &a)?,
+            Cmd::Wchs(a) => run_four("wchs", &a)?,
             Cmd::ImportZookeeper { from, from_log, to } => {
                 let s =
                     corral_server::tools::import_zookeeper(&from, from_log.as_deref(), &to, true)?;

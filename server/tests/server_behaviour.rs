@@ -205,7 +205,8 @@ fn sigterm_exits_cleanly_and_data_survives() {
         &cfg,
         format!(
             "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-             admin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n",
+             admin.serverAddress=127.0.0.1\nadmin.serverPort={admin_port}\n\
+             4lw.commands.whitelist=ruok,srvr,mntr\n",
             tmp.path().join("data").display()
         ),
     )
@@ -237,6 +238,20 @@ fn sigterm_exits_cleanly_and_data_survives() {
         let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         c.create("/survives", b"yes", &open).await.unwrap();
     });
+    // The binary's four-letter-word commands: exit status and the server's answer.
+    let cli = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_corral")).args(args).output().unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let server_arg = format!("127.0.0.1:{port}");
+    assert_eq!(cli(&["ruok", &server_arg]), (true, "imok\n".to_string()));
+    let (ok, mntr) = cli(&["mntr", &server_arg]);
+    assert!(ok && mntr.contains("zk_server_state\tstandalone"), "{mntr}");
+    let (ok, text) = cli(&["cons", &server_arg]);
+    assert!(!ok && text.contains("not executed because it is not in the whitelist"), "{text}");
+    let free_port = free();
+    let (ok, _) = cli(&["ruok", &format!("127.0.0.1:{free_port}"), "--timeout", "1"]);
+    assert!(!ok, "nothing listens there");
     // The binary starts the AdminServer its zoo.cfg asks for (and answers like ZooKeeper's).
     let mut http = TcpStream::connect(("127.0.0.1", admin_port)).expect("the AdminServer listens");
     http.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
