@@ -1017,6 +1017,10 @@ pub struct Config {
     /// slash, the writes in flight of a pipelined one (`uring-pipe/8`), so that a benchmark can
     /// compare them in the server. Unset: the default (`direct`; `none` with forceSync=no).
     pub test_log_strategy: Option<(corral_engine::log::FlushStrategy, usize)>,
+    /// `audit.enable`: write the audit log.
+    pub audit_enable: bool,
+    /// `corral.audit.file`: where the audit log goes (unset: the server's log).
+    pub audit_file: Option<PathBuf>,
     /// `quorumListenOnAllIPs`.
     pub quorum_listen_on_all_ips: bool,
     /// `observerMasterPort`.
@@ -1181,6 +1185,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "corral.test.unsafeCommitWithoutQuorum"
         | "corral.test.purgeIntervalMs"
         | "corral.test.logStrategy"
+        | "corral.audit.file"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
@@ -1236,7 +1241,8 @@ fn key_kind(key: &str) -> KeyKind {
         | "admin.serverAddress"
         | "admin.serverPort"
         | "admin.commandURL"
-        | "admin.idleTimeout" => SystemProperty,
+        | "admin.idleTimeout"
+        | "audit.enable" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
         "jute.maxbuffer"
         | "readonlymode.enabled"
@@ -1375,6 +1381,8 @@ impl Config {
             unsafe_commit_without_quorum: false,
             test_purge_interval_ms: 0,
             test_log_strategy: None,
+            audit_enable: false,
+            audit_file: None,
             quorum_listen_on_all_ips: false,
             observer_master_port: None,
             multi_address_enabled: false,
@@ -1618,6 +1626,12 @@ impl Config {
                 let n = parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))?;
                 self.test_purge_interval_ms = n as u64;
             }
+            "corral.audit.file" => {
+                if value.is_empty() {
+                    return Err(invalid(key, value, loc, "empty path"));
+                }
+                self.audit_file = Some(PathBuf::from(value));
+            }
             "corral.test.logStrategy" => {
                 let (name, k) = value.split_once('/').unwrap_or((value, "4"));
                 let s = corral_engine::log::FlushStrategy::from_name(name.trim())
@@ -1774,6 +1788,7 @@ impl Config {
             "admin.enableServer" => self.admin_enable_server = parse_bool(key, value, loc)?,
             "admin.serverAddress" => self.admin_server_address = value.to_string(),
             "admin.serverPort" => self.admin_server_port = parse_port(key, value, loc)?,
+            "audit.enable" => self.audit_enable = parse_bool(key, value, loc)?,
             "admin.commandURL" => {
                 if !value.starts_with('/') {
                     return Err(invalid(key, value, loc, "a URL path starting with /"));

@@ -1,6 +1,7 @@
 //! corral-server: ZooKeeper's data model, client protocol and consensus on top of corral-engine.
 
 pub mod admin;
+pub mod audit;
 pub mod config;
 pub mod db;
 pub mod limits;

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use corral_server::audit::{AuditEvent, AuditResult};
 use corral_server::config::Config;
 use corral_server::net::admin_http::AdminHttpOptions;
 use corral_server::net::metrics_http::MetricsHttpOptions;
@@ -240,7 +241,23 @@ fn main() -> Result<()> {
     }
     let admin = AdminHttpOptions::from_config(&config)?;
     let metrics = MetricsHttpOptions::from_config(&config)?;
-    let server = RunningServer::start(opts)?;
+    let audit = opts.settings.audit.clone();
+    let audit_user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|_| unsafe { libc::getuid() }.to_string());
+    let server = match RunningServer::start(opts) {
+        Ok(s) => s,
+        Err(e) => {
+            if let Some(a) = &audit {
+                a.log(AuditEvent::server(&audit_user, "serverStart", AuditResult::Failure));
+            }
+            return Err(e);
+        }
+    };
+    if let Some(a) = &audit {
+        a.log(AuditEvent::server(&audit_user, "serverStart", AuditResult::Success));
+    }
     if let Some(admin) = admin {
         // As a ZooKeeper ensemble member does (a standalone ZooKeeper exits instead): the
         // server runs on without its AdminServer, and says why.
@@ -257,6 +274,9 @@ fn main() -> Result<()> {
         let _ = server.shutdown();
         eprintln!("corral: fatal: {fatal}");
         std::process::exit(70);
+    }
+    if let Some(a) = &audit {
+        a.log(AuditEvent::server(&audit_user, "serverStop", AuditResult::Invoked));
     }
     tracing::info!("shutting down");
     server.shutdown()

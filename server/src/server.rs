@@ -174,6 +174,15 @@ impl ServerOptions {
             .context("the TLS settings for clients (ssl.*)")?
             .map(Arc::new);
         let mut settings = Settings::from_config(config);
+        if config.audit_enable {
+            let log = match &config.audit_file {
+                Some(path) => crate::audit::AuditLog::to_file(path)
+                    .with_context(|| format!("opening the audit log {}", path.display()))?,
+                None => crate::audit::AuditLog::to_log(),
+            };
+            tracing::info!("ZooKeeper audit is enabled.");
+            settings.audit = Some(Arc::new(log));
+        }
         settings.sasl = crate::sasl::SaslConfig::from_config(config)
             .map_err(|e| anyhow::anyhow!("the SASL settings: {e}"))?
             .map(Arc::new);

@@ -33,6 +33,7 @@ fn settings() -> Settings {
         sasl: None,
         enforce_auth: None,
         config_file: None,
+        audit: None,
     }
 }
 

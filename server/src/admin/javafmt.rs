@@ -125,6 +125,21 @@ pub fn date_to_string(epoch_ms: i64) -> String {
     )
 }
 
+/// Logback's `%d{ISO8601}` in UTC: `yyyy-MM-dd HH:mm:ss,SSS`.
+pub fn iso8601_utc(epoch_ms: i64) -> String {
+    let seconds = epoch_ms.div_euclid(1000);
+    let days = seconds.div_euclid(86_400);
+    let second_of_day = seconds.rem_euclid(86_400);
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02},{:03}",
+        second_of_day / 3600,
+        second_of_day % 3600 / 60,
+        second_of_day % 60,
+        epoch_ms.rem_euclid(1000)
+    )
+}
+
 /// Days since 1970-01-01 to (year, month 1-12, day 1-31) in the proleptic Gregorian calendar
 /// (H. Hinnant's algorithm).
 fn civil_from_days(days: i64) -> (i64, i64, i64) {
@@ -178,6 +193,13 @@ pub fn socket_address(addr: Option<SocketAddr>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn iso8601_as_logback_writes_it() {
+        assert_eq!(iso8601_utc(0), "1970-01-01 00:00:00,000");
+        // 2022-11-11T04:16:53.123Z
+        assert_eq!(iso8601_utc(1_668_140_213_123), "2022-11-11 04:16:53,123");
+    }
 
     /// The known differences of `double_to_string` (IEEE bits): JDK 17 prints the first two with
     /// a superfluous digit (JDK-4511638, fixed in JDK 19); the last is `Double.MIN_VALUE`, where

@@ -95,6 +95,8 @@ pub struct Settings {
     /// membership is written next to it (`zoo.cfg.dynamic.<version>`) and it is rewritten to
     /// point there, as ZooKeeper does. `None`: nothing is written.
     pub config_file: Option<std::path::PathBuf>,
+    /// `audit.enable`: where audit lines go (`None`: no audit log).
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 impl Settings {
@@ -130,6 +132,7 @@ impl Settings {
             sasl: None,
             enforce_auth: c.enforced_auth_schemes(),
             config_file: None,
+            audit: None,
         }
     }
 
@@ -842,6 +845,8 @@ enum Origin {
         conn: Arc<Conn>,
         xid: i32,
         received: Instant,
+        /// What the audit log needs of the request (only when `audit.enable` is on).
+        audit: Option<Box<crate::audit::AuditRequest>>,
     },
     NewSession {
         conn: Arc<Conn>,
@@ -1652,7 +1657,9 @@ impl Pipeline {
             }
             Input::FailedWrite { conn, xid, err, received } => {
                 let session_id = conn.session_id.load(Ordering::Relaxed);
-                let origin = Origin::Client { conn: conn.clone(), xid, received };
+                // Only a multi is refused this way: audited as a failed multi.
+                let audit = self.audit_of(&Request::Multi(Vec::new()), &conn, &[]);
+                let origin = Origin::Client { conn: conn.clone(), xid, received, audit };
                 if self.propose(Proposal::Failed { session_id, cxid: xid, err }, origin).is_some() {
                     self.queue_write(&conn);
                 }
@@ -1925,6 +1932,18 @@ impl Pipeline {
         *self.shared.sessions.lock().unwrap_or_else(|p| p.into_inner()) = self.sessions.clone();
     }
 
+    /// The audit record of a client's request, when auditing is on and it is audited.
+    fn audit_of(
+        &self,
+        req: &Request,
+        conn: &Conn,
+        auth: &[Id],
+    ) -> Option<Box<crate::audit::AuditRequest>> {
+        self.shared.settings.audit.as_ref()?;
+        let session = conn.session_id.load(Ordering::Relaxed);
+        crate::audit::AuditRequest::of(req, auth, conn.remote.ip(), session).map(Box::new)
+    }
+
     fn on_request(
         &mut self,
         conn: Arc<Conn>,
@@ -1994,7 +2013,8 @@ impl Pipeline {
                 }
                 Origin::Close { conn: Some(conn.clone()), xid: Some(xid) }
             } else {
-                Origin::Client { conn: conn.clone(), xid, received }
+                let audit = self.audit_of(&req, &conn, &auth);
+                Origin::Client { conn: conn.clone(), xid, received, audit }
             };
             let mut body = Vec::new();
             req.write_body(&mut body);
@@ -2008,7 +2028,8 @@ impl Pipeline {
             self.forward(fr, origin, Some(&conn));
             return;
         }
-        let origin = Origin::Client { conn: conn.clone(), xid, received };
+        let audit = self.audit_of(&req, &conn, &auth);
+        let origin = Origin::Client { conn: conn.clone(), xid, received, audit };
         let proposed = if !matches!(req, Request::CloseSession)
             && self.member
             && !self.replica.claim_session(session_id)
@@ -2900,8 +2921,13 @@ impl Pipeline {
                     }
                 }
                 None | Some(Origin::None) => {}
-                Some(Origin::Client { conn, xid, received }) => {
+                Some(Origin::Client { conn, xid, received, audit }) => {
                     let (err, mut body) = a.outcome.result.reply();
+                    if let (Some(req), Some(log)) = (audit, &shared.settings.audit) {
+                        for e in req.events(&a.entry.txn, err) {
+                            log.log(e);
+                        }
+                    }
                     if let (crate::proto::Txn::Reconfig(t), 0) = (&a.entry.txn, err) {
                         // FinalRequestProcessor: the new membership and the node's stat.
                         body = crate::proto::Response::GetData(crate::proto::GetDataResponse {
