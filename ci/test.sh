@@ -26,6 +26,7 @@ step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-d
 # binary's test harness in the bench profile, which doubled this step's time and tested nothing.
 step "bench compile" cargo bench --workspace --bench '*' --locked -- --test
 step "build release" cargo build --release --locked -p corral-server
+step "package"       bash ci/package.sh
 step "kazoo suite"   bash ci/kazoo.sh
 step "kazoo, ensemble" bash ci/kazoo.sh --ensemble
 step "kazoo, mixed"  bash ci/kazoo.sh --mixed

@@ -559,6 +559,49 @@ fn unescape(chars: &[char], location: Location) -> Result<String, ConfigError> {
 }
 
 /// Java's `String.trim()`: strips every character up to U+0020 from both ends.
+/// The key a `-D` name sets when ZooKeeper reads it only from zoo.cfg (`clientPort`,
+/// `zookeeper.clientPort`, `server.3`): such keys are given to
+/// [`Config::load_with_overrides`]; `None` for the keys ZooKeeper reads as system properties
+/// (given to [`Config::apply_system_property`]) and for names that are not keys.
+pub fn file_key(name: &str) -> Option<&str> {
+    let key = name.strip_prefix("zookeeper.").unwrap_or(name);
+    match key_kind(key) {
+        KeyKind::File | KeyKind::Membership | KeyKind::IgnoredFile(_) if !key.is_empty() => {
+            Some(key)
+        }
+        _ => None,
+    }
+}
+
+/// `text` with the lines of the `overrides`' keys left out and `key=value` lines for them at
+/// the end.
+fn with_overrides(text: &str, overrides: &[(String, String)]) -> Result<String, ConfigError> {
+    if overrides.is_empty() {
+        return Ok(text.to_string());
+    }
+    let props = parse_properties(text)?;
+    let drop: std::collections::HashSet<usize> = props
+        .iter()
+        .filter(|p| overrides.iter().any(|(k, _)| k == java_trim(&p.key)))
+        .map(|p| p.line)
+        .collect();
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        // A line continued onto the next (a trailing backslash) is kept: the key then appears
+        // twice, and the later value (the override) wins, as in Java.
+        if drop.contains(&(i + 1)) && !line.ends_with('\\') {
+            out.push_str("# (set by -D)\n");
+        } else {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    for (k, v) in overrides {
+        out.push_str(&format!("{k}={v}\n"));
+    }
+    Ok(out)
+}
+
 fn java_trim(s: &str) -> &str {
     s.trim_matches(|c: char| c <= ' ')
 }
@@ -1443,6 +1486,31 @@ impl Config {
             read_text(path).map_err(|source| ConfigError::Io { path: path.into(), source })?;
         let mut config = Config::parse_with(&text, &RealFiles)?;
         config.initial_text = Some(text);
+        Ok(config)
+    }
+
+    /// Reads zoo.cfg at `path` (or the built-in configuration) with some of its keys given
+    /// other values (`corral -D key=value` for keys ZooKeeper reads only from the file, such
+    /// as `clientPort` or `dataDir`): the file's lines for those keys are left out and the
+    /// given values used instead.
+    pub fn load_with_overrides(
+        path: Option<&Path>,
+        overrides: &[(String, String)],
+    ) -> Result<Config, ConfigError> {
+        let text = match path {
+            Some(path) => {
+                read_text(path).map_err(|source| ConfigError::Io { path: path.into(), source })?
+            }
+            None => DEFAULT_STANDALONE_ZOO_CFG.to_string(),
+        };
+        let replaced = with_overrides(&text, overrides)?;
+        let mut config = match path {
+            Some(_) => Config::parse_with(&replaced, &RealFiles)?,
+            None => Config::parse_str(&replaced)?,
+        };
+        if path.is_some() {
+            config.initial_text = Some(text);
+        }
         Ok(config)
     }
 

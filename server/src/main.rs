@@ -37,9 +37,10 @@ struct Cli {
     /// Same as the positional argument.
     #[arg(long = "config")]
     config_flag: Option<PathBuf>,
-    /// A Java system property as ZooKeeper takes them (`name=value`; repeatable):
-    /// `zookeeper.K=V` sets config key K, `jute.maxbuffer` and `readonlymode.enabled` their
-    /// keys. They override the file.
+    /// A setting that overrides the file (`name=value`; repeatable): a Java system property
+    /// as ZooKeeper takes them (`zookeeper.K=V` sets config key K, `jute.maxbuffer` and
+    /// `readonlymode.enabled` their keys), or any zoo.cfg key, with or without `zookeeper.`
+    /// (`-D clientPort=2182`, `-D dataDir=/srv/zk`).
     #[arg(long = "system-property", short = 'D', value_name = "NAME=VALUE")]
     system_properties: Vec<String>,
     #[command(subcommand)]
@@ -212,13 +213,27 @@ fn main() -> Result<()> {
         return Ok(());
     }
     let config_path = cli.config.or(cli.config_flag);
-    let mut config = match &config_path {
-        Some(path) => Config::load(path).with_context(|| format!("reading {}", path.display()))?,
-        None => Config::default_standalone(),
-    };
+    // -D for a key ZooKeeper reads only from zoo.cfg (clientPort, dataDir, server.N, ...)
+    // replaces the file's value; the others are system properties, applied after.
+    let file_overrides: Vec<(String, String)> = cli
+        .system_properties
+        .iter()
+        .filter_map(|p| {
+            let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
+            corral_server::config::file_key(name).map(|k| (k.to_string(), value.to_string()))
+        })
+        .collect();
+    let mut config = Config::load_with_overrides(config_path.as_deref(), &file_overrides)
+        .with_context(|| match &config_path {
+            Some(path) => format!("reading {}", path.display()),
+            None => "the built-in configuration".to_string(),
+        })?;
     let mut container_check_ms = None;
     for p in &cli.system_properties {
         let (name, value) = p.split_once('=').unwrap_or((p.as_str(), ""));
+        if corral_server::config::file_key(name).is_some() {
+            continue;
+        }
         // The container reaper's interval is a bare system property in ZooKeeper.
         if name == "znode.container.checkIntervalMs" {
             container_check_ms =

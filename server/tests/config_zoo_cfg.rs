@@ -863,3 +863,35 @@ fn system_properties() {
     }
     assert_eq!(c, before);
 }
+
+/// `corral -D key=value` for keys ZooKeeper reads only from the file: the file's line is left
+/// out, the value used, no duplicate-key warning; property keys are not file keys.
+#[test]
+fn dash_d_overrides_file_keys() {
+    use corral_server::config::file_key;
+    assert_eq!(file_key("clientPort"), Some("clientPort"));
+    assert_eq!(file_key("zookeeper.dataDir"), Some("dataDir"));
+    assert_eq!(file_key("server.3"), Some("server.3"));
+    assert_eq!(file_key("zookeeper.snapCount"), None, "a system property");
+    assert_eq!(file_key("jute.maxbuffer"), None);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zoo.cfg");
+    std::fs::write(&path, "tickTime=2000\ndataDir=/var/lib/x\nclientPort=2181\n").unwrap();
+    let overrides = vec![
+        ("clientPort".to_string(), "2999".to_string()),
+        ("clientPortAddress".to_string(), "127.0.0.1".to_string()),
+    ];
+    let c = Config::load_with_overrides(Some(&path), &overrides).unwrap();
+    assert_eq!(c.client_port, Some(2999));
+    assert_eq!(c.client_port_address.as_deref(), Some("127.0.0.1"));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert_eq!(
+        c.initial_text.as_deref(),
+        Some("tickTime=2000\ndataDir=/var/lib/x\nclientPort=2181\n")
+    );
+    // The built-in configuration takes them too; a bad value is the error it would be in
+    // the file.
+    let c = Config::load_with_overrides(None, &[("clientPort".into(), "3111".into())]).unwrap();
+    assert_eq!(c.client_port, Some(3111));
+    assert!(Config::load_with_overrides(None, &[("clientPort".into(), "x".into())]).is_err());
+}
