@@ -1164,6 +1164,10 @@ pub struct Config {
     pub admin_command_url: String,
     /// `admin.idleTimeout` in ms (default 30000).
     pub admin_idle_timeout_ms: u64,
+    /// `admin.snapshot.enabled` (default true).
+    pub admin_snapshot_enabled: bool,
+    /// `admin.rateLimiterIntervalInMS` (default 300000): at most one snapshot per interval.
+    pub admin_rate_limiter_interval_ms: u64,
     /// The configuration file's text, when it was read from a file (`initial_configuration`).
     pub initial_text: Option<String>,
 
@@ -1285,6 +1289,8 @@ fn key_kind(key: &str) -> KeyKind {
         | "admin.serverPort"
         | "admin.commandURL"
         | "admin.idleTimeout"
+        | "admin.snapshot.enabled"
+        | "admin.rateLimiterIntervalInMS"
         | "audit.enable" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
         "jute.maxbuffer"
@@ -1469,6 +1475,8 @@ impl Config {
             admin_command_url: "/commands".to_string(),
             metrics_provider: MetricsProviderConfig::default(),
             admin_idle_timeout_ms: 30_000,
+            admin_snapshot_enabled: true,
+            admin_rate_limiter_interval_ms: 300_000,
             initial_text: None,
             system_properties: BTreeMap::new(),
             warnings: Vec::new(),
@@ -1857,6 +1865,11 @@ impl Config {
             "admin.serverAddress" => self.admin_server_address = value.to_string(),
             "admin.serverPort" => self.admin_server_port = parse_port(key, value, loc)?,
             "audit.enable" => self.audit_enable = parse_bool(key, value, loc)?,
+            "admin.snapshot.enabled" => self.admin_snapshot_enabled = parse_bool(key, value, loc)?,
+            "admin.rateLimiterIntervalInMS" => {
+                self.admin_rate_limiter_interval_ms =
+                    parse_int(key, value, loc, Decode, 0, i64::MAX)? as u64
+            }
             "admin.commandURL" => {
                 if !value.starts_with('/') {
                     return Err(invalid(key, value, loc, "a URL path starting with /"));

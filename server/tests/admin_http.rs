@@ -20,7 +20,12 @@ use zookeeper_client as zk;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/zk-3.8.0-admin");
 
 fn start(dir: &Path) -> (RunningServer, SocketAddr) {
+    start_with(dir, |_| {})
+}
+
+fn start_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> (RunningServer, SocketAddr) {
     let mut config = Config::default_standalone();
+    edit(&mut config);
     config.data_dir = dir.to_path_buf();
     config.data_log_dir = dir.to_path_buf();
     config.initial_text = Some("tickTime=2000\nclientPort=2181\n".into());
@@ -46,20 +51,51 @@ fn start(dir: &Path) -> (RunningServer, SocketAddr) {
 
 /// A raw HTTP/1.1 exchange: (status, headers lower-cased, body).
 fn http(addr: SocketAddr, method: &str, target: &str) -> (u16, Vec<(String, String)>, String) {
+    let (status, headers, body) = http_raw(addr, method, target, None);
+    (status, headers, String::from_utf8(body).unwrap())
+}
+
+/// As [`http`], with an `Authorization` header, the body as bytes.
+fn http_raw(
+    addr: SocketAddr,
+    method: &str,
+    target: &str,
+    auth: Option<&str>,
+) -> (u16, Vec<(String, String)>, Vec<u8>) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
-    let text = String::from_utf8(raw).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").expect("a complete response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let mut body = raw[split + 4..].to_vec();
     let mut lines = head.lines();
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    (status, headers, body.to_string())
+        .collect::<Vec<_>>();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
+        body = dechunk(&body);
+    }
+    (status, headers, body)
+}
+
+/// A chunked body's bytes.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let eol = raw.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&raw[..eol]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            return out;
+        }
+        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
+        raw = &raw[eol + 2 + size + 2..];
+    }
 }
 
 fn get_json(addr: SocketAddr, target: &str) -> Value {
@@ -269,7 +305,11 @@ fn aliases_errors_listing_and_methods() {
     let links = |t: &str| {
         t.lines().filter(|l| l.starts_with("<a href")).map(str::to_string).collect::<Vec<_>>()
     };
-    assert_eq!(links(&body), links(&zk_listing));
+    // ZooKeeper 3.8's, and the 3.9 command Corral has (snapshot), in order.
+    let mut want = links(&zk_listing);
+    want.push("<a href=\"/commands/snapshot\">snapshot</a>".to_string());
+    want.sort();
+    assert_eq!(links(&body), want);
     assert_eq!(http(admin, "GET", "/commands/").2, body);
 
     // Methods and paths ZooKeeper's servlet refuses.
@@ -316,4 +356,79 @@ fn idle_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(8), "closed within the idle timeout");
     // hyper answers a header timeout with a 408 or just closes: either way the connection ends.
     assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
+}
+
+/// `snapshot`: ZooKeeper 3.9's checks — an Authorization header, ALL permissions on `/` bit by
+/// bit (CVE-2025-58457: a READ entry alone must not let it through), the rate limit, the
+/// switch — and the file: a ZooKeeper-format snapshot streamed with its zxid and size in
+/// headers, and kept in `<dataDir>/version-2`.
+#[test]
+fn snapshots_are_streamed_to_those_allowed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_with(tmp.path(), |c| c.admin_rate_limiter_interval_ms = 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.auth("digest".into(), b"bob:pw".to_vec()).await.unwrap();
+        let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        c.create("/app", b"data", &open).await.unwrap();
+        // Root: bob may do everything, anyone may read.
+        let bob = corral_server::tree::acl::digest_id("bob", "pw");
+        let acls = [
+            zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &bob)),
+            zk::Acl::new(zk::Permission::READ, zk::AuthId::anyone()),
+        ];
+        c.set_acl("/", &zk::Acls::new(&acls), None).await.unwrap();
+    });
+    let v: Value =
+        serde_json::from_slice(&http_raw(admin, "GET", "/commands/snapshot", None).2).unwrap();
+    assert_eq!(v["error"], "Auth info is missing for the command");
+    assert_eq!(http_raw(admin, "GET", "/commands/snapshot", None).0, 401);
+    for bad in ["digest", "basic Ym9iOnB3", "digest bob:pw extra", "sasl bob"] {
+        let (status, _, body) = http_raw(admin, "GET", "/commands/snapshot", Some(bad));
+        assert_eq!(status, 401, "{bad}");
+        assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"], "Not authenticated");
+    }
+    // Alice matches only the READ entry: refused (before ZooKeeper 3.9.4 she got through).
+    let (status, _, body) = http_raw(admin, "GET", "/commands/snapshot", Some("digest alice:pw"));
+    assert_eq!(status, 403);
+    assert_eq!(serde_json::from_slice::<Value>(&body).unwrap()["error"], "Not authorized");
+    assert_eq!(http_raw(admin, "GET", "/commands/snapshot", Some("ip")).0, 403);
+    // Bob gets the snapshot.
+    let (status, headers, body) =
+        http_raw(admin, "GET", "/commands/snapshot?streaming=true", Some("digest bob:pw"));
+    assert_eq!(status, 200);
+    let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(header("content-type"), "application/octet-stream");
+    assert_eq!(header("snapshot_size"), body.len().to_string());
+    let snap = corral_server::tree::zk_snapshot::read_snapshot(&body, Default::default(), None)
+        .expect("a ZooKeeper snapshot");
+    assert_eq!(header("last_zxid"), format!("0x{:x}", snap.last_processed_zxid.unwrap()));
+    let (data, _) = snap.tree.get_data("/app").expect("/app in the snapshot");
+    assert_eq!(data.as_slice(), b"data");
+    let kept = tmp
+        .path()
+        .join("version-2")
+        .join(format!("snapshot.{:x}", snap.last_processed_zxid.unwrap()));
+    assert_eq!(std::fs::read(&kept).unwrap(), body, "kept where ZooKeeper keeps them");
+    // streaming=false: the JSON envelope, the headers.
+    let (status, headers, body) =
+        http_raw(admin, "GET", "/commands/snap?streaming=false", Some("digest bob:pw"));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!((v["command"].as_str(), v["error"].is_null()), (Some("snapshot"), true));
+    assert!(headers.iter().any(|(k, _)| k == "snapshot_size"));
+    drop(server);
+
+    // The rate limit: one per interval (the first is allowed).
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start(tmp.path());
+    assert_eq!(http_raw(admin, "GET", "/commands/snapshot", Some("digest any:one")).0, 200);
+    assert_eq!(http_raw(admin, "GET", "/commands/snapshot", Some("digest any:one")).0, 429);
+    drop(server);
+    // Switched off.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, admin) = start_with(tmp.path(), |c| c.admin_snapshot_enabled = false);
+    assert_eq!(http_raw(admin, "GET", "/commands/snapshot", Some("digest any:one")).0, 503);
 }

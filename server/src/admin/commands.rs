@@ -47,27 +47,89 @@ pub struct Request<'a> {
     pub path: &'a str,
     /// Query parameters in order (ZooKeeper keeps the first value of each).
     pub query: Vec<(String, String)>,
+    /// The `Authorization` header.
+    pub authorization: Option<&'a str>,
+    /// The client's address (the `ip` scheme's id).
+    pub remote_ip: Option<std::net::IpAddr>,
+    /// Now, in ms on any clock that only goes forward (the rate limits).
+    pub now_ms: u64,
 }
 
 /// What the HTTP layer writes back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Response {
     /// Status code.
     pub status: u16,
     /// `Content-Type`, if any (ZooKeeper sets none on the listing).
     pub content_type: Option<&'static str>,
+    /// More headers.
+    pub headers: Vec<(String, String)>,
     /// The body.
     pub body: String,
+    /// Instead of `body`: stream this file (a snapshot).
+    pub file: Option<std::path::PathBuf>,
 }
 
 impl Response {
+    /// A response with a body and nothing else.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Response {
+        Response { status, content_type: Some(content_type), body, ..Response::default() }
+    }
+
     fn json(status: u16, body: String) -> Response {
-        Response { status, content_type: Some("application/json"), body }
+        Response::text(status, "application/json", body)
     }
 
     fn not_found() -> Response {
-        Response { status: 404, content_type: Some("text/plain"), body: "Not Found\n".into() }
+        Response::text(404, "text/plain", "Not Found\n".into())
     }
+}
+
+/// The AdminServer's settings and state that outlive a request (the rate limits).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminState {
+    /// `admin.snapshot.enabled`.
+    pub snapshot_enabled: bool,
+    /// `admin.rateLimiterIntervalInMS`: at most one snapshot per interval.
+    pub rate_interval_ms: u64,
+    /// When the current interval began (`None`: no snapshot yet).
+    pub snapshot_window: Option<(u64, u32)>,
+}
+
+impl AdminState {
+    /// ZooKeeper's defaults: snapshots on, one per 5 minutes.
+    pub fn new(snapshot_enabled: bool, rate_interval_ms: u64) -> AdminState {
+        AdminState { snapshot_enabled, rate_interval_ms, snapshot_window: None }
+    }
+
+    /// ZooKeeper's `RateLimiter` with a rate of 1: a request is allowed if none was in the
+    /// current interval (a new interval begins once the last has passed).
+    fn allow_snapshot(&mut self, now_ms: u64) -> bool {
+        match self.snapshot_window {
+            Some((start, used)) if now_ms <= start.saturating_add(self.rate_interval_ms) => {
+                if used >= 1 {
+                    return false;
+                }
+                self.snapshot_window = Some((start, used + 1));
+                true
+            }
+            _ => {
+                self.snapshot_window = Some((now_ms, 1));
+                true
+            }
+        }
+    }
+}
+
+/// A snapshot written for the `snapshot` command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TakenSnapshot {
+    /// The zxid it is at.
+    pub zxid: i64,
+    /// The file (ZooKeeper's format).
+    pub path: std::path::PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
 }
 
 /// One command of the table.
@@ -89,7 +151,8 @@ const fn cmd(
     CommandDef { primary, aliases, server_required }
 }
 
-/// Every command, sorted by primary name (the listing's order). All are GET commands.
+/// Every command, sorted by primary name (the listing's order). All are GET commands;
+/// `snapshot` needs ALL permissions on `/` (an `Authorization` header).
 pub const COMMANDS: &[CommandDef] = &[
     cmd("configuration", &["conf", "config"], true),
     cmd("connection_stat_reset", &["crst"], true),
@@ -109,6 +172,7 @@ pub const COMMANDS: &[CommandDef] = &[
     cmd("ruok", &[], true),
     cmd("server_stats", &["srvr"], true),
     cmd("set_trace_mask", &["stmk"], false),
+    cmd("snapshot", &["snap"], true),
     cmd("stat_reset", &["srst"], true),
     cmd("stats", &["stat"], true),
     cmd("system_properties", &["sysp"], false),
@@ -231,10 +295,103 @@ pub trait AdminSource: FourLetterSource {
     fn system_properties(&self) -> Vec<(String, String)>;
     /// `observer_connection_stat_reset`.
     fn reset_observer_stats(&mut self);
+    /// `DigestAuthenticationProvider.superDigest`, if set.
+    fn super_digest(&self) -> Option<String>;
+    /// Whether `ids` hold permission `perm` (one bit) on `/`, by its ACL (ZooKeeper's
+    /// `checkACL`: skipACL, an empty ACL or a super id pass).
+    fn root_allows(&self, ids: &[crate::proto::Id], perm: i32) -> bool;
+    /// Writes a snapshot of the committed state in ZooKeeper's format.
+    fn take_snapshot(&mut self) -> Result<TakenSnapshot, String>;
+}
+
+/// Why a protected command is refused: (status, error text), as ZooKeeper answers.
+fn authorize(req: &Request<'_>, source: &dyn AdminSource) -> Result<(), (u16, &'static str)> {
+    let Some(header) = req.authorization else {
+        return Err((401, "Auth info is missing for the command"));
+    };
+    let parts: Vec<&str> = header.split(' ').collect();
+    let (scheme, data) = match parts.as_slice() {
+        [scheme] => (*scheme, None),
+        [scheme, data] => (*scheme, Some(*data)),
+        _ => return Err((401, "Not authenticated")),
+    };
+    let mut ids = Vec::new();
+    match (scheme, data) {
+        ("digest", Some(text)) => {
+            let id = crate::tree::acl::digest_of_auth(text);
+            if source.super_digest().as_deref() == Some(id.as_str()) {
+                ids.push(crate::proto::Id { scheme: "super".into(), id: String::new() });
+            }
+            ids.push(crate::proto::Id { scheme: "digest".into(), id });
+        }
+        ("ip", _) => match req.remote_ip {
+            Some(ip) => ids.push(crate::proto::Id { scheme: "ip".into(), id: ip.to_string() }),
+            None => return Err((401, "Not authenticated")),
+        },
+        // x509 needs HTTPS; any other scheme authenticates nothing over HTTP.
+        _ => return Err((401, "Not authenticated")),
+    }
+    // Every permission bit on its own (ZooKeeper 3.9.4's fix of CVE-2025-58457: before it,
+    // any one matching bit let ALL through).
+    const ALL: i32 = 31;
+    for bit in [1, 2, 4, 8, 16] {
+        if ALL & bit != 0 && !source.root_allows(&ids, bit) {
+            return Err((403, "Not authorized"));
+        }
+    }
+    Ok(())
+}
+
+/// `snapshot`: ZooKeeper's checks in its order, then the file (streamed, or not).
+fn snapshot(req: &Request<'_>, source: &mut dyn AdminSource, state: &mut AdminState) -> Response {
+    let envelope = |status: u16, headers: Vec<(String, String)>| Response {
+        headers,
+        ..Response::json(status, finish("snapshot", Map::new()))
+    };
+    if !state.snapshot_enabled {
+        return envelope(503, Vec::new());
+    }
+    if !state.allow_snapshot(req.now_ms) {
+        return envelope(429, Vec::new());
+    }
+    let streaming = req
+        .query
+        .iter()
+        .find(|(k, _)| k == "streaming")
+        .is_none_or(|(_, v)| v.eq_ignore_ascii_case("true"));
+    match source.take_snapshot() {
+        Ok(t) if t.size == 0 => envelope(500, Vec::new()),
+        Ok(t) => {
+            let headers = vec![
+                ("last_zxid".to_string(), format!("0x{}", hex(t.zxid))),
+                ("snapshot_size".to_string(), t.size.to_string()),
+            ];
+            if streaming {
+                Response {
+                    status: 200,
+                    content_type: Some("application/octet-stream"),
+                    headers,
+                    body: String::new(),
+                    file: Some(t.path),
+                }
+            } else {
+                envelope(200, headers)
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the AdminServer's snapshot failed");
+            envelope(500, Vec::new())
+        }
+    }
 }
 
 /// Answers `req`. `command_url` is `admin.commandURL` (default `/commands`).
-pub fn handle(req: &Request<'_>, command_url: &str, source: &mut dyn AdminSource) -> Response {
+pub fn handle(
+    req: &Request<'_>,
+    command_url: &str,
+    source: &mut dyn AdminSource,
+    state: &mut AdminState,
+) -> Response {
     let base = command_url.trim_end_matches('/');
     let Some(rest) = req.path.strip_prefix(base) else { return Response::not_found() };
     if !(rest.is_empty() || rest.starts_with('/')) {
@@ -257,6 +414,14 @@ pub fn handle(req: &Request<'_>, command_url: &str, source: &mut dyn AdminSource
     if def.server_required && !source.is_serving() {
         return error_response(name, NOT_SERVING);
     }
+    if def.primary == "snapshot" {
+        if let Err((status, error)) = authorize(req, source) {
+            let mut r = error_response(name, error);
+            r.status = status;
+            return r;
+        }
+        return snapshot(req, source, state);
+    }
     let param = |k: &str| req.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let data = match run(def.primary, source, param) {
         Ok(data) => data,
@@ -272,15 +437,11 @@ fn listing(command_url: &str) -> Response {
     for c in COMMANDS {
         body.push_str(&format!("<a href=\"{base}/{0}\">{0}</a>\n<br/>\n", c.primary));
     }
-    Response { status: 200, content_type: None, body }
+    Response { status: 200, content_type: None, body, ..Response::default() }
 }
 
 fn method_not_allowed() -> Response {
-    Response {
-        status: 405,
-        content_type: Some("text/plain"),
-        body: "HTTP method not supported by this URL\n".into(),
-    }
+    Response::text(405, "text/plain", "HTTP method not supported by this URL\n".into())
 }
 
 /// The JSON envelope: the command's keys, then `command`, then `error` (null).
@@ -608,4 +769,35 @@ fn run<'p>(
         other => return Err(format!("Unknown command: {other}")),
     }
     Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_snapshot_per_interval_the_first_allowed() {
+        let mut s = AdminState::new(true, 1000);
+        assert!(s.allow_snapshot(5), "the first, at once");
+        assert!(!s.allow_snapshot(6));
+        assert!(!s.allow_snapshot(1005), "still the same interval");
+        assert!(s.allow_snapshot(1006), "a new interval");
+        assert!(!s.allow_snapshot(1500));
+        let mut none = AdminState::new(true, 0);
+        assert!(none.allow_snapshot(1) && none.allow_snapshot(2));
+    }
+
+    #[test]
+    fn every_name_finds_its_command() {
+        for c in COMMANDS {
+            assert_eq!(lookup(c.primary), Some(c));
+            for a in c.aliases {
+                assert_eq!(lookup(a).map(|d| d.primary), Some(c.primary));
+            }
+        }
+        assert!(lookup("nosuch").is_none());
+        let mut sorted: Vec<&str> = COMMANDS.iter().map(|c| c.primary).collect();
+        sorted.sort_unstable();
+        assert_eq!(sorted, COMMANDS.iter().map(|c| c.primary).collect::<Vec<_>>(), "listed sorted");
+    }
 }

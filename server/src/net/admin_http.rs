@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -65,10 +65,24 @@ impl AdminHttpOptions {
     }
 }
 
-/// Answers one request: (method, path, query) to what to write back. Runs on a blocking
-/// thread (some commands walk the data directories).
-pub type Responder =
-    Arc<dyn Fn(&hyper::Method, &str, Option<&str>) -> commands::Response + Send + Sync>;
+/// One request as the responders see it.
+#[derive(Debug)]
+pub struct HttpRequest {
+    /// The method.
+    pub method: hyper::Method,
+    /// The path.
+    pub path: String,
+    /// The query, if any.
+    pub query: Option<String>,
+    /// The `Authorization` header.
+    pub authorization: Option<String>,
+    /// The client's address.
+    pub remote: SocketAddr,
+}
+
+/// Answers one request. Runs on a blocking thread (some commands walk the data directories
+/// or write a snapshot).
+pub type Responder = Arc<dyn Fn(&HttpRequest) -> commands::Response + Send + Sync>;
 
 /// Serves the AdminServer's commands on `listener` until `stop` turns true.
 pub async fn serve(
@@ -78,23 +92,32 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let url = opts.command_url.clone();
-    let responder: Responder = Arc::new(move |method, path, query| {
-        if *method == hyper::Method::TRACE {
+    let state = std::sync::Mutex::new(commands::AdminState::new(
+        shared.config.admin_snapshot_enabled,
+        shared.config.admin_rate_limiter_interval_ms,
+    ));
+    let started = std::time::Instant::now();
+    let responder: Responder = Arc::new(move |http| {
+        if http.method == hyper::Method::TRACE {
             // Blocked, as ZooKeeper's AdminServer blocks it.
-            return commands::Response {
-                status: 403,
-                content_type: Some("text/plain"),
-                body: String::new(),
-            };
+            return commands::Response::text(403, "text/plain", String::new());
         }
-        let method = match *method {
+        let method = match http.method {
             hyper::Method::GET | hyper::Method::HEAD => Method::Get,
             hyper::Method::POST => Method::Post,
             _ => Method::Other,
         };
-        let request = commands::Request { method, path, query: query_pairs(query) };
+        let request = commands::Request {
+            method,
+            path: &http.path,
+            query: query_pairs(http.query.as_deref()),
+            authorization: http.authorization.as_deref(),
+            remote_ip: Some(http.remote.ip()),
+            now_ms: started.elapsed().as_millis() as u64,
+        };
         let mut source = Source { shared: &shared, local: None };
-        commands::handle(&request, &url, &mut source)
+        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
+        commands::handle(&request, &url, &mut source, &mut state)
     });
     serve_http(listener, opts.idle_timeout, responder, stop).await
 }
@@ -130,7 +153,7 @@ pub async fn serve_http(
         let (responder, mut stop) = (responder.clone(), stop.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| respond(req, responder.clone()));
+            let service = service_fn(move |req| respond(req, responder.clone(), peer));
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(idle)
@@ -180,28 +203,101 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
         .collect()
 }
 
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
 async fn respond(
     req: hyper::Request<Incoming>,
     responder: Responder,
-) -> Result<hyper::Response<Full<Bytes>>, Infallible> {
-    let method = req.method().clone();
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().map(str::to_string);
-    let out = tokio::task::spawn_blocking(move || responder(&method, &path, query.as_deref()))
+    remote: SocketAddr,
+) -> Result<hyper::Response<Body>, Infallible> {
+    let http = HttpRequest {
+        method: req.method().clone(),
+        path: req.uri().path().to_string(),
+        query: req.uri().query().map(str::to_string),
+        authorization: req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        remote,
+    };
+    let out = tokio::task::spawn_blocking(move || responder(&http))
         .await
-        .unwrap_or_else(|_| commands::Response {
-            status: 500,
-            content_type: Some("text/plain"),
-            body: "internal error\n".into(),
-        });
-    let mut resp = hyper::Response::new(Full::new(Bytes::from(out.body)));
+        .unwrap_or_else(|_| commands::Response::text(500, "text/plain", "internal error\n".into()));
+    let body: Body = match &out.file {
+        Some(path) => match std::fs::File::open(path) {
+            Ok(f) => FileBody::start(f).boxed(),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot stream");
+                let mut r = hyper::Response::new(
+                    Full::new(Bytes::from_static(b"internal error\n"))
+                        .map_err(|e| match e {})
+                        .boxed(),
+                );
+                *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                return Ok(r);
+            }
+        },
+        None => Full::new(Bytes::from(out.body)).map_err(|e| match e {}).boxed(),
+    };
+    let mut resp = hyper::Response::new(body);
     *resp.status_mut() =
         hyper::StatusCode::from_u16(out.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(ct) = out.content_type {
         resp.headers_mut()
             .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(ct));
     }
+    for (k, v) in &out.headers {
+        if let (Ok(k), Ok(v)) = (
+            hyper::header::HeaderName::from_bytes(k.as_bytes()),
+            hyper::header::HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(k, v);
+        }
+    }
     Ok(resp)
+}
+
+/// A file sent in 64 KiB pieces, read on a blocking thread a few pieces ahead of the socket.
+struct FileBody {
+    rx: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>,
+}
+
+impl FileBody {
+    fn start(mut file: std::fs::File) -> FileBody {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            loop {
+                let mut buf = vec![0u8; 64 << 10];
+                let piece = match file.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Ok(Bytes::from(buf))
+                    }
+                    Err(e) => Err(e),
+                };
+                let failed = piece.is_err();
+                if tx.blocking_send(piece).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        FileBody { rx }
+    }
+}
+
+impl hyper::body::Body for FileBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|piece| piece.map(|r| r.map(hyper::body::Frame::data)))
+    }
 }
 
 /// `host:port` with brackets around an IPv6 host.
@@ -375,6 +471,60 @@ impl AdminSource for Source<'_> {
     }
 
     fn reset_observer_stats(&mut self) {}
+
+    fn super_digest(&self) -> Option<String> {
+        self.shared.settings.super_digest.clone()
+    }
+
+    fn root_allows(&self, ids: &[crate::proto::Id], perm: i32) -> bool {
+        let settings = &self.shared.settings;
+        if settings.skip_acl {
+            return true;
+        }
+        let tree = self.shared.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let Some((acl, _)) = tree.get_acl("/") else { return false };
+        crate::tree::acl::check_acl(&acl, perm, ids, &settings.prepare.auth_schemes)
+    }
+
+    fn take_snapshot(&mut self) -> Result<commands::TakenSnapshot, String> {
+        let sh = self.shared;
+        let started = std::time::Instant::now();
+        let tree = sh.view.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut sessions: Vec<(i64, i32)> = sh
+            .sessions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(id, s)| (*id, s.timeout_ms))
+            .collect();
+        sessions.sort_unstable();
+        let zxid = tree.last_processed_zxid();
+        // Where ZooKeeper's snapshots are: <dataDir>/version-2, as ZooKeeper would write it.
+        let dir = sh.config.data_dir.join("version-2");
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let path = dir.join(format!("snapshot.{:x}", zxid as u64));
+        let tmp = dir.join(format!("snapshot.{:x}.tmp", zxid as u64));
+        let write = || -> Result<u64, String> {
+            let f = std::fs::File::create(&tmp).map_err(|e| e.to_string())?;
+            let mut w = std::io::BufWriter::with_capacity(1 << 20, f);
+            let trailer = crate::tree::zk_snapshot::Trailer {
+                digest: sh.config.digest_enabled,
+                last_processed_zxid: true,
+            };
+            crate::tree::zk_snapshot::write_snapshot(&mut w, &tree, &sessions, trailer)
+                .map_err(|e| e.to_string())?;
+            let f = w.into_inner().map_err(|e| e.to_string())?;
+            f.sync_data().map_err(|e| e.to_string())?;
+            let size = f.metadata().map_err(|e| e.to_string())?.len();
+            std::fs::rename(&tmp, &path).map_err(|e| e.to_string())?;
+            Ok(size)
+        };
+        let size = write().inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })?;
+        tracing::info!("Snapshot taken in {} ms", started.elapsed().as_millis());
+        Ok(commands::TakenSnapshot { zxid, path, size })
+    }
 }
 
 #[cfg(test)]

@@ -58,26 +58,18 @@ pub async fn serve(
     opts: MetricsHttpOptions,
     stop: watch::Receiver<bool>,
 ) {
-    let responder: Responder = Arc::new(move |method, path, _query| {
-        if path != "/metrics" {
-            return Response {
-                status: 404,
-                content_type: Some("text/plain"),
-                body: "Not Found\n".into(),
-            };
+    let responder: Responder = Arc::new(move |http| {
+        if http.path != "/metrics" {
+            return Response::text(404, "text/plain", "Not Found\n".into());
         }
-        if *method != hyper::Method::GET && *method != hyper::Method::HEAD {
-            return Response {
-                status: 405,
-                content_type: Some("text/plain"),
-                body: "Method Not Allowed\n".into(),
-            };
+        if http.method != hyper::Method::GET && http.method != hyper::Method::HEAD {
+            return Response::text(405, "text/plain", "Method Not Allowed\n".into());
         }
-        Response {
-            status: 200,
-            content_type: Some("text/plain; version=0.0.4; charset=utf-8"),
-            body: render(&families(&shared, opts.export_process_info)),
-        }
+        Response::text(
+            200,
+            "text/plain; version=0.0.4; charset=utf-8",
+            render(&families(&shared, opts.export_process_info)),
+        )
     });
     serve_http(listener, Duration::from_secs(30), responder, stop).await
 }
