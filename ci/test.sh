@@ -27,6 +27,7 @@ step "docs"          env RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-d
 step "bench compile" cargo bench --workspace --bench '*' --locked -- --test
 step "build release" cargo build --release --locked -p corral-server
 step "package"       bash ci/package.sh
+step "monitoring"    bash ci/monitoring.sh
 step "kazoo suite"   bash ci/kazoo.sh
 step "kazoo, ensemble" bash ci/kazoo.sh --ensemble
 step "kazoo, mixed"  bash ci/kazoo.sh --mixed

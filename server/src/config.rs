@@ -1062,6 +1062,12 @@ pub struct Config {
     pub test_log_strategy: Option<(corral_engine::log::FlushStrategy, usize)>,
     /// `audit.enable`: write the audit log.
     pub audit_enable: bool,
+    /// `corral.slowRequestWarningMs` (default 10000; 0: off): a request answered later than
+    /// this after it arrived is counted and warned about (at most once per 10 s).
+    pub slow_request_warning_ms: u64,
+    /// `corral.stallWarningMs` (default 10000; 0: off): no reply for this long while requests
+    /// wait is warned about as a stalled pipeline.
+    pub stall_warning_ms: u64,
     /// `corral.audit.file`: where the audit log goes (unset: the server's log).
     pub audit_file: Option<PathBuf>,
     /// `quorumListenOnAllIPs`.
@@ -1233,6 +1239,8 @@ fn key_kind(key: &str) -> KeyKind {
         | "corral.test.purgeIntervalMs"
         | "corral.test.logStrategy"
         | "corral.audit.file"
+        | "corral.slowRequestWarningMs"
+        | "corral.stallWarningMs"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
@@ -1431,6 +1439,8 @@ impl Config {
             test_purge_interval_ms: 0,
             test_log_strategy: None,
             audit_enable: false,
+            slow_request_warning_ms: 10_000,
+            stall_warning_ms: 10_000,
             audit_file: None,
             quorum_listen_on_all_ips: false,
             observer_master_port: None,
@@ -1701,6 +1711,14 @@ impl Config {
             "corral.test.purgeIntervalMs" => {
                 let n = parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))?;
                 self.test_purge_interval_ms = n as u64;
+            }
+            "corral.slowRequestWarningMs" => {
+                self.slow_request_warning_ms =
+                    parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))? as u64
+            }
+            "corral.stallWarningMs" => {
+                self.stall_warning_ms =
+                    parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))? as u64
             }
             "corral.audit.file" => {
                 if value.is_empty() {

@@ -190,6 +190,41 @@ impl ServerOptions {
     }
 }
 
+/// Warns when the pipeline answers nothing for `stall_ms` while requests wait, and says when
+/// it answers again (`corral.stallWarningMs`).
+async fn watch_for_stalls(
+    shared: Arc<Shared>,
+    stall_ms: u64,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    use crate::admin::warnings::{Stall, StallWatch};
+    use std::sync::atomic::Ordering;
+    let mut watch = StallWatch::new(stall_ms, shared.now_ms());
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            _ = tick.tick() => {}
+        }
+        let sent = shared.stats.sent.load(Ordering::Relaxed);
+        let outstanding = shared.outstanding.load(Ordering::Relaxed) as u64;
+        match watch.check(shared.now_ms(), sent, outstanding) {
+            Some(Stall::Stalled { for_ms, outstanding }) => tracing::warn!(
+                for_ms,
+                outstanding,
+                "the request pipeline has answered nothing for {} s with {outstanding} requests waiting",
+                for_ms / 1000
+            ),
+            Some(Stall::Resumed { lasted_ms }) => tracing::info!(
+                lasted_ms,
+                "the request pipeline answers again after a stall of {} s",
+                lasted_ms / 1000
+            ),
+            None => {}
+        }
+    }
+}
+
 /// A running server.
 pub struct RunningServer {
     addr: SocketAddr,
@@ -337,6 +372,10 @@ impl RunningServer {
                 secure_addr.context("a TLS-only server without its TLS listener")?
             }
         };
+        let stall_ms = opts.config.stall_warning_ms;
+        if stall_ms > 0 {
+            runtime.spawn(watch_for_stalls(shared.clone(), stall_ms, stop.subscribe()));
+        }
         Ok(RunningServer {
             addr,
             secure_addr,

@@ -34,6 +34,7 @@ fn settings() -> Settings {
         enforce_auth: None,
         config_file: None,
         audit: None,
+        slow_request_ms: 0,
     }
 }
 

@@ -22,6 +22,7 @@ pub mod json;
 pub mod monitor;
 pub mod prometheus;
 pub mod report;
+pub mod warnings;
 
 /// The ZooKeeper release whose behaviour Corral reproduces.
 pub const ZOOKEEPER_VERSION: &str = "3.8.0";

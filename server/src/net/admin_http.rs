@@ -115,7 +115,7 @@ pub async fn serve(
             remote_ip: Some(http.remote.ip()),
             now_ms: started.elapsed().as_millis() as u64,
         };
-        let mut source = Source { shared: &shared, local: None };
+        let mut source = Source { shared: &shared, local: None, on_client_port: false };
         let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
         commands::handle(&request, &url, &mut source, &mut state)
     });

@@ -28,7 +28,7 @@ pub fn answer(
     stmk_mask: Option<i64>,
 ) -> Vec<u8> {
     let whitelist = shared.config.four_letter_whitelist();
-    let mut source = Source { shared, local };
+    let mut source = Source { shared, local, on_client_port: true };
     execute(word, &whitelist, &mut source, stmk_mask)
 }
 
@@ -41,6 +41,9 @@ pub fn wants_mask(word: FourLetterWord, shared: &Shared) -> bool {
 pub(crate) struct Source<'a> {
     pub(crate) shared: &'a Shared,
     pub(crate) local: Option<SocketAddr>,
+    /// Asked on a client connection (a four-letter word), which then counts as one; the
+    /// AdminServer's and the metrics endpoint's requests are not client connections.
+    pub(crate) on_client_port: bool,
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -142,8 +145,10 @@ impl FourLetterSource for Source<'_> {
             max_latency_ms: max,
             packets_received: sh.stats.received.load(Ordering::Relaxed) as i64,
             packets_sent: sh.stats.sent.load(Ordering::Relaxed) as i64,
-            // This four-letter-word connection counts, as in ZooKeeper.
-            connections: sh.conns.lock().map(|c| c.len()).unwrap_or(0) as i64 + 1,
+            // A four-letter word's own connection counts, as in ZooKeeper (an HTTP request's
+            // does not).
+            connections: sh.conns.lock().map(|c| c.len()).unwrap_or(0) as i64
+                + i64::from(self.on_client_port),
             outstanding_requests: sh.outstanding.load(Ordering::Relaxed) as i64,
             last_processed_zxid: sh.last_zxid.load(Ordering::Relaxed),
             mode: self.mode(),
@@ -303,7 +308,8 @@ impl FourLetterSource for Source<'_> {
         let tree = sh.view.read().map(|v| v.clone()).ok();
         let w = self.watch_summary();
         m.ephemerals_count = tree.as_ref().map(|t| t.ephemerals_count() as i64).unwrap_or(0);
-        m.num_alive_connections = sh.conns.lock().map(|c| c.len()).unwrap_or(0) as i64 + 1;
+        m.num_alive_connections =
+            sh.conns.lock().map(|c| c.len()).unwrap_or(0) as i64 + i64::from(self.on_client_port);
         m.avg_latency = avg;
         m.min_latency = min;
         m.max_latency = max;

@@ -85,7 +85,7 @@ const HISTOGRAMS: [&str; 5] = [
 
 /// Every family, gathered now.
 pub fn families(shared: &Shared, process: bool) -> Vec<Family> {
-    let source = Source { shared, local: None };
+    let source = Source { shared, local: None, on_client_port: false };
     let monitor = source.monitor();
     let mut out = gauges(&monitor, |k| HISTOGRAMS.iter().any(|h| k.ends_with(h)));
     let times = shared.stats.times.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -164,6 +164,12 @@ pub fn families(shared: &Shared, process: bool) -> Vec<Family> {
             out.push(Family::single(name, help, Kind::Counter, v as f64));
         }
     }
+    out.push(Family::single(
+        "corral_slow_requests_total",
+        "Requests answered later than corral.slowRequestWarningMs after they arrived.",
+        Kind::Counter,
+        shared.stats.slow_total.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    ));
     if process {
         let p = process_stats();
         if monitor.znode_count > 0 {

@@ -97,6 +97,8 @@ pub struct Settings {
     pub config_file: Option<std::path::PathBuf>,
     /// `audit.enable`: where audit lines go (`None`: no audit log).
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    /// `corral.slowRequestWarningMs` (0: no warnings).
+    pub slow_request_ms: u64,
 }
 
 impl Settings {
@@ -133,6 +135,7 @@ impl Settings {
             enforce_auth: c.enforced_auth_schemes(),
             config_file: None,
             audit: None,
+            slow_request_ms: c.slow_request_warning_ms,
         }
     }
 
@@ -452,7 +455,7 @@ pub fn is_update(op: OpCode) -> bool {
 }
 
 /// Server-wide counters (srvr, stat, mntr).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Stats {
     /// Packets received.
     pub received: AtomicU64,
@@ -472,6 +475,10 @@ pub struct Stats {
     pub log: std::sync::OnceLock<corral_engine::log::MetricsHandle>,
     /// Sizes of the replies written to clients.
     pub responses: Arc<ResponseSizes>,
+    /// Requests slower than `corral.slowRequestWarningMs`, and when to warn of them.
+    pub slow: Mutex<crate::admin::warnings::SlowRequests>,
+    /// Requests slower than `corral.slowRequestWarningMs` so far.
+    pub slow_total: AtomicU64,
 }
 
 /// Last, smallest and largest reply size in bytes (ZooKeeper's client response
@@ -486,6 +493,24 @@ pub struct ResponseSizes {
 impl Default for ResponseSizes {
     fn default() -> Self {
         Self { last: AtomicI64::new(-1), min: AtomicI64::new(-1), max: AtomicI64::new(-1) }
+    }
+}
+
+impl Default for Stats {
+    fn default() -> Self {
+        Stats {
+            received: AtomicU64::new(0),
+            sent: AtomicU64::new(0),
+            lat_sum: AtomicU64::new(0),
+            lat_count: AtomicU64::new(0),
+            lat_min: AtomicU64::new(0),
+            lat_max: AtomicU64::new(0),
+            times: Mutex::new(ReplyTimes::default()),
+            log: std::sync::OnceLock::new(),
+            responses: Arc::default(),
+            slow: Mutex::new(crate::admin::warnings::SlowRequests::new(10_000)),
+            slow_total: AtomicU64::new(0),
+        }
     }
 }
 
@@ -1199,6 +1224,20 @@ fn finish_reply(
     let elapsed = received.elapsed();
     let ms = elapsed.as_millis() as u64;
     shared.stats.record_reply(elapsed, is_update(op));
+    let slow_ms = shared.settings.slow_request_ms;
+    if slow_ms > 0 && ms >= slow_ms {
+        shared.stats.slow_total.fetch_add(1, Ordering::Relaxed);
+        let due = shared.stats.slow.lock().unwrap_or_else(|p| p.into_inner()).note(shared.now_ms());
+        if let Some(n) = due {
+            tracing::warn!(
+                op = ?op,
+                ms,
+                threshold_ms = slow_ms,
+                since_last_warning = n,
+                "a request took {ms} ms from its arrival to its reply (corral.slowRequestWarningMs={slow_ms}; {n} such since the last warning)"
+            );
+        }
+    }
     shared.stats.sent.fetch_add(1, Ordering::Relaxed);
     let s = &conn.stats;
     s.last_zxid.store(zxid, Ordering::Relaxed);
