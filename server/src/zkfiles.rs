@@ -186,9 +186,15 @@ pub fn load(
         }
     }
     let (snap_zxid, snapshot, mut state) = match base {
-        Some((z, path, s)) => {
-            (z, Some((z, path)), State { tree: s.tree, sessions: s.sessions.into_iter().collect() })
-        }
+        Some((z, path, s)) => (
+            z,
+            Some((z, path)),
+            State {
+                tree: s.tree,
+                sessions: s.sessions.into_iter().collect(),
+                digest_mismatches: 0,
+            },
+        ),
         None if snaps.is_empty() => (0, None, State::new(tree)),
         None => return Err(format!("no usable snapshot: {skipped:?}")),
     };

@@ -160,16 +160,30 @@ pub struct State {
     pub tree: DataTree,
     /// Session id → negotiated timeout (ms).
     pub sessions: BTreeMap<i64, i32>,
+    /// Txns whose logged digest differed from the tree's after applying them (ZooKeeper's
+    /// `digest_mismatches_count`).
+    pub digest_mismatches: u64,
 }
 
 impl State {
     /// The state of a new database.
     pub fn new(tree: TreeOptions) -> Self {
-        Self { tree: DataTree::new(tree), sessions: BTreeMap::new() }
+        Self { tree: DataTree::new(tree), sessions: BTreeMap::new(), digest_mismatches: 0 }
     }
 
-    /// Applies one logged txn: the tree, and the session table for createSession/closeSession.
+    /// Applies one logged txn: the tree, and the session table for createSession/closeSession;
+    /// then compares the tree's digest with the one logged with the txn, if any.
     pub fn apply(&mut self, entry: &TxnEntry) -> ApplyOutcome {
+        self.apply_with(entry, true)
+    }
+
+    /// As [`State::apply`], without the digest comparison: for txns a fuzzy snapshot may
+    /// already hold (see `zab::Command::InstallSnapshot`).
+    pub fn apply_unchecked(&mut self, entry: &TxnEntry) -> ApplyOutcome {
+        self.apply_with(entry, false)
+    }
+
+    fn apply_with(&mut self, entry: &TxnEntry, check: bool) -> ApplyOutcome {
         match &entry.txn {
             Txn::CreateSession(t) => {
                 self.sessions.insert(entry.header.client_id, t.time_out);
@@ -180,9 +194,10 @@ impl State {
             _ => {}
         }
         let outcome = self.tree.apply(&entry.header, &entry.txn);
-        if let Some(d) = &entry.digest {
+        if let Some(d) = entry.digest.as_ref().filter(|_| check) {
             let ours = self.tree.digest();
             if d.tree_digest != ours {
+                self.digest_mismatches += 1;
                 // ZooKeeper only counts these (zk_digest_mismatches_count); so do we, loudly.
                 tracing::warn!(
                     zxid = format_args!("{:#x}", entry.header.zxid),
@@ -216,7 +231,7 @@ impl State {
         let r = &mut Reader::with_max_len(body, max_len);
         let (sessions, builder) = read_body(r, tree).map_err(|e| e.to_string())?;
         let tree = builder.finish(zxid as i64).map_err(|e| e.to_string())?;
-        Ok(State { tree, sessions: sessions.into_iter().collect() })
+        Ok(State { tree, sessions: sessions.into_iter().collect(), digest_mismatches: 0 })
     }
 }
 
@@ -657,4 +672,55 @@ fn read_epoch(vfs: &dyn Vfs, dir: &Path, name: &'static str) -> Result<u32, DbEr
             ),
         }
     })
+}
+
+#[cfg(test)]
+mod fuzzy_tests {
+    use super::*;
+    use crate::proto::{Acl, CreateTxn, TxnDigest, TxnHeader};
+
+    fn create(zxid: i64, path: &str) -> TxnEntry {
+        TxnEntry {
+            header: TxnHeader { client_id: 1, cxid: 1, zxid, time: 0, op: 1 },
+            txn: Txn::Create(CreateTxn {
+                path: path.into(),
+                data: Default::default(),
+                acl: vec![Acl::new(31, "world", "anyone")],
+                ephemeral: false,
+                parent_c_version: 0,
+            }),
+            digest: None,
+        }
+    }
+
+    /// Why a fuzzy snapshot's txns are applied unchecked: re-applied on a body that already
+    /// holds later ones, their logged digests cannot match; the tree still converges.
+    #[test]
+    fn txns_already_in_a_fuzzy_snapshot_cannot_match_their_digests() {
+        let mut leader = State::new(Default::default());
+        let mut entries = Vec::new();
+        for (i, path) in ["/load", "/load/a", "/load/b", "/load/c"].into_iter().enumerate() {
+            let mut e = create(i as i64 + 1, path);
+            e.header.zxid = i as i64 + 1;
+            leader.apply_unchecked(&e);
+            e.digest = Some(TxnDigest { version: 2, tree_digest: leader.tree.digest() });
+            entries.push(e);
+        }
+        // Labelled zxid 2, but holding 3 and 4 as well (what a ZooKeeper leader can send).
+        let mut fuzzy = State::new(Default::default());
+        for e in &entries {
+            fuzzy.apply_unchecked(e);
+        }
+        let mut checked = fuzzy.clone();
+        for e in &entries[2..] {
+            checked.apply(e);
+        }
+        assert_eq!(checked.digest_mismatches, 1, "zxid 3 again, on a tree that holds 4");
+        assert_eq!(checked.tree.digest(), leader.tree.digest());
+        let mut quiet = fuzzy.clone();
+        quiet.apply_unchecked(&entries[2]);
+        quiet.apply(&entries[3]);
+        assert_eq!(quiet.digest_mismatches, 0);
+        assert_eq!(quiet.tree.digest(), leader.tree.digest(), "the same tree in the end");
+    }
 }

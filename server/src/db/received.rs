@@ -144,7 +144,7 @@ impl SnapReceiver {
                 message: e.to_string(),
             })?;
         }
-        let state = State { tree, sessions: sessions.into_iter().collect() };
+        let state = State { tree, sessions: sessions.into_iter().collect(), digest_mismatches: 0 };
         Ok(ReceivedSnapshot {
             zxid: self.zxid,
             bytes,
@@ -245,7 +245,11 @@ mod tests {
             let hdr = TxnHeader { client_id: 7, cxid: 1, zxid, time: 100, op: txn.opcode().code() };
             assert_eq!(tree.apply(&hdr, &txn).result.err, 0);
         }
-        State { tree, sessions: [(7, 30_000), (9, 4_000)].into_iter().collect() }
+        State {
+            tree,
+            sessions: [(7, 30_000), (9, 4_000)].into_iter().collect(),
+            digest_mismatches: 0,
+        }
     }
 
     fn payload(state: &State) -> Vec<u8> {

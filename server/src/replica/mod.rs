@@ -248,6 +248,9 @@ pub struct Replica {
     /// last boundary at or below it).
     commit_point: Zxid,
     durable: Zxid,
+    /// Txns up to this zxid may already be in the installed snapshot (a ZooKeeper leader's
+    /// fuzzy SNAP): applied without comparing digests.
+    fuzzy_until: Zxid,
     /// The history above `applied`, in zxid order.
     pending: VecDeque<Pending>,
     /// The zxids of `pending` an apply may end at, in order: received txns, and proposals of
@@ -383,6 +386,7 @@ impl Replica {
             committed: state,
             applied: last,
             commit_point: last,
+            fuzzy_until: Zxid::ZERO,
             durable: last,
             pending: VecDeque::new(),
             boundaries: VecDeque::new(),
@@ -604,7 +608,7 @@ impl Replica {
                 self.durable = self.durable.min(self.applied);
                 out.push(Output::Stored(Stored::Truncated(z)));
             }
-            Command::InstallSnapshot { zxid, body } => {
+            Command::InstallSnapshot { zxid, body, fuzzy_until } => {
                 out.push(Output::Stored(Stored::Installing(zxid)));
                 let state = self.db.install_snapshot(zxid, body.as_ref()).map_err(|e| {
                     Fatal::storage(format!("installing the snapshot at {zxid:#x}"), e)
@@ -613,6 +617,7 @@ impl Replica {
                 self.applied = zxid;
                 self.commit_point = zxid;
                 self.durable = zxid;
+                self.fuzzy_until = fuzzy_until;
                 out.push(Output::Stored(Stored::Installed(zxid)));
             }
             Command::Commit(z) => {
@@ -787,7 +792,11 @@ impl Replica {
                         self.applied = p.zxid;
                         continue;
                     };
-                    let outcome = self.committed.apply(&entry);
+                    let outcome = if p.zxid <= self.fuzzy_until {
+                        self.committed.apply_unchecked(&entry)
+                    } else {
+                        self.committed.apply(&entry)
+                    };
                     Box::new(Applied {
                         entry,
                         outcome,
@@ -824,6 +833,13 @@ impl Replica {
             }
         }
         self.snapshot_due |= self.db.count_applied(a.bytes);
+        if self.fuzzy_until > Zxid::ZERO && self.applied >= self.fuzzy_until {
+            // Past a fuzzy snapshot's txns: a snapshot of this state replaces it, so that a
+            // restart does not replay them over it (ZooKeeper's learner snapshots at
+            // NEWLEADER for the same reason).
+            self.fuzzy_until = Zxid::ZERO;
+            self.snapshot_due = true;
+        }
         if self.snapshot_due && a.version.is_some() {
             self.snapshot_due = false;
             self.db.snapshot_now(self.applied, &self.committed);

@@ -124,8 +124,12 @@ pub enum Command {
     /// Durably remove every logged txn after `zxid`, and rebuild the state from what remains.
     TruncateLog(Zxid),
     /// Durably replace the whole state by a snapshot taken at `zxid` (`None`: the empty initial
-    /// state), with an empty log after it.
-    InstallSnapshot { zxid: Zxid, body: Option<ReceivedSnapshot> },
+    /// state), with an empty log after it. `fuzzy_until`: the body may already hold the effects
+    /// of txns up to this zxid — a ZooKeeper leader serializes its tree while it goes on
+    /// applying what it committed, and sends those txns after the snapshot — so applying them
+    /// again cannot reproduce the digests they were logged with, and theirs are not compared
+    /// ([`Zxid::ZERO`]: an exact snapshot).
+    InstallSnapshot { zxid: Zxid, body: Option<ReceivedSnapshot>, fuzzy_until: Zxid },
     /// Every txn up to `zxid` is committed: apply them.
     Commit(Zxid),
     /// Leader: prepare this request as a txn and propose it ([`Event::Propose`]).
@@ -2105,7 +2109,11 @@ impl Learner {
         }
         match self.base.clone() {
             Some(SyncBase::Diff) if self.reset => {
-                out.push(Command::InstallSnapshot { zxid: Zxid::ZERO, body: None });
+                out.push(Command::InstallSnapshot {
+                    zxid: Zxid::ZERO,
+                    body: None,
+                    fuzzy_until: Zxid::ZERO,
+                });
                 core.logged = None;
                 core.history.reset(Zxid::ZERO);
                 core.snapshot_zxid = Zxid::ZERO;
@@ -2124,7 +2132,17 @@ impl Learner {
                 let Some(body) = self.snap_body.take().filter(|b| b.zxid() == s) else {
                     return Next::Looking;
                 };
-                out.push(Command::InstallSnapshot { zxid: s, body: Some(body) });
+                // Everything committed before NEWLEADER may be in the body (ZooKeeper's
+                // LearnerHandler sends NEWLEADER only once the snapshot is written).
+                out.push(Command::InstallSnapshot {
+                    zxid: s,
+                    body: Some(body),
+                    fuzzy_until: if self.staged_commit > s {
+                        self.staged_commit
+                    } else {
+                        Zxid::ZERO
+                    },
+                });
                 core.logged = None;
                 core.history.reset(s);
                 core.snapshot_zxid = s;
