@@ -254,7 +254,11 @@ fn main() -> Result<()> {
     if let Some(ms) = container_check_ms {
         opts.settings.container_check_ms = ms.max(1);
     }
-    let admin = AdminHttpOptions::from_config(&config)?;
+    // As a ZooKeeper ensemble member does: an AdminServer that cannot start is a warning.
+    let admin = AdminHttpOptions::from_config(&config).unwrap_or_else(|e| {
+        tracing::warn!("Problem starting AdminServer: {e:#}");
+        None
+    });
     let metrics = MetricsHttpOptions::from_config(&config)?;
     let audit = opts.settings.audit.clone();
     let audit_user = std::env::var("USER")

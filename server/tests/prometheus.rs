@@ -192,4 +192,11 @@ fn the_endpoint_follows_zoo_cfg() {
     .is_err());
     assert!(Config::parse_str("dataDir=/tmp/x\nclientPort=2181\nmetricsProvider.httpPort=99999\n")
         .is_err());
+    // A host name is resolved.
+    let c = Config::parse_str(
+        "dataDir=/tmp/x\nclientPort=2181\nmetricsProvider.httpHost=localhost\n\
+         metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
+    )
+    .unwrap();
+    assert!(MetricsHttpOptions::from_config(&c).unwrap().unwrap().bind.ip().is_loopback());
 }

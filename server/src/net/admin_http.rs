@@ -54,15 +54,23 @@ impl AdminHttpOptions {
             return Ok(None);
         }
         let host = config.admin_server_address.trim_start_matches('[').trim_end_matches(']');
-        let ip: std::net::IpAddr = host
-            .parse()
-            .map_err(|_| anyhow::anyhow!("admin.serverAddress {host:?} is not an IP address"))?;
+        let bind = resolve(host, config.admin_server_port)
+            .ok_or_else(|| anyhow::anyhow!("admin.serverAddress {host:?} does not resolve"))?;
         Ok(Some(AdminHttpOptions {
-            bind: SocketAddr::new(ip, config.admin_server_port),
+            bind,
             command_url: config.admin_command_url.clone(),
             idle_timeout: Duration::from_millis(config.admin_idle_timeout_ms.max(1)),
         }))
     }
+}
+
+/// `host:port` as an address to bind: an IP address, or a host name's first address.
+pub fn resolve(host: &str, port: u16) -> Option<SocketAddr> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Some(SocketAddr::new(ip, port));
+    }
+    use std::net::ToSocketAddrs;
+    (host, port).to_socket_addrs().ok()?.next()
 }
 
 /// One request as the responders see it.

@@ -41,13 +41,9 @@ impl MetricsHttpOptions {
             return Ok(None);
         }
         let host = p.http_host.trim_start_matches('[').trim_end_matches(']');
-        let ip: std::net::IpAddr = host.parse().map_err(|_| {
-            anyhow::anyhow!("metricsProvider.httpHost {host:?} is not an IP address")
-        })?;
-        Ok(Some(MetricsHttpOptions {
-            bind: SocketAddr::new(ip, p.http_port),
-            export_process_info: p.export_jvm_info,
-        }))
+        let bind = super::admin_http::resolve(host, p.http_port)
+            .ok_or_else(|| anyhow::anyhow!("metricsProvider.httpHost {host:?} does not resolve"))?;
+        Ok(Some(MetricsHttpOptions { bind, export_process_info: p.export_jvm_info }))
     }
 }
 
