@@ -157,6 +157,8 @@ fn a_scrape_has_zookeepers_names_and_corrals_figures() {
     assert!(later["corral_update_latency_us{quantile=\"0.99\"}"] > 0.0);
     assert!(later["corral_resident_bytes_per_znode"] > 0.0);
     assert!(later["packets_received"] > first["packets_received"]);
+    assert_eq!(types.get("digest_mismatches_count").map(String::as_str), Some("counter"));
+    assert_eq!(later["digest_mismatches_count"], 0.0, "every txn's digest matched");
 
     // Only /metrics.
     assert_eq!(get(metrics, "/").0, 404);

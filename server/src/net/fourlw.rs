@@ -370,6 +370,10 @@ impl FourLetterSource for Source<'_> {
             }
         }
         m.extra.push(("last_zxid".into(), MetricValue::Int(sh.last_zxid.load(Ordering::Relaxed))));
+        m.extra.push((
+            "digest_mismatches_count".into(),
+            MetricValue::Int(sh.stats.digest_mismatches.load(Ordering::Relaxed) as i64),
+        ));
         // Where a request's time goes: the reply latencies, and the log's part of an update's
         // (an append waiting for its batch's write and flush; one write and flush).
         use crate::admin::monitor::histogram_entries;

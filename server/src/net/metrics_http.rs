@@ -83,7 +83,16 @@ const HISTOGRAMS: [&str; 5] = [
 pub fn families(shared: &Shared, process: bool) -> Vec<Family> {
     let source = Source { shared, local: None, on_client_port: false };
     let monitor = source.monitor();
-    let mut out = gauges(&monitor, |k| HISTOGRAMS.iter().any(|h| k.ends_with(h)));
+    // Counters among mntr's keys are exported as counters below.
+    let mut out = gauges(&monitor, |k| {
+        HISTOGRAMS.iter().any(|h| k.ends_with(h)) || k == "digest_mismatches_count"
+    });
+    out.push(Family::single(
+        "digest_mismatches_count",
+        "digest_mismatches_count",
+        Kind::Counter,
+        shared.stats.digest_mismatches.load(std::sync::atomic::Ordering::Relaxed) as f64,
+    ));
     let times = shared.stats.times.lock().unwrap_or_else(|p| p.into_inner()).clone();
     // ZooKeeper's summaries, in ms.
     out.push(Family::summary(

@@ -479,6 +479,9 @@ pub struct Stats {
     pub slow: Mutex<crate::admin::warnings::SlowRequests>,
     /// Requests slower than `corral.slowRequestWarningMs` so far.
     pub slow_total: AtomicU64,
+    /// Txns after which the tree's digest differed from the logged one (ZooKeeper's
+    /// `digest_mismatches_count`).
+    pub digest_mismatches: AtomicU64,
 }
 
 /// Last, smallest and largest reply size in bytes (ZooKeeper's client response
@@ -510,6 +513,7 @@ impl Default for Stats {
             responses: Arc::default(),
             slow: Mutex::new(crate::admin::warnings::SlowRequests::new(10_000)),
             slow_total: AtomicU64::new(0),
+            digest_mismatches: AtomicU64::new(0),
         }
     }
 }
@@ -975,6 +979,8 @@ pub struct Pipeline {
     /// The committed version before the commit group being answered (a deleted node's last
     /// ACL comes from it).
     before: DataTree,
+    /// The committed state's digest-mismatch count last added to `Stats::digest_mismatches`.
+    digest_seen: u64,
     /// Who waits for each txn this pipeline proposed, by zxid (in zxid order).
     origins: VecDeque<(Zxid, Origin)>,
     /// Per connection: (writes in flight, reads waiting).
@@ -1354,6 +1360,7 @@ impl Pipeline {
             shared,
             replica,
             before,
+            digest_seen: 0,
             origins: VecDeque::new(),
             pending: HashMap::new(),
             waiting: std::collections::BTreeMap::new(),
@@ -1936,6 +1943,7 @@ impl Pipeline {
 
     /// Publishes the replica's committed state as it is (after TRUNC or SNAP replaced it).
     fn republish(&mut self) {
+        self.digest_seen = self.replica.committed().digest_mismatches;
         let tree = self.replica.committed().tree.clone();
         self.shared.last_zxid.store(tree.last_processed_zxid().max(0), Ordering::Release);
         *self.shared.view.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(tree.clone());
@@ -2870,6 +2878,14 @@ impl Pipeline {
         if applied.is_empty() {
             return;
         }
+        let seen = self.replica.committed().digest_mismatches;
+        if seen > self.digest_seen {
+            self.shared
+                .stats
+                .digest_mismatches
+                .fetch_add(seen - self.digest_seen, Ordering::Relaxed);
+        }
+        self.digest_seen = seen;
         let shared = self.shared.clone();
         let mut view = shared.view.write().unwrap_or_else(|p| p.into_inner());
         let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
