@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the Debian package target/debian/corral_<version>_<arch>.deb from the release
-# binary (built first if it is missing): /usr/bin/corral, the systemd unit, /etc/corral/zoo.cfg
-# and /etc/default/corral (conffiles), the maintainer scripts that make the corral user and its
-# directories, and the docs. Plain dpkg-deb: nothing to install beyond Debian's dpkg.
+# binary (built first if it is missing): /usr/bin/corral, the systemd unit, /etc/corral/zoo.cfg,
+# /etc/default/corral and /etc/logrotate.d/corral (conffiles), the maintainer scripts that make
+# the corral user and its directories and enable the service, and the docs. Plain dpkg-deb:
+# nothing to install beyond Debian's dpkg.
 # Prints the package's path.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -19,6 +20,7 @@ strip --strip-debug "$stage/usr/bin/corral"
 install -D -m 0644 packaging/deb/corral.service "$stage/lib/systemd/system/corral.service"
 install -D -m 0644 packaging/deb/zoo.cfg "$stage/etc/corral/zoo.cfg"
 install -D -m 0644 packaging/deb/default "$stage/etc/default/corral"
+install -D -m 0644 packaging/deb/logrotate "$stage/etc/logrotate.d/corral"
 doc="$stage/usr/share/doc/corral"
 install -D -m 0644 README.md "$doc/README.md"
 install -m 0644 docs/operations.md docs/compatibility.md "$doc/"
@@ -34,7 +36,8 @@ COPYRIGHT
 for s in postinst prerm postrm; do
     install -m 0755 "packaging/deb/$s" "$stage/DEBIAN/$s"
 done
-printf '/etc/corral/zoo.cfg\n/etc/default/corral\n' > "$stage/DEBIAN/conffiles"
+printf '%s\n' /etc/corral/zoo.cfg /etc/default/corral /etc/logrotate.d/corral \
+    > "$stage/DEBIAN/conffiles"
 size=$(du -sk --exclude=DEBIAN "$stage" | cut -f1)
 cat > "$stage/DEBIAN/control" <<CONTROL
 Package: corral
