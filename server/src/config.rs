@@ -573,6 +573,27 @@ pub fn file_key(name: &str) -> Option<&str> {
     }
 }
 
+/// The system property a command-line `-D name` sets: `name` itself, or `zookeeper.name`
+/// when `name` is a zoo.cfg key ZooKeeper reads as that property (`admin.serverPort`,
+/// `4lw.commands.whitelist`, …), so that such a key works with or without its prefix.
+pub fn property_name(name: &str) -> std::borrow::Cow<'_, str> {
+    let bare = matches!(
+        name,
+        "jute.maxbuffer"
+            | "readonlymode.enabled"
+            | "java.security.auth.login.config"
+            | "java.security.krb5.conf"
+    );
+    if !bare
+        && !name.starts_with("zookeeper.")
+        && matches!(key_kind(name), KeyKind::SystemProperty | KeyKind::IgnoredProperty(_))
+    {
+        std::borrow::Cow::Owned(format!("zookeeper.{name}"))
+    } else {
+        std::borrow::Cow::Borrowed(name)
+    }
+}
+
 /// `text` with the lines of the `overrides`' keys left out and `key=value` lines for them at
 /// the end.
 fn with_overrides(text: &str, overrides: &[(String, String)]) -> Result<String, ConfigError> {
@@ -2521,6 +2542,22 @@ mod tests {
         assert_eq!(java_decode_long("0"), Some(0));
         assert_eq!(java_decode_long("0x-1"), None);
         assert_eq!(java_decode_long("09"), None);
+    }
+
+    #[test]
+    fn command_line_keys_work_with_or_without_their_prefix() {
+        assert_eq!(property_name("admin.serverPort"), "zookeeper.admin.serverPort");
+        assert_eq!(property_name("zookeeper.admin.serverPort"), "zookeeper.admin.serverPort");
+        assert_eq!(property_name("jute.maxbuffer"), "jute.maxbuffer");
+        assert_eq!(property_name("no.such.key"), "no.such.key");
+        assert_eq!(property_name("clientPort"), "clientPort");
+        let mut c = Config::parse_str("dataDir=/tmp/x\nclientPort=2181\n").unwrap();
+        c.apply_system_property(&property_name("admin.serverPort"), "9181").unwrap();
+        assert_eq!(c.admin_server_port, 9181);
+        // Java's -D without the prefix is not read by ZooKeeper, nor by Corral's parser.
+        let mut c = Config::parse_str("dataDir=/tmp/x\nclientPort=2181\n").unwrap();
+        c.apply_system_property("admin.serverPort", "9181").unwrap();
+        assert_eq!(c.admin_server_port, DEFAULT_ADMIN_SERVER_PORT);
     }
 
     #[test]

@@ -240,7 +240,7 @@ fn main() -> Result<()> {
                 Some(value.trim().parse::<u64>().with_context(|| format!("{name}={value}"))?);
             continue;
         }
-        config.apply_system_property(name, value)?;
+        config.apply_system_property(&corral_server::config::property_name(name), value)?;
     }
     // The JDK's name for the Kerberos configuration file; the GSS-API library reads
     // KRB5_CONFIG. Set here, while the process has one thread.
@@ -260,6 +260,12 @@ fn main() -> Result<()> {
         None
     });
     let metrics = MetricsHttpOptions::from_config(&config)?;
+    // ZooKeeper stops when its metrics provider cannot start; so does Corral — before it joins
+    // an ensemble (a service manager restarting it would otherwise churn elections).
+    let metrics = match metrics {
+        Some(m) => Some((corral_server::net::metrics_http::bind(&m)?, m)),
+        None => None,
+    };
     let audit = opts.settings.audit.clone();
     let audit_user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -284,14 +290,18 @@ fn main() -> Result<()> {
             tracing::warn!("{e:#}");
         }
     }
-    if let Some(metrics) = metrics {
-        // ZooKeeper stops when its metrics provider cannot start; so does Corral.
-        server.start_metrics_server(metrics)?;
+    if let Some((listener, metrics)) = metrics {
+        server.start_metrics_server_on(listener, metrics)?;
     }
     if let Some(fatal) = server.wait_for_signal() {
         // Only storage failure stops the server on its own: it says why and exits 70.
         let _ = server.shutdown();
         eprintln!("corral: fatal: {fatal}");
+        if let Some(a) = audit {
+            a.log(AuditEvent::server(&audit_user, "serverStop", AuditResult::Invoked));
+            // The last lines are written before the process exits (exit runs no destructors).
+            drop(a);
+        }
         std::process::exit(70);
     }
     if let Some(a) = &audit {

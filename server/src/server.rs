@@ -437,10 +437,23 @@ impl RunningServer {
         &self,
         opts: crate::net::metrics_http::MetricsHttpOptions,
     ) -> Result<SocketAddr> {
+        let listener = crate::net::metrics_http::bind(&opts)?;
+        self.start_metrics_server_on(listener, opts)
+    }
+
+    /// Serves the Prometheus endpoint on a listener bound beforehand (the binary binds it
+    /// before the server starts, so that a port in use stops it before it joins an ensemble).
+    pub fn start_metrics_server_on(
+        &self,
+        listener: std::net::TcpListener,
+        opts: crate::net::metrics_http::MetricsHttpOptions,
+    ) -> Result<SocketAddr> {
         let rt = self.runtime.as_ref().context("the server is stopping")?;
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind(opts.bind))
-            .with_context(|| format!("starting the Prometheus endpoint on {}", opts.bind))?;
+        listener.set_nonblocking(true)?;
+        let listener = {
+            let _in = rt.enter();
+            tokio::net::TcpListener::from_std(listener)?
+        };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "Prometheus metrics served at /metrics");
         rt.spawn(crate::net::metrics_http::serve(

@@ -30,9 +30,11 @@ fn start_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> (RunningServer, Soc
     config.data_log_dir = dir.to_path_buf();
     config.initial_text = Some("tickTime=2000\nclientPort=2181\n".into());
     let settings = Settings::from_config(&config);
+    let mut db = DbOptions::new(dir);
+    db.snap_count = u64::from(config.snap_count);
     let opts = ServerOptions {
         bind: "127.0.0.1:0".parse().unwrap(),
-        db: DbOptions::new(dir),
+        db,
         settings,
         config,
         ensemble: None,
@@ -356,6 +358,48 @@ fn idle_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(8), "closed within the idle timeout");
     // hyper answers a header timeout with a 408 or just closes: either way the connection ends.
     assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
+}
+
+/// `last_snapshot` (`lsnp`): the newest snapshot the database took (in its own store,
+/// `<dataDir>/corral-v1/snap`), not only those the `snapshot` command wrote.
+#[test]
+fn last_snapshot_is_the_databases_newest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_with(tmp.path(), |c| c.snap_count = 2);
+    let lsnp = || -> (i64, i64) {
+        let v: Value = serde_json::from_str(&http(admin, "GET", "/commands/lsnp").2).unwrap();
+        let zxid = i64::from_str_radix(v["zxid"].as_str().unwrap(), 16).unwrap();
+        (zxid, v["timestamp"].as_i64().unwrap())
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        for i in 0..20 {
+            c.create(&format!("/n{i}"), b"x", &open).await.unwrap();
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let (zxid, ts) = loop {
+        let (zxid, ts) = lsnp();
+        if zxid > 0 || std::time::Instant::now() > deadline {
+            break (zxid, ts);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(zxid > 0, "no snapshot reported after 20 writes with snapCount=2");
+    let file = tmp.path().join("corral-v1/snap").join(format!("snapshot.{zxid:x}"));
+    assert!(file.exists(), "{} is the database's", file.display());
+    assert!(std::fs::read_dir(tmp.path().join("corral-v1/snap")).unwrap().all(|e| {
+        let name = e.unwrap().file_name().into_string().unwrap();
+        name.strip_prefix("snapshot.")
+            .and_then(|h| i64::from_str_radix(h, 16).ok())
+            .is_none_or(|z| z <= zxid)
+    }));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+        as i64;
+    assert!((now - 120..=now + 1).contains(&ts), "timestamp {ts} is the file's, in seconds");
 }
 
 /// `snapshot`: ZooKeeper 3.9's checks — an Authorization header, ALL permissions on `/` bit by

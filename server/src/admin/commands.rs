@@ -85,36 +85,46 @@ impl Response {
     }
 }
 
-/// The AdminServer's settings and state that outlive a request (the rate limits).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The AdminServer's settings and state that outlive a request (the rate limit, the
+/// snapshot being written). Shared by the requests served at once: each command runs without
+/// waiting for another, and only one snapshot is written at a time.
+#[derive(Debug)]
 pub struct AdminState {
     /// `admin.snapshot.enabled`.
     pub snapshot_enabled: bool,
     /// `admin.rateLimiterIntervalInMS`: at most one snapshot per interval.
     pub rate_interval_ms: u64,
-    /// When the current interval began (`None`: no snapshot yet).
-    pub snapshot_window: Option<(u64, u32)>,
+    /// When the current interval began and how many were allowed in it (`None`: none yet).
+    snapshot_window: std::sync::Mutex<Option<(u64, u32)>>,
+    /// A snapshot is being written.
+    snapshot_busy: std::sync::atomic::AtomicBool,
 }
 
 impl AdminState {
     /// ZooKeeper's defaults: snapshots on, one per 5 minutes.
     pub fn new(snapshot_enabled: bool, rate_interval_ms: u64) -> AdminState {
-        AdminState { snapshot_enabled, rate_interval_ms, snapshot_window: None }
+        AdminState {
+            snapshot_enabled,
+            rate_interval_ms,
+            snapshot_window: std::sync::Mutex::new(None),
+            snapshot_busy: std::sync::atomic::AtomicBool::new(false),
+        }
     }
 
     /// ZooKeeper's `RateLimiter` with a rate of 1: a request is allowed if none was in the
     /// current interval (a new interval begins once the last has passed).
-    fn allow_snapshot(&mut self, now_ms: u64) -> bool {
-        match self.snapshot_window {
+    fn allow_snapshot(&self, now_ms: u64) -> bool {
+        let mut window = self.snapshot_window.lock().unwrap_or_else(|p| p.into_inner());
+        match *window {
             Some((start, used)) if now_ms <= start.saturating_add(self.rate_interval_ms) => {
                 if used >= 1 {
                     return false;
                 }
-                self.snapshot_window = Some((start, used + 1));
+                *window = Some((start, used + 1));
                 true
             }
             _ => {
-                self.snapshot_window = Some((now_ms, 1));
+                *window = Some((now_ms, 1));
                 true
             }
         }
@@ -343,7 +353,7 @@ fn authorize(req: &Request<'_>, source: &dyn AdminSource) -> Result<(), (u16, &'
 }
 
 /// `snapshot`: ZooKeeper's checks in its order, then the file (streamed, or not).
-fn snapshot(req: &Request<'_>, source: &mut dyn AdminSource, state: &mut AdminState) -> Response {
+fn snapshot(req: &Request<'_>, source: &mut dyn AdminSource, state: &AdminState) -> Response {
     let envelope = |status: u16, headers: Vec<(String, String)>| Response {
         headers,
         ..Response::json(status, finish("snapshot", Map::new()))
@@ -354,6 +364,18 @@ fn snapshot(req: &Request<'_>, source: &mut dyn AdminSource, state: &mut AdminSt
     if !state.allow_snapshot(req.now_ms) {
         return envelope(429, Vec::new());
     }
+    // One at a time (with no rate limit, two could otherwise write at once): a second
+    // request while one is written is refused as the rate limiter would refuse it.
+    if state.snapshot_busy.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return envelope(429, Vec::new());
+    }
+    struct Busy<'a>(&'a std::sync::atomic::AtomicBool);
+    impl Drop for Busy<'_> {
+        fn drop(&mut self) {
+            self.0.store(false, std::sync::atomic::Ordering::Release);
+        }
+    }
+    let _busy = Busy(&state.snapshot_busy);
     let streaming = req
         .query
         .iter()
@@ -390,7 +412,7 @@ pub fn handle(
     req: &Request<'_>,
     command_url: &str,
     source: &mut dyn AdminSource,
-    state: &mut AdminState,
+    state: &AdminState,
 ) -> Response {
     let base = command_url.trim_end_matches('/');
     let Some(rest) = req.path.strip_prefix(base) else { return Response::not_found() };
@@ -777,13 +799,13 @@ mod tests {
 
     #[test]
     fn one_snapshot_per_interval_the_first_allowed() {
-        let mut s = AdminState::new(true, 1000);
+        let s = AdminState::new(true, 1000);
         assert!(s.allow_snapshot(5), "the first, at once");
         assert!(!s.allow_snapshot(6));
         assert!(!s.allow_snapshot(1005), "still the same interval");
         assert!(s.allow_snapshot(1006), "a new interval");
         assert!(!s.allow_snapshot(1500));
-        let mut none = AdminState::new(true, 0);
+        let none = AdminState::new(true, 0);
         assert!(none.allow_snapshot(1) && none.allow_snapshot(2));
     }
 

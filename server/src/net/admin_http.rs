@@ -100,10 +100,10 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let url = opts.command_url.clone();
-    let state = std::sync::Mutex::new(commands::AdminState::new(
+    let state = commands::AdminState::new(
         shared.config.admin_snapshot_enabled,
         shared.config.admin_rate_limiter_interval_ms,
-    ));
+    );
     let started = std::time::Instant::now();
     let responder: Responder = Arc::new(move |http| {
         if http.method == hyper::Method::TRACE {
@@ -124,8 +124,7 @@ pub async fn serve(
             now_ms: started.elapsed().as_millis() as u64,
         };
         let mut source = Source { shared: &shared, local: None, on_client_port: false };
-        let mut state = state.lock().unwrap_or_else(|p| p.into_inner());
-        commands::handle(&request, &url, &mut source, &mut state)
+        commands::handle(&request, &url, &mut source, &state)
     });
     serve_http(listener, opts.idle_timeout, responder, stop).await
 }
@@ -358,9 +357,15 @@ impl AdminSource for Source<'_> {
     }
 
     fn last_snapshot(&self) -> Option<(i64, i64)> {
-        let dir = self.shared.config.snap_dir();
+        // The database's snapshots, and those the `snapshot` command wrote in ZooKeeper's
+        // format (both named `snapshot.<zxid>`).
+        let dirs = [
+            crate::db::DbOptions::new(&self.shared.config.data_dir).snap_dir(),
+            self.shared.config.snap_dir(),
+        ];
         let mut best: Option<(i64, i64)> = None;
-        for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let entries = dirs.iter().filter_map(|d| std::fs::read_dir(d).ok()).flatten();
+        for e in entries.filter_map(Result::ok) {
             let name = e.file_name();
             let Some(hex) = name.to_str().and_then(|n| n.strip_prefix("snapshot.")) else {
                 continue;

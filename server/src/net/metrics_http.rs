@@ -47,6 +47,13 @@ impl MetricsHttpOptions {
     }
 }
 
+/// Binds the endpoint's port (std's listener sets `SO_REUSEADDR` on Unix, as tokio's does).
+pub fn bind(opts: &MetricsHttpOptions) -> anyhow::Result<std::net::TcpListener> {
+    use anyhow::Context as _;
+    std::net::TcpListener::bind(opts.bind)
+        .with_context(|| format!("starting the Prometheus endpoint on {}", opts.bind))
+}
+
 /// Serves `/metrics` until `stop` turns true.
 pub async fn serve(
     listener: TcpListener,

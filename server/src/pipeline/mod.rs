@@ -1704,7 +1704,8 @@ impl Pipeline {
             Input::FailedWrite { conn, xid, err, received } => {
                 let session_id = conn.session_id.load(Ordering::Relaxed);
                 // Only a multi is refused this way: audited as a failed multi.
-                let audit = self.audit_of(&Request::Multi(Vec::new()), &conn, &[]);
+                let auth = conn.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let audit = self.audit_of(&Request::Multi(Vec::new()), &conn, &auth);
                 let origin = Origin::Client { conn: conn.clone(), xid, received, audit };
                 if self.propose(Proposal::Failed { session_id, cxid: xid, err }, origin).is_some() {
                     self.queue_write(&conn);
@@ -2891,6 +2892,8 @@ impl Pipeline {
         let mut watches = shared.watches.lock().unwrap_or_else(|p| p.into_inner());
         let conns = shared.conns.lock().unwrap_or_else(|p| p.into_inner());
         let mut sessions_changed = false;
+        // Audit lines are written after the locks are released: the log may have to wait.
+        let mut audited = Vec::new();
         // The version at the end of each txn's group decides who may hear of its changes.
         let mut applied = applied;
         let versions: Vec<Option<DataTree>> =
@@ -2978,10 +2981,8 @@ impl Pipeline {
                 None | Some(Origin::None) => {}
                 Some(Origin::Client { conn, xid, received, audit }) => {
                     let (err, mut body) = a.outcome.result.reply();
-                    if let (Some(req), Some(log)) = (audit, &shared.settings.audit) {
-                        for e in req.events(&a.entry.txn, err) {
-                            log.log(e);
-                        }
+                    if let (Some(req), Some(_)) = (audit, &shared.settings.audit) {
+                        audited.extend(req.events(&a.entry.txn, err));
                     }
                     if let (crate::proto::Txn::Reconfig(t), 0) = (&a.entry.txn, err) {
                         // FinalRequestProcessor: the new membership and the node's stat.
@@ -3121,6 +3122,11 @@ impl Pipeline {
         drop(conns);
         drop(watches);
         drop(view);
+        if let Some(log) = &shared.settings.audit {
+            for e in audited {
+                log.log(e);
+            }
+        }
         if sessions_changed {
             self.publish_sessions();
         }

@@ -261,6 +261,9 @@ pub struct Replica {
     spec: Option<State>,
     /// The snapshot trigger fired; the snapshot is taken at the next committed version.
     snapshot_due: bool,
+    /// Past a fuzzy snapshot's txns, a snapshot must replace it: unlike a routine one (skipped
+    /// when the snapshotter is busy, as ZooKeeper skips it), it is tried again until taken.
+    fuzzy_snapshot_due: bool,
     fatal: Option<Fatal>,
     /// This server's local sessions ([`Replica::set_local_session`]).
     local: std::collections::HashSet<i64>,
@@ -392,6 +395,7 @@ impl Replica {
             boundaries: VecDeque::new(),
             spec: None,
             snapshot_due: false,
+            fuzzy_snapshot_due: false,
             fatal: None,
             local: std::collections::HashSet::new(),
             now_ms: 0,
@@ -506,6 +510,14 @@ impl Replica {
         }
         if let Event::Durable { zxid } = ev {
             self.durable = self.durable.max(zxid);
+        }
+        if self.fuzzy_snapshot_due
+            && !self.db.snapshot_in_progress()
+            && self.db.snapshot_now(self.applied, &self.committed)
+        {
+            // Writes stopped while the snapshotter was busy: the state at `applied` is whole
+            // between events.
+            self.fuzzy_snapshot_due = false;
         }
         let mut cmds = std::mem::take(&mut self.cmds);
         self.peer.step(ev, &mut cmds);
@@ -838,11 +850,13 @@ impl Replica {
             // restart does not replay them over it (ZooKeeper's learner snapshots at
             // NEWLEADER for the same reason).
             self.fuzzy_until = Zxid::ZERO;
-            self.snapshot_due = true;
+            self.fuzzy_snapshot_due = true;
         }
-        if self.snapshot_due && a.version.is_some() {
+        if (self.snapshot_due || self.fuzzy_snapshot_due) && a.version.is_some() {
             self.snapshot_due = false;
-            self.db.snapshot_now(self.applied, &self.committed);
+            if self.db.snapshot_now(self.applied, &self.committed) {
+                self.fuzzy_snapshot_due = false;
+            }
         }
     }
 
