@@ -271,6 +271,16 @@ impl RunningServer {
         if let Some(h) = db.log().metrics_handle() {
             let _ = shared.stats.log.set(h);
         }
+        {
+            use crate::admin::server_metrics::S;
+            let m = &shared.stats.zk;
+            m.observe(S::DbInitTime, started.elapsed().as_millis() as i64);
+            m.observe(S::StartupSnapLoadTime, report.snapshot_ms as i64);
+            m.observe(S::StartupTxnsLoaded, report.replayed as i64);
+            m.observe(S::StartupTxnsLoadTime, report.replay_ms as i64);
+        }
+        let mut db = db;
+        db.set_snapshot_metrics(shared.stats.zk.clone());
         let (core_tx, core_rx) = mpsc::channel();
         let (core_thread, net) = match &opts.ensemble {
             None => {

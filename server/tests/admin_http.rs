@@ -247,6 +247,87 @@ fn every_command_answers_with_zookeepers_keys() {
     drop(server);
 }
 
+/// ZooKeeper's `ServerMetrics`: every counter and summary a ZooKeeper 3.8.0 `monitor` reports
+/// (its per-namespace summary sets aside) is there, in its order, and those Corral measures
+/// move with the load; `stat_reset` clears them.
+#[test]
+fn zookeepers_server_metrics_are_reported_and_measured() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start(tmp.path());
+    let zk: Vec<String> = fixture("standalone", "monitor")
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.contains("per_namespace"))
+        .cloned()
+        .collect();
+    let before = get_json(admin, "/commands/monitor");
+    let ours: Vec<&String> = before.as_object().unwrap().keys().collect();
+    let shared: Vec<&String> = ours.iter().copied().filter(|k| zk.contains(k)).collect();
+    assert_eq!(
+        shared.len(),
+        zk.len(),
+        "missing: {:?}",
+        zk.iter().filter(|k| !ours.contains(k)).collect::<Vec<_>>()
+    );
+    assert!(shared.iter().zip(zk.iter()).all(|(a, b)| *a == b), "ZooKeeper's order");
+    assert_eq!(before["cnt_dbinittime"], 1, "the database was opened once");
+    assert_eq!(before["cnt_startup_txns_loaded"], 1);
+    assert_eq!(before["connection_request_count"], 0);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+        c.create("/m", b"1", &open).await.unwrap();
+        let (_, _, watch) = c.get_and_watch_data("/m").await.unwrap();
+        c.set_data("/m", b"2", None).await.unwrap();
+        watch.changed().await;
+        for i in 0..5 {
+            c.create(&format!("/m/{i}"), b"", &open).await.unwrap();
+        }
+    });
+    let m = get_json(admin, "/commands/monitor");
+    let int = |k: &str| m[k].as_i64().unwrap_or_else(|| panic!("{k}: {}", m[k]));
+    assert_eq!(int("connection_request_count"), 1);
+    assert!(int("bytes_received_count") > 100, "{}", m["bytes_received_count"]);
+    assert!(int("response_bytes") > 100, "{}", m["response_bytes"]);
+    assert!(int("watch_bytes") > 16, "one NodeDataChanged: {}", m["watch_bytes"]);
+    assert_eq!((int("cnt_node_changed_watch_count"), int("sum_node_changed_watch_count")), (1, 1));
+    assert!(int("cnt_fsynctime") >= 1 && int("cnt_sync_processor_batch_size") >= 1);
+    assert_eq!(int("sum_sync_processor_batch_size"), 8, "createSession and seven writes logged");
+    assert!(int("cnt_updatelatency") >= 7 && int("cnt_readlatency") >= 1);
+    assert!(int("p999_updatelatency") >= int("p50_updatelatency"));
+    // A standalone server elects nobody, syncs nobody.
+    for k in ["looking_count", "cnt_election_time", "diff_count", "snap_count"] {
+        assert_eq!(int(k), 0, "{k}");
+    }
+    // Prometheus sees the same figures with ZooKeeper's types.
+    let families = corral_server::net::metrics_http::families(server.shared(), false);
+    let family = |n: &str| families.iter().find(|f| f.name == n).unwrap_or_else(|| panic!("{n}"));
+    use corral_server::admin::prometheus::Kind;
+    assert_eq!(family("connection_request_count").kind, Kind::Counter);
+    assert_eq!(family("connection_request_count").samples[0].value, 1.0);
+    let fsync = family("fsynctime");
+    assert_eq!(fsync.kind, Kind::Summary);
+    let labelled = |f: &corral_server::admin::prometheus::Family| {
+        f.samples.iter().filter(|s| !s.labels.is_empty()).count()
+    };
+    assert_eq!(labelled(fsync), 1, "fsynctime is a basic summary: its median only");
+    let read = family("readlatency");
+    assert_eq!(labelled(read), 3, "an advanced summary's quantiles");
+    for f in &families {
+        assert_eq!(families.iter().filter(|g| g.name == f.name).count(), 1, "{} twice", f.name);
+    }
+    // stat_reset clears them, as ZooKeeper's ServerMetrics.resetAll.
+    get_json(admin, "/commands/srst");
+    let m = get_json(admin, "/commands/monitor");
+    for k in ["connection_request_count", "response_bytes", "cnt_fsynctime", "cnt_dbinittime"] {
+        assert_eq!(m[k], 0, "{k} after srst");
+    }
+}
+
 #[test]
 fn aliases_errors_listing_and_methods() {
     let tmp = tempfile::tempdir().unwrap();

@@ -215,6 +215,25 @@ fn three_servers_elect_replicate_and_catch_up() {
             mntr["peer_state"],
             format!("{} - broadcast", if leads { "leading" } else { "following" })
         );
+        // ZooKeeper's quorum metrics: each began LOOKING, was elected or found a leader, and
+        // became available; the leader proposed, committed and synced its followers, which
+        // received what it proposed (51 creates, a createSession per client at least).
+        let int = |k: &str| mntr[k].as_i64().unwrap_or_else(|| panic!("{role} {k}: {mntr}"));
+        assert!(int("looking_count") >= 1, "{role}");
+        for k in ["cnt_election_time", "cnt_unavailable_time"] {
+            assert!(int(k) >= 1, "{role} {k}");
+        }
+        if leads {
+            assert!(int("proposal_count") >= 51 && int("commit_count") >= 51, "{mntr}");
+            assert!(int("diff_count") + int("snap_count") >= 2, "two followers synced: {mntr}");
+            assert!(int("cnt_leader_unavailable_time") >= 1);
+            assert_eq!(int("learner_proposal_received_count"), 0);
+        } else {
+            assert!(int("learner_proposal_received_count") >= 51, "{mntr}");
+            assert!(int("learner_commit_received_count") >= 51, "{mntr}");
+            assert!(int("cnt_follower_sync_time") >= 1);
+            assert_eq!((int("proposal_count"), int("cnt_leader_unavailable_time")), (0, 0));
+        }
     }
     phase("admin commands checked");
     // Server 2 stops; the other two (a quorum) go on; it comes back and catches up.

@@ -127,6 +127,50 @@ fn a_scrape_has_zookeepers_names_and_corrals_figures() {
     for s in ["fsynctime", "updatelatency", "readlatency"] {
         assert_eq!(types.get(s).map(String::as_str), Some("summary"), "ZooKeeper's {s}");
     }
+    // Every ServerMetrics metric ZooKeeper 3.8.0's monitor lists (after the gauges; its
+    // per-namespace summary sets aside): counters as counters, the rest (avg_/…/sum_ in
+    // monitor) as summaries with `_count` and `_sum`, advanced ones with three quantiles.
+    let mut zk_metrics: BTreeMap<String, &str> = BTreeMap::new();
+    for (k, _) in zk.as_object().unwrap().iter().skip_while(|(k, _)| *k != "proposal_count") {
+        if k.contains("per_namespace") {
+            continue;
+        }
+        let base = ["avg_", "min_", "max_", "cnt_", "sum_", "p50_", "p95_", "p99_", "p999_"]
+            .iter()
+            .find_map(|p| k.strip_prefix(p));
+        match base {
+            Some(b) => {
+                zk_metrics.insert(b.to_string(), "summary");
+            }
+            None => {
+                zk_metrics.insert(k.clone(), "counter");
+            }
+        }
+    }
+    assert!(zk_metrics.len() >= 110, "{}", zk_metrics.len());
+    for (name, kind) in &zk_metrics {
+        assert_eq!(types.get(name).map(String::as_str), Some(*kind), "{name}");
+        assert!(first.contains_key(&format!("{name}_count")) || *kind == "counter", "{name}");
+    }
+    assert!(first.contains_key("readlatency{quantile=\"0.99\"}"), "advanced: three quantiles");
+    assert!(first.contains_key("fsynctime{quantile=\"0.5\"}"), "basic: the median");
+    assert!(!first.contains_key("fsynctime{quantile=\"0.99\"}"), "basic: the median only");
+    // The metrics the alerting rules in ZooKeeper 3.9's documentation (zookeeperMonitor.md,
+    // "Alerting with Prometheus") query, but for the JVM's heap (Corral is no JVM: it exports
+    // process_resident_memory_bytes instead).
+    for name in [
+        "znode_count",
+        "num_alive_connections",
+        "approximate_data_size",
+        "watch_count",
+        "election_time_count",
+        "open_file_descriptor_count",
+        "fsynctime_sum",
+        "snapshottime_sum",
+        "avg_latency",
+    ] {
+        assert!(first.contains_key(name), "{name}, which ZooKeeper's example alerts query");
+    }
     for p in ["process_resident_memory_bytes", "process_virtual_memory_bytes", "process_open_fds"] {
         assert!(first[p] > 0.0, "{p}");
     }

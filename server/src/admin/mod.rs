@@ -22,6 +22,7 @@ pub mod json;
 pub mod monitor;
 pub mod prometheus;
 pub mod report;
+pub mod server_metrics;
 pub mod warnings;
 
 /// The ZooKeeper release whose behaviour Corral reproduces.

@@ -248,6 +248,10 @@ pub struct OpenReport {
     pub replayed: u64,
     /// The last zxid in the recovered state.
     pub last_zxid: u64,
+    /// Time spent reading snapshots, and replaying the log after, ms.
+    pub snapshot_ms: u64,
+    /// Time spent replaying the log after the snapshot, ms.
+    pub replay_ms: u64,
 }
 
 /// A logged txn: its zxid and its bytes.
@@ -272,6 +276,8 @@ pub struct Database {
     policy: SnapshotPolicy,
     opts: DbOptions,
     secret: SessionSecret,
+    /// Where snapshot durations are recorded (ZooKeeper's `snapshottime`), if anywhere.
+    snapshot_metrics: Option<Arc<crate::admin::server_metrics::ServerMetrics>>,
 }
 
 impl std::fmt::Debug for Database {
@@ -291,7 +297,10 @@ impl Database {
             SessionSecret::load_or_create(&*vfs, &opts.secret_dir()).map_err(DbError::Secret)?;
         let accepted_epoch = read_epoch(&*vfs, &opts.secret_dir(), ACCEPTED_EPOCH_FILE)?;
         let current_epoch = read_epoch(&*vfs, &opts.secret_dir(), CURRENT_EPOCH_FILE)?;
-        let recovered = recover_state(&store, &log, &opts.tree)?;
+        let started = std::time::Instant::now();
+        let snapshot_done = std::cell::Cell::new(None);
+        let recovered = recover_state(&store, &log, &opts.tree, &snapshot_done)?;
+        let snapshot_done = snapshot_done.get().unwrap_or(started);
         let snapshotter = if opts.inline_snapshots {
             Snapshotter::inline(store.clone())
         } else {
@@ -305,6 +314,8 @@ impl Database {
             skipped: recovered.skipped,
             replayed: recovered.replayed,
             last_zxid: recovered.last_zxid,
+            snapshot_ms: snapshot_done.duration_since(started).as_millis() as u64,
+            replay_ms: snapshot_done.elapsed().as_millis() as u64,
         };
         let policy = SnapshotPolicy::new(opts.snap_count, opts.snap_size_limit_kb, opts.seed);
         let db = Database {
@@ -318,6 +329,7 @@ impl Database {
             policy,
             opts,
             secret,
+            snapshot_metrics: None,
         };
         Ok((db, recovered.state, report))
     }
@@ -392,7 +404,8 @@ impl Database {
         }
         self.log.truncate_after(zxid)?;
         self.store.remove_after(zxid)?;
-        let recovered = recover_state(&self.store, &self.log, &self.opts.tree)?;
+        let recovered =
+            recover_state(&self.store, &self.log, &self.opts.tree, &Default::default())?;
         self.snapshot_zxid = recovered.snapshot.as_ref().map_or(0, |s| s.zxid);
         Ok(recovered.state)
     }
@@ -495,14 +508,30 @@ impl Database {
     pub fn snapshot_now(&self, zxid: Zxid, state: &State) -> bool {
         let zxid = zxid.get();
         let snap = state.clone();
-        let started =
-            self.snapshotter.try_submit(zxid, Box::new(move |w| snap.write_body(w)), |_| {});
+        let started = self.snapshotter.try_submit(zxid, Box::new(move |w| snap.write_body(w)), {
+            let metrics = self.snapshot_metrics.clone();
+            let submitted = std::time::Instant::now();
+            move |r| {
+                if let (Some(m), Ok(_)) = (metrics, r) {
+                    let ms = submitted.elapsed().as_millis() as i64;
+                    m.observe(crate::admin::server_metrics::S::SnapshotTime, ms);
+                }
+            }
+        });
         if started {
             if let Err(e) = self.log.roll() {
                 tracing::error!(error = %e, "rolling the log after a snapshot");
             }
         }
         started
+    }
+
+    /// Records each snapshot's duration in `metrics`.
+    pub fn set_snapshot_metrics(
+        &mut self,
+        metrics: Arc<crate::admin::server_metrics::ServerMetrics>,
+    ) {
+        self.snapshot_metrics = Some(metrics);
     }
 
     /// True while a snapshot is being written.
@@ -629,6 +658,7 @@ fn recover_state(
     store: &SnapshotStore,
     log: &TxnLog,
     tree_opts: &TreeOptions,
+    snapshot_done: &std::cell::Cell<Option<std::time::Instant>>,
 ) -> Result<Recovered<State>, RecoveryError> {
     // A field can be no longer than the record holding it, so recovery reads back whatever
     // the log and snapshots hold, whatever jute.maxbuffer is now (see crate::limits).
@@ -637,7 +667,9 @@ fn recover_state(
         store,
         |r, zxid| {
             let body = r.read_rest().map_err(|e| e.to_string())?;
-            State::read_body(&body, zxid, tree_opts.clone(), max)
+            let state = State::read_body(&body, zxid, tree_opts.clone(), max);
+            snapshot_done.set(Some(std::time::Instant::now()));
+            state
         },
         || State::new(tree_opts.clone()),
         |from| log.iter_from(from),

@@ -12,6 +12,7 @@ use crate::admin::report::{
     DirSizes, DumpData, Environment, EnvironmentInfo, ExpiryBucket, ExpiryDump, ServerMode,
     ServerStats, SessionTrackerDump, WatchSummary,
 };
+use crate::admin::server_metrics::ZkValue;
 use crate::admin::{full_version, javafmt::rounded_average};
 use crate::pipeline::Shared;
 
@@ -65,6 +66,34 @@ impl Source<'_> {
         let min = if min == u64::MAX { 0 } else { min as i64 };
         let avg = rounded_average(s.lat_sum.load(Ordering::Relaxed) as i64, count as i64);
         (min, avg, s.lat_max.load(Ordering::Relaxed) as i64)
+    }
+
+    /// ZooKeeper's `ServerMetrics`: what the registry recorded, and those Corral takes from
+    /// its reply-latency and log histograms (times in ms, as ZooKeeper's).
+    pub(crate) fn zk_metrics(&self) -> Vec<(&'static str, ZkValue)> {
+        let sh = self.shared;
+        let times = sh.stats.times.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut from = vec![
+            ("readlatency", ZkValue::of_histogram(&times.read_us, 1000, true)),
+            ("updatelatency", ZkValue::of_histogram(&times.update_us, 1000, true)),
+        ];
+        if let Some(log) = sh.stats.log.get() {
+            let l = log.get();
+            from.extend([
+                // SyncRequestProcessor's fsync, batch, and a request's wait for its flush.
+                ("fsynctime", ZkValue::of_histogram(&l.flush_latency_us, 1000, false)),
+                ("sync_processor_batch_size", ZkValue::of_histogram(&l.batch_records, 1, false)),
+                (
+                    "sync_processor_queue_and_flush_time_ms",
+                    ZkValue::of_histogram(&l.append_latency_us, 1000, true),
+                ),
+                (
+                    "sync_processor_queue_flush_time_ms",
+                    ZkValue::of_histogram(&l.flush_latency_us, 1000, true),
+                ),
+            ]);
+        }
+        sh.stats.zk.values(&from)
     }
 
     pub(crate) fn dirs(&self) -> DirSizes {
@@ -370,10 +399,10 @@ impl FourLetterSource for Source<'_> {
             }
         }
         m.extra.push(("last_zxid".into(), MetricValue::Int(sh.last_zxid.load(Ordering::Relaxed))));
-        m.extra.push((
-            "digest_mismatches_count".into(),
-            MetricValue::Int(sh.stats.digest_mismatches.load(Ordering::Relaxed) as i64),
-        ));
+        // ZooKeeper's ServerMetrics, in its order.
+        for (name, v) in self.zk_metrics() {
+            m.extra.extend(v.entries(name));
+        }
         // Where a request's time goes: the reply latencies, and the log's part of an update's
         // (an append waiting for its batch's write and flush; one write and flush).
         use crate::admin::monitor::histogram_entries;

@@ -15,7 +15,7 @@ use super::fourlw::Source;
 use crate::admin::commands::Response;
 use crate::admin::fourlw::FourLetterSource;
 use crate::admin::prometheus::{
-    gauges, process_families, render, Family, Kind, ProcessStats, CORRAL_QUANTILES, ZK_QUANTILES,
+    gauges, process_families, render, Family, Kind, ProcessStats, CORRAL_QUANTILES,
 };
 use crate::config::Config;
 use crate::pipeline::Shared;
@@ -90,26 +90,15 @@ const HISTOGRAMS: [&str; 5] = [
 pub fn families(shared: &Shared, process: bool) -> Vec<Family> {
     let source = Source { shared, local: None, on_client_port: false };
     let monitor = source.monitor();
-    // Counters among mntr's keys are exported as counters below.
-    let mut out = gauges(&monitor, |k| {
-        HISTOGRAMS.iter().any(|h| k.ends_with(h)) || k == "digest_mismatches_count"
-    });
-    out.push(Family::single(
-        "digest_mismatches_count",
-        "digest_mismatches_count",
-        Kind::Counter,
-        shared.stats.digest_mismatches.load(std::sync::atomic::Ordering::Relaxed) as f64,
-    ));
+    // ZooKeeper's ServerMetrics with their types (counters, summaries); the rest of mntr's
+    // numbers are gauges.
+    let zk = source.zk_metrics();
+    let zk_keys: std::collections::HashSet<String> =
+        zk.iter().flat_map(|(n, v)| v.entries(n)).map(|(k, _)| k).collect();
+    let mut out =
+        gauges(&monitor, |k| HISTOGRAMS.iter().any(|h| k.ends_with(h)) || zk_keys.contains(k));
+    out.extend(zk.iter().map(|(n, v)| v.family(n)));
     let times = shared.stats.times.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    // ZooKeeper's summaries, in ms.
-    out.push(Family::summary(
-        "updatelatency",
-        "updatelatency",
-        &times.update_us,
-        1000.0,
-        &ZK_QUANTILES,
-    ));
-    out.push(Family::summary("readlatency", "readlatency", &times.read_us, 1000.0, &ZK_QUANTILES));
     // Corral's, in µs (and records, bytes).
     out.push(Family::summary(
         "corral_update_latency_us",
@@ -127,13 +116,6 @@ pub fn families(shared: &Shared, process: bool) -> Vec<Family> {
     ));
     if let Some(log) = shared.stats.log.get() {
         let l = log.get();
-        out.push(Family::summary(
-            "fsynctime",
-            "fsynctime",
-            &l.flush_latency_us,
-            1000.0,
-            &ZK_QUANTILES,
-        ));
         out.push(Family::summary(
             "corral_log_flush_time_us",
             "One batch's write and flush, microseconds.",

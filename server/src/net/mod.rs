@@ -24,6 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::admin::server_metrics::C;
 use crate::pipeline::{
     answer_locally, behind_client, reply_frame, Conn, Input, Out, ReadJob, Shared,
 };
@@ -73,6 +74,7 @@ pub async fn serve(
         let cnxns_max = shared.settings.limits.cnxns_max;
         if cnxns_max > 0 && total.load(Ordering::Acquire) >= cnxns_max {
             tracing::warn!(%remote, cnxns_max, "too many connections in total (maxCnxns); closing");
+            shared.stats.zk.add(C::ConnectionRejected, 1);
             continue;
         }
         let limit = shared.settings.limits.cnxns_per_address_max;
@@ -81,6 +83,7 @@ pub async fn serve(
             let n = m.entry(remote.ip()).or_default();
             if limit > 0 && *n >= limit {
                 tracing::warn!(%remote, limit, "too many connections from this address (maxClientCnxns); closing");
+                shared.stats.zk.add(C::ConnectionRejected, 1);
                 continue;
             }
             *n += 1;
@@ -165,8 +168,15 @@ async fn writer<W: AsyncWrite + Unpin>(
     conn: Arc<Conn>,
     reply_max: usize,
     responses: Arc<crate::pipeline::ResponseSizes>,
+    metrics: Arc<crate::admin::server_metrics::ServerMetrics>,
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
+    use crate::admin::server_metrics::C;
+    // A watch notification's xid is -1.
+    let count_frame = |f: &[u8]| {
+        let c = if f.get(4..8) == Some(&[0xff; 4]) { C::WatchBytes } else { C::ResponseBytes };
+        metrics.add(c, f.len() as i64);
+    };
     let mut kill = conn.kill.subscribe();
     // Allocated when there is something to write and given back once the queue is drained:
     // an idle connection holds no write buffer (10,000 connections that once had 20 KiB of
@@ -183,13 +193,20 @@ async fn writer<W: AsyncWrite + Unpin>(
         let mut add = |item: Out, buf: &mut Vec<u8>, close: &mut bool| {
             counted += item.queued_bytes();
             match item {
-                Out::Frame(f) => buf.extend_from_slice(&f),
-                Out::Shared(f) => buf.extend_from_slice(&f),
+                Out::Frame(f) => {
+                    count_frame(&f);
+                    buf.extend_from_slice(&f)
+                }
+                Out::Shared(f) => {
+                    count_frame(&f);
+                    buf.extend_from_slice(&f)
+                }
                 Out::Reply { reply, .. } => {
                     let start = buf.len();
                     reply.encode_into(buf, reply_max);
                     // ZooKeeper's client response size: the reply without its length prefix.
                     responses.record(buf.len().saturating_sub(start + 4) as i64);
+                    metrics.add(C::ResponseBytes, (buf.len() - start) as i64);
                 }
                 Out::Close => *close = true,
             }
@@ -265,6 +282,7 @@ async fn opening<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         tracing::info!(%remote, error = %e, "refusing a connection whose first frame is bad");
         return None;
     }
+    shared.stats.zk.add(C::BytesReceivedCount, body.len() as i64 + 4);
     let Ok(connect) = ConnectRequest::read(&mut Reader::with_max_len(&body, max)) else {
         tracing::info!(%remote, "malformed ConnectRequest; closing");
         return None;
@@ -312,6 +330,7 @@ async fn accepted_connection(
         Ok(Err(e)) => {
             shared.auth_failed.fetch_add(1, Ordering::Relaxed);
             tracing::info!(%remote, error = %e, "TLS handshake failed; closing");
+            shared.stats.zk.add(C::UnsuccessfulHandshake, 1);
             return;
         }
         Err(_) => {
@@ -361,9 +380,11 @@ async fn connection<R, W>(
             Ok(Some(Opening::Done)) | Ok(None) => return,
             Err(_) => {
                 tracing::info!(%remote, ms = limits.handshake_ms, "no handshake in time; closing");
+                shared.stats.zk.add(C::SessionlessConnectionsExpired, 1);
                 return;
             }
         };
+    shared.stats.zk.add(C::ConnectionRequestCount, 1);
     let our_zxid = shared.last_zxid.load(Ordering::Acquire);
     if behind_client(shared, connect.last_zxid_seen) {
         tracing::info!(
@@ -385,6 +406,7 @@ async fn connection<R, W>(
         conn.clone(),
         limits.reply_bytes_max,
         shared.stats.responses.clone(),
+        shared.stats.zk.clone(),
         closed_tx,
     ));
     conn.stats.received.fetch_add(1, Ordering::Relaxed);
@@ -518,6 +540,7 @@ async fn serve_session<R: AsyncRead + Unpin>(
         let received = Instant::now();
         conn.stats.received.fetch_add(1, Ordering::Relaxed);
         shared.stats.received.fetch_add(1, Ordering::Relaxed);
+        shared.stats.zk.add(C::BytesReceivedCount, buf.len() as i64 + 4);
         let r = &mut Reader::with_max_len(&buf, max);
         let Ok(hdr) = RequestHeader::read(r) else { return };
         conn.stats.last_cxid.store(i64::from(hdr.xid), Ordering::Relaxed);

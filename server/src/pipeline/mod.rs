@@ -479,9 +479,9 @@ pub struct Stats {
     pub slow: Mutex<crate::admin::warnings::SlowRequests>,
     /// Requests slower than `corral.slowRequestWarningMs` so far.
     pub slow_total: AtomicU64,
-    /// Txns after which the tree's digest differed from the logged one (ZooKeeper's
-    /// `digest_mismatches_count`).
-    pub digest_mismatches: AtomicU64,
+    /// ZooKeeper's `ServerMetrics` counters and summaries Corral records (`digest_mismatches_count`
+    /// among them).
+    pub zk: Arc<crate::admin::server_metrics::ServerMetrics>,
 }
 
 /// Last, smallest and largest reply size in bytes (ZooKeeper's client response
@@ -513,7 +513,7 @@ impl Default for Stats {
             responses: Arc::default(),
             slow: Mutex::new(crate::admin::warnings::SlowRequests::new(10_000)),
             slow_total: AtomicU64::new(0),
-            digest_mismatches: AtomicU64::new(0),
+            zk: Default::default(),
         }
     }
 }
@@ -578,6 +578,7 @@ impl Stats {
         if let Some(log) = self.log.get() {
             log.reset();
         }
+        self.zk.reset();
     }
 }
 
@@ -868,6 +869,14 @@ pub enum Input {
     Shutdown,
 }
 
+/// See [`Pipeline::timing`].
+#[derive(Debug, Default)]
+struct RoleTiming {
+    looking_since: Option<u64>,
+    unavailable_since: Option<u64>,
+    sync_since: Option<u64>,
+}
+
 enum Origin {
     None,
     Client {
@@ -981,6 +990,10 @@ pub struct Pipeline {
     before: DataTree,
     /// The committed state's digest-mismatch count last added to `Stats::digest_mismatches`.
     digest_seen: u64,
+    /// When the current election began, when this server stopped serving, when its sync
+    /// with a leader began (ms, `Shared::now_ms`): ZooKeeper's election, unavailability and
+    /// sync times.
+    timing: RoleTiming,
     /// Who waits for each txn this pipeline proposed, by zxid (in zxid order).
     origins: VecDeque<(Zxid, Origin)>,
     /// Per connection: (writes in flight, reads waiting).
@@ -1340,6 +1353,9 @@ impl Pipeline {
             let _ = tx.send(Input::Durable { zxid, ok });
         });
         let member_flag = member.is_some();
+        if member_flag {
+            shared.stats.zk.add(crate::admin::server_metrics::C::LookingCount, 1);
+        }
         let (replica, out) = match member {
             None => {
                 let me = settings.server_id.max(1);
@@ -1361,6 +1377,16 @@ impl Pipeline {
             replica,
             before,
             digest_seen: 0,
+            // A member starts LOOKING (ZooKeeper counts that as its first LOOKING too).
+            timing: if member_flag {
+                RoleTiming {
+                    looking_since: Some(now),
+                    unavailable_since: Some(now),
+                    sync_since: None,
+                }
+            } else {
+                RoleTiming::default()
+            },
             origins: VecDeque::new(),
             pending: HashMap::new(),
             waiting: std::collections::BTreeMap::new(),
@@ -2261,6 +2287,10 @@ impl Pipeline {
                 Output::Applied(a) => applied.push(a),
                 Output::Command(Command::ExpireSession { session_id }) => {
                     self.commit_applied(std::mem::take(&mut applied));
+                    self.shared
+                        .stats
+                        .zk
+                        .add(crate::admin::server_metrics::C::StaleSessionsExpired, 1);
                     self.expire(session_id);
                 }
                 Output::Command(Command::SyncDone) => {
@@ -2325,6 +2355,11 @@ impl Pipeline {
                 }
                 Output::Command(Command::SyncStarted { learner, plan }) => {
                     let last = self.replica.peer().last_zxid();
+                    let kind = match plan {
+                        SyncPlan::Snap => crate::admin::server_metrics::C::SnapCount,
+                        _ => crate::admin::server_metrics::C::DiffCount,
+                    };
+                    self.shared.stats.zk.add(kind, 1);
                     match plan {
                         SyncPlan::Diff { from } => {
                             tracing::info!(learner, kind = "DIFF", %from, to = %last, "syncing a learner")
@@ -2354,6 +2389,74 @@ impl Pipeline {
         }
         self.commit_applied(applied);
         self.drain_applied_syncs();
+        self.publish_peer_counters();
+    }
+
+    /// ZooKeeper's election, sync and unavailability times, and its LOOKING count.
+    fn time_role_change(&mut self, role: Role) {
+        use crate::admin::server_metrics::{C, S};
+        let now = self.shared.now_ms();
+        let m = &self.shared.stats.zk;
+        let t = &mut self.timing;
+        let serving = matches!(
+            role,
+            Role::Leading { established: true, .. }
+                | Role::Following { serving: true, .. }
+                | Role::Observing { serving: true, .. }
+        );
+        match role {
+            Role::Looking => {
+                m.add(C::LookingCount, 1);
+                t.looking_since = Some(now);
+                t.unavailable_since.get_or_insert(now);
+                t.sync_since = None;
+            }
+            // A leader is chosen: ZooKeeper's leader and followers take the election's time
+            // (an observer's is not counted).
+            Role::Leading { .. } | Role::Following { .. } => {
+                if let Some(start) = t.looking_since.take() {
+                    m.observe(S::ElectionTime, now.saturating_sub(start) as i64);
+                }
+            }
+            Role::Observing { .. } => t.looking_since = None,
+        }
+        match role {
+            Role::Following { serving: false, .. } | Role::Observing { serving: false, .. } => {
+                t.sync_since.get_or_insert(now);
+            }
+            Role::Following { serving: true, .. } | Role::Observing { serving: true, .. } => {
+                if let Some(start) = t.sync_since.take() {
+                    let s = if matches!(role, Role::Following { .. }) {
+                        S::FollowerSyncTime
+                    } else {
+                        S::ObserverSyncTime
+                    };
+                    m.observe(s, now.saturating_sub(start) as i64);
+                }
+            }
+            _ => {}
+        }
+        if serving {
+            if let Some(start) = t.unavailable_since.take() {
+                let ms = now.saturating_sub(start) as i64;
+                m.observe(S::UnavailableTime, ms);
+                if matches!(role, Role::Leading { .. }) {
+                    m.observe(S::LeaderUnavailableTime, ms);
+                }
+            }
+        }
+    }
+
+    /// The replica's ZAB counters, into ZooKeeper's metrics.
+    fn publish_peer_counters(&self) {
+        use crate::admin::server_metrics::C;
+        let c = self.replica.peer().counters();
+        let m = &self.shared.stats.zk;
+        m.set_total(C::ProposalCount, c.proposals as i64);
+        m.set_total(C::CommitCount, c.commits as i64);
+        m.set_total(C::LearnerProposalReceivedCount, c.proposals_received as i64);
+        m.set_total(C::LearnerCommitReceivedCount, c.commits_received as i64);
+        m.set_total(C::RevalidateCount, c.revalidations as i64);
     }
 
     /// The replica under the pipeline (for inspection: tests, the simulator, reports).
@@ -2632,6 +2735,7 @@ impl Pipeline {
     /// waited for is dropped: a txn proposed or forwarded may still commit, its reply lost
     /// with the connection, as when a connection breaks.
     fn role_changed(&mut self, role: Role) {
+        self.time_role_change(role);
         match role {
             Role::Looking => tracing::info!("LOOKING: electing a leader"),
             Role::Leading { epoch, established } => {
@@ -2881,10 +2985,10 @@ impl Pipeline {
         }
         let seen = self.replica.committed().digest_mismatches;
         if seen > self.digest_seen {
-            self.shared
-                .stats
-                .digest_mismatches
-                .fetch_add(seen - self.digest_seen, Ordering::Relaxed);
+            self.shared.stats.zk.add(
+                crate::admin::server_metrics::C::DigestMismatchesCount,
+                (seen - self.digest_seen) as i64,
+            );
         }
         self.digest_seen = seen;
         let shared = self.shared.clone();
@@ -2935,6 +3039,20 @@ impl Pipeline {
                 let events = watches.trigger(&t.path, t.event);
                 if events.is_empty() {
                     continue;
+                }
+                {
+                    use crate::admin::server_metrics::S;
+                    use crate::proto::EventType as E;
+                    let kind = match t.event {
+                        E::NodeCreated => Some(S::NodeCreatedWatchCount),
+                        E::NodeDeleted => Some(S::NodeDeletedWatchCount),
+                        E::NodeDataChanged => Some(S::NodeChangedWatchCount),
+                        E::NodeChildrenChanged => Some(S::NodeChildrenWatchCount),
+                        _ => None,
+                    };
+                    if let Some(kind) = kind {
+                        shared.stats.zk.observe(kind, events.len() as i64);
+                    }
                 }
                 // The ACL that decides who may hear of it: a deleted node's last one, else the
                 // node's (for NodeChildrenChanged, the parent's: the trigger's path).

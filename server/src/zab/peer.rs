@@ -212,6 +212,24 @@ struct Core {
     /// leader to complete: kept as txns enter the history and dropped when a TRUNC or SNAP
     /// takes it away.
     logged: Option<NextConfig>,
+    /// What this peer has done so far (ZooKeeper's quorum counters).
+    counters: PeerCounters,
+}
+
+/// Counts of ZAB traffic since the peer started (ZooKeeper's `proposal_count`, `commit_count`,
+/// `learner_proposal_received_count`, `learner_commit_received_count`, `revalidate_count`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PeerCounters {
+    /// Leader: txns proposed.
+    pub proposals: u64,
+    /// Leader: txns committed.
+    pub commits: u64,
+    /// Follower: PROPOSALs received in broadcast.
+    pub proposals_received: u64,
+    /// Follower, observer: COMMITs (INFORMs) received in broadcast.
+    pub commits_received: u64,
+    /// Leader: REVALIDATEs received from learners.
+    pub revalidations: u64,
 }
 
 /// A membership proposed and not yet active.
@@ -353,6 +371,7 @@ impl Peer {
             reset_pending: false,
             next: None,
             logged: state.logged_config.and_then(|(z, t)| NextConfig::parse(z, t)),
+            counters: PeerCounters::default(),
         };
         let vote = Vote {
             leader: id as i64,
@@ -447,6 +466,11 @@ impl Peer {
                 LPhase::Active => "broadcast",
             },
         }
+    }
+
+    /// What this peer has done so far.
+    pub fn counters(&self) -> PeerCounters {
+        self.core.counters
     }
 
     /// A leader's view of its learners (`mntr`'s leader keys); `None` unless leading.
@@ -1173,6 +1197,7 @@ impl Leader {
                     self.outstanding.len()
                 );
                 self.last_proposed = zxid;
+                core.counters.proposals += 1;
                 core.history.push(zxid, data.clone());
                 out.push(Command::AppendTxns(vec![(zxid, data.clone())]));
                 for (sid, h) in &self.learners {
@@ -1362,6 +1387,7 @@ impl Leader {
                 Next::Stay
             }
             (PacketType::Revalidate, _) => {
+                core.counters.revalidations += 1;
                 if let Ok((session_id, _)) = decode_revalidate(p.payload()) {
                     let valid = self.sessions.touch(session_id, core.now);
                     if valid {
@@ -1439,6 +1465,7 @@ impl Leader {
             }
             let p = entry.remove();
             self.last_committed = zxid;
+            core.counters.commits += 1;
             let next = core.next.as_ref().filter(|n| n.zxid == zxid).cloned();
             let Some(next) = next else {
                 for (sid, h) in self.learners.iter_mut() {
@@ -1979,6 +2006,7 @@ impl Learner {
             (PacketType::NewLeader, LPhase::Syncing) => self.on_newleader(core, p, out),
             (PacketType::Proposal, LPhase::AfterNewLeader | LPhase::Active) => {
                 let z = p.zxid();
+                core.counters.proposals_received += 1;
                 if self.observer || z <= core.last_zxid() {
                     return Next::Stay;
                 }
@@ -1990,6 +2018,7 @@ impl Learner {
             }
             (PacketType::Commit, LPhase::AfterNewLeader | LPhase::Active) => {
                 let z = p.zxid();
+                core.counters.commits_received += 1;
                 if z > core.last_zxid() {
                     return Next::Looking;
                 }
@@ -1998,6 +2027,7 @@ impl Learner {
             }
             (PacketType::Inform, LPhase::AfterNewLeader | LPhase::Active) if self.observer => {
                 let z = p.zxid();
+                core.counters.commits_received += 1;
                 if z > core.last_zxid() {
                     core.history.push(z, p.payload().clone());
                     out.push(Command::AppendTxns(vec![(z, p.into_payload())]));
