@@ -1193,6 +1193,11 @@ pub struct Config {
     pub admin_idle_timeout_ms: u64,
     /// `admin.snapshot.enabled` (default true).
     pub admin_snapshot_enabled: bool,
+    /// `admin.restore.enabled` (default true).
+    pub admin_restore_enabled: bool,
+    /// `corral.admin.restoreMaxBytes` (default 1 GiB): the largest snapshot the AdminServer's
+    /// `restore` reads.
+    pub admin_restore_max_bytes: u64,
     /// `admin.rateLimiterIntervalInMS` (default 300000): at most one snapshot per interval.
     pub admin_rate_limiter_interval_ms: u64,
     /// The configuration file's text, when it was read from a file (`initial_configuration`).
@@ -1262,6 +1267,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "corral.audit.file"
         | "corral.slowRequestWarningMs"
         | "corral.stallWarningMs"
+        | "corral.admin.restoreMaxBytes"
         | "secureClientPort"
         | "secureClientPortAddress" => File,
         "sslQuorum" | "portUnification" | "sslQuorumReloadCertFiles" => File,
@@ -1319,6 +1325,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "admin.commandURL"
         | "admin.idleTimeout"
         | "admin.snapshot.enabled"
+        | "admin.restore.enabled"
         | "admin.rateLimiterIntervalInMS"
         | "audit.enable" => SystemProperty,
         k if k.starts_with("authProvider.") => SystemProperty,
@@ -1507,6 +1514,8 @@ impl Config {
             metrics_provider: MetricsProviderConfig::default(),
             admin_idle_timeout_ms: 30_000,
             admin_snapshot_enabled: true,
+            admin_restore_enabled: true,
+            admin_restore_max_bytes: 1 << 30,
             admin_rate_limiter_interval_ms: 300_000,
             initial_text: None,
             system_properties: BTreeMap::new(),
@@ -1737,6 +1746,10 @@ impl Config {
                 self.slow_request_warning_ms =
                     parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))? as u64
             }
+            "corral.admin.restoreMaxBytes" => {
+                self.admin_restore_max_bytes =
+                    parse_int(key, value, loc, Decimal, 0, i64::MAX)? as u64
+            }
             "corral.stallWarningMs" => {
                 self.stall_warning_ms =
                     parse_int(key, value, loc, Decimal, 0, i64::from(i32::MAX))? as u64
@@ -1905,6 +1918,7 @@ impl Config {
             "admin.serverPort" => self.admin_server_port = parse_port(key, value, loc)?,
             "audit.enable" => self.audit_enable = parse_bool(key, value, loc)?,
             "admin.snapshot.enabled" => self.admin_snapshot_enabled = parse_bool(key, value, loc)?,
+            "admin.restore.enabled" => self.admin_restore_enabled = parse_bool(key, value, loc)?,
             "admin.rateLimiterIntervalInMS" => {
                 self.admin_rate_limiter_interval_ms =
                     parse_int(key, value, loc, Decode, 0, i64::MAX)? as u64

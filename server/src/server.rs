@@ -282,6 +282,7 @@ impl RunningServer {
         let mut db = db;
         db.set_snapshot_metrics(shared.stats.zk.clone());
         let (core_tx, core_rx) = mpsc::channel();
+        let _ = shared.core.set(core_tx.clone());
         let (core_thread, net) = match &opts.ensemble {
             None => {
                 let core = Pipeline::new(shared.clone(), db, state, core_tx.clone())

@@ -85,6 +85,32 @@ fn http_raw(
     (status, headers, body)
 }
 
+/// A POST with a body (and an `Authorization` header): (status, body).
+fn http_post(addr: SocketAddr, target: &str, auth: Option<&str>, body: &[u8]) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(
+        s,
+        "POST {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/octet-stream\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    // The server may answer (and close) before reading a body it refuses.
+    let _ = s.write_all(body);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
+    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    let mut body = raw[split + 4..].to_vec();
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        body = dechunk(&body);
+    }
+    (status, String::from_utf8(body).unwrap())
+}
+
 /// A chunked body's bytes.
 fn dechunk(mut raw: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -388,8 +414,9 @@ fn aliases_errors_listing_and_methods() {
     let links = |t: &str| {
         t.lines().filter(|l| l.starts_with("<a href")).map(str::to_string).collect::<Vec<_>>()
     };
-    // ZooKeeper 3.8's, and the 3.9 command Corral has (snapshot), in order.
+    // ZooKeeper 3.8's, and the 3.9 commands (restore, snapshot), in order.
     let mut want = links(&zk_listing);
+    want.push("<a href=\"/commands/restore\">restore</a>".to_string());
     want.push("<a href=\"/commands/snapshot\">snapshot</a>".to_string());
     want.sort();
     assert_eq!(links(&body), want);
@@ -481,6 +508,92 @@ fn last_snapshot_is_the_databases_newest() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
         as i64;
     assert!((now - 120..=now + 1).contains(&ts), "timestamp {ts} is the file's, in seconds");
+}
+
+/// `restore` (ZooKeeper 3.9's POST of a snapshot): the snapshot `snapshot` streamed becomes the
+/// server's state at its current zxid — durably (it survives a restart), with later writes
+/// numbered on from before the restore — after ZooKeeper's checks, in its order.
+#[test]
+fn a_streamed_snapshot_restores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_with(tmp.path(), |c| c.admin_rate_limiter_interval_ms = 0);
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.create("/a", b"before", &open).await.unwrap();
+    });
+    let (status, headers, snapshot) =
+        http_raw(admin, "GET", "/commands/snapshot", Some("digest any:one"));
+    assert_eq!(status, 200);
+    let snapshot_zxid = headers.iter().find(|(k, _)| k == "last_zxid").unwrap().1.clone();
+    let last_before = rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.create("/b", b"", &open).await.unwrap();
+        c.set_data("/a", b"after", None).await.unwrap().czxid
+    });
+    let _ = last_before;
+    let zxid_before = server.shared().last_zxid.load(std::sync::atomic::Ordering::Relaxed);
+
+    // ZooKeeper's checks first: authorization, the method.
+    assert_eq!(http_post(admin, "/commands/restore", None, &snapshot).0, 401);
+    assert_eq!(http_raw(admin, "GET", "/commands/restore", Some("digest any:one")).0, 405);
+    // Not a snapshot: 500, nothing changed.
+    let (status, body) = http_post(admin, "/commands/restore", Some("digest any:one"), b"junk");
+    assert_eq!(status, 500, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!((v["command"].as_str(), v["error"].is_null()), (Some("restore"), true));
+    let mut torn = snapshot.clone();
+    let n = torn.len();
+    torn[n / 2] ^= 0xff;
+    assert_eq!(http_post(admin, "/commands/rest", Some("digest any:one"), &torn).0, 500);
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        assert_eq!(c.get_data("/a").await.unwrap().0, b"after");
+    });
+
+    // The restore.
+    let (status, body) = http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot);
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(format!("0x{:x}", v["last_zxid"].as_i64().unwrap()), snapshot_zxid);
+    assert_eq!((v["command"].as_str(), v["error"].is_null()), (Some("restore"), true));
+    let after = rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        assert_eq!(c.get_data("/a").await.unwrap().0, b"before", "the snapshot's data");
+        assert!(c.check_stat("/b").await.unwrap().is_none(), "/b came after the snapshot");
+        c.create("/c", b"", &open).await.unwrap().0.czxid
+    });
+    assert!(after > zxid_before, "zxids go on from before the restore: {after:#x}");
+    drop(server);
+
+    // It is durable: a restart recovers the restored state and what came after it.
+    let (server, _admin) = start(tmp.path());
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        assert_eq!(c.get_data("/a").await.unwrap().0, b"before");
+        assert!(c.check_stat("/b").await.unwrap().is_none());
+        assert!(c.check_stat("/c").await.unwrap().is_some());
+    });
+    drop(server);
+
+    // Switched off: 503; a snapshot larger than corral.admin.restoreMaxBytes: 413; the rate
+    // limit: 429 for the second in an interval.
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, admin) = start_with(tmp.path(), |c| c.admin_restore_enabled = false);
+    assert_eq!(http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot).0, 503);
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, admin) = start_with(tmp.path(), |c| {
+        c.admin_restore_max_bytes = 100;
+        c.admin_rate_limiter_interval_ms = 0;
+    });
+    assert_eq!(http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot).0, 413);
+    let tmp = tempfile::tempdir().unwrap();
+    let (_server, admin) = start(tmp.path());
+    assert_eq!(http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot).0, 200);
+    assert_eq!(http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot).0, 429);
 }
 
 /// `snapshot`: ZooKeeper 3.9's checks — an Authorization header, ALL permissions on `/` bit by

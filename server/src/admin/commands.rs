@@ -53,6 +53,28 @@ pub struct Request<'a> {
     pub remote_ip: Option<std::net::IpAddr>,
     /// Now, in ms on any clock that only goes forward (the rate limits).
     pub now_ms: u64,
+    /// The request's body, read only by a command that takes one (`restore`), after its
+    /// checks.
+    pub body: Option<Body>,
+}
+
+/// Reads a request body of at most the given number of bytes (more: [`BodyError::TooLarge`]).
+#[derive(Clone)]
+pub struct Body(pub std::sync::Arc<dyn Fn(usize) -> Result<Vec<u8>, BodyError> + Send + Sync>);
+
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Body")
+    }
+}
+
+/// Why a body could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyError {
+    /// Longer than allowed.
+    TooLarge,
+    /// The connection failed or the client sent a malformed body.
+    Broken(String),
 }
 
 /// What the HTTP layer writes back.
@@ -98,6 +120,12 @@ pub struct AdminState {
     snapshot_window: std::sync::Mutex<Option<(u64, u32)>>,
     /// A snapshot is being written.
     snapshot_busy: std::sync::atomic::AtomicBool,
+    /// `admin.restore.enabled`.
+    pub restore_enabled: bool,
+    /// `corral.admin.restoreMaxBytes`: the largest snapshot `restore` reads.
+    pub restore_max_bytes: usize,
+    /// The restore rate limiter's interval (ZooKeeper's own, as the snapshot's).
+    restore_window: std::sync::Mutex<Option<(u64, u32)>>,
 }
 
 impl AdminState {
@@ -108,13 +136,20 @@ impl AdminState {
             rate_interval_ms,
             snapshot_window: std::sync::Mutex::new(None),
             snapshot_busy: std::sync::atomic::AtomicBool::new(false),
+            restore_enabled: true,
+            restore_max_bytes: 1 << 30,
+            restore_window: std::sync::Mutex::new(None),
         }
     }
 
     /// ZooKeeper's `RateLimiter` with a rate of 1: a request is allowed if none was in the
     /// current interval (a new interval begins once the last has passed).
     fn allow_snapshot(&self, now_ms: u64) -> bool {
-        let mut window = self.snapshot_window.lock().unwrap_or_else(|p| p.into_inner());
+        self.allow(&self.snapshot_window, now_ms)
+    }
+
+    fn allow(&self, window: &std::sync::Mutex<Option<(u64, u32)>>, now_ms: u64) -> bool {
+        let mut window = window.lock().unwrap_or_else(|p| p.into_inner());
         match *window {
             Some((start, used)) if now_ms <= start.saturating_add(self.rate_interval_ms) => {
                 if used >= 1 {
@@ -179,6 +214,7 @@ pub const COMMANDS: &[CommandDef] = &[
     cmd("monitor", &["mntr"], false),
     cmd("observer_connection_stat_reset", &["orst"], true),
     cmd("observers", &["obsr"], true),
+    cmd("restore", &["rest"], true),
     cmd("ruok", &[], true),
     cmd("server_stats", &["srvr"], true),
     cmd("set_trace_mask", &["stmk"], false),
@@ -312,6 +348,9 @@ pub trait AdminSource: FourLetterSource {
     fn root_allows(&self, ids: &[crate::proto::Id], perm: i32) -> bool;
     /// Writes a snapshot of the committed state in ZooKeeper's format.
     fn take_snapshot(&mut self) -> Result<TakenSnapshot, String>;
+    /// Makes the snapshot `bytes` (ZooKeeper's format) the server's state; returns the
+    /// snapshot's last zxid (ZooKeeper's answer), 0 if it does not say.
+    fn restore(&mut self, bytes: &[u8]) -> Result<i64, String>;
 }
 
 /// Why a protected command is refused: (status, error text), as ZooKeeper answers.
@@ -407,6 +446,45 @@ fn snapshot(req: &Request<'_>, source: &mut dyn AdminSource, state: &AdminState)
     }
 }
 
+/// `restore`: ZooKeeper 3.9's checks after authorization — the switch (503), the rate limit
+/// (429) — then the body (a snapshot in ZooKeeper's format, at most `restore_max_bytes`: 413)
+/// and the restore (500 if it fails, with the reason in the log, as ZooKeeper answers).
+fn restore(req: &Request<'_>, source: &mut dyn AdminSource, state: &AdminState) -> Response {
+    let envelope = |status: u16| Response::json(status, finish("restore", Map::new()));
+    if !state.restore_enabled {
+        return envelope(503);
+    }
+    if !state.allow(&state.restore_window, req.now_ms) {
+        return envelope(429);
+    }
+    let bytes = match req.body.as_ref().map(|b| (b.0)(state.restore_max_bytes)) {
+        None => return envelope(400),
+        Some(Ok(bytes)) => bytes,
+        Some(Err(BodyError::TooLarge)) => {
+            tracing::warn!(
+                max = state.restore_max_bytes,
+                "the AdminServer's restore refused a snapshot over corral.admin.restoreMaxBytes"
+            );
+            return envelope(413);
+        }
+        Some(Err(BodyError::Broken(e))) => {
+            tracing::warn!(error = %e, "the AdminServer's restore could not read the snapshot");
+            return envelope(400);
+        }
+    };
+    match source.restore(&bytes) {
+        Ok(zxid) => {
+            let mut m = Map::new();
+            m.insert("last_zxid".into(), json!(zxid));
+            Response::json(200, finish("restore", m))
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "the AdminServer's restore failed");
+            envelope(500)
+        }
+    }
+}
+
 /// Answers `req`. `command_url` is `admin.commandURL` (default `/commands`).
 pub fn handle(
     req: &Request<'_>,
@@ -426,8 +504,10 @@ pub fn handle(
             Method::Other => method_not_allowed(),
         };
     }
-    if req.method != Method::Get {
-        // Every command here is a GET command; Jetty's servlet refuses other methods.
+    let post = lookup(name).is_some_and(|d| d.primary == "restore");
+    if req.method != if post { Method::Post } else { Method::Get } {
+        // restore is a POST command, the others GET commands; the servlet refuses other
+        // methods.
         return method_not_allowed();
     }
     let Some(def) = lookup(name) else {
@@ -443,6 +523,14 @@ pub fn handle(
             return r;
         }
         return snapshot(req, source, state);
+    }
+    if def.primary == "restore" {
+        if let Err((status, error)) = authorize(req, source) {
+            let mut r = error_response(name, error);
+            r.status = status;
+            return r;
+        }
+        return restore(req, source, state);
     }
     let param = |k: &str| req.query.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let data = match run(def.primary, source, param) {

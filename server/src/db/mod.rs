@@ -457,6 +457,19 @@ impl Database {
         Ok(state)
     }
 
+    /// Makes `state` the database's state at `zxid`, the last zxid logged (a restore): it
+    /// is written as the snapshot at `zxid`, durably, before anything else changes, so that
+    /// a crash recovers either the old state (and the log) or this one; snapshots after
+    /// `zxid` go. The log up to `zxid` stays below it, ignored by recovery.
+    pub fn install_state(&mut self, zxid: Zxid, state: &State) -> Result<(), DbError> {
+        let zxid = zxid.get();
+        self.log.truncate_after(zxid)?;
+        self.store.write(zxid, |w| state.write_body(w))?;
+        self.store.remove_after(zxid)?;
+        self.snapshot_zxid = zxid;
+        Ok(())
+    }
+
     /// The transaction log.
     pub fn log(&self) -> &TxnLog {
         &self.log

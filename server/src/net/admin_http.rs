@@ -86,6 +86,8 @@ pub struct HttpRequest {
     pub authorization: Option<String>,
     /// The client's address.
     pub remote: SocketAddr,
+    /// A POST's body, read on demand.
+    pub body: Option<commands::Body>,
 }
 
 /// Answers one request. Runs on a blocking thread (some commands walk the data directories
@@ -100,10 +102,13 @@ pub async fn serve(
     stop: watch::Receiver<bool>,
 ) {
     let url = opts.command_url.clone();
-    let state = commands::AdminState::new(
+    let mut state = commands::AdminState::new(
         shared.config.admin_snapshot_enabled,
         shared.config.admin_rate_limiter_interval_ms,
     );
+    state.restore_enabled = shared.config.admin_restore_enabled;
+    state.restore_max_bytes =
+        usize::try_from(shared.config.admin_restore_max_bytes).unwrap_or(usize::MAX);
     let started = std::time::Instant::now();
     let responder: Responder = Arc::new(move |http| {
         if http.method == hyper::Method::TRACE {
@@ -122,6 +127,7 @@ pub async fn serve(
             authorization: http.authorization.as_deref(),
             remote_ip: Some(http.remote.ip()),
             now_ms: started.elapsed().as_millis() as u64,
+            body: http.body.clone(),
         };
         let mut source = Source { shared: &shared, local: None, on_client_port: false };
         commands::handle(&request, &url, &mut source, &state)
@@ -217,16 +223,19 @@ async fn respond(
     responder: Responder,
     remote: SocketAddr,
 ) -> Result<hyper::Response<Body>, Infallible> {
+    let (parts, incoming) = req.into_parts();
+    let body = (parts.method == hyper::Method::POST).then(|| body_reader(incoming));
     let http = HttpRequest {
-        method: req.method().clone(),
-        path: req.uri().path().to_string(),
-        query: req.uri().query().map(str::to_string),
-        authorization: req
-            .headers()
+        method: parts.method.clone(),
+        path: parts.uri.path().to_string(),
+        query: parts.uri.query().map(str::to_string),
+        authorization: parts
+            .headers
             .get(hyper::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         remote,
+        body,
     };
     let out = tokio::task::spawn_blocking(move || responder(&http))
         .await
@@ -263,6 +272,50 @@ async fn respond(
         }
     }
     Ok(resp)
+}
+
+/// A request body, read only when a command asks for it (after its checks), on the command's
+/// blocking thread: a task forwards the body's pieces, a few at a time, until the reader has
+/// what it allows or goes away.
+fn body_reader(mut incoming: Incoming) -> commands::Body {
+    use http_body_util::BodyExt as _;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, String>>(4);
+    let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        // Nothing is read unless a command asks.
+        if go_rx.await.is_err() {
+            return;
+        }
+        while let Some(frame) = incoming.frame().await {
+            let piece = match frame {
+                Ok(f) => match f.into_data() {
+                    Ok(d) => Ok(d),
+                    Err(_) => continue,
+                },
+                Err(e) => Err(e.to_string()),
+            };
+            let failed = piece.is_err();
+            if tx.send(piece).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let state = std::sync::Mutex::new(Some((go_tx, rx)));
+    commands::Body(Arc::new(move |max| {
+        let Some((go, mut rx)) = state.lock().unwrap_or_else(|p| p.into_inner()).take() else {
+            return Err(commands::BodyError::Broken("the body was read already".into()));
+        };
+        let _ = go.send(());
+        let mut out = Vec::new();
+        while let Some(piece) = rx.blocking_recv() {
+            let piece = piece.map_err(commands::BodyError::Broken)?;
+            if out.len() + piece.len() > max {
+                return Err(commands::BodyError::TooLarge);
+            }
+            out.extend_from_slice(&piece);
+        }
+        Ok(out)
+    }))
 }
 
 /// A file sent in 64 KiB pieces, read on a blocking thread a few pieces ahead of the socket.
@@ -317,6 +370,29 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 impl AdminSource for Source<'_> {
+    fn restore(&mut self, bytes: &[u8]) -> Result<i64, String> {
+        let sh = self.shared;
+        let tree_opts =
+            crate::tree::TreeOptions { extended_types: sh.config.extended_types_enabled };
+        // A field can be no longer than the snapshot holding it.
+        let snap = crate::tree::zk_snapshot::read_snapshot(bytes, tree_opts, Some(bytes.len()))
+            .map_err(|e| format!("not a ZooKeeper snapshot: {e}"))?;
+        let zxid = snap.last_processed_zxid.or(snap.zxid_digest.as_ref().map(|d| d.zxid));
+        let state = crate::db::State {
+            tree: snap.tree,
+            sessions: snap.sessions.into_iter().collect(),
+            digest_mismatches: 0,
+        };
+        let core = sh.core.get().ok_or("the server is not running")?;
+        let (done, result) = std::sync::mpsc::sync_channel(1);
+        core.send(crate::pipeline::Input::Restore { state: Box::new(state), done })
+            .map_err(|_| "the server is stopping".to_string())?;
+        match result.recv_timeout(Duration::from_secs(60)) {
+            Ok(r) => r.map(|()| zxid.unwrap_or(0)),
+            Err(_) => Err("no answer from the pipeline".into()),
+        }
+    }
+
     fn client_connections(&self) -> Vec<ConnectionInfo> {
         Source::client_connections(self)
     }

@@ -625,6 +625,8 @@ pub struct Shared {
     pub start_wall_ms: i64,
     /// The trace mask of `gtmk`/`stmk` (kept for compatibility; it changes no logging).
     pub trace_mask: AtomicI64,
+    /// The pipeline's input, once it runs (for the AdminServer's `restore`).
+    pub core: std::sync::OnceLock<Sender<Input>>,
     /// Failed auth attempts (mntr zk_auth_failed_count).
     pub auth_failed: AtomicU64,
     /// Why the pipeline stopped on its own (storage failed), once it has.
@@ -774,6 +776,7 @@ impl Shared {
             config,
             start_wall_ms: clock.wall_ms() - clock.now_ms() as i64,
             trace_mask: AtomicI64::new(crate::admin::fourlw::DEFAULT_TRACE_MASK),
+            core: std::sync::OnceLock::new(),
             auth_failed: AtomicU64::new(0),
             fatal: Mutex::new(None),
             failed: tokio::sync::Notify::new(),
@@ -865,9 +868,27 @@ pub enum Input {
     /// Network news for an ensemble member's replica: an election notification, a quorum
     /// packet, a snapshot body, a quorum connection opened or broken.
     Peer(Event),
+    /// The AdminServer's `restore`: make this state the committed one (standalone only).
+    Restore {
+        /// The restored tree and sessions.
+        state: Box<State>,
+        /// Told the outcome.
+        done: std::sync::mpsc::SyncSender<Result<(), String>>,
+    },
     /// Stop: finish what is durable and return.
     Shutdown,
 }
+
+/// See [`Input::Restore`].
+struct PendingRestore {
+    state: Box<State>,
+    done: std::sync::mpsc::SyncSender<Result<(), String>>,
+    /// Given up (and answered so) if the pipeline is not quiet by then (ms, `now_ms`).
+    deadline_ms: u64,
+}
+
+/// How long a restore waits for writes in flight and a snapshot being written to finish.
+const RESTORE_WAIT_MS: u64 = 30_000;
 
 /// See [`Pipeline::timing`].
 #[derive(Debug, Default)]
@@ -1023,6 +1044,9 @@ pub struct Pipeline {
     /// Bounded by globalOutstandingLimit (the connections stop reading past it) and the
     /// number of connections.
     stalled: VecDeque<Input>,
+    /// A restore waiting for the writes in flight and any snapshot being written: clients'
+    /// inputs stall meanwhile.
+    restoring: Option<PendingRestore>,
     /// The autopurge thread last started.
     purging: Option<std::thread::JoinHandle<()>>,
     /// Sessions the tracker expired while the leader could not propose: their closeSession
@@ -1402,6 +1426,7 @@ impl Pipeline {
             forwarded: HashMap::new(),
             learner_queue: HashMap::new(),
             stalled: VecDeque::new(),
+            restoring: None,
             purging: None,
             held_expiries: VecDeque::new(),
             syncs_applying: VecDeque::new(),
@@ -1647,6 +1672,7 @@ impl Pipeline {
         let mut out = Vec::new();
         self.replica.apply_committed(&mut out);
         self.outputs(out);
+        self.try_restore();
         if self.member {
             let global = self.replica.committed().sessions.len();
             self.shared.global_sessions.store(global, Ordering::Relaxed);
@@ -1682,8 +1708,90 @@ impl Pipeline {
     /// A leader without room for what one client input may propose (two txns: a local
     /// session's upgrade, then its create) holds clients' inputs.
     fn must_stall(&self) -> bool {
+        if self.restoring.is_some() {
+            return true;
+        }
         let max = self.replica.peer().config().outstanding_max;
         self.replica.proposal_room().is_some_and(|room| room < max.min(2))
+    }
+
+    /// A restore asked for: taken once nothing is in flight (clients' inputs stall until
+    /// then).
+    fn on_restore(
+        &mut self,
+        state: Box<State>,
+        done: std::sync::mpsc::SyncSender<Result<(), String>>,
+    ) {
+        if self.member {
+            let _ = done.send(Err(
+                "restore is supported on a standalone server only (docs/operations.md)".into(),
+            ));
+            return;
+        }
+        if self.restoring.is_some() {
+            let _ = done.send(Err("another restore is under way".into()));
+            return;
+        }
+        let deadline_ms = self.shared.now_ms() + RESTORE_WAIT_MS;
+        self.restoring = Some(PendingRestore { state, done, deadline_ms });
+        self.try_restore();
+    }
+
+    /// Takes a pending restore if the pipeline is quiet, or gives it up past its deadline.
+    fn try_restore(&mut self) {
+        let Some(r) = &self.restoring else { return };
+        let quiet = self.replica.in_flight() == 0 && !self.replica.db().snapshot_in_progress();
+        if !quiet {
+            if self.shared.now_ms() > r.deadline_ms {
+                let r = self.restoring.take().expect("pending");
+                let _ = r.done.send(Err(format!(
+                    "writes in flight or a snapshot being written did not finish within {} s",
+                    RESTORE_WAIT_MS / 1000
+                )));
+                self.unstall();
+            }
+            return;
+        }
+        let PendingRestore { state, done, .. } = self.restoring.take().expect("pending");
+        let mut out = Vec::new();
+        if let Err(f) = self.replica.restore(*state, &mut out) {
+            let _ = done.send(Err(f.to_string()));
+            self.fail(f);
+            return;
+        }
+        self.outputs(out);
+        // What readers see is the restored tree; connections of sessions it does not have
+        // end; the restored sessions are this server's, each with a full timeout to
+        // reconnect, as at a start.
+        self.republish();
+        let now = self.shared.now_ms();
+        for (id, timeout) in self.replica.committed().sessions.clone() {
+            self.sessions.entry(id).or_insert_with(|| SessionInfo {
+                timeout_ms: timeout,
+                last_touch: Arc::new(AtomicU64::new(now)),
+                touch_sent: now,
+                conn: None,
+                closing: false,
+            });
+        }
+        self.publish_sessions();
+        // Watches were set on the old tree: like ZooKeeper, which restores into a new tree,
+        // they are gone. Their clients are told by their connections closing.
+        let conns: Vec<Arc<Conn>> =
+            self.shared.conns.lock().unwrap_or_else(|p| p.into_inner()).values().cloned().collect();
+        for c in &conns {
+            self.shared.watches.lock().unwrap_or_else(|p| p.into_inner()).remove_watcher(c.id);
+            c.close();
+        }
+        tracing::info!(
+            zxid = format_args!("{:#x}", self.replica.applied()),
+            znodes = self.replica.committed().tree.node_count(),
+            sessions = self.replica.committed().sessions.len(),
+            closed_connections = conns.len(),
+            "restored a snapshot (the AdminServer's restore)"
+        );
+        let _ = done.send(Ok(()));
+        self.unstall();
     }
 
     /// Handles held expiries and stalled inputs, in order, while the leader may propose.
@@ -1710,6 +1818,7 @@ impl Pipeline {
                 self.on_request(conn, xid, op, req, auth, received)
             }
             Input::Durable { zxid, ok } => self.on_durable(zxid, ok),
+            Input::Restore { state, done } => self.on_restore(state, done),
             Input::FailedWrite { conn, xid, err, received } if !self.leading() => {
                 // A learner answers it here, without a txn (the leader would log an error
                 // txn for it; see docs/compatibility.md); in read-only mode every write is

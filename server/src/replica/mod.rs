@@ -860,6 +860,39 @@ impl Replica {
         }
     }
 
+    /// Replaces the committed state by `state` at the current zxid (the AdminServer's
+    /// `restore`): durably (as the snapshot at that zxid), then in memory; the session tracker
+    /// follows the restored sessions. Only with nothing in flight: the caller holds new
+    /// writes until then, and until no snapshot is being written (one of the old state at the
+    /// same zxid could otherwise land over it).
+    pub fn restore(&mut self, mut state: State, out: &mut Vec<Output>) -> Result<(), Fatal> {
+        if let Some(f) = &self.fatal {
+            return Err(f.clone());
+        }
+        debug_assert!(self.pending.is_empty(), "restore with txns in flight");
+        let zxid = self.applied;
+        state.tree.set_last_processed_zxid(zxid.to_wire());
+        if let Err(e) = self.db.install_state(zxid, &state) {
+            return Err(self.fail(Fatal::storage(format!("restoring a snapshot at {zxid:#x}"), e)));
+        }
+        let old: Vec<i64> = self.committed.sessions.keys().copied().collect();
+        let new: Vec<(i64, i32)> = state.sessions.iter().map(|(k, v)| (*k, *v)).collect();
+        self.reset_to(state);
+        self.applied = zxid;
+        self.fuzzy_until = Zxid::ZERO;
+        self.fuzzy_snapshot_due = false;
+        self.snapshot_due = false;
+        for session_id in old {
+            if !new.iter().any(|(k, _)| *k == session_id) {
+                self.step_into(Event::SessionClosed { session_id }, out)?;
+            }
+        }
+        for (session_id, timeout) in new {
+            self.step_into(Event::SessionCreated { session_id, timeout }, out)?;
+        }
+        Ok(())
+    }
+
     /// Leader: true while it may not propose (`outstanding_max` proposals in flight, or a
     /// hand-over under way): the runtime holds its clients' requests until a commit makes
     /// room, as this replica holds learners'.

@@ -599,6 +599,12 @@ impl DataTree {
         self.last_processed_zxid
     }
 
+    /// Sets the zxid the tree counts as applied (a restored tree takes the zxid it is
+    /// installed at).
+    pub fn set_last_processed_zxid(&mut self, zxid: i64) {
+        self.last_processed_zxid = zxid;
+    }
+
     /// The longest path with a quota that is `path` or an ancestor of it (never "/").
     pub fn max_quota_prefix(&self, path: &str) -> Option<&str> {
         if self.quotas.is_empty() {
