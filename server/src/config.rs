@@ -1334,9 +1334,7 @@ fn key_kind(key: &str) -> KeyKind {
         | "java.security.auth.login.config"
         | "java.security.krb5.conf" => PlainProperty,
         "security.auth_to_local" => SystemProperty,
-        "admin.portUnification" | "admin.forceHttps" | "admin.needClientAuth" => {
-            IgnoredProperty("Corral's AdminServer serves plain HTTP only")
-        }
+        "admin.portUnification" | "admin.forceHttps" | "admin.needClientAuth" => SystemProperty,
         "serverCnxnFactory" => IgnoredProperty(NOT_CONFIGURABLE),
         "DigestAuthenticationProvider.digestAlg" => {
             IgnoredProperty("Corral's digest scheme is SHA1, ZooKeeper's default")
@@ -1954,6 +1952,8 @@ impl Config {
             | "kerberos.removeHostFromPrincipal"
             | "kerberos.removeRealmFromPrincipal" => {}
             k if k.starts_with("superUser.") => {}
+            // Read by crate::net::admin_http::AdminTls::from_config.
+            "admin.portUnification" | "admin.forceHttps" | "admin.needClientAuth" => {}
             _ => unreachable!("every system property key has a case: {key}"),
         }
         Ok(())

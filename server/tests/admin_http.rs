@@ -3,6 +3,8 @@
 //! with the script and configuration in its README), the early errors, the listing, and the
 //! idle/method handling.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -46,6 +48,7 @@ fn start_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> (RunningServer, Soc
             bind: "127.0.0.1:0".parse().unwrap(),
             command_url: "/commands".into(),
             idle_timeout: Duration::from_secs(5),
+            tls: None,
         })
         .expect("admin server starts");
     (server, admin)
@@ -453,6 +456,7 @@ fn idle_connections_are_closed() {
             bind: "127.0.0.1:0".parse().unwrap(),
             command_url: "/cmd".into(),
             idle_timeout: Duration::from_millis(300),
+            tls: None,
         })
         .unwrap();
     let mut idle = TcpStream::connect(admin).unwrap();
@@ -508,6 +512,125 @@ fn last_snapshot_is_the_databases_newest() {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
         as i64;
     assert!((now - 120..=now + 1).contains(&ts), "timestamp {ts} is the file's, in seconds");
+}
+
+/// (status, headers lower-cased, body).
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// An HTTP/1.1 GET over any stream (TLS or plain).
+fn get_over(
+    s: &mut dyn common::raw::Stream,
+    target: &str,
+    auth: Option<&str>,
+) -> std::io::Result<Answer> {
+    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")?;
+    s.flush()?;
+    let mut raw = Vec::new();
+    // A TLS peer may end without close_notify once the answer is in.
+    let _ = s.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {raw:?}")))?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let mut lines = head.lines();
+    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let mut body = raw[split + 4..].to_vec();
+    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
+        body = dechunk(&body);
+    }
+    Ok((status, headers, body))
+}
+
+/// A server whose AdminServer takes HTTPS as ZooKeeper's does, from zoo.cfg lines `admin`
+/// (with the test key material as `ssl.quorum.*`).
+fn start_https(dir: &Path, admin: &str) -> (RunningServer, SocketAddr) {
+    use common::raw::testdata;
+    let text = format!(
+        "tickTime=2000\ndataDir={}\nclientPort=2181\n\
+         ssl.quorum.keyStore.location={}\nssl.quorum.keyStore.password=apassword\n\
+         ssl.quorum.trustStore.location={}\nssl.quorum.trustStore.password=apassword\n\
+         authProvider.x509=org.apache.zookeeper.server.auth.X509AuthenticationProvider\n{admin}",
+        dir.display(),
+        testdata("keystore-encrypted.pem"),
+        testdata("truststore.pem"),
+    );
+    let config = Config::parse_str(&text).expect("config");
+    let mut opts = ServerOptions::from_config(&config).expect("options");
+    opts.bind = "127.0.0.1:0".parse().unwrap();
+    let server = RunningServer::start(opts).expect("server starts");
+    let mut admin = AdminHttpOptions::from_config(&config).unwrap().expect("enabled");
+    assert!(admin.tls.is_some(), "HTTPS asked for");
+    admin.bind = "127.0.0.1:0".parse().unwrap();
+    let addr = server.start_admin_server(admin).expect("admin server starts");
+    (server, addr)
+}
+
+/// HTTPS (ZooKeeper's `admin.forceHttps`, `admin.portUnification`, `admin.needClientAuth`,
+/// with the `ssl.quorum.*` stores): TLS answers with `Strict-Transport-Security`; forced, plain
+/// HTTP gets nothing; with a client certificate required, a client without one is refused,
+/// and `Authorization: x509` authenticates the certificate's subject for `snapshot`; unified,
+/// plain HTTP is answered and counted in `insecure_admin_count`.
+#[test]
+fn https_as_zookeepers_jetty_serves_it() {
+    use common::raw::{plain, tls};
+    let cert = Some(("client-cert.pem", "client-key.pem"));
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_https(
+        tmp.path(),
+        "admin.forceHttps=true\nadmin.needClientAuth=true\nadmin.rateLimiterIntervalInMS=0\n",
+    );
+    let (status, headers, body) =
+        get_over(&mut *tls(admin, cert).unwrap(), "/commands/ruok", None).unwrap();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert!(headers
+        .iter()
+        .any(|(k, v)| k == "strict-transport-security" && v == "max-age=86400; includeSubDomains"));
+    assert!(get_over(&mut *plain(admin), "/commands/ruok", None).is_err(), "HTTPS only");
+    let no_cert = tls(admin, None).and_then(|mut s| get_over(&mut *s, "/commands/ruok", None));
+    assert!(no_cert.is_err(), "a client certificate is required: {no_cert:?}");
+    // Root: ALL to the certificate's subject only.
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        let only = [zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("x509", "CN=client"))];
+        c.set_acl("/", &zk::Acls::new(&only), None).await.unwrap();
+    });
+    let snap = |auth: &str| {
+        get_over(&mut *tls(admin, cert).unwrap(), "/commands/snapshot?streaming=false", Some(auth))
+            .unwrap()
+            .0
+    };
+    assert_eq!(snap("digest any:one"), 403);
+    assert_eq!(snap("x509"), 200, "the certificate's subject holds ALL on /");
+    assert_eq!(snap("x509 ignored"), 200);
+    drop(server);
+
+    // Without needClientAuth no certificate is asked for, so x509 authenticates nothing.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_https(tmp.path(), "admin.forceHttps=true\n");
+    let mut s = tls(admin, None).unwrap();
+    assert_eq!(get_over(&mut *s, "/commands/snapshot", Some("x509")).unwrap().0, 401);
+    drop(server);
+
+    // Port unification: both, plain requests counted.
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_https(tmp.path(), "admin.portUnification=true\n");
+    let (status, headers, _) = get_over(&mut *plain(admin), "/commands/ruok", None).unwrap();
+    assert_eq!(status, 200);
+    assert!(!headers.iter().any(|(k, _)| k == "strict-transport-security"));
+    assert_eq!(get_over(&mut *tls(admin, None).unwrap(), "/commands/ruok", None).unwrap().0, 200);
+    let (_, _, body) =
+        get_over(&mut *tls(admin, None).unwrap(), "/commands/monitor", None).unwrap();
+    let m: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(m["insecure_admin_count"], 1, "the one plain request");
+    drop(server);
 }
 
 /// `restore` (ZooKeeper 3.9's POST of a snapshot): the snapshot `snapshot` streamed becomes the

@@ -178,6 +178,7 @@ fn three_servers_elect_replicate_and_catch_up() {
                 bind: "127.0.0.1:0".parse().unwrap(),
                 command_url: "/commands".into(),
                 idle_timeout: Duration::from_secs(5),
+                tls: None,
             })
             .unwrap();
         let role = mode(&addrs[i]);

@@ -56,6 +56,8 @@ pub struct Request<'a> {
     /// The request's body, read only by a command that takes one (`restore`), after its
     /// checks.
     pub body: Option<Body>,
+    /// Over HTTPS with a client certificate: its subject (RFC 2253), the `x509` id.
+    pub client_subject: Option<&'a str>,
 }
 
 /// Reads a request body of at most the given number of bytes (more: [`BodyError::TooLarge`]).
@@ -348,6 +350,9 @@ pub trait AdminSource: FourLetterSource {
     fn root_allows(&self, ids: &[crate::proto::Id], perm: i32) -> bool;
     /// Writes a snapshot of the committed state in ZooKeeper's format.
     fn take_snapshot(&mut self) -> Result<TakenSnapshot, String>;
+    /// `Some` when the x509 scheme is registered (`authProvider.N=…X509AuthenticationProvider`),
+    /// with `X509AuthenticationProvider.superUser` if set.
+    fn x509_super_user(&self) -> Option<Option<String>>;
     /// Makes the snapshot `bytes` (ZooKeeper's format) the server's state; returns the
     /// snapshot's last zxid (ZooKeeper's answer), 0 if it does not say.
     fn restore(&mut self, bytes: &[u8]) -> Result<i64, String>;
@@ -377,7 +382,18 @@ fn authorize(req: &Request<'_>, source: &dyn AdminSource) -> Result<(), (u16, &'
             Some(ip) => ids.push(crate::proto::Id { scheme: "ip".into(), id: ip.to_string() }),
             None => return Err((401, "Not authenticated")),
         },
-        // x509 needs HTTPS; any other scheme authenticates nothing over HTTP.
+        // ZooKeeper's X509AuthenticationProvider, when registered (authProvider.N): the
+        // certificate the TLS handshake checked, by its subject.
+        ("x509", _) => match (req.client_subject, source.x509_super_user()) {
+            (Some(subject), Some(super_user)) => {
+                ids.push(crate::proto::Id { scheme: "x509".into(), id: subject.to_string() });
+                if super_user.as_deref() == Some(subject) {
+                    ids.push(crate::proto::Id { scheme: "super".into(), id: subject.to_string() });
+                }
+            }
+            _ => return Err((401, "Not authenticated")),
+        },
+        // Any other scheme authenticates nothing.
         _ => return Err((401, "Not authenticated")),
     }
     // Every permission bit on its own (ZooKeeper 3.9.4's fix of CVE-2025-58457: before it,

@@ -194,9 +194,11 @@ pub enum C {
     LearnerCommitReceivedCount,
     /// `revalidate_count` (leader): REVALIDATE requests of learners.
     RevalidateCount,
+    /// `insecure_admin_count`: plain HTTP requests on an AdminServer port that takes HTTPS too.
+    InsecureAdminCount,
 }
 
-const COUNTERS: [(C, &str); 17] = [
+const COUNTERS: [(C, &str); 18] = [
     (C::LookingCount, "looking_count"),
     (C::BytesReceivedCount, "bytes_received_count"),
     (C::ResponseBytes, "response_bytes"),
@@ -214,6 +216,7 @@ const COUNTERS: [(C, &str); 17] = [
     (C::LearnerProposalReceivedCount, "learner_proposal_received_count"),
     (C::LearnerCommitReceivedCount, "learner_commit_received_count"),
     (C::RevalidateCount, "revalidate_count"),
+    (C::InsecureAdminCount, "insecure_admin_count"),
 ];
 
 /// The basic summaries Corral records (times in ms, as ZooKeeper's).

@@ -5,7 +5,16 @@
 //!
 //! Limits: at most [`MAX_CONNECTIONS`] connections at once (more are closed at accept), a
 //! request's headers must arrive within `admin.idleTimeout`, a connection lives at most
-//! [`MAX_CONNECTION_LIFE`], and request bodies are never read (every command is a GET).
+//! [`MAX_CONNECTION_LIFE`], and request bodies are read only by `restore`, after its checks,
+//! up to `corral.admin.restoreMaxBytes`.
+//!
+//! HTTPS as ZooKeeper's Jetty serves it: `admin.forceHttps` (TLS only) or
+//! `admin.portUnification` (TLS and plain HTTP on the port, told apart by the first byte;
+//! plain requests counted in `insecure_admin_count`), with the key and trust stores of
+//! `ssl.quorum.*`, TLS 1.2 and 1.3 with the default suites (Jetty ignores the quorum's
+//! protocol and suite settings), a client certificate required with `admin.needClientAuth`
+//! (and then the `x509` scheme of `Authorization` gives its subject as an id), and
+//! `Strict-Transport-Security` on every HTTPS answer.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -36,8 +45,45 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// The longest a connection is kept, however busy.
 pub const MAX_CONNECTION_LIFE: Duration = Duration::from_secs(600);
 
+/// HTTPS for the AdminServer.
+#[derive(Debug)]
+pub struct AdminTls {
+    /// The rustls configuration (from `ssl.quorum.*`; a client certificate required with
+    /// `admin.needClientAuth`).
+    pub config: Arc<rustls::ServerConfig>,
+    /// `admin.forceHttps`: TLS only; otherwise (`admin.portUnification`) TLS and plain.
+    pub force: bool,
+}
+
+impl AdminTls {
+    /// What `config` asks for: `None` without `admin.forceHttps` and
+    /// `admin.portUnification`; an error if the stores cannot be used.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<AdminTls>> {
+        let props = &config.system_properties;
+        let flag = |k: &str| {
+            props.get(&format!("zookeeper.admin.{k}")).is_some_and(|v| v.trim() == "true")
+        };
+        let (force, unified) = (flag("forceHttps"), flag("portUnification"));
+        if !force && !unified {
+            return Ok(None);
+        }
+        let mut settings = crate::tls::settings::TlsSettings::quorum(props)?;
+        // Jetty's defaults, not the quorum's protocol and suites.
+        settings.protocols = vec!["TLS".into()];
+        settings.ciphersuites = None;
+        settings.client_auth = if flag("needClientAuth") {
+            crate::tls::settings::ClientAuth::Need
+        } else {
+            crate::tls::settings::ClientAuth::None
+        };
+        let mut tls = (*settings.server_config()?).clone();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(AdminTls { config: Arc::new(tls), force }))
+    }
+}
+
 /// How the AdminServer listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct AdminHttpOptions {
     /// `admin.serverAddress`:`admin.serverPort`.
     pub bind: SocketAddr,
@@ -45,6 +91,8 @@ pub struct AdminHttpOptions {
     pub command_url: String,
     /// `admin.idleTimeout`.
     pub idle_timeout: Duration,
+    /// HTTPS, if asked for.
+    pub tls: Option<Arc<AdminTls>>,
 }
 
 impl AdminHttpOptions {
@@ -56,10 +104,12 @@ impl AdminHttpOptions {
         let host = config.admin_server_address.trim_start_matches('[').trim_end_matches(']');
         let bind = resolve(host, config.admin_server_port)
             .ok_or_else(|| anyhow::anyhow!("admin.serverAddress {host:?} does not resolve"))?;
+        let tls = AdminTls::from_config(config)?.map(Arc::new);
         Ok(Some(AdminHttpOptions {
             bind,
             command_url: config.admin_command_url.clone(),
             idle_timeout: Duration::from_millis(config.admin_idle_timeout_ms.max(1)),
+            tls,
         }))
     }
 }
@@ -88,6 +138,8 @@ pub struct HttpRequest {
     pub remote: SocketAddr,
     /// A POST's body, read on demand.
     pub body: Option<commands::Body>,
+    /// Over HTTPS: the client certificate's subject (RFC 2253), if it presented one.
+    pub client_subject: Option<String>,
 }
 
 /// Answers one request. Runs on a blocking thread (some commands walk the data directories
@@ -110,6 +162,7 @@ pub async fn serve(
     state.restore_max_bytes =
         usize::try_from(shared.config.admin_restore_max_bytes).unwrap_or(usize::MAX);
     let started = std::time::Instant::now();
+    let tls = opts.tls.clone().map(|t| (t, shared.stats.zk.clone()));
     let responder: Responder = Arc::new(move |http| {
         if http.method == hyper::Method::TRACE {
             // Blocked, as ZooKeeper's AdminServer blocks it.
@@ -128,21 +181,27 @@ pub async fn serve(
             remote_ip: Some(http.remote.ip()),
             now_ms: started.elapsed().as_millis() as u64,
             body: http.body.clone(),
+            client_subject: http.client_subject.as_deref(),
         };
         let mut source = Source { shared: &shared, local: None, on_client_port: false };
         commands::handle(&request, &url, &mut source, &state)
     });
-    serve_http(listener, opts.idle_timeout, responder, stop).await
+    serve_http(listener, opts.idle_timeout, responder, stop, tls).await
 }
+
+/// TLS for [`serve_http`], and where plain requests on a unified port are counted.
+pub type HttpTls = (Arc<AdminTls>, Arc<crate::admin::server_metrics::ServerMetrics>);
 
 /// Serves HTTP/1.1 on `listener` with `responder` until `stop` turns true: at most
 /// [`MAX_CONNECTIONS`] at once, headers within `idle`, a connection at most
-/// [`MAX_CONNECTION_LIFE`]; request bodies are not read.
+/// [`MAX_CONNECTION_LIFE`]; request bodies are read only when a command asks. With `tls`,
+/// HTTPS (only, or beside plain HTTP), the TLS handshake also within `idle`.
 pub async fn serve_http(
     listener: TcpListener,
     idle: Duration,
     responder: Responder,
     mut stop: watch::Receiver<bool>,
+    tls: Option<HttpTls>,
 ) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -163,20 +222,67 @@ pub async fn serve_http(
             tracing::info!(%peer, max = MAX_CONNECTIONS, "HTTP connection refused: too many open");
             continue;
         };
-        let (responder, mut stop) = (responder.clone(), stop.clone());
+        let (responder, stop, tls) = (responder.clone(), stop.clone(), tls.clone());
         tokio::spawn(async move {
             let _permit = permit;
-            let service = service_fn(move |req| respond(req, responder.clone(), peer));
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(idle)
-                .serve_connection(TokioIo::new(stream), service);
-            tokio::select! {
-                _ = conn => {}
-                _ = stop.wait_for(|s| *s) => {}
-                _ = tokio::time::sleep(MAX_CONNECTION_LIFE) => {}
+            let Some((tls, metrics)) = tls else {
+                return serve_one(stream, peer, None, false, idle, responder, stop).await;
+            };
+            let secure = tls.force || {
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(idle, stream.peek(&mut first)).await {
+                    Ok(Ok(1)) => first[0] == crate::tls::HANDSHAKE_RECORD,
+                    _ => return,
+                }
+            };
+            if !secure {
+                metrics.add(crate::admin::server_metrics::C::InsecureAdminCount, 1);
+                return serve_one(stream, peer, None, false, idle, responder, stop).await;
             }
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
+            let stream = match tokio::time::timeout(idle, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    tracing::info!(%peer, error = %e, "AdminServer TLS handshake failed");
+                    metrics.add(crate::admin::server_metrics::C::UnsuccessfulHandshake, 1);
+                    return;
+                }
+                Err(_) => return,
+            };
+            let subject = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|chain| chain.first())
+                .and_then(|leaf| crate::tls::verify::rfc2253_subject(leaf));
+            serve_one(stream, peer, subject, true, idle, responder, stop).await
         });
+    }
+}
+
+/// Serves one connection's requests (`secure`: over TLS, whose client certificate had
+/// `subject`).
+async fn serve_one<I>(
+    io: I,
+    peer: SocketAddr,
+    subject: Option<String>,
+    secure: bool,
+    idle: Duration,
+    responder: Responder,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service =
+        service_fn(move |req| respond(req, responder.clone(), peer, subject.clone(), secure));
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(idle)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::select! {
+        _ = conn => {}
+        _ = stop.wait_for(|s| *s) => {}
+        _ = tokio::time::sleep(MAX_CONNECTION_LIFE) => {}
     }
 }
 
@@ -222,6 +328,8 @@ async fn respond(
     req: hyper::Request<Incoming>,
     responder: Responder,
     remote: SocketAddr,
+    client_subject: Option<String>,
+    secure: bool,
 ) -> Result<hyper::Response<Body>, Infallible> {
     let (parts, incoming) = req.into_parts();
     let body = (parts.method == hyper::Method::POST).then(|| body_reader(incoming));
@@ -236,6 +344,7 @@ async fn respond(
             .map(str::to_string),
         remote,
         body,
+        client_subject,
     };
     let out = tokio::task::spawn_blocking(move || responder(&http))
         .await
@@ -257,6 +366,13 @@ async fn respond(
         None => Full::new(Bytes::from(out.body)).map_err(|e| match e {}).boxed(),
     };
     let mut resp = hyper::Response::new(body);
+    if secure {
+        // Jetty's SecureRequestCustomizer as ZooKeeper sets it up: a day, subdomains too.
+        resp.headers_mut().insert(
+            hyper::header::STRICT_TRANSPORT_SECURITY,
+            hyper::header::HeaderValue::from_static("max-age=86400; includeSubDomains"),
+        );
+    }
     *resp.status_mut() =
         hyper::StatusCode::from_u16(out.status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
     if let Some(ct) = out.content_type {
@@ -370,6 +486,20 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 impl AdminSource for Source<'_> {
+    fn x509_super_user(&self) -> Option<Option<String>> {
+        let props = &self.shared.config.system_properties;
+        let registered = props.iter().any(|(k, v)| {
+            k.starts_with("zookeeper.authProvider.")
+                && v.trim().ends_with("X509AuthenticationProvider")
+        });
+        registered.then(|| {
+            props
+                .get("zookeeper.X509AuthenticationProvider.superUser")
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        })
+    }
+
     fn restore(&mut self, bytes: &[u8]) -> Result<i64, String> {
         let sh = self.shared;
         let tree_opts =

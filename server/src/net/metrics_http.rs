@@ -74,7 +74,7 @@ pub async fn serve(
             render(&families(&shared, opts.export_process_info)),
         )
     });
-    serve_http(listener, Duration::from_secs(30), responder, stop).await
+    serve_http(listener, Duration::from_secs(30), responder, stop, None).await
 }
 
 /// The names `mntr` expands its histograms into (`avg_N` … `p999_N`): exported as summaries.
