@@ -470,6 +470,67 @@ fn idle_connections_are_closed() {
     assert!(started.elapsed() < Duration::from_secs(8), "closed within the idle timeout");
     // hyper answers a header timeout with a 408 or just closes: either way the connection ends.
     assert!(n == 0 || String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 408"));
+
+    // A flood: more idle connections than the limit (64). Those past it are closed at once;
+    // the clients' port is not affected; once the idle ones time out, commands are answered
+    // again.
+    let flood: Vec<TcpStream> = (0..100).map(|_| TcpStream::connect(admin).unwrap()).collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let mut closed = 0;
+    for mut c in flood.iter().skip(64) {
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if c.read(&mut buf).unwrap_or(0) == 0 {
+            closed += 1;
+        }
+    }
+    assert!(closed >= 30, "connections past the limit are closed: {closed} of 36");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.create(
+            "/during-flood",
+            b"",
+            &zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all()),
+        )
+        .await
+        .unwrap();
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let answered = std::panic::catch_unwind(|| http(admin, "GET", "/cmd/ruok").0 == 200);
+        if answered.unwrap_or(false) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "answered again once the flood idles out");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(flood);
+
+    // A large body is not read where no command takes one: refused at once, the connection
+    // closed, the server answering on.
+    for target in ["/cmd/ruok", "/cmd/restore"] {
+        let mut s = TcpStream::connect(admin).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+        let len = 512 << 20;
+        write!(s, "POST {target} HTTP/1.1\r\nHost: x\r\nContent-Length: {len}\r\n\r\n").unwrap();
+        // Far less than the declared length is accepted before the answer.
+        let mut sent = 0usize;
+        let chunk = vec![0u8; 64 << 10];
+        while sent < (8 << 20) {
+            match s.write(&chunk) {
+                Ok(n) => sent += n,
+                Err(_) => break,
+            }
+        }
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let head = String::from_utf8_lossy(&answer[..answer.len().min(40)]).to_string();
+        let want = if target.ends_with("ruok") { "405" } else { "401" };
+        assert!(head.starts_with(&format!("HTTP/1.1 {want}")), "{target}: {head:?}");
+    }
+    assert_eq!(get_json(admin, "/cmd/ruok")["command"], "ruok");
 }
 
 /// `last_snapshot` (`lsnp`): the newest snapshot the database took (in its own store,

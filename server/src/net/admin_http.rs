@@ -617,7 +617,19 @@ impl AdminSource for Source<'_> {
         if !c.is_distributed() {
             return Vec::new();
         }
-        c.participants()
+        // The active membership: one a reconfig (or a leader's NEWLEADER) activated, else the
+        // configured one.
+        let active =
+            self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()).membership.clone();
+        let active = active.as_deref().and_then(crate::zab::Membership::parse);
+        let servers: Vec<&crate::config::QuorumServer> = match &active {
+            Some(m) => {
+                m.servers.values().filter(|s| s.learner_type == LearnerType::Participant).collect()
+            }
+            None => c.participants().collect(),
+        };
+        servers
+            .into_iter()
             .map(|s| VotingMember {
                 sid: s.id,
                 server_addresses: s
@@ -762,5 +774,36 @@ mod tests {
             ]
         );
         assert!(query_pairs(None).is_empty());
+    }
+
+    /// `voting_view` follows the active membership: after a reconfig activated one, its
+    /// voters, not the configured ones.
+    #[test]
+    fn voting_view_follows_the_active_membership() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("myid"), "1\n").unwrap();
+        let text = format!(
+            "tickTime=2000\ndataDir={}\nclientPort=2181\ninitLimit=5\nsyncLimit=2\n\
+                    server.1=127.0.0.1:2888:3888\nserver.2=127.0.0.1:2889:3889\n\
+             server.3=127.0.0.1:2890:3890\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.path().join("zoo.cfg"), text).unwrap();
+        let config = Config::load(&dir.path().join("zoo.cfg")).unwrap();
+        let settings = crate::pipeline::Settings::from_config(&config);
+        let shared = Shared::new(settings, config, Default::default());
+        let source = Source { shared: &shared, local: None, on_client_port: false };
+        let sids = |v: Vec<VotingMember>| v.iter().map(|m| m.sid).collect::<Vec<_>>();
+        assert_eq!(sids(source.voting_view()), [1, 2, 3], "the configured voters");
+        shared.ensemble.lock().unwrap().membership = Some(
+            "server.1=127.0.0.1:2888:3888:participant;127.0.0.1:2181\n\
+             server.2=127.0.0.1:2889:3889:participant;127.0.0.1:2182\n\
+             server.3=127.0.0.1:2890:3890:observer;127.0.0.1:2183\n\
+             server.4=127.0.0.1:2891:3891:participant;127.0.0.1:2184\nversion=100000003"
+                .into(),
+        );
+        let view = source.voting_view();
+        assert_eq!(sids(view.clone()), [1, 2, 4], "a reconfig made 3 an observer and added 4");
+        assert_eq!(view[2].client_address, "127.0.0.1:2184");
     }
 }
