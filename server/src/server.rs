@@ -308,6 +308,7 @@ impl RunningServer {
                 .context("starting the replica")?;
                 let net = QuorumNet::start(net_cfg, core_tx.clone())
                     .context("listening for the ensemble")?;
+                let _ = shared.quorum_net.set(net.clone());
                 let n = net.clone();
                 let t = std::thread::Builder::new()
                     .name("corral-pipeline".into())

@@ -511,6 +511,48 @@ fn observer_without_sync_logs_nothing() {
         let (kids, _) = c.get_children("/obs").await.unwrap();
         assert_eq!(kids.len(), 20, "the observer applied what it did not log");
     });
+    // The leader's `observers`: server 4, with what its connection carried (ZooKeeper's
+    // LearnerHandler figures and keys); `orst` zeroes the packet counts.
+    let leader = servers.iter().position(|s| mode(&s.addr().to_string()) == "leader").unwrap();
+    let admin = servers[leader]
+        .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            command_url: "/commands".into(),
+            idle_timeout: Duration::from_secs(5),
+            tls: None,
+        })
+        .unwrap();
+    let obsr = admin_get(admin, "observers");
+    assert_eq!(obsr["synced_observers"], 1, "{obsr}");
+    let list = obsr["observers"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{obsr}");
+    let o = &list[0];
+    assert_eq!(json_keys(o), json_keys(&admin_fixture("leader", "observers")["observers"][0]));
+    assert_eq!(o["sid"], 4);
+    assert!(o["remote_socket_address"].as_str().unwrap().starts_with("/127.0.0.1:"), "{o}");
+    assert!(o["requests"].as_i64().unwrap() >= 21, "its client's writes, forwarded: {o}");
+    assert!(o["packets_sent"].as_i64().unwrap() >= 21, "INFORMs at least: {o}");
+    assert!(o["packets_received"].as_i64().unwrap() >= 21, "{o}");
+    let last = servers[leader].shared().last_zxid.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(o["last_zxid"], last, "the newest INFORM: {o}");
+    let now_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as i64;
+    let established = o["established"].as_i64().unwrap();
+    assert!((now_ms - 120_000..=now_ms).contains(&established), "{o}");
+    admin_get(admin, "orst");
+    let o = admin_get(admin, "observers")["observers"][0].clone();
+    assert!(o["packets_sent"].as_i64().unwrap() < 5, "reset by orst: {o}");
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let admin_f = servers[follower]
+        .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            command_url: "/commands".into(),
+            idle_timeout: Duration::from_secs(5),
+            tls: None,
+        })
+        .unwrap();
+    assert_eq!(admin_get(admin_f, "observers")["observers"], serde_json::json!([]));
     for s in servers {
         s.shutdown().unwrap();
     }

@@ -690,9 +690,37 @@ impl AdminSource for Source<'_> {
     }
 
     fn observers(&self) -> (i64, Vec<LearnerView>) {
-        let e = self.shared.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sh = self.shared;
+        let e = sh.ensemble.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let synced = e.leading.map_or(0, |l| l.synced_observers as i64);
-        (synced, Vec::new())
+        // A leader's connections with the observers of the active membership (ZooKeeper's
+        // observing learners), with what each carried.
+        let (Some(net), true) = (sh.quorum_net.get(), e.leading.is_some()) else {
+            return (synced, Vec::new());
+        };
+        let active = e.membership.as_deref().and_then(crate::zab::Membership::parse);
+        let observer = |sid: u64| match &active {
+            Some(m) => m.servers.get(&sid).is_some_and(|s| s.learner_type == LearnerType::Observer),
+            None => sh.config.observers().any(|s| s.id == sid),
+        };
+        let mut list: Vec<LearnerView> = net
+            .connections()
+            .into_iter()
+            .filter(|c| observer(c.peer))
+            .map(|c| LearnerView {
+                remote: c.remote,
+                sid: c.peer,
+                established_ms: c.established_ms,
+                queued_packets: c.queued_packets,
+                queued_packets_size: c.queued_bytes,
+                packets_received: c.packets_received,
+                packets_sent: c.packets_sent,
+                requests: c.requests,
+                last_zxid: c.last_zxid,
+            })
+            .collect();
+        list.sort_by_key(|l| l.sid);
+        (synced, list)
     }
 
     fn system_properties(&self) -> Vec<(String, String)> {
@@ -701,7 +729,11 @@ impl AdminSource for Source<'_> {
         props.into_iter().collect()
     }
 
-    fn reset_observer_stats(&mut self) {}
+    fn reset_observer_stats(&mut self) {
+        if let Some(net) = self.shared.quorum_net.get() {
+            net.reset_connection_stats();
+        }
+    }
 
     fn super_digest(&self) -> Option<String> {
         self.shared.settings.super_digest.clone()

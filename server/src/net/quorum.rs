@@ -169,6 +169,12 @@ pub struct QuorumNet {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for QuorumNet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuorumNet").field("quorum", &self.inner.quorum_addr).finish()
+    }
+}
+
 struct Inner {
     cfg: QuorumNetConfig,
     /// Where each member listens: `cfg.members`, then every member of each membership
@@ -222,11 +228,51 @@ struct Queue {
     bytes: usize,
 }
 
+/// What a quorum connection carried (ZooKeeper's LearnerHandler figures, for the
+/// AdminServer's `observers`).
+#[derive(Debug, Default)]
+pub struct ConnStats {
+    /// Packets written.
+    pub packets_sent: AtomicU64,
+    /// Packets read.
+    pub packets_received: AtomicU64,
+    /// REQUEST packets read (a learner's forwarded client requests).
+    pub requests: AtomicU64,
+    /// The newest zxid of a PROPOSAL, COMMIT or INFORM sent.
+    pub last_zxid: std::sync::atomic::AtomicI64,
+}
+
+/// One quorum connection as the AdminServer's `observers` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumConnInfo {
+    /// The peer.
+    pub peer: Sid,
+    /// Its address.
+    pub remote: Option<SocketAddr>,
+    /// When the connection was set up, ms since the epoch.
+    pub established_ms: i64,
+    /// Packets queued for it, and their bytes.
+    pub queued_packets: i64,
+    /// Bytes queued for it.
+    pub queued_bytes: i64,
+    /// Packets sent.
+    pub packets_sent: i64,
+    /// Packets received.
+    pub packets_received: i64,
+    /// Requests it forwarded.
+    pub requests: i64,
+    /// The newest zxid proposed, committed or informed to it.
+    pub last_zxid: i64,
+}
+
 /// A connection's send queue, drained by its writer thread.
 struct Outbox {
     q: Mutex<Queue>,
     ready: Condvar,
     stream: TcpStream,
+    stats: ConnStats,
+    /// ms since the epoch.
+    established_ms: i64,
     /// Messages queued at most, unless they hold no more than `backlog_bytes`: a burst of
     /// small packets — the proposals made while a large SNAP payload goes out (at ten
     /// million znodes, seconds of them), a learner's acks for them once it has the snapshot
@@ -248,10 +294,15 @@ impl Outbox {
         backlog_bytes: usize,
         lossy: bool,
     ) -> Arc<Outbox> {
+        let established_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         Arc::new(Outbox {
             q: Mutex::new(Queue::default()),
             ready: Condvar::new(),
             stream,
+            stats: ConnStats::default(),
+            established_ms,
             cap,
             backlog_bytes,
             lossy,
@@ -327,6 +378,7 @@ impl Outbox {
             if sent.is_err() {
                 return self.close();
             }
+            self.stats.packets_sent.fetch_add(1, Ordering::Relaxed);
         }
     }
 }
@@ -437,6 +489,40 @@ impl QuorumNet {
         let _ = self.inner.tx.lock().unwrap_or_else(|p| p.into_inner()).send(Input::Peer(ev));
     }
 
+    /// Every quorum connection's figures (a leader's: one per learner).
+    pub fn connections(&self) -> Vec<QuorumConnInfo> {
+        let q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
+        q.values()
+            .map(|(peer, o)| {
+                let (queued_packets, queued_bytes) = {
+                    let queue = o.q.lock().unwrap_or_else(|p| p.into_inner());
+                    (queue.items.len() as i64, queue.bytes as i64)
+                };
+                QuorumConnInfo {
+                    peer: *peer,
+                    remote: o.stream.peer_addr().ok(),
+                    established_ms: o.established_ms,
+                    queued_packets,
+                    queued_bytes,
+                    packets_sent: o.stats.packets_sent.load(Ordering::Relaxed) as i64,
+                    packets_received: o.stats.packets_received.load(Ordering::Relaxed) as i64,
+                    requests: o.stats.requests.load(Ordering::Relaxed) as i64,
+                    last_zxid: o.stats.last_zxid.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+
+    /// Zeroes every quorum connection's packet counts (`orst`).
+    pub fn reset_connection_stats(&self) {
+        let q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
+        for (_, o) in q.values() {
+            o.stats.packets_sent.store(0, Ordering::Relaxed);
+            o.stats.packets_received.store(0, Ordering::Relaxed);
+            o.stats.requests.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn member(&self, sid: Sid) -> Option<MemberAddr> {
         self.inner.members.lock().unwrap_or_else(|p| p.into_inner()).get(&sid).cloned()
     }
@@ -490,6 +576,15 @@ impl QuorumNet {
                     }
                 }
                 NetOut::Command(Command::Send { to, packet }) => {
+                    if matches!(
+                        packet.kind,
+                        PacketType::Proposal | PacketType::Commit | PacketType::Inform
+                    ) {
+                        let q = self.inner.quorum.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some((_, (_, o))) = q.iter().rev().find(|(_, (p, _))| *p == to) {
+                            o.stats.last_zxid.fetch_max(packet.zxid, Ordering::Relaxed);
+                        }
+                    }
                     self.send_quorum(to, Bytes::from(packet.encode()));
                 }
                 NetOut::Snapshot { to, state, .. } => {
@@ -831,6 +926,10 @@ impl QuorumNet {
                 Err(e) => break e,
             };
             let snap = (p.kind == PacketType::Snap).then(|| p.zxid());
+            out.stats.packets_received.fetch_add(1, Ordering::Relaxed);
+            if p.kind == PacketType::Request {
+                out.stats.requests.fetch_add(1, Ordering::Relaxed);
+            }
             self.deliver(Event::Packet { from: peer, conn: id, packet: p });
             if let Some(zxid) = snap {
                 let cfg = &self.inner.cfg;

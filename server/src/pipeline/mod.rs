@@ -627,6 +627,8 @@ pub struct Shared {
     pub trace_mask: AtomicI64,
     /// The pipeline's input, once it runs (for the AdminServer's `restore`).
     pub core: std::sync::OnceLock<Sender<Input>>,
+    /// An ensemble member's quorum transports (for the AdminServer's `observers`).
+    pub quorum_net: std::sync::OnceLock<crate::net::quorum::QuorumNet>,
     /// Failed auth attempts (mntr zk_auth_failed_count).
     pub auth_failed: AtomicU64,
     /// Why the pipeline stopped on its own (storage failed), once it has.
@@ -777,6 +779,7 @@ impl Shared {
             start_wall_ms: clock.wall_ms() - clock.now_ms() as i64,
             trace_mask: AtomicI64::new(crate::admin::fourlw::DEFAULT_TRACE_MASK),
             core: std::sync::OnceLock::new(),
+            quorum_net: std::sync::OnceLock::new(),
             auth_failed: AtomicU64::new(0),
             fatal: Mutex::new(None),
             failed: tokio::sync::Notify::new(),
