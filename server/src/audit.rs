@@ -87,6 +87,22 @@ impl AuditEvent {
         parts.join("\t")
     }
 
+    /// A closed or expired session's ephemeral node deleted (`success`) or already gone
+    /// (`failure`): ZooKeeper's `ephemeralZNodeDeletionOnSessionCloseOrExpire`, by the
+    /// server's user, logged by every server that applies the closeSession.
+    pub fn ephemeral_deleted(user: &str, session: i64, path: &str, deleted: bool) -> AuditEvent {
+        AuditEvent {
+            session: Some(format!("0x{session:x}")),
+            user: Some(user.to_string()),
+            ip: None,
+            operation: "ephemeralZNodeDeletionOnSessionCloseOrExpire".to_string(),
+            znode: Some(path.to_string()),
+            znode_type: None,
+            acl: None,
+            result: if deleted { AuditResult::Success } else { AuditResult::Failure },
+        }
+    }
+
     /// A server event (`serverStart`, `serverStop`): only the user, operation and result.
     pub fn server(user: &str, operation: &str, result: AuditResult) -> AuditEvent {
         AuditEvent {
@@ -133,11 +149,86 @@ pub fn acl_to_string(acl: &[Acl]) -> String {
     out
 }
 
+/// Java's `String.hashCode`: over UTF-16 code units, `h = 31 * h + c`, wrapping.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// How big a Java hash table is once it holds `len` keys.
+#[derive(Debug, Clone, Copy)]
+enum JavaTable {
+    /// A `HashMap` (`HashSet`) keys were added to one by one: 16, doubled when a key would
+    /// take it past three quarters full.
+    HashMapGrown,
+    /// A `HashMap` copied by `clone()`: the power of two at least `len / 0.75 + 1`.
+    HashMapCloned,
+    /// A `ConcurrentHashMap`: 16, doubled once it is three quarters full.
+    Concurrent,
+}
+
+impl JavaTable {
+    fn size(self, len: usize) -> usize {
+        match self {
+            JavaTable::HashMapGrown => {
+                let mut n = 16;
+                while len > n * 3 / 4 {
+                    n *= 2;
+                }
+                n
+            }
+            JavaTable::HashMapCloned => {
+                ((len as f32 / 0.75 + 1.0) as usize).max(1).next_power_of_two()
+            }
+            JavaTable::Concurrent => {
+                let mut n = 16;
+                while len >= n * 3 / 4 {
+                    n *= 2;
+                }
+                n
+            }
+        }
+    }
+}
+
+/// The order a Java hash table of `kind` iterates keys in: by bucket (`(h ^ h >>> 16) &
+/// (n - 1)`), keys of one bucket in the order they went in (`items` is that order).
+fn java_table_order<T>(kind: JavaTable, items: Vec<T>, hash: impl Fn(&T) -> i32) -> Vec<T> {
+    let n = kind.size(items.len());
+    let mut keyed: Vec<(usize, usize, T)> = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let h = hash(&t) as u32;
+            ((((h ^ (h >> 16)) as usize) & (n - 1)), i, t)
+        })
+        .collect();
+    keyed.sort_by_key(|(bucket, i, _)| (*bucket, *i));
+    keyed.into_iter().map(|(_, _, t)| t).collect()
+}
+
+/// A session's ephemerals in ZooKeeper's order (its closeSession txn lists them so, and
+/// deletes them so): the order of a clone of the `HashSet` they were added to one by one;
+/// `paths` in the order they were created.
+pub fn java_hash_set_order(paths: Vec<String>) -> Vec<String> {
+    let hash = |p: &String| java_string_hash(p);
+    let grown = java_table_order(JavaTable::HashMapGrown, paths, hash);
+    java_table_order(JavaTable::HashMapCloned, grown, hash)
+}
+
 /// `AuthUtil.getUsers`: each id's user name (an ip id's address, a digest id's user, a sasl
-/// or x509 id as is), empty ones left out, joined with commas; `None` if there are none.
+/// or x509 id as is), empty ones left out, joined with commas; `None` if there are none. The
+/// ids are taken in the order ZooKeeper's connection keeps them (a `ConcurrentHashMap` key
+/// set, hashed by `Id.hashCode`), `auth` being the order they were added in.
 pub fn users(auth: &[Id]) -> Option<String> {
-    let names: Vec<&str> = auth
-        .iter()
+    let id_hash = |id: &&Id| {
+        let mut h: i32 = 17;
+        h = h.wrapping_mul(37).wrapping_add(java_string_hash(&id.scheme));
+        h.wrapping_mul(37).wrapping_add(java_string_hash(&id.id))
+    };
+    let ordered =
+        java_table_order(JavaTable::Concurrent, auth.iter().collect::<Vec<&Id>>(), id_hash);
+    let names: Vec<&str> = ordered
+        .into_iter()
         .filter_map(|id| match id.scheme.as_str() {
             "digest" => id.id.split(':').next(),
             "ip" | "sasl" | "x509" => Some(id.id.as_str()),
@@ -331,6 +422,16 @@ impl AuditRequest {
 pub struct AuditLog {
     /// The file writer's queue and thread (joined on drop, so that every line is written).
     file: Option<(mpsc::SyncSender<Stamped>, std::thread::JoinHandle<()>)>,
+    /// The user the server runs as (ZooKeeper's `user.name`): the user of its own events.
+    pub server_user: String,
+}
+
+/// The user this process runs as: `$USER`, `$LOGNAME`, else the uid.
+pub fn process_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        // SAFETY: getuid has no preconditions.
+        .unwrap_or_else(|_| unsafe { libc::getuid() }.to_string())
 }
 
 /// An event and when it happened (ms since the epoch).
@@ -348,7 +449,7 @@ impl Drop for AuditLog {
 impl AuditLog {
     /// Lines to the server's log.
     pub fn to_log() -> AuditLog {
-        AuditLog { file: None }
+        AuditLog { file: None, server_user: process_user() }
     }
 
     /// Lines appended to `path` by a writer thread (created if missing).
@@ -379,7 +480,7 @@ impl AuditLog {
                 }
             }
         })?;
-        Ok(AuditLog { file: Some((tx, writer)) })
+        Ok(AuditLog { file: Some((tx, writer)), server_user: process_user() })
     }
 
     /// Records one event.
@@ -434,14 +535,62 @@ mod tests {
 
     #[test]
     fn users_and_acls_as_zookeeper_writes_them() {
-        let auth = [id("ip", "10.0.0.1"), id("digest", "bob:xyz="), id("super", "")];
-        assert_eq!(users(&auth).as_deref(), Some("10.0.0.1,bob"));
+        // The orders a JVM (OpenJDK 17, ZooKeeper 3.8.0's Id) iterates these sets in.
+        assert_eq!(java_string_hash("hello"), 99162322);
+        let auth = [id("ip", "127.0.0.1"), id("digest", "bob:ikIaKsbtGweaHnb/jKn7OHqbunM=")];
+        assert_eq!(users(&auth).as_deref(), Some("bob,127.0.0.1"), "as ZooKeeper 3.8 logged it");
+        let auth = [
+            id("ip", "10.0.0.1"),
+            id("digest", "bob:xyz="),
+            id("sasl", "zk@EXAMPLE.COM"),
+            id("x509", "CN=client"),
+            id("super", ""),
+        ];
+        assert_eq!(users(&auth).as_deref(), Some("CN=client,bob,10.0.0.1,zk@EXAMPLE.COM"));
         assert_eq!(users(&[]), None);
         let acl = vec![
             Acl { perms: 31, id: id("world", "anyone") },
             Acl { perms: 1 | 2, id: id("digest", "bob:xyz=") },
         ];
         assert_eq!(acl_to_string(&acl), "world:anyone:cdrwadigest:bob:xyz=:rw");
+    }
+
+    #[test]
+    fn ephemerals_in_the_order_zookeeper_deletes_them() {
+        let order = |paths: &[&str]| {
+            java_hash_set_order(paths.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+        };
+        // What a JVM printed for a clone of a HashSet the paths were added to in this order.
+        assert_eq!(
+            order(&["/audit/eph", "/audit/eseq-0000000002"]),
+            ["/audit/eph", "/audit/eseq-0000000002"]
+        );
+        assert_eq!(order(&["/b", "/a", "/zz/top", "/q"]), ["/a", "/q", "/b", "/zz/top"]);
+        assert_eq!(
+            order(&[
+                "/locks/lock-0000000003",
+                "/locks/lock-0000000001",
+                "/svc/member-a",
+                "/svc/member-b",
+                "/e"
+            ]),
+            [
+                "/locks/lock-0000000003",
+                "/locks/lock-0000000001",
+                "/svc/member-b",
+                "/svc/member-a",
+                "/e"
+            ]
+        );
+        let mut many: Vec<String> = (0..20).map(|i| format!("/app/e-{i:010}")).collect();
+        many.extend(["/audit/eph", "/audit/eseq-0000000002", "/x", "/lock/n"].map(String::from));
+        let jvm = "/app/e-0000000010 /app/e-0000000011 /app/e-0000000012 /audit/eseq-0000000002 \
+                   /app/e-0000000013 /app/e-0000000018 /app/e-0000000019 /app/e-0000000014 \
+                   /app/e-0000000015 /app/e-0000000016 /app/e-0000000017 /lock/n /x \
+                   /app/e-0000000000 /app/e-0000000001 /audit/eph /app/e-0000000002 \
+                   /app/e-0000000007 /app/e-0000000008 /app/e-0000000009 /app/e-0000000003 \
+                   /app/e-0000000004 /app/e-0000000005 /app/e-0000000006";
+        assert_eq!(java_hash_set_order(many), jvm.split_whitespace().collect::<Vec<_>>());
     }
 
     #[test]

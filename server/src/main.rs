@@ -267,10 +267,7 @@ fn main() -> Result<()> {
         None => None,
     };
     let audit = opts.settings.audit.clone();
-    let audit_user = std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        // SAFETY: getuid has no preconditions.
-        .unwrap_or_else(|_| unsafe { libc::getuid() }.to_string());
+    let audit_user = corral_server::audit::process_user();
     let server = match RunningServer::start(opts) {
         Ok(s) => s,
         Err(e) => {

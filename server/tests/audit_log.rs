@@ -67,7 +67,9 @@ fn writes_are_audited_as_zookeeper_audits_them() {
     drop(server);
     let lines = lines_after(&audit, 9);
     let msgs: Vec<(&str, &str)> = lines.iter().map(|l| message(l)).collect();
-    let s = format!("session=0x{:x}\tuser=127.0.0.1,bob\tip=127.0.0.1", session as u64);
+    // The users in the order ZooKeeper's connection keeps its ids (a JVM prints this set as
+    // [digest:bob:fyVmFCwVbTJYrznoSu1koqYEYF0=, ip:127.0.0.1]).
+    let s = format!("session=0x{:x}\tuser=bob,127.0.0.1\tip=127.0.0.1", session as u64);
     let expect = [
         ("INFO", format!("{s}\toperation=create\tznode=/a\tznode_type=persistent\tresult=success")),
         (
@@ -89,4 +91,116 @@ fn writes_are_audited_as_zookeeper_audits_them() {
     let want: Vec<(String, String)> =
         expect.iter().map(|(l, m)| (l.to_string(), m.clone())).collect();
     assert_eq!(got, want, "{lines:#?}");
+}
+
+/// The same operations as ZooKeeper 3.8.0 audited in `tests/data/zk-3.8.0-audit/` (its README
+/// has the capture script): Corral writes the same lines, in the same order — session ids
+/// numbered in order of appearance, the server's user named `SERVER` on both sides (the
+/// capture ran as root), serverStart/serverStop left out (the binary writes those).
+#[test]
+fn the_same_operations_as_zookeeper_give_the_same_lines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let audit = tmp.path().join("zookeeper_audit.log");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cfg = format!(
+        "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
+         audit.enable=true\ncorral.audit.file={}\n",
+        tmp.path().join("data").display(),
+        audit.display()
+    );
+    let opts = ServerOptions::from_config(&Config::parse_str(&cfg).unwrap()).unwrap();
+    let server_user = opts.settings.audit.as_ref().unwrap().server_user.clone();
+    let server = RunningServer::start(opts).unwrap();
+    let addr = server.addr().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let a = zk::Client::connect(&addr).await.unwrap();
+        let with = |mode: zk::CreateMode| mode.with_acls(zk::Acls::anyone_all());
+        a.create("/audit", b"x", &with(zk::CreateMode::Persistent)).await.unwrap();
+        a.create("/audit/eph", b"", &with(zk::CreateMode::Ephemeral)).await.unwrap();
+        a.create("/audit/seq-", b"", &with(zk::CreateMode::PersistentSequential)).await.unwrap();
+        a.create("/audit/eseq-", b"", &with(zk::CreateMode::EphemeralSequential)).await.unwrap();
+        a.create("/audit/cont", b"", &with(zk::CreateMode::Container)).await.unwrap();
+        assert!(a.create("/audit", b"", &with(zk::CreateMode::Persistent)).await.is_err());
+        a.set_data("/audit", b"y", None).await.unwrap();
+        a.auth("digest".into(), b"bob:pw".to_vec()).await.unwrap();
+        let bob = corral_server::tree::acl::digest_id("bob", "pw");
+        let acl = [zk::Acl::new(zk::Permission::ALL, zk::AuthId::new("digest", &bob))];
+        a.set_acl("/audit/cont", &zk::Acls::new(&acl), None).await.unwrap();
+        let mut m = a.new_multi_writer();
+        m.add_create("/audit/m1", b"", &with(zk::CreateMode::Persistent)).unwrap();
+        m.add_set_data("/audit/m1", b"m", None).unwrap();
+        m.add_delete("/audit/m1", None).unwrap();
+        m.commit().await.unwrap();
+        let mut bad = a.new_multi_writer();
+        bad.add_create("/audit/m2", b"", &with(zk::CreateMode::Persistent)).unwrap();
+        bad.add_delete("/nonexistent", None).unwrap();
+        assert!(bad.commit().await.is_err());
+        a.delete("/audit/seq-0000000001", None).await.unwrap();
+        let b = zk::Client::connect(&addr).await.unwrap();
+        b.create("/audit/b-eph", b"", &with(zk::CreateMode::Ephemeral)).await.unwrap();
+        drop(b);
+        // Session B's close is audited before session A's.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::fs::read_to_string(&audit).unwrap_or_default().contains("/audit/b-eph\tresult")
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        drop(a);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    let ours = lines_after(&audit, 17);
+    drop(server);
+    let fixture = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/zk-3.8.0-audit/audit.txt"
+    ))
+    .unwrap();
+    // Sessions as S1, S2 in order of appearance; the server's user as SERVER.
+    let normalize = |lines: Vec<(String, String)>, user: &str| -> Vec<String> {
+        let mut sessions: Vec<String> = Vec::new();
+        lines
+            .into_iter()
+            .filter(|(_, m)| !m.contains("operation=serverSt"))
+            .map(|(level, m)| {
+                let fields: Vec<String> = m
+                    .split('\t')
+                    .map(|f| match f.split_once('=') {
+                        Some(("session", s)) => {
+                            if !sessions.iter().any(|x| x == s) {
+                                sessions.push(s.to_string());
+                            }
+                            let n = sessions.iter().position(|x| x == s).unwrap() + 1;
+                            format!("session=S{n}")
+                        }
+                        Some(("user", u)) if u == user => "user=SERVER".to_string(),
+                        _ => f.to_string(),
+                    })
+                    .collect();
+                format!("{level} {}", fields.join("\t"))
+            })
+            .collect()
+    };
+    let zk_lines: Vec<(String, String)> = fixture
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let (level, m) = l.split_once(' ').unwrap();
+            (level.to_string(), m.to_string())
+        })
+        .collect();
+    let our_lines: Vec<(String, String)> = ours
+        .iter()
+        .map(|l| {
+            let (level, m) = message(l);
+            (level.to_string(), m.to_string())
+        })
+        .collect();
+    let want = normalize(zk_lines, "root");
+    let got = normalize(our_lines, &server_user);
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+    for (g, w) in got.iter().zip(&want) {
+        assert_eq!(g, w);
+    }
 }

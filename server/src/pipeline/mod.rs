@@ -893,6 +893,43 @@ struct PendingRestore {
 /// How long a restore waits for writes in flight and a snapshot being written to finish.
 const RESTORE_WAIT_MS: u64 = 30_000;
 
+/// The audit lines of a closeSession's ephemeral deletions, as ZooKeeper's DataTree logs them
+/// (on every server that applies it): those its txn lists, then any other, each in the order
+/// ZooKeeper's `HashSet` of the session's ephemerals iterates (creation order taken from
+/// `before`, the tree before the txn's commit group).
+fn ephemeral_deletions(
+    log: &crate::audit::AuditLog,
+    session: i64,
+    txn: &crate::proto::CloseSessionTxn,
+    a: &Applied,
+    before: &DataTree,
+) -> Vec<crate::audit::AuditEvent> {
+    use crate::audit::{java_hash_set_order, AuditEvent};
+    let deleted: Vec<&str> = a
+        .outcome
+        .triggers
+        .iter()
+        .filter(|t| t.event == crate::proto::EventType::NodeDeleted)
+        .map(|t| t.path.as_str())
+        .collect();
+    let in_order = |mut paths: Vec<String>| {
+        paths.sort_by_key(|p| before.node(p).map_or(i64::MAX, |n| n.stat.czxid));
+        java_hash_set_order(paths)
+    };
+    let listed = txn.paths_to_delete.clone().unwrap_or_default();
+    let rest: Vec<String> =
+        deleted.iter().filter(|p| !listed.iter().any(|l| l == *p)).map(|p| p.to_string()).collect();
+    let mut out = Vec::new();
+    for p in in_order(listed) {
+        let done = deleted.contains(&p.as_str());
+        out.push(AuditEvent::ephemeral_deleted(&log.server_user, session, &p, done));
+    }
+    for p in in_order(rest) {
+        out.push(AuditEvent::ephemeral_deleted(&log.server_user, session, &p, true));
+    }
+    out
+}
+
 /// See [`Pipeline::timing`].
 #[derive(Debug, Default)]
 struct RoleTiming {
@@ -3147,6 +3184,11 @@ impl Pipeline {
                 o
             };
             shared.last_zxid.store(zxid, Ordering::Release);
+            if let (Some(log), crate::proto::Txn::CloseSession(t)) =
+                (&shared.settings.audit, &a.entry.txn)
+            {
+                audited.extend(ephemeral_deletions(log, session_id, t, a, &self.before));
+            }
             for t in &a.outcome.triggers {
                 let events = watches.trigger(&t.path, t.event);
                 if events.is_empty() {
