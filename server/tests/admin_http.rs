@@ -6,6 +6,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+
+use common::http::Answer;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -56,77 +58,22 @@ fn start_with(dir: &Path, edit: impl FnOnce(&mut Config)) -> (RunningServer, Soc
 
 /// A raw HTTP/1.1 exchange: (status, headers lower-cased, body).
 fn http(addr: SocketAddr, method: &str, target: &str) -> (u16, Vec<(String, String)>, String) {
-    let (status, headers, body) = http_raw(addr, method, target, None);
+    let (status, headers, body) = common::http::request(addr, method, target, &[], b"");
     (status, headers, String::from_utf8(body).unwrap())
 }
 
 /// As [`http`], with an `Authorization` header, the body as bytes.
-fn http_raw(
-    addr: SocketAddr,
-    method: &str,
-    target: &str,
-    auth: Option<&str>,
-) -> (u16, Vec<(String, String)>, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "{method} {target} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect::<Vec<_>>();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
-        body = dechunk(&body);
-    }
-    (status, headers, body)
+fn http_raw(addr: SocketAddr, method: &str, target: &str, auth: Option<&str>) -> Answer {
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    common::http::request(addr, method, target, &headers, b"")
 }
 
 /// A POST with a body (and an `Authorization` header): (status, body).
 fn http_post(addr: SocketAddr, target: &str, auth: Option<&str>, body: &[u8]) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(
-        s,
-        "POST {target} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/octet-stream\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    )
-    .unwrap();
-    // The server may answer (and close) before reading a body it refuses.
-    let _ = s.write_all(body);
-    let mut raw = Vec::new();
-    let _ = s.read_to_end(&mut raw);
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a complete response");
-    let head = String::from_utf8(raw[..split].to_vec()).unwrap();
-    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let mut body = raw[split + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
+    let mut headers = vec![("Content-Type", "application/octet-stream")];
+    headers.extend(auth.map(|a| ("Authorization", a)));
+    let (status, _, body) = common::http::request(addr, "POST", target, &headers, body);
     (status, String::from_utf8(body).unwrap())
-}
-
-/// A chunked body's bytes.
-fn dechunk(mut raw: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let eol = raw.windows(2).position(|w| w == b"\r\n").expect("chunk size line");
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&raw[..eol]).unwrap().trim(), 16).unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&raw[eol + 2..eol + 2 + size]);
-        raw = &raw[eol + 2 + size + 2..];
-    }
 }
 
 fn get_json(addr: SocketAddr, target: &str) -> Value {
@@ -575,37 +522,14 @@ fn last_snapshot_is_the_databases_newest() {
     assert!((now - 120..=now + 1).contains(&ts), "timestamp {ts} is the file's, in seconds");
 }
 
-/// (status, headers lower-cased, body).
-type Answer = (u16, Vec<(String, String)>, Vec<u8>);
-
 /// An HTTP/1.1 GET over any stream (TLS or plain).
 fn get_over(
     s: &mut dyn common::raw::Stream,
     target: &str,
     auth: Option<&str>,
 ) -> std::io::Result<Answer> {
-    let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n")?;
-    s.flush()?;
-    let mut raw = Vec::new();
-    // A TLS peer may end without close_notify once the answer is in.
-    let _ = s.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| std::io::Error::other(format!("no HTTP answer: {raw:?}")))?;
-    let head = String::from_utf8_lossy(&raw[..split]).to_string();
-    let mut lines = head.lines();
-    let status: u16 = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let mut body = raw[split + 4..].to_vec();
-    if headers.iter().any(|(k, v)| k == "transfer-encoding" && v == "chunked") {
-        body = dechunk(&body);
-    }
-    Ok((status, headers, body))
+    let headers: Vec<(&str, &str)> = auth.map(|a| ("Authorization", a)).into_iter().collect();
+    common::http::exchange(s, "GET", target, &headers, b"")
 }
 
 /// A server whose AdminServer takes HTTPS as ZooKeeper's does, from zoo.cfg lines `admin`

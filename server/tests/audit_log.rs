@@ -25,21 +25,26 @@ fn message(line: &str) -> (&str, &str) {
     (head.rsplit(' ').next().unwrap(), msg)
 }
 
-#[test]
-fn writes_are_audited_as_zookeeper_audits_them() {
-    let tmp = tempfile::tempdir().unwrap();
-    let audit = tmp.path().join("zookeeper_audit.log");
+/// A standalone server on a free loopback port auditing to `<dir>/zookeeper_audit.log`:
+/// (server, that file, the server's user).
+fn start_audited(dir: &std::path::Path) -> (RunningServer, std::path::PathBuf, String) {
+    let audit = dir.join("zookeeper_audit.log");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let cfg = format!(
         "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
          audit.enable=true\ncorral.audit.file={}\n",
-        tmp.path().join("data").display(),
+        dir.join("data").display(),
         audit.display()
     );
-    let config = Config::parse_str(&cfg).unwrap();
-    let opts = ServerOptions::from_config(&config).unwrap();
-    assert!(opts.settings.audit.is_some());
-    let server = RunningServer::start(opts).unwrap();
+    let opts = ServerOptions::from_config(&Config::parse_str(&cfg).unwrap()).unwrap();
+    let user = opts.settings.audit.as_ref().expect("audit.enable").server_user.clone();
+    (RunningServer::start(opts).unwrap(), audit, user)
+}
+
+#[test]
+fn writes_are_audited_as_zookeeper_audits_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, audit, _) = start_audited(tmp.path());
     let addr = server.addr().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let session = rt.block_on(async {
@@ -100,17 +105,7 @@ fn writes_are_audited_as_zookeeper_audits_them() {
 #[test]
 fn the_same_operations_as_zookeeper_give_the_same_lines() {
     let tmp = tempfile::tempdir().unwrap();
-    let audit = tmp.path().join("zookeeper_audit.log");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let cfg = format!(
-        "tickTime=2000\ndataDir={}\nclientPort={port}\nclientPortAddress=127.0.0.1\n\
-         audit.enable=true\ncorral.audit.file={}\n",
-        tmp.path().join("data").display(),
-        audit.display()
-    );
-    let opts = ServerOptions::from_config(&Config::parse_str(&cfg).unwrap()).unwrap();
-    let server_user = opts.settings.audit.as_ref().unwrap().server_user.clone();
-    let server = RunningServer::start(opts).unwrap();
+    let (server, audit, server_user) = start_audited(tmp.path());
     let addr = server.addr().to_string();
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

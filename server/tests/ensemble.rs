@@ -4,6 +4,8 @@
 //! `zookeeper-client` crate on every server: a write through any server is read through the
 //! others after a sync; a server stopped and started again catches up.
 
+mod common;
+
 use std::net::TcpListener;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -58,16 +60,23 @@ fn ensemble(n: usize, root: &Path, extra: &str) -> Vec<Member> {
         .collect()
 }
 
+/// Starts `server`'s AdminServer on a free loopback port.
+fn admin_on(server: &RunningServer) -> std::net::SocketAddr {
+    server
+        .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            command_url: "/commands".into(),
+            idle_timeout: Duration::from_secs(5),
+            tls: None,
+        })
+        .unwrap()
+}
+
 /// `GET /commands/<name>` on an AdminServer, as JSON.
 fn admin_get(addr: std::net::SocketAddr, name: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET /commands/{name} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = &text[text.find("\r\n\r\n").expect("a whole response") + 4..];
-    serde_json::from_str(body).unwrap_or_else(|e| panic!("{name}: {e}: {text}"))
+    let (_, _, body) = common::http::get(addr, &format!("/commands/{name}"), None);
+    serde_json::from_slice(&body)
+        .unwrap_or_else(|e| panic!("{name}: {e}: {}", String::from_utf8_lossy(&body)))
 }
 
 /// ZooKeeper 3.8.0's answer in `role` (tests/data/zk-3.8.0-admin).
@@ -173,14 +182,7 @@ fn three_servers_elect_replicate_and_catch_up() {
     // The AdminServer's quorum commands answer with ZooKeeper's keys in each role.
     for (i, m) in members.iter().enumerate() {
         let server = m.server.as_ref().unwrap();
-        let admin = server
-            .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
-                bind: "127.0.0.1:0".parse().unwrap(),
-                command_url: "/commands".into(),
-                idle_timeout: Duration::from_secs(5),
-                tls: None,
-            })
-            .unwrap();
+        let admin = admin_on(server);
         let role = mode(&addrs[i]);
         let leads = role == "leader";
         for name in ["leader", "zabstate", "voting_view", "server_stats", "observers"] {
@@ -514,14 +516,7 @@ fn observer_without_sync_logs_nothing() {
     // The leader's `observers`: server 4, with what its connection carried (ZooKeeper's
     // LearnerHandler figures and keys); `orst` zeroes the packet counts.
     let leader = servers.iter().position(|s| mode(&s.addr().to_string()) == "leader").unwrap();
-    let admin = servers[leader]
-        .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            command_url: "/commands".into(),
-            idle_timeout: Duration::from_secs(5),
-            tls: None,
-        })
-        .unwrap();
+    let admin = admin_on(&servers[leader]);
     let obsr = admin_get(admin, "observers");
     assert_eq!(obsr["synced_observers"], 1, "{obsr}");
     let list = obsr["observers"].as_array().unwrap();
@@ -544,14 +539,7 @@ fn observer_without_sync_logs_nothing() {
     let o = admin_get(admin, "observers")["observers"][0].clone();
     assert!(o["packets_sent"].as_i64().unwrap() < 5, "reset by orst: {o}");
     let follower = (0..3).find(|i| *i != leader).unwrap();
-    let admin_f = servers[follower]
-        .start_admin_server(corral_server::net::admin_http::AdminHttpOptions {
-            bind: "127.0.0.1:0".parse().unwrap(),
-            command_url: "/commands".into(),
-            idle_timeout: Duration::from_secs(5),
-            tls: None,
-        })
-        .unwrap();
+    let admin_f = admin_on(&servers[follower]);
     assert_eq!(admin_get(admin_f, "observers")["observers"], serde_json::json!([]));
     for s in servers {
         s.shutdown().unwrap();

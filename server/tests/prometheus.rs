@@ -2,10 +2,10 @@
 //! gauge names (those a live ZooKeeper 3.8.0 reports, `tests/data/zk-3.8.0-admin`) and its
 //! summaries, and Corral's own figures move with the load.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::time::Duration;
+use std::net::SocketAddr;
 
 use corral_server::config::Config;
 use corral_server::db::DbOptions;
@@ -14,21 +14,11 @@ use corral_server::pipeline::Settings;
 use corral_server::server::{RunningServer, ServerOptions};
 use zookeeper_client as zk;
 
+/// `GET target`: (status, content type, body).
 fn get(addr: SocketAddr, target: &str) -> (u16, String, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
-    let ctype = head
-        .lines()
-        .find_map(|l| {
-            l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string())
-        })
-        .unwrap_or_default();
-    (status, ctype, body.to_string())
+    let a = common::http::get(addr, target, None);
+    let ctype = common::http::header(&a, "content-type").unwrap_or_default().to_string();
+    (a.0, ctype, String::from_utf8(a.2).unwrap())
 }
 
 /// A parsed scrape: family → type, and sample (name with labels) → value. Panics on any line
