@@ -704,6 +704,66 @@ fn a_streamed_snapshot_restores() {
     assert_eq!(http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot).0, 429);
 }
 
+/// A restore under a client's write load: it is answered in bounded time, the writer's
+/// session (in the snapshot) resumes, and every write acknowledged after the restore's answer
+/// is there after a restart, on top of the snapshot's data.
+#[test]
+fn a_restore_under_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, admin) = start_with(tmp.path(), |c| c.admin_rate_limiter_interval_ms = 0);
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let addr = server.addr().to_string();
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let writer = rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        c.create("/base", b"snapshot", &open).await.unwrap();
+        c
+    });
+    let snapshot = http_raw(admin, "GET", "/commands/snapshot", Some("digest any:one")).2;
+    // Writes go on (bounded: 3,000 creates or 20 s) while the restore runs.
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(u32, std::time::Instant)>::new()));
+    let log = acked.clone();
+    let load = rt.spawn(async move {
+        let started = std::time::Instant::now();
+        let mut i = 0u32;
+        while i < 3000 && started.elapsed() < Duration::from_secs(20) {
+            let path = format!("/w{i}");
+            match writer.create(&path, b"", &open).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {
+                    log.lock().unwrap().push((i, std::time::Instant::now()));
+                    i += 1;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while acked.lock().unwrap().len() < 300 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let (status, body) = http_post(admin, "/commands/restore", Some("digest any:one"), &snapshot);
+    assert_eq!(status, 200, "{body}");
+    let restored_at = std::time::Instant::now();
+    rt.block_on(load).unwrap();
+    let acked = acked.lock().unwrap().clone();
+    let after: Vec<u32> = acked.iter().filter(|(_, t)| *t > restored_at).map(|(i, _)| *i).collect();
+    assert!(!after.is_empty(), "the writer's session resumed after the restore");
+    drop(server);
+    let (server, _admin) = start(tmp.path());
+    let addr = server.addr().to_string();
+    rt.block_on(async {
+        let c = zk::Client::connect(&addr).await.unwrap();
+        assert_eq!(c.get_data("/base").await.unwrap().0, b"snapshot");
+        for i in &after {
+            assert!(c.check_stat(&format!("/w{i}")).await.unwrap().is_some(), "/w{i} acked after");
+        }
+        let (children, _) = c.get_children("/").await.unwrap();
+        let writes = children.iter().filter(|n| n.starts_with('w')).count();
+        assert!(writes >= after.len() && writes < acked.len() + 1, "{writes} of {}", acked.len());
+    });
+}
+
 /// `snapshot`: ZooKeeper 3.9's checks — an Authorization header, ALL permissions on `/` bit by
 /// bit (CVE-2025-58457: a READ entry alone must not let it through), the rate limit, the
 /// switch — and the file: a ZooKeeper-format snapshot streamed with its zxid and size in

@@ -213,6 +213,13 @@ fn three_servers_elect_replicate_and_catch_up() {
             json_keys(&srvr["server_stats"]),
             json_keys(&admin_fixture(&role, "server_stats")["server_stats"])
         );
+        // restore is a standalone server's: a member refuses it (nothing changes).
+        let snapshot = common::http::get(admin, "/commands/snapshot", Some("ip")).2;
+        assert!(!snapshot.is_empty());
+        let auth = [("Authorization", "ip")];
+        let (status, _, _) =
+            common::http::request(admin, "POST", "/commands/restore", &auth, &snapshot);
+        assert_eq!(status, 500, "{role}: restore in an ensemble");
         let mntr = admin_get(admin, "monitor");
         assert_eq!(
             mntr["peer_state"],
