@@ -307,19 +307,7 @@ pub fn histogram_entries(
     name: &str,
     h: &hdrhistogram::Histogram<u64>,
 ) -> Vec<(String, MetricValue)> {
-    let count = h.len() as i64;
-    let s = if count == 0 {
-        Summary::default()
-    } else {
-        Summary {
-            count,
-            sum: (h.mean() * count as f64).round() as i64,
-            min: h.min() as i64,
-            max: h.max() as i64,
-        }
-    };
-    let q = |x: f64| if count == 0 { 0 } else { h.value_at_quantile(x) as i64 };
-    summary_entries_with_percentiles(name, &s, q(0.5), q(0.95), q(0.99), q(0.999))
+    super::server_metrics::ZkValue::of_histogram(h, 1, true).entries(name)
 }
 
 #[cfg(test)]

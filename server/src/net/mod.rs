@@ -171,7 +171,6 @@ async fn writer<W: AsyncWrite + Unpin>(
     metrics: Arc<crate::admin::server_metrics::ServerMetrics>,
     closed: tokio::sync::oneshot::Sender<()>,
 ) {
-    use crate::admin::server_metrics::C;
     // A watch notification's xid is -1.
     let count_frame = |f: &[u8]| {
         let c = if f.get(4..8) == Some(&[0xff; 4]) { C::WatchBytes } else { C::ResponseBytes };

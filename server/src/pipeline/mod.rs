@@ -930,6 +930,16 @@ fn ephemeral_deletions(
     out
 }
 
+/// Whether a peer in `role` serves clients (an established leader, a synced learner).
+fn serves(role: Role) -> bool {
+    matches!(
+        role,
+        Role::Leading { established: true, .. }
+            | Role::Following { serving: true, .. }
+            | Role::Observing { serving: true, .. }
+    )
+}
+
 /// See [`Pipeline::timing`].
 #[derive(Debug, Default)]
 struct RoleTiming {
@@ -2547,12 +2557,7 @@ impl Pipeline {
         let now = self.shared.now_ms();
         let m = &self.shared.stats.zk;
         let t = &mut self.timing;
-        let serving = matches!(
-            role,
-            Role::Leading { established: true, .. }
-                | Role::Following { serving: true, .. }
-                | Role::Observing { serving: true, .. }
-        );
+        let serving = serves(role);
         match role {
             Role::Looking => {
                 m.add(C::LookingCount, 1);
@@ -2917,12 +2922,7 @@ impl Pipeline {
         };
         self.shared.mode.store(mode, Ordering::Release);
         self.report_ensemble();
-        let serving = matches!(
-            role,
-            Role::Leading { established: true, .. }
-                | Role::Following { serving: true, .. }
-                | Role::Observing { serving: true, .. }
-        );
+        let serving = serves(role);
         if serving {
             return;
         }
